@@ -1,0 +1,3 @@
+"""Page routes of the accounts app."""
+
+urlpatterns: list = []

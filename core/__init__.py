@@ -1,0 +1,1 @@
+"""Shared pieces: application errors, the DRF exception handler, realtime push, logging, the launcher."""

@@ -1,0 +1,89 @@
+"""Realtime push to Channels groups from any process.
+
+With Redis the channel layer is shared and every process sends to it directly. In embedded mode the
+layer is in-memory, i.e. per process: the web process owns it, and other processes (collector, Celery
+workers — they set ``OBSERVATOR_ROLE``) POST their messages to the web process's loopback-only relay
+endpoint, authenticated with an HMAC of SECRET_KEY, which forwards them into its layer.
+The channel layer delivers at most once; clients re-sync over REST after a reconnect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+import httpx
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+RELAY_HEADER = "X-Observator-Relay"
+_client_lock = threading.Lock()
+_client: httpx.Client | None = None
+
+
+def relay_token() -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), b"realtime-relay", hashlib.sha256).hexdigest()
+
+
+def _must_relay() -> bool:
+    role = os.environ.get("OBSERVATOR_ROLE", "")
+    return role not in ("", "web") and isinstance(get_channel_layer(), InMemoryChannelLayer)
+
+
+def _http() -> httpx.Client:
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(timeout=2.0)
+        return _client
+
+
+def publish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send ``(group, message)`` pairs; each message is a Channels event dict with a ``type``."""
+    if not messages:
+        return
+    if _must_relay():
+        body = json.dumps([{"group": g, "message": m} for g, m in messages], default=str)
+        try:
+            _http().post(
+                settings.REALTIME_RELAY_URL,
+                content=body,
+                headers={RELAY_HEADER: relay_token(), "Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            # The web process may be restarting; realtime data is best-effort and re-synced by clients.
+            logger.warning("realtime relay unavailable: %s", exc.__class__.__name__)
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group, message in messages:
+        async_to_sync(layer.group_send)(group, message)
+
+
+def publish(group: str, message: dict[str, Any]) -> None:
+    publish_many([(group, message)])
+
+
+async def apublish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Async variant for code already running in an event loop (collector, consumers)."""
+    if not messages:
+        return
+    if _must_relay():
+        import asyncio
+
+        await asyncio.to_thread(publish_many, messages)
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group, message in messages:
+        await layer.group_send(group, message)

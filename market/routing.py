@@ -1,0 +1,3 @@
+"""WebSocket routes of the market app."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Page routes of the market app."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Page routes of the mlmodel app."""
+
+urlpatterns: list = []

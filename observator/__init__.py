@@ -1,0 +1,1 @@
+"""OBservator project package: settings, ASGI and URL roots."""

@@ -1,0 +1,29 @@
+"""URL root: pages, the REST API under /api/, the OpenAPI schema and the admin."""
+
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+api_patterns = [
+    path("", include("accounts.api.urls")),
+    path("", include("market.api.urls")),
+    path("", include("mlmodel.api.urls")),
+    path("", include("trading.api.urls")),
+]
+
+urlpatterns = [
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/", include(api_patterns)),
+    path("", include("core.urls")),
+    path("", include("accounts.urls")),
+    path("", include("market.urls")),
+    path("", include("mlmodel.urls")),
+    path("", include("trading.urls")),
+]
+if settings.DEBUG:
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

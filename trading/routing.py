@@ -1,0 +1,3 @@
+"""WebSocket routes of the trading app."""
+
+websocket_urlpatterns: list = []

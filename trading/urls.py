@@ -1,0 +1,3 @@
+"""Page routes of the trading app."""
+
+urlpatterns: list = []
