@@ -40,3 +40,15 @@ def rotate(token: str) -> str:
         return fernet().rotate(token.encode()).decode()
     except InvalidToken:
         raise DecryptionError("stored secret cannot be decrypted with the configured keys") from None
+
+
+def is_current(token: str) -> bool:
+    """True when the token is already encrypted under the primary (first) key — nothing to rotate."""
+    keys = tuple(settings.FIELD_ENCRYPTION_KEYS)
+    if not keys:
+        raise RuntimeError("FIELD_ENCRYPTION_KEYS is empty")
+    try:
+        Fernet(keys[0].encode()).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True

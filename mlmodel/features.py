@@ -177,6 +177,9 @@ def compute_features(
     bid_sz_raw = np.asarray(book.bid_sz, dtype=np.float64)
     if ask_px_raw.shape[1] == 0:
         raise ValueError("book has no levels")
+    # An absent level may be stored as NaN or as price/size 0: normalise both to "missing".
+    ask_px_raw = np.where((ask_px_raw > 0) & (ask_sz_raw > 0), ask_px_raw, np.nan)
+    bid_px_raw = np.where((bid_px_raw > 0) & (bid_sz_raw > 0), bid_px_raw, np.nan)
     a1, b1 = ask_px_raw[:, 0], bid_px_raw[:, 0]
     qa1 = np.nan_to_num(ask_sz_raw[:, 0], nan=0.0)
     qb1 = np.nan_to_num(bid_sz_raw[:, 0], nan=0.0)

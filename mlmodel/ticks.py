@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 
 import numpy as np
 
-# (lower bound in KRW, tick) from the table effective 2025-07-31 (shared/upbit-api.md section 7.1), highest first.
-KRW_TICKS_2025: tuple[tuple[float, float], ...] = (
-    (1_000_000.0, 1000.0),
-    (500_000.0, 500.0),
-    (100_000.0, 100.0),
-    (50_000.0, 50.0),
-    (10_000.0, 10.0),
-    (5_000.0, 5.0),
-    (100.0, 1.0),
-    (10.0, 0.1),
-    (1.0, 0.01),
-    (0.1, 0.001),
-    (0.01, 0.0001),
-    (0.001, 0.00001),
-    (0.0001, 0.000001),
-    (0.00001, 0.0000001),
-    (0.0, 0.00000001),
-)
+from market.upbit.protocol import KRW_TICK_TABLE, KRW_TICK_TABLE_2024
 
 TickFn = Callable[[np.ndarray], np.ndarray]
 
 
-def tick_table_fn(table: Sequence[tuple[float, float]] = KRW_TICKS_2025) -> TickFn:
-    """A vectorised ``price -> tick`` function for a (lower bound, tick) table sorted highest first."""
-    bounds = np.array([b for b, _ in table][::-1], dtype=np.float64)
-    ticks = np.array([t for _, t in table][::-1], dtype=np.float64)
+def tick_table_fn(table: Sequence[tuple[Decimal | float, Decimal | float]] = KRW_TICK_TABLE) -> TickFn:
+    """A vectorised ``price -> tick`` function for a (lower bound, tick) table sorted highest first
+    (``market.upbit.protocol`` holds Upbit's tables)."""
+    bounds = np.array([float(b) for b, _ in table][::-1], dtype=np.float64)
+    ticks = np.array([float(t) for _, t in table][::-1], dtype=np.float64)
+    bounds[0] = -np.inf  # below the smallest bound the smallest tick applies
 
     def tick(price: np.ndarray) -> np.ndarray:
         p = np.asarray(price, dtype=np.float64)
@@ -52,7 +38,8 @@ def constant_tick_fn(tick: float) -> TickFn:
     return fn
 
 
-krw_tick_size: TickFn = tick_table_fn()
+krw_tick_size: TickFn = tick_table_fn(KRW_TICK_TABLE)
+krw_tick_size_2024: TickFn = tick_table_fn(KRW_TICK_TABLE_2024)
 
 
 def round_to_tick(price: float, tick: float, *, up: bool) -> float:

@@ -182,6 +182,8 @@ else:
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"db+sqlite:///{VAR_DIR / 'celery' / 'results.sqlite'}"
+    for _d in (_broker_dir, VAR_DIR / "celery" / "processed"):
+        _d.mkdir(parents=True, exist_ok=True)
 
 # Where processes other than the web server send realtime pushes when the channel layer is in-memory
 # (embedded mode): the web process relays them into its own layer. See core/realtime.py.
@@ -248,6 +250,8 @@ MARKET_SIMULATED = env.bool("MARKET_SIMULATED", default=False)
 MARKET_CODES = env.list("MARKET_CODES", default=["KRW-BTC"])
 MARKET_DATA_DIR = env.path("MARKET_DATA_DIR", default=VAR_DIR / "data")
 MARKET_RETENTION_DAYS = env.int("MARKET_RETENTION_DAYS", default=3)
+# Send each second's new snapshots to the ML worker for live predictions (see /work CONTRACTS: prediction path).
+MARKET_PREDICTION_FEED = env.bool("MARKET_PREDICTION_FEED", default=True)
 UPBIT_FEE_RATE = env("UPBIT_FEE_RATE", default="0.0005")
 UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 

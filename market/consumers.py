@@ -1,0 +1,131 @@
+"""Public market WebSocket ``/ws/market/<CODE>/``: snapshot on subscribe, then live updates, latest wins.
+
+Each connection holds at most one pending frame per kind (all trade batches since the last send, capped)
+and a small sender task that sends them at most every ``MARKET_WS_THROTTLE_MS``; a slow browser therefore
+never builds a queue, it just skips intermediate states. Client messages:
+``{"action": "subscribe", "market": "KRW-ETH"}`` switches market (answered by a snapshot) and
+``{"action": "ping"}`` is answered by ``{"type": "pong"}``. Frame formats: see :mod:`market.hub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from market.hub import dumps, get_hub
+from market.selectors import MARKET_CODE_RE
+
+logger = logging.getLogger(__name__)
+
+CLOSE_INVALID_MARKET = 4400
+_PENDING_TRADE_FRAMES = 20
+
+
+class MarketConsumer(AsyncJsonWebsocketConsumer):
+    # No per-connection channel: the per-process hub is the only channel-layer subscriber (see market.hub).
+    channel_layer_alias = "__market_hub_only__"
+
+    market: str | None = None
+
+    async def connect(self) -> None:
+        code = str(self.scope["url_route"]["kwargs"].get("code", "")).upper()
+        if not MARKET_CODE_RE.fullmatch(code):
+            await self.close(code=CLOSE_INVALID_MARKET)
+            return
+        self.throttle = max(0.0, float(getattr(settings, "MARKET_WS_THROTTLE_MS", 50)) / 1000.0)
+        self._pending: dict[str, str] = {}
+        self._pending_trades: deque[str] = deque(maxlen=_PENDING_TRADE_FRAMES)
+        self._wake = asyncio.Event()
+        self._hub = get_hub()
+        await self.accept()
+        self._sender = asyncio.create_task(self._send_loop(), name=f"market-ws-sender-{code}")
+        await self._switch(code)
+
+    async def disconnect(self, code: int) -> None:
+        sender = getattr(self, "_sender", None)
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+        if self.market is not None:
+            await self._hub.unsubscribe(self.market, self)
+            self.market = None
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        action = content.get("action") if isinstance(content, dict) else None
+        if action == "subscribe":
+            code = str(content.get("market", "")).upper()
+            if not MARKET_CODE_RE.fullmatch(code):
+                await self.send_json({"type": "error", "code": "invalid_market",
+                                      "message": "Unknown market code; expected e.g. KRW-BTC."})
+                return
+            await self._switch(code)
+        elif action == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_json({"type": "error", "code": "invalid_action",
+                                  "message": "Expected {\"action\": \"subscribe\", \"market\": CODE}."})
+
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None
+
+    # -- hub side -------------------------------------------------------------------------------------
+
+    def offer(self, kind: str, frame: str) -> None:
+        """Called by the hub for every event of the subscribed market; replaces the pending frame."""
+        if kind == "trade":
+            self._pending_trades.append(frame)
+        else:
+            self._pending[kind] = frame
+        self._wake.set()
+
+    async def _switch(self, code: str) -> None:
+        old = self.market
+        if old == code:
+            await self._send_snapshot(code)
+            return
+        if old is not None:
+            await self._hub.unsubscribe(old, self)
+        # Drop frames of the previous market before anything of the new one can be sent.
+        self._pending.clear()
+        self._pending_trades.clear()
+        self.market = code
+        await self._hub.subscribe(code, self)
+        await self._send_snapshot(code)
+
+    async def _send_snapshot(self, code: str) -> None:
+        snapshot = await self._hub.snapshot(code)
+        if self.market != code:  # switched again while fetching
+            return
+        # The snapshot already contains everything offered so far; sending those frames again would
+        # duplicate trades on the tape.
+        self._pending.clear()
+        self._pending_trades.clear()
+        await self.send(text_data=dumps({"type": "snapshot", "market": code, "data": snapshot}))
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                frames = list(self._pending.values())
+                self._pending.clear()
+                frames.extend(self._pending_trades)
+                self._pending_trades.clear()
+                for frame in frames:
+                    await self.send(text_data=frame)
+                if self.throttle:
+                    await asyncio.sleep(self.throttle)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - socket gone: the disconnect handler cleans up
+            logger.debug("market ws sender stopped: %s", exc.__class__.__name__)

@@ -1,0 +1,219 @@
+"""Per-process market subscription hub for browser WebSockets: one channel-layer subscription per market.
+
+Every connection subscribed to a market in this process shares one receiver on the group ``market.<CODE>``;
+each event is serialised once into a text frame, kept as the market's latest state (the snapshot cache)
+and offered to the local connections, which send it at their own pace (latest wins). With 500 browsers on
+one market the channel layer carries one message per event, not 500.
+
+Browser frames: ``{"type": "orderbook"|"trade"|"ticker"|"prediction", "market": CODE, "data": {...}}`` and,
+on (re)subscribe, ``{"type": "snapshot", "market": CODE, "data": {"orderbook", "ticker", "trades": [..],
+"prediction", "stale"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from market.fanout import group_name
+
+logger = logging.getLogger(__name__)
+
+try:  # orjson is several times faster and the hot path serialises every event once per process
+    import orjson
+
+    def dumps(obj: Any) -> str:
+        return orjson.dumps(obj).decode()
+except ImportError:  # pragma: no cover
+
+    def dumps(obj: Any) -> str:
+        return json.dumps(obj, separators=(",", ":"))
+
+
+SNAPSHOT_TRADES = 50
+_GROUP_REFRESH_S = 1800.0  # the in-memory layer forgets group members after a day; re-add well before
+
+
+class Subscriber(Protocol):
+    def offer(self, kind: str, frame: str) -> None: ...
+
+
+class MarketState:
+    """The latest payload per kind of one market, as this process last received it."""
+
+    __slots__ = ("orderbook", "ticker", "prediction", "trades", "updated_at")
+
+    def __init__(self) -> None:
+        self.orderbook: dict[str, Any] | None = None
+        self.ticker: dict[str, Any] | None = None
+        self.prediction: dict[str, Any] | None = None
+        self.trades: deque[dict[str, Any]] = deque(maxlen=SNAPSHOT_TRADES)
+        self.updated_at: float = 0.0
+
+    def apply(self, kind: str, data: dict[str, Any]) -> None:
+        self.updated_at = time.time()
+        if kind == "orderbook":
+            self.orderbook = data
+        elif kind == "ticker":
+            self.ticker = data
+        elif kind == "prediction":
+            self.prediction = data
+        elif kind == "trade":
+            self.trades.extend(data.get("trades") or [])
+
+    def complete(self) -> bool:
+        return self.orderbook is not None and self.ticker is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "orderbook": self.orderbook,
+            "ticker": self.ticker,
+            "trades": list(self.trades),
+            "prediction": self.prediction,
+            "updated_at": int(self.updated_at * 1000) if self.updated_at else None,
+        }
+
+
+class MarketHub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.states: dict[str, MarketState] = {}
+        self._subs: dict[str, set[Subscriber]] = {}
+        self._receivers: dict[str, asyncio.Task[None]] = {}
+        self._channels: dict[str, str] = {}
+        self._fetch_locks: dict[str, asyncio.Lock] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self.events_received = 0
+
+    # -- subscriptions --------------------------------------------------------------------------------
+
+    def subscriber_count(self, market: str | None = None) -> int:
+        if market is not None:
+            return len(self._subs.get(market, ()))
+        return sum(len(s) for s in self._subs.values())
+
+    async def subscribe(self, market: str, sub: Subscriber) -> None:
+        subs = self._subs.setdefault(market, set())
+        subs.add(sub)
+        if market not in self._receivers and self.layer is not None:
+            channel = await self.layer.new_channel("market-hub.")
+            self._channels[market] = channel
+            await self.layer.group_add(group_name(market), channel)
+            self._receivers[market] = asyncio.create_task(self._receive(market, channel),
+                                                          name=f"market-hub-{market}")
+            if self._refresher is None and isinstance(self.layer, InMemoryChannelLayer):
+                self._refresher = asyncio.create_task(self._refresh_groups(), name="market-hub-refresh")
+
+    async def unsubscribe(self, market: str, sub: Subscriber) -> None:
+        subs = self._subs.get(market)
+        if not subs:
+            return
+        subs.discard(sub)
+        if subs:
+            return
+        del self._subs[market]
+        task = self._receivers.pop(market, None)
+        channel = self._channels.pop(market, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if channel is not None and self.layer is not None:
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(group_name(market), channel)
+
+    async def _refresh_groups(self) -> None:
+        while True:
+            await asyncio.sleep(_GROUP_REFRESH_S)
+            for market, channel in list(self._channels.items()):
+                with contextlib.suppress(Exception):
+                    await self.layer.group_add(group_name(market), channel)
+
+    async def _receive(self, market: str, channel: str) -> None:
+        assert self.layer is not None
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a layer hiccup (Redis restart) must not kill the stream
+                logger.exception("market hub: receive failed for %s", market)
+                await asyncio.sleep(1.0)
+                continue
+            self.dispatch(market, message)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    def dispatch(self, market: str, message: dict[str, Any]) -> None:
+        """Apply one channel-layer event to the cache and offer its frame to the local connections."""
+        mtype = str(message.get("type", ""))
+        if not mtype.startswith("market."):
+            return
+        kind = mtype[len("market."):]
+        data = message.get("data")
+        if not isinstance(data, dict) or kind not in ("orderbook", "trade", "ticker", "prediction"):
+            return
+        self.events_received += 1
+        self.states.setdefault(market, MarketState()).apply(kind, data)
+        subs = self._subs.get(market)
+        if not subs:
+            return
+        frame = dumps({"type": kind, "market": market, "data": data})
+        for sub in subs:
+            sub.offer(kind, frame)
+
+    # -- snapshots ------------------------------------------------------------------------------------
+
+    async def snapshot(self, market: str, *, fetch_timeout: float = 3.0) -> dict[str, Any]:
+        """The latest known state; on the first subscribe of a market with no live data, fetched over REST."""
+        state = self.states.get(market)
+        if state is None or not state.complete():
+            lock = self._fetch_locks.setdefault(market, asyncio.Lock())
+            async with lock:
+                state = self.states.get(market)
+                if state is None or not state.complete():
+                    await self._fetch(market, timeout=fetch_timeout)
+                    state = self.states.get(market)
+        data = state.as_dict() if state is not None else MarketState().as_dict()
+        data["stale"] = state is None or not state.complete()
+        return data
+
+    async def _fetch(self, market: str, *, timeout: float) -> None:
+        from market.selectors import market_rest_snapshot_get
+
+        try:
+            fetched = await asyncio.wait_for(market_rest_snapshot_get(market=market), timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - the live stream still fills the state in
+            logger.warning("market hub: REST snapshot for %s failed: %s", market, exc.__class__.__name__)
+            return
+        state = self.states.setdefault(market, MarketState())
+        # Live data that arrived while fetching is newer than the REST answer: keep it.
+        if state.orderbook is None and fetched.get("orderbook"):
+            state.orderbook = fetched["orderbook"]
+        if state.ticker is None and fetched.get("ticker"):
+            state.ticker = fetched["ticker"]
+        if not state.trades and fetched.get("trades"):
+            state.trades.extend(fetched["trades"])
+        state.updated_at = state.updated_at or time.time()
+
+
+_hubs: dict[int, MarketHub] = {}
+
+
+def get_hub() -> MarketHub:
+    """The hub of the running event loop (one per process in production; tests may run several loops)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(id(loop))
+    if hub is None or hub.layer is not get_channel_layer():
+        for key in [k for k in _hubs if k != id(loop)]:
+            # Hubs of finished loops (tests) are dropped; their tasks died with their loop.
+            del _hubs[key]
+        hub = _hubs[id(loop)] = MarketHub()
+    return hub

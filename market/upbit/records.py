@@ -1,0 +1,262 @@
+"""Typed immutable records for Upbit WebSocket market data and a fast parser for its frames.
+
+:func:`parse_frame` takes one frame (bytes or str) in any of Upbit's formats (DEFAULT, SIMPLE, JSON_LIST,
+SIMPLE_LIST) and returns :class:`OrderbookRecord`/:class:`TradeRecord`/:class:`TickerRecord` objects. Numbers
+are kept as the floats the wire carries (KRW prices are exact integers in a double; no rounding, no Decimal:
+this is the data path, not the money path). Malformed frames raise :class:`MalformedFrame`; server status
+frames (``{"status":"UP"}``) parse to nothing; server error frames raise :class:`ServerErrorFrame`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "MalformedFrame",
+    "OrderbookRecord",
+    "Record",
+    "ServerErrorFrame",
+    "TickerRecord",
+    "TradeRecord",
+    "parse_frame",
+    "parse_message",
+]
+
+
+class MalformedFrame(ValueError):
+    """The frame is not a well-formed Upbit market-data message. The message never includes the payload."""
+
+
+class ServerErrorFrame(Exception):
+    """Upbit answered the subscription with ``{"error": {"name": ..., "message": ...}}`` (§4.3)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class OrderbookRecord:
+    """A full order book (Upbit sends the whole book every time). Level 1 = best; asks ascend, bids descend.
+
+    Sides shorter than the window are zero-padded on the wire (``price 0, size 0``), kept as they arrive.
+    """
+
+    code: str
+    ts: int  # exchange timestamp, epoch ms
+    recv_ts: int  # local receive time, epoch ms
+    total_ask_size: float
+    total_bid_size: float
+    ask_price: tuple[float, ...]
+    ask_size: tuple[float, ...]
+    bid_price: tuple[float, ...]
+    bid_size: tuple[float, ...]
+    level: float = 0.0
+    snapshot: bool = False
+
+    @property
+    def levels(self) -> int:
+        return len(self.ask_price)
+
+    def to_event(self) -> dict[str, Any]:
+        """The ``market.orderbook`` fan-out payload."""
+        return {
+            "code": self.code,
+            "ts": self.ts,
+            "total_ask_size": self.total_ask_size,
+            "total_bid_size": self.total_bid_size,
+            "asks": [[p, s] for p, s in zip(self.ask_price, self.ask_size, strict=False) if p > 0],
+            "bids": [[p, s] for p, s in zip(self.bid_price, self.bid_size, strict=False) if p > 0],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    code: str
+    ts: int  # trade_timestamp, epoch ms
+    recv_ts: int
+    price: float
+    volume: float
+    side: int  # +1 buyer-initiated (ask_bid == "BID"), -1 seller-initiated
+    sequential_id: int
+    prev_closing_price: float | None = None
+    snapshot: bool = False
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "ts": self.ts,
+            "price": self.price,
+            "volume": self.volume,
+            "side": "BID" if self.side > 0 else "ASK",
+            "sequential_id": self.sequential_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TickerRecord:
+    code: str
+    ts: int
+    recv_ts: int
+    trade_price: float
+    opening_price: float
+    high_price: float
+    low_price: float
+    prev_closing_price: float
+    change: str
+    signed_change_price: float
+    signed_change_rate: float
+    trade_volume: float
+    acc_trade_volume: float
+    acc_trade_price: float
+    acc_trade_volume_24h: float
+    acc_trade_price_24h: float
+    trade_timestamp: int
+    snapshot: bool = False
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "ts": self.ts,
+            "trade_price": self.trade_price,
+            "opening_price": self.opening_price,
+            "high_price": self.high_price,
+            "low_price": self.low_price,
+            "prev_closing_price": self.prev_closing_price,
+            "change": self.change,
+            "signed_change_price": self.signed_change_price,
+            "signed_change_rate": self.signed_change_rate,
+            "trade_volume": self.trade_volume,
+            "acc_trade_volume_24h": self.acc_trade_volume_24h,
+            "acc_trade_price_24h": self.acc_trade_price_24h,
+            "acc_trade_volume": self.acc_trade_volume,
+            "acc_trade_price": self.acc_trade_price,
+        }
+
+
+Record = OrderbookRecord | TradeRecord | TickerRecord
+
+_AP, _AS, _BP, _BS = (itemgetter(k) for k in ("ask_price", "ask_size", "bid_price", "bid_size"))
+_SAP, _SAS, _SBP, _SBS = (itemgetter(k) for k in ("ap", "as", "bp", "bs"))
+
+
+def _number(value: Any) -> float:
+    # bool is an int subclass but never a price.
+    if type(value) is float or (type(value) is int):
+        return float(value)
+    raise MalformedFrame("expected a number")
+
+
+def _orderbook(d: dict[str, Any], simple: bool, recv_ts: int) -> OrderbookRecord:
+    if simple:
+        units = d["obu"]
+        ap, as_, bp, bs = (tuple(map(g, units)) for g in (_SAP, _SAS, _SBP, _SBS))
+        code, ts, tas, tbs, lv, st = d["cd"], d["tms"], d["tas"], d["tbs"], d.get("lv", 0), d.get("st")
+    else:
+        units = d["orderbook_units"]
+        ap, as_, bp, bs = (tuple(map(g, units)) for g in (_AP, _AS, _BP, _BS))
+        code, ts, tas, tbs = d["code"], d["timestamp"], d["total_ask_size"], d["total_bid_size"]
+        lv, st = d.get("level", 0), d.get("stream_type")
+    # One pass of sum() rejects strings/None/nested values at C speed (bools would pass; harmless).
+    _checked = sum(ap) + sum(as_) + sum(bp) + sum(bs)  # noqa: F841
+    if type(code) is not str or type(ts) is not int:
+        raise MalformedFrame("orderbook without a code or an integer timestamp")
+    return OrderbookRecord(
+        code, ts, recv_ts, _number(tas), _number(tbs), ap, as_, bp, bs, float(lv or 0), st == "SNAPSHOT"
+    )
+
+
+def _trade(d: dict[str, Any], simple: bool, recv_ts: int) -> TradeRecord:
+    if simple:
+        code, ts, price, vol, ab, sid = d["cd"], d["ttms"], d["tp"], d["tv"], d["ab"], d["sid"]
+        pcp, st = d.get("pcp"), d.get("st")
+    else:
+        code, ts, price, vol = d["code"], d["trade_timestamp"], d["trade_price"], d["trade_volume"]
+        ab, sid, pcp, st = d["ask_bid"], d["sequential_id"], d.get("prev_closing_price"), d.get("stream_type")
+    if type(code) is not str or type(ts) is not int or type(sid) is not int:
+        raise MalformedFrame("trade without a code, an integer timestamp or sequential_id")
+    if ab == "BID":
+        side = 1
+    elif ab == "ASK":
+        side = -1
+    else:
+        raise MalformedFrame("trade ask_bid is neither ASK nor BID")
+    return TradeRecord(
+        code, ts, recv_ts, _number(price), _number(vol), side, sid,
+        None if pcp is None else _number(pcp), st == "SNAPSHOT",
+    )  # fmt: skip
+
+
+_TICKER_DEFAULT = (
+    "code", "timestamp", "trade_price", "opening_price", "high_price", "low_price", "prev_closing_price",
+    "change", "signed_change_price", "signed_change_rate", "trade_volume", "acc_trade_volume",
+    "acc_trade_price", "acc_trade_volume_24h", "acc_trade_price_24h", "trade_timestamp", "stream_type",
+)  # fmt: skip
+_TICKER_SIMPLE = (
+    "cd", "tms", "tp", "op", "hp", "lp", "pcp", "c", "scp", "scr", "tv", "atv", "atp", "atv24h", "atp24h",
+    "ttms", "st",
+)  # fmt: skip
+
+
+def _ticker(d: dict[str, Any], simple: bool, recv_ts: int) -> TickerRecord:
+    keys = _TICKER_SIMPLE if simple else _TICKER_DEFAULT
+    v = [d.get(k) for k in keys]
+    code, ts, change, tts, st = v[0], v[1], v[7], v[15], v[16]
+    if type(code) is not str or type(ts) is not int:
+        raise MalformedFrame("ticker without a code or an integer timestamp")
+    nums = [_number(x) for x in (v[2], v[3], v[4], v[5], v[6])]
+    rest = [0.0 if x is None else _number(x) for x in (v[8], v[9], v[10], v[11], v[12], v[13], v[14])]
+    return TickerRecord(
+        code, ts, recv_ts, nums[0], nums[1], nums[2], nums[3], nums[4], str(change or "EVEN"), *rest,
+        int(tts) if type(tts) is int else ts, st == "SNAPSHOT",
+    )  # fmt: skip
+
+
+_PARSERS = {"orderbook": _orderbook, "trade": _trade, "ticker": _ticker}
+
+
+def parse_message(d: Any, recv_ts: int) -> Record | None:
+    """One decoded message -> a record; ``None`` for status/unknown types; raises :class:`MalformedFrame`."""
+    if type(d) is not dict:
+        raise MalformedFrame("message is not a JSON object")
+    kind = d.get("type")
+    simple = False
+    if kind is None:
+        kind = d.get("ty")
+        simple = True
+    parser = _PARSERS.get(kind)  # type: ignore[arg-type]
+    if parser is None:
+        if "error" in d:
+            err = d["error"] if isinstance(d["error"], dict) else {}
+            raise ServerErrorFrame(str(err.get("name", "UNKNOWN")), str(err.get("message", "")))
+        if "status" in d or kind is not None:
+            return None  # {"status":"UP"} keep-alive answers, or a type we do not collect
+        raise MalformedFrame("message has no type")
+    try:
+        return parser(d, simple, recv_ts)
+    except MalformedFrame:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedFrame(f"{kind} message is missing or has a bad field ({type(exc).__name__})") from None
+
+
+def parse_frame(frame: bytes | bytearray | memoryview | str, recv_ts: int) -> list[Record]:
+    """Decode one WebSocket frame (a JSON object, or a JSON array of objects in the *_LIST formats)."""
+    try:
+        data = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise MalformedFrame("frame is not valid JSON") from None
+    if type(data) is list:
+        out: list[Record] = []
+        for item in data:
+            rec = parse_message(item, recv_ts)
+            if rec is not None:
+                out.append(rec)
+        return out
+    rec = parse_message(data, recv_ts)
+    return [] if rec is None else [rec]

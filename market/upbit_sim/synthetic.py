@@ -1,0 +1,458 @@
+"""Synthetic order-book source: a seeded, reproducible stochastic limit-order-book model per market.
+
+The model is queue-reactive with self-exciting (Hawkes) market orders, on Upbit's KRW tick grid:
+
+* each side holds ``depth_ticks`` consecutive grid prices from the best quote outwards (gaps allowed: the
+  published book is the first 30 *non-empty* prices, as on Upbit);
+* limit orders arrive at tick distance ``i`` from the best with rate ``limit_rate * w_i``
+  (``w_i ~ exp(-level_decay * i)``) and lognormal-ish sizes;
+* cancellations hit a queue with rate proportional to its size (``cancel_rate`` per mean-sized queue);
+* market buys/sells arrive with Hawkes intensity ``mu + sum alpha*exp(-beta*(t - t_k))`` (self- and
+  cross-excitation), tilted by the best-level queue imbalance (a heavier bid queue attracts buyers), with
+  heavy-tailed sizes; they walk the book level by level, one public trade per price level;
+* when the best queue is emptied (by trades or cancels) the best price moves one non-empty level away; when
+  the spread is wider than one tick, orders arrive inside it. So order-flow imbalance at the best
+  (market orders + cancels on one side, arrivals on the other) is what moves the mid.
+
+Randomness comes from ``numpy.random.Generator`` (PCG64) seeded per market from ``(seed, market)``: the
+same seed and market give the same stream regardless of which other markets run.
+
+Fast path for tests/benchmarks: :meth:`SyntheticMarket.generate` records the book after every event into
+numpy arrays (well over 50k books/s); :class:`SyntheticSource` paces the model for the server.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import zlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from market.dayfiles import BookArrays, TradeArrays
+from market.upbit.protocol import KRW_TICK_TABLE
+
+from .source import BookSnapshot, MarketUpdate, SequenceIds, TradeTick
+
+NANO = 10**8  # prices are held as integer multiples of 1e-8 KRW: exact tick arithmetic
+_BANDS = [(int(lo * NANO), int(t * NANO)) for lo, t in KRW_TICK_TABLE]
+
+# Plausible starting prices (KRW) for common markets; others start at 10,000 KRW.
+DEFAULT_PRICES = {
+    "KRW-BTC": 150_000_000.0,
+    "KRW-ETH": 5_000_000.0,
+    "KRW-XRP": 3_000.0,
+    "KRW-SOL": 250_000.0,
+    "KRW-ADA": 1_000.0,
+    "KRW-DOGE": 300.0,
+}
+
+
+def _tick_up(p: int) -> int:
+    """Tick to the next price above ``p`` (the band of ``p`` itself)."""
+    for lo, t in _BANDS:
+        if p >= lo:
+            return t
+    return _BANDS[-1][1]
+
+
+def _tick_down(p: int) -> int:
+    """Tick to the next price below ``p`` (the band just below ``p``)."""
+    return _tick_up(p - 1)
+
+
+def _snap(p: int) -> int:
+    t = _tick_up(p)
+    return max(t, p - p % t)
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    levels: int = 30  # published levels per side
+    depth_ticks: int = 60  # ticks tracked per side (>= levels; empty ticks make gaps)
+    start_price: float = 0.0  # 0 = DEFAULT_PRICES / 10,000
+    level_krw: float = 20_000_000.0  # mean KRW notional of a queue near the best
+    limit_rate: float = 80.0  # limit arrivals per second per side (all ticks)
+    level_decay: float = 0.05
+    cancel_rate: float = 2.5  # cancels per second of a mean-sized queue
+    limit_size: float = 0.35  # mean limit/cancel size, fraction of the mean queue
+    market_rate: float = 3.0  # Hawkes baseline per side, per second
+    hawkes_alpha: float = 0.8  # self-excitation jump
+    hawkes_cross: float = 0.2  # cross-excitation jump
+    hawkes_beta: float = 2.5  # decay per second (branching ratio (alpha+cross)/beta < 1)
+    imbalance_feedback: float = 0.6  # tilt of buy/sell intensity by best-queue imbalance
+    market_size: float = 0.6  # mean market order size, fraction of the mean queue
+    market_tail: float = 2.2  # Pareto shape of market order sizes (heavy tail: occasional sweeps)
+    spread_fill_rate: float = 12.0  # per side, per second, while the spread is wider than one tick
+    empty_tick_prob: float = 0.15  # a newly exposed deep tick starts empty with this probability
+
+
+class SyntheticMarket:
+    """One market's order book under the model. Time is model time in ms from ``start_ms``."""
+
+    def __init__(self, code: str, *, seed: int = 1, start_ms: int = 0, params: SyntheticParams | None = None):
+        p = params or SyntheticParams()
+        if p.depth_ticks < p.levels:
+            p = replace(p, depth_ticks=p.levels)
+        self.code = code
+        self.params = p
+        self.start_ms = start_ms
+        self.t = 0.0  # seconds of model time
+        ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(code.encode())])
+        self._rng = np.random.Generator(np.random.PCG64(ss))
+        self._buf: list[float] = []
+        self._bi = 0
+        price = p.start_price or DEFAULT_PRICES.get(code, 10_000.0)
+        mid = _snap(int(round(price * NANO)))
+        self.best_bid = mid
+        self.best_ask = mid + _tick_up(mid)
+        self.qmean = p.level_krw / price
+        k = p.depth_ticks
+        w = [math.exp(-p.level_decay * i) for i in range(k)]
+        tot = sum(w)
+        self._cum_w = list(np.cumsum(w) / tot)
+        # Stationary mean queue at tick i: arrivals*size = cancels*size  =>  q_i = qmean * a_i / cancel_rate.
+        self._eq = [self.qmean * p.limit_rate * wi / tot / p.cancel_rate for wi in w]
+        self.ask_q = [self._draw_level(i) for i in range(k)]
+        self.bid_q = [self._draw_level(i) for i in range(k)]
+        self.ask_q[0] = max(self.ask_q[0], self._eq[0])
+        self.bid_q[0] = max(self.bid_q[0], self._eq[0])
+        self._ask_px: list[int] = []
+        self._bid_px: list[int] = []
+        self._reladder()
+        self.e_buy = 0.0
+        self.e_sell = 0.0
+        self._trades: list[tuple[float, int, float, int]] = []  # (t, price_nano, volume, +1 buy/-1 sell)
+        self.events = 0
+        for _ in range(2000):  # burn-in towards the stationary regime (deterministic)
+            self.step()
+        self._trades.clear()
+        self.t = 0.0
+
+    # ------------------------------------------------------------------------------------------ randomness
+
+    def _u(self) -> float:
+        if self._bi >= len(self._buf):
+            self._buf = self._rng.random(8192).tolist()
+            self._bi = 0
+        x = self._buf[self._bi]
+        self._bi += 1
+        return x
+
+    def _exp(self) -> float:
+        return -math.log(1.0 - self._u())
+
+    def _draw_level(self, i: int) -> float:
+        if i > 0 and self._u() < self.params.empty_tick_prob:
+            return 0.0
+        return self._eq[min(i, len(self._eq) - 1)] * self._exp()
+
+    # ------------------------------------------------------------------------------------------ price grid
+
+    def _reladder(self) -> None:
+        k = self.params.depth_ticks
+        a = [self.best_ask]
+        p = self.best_ask
+        for _ in range(k - 1):
+            p += _tick_up(p)
+            a.append(p)
+        b = [self.best_bid]
+        p = self.best_bid
+        for _ in range(k - 1):
+            p = max(1, p - _tick_down(p))
+            b.append(p)
+        self._ask_px, self._bid_px = a, b
+
+    def _shift_out(self, q: list[float], side: int) -> None:
+        """The best queue of a side is empty: move the best to the next non-empty tick."""
+        n = 0
+        while q and q[0] <= 1e-12:
+            q.pop(0)
+            n += 1
+        if not q:
+            q.append(self._eq[0])
+        while len(q) < self.params.depth_ticks:
+            q.append(self._draw_level(len(q)))
+        if n:
+            if side > 0:
+                self.best_ask = self._ask_px[min(n, len(self._ask_px) - 1)]
+            else:
+                self.best_bid = self._bid_px[min(n, len(self._bid_px) - 1)]
+            self._reladder()
+
+    # ------------------------------------------------------------------------------------------ dynamics
+
+    def step(self) -> None:
+        """One event of the model."""
+        p = self.params
+        aq, bq = self.ask_q, self.bid_q
+        qm = self.qmean
+        a0, b0 = aq[0], bq[0]
+        imb = (b0 - a0) / (a0 + b0) if a0 + b0 > 0 else 0.0
+        g = p.imbalance_feedback
+        lam_buy = (p.market_rate + self.e_buy) * (1.0 + g * imb)
+        lam_sell = (p.market_rate + self.e_sell) * (1.0 - g * imb)
+        lam_lim = 2.0 * p.limit_rate
+        sa, sb = sum(aq), sum(bq)
+        lam_ca = p.cancel_rate * sa / qm
+        lam_cb = p.cancel_rate * sb / qm
+        wide = self.best_bid + _tick_up(self.best_bid) < self.best_ask
+        lam_sp = 2.0 * p.spread_fill_rate if wide else 0.0
+        total = lam_buy + lam_sell + lam_lim + lam_ca + lam_cb + lam_sp
+        dt = self._exp() / total
+        self.t += dt
+        decay = math.exp(-p.hawkes_beta * dt)
+        self.e_buy *= decay
+        self.e_sell *= decay
+        self.events += 1
+        x = self._u() * total
+        if x < lam_lim:
+            side_ask = x < lam_lim / 2
+            i = bisect.bisect_left(self._cum_w, self._u())
+            q = aq if side_ask else bq
+            if i >= len(q):
+                i = len(q) - 1
+            q[i] += qm * p.limit_size * self._exp()
+            return
+        x -= lam_lim
+        if x < lam_ca + lam_cb:
+            side_ask = x < lam_ca
+            q = aq if side_ask else bq
+            target = self._u() * (sa if side_ask else sb)
+            acc = 0.0
+            i = 0
+            for i, v in enumerate(q):  # noqa: B007 - the index is used after the loop
+                acc += v
+                if acc >= target:
+                    break
+            q[i] = max(0.0, q[i] - qm * p.limit_size * self._exp())
+            if q[i] < 1e-9:
+                q[i] = 0.0
+            if i == 0 and q[0] == 0.0:
+                self._shift_out(q, 1 if side_ask else -1)
+            return
+        x -= lam_ca + lam_cb
+        if x < lam_buy + lam_sell:
+            buy = x < lam_buy
+            size = qm * p.market_size * (self._u() ** (-1.0 / p.market_tail) - 1.0) * (p.market_tail - 1.0)
+            size = max(size, qm * 0.001)
+            self._market(buy, size)
+            if buy:
+                self.e_buy += p.hawkes_alpha
+                self.e_sell += p.hawkes_cross
+            else:
+                self.e_sell += p.hawkes_alpha
+                self.e_buy += p.hawkes_cross
+            return
+        # Inside the spread.
+        size = qm * p.limit_size * self._exp()
+        if self._u() < 0.5:
+            new = self.best_ask - _tick_down(self.best_ask)
+            if new > self.best_bid:
+                aq.insert(0, size)
+                aq.pop()
+                self.best_ask = new
+        else:
+            new = self.best_bid + _tick_up(self.best_bid)
+            if new < self.best_ask:
+                bq.insert(0, size)
+                bq.pop()
+                self.best_bid = new
+        self._reladder()
+
+    def _market(self, buy: bool, size: float) -> None:
+        q = self.ask_q if buy else self.bid_q
+        px = self._ask_px if buy else self._bid_px
+        cap = sum(q[:10])
+        left = min(size, cap * 0.95)
+        sign = 1 if buy else -1
+        for i in range(len(q)):
+            if left <= 1e-12:
+                break
+            v = q[i]
+            if v <= 0:
+                continue
+            take = v if v <= left else left
+            q[i] = v - take
+            if q[i] < 1e-9:
+                q[i] = 0.0
+            left -= take
+            self._trades.append((self.t, px[i], take, sign))
+        if q[0] <= 0.0:
+            self._shift_out(q, 1 if buy else -1)
+
+    def consume(self, book_side: str, price: float, volume: float) -> None:
+        """A simulator user's order took liquidity: remove it from the model's queue (market impact)."""
+        pn = int(round(price * NANO))
+        q, px = (self.ask_q, self._ask_px) if book_side == "ask" else (self.bid_q, self._bid_px)
+        try:
+            i = px.index(pn)
+        except ValueError:
+            return
+        q[i] = max(0.0, q[i] - volume)
+        if q[i] < 1e-9:
+            q[i] = 0.0
+        if i == 0 and q[0] == 0.0:
+            self._shift_out(q, 1 if book_side == "ask" else -1)
+
+    # ------------------------------------------------------------------------------------------ output
+
+    @property
+    def now_ms(self) -> int:
+        return self.start_ms + int(self.t * 1000)
+
+    @property
+    def mid(self) -> float:
+        return (self.best_ask + self.best_bid) / 2 / NANO
+
+    def book(self, levels: int | None = None) -> BookSnapshot:
+        """The first ``levels`` non-empty prices per side (sizes rounded to 8 decimals), zero-padded."""
+        n = levels or self.params.levels
+        out = []
+        for q, px in ((self.ask_q, self._ask_px), (self.bid_q, self._bid_px)):
+            side: list[tuple[float, float]] = []
+            for v, pn in zip(q, px, strict=False):
+                if v > 5e-9:
+                    side.append((pn / NANO, round(v, 8)))
+                    if len(side) == n:
+                        break
+            while len(side) < n:
+                side.append((0.0, 0.0))
+            out.append(side)
+        return BookSnapshot(self.now_ms, out[0], out[1])
+
+    def take_trades(self) -> list[tuple[int, float, float, int]]:
+        """Trades since the last call as (ts_ms, price, volume, +1 buyer/-1 seller initiated)."""
+        out = [
+            (self.start_ms + int(t * 1000), pn / NANO, round(v, 8), s) for t, pn, v, s in self._trades if v > 5e-9
+        ]
+        self._trades.clear()
+        return out
+
+    def run_until(self, until_ms: int, record: list[BookSnapshot] | None = None) -> bool:
+        """Step until model time reaches ``until_ms``; True if any event happened. With ``record``, the
+        book after every event is appended to it."""
+        target = (until_ms - self.start_ms) / 1000.0
+        moved = False
+        while self.t < target:
+            self.step()
+            moved = True
+            if record is not None:
+                record.append(self.book())
+        return moved
+
+    def generate(self, n_books: int) -> tuple[BookArrays, TradeArrays]:
+        """Run ``n_books`` events and record the book after each one (fast path; numpy arrays)."""
+        k = self.params.depth_ticks
+        L = self.params.levels
+        ts = np.empty(n_books, dtype=np.int64)
+        ba = np.empty(n_books, dtype=np.int64)
+        bb = np.empty(n_books, dtype=np.int64)
+        aq = np.empty((n_books, k))
+        bq = np.empty((n_books, k))
+        step = self.step
+        start = self.start_ms
+        for r in range(n_books):
+            step()
+            ts[r] = start + int(self.t * 1000)
+            ba[r] = self.best_ask
+            bb[r] = self.best_bid
+            aq[r] = self.ask_q
+            bq[r] = self.bid_q
+        ask_px, ask_sz = _ladder_levels(ba, aq, +1, L)
+        bid_px, bid_sz = _ladder_levels(bb, bq, -1, L)
+        trades = self.take_trades()
+        if trades:
+            tt = np.array([t[0] for t in trades], dtype=np.int64)
+            tp = np.array([t[1] for t in trades])
+            tv = np.array([t[2] for t in trades])
+            sd = np.array([t[3] for t in trades], dtype=np.int8)
+        else:
+            tt, tp, tv, sd = (np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), np.empty(0, dtype=np.int8))
+        return BookArrays(ts, ask_px, ask_sz, bid_px, bid_sz), TradeArrays(tt, tp, tv, sd)
+
+
+def _ladder_levels(best: np.ndarray, q: np.ndarray, direction: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised: tick ladders from the best prices, then the first ``levels`` non-empty ticks per row."""
+    n, k = q.shape
+    tick_of = np.vectorize(_tick_up if direction > 0 else _tick_down, otypes=[np.int64])
+    uniq, inv = np.unique(best, return_inverse=True)
+    ladders = np.empty((len(uniq), k), dtype=np.int64)
+    steps = np.arange(k, dtype=np.int64)
+    for j, b in enumerate(uniq.tolist()):
+        t = int(tick_of(b))
+        far = b + direction * t * (k - 1)
+        if int(tick_of(far)) == t:
+            ladders[j] = b + direction * t * steps
+        else:  # the ladder crosses a tick band: walk it
+            p = b
+            for s in range(k):
+                ladders[j, s] = p
+                p = p + _tick_up(p) if direction > 0 else max(1, p - _tick_down(p))
+    px = ladders[inv.reshape(-1)]
+    mask = q > 5e-9
+    order = np.argsort(~mask, axis=1, kind="stable")[:, :levels]
+    sel_px = np.take_along_axis(px, order, axis=1).astype(np.float64) / NANO
+    sel_q = np.round(np.take_along_axis(q, order, axis=1), 8)
+    keep = np.take_along_axis(mask, order, axis=1)
+    sel_px[~keep] = 0.0
+    sel_q[~keep] = 0.0
+    return sel_px, sel_q
+
+
+class SyntheticSource:
+    """Paced synthetic source for the simulator: one :class:`SyntheticMarket` per market."""
+
+    def __init__(
+        self,
+        markets: list[str],
+        *,
+        seed: int = 1,
+        start_ms: int = 0,
+        params: SyntheticParams | dict[str, SyntheticParams] | None = None,
+        record_all: bool = False,
+    ) -> None:
+        self.markets = list(markets)
+        self.record_all = record_all
+        self._start = start_ms
+        self.models: dict[str, SyntheticMarket] = {}
+        for m in self.markets:
+            prm = params.get(m) if isinstance(params, dict) else params
+            self.models[m] = SyntheticMarket(m, seed=seed, start_ms=start_ms, params=prm)
+        self._ids = SequenceIds()
+
+    def start_ms(self) -> int:
+        return self._start
+
+    def advance(self, until_ms: int) -> dict[str, MarketUpdate]:
+        out: dict[str, MarketUpdate] = {}
+        for m, model in self.models.items():
+            books: list[BookSnapshot] | None = [] if self.record_all else None
+            if not model.run_until(until_ms, books):
+                continue
+            book = model.book()
+            if books is None:
+                books = [book]
+            trades = []
+            for ts, price, vol, sign in model.take_trades():
+                trades.append(
+                    TradeTick(
+                        ts=ts,
+                        price=price,
+                        volume=vol,
+                        ask_bid="BID" if sign > 0 else "ASK",
+                        sequential_id=self._ids.next(m, ts),
+                        best_ask_price=book.asks[0][0],
+                        best_ask_size=book.asks[0][1],
+                        best_bid_price=book.bids[0][0],
+                        best_bid_size=book.bids[0][1],
+                    )
+                )
+            out[m] = MarketUpdate(books=books, trades=trades)
+        return out
+
+    def consume(self, market: str, book_side: str, price: float, volume: float) -> None:
+        model = self.models.get(market)
+        if model is not None:
+            model.consume(book_side, price, volume)

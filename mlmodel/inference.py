@@ -1,0 +1,72 @@
+"""Serving: a ``Predictor`` keeps one model loaded and predicts for the latest windows of many markets at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from mlmodel.features import FeatureFrame
+from mlmodel.training import ModelBundle, load_artifact, pick_device
+
+
+class Predictor:
+    """Raw feature windows in, predicted future log-returns out (normalised with the model's own stats)."""
+
+    def __init__(self, bundle: ModelBundle, *, device: str = "cpu") -> None:
+        self.device = pick_device(device)
+        bundle.model.to(self.device).eval()
+        self.bundle = bundle
+        self.model = bundle.model
+        self.window = bundle.window
+        self.feature_names = bundle.feature_names
+        self.feature_version = bundle.feature_version
+        self.horizon_s = bundle.horizon_s
+        self._mean = bundle.normalizer.mean.astype(np.float32)
+        self._inv_std = (1.0 / bundle.normalizer.std).astype(np.float32)
+        self._clip = np.float32(bundle.normalizer.clip)
+        self._scale = float(bundle.y_scale)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, device: str = "cpu") -> Predictor:
+        return cls(load_artifact(data, device="cpu"), device=device)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def predict_raw(self, windows: np.ndarray) -> np.ndarray:
+        """[B, W, F] raw feature windows (or [W, F] for one) -> [B] predicted log-returns."""
+        x = np.asarray(windows, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.shape[1:] != (self.window, self.n_features):
+            raise ValueError(f"expected windows of shape (B, {self.window}, {self.n_features}), got {x.shape}")
+        z = (x - self._mean) * self._inv_std
+        np.nan_to_num(z, copy=False, nan=0.0)
+        np.clip(z, -self._clip, self._clip, out=z)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(z).to(self.device))
+        return out.double().cpu().numpy() * self._scale
+
+    def predict_markets(self, latest: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """One batched forward pass for many markets; each value holds at least W rows of raw features
+        (the newest last). Markets with too few rows are left out."""
+        names = [m for m, x in latest.items() if x.shape[0] >= self.window]
+        if not names:
+            return {}
+        batch = np.stack([np.asarray(latest[m][-self.window :], dtype=np.float32) for m in names])
+        preds = self.predict_raw(batch)
+        return {m: float(p) for m, p in zip(names, preds, strict=True)}
+
+
+def latest_window(frame: FeatureFrame, window: int) -> np.ndarray | None:
+    """The newest ``window`` feature rows if they are all valid and from one recording segment, else None
+    (a gap or a one-sided book means there is nothing honest to predict from)."""
+    if len(frame) < window:
+        return None
+    tail = slice(len(frame) - window, len(frame))
+    if not frame.valid[tail].all() or frame.segment[tail][0] != frame.segment[-1]:
+        return None
+    return frame.X[tail]

@@ -1,0 +1,148 @@
+"""Evaluation reports: a JSON-safe dict (stored with the model) and plots as PNG/SVG bytes (matplotlib Agg)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mlmodel.evaluation import PERSISTENCE, SplitOutcome, promotable  # noqa: E402
+
+
+def json_safe(obj: Any) -> Any:
+    """Numpy scalars/arrays to Python, NaN/inf to None, tuples to lists: storable as JSON."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> list[dict[str, float]]:
+    """Mean realised return per quantile bin of the predicted return (a calibrated model lies on y = x)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if y.size == 0 or np.std(p) == 0:
+        return [{"pred_mean": float(np.mean(p)) if p.size else 0.0, "real_mean": float(np.mean(y)) if y.size else 0.0,
+                 "n": float(y.size)}]
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    out = []
+    for b in range(len(edges) - 1):
+        m = which == b
+        if m.any():
+            out.append({"pred_mean": float(p[m].mean()), "real_mean": float(y[m].mean()), "n": float(m.sum())})
+    return out
+
+
+def build_report(
+    eval_report: Mapping[str, Any],
+    outcomes: Mapping[int, Mapping[str, SplitOutcome]],
+    *,
+    model: str = "lstm",
+    data: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The stored report: evaluation (per split + summary), calibration, a plain-words verdict."""
+    summary = eval_report.get("summary", {})
+    ys = [o[model].test_y for o in outcomes.values() if model in o]
+    ps = [o[model].test_pred for o in outcomes.values() if model in o]
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    p = np.concatenate(ps) if ps else np.zeros(0)
+    ok = promotable(eval_report, model=model)
+    s = summary.get(model, {})
+    base = summary.get(PERSISTENCE, {})
+    verdict = (
+        f"{model}: validation MSE {s.get('val', {}).get('mse', math.nan):.3e} vs persistence "
+        f"{base.get('val', {}).get('mse', math.nan):.3e}; test directional accuracy on moves beyond the fee "
+        f"{s.get('test', {}).get('dir_acc', 0.0):.3f}; backtest net P&L {s.get('backtest', {}).get('net_pnl', 0.0):,.0f}"
+        f" KRW (buy-and-hold {s.get('backtest', {}).get('buy_hold_pnl', 0.0):,.0f}). "
+        + ("Beats persistence on validation: promotable." if ok else "Does NOT beat persistence on validation: "
+           "not promotable.")
+    )
+    return json_safe({
+        "model": model,
+        "verdict": verdict,
+        "promotable": ok,
+        "evaluation": eval_report,
+        "calibration": calibration_table(y, p),
+        "data": dict(data or {}),
+        "training": dict(training or {}),
+    })
+
+
+def _fig_bytes(fig: Any, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_pred_vs_realised(y: np.ndarray, p: np.ndarray, *, fmt: str = "png", max_points: int = 5000) -> bytes:
+    y = np.asarray(y, dtype=np.float64) * 1e4
+    p = np.asarray(p, dtype=np.float64) * 1e4
+    step = max(1, y.size // max_points)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(p[::step], y[::step], s=3, alpha=0.3)
+    cal = calibration_table(y, p)
+    ax.plot([c["pred_mean"] for c in cal], [c["real_mean"] for c in cal], "r-o", ms=3, label="binned mean")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("predicted return (bps)")
+    ax.set_ylabel("realised return (bps)")
+    ax.legend(loc="best")
+    return _fig_bytes(fig, fmt)
+
+
+def plot_calibration(y: np.ndarray, p: np.ndarray, *, fmt: str = "png") -> bytes:
+    cal = calibration_table(np.asarray(y) * 1e4, np.asarray(p) * 1e4)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    xs = [c["pred_mean"] for c in cal]
+    ax.plot(xs, [c["real_mean"] for c in cal], "o-", label="model")
+    lim = max([abs(v) for v in xs] + [1e-9])
+    ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="ideal")
+    ax.set_xlabel("mean predicted return per decile (bps)")
+    ax.set_ylabel("mean realised return (bps)")
+    ax.legend(loc="best")
+    return _fig_bytes(fig, fmt)
+
+
+def plot_equity(curves: Mapping[str, tuple[list[int] | np.ndarray, list[float] | np.ndarray]], *,
+                fmt: str = "png") -> bytes:
+    """Equity curves (KRW) by name, x = minutes since the first point."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, (ts, eq) in curves.items():
+        t = np.asarray(ts, dtype=np.float64)
+        if t.size:
+            ax.plot((t - t[0]) / 60000.0, np.asarray(eq, dtype=np.float64), lw=1, label=name)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("equity (KRW)")
+    ax.legend(loc="best", fontsize=8)
+    return _fig_bytes(fig, fmt)
+
+
+def render_plots(outcomes: Mapping[int, Mapping[str, SplitOutcome]], *, model: str = "lstm",
+                 fmt: str = "png") -> dict[str, bytes]:
+    """``pred_vs_realised``, ``calibration`` (test periods pooled) and ``equity_split_<k>`` per split."""
+    ys = [o[model].test_y for o in outcomes.values() if model in o]
+    ps = [o[model].test_pred for o in outcomes.values() if model in o]
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    p = np.concatenate(ps) if ps else np.zeros(0)
+    plots = {"pred_vs_realised": plot_pred_vs_realised(y, p, fmt=fmt), "calibration": plot_calibration(y, p, fmt=fmt)}
+    for k, per in outcomes.items():
+        curves = {n: (o.backtest["equity_ts"], o.backtest["equity"]) for n, o in per.items()}
+        plots[f"equity_split_{k}"] = plot_equity(curves, fmt=fmt)
+    return plots

@@ -1,0 +1,170 @@
+"""Typed trading errors (on core.errors) with translated user messages, and the mapping from Upbit's
+wire errors to them. Every exchange implementation raises only these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied, ServiceUnavailable, ValidationFailed
+
+
+class InvalidOrder(ValidationFailed):
+    code = "invalid_order"
+
+
+class InsufficientFunds(ValidationFailed):
+    code = "insufficient_funds"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("Not enough available balance for this order."), **kw)
+
+
+class UnderMinTotal(ValidationFailed):
+    code = "under_min_total"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("The order total must be at least 5,000 KRW."), **kw)
+
+
+class InvalidPriceUnit(ValidationFailed):
+    code = "invalid_price_unit"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("The price is not on the market's price unit (tick size)."), **kw)
+
+
+class InvalidVolume(ValidationFailed):
+    code = "invalid_volume"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("The volume is not valid (positive, at most 8 decimal places)."), **kw)
+
+
+class MarketNotFound(ValidationFailed):
+    code = "market_not_found"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("This market does not exist on the exchange."), **kw)
+
+
+class RiskLimitExceeded(ValidationFailed):
+    code = "risk_limit"
+
+
+class KeysMissing(ValidationFailed):
+    code = "keys_missing"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(
+            message or _("Store your Upbit API keys on your profile page before trading live."), **kw
+        )
+
+
+class ExchangeAuthFailed(PermissionDenied):
+    code = "exchange_auth"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(
+            message or _("Upbit refused your API keys (wrong, expired, or missing permission or IP allowlist)."),
+            **kw,
+        )
+
+
+class ExchangeRejected(ValidationFailed):
+    code = "exchange_rejected"
+
+
+class TradingHalted(Conflict):
+    code = "trading_halted"
+
+
+class OrderNotCancelable(Conflict):
+    code = "not_cancelable"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("This order is no longer open and cannot be cancelled."), **kw)
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(
+            message or _("This idempotency key was already used for a different request."), **kw
+        )
+
+
+class ExchangeRateLimited(ApplicationError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("The exchange is limiting our requests. Try again in a moment."), **kw)
+
+
+class ExchangeUnavailable(ServiceUnavailable):
+    code = "exchange_unavailable"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("The exchange cannot be reached right now. Try again shortly."), **kw)
+
+
+class ExchangeOrderNotFound(NotFound):
+    code = "exchange_order_not_found"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(message or _("The exchange does not know this order."), **kw)
+
+
+# Stored error codes -> class, so a retried request with a rejected order's key gets the same error again.
+ERROR_CLASSES: dict[str, type[ApplicationError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidOrder, InsufficientFunds, UnderMinTotal, InvalidPriceUnit, InvalidVolume, MarketNotFound,
+        RiskLimitExceeded, KeysMissing, ExchangeAuthFailed, ExchangeRejected, TradingHalted,
+        ExchangeRateLimited, ExchangeUnavailable,
+    )
+}  # fmt: skip
+
+
+def from_upbit(exc: Exception) -> ApplicationError:
+    """Map an Upbit client error (``market.upbit.errors``) to the application's typed error.
+
+    Matching is by Upbit's error ``name`` (Upbit itself says to branch on the name, not the status) and by
+    the client's subclasses, so it works with whichever the client raises."""
+    name = getattr(exc, "name", None)
+    status = getattr(exc, "status", None)
+    cls_names = {c.__name__ for c in type(exc).__mro__}
+    sname = str(name) if name is not None else ""
+    if "UpbitAuthError" in cls_names or sname in _AUTH_NAMES:
+        return ExchangeAuthFailed()
+    if "RateLimited" in cls_names or status in (429, 418) or sname == "too_many_requests":
+        return ExchangeRateLimited()
+    if "UpbitUnavailable" in cls_names or (isinstance(status, int) and status >= 500):
+        return ExchangeUnavailable()
+    if "InsufficientFunds" in cls_names or sname.startswith("insufficient_funds"):
+        return InsufficientFunds()
+    if "UnderMinTotal" in cls_names or sname.startswith("under_min_total"):
+        return UnderMinTotal()
+    if "InvalidPriceUnit" in cls_names or sname.startswith("invalid_price"):
+        return InvalidPriceUnit()
+    if sname.startswith("invalid_volume"):
+        return InvalidVolume()
+    if "MarketNotFound" in cls_names or sname in ("notfoundmarket", "market_offline"):
+        return MarketNotFound()
+    if "OrderNotFound" in cls_names or sname == "order_not_found":
+        return ExchangeOrderNotFound()
+    if sname == "over_krw_funds_bid":
+        return InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
+    return ExchangeRejected(_("The exchange rejected the order: %(reason)s") % {"reason": sname or status})
+
+
+_AUTH_NAMES = frozenset(
+    {
+        "invalid_query_payload", "jwt_verification", "expired_access_key", "nonce_used", "no_authorization_ip",
+        "no_authorization_i_p", "no_authorization_token", "invalid_access_key", "out_of_scope",
+        "thirdparty_agreement_required",
+    }
+)  # fmt: skip
