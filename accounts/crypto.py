@@ -1,4 +1,4 @@
-"""Encryption of exchange keys at rest: MultiFernet over FIELD_ENCRYPTION_KEYS (first key encrypts, all decrypt)."""
+"""Exchange keys at rest: MultiFernet over FIELD_ENCRYPTION_KEYS (the first key encrypts, all decrypt)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ from accounts.validators import normalize_phone, validate_username
 
 CUSTOM_DOMAIN = "custom"
 EMAIL_LOCAL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}$")
-DOMAIN_RE = re.compile(r"^(?=.{4,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{4,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
 
 # Form field that shows each service error: the service speaks in model terms, the page in its own fields.
 SERVICE_TO_FORM_FIELD = {"email": "email_local", "password": "password1"}
@@ -52,24 +54,33 @@ class SignupForm(forms.Form):
         max_length=20,
         help_text=_("4 to 20 letters or digits."),
         error_messages={"required": _("Enter a username."), "max_length": _("Use at most 20 characters.")},
-        widget=forms.TextInput(attrs={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
+        ),
     )
     email_local = forms.CharField(
         label=_("E-mail"),
         max_length=64,
         error_messages={"required": _("Enter your e-mail address.")},
-        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "none", "spellcheck": "false"}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "autocapitalize": "none", "spellcheck": "false"}
+        ),
     )
     email_domain = forms.ChoiceField(
         label=_("E-mail domain"),
         choices=[(d, d) for d in EMAIL_DOMAINS] + [(CUSTOM_DOMAIN, _("Enter directly"))],
-        error_messages={"required": _("Choose an e-mail domain."), "invalid_choice": _("Choose an e-mail domain.")},
+        error_messages={
+            "required": _("Choose an e-mail domain."),
+            "invalid_choice": _("Choose an e-mail domain."),
+        },
     )
     email_domain_custom = forms.CharField(
         label=_("Domain"),
         max_length=253,
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "example.com", "autocapitalize": "none", "spellcheck": "false"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "example.com", "autocapitalize": "none", "spellcheck": "false"}
+        ),
     )
     phone = forms.CharField(
         label=_("Mobile phone"),
@@ -108,7 +119,9 @@ class SignupForm(forms.Form):
     def clean_email_local(self) -> str:
         local = self.cleaned_data["email_local"].strip()
         if "@" in local:
-            raise ValidationError(_("Enter only the part before @, then choose the domain."), code="email_local")
+            raise ValidationError(
+                _("Enter only the part before @, then choose the domain."), code="email_local"
+            )
         if not EMAIL_LOCAL_RE.fullmatch(local):
             raise ValidationError(_("Enter a valid e-mail address."), code="email_local")
         return local
@@ -177,13 +190,15 @@ class LoginForm(AuthenticationForm):
 
 
 class ExchangeKeysForm(forms.Form):
-    """Upbit keys as typed; the format rules live in exchange_credential_save. Values are never echoed back."""
+    """Upbit keys as typed; format rules live in exchange_credential_save. Values are never echoed back."""
 
     access_key = forms.CharField(
         label=_("Access key"),
         max_length=200,
         error_messages={"required": _("Enter your Upbit access key.")},
-        widget=NoEchoTextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"}),
+        widget=NoEchoTextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"}
+        ),
     )
     secret_key = forms.CharField(
         label=_("Secret key"),

@@ -115,7 +115,7 @@ def user_create(
 
 
 def user_update_profile(*, user: User, data: Mapping[str, Any]) -> User:
-    """Update the user's own contact details and preferences (email, phone, email_opt_in, preferred_language)."""
+    """Update the user's own contact details and preferences (email, phone, opt-in, language)."""
     unknown = set(data) - PROFILE_FIELDS
     if unknown:
         raise ValueError(f"not profile fields: {sorted(unknown)}")
@@ -213,9 +213,9 @@ def encryption_keys_rotate(*, batch_size: int = 200) -> RotationResult:
     last_id = 0
     while True:
         ids = list(
-            ExchangeCredential.objects.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[
-                :batch_size
-            ]
+            ExchangeCredential.objects.filter(pk__gt=last_id)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
         )
         if not ids:
             break
@@ -232,7 +232,9 @@ def encryption_keys_rotate(*, batch_size: int = 200) -> RotationResult:
                     access, secret = (crypto.rotate(token) for token in tokens)
                 except crypto.DecryptionError:
                     result.failed_ids.append(credential.pk)
-                    logger.error("exchange credential cannot be decrypted", extra={"credential_id": credential.pk})
+                    logger.error(
+                        "exchange credential cannot be decrypted", extra={"credential_id": credential.pk}
+                    )
                     continue
                 # update() keeps updated_at: rotation is not a change the user made.
                 ExchangeCredential.objects.filter(pk=credential.pk).update(

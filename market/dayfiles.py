@@ -21,11 +21,15 @@ Schemas (all timestamps are integer epoch milliseconds, UTC):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Iterable
+import shutil
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -242,3 +246,392 @@ def sample_csv_tables(path: str | os.PathLike[str]) -> tuple[pa.Table, pa.Table]
         schema=TRADE_SCHEMA,
     )
     return book, trades
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing: crash-safe segments, day rollover, compaction (used by the collector and import_sample)
+# ----------------------------------------------------------------------------------------------------------
+
+PART_PREFIX = "part-"
+TMP_SUFFIX = ".tmp"
+COMPACT_SUFFIX = ".compacting"
+OLD_SUFFIX = ".old"
+MS_PER_DAY = 86_400_000
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_table_atomic(table: pa.Table, path: Path, *, compression: str = "snappy") -> None:
+    """Write a complete Parquet file: temp name in the same directory, fsync, atomic rename, fsync the dir.
+
+    A crash at any point leaves either no file at ``path`` or a finished one, never a torn one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}{TMP_SUFFIX}"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=compression, use_dictionary=False, write_statistics=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def part_number(path: Path) -> int | None:
+    name = path.name
+    if not (name.startswith(PART_PREFIX) and name.endswith(".parquet")):
+        return None
+    try:
+        return int(name[len(PART_PREFIX) : -len(".parquet")])
+    except ValueError:
+        return None
+
+
+def next_part_number(directory: Path) -> int:
+    numbers = [n for n in (part_number(p) for p in segment_paths(directory)) if n is not None]
+    return max(numbers) + 1 if numbers else 0
+
+
+def mark_complete(directory: Path) -> None:
+    """Close a day: write the ``_COMPLETE`` marker (atomically, with the list of its parts for auditing)."""
+    if not directory.is_dir() or is_complete(directory):
+        return
+    names = "\n".join(p.name for p in segment_paths(directory))
+    tmp = directory / f".{COMPLETE_MARKER}{TMP_SUFFIX}"
+    with open(tmp, "w") as fh:
+        fh.write(names + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / COMPLETE_MARKER)
+    _fsync_dir(directory)
+
+
+def remove_stale_temp_files(directory: Path) -> int:
+    """Delete temp files left by a crash mid-write (they were never renamed, so never part of the data)."""
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for p in directory.iterdir():
+        if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+    return removed
+
+
+def _schema_for(kind: str, levels: int = DEFAULT_LEVELS) -> pa.Schema:
+    if kind == "orderbook":
+        return orderbook_schema(levels)
+    return TRADE_SCHEMA if kind == "trade" else GAP_SCHEMA
+
+
+def recover_compaction(day_path: Path) -> None:
+    """Finish or undo a compaction interrupted by a crash (see :func:`compact_day`)."""
+    staged = day_path.with_name(day_path.name + COMPACT_SUFFIX)
+    old = day_path.with_name(day_path.name + OLD_SUFFIX)
+    if staged.is_dir():
+        if day_path.is_dir():
+            shutil.rmtree(staged, ignore_errors=True)  # the swap never started: originals are intact
+        elif is_complete(staged):
+            os.replace(staged, day_path)  # crashed between the two renames
+            _fsync_dir(day_path.parent)
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
+    if old.is_dir() and day_path.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old.is_dir():
+        os.replace(old, day_path)
+
+
+def compact_day(root: str | os.PathLike[str], kind: str, market: str, day: dt.date) -> Path | None:
+    """Rewrite a finished day's segments as one ``part-00000.parquet``, atomically for readers.
+
+    The compacted day is staged in a sibling directory, then swapped in with two renames; a crash at any
+    step is repaired by :func:`recover_compaction` (readers never see duplicates or a torn file).
+    Returns the compacted file, or ``None`` when the day is not complete or has no data.
+    """
+    directory = day_dir(root, kind, market, day)
+    recover_compaction(directory)
+    if not directory.is_dir() or not is_complete(directory):
+        return None
+    parts = segment_paths(directory)
+    if not parts:
+        return None
+    if len(parts) == 1 and parts[0].name == f"{PART_PREFIX}00000.parquet":
+        return parts[0]
+    table = read_day(root, kind, market, day)
+    if kind == "orderbook":
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"levels": str(table_levels(table)).encode()}
+        )
+    staged = directory.with_name(directory.name + COMPACT_SUFFIX)
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    write_table_atomic(table, staged / f"{PART_PREFIX}00000.parquet", compression="zstd")
+    mark_complete(staged)
+    old = directory.with_name(directory.name + OLD_SUFFIX)
+    os.replace(directory, old)
+    os.replace(staged, directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory / f"{PART_PREFIX}00000.parquet"
+
+
+def kst_day_bounds(ts_ms: int, tz: dt.tzinfo = KST) -> tuple[dt.date, int, int]:
+    """(day, start ms, end ms) of the exchange-local day containing ``ts_ms``."""
+    day = day_of(ts_ms, tz)
+    start = int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp() * 1000)
+    end = int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz).timestamp() * 1000)
+    return day, start, end
+
+
+class _Buffer:
+    __slots__ = ("rows", "day")
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+
+class DayFileWriter:
+    """Buffers records of many markets and writes them as day-file segments.
+
+    * ``flush_interval`` seconds (default 2) at most between segments, or sooner when ``max_rows`` pile up;
+    * segments are complete Parquet files written atomically, numbered on from what the day already holds
+      (a restart resumes the same day with the next part number);
+    * at local midnight (by the injected ``clock``, epoch ms) the day is closed with ``_COMPLETE``;
+    * on start, temp files left by a crash are removed and earlier days that were never closed are closed.
+
+    ``add_*`` take the records of :mod:`market.upbit.records`; the day a row belongs to is decided by its
+    receive time (the writer's clock), so a day's files hold what was received that day.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        markets: Iterable[str] = (),
+        levels: int = DEFAULT_LEVELS,
+        flush_interval: float = 2.0,
+        max_rows: int = 200_000,
+        clock: Callable[[], int] | None = None,
+        tz: dt.tzinfo = KST,
+    ) -> None:
+        self.root = Path(root)
+        self.levels = levels
+        self.flush_interval_ms = int(flush_interval * 1000)
+        self.max_rows = max_rows
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.tz = tz
+        self.markets: set[str] = set(markets)
+        self._buffers: dict[tuple[str, str], list[Any]] = {}
+        self._pending = 0
+        now = self.clock()
+        self.day, self._day_start, self._day_end = kst_day_bounds(now, tz)
+        self._last_flush = now
+        self._next_part: dict[tuple[str, str], int] = {}
+        self.segments_written = 0
+        self.rows_written = 0
+        self.recover()
+
+    # -- lifecycle --
+    def recover(self) -> None:
+        """Clean up after a crash: drop temp files, finish compactions, close days before today."""
+        for kind in KINDS:
+            base = self.root / kind
+            if not base.is_dir():
+                continue
+            for market_dir in base.iterdir():
+                if not market_dir.is_dir() or (self.markets and market_dir.name not in self.markets):
+                    continue
+                for d in list(market_dir.iterdir()):
+                    if d.name.endswith((COMPACT_SUFFIX, OLD_SUFFIX)):
+                        stem = d.name.rsplit(".", 1)[0]
+                        recover_compaction(market_dir / stem)
+                for d in list_days(self.root, kind, market_dir.name):
+                    directory = day_dir(self.root, kind, market_dir.name, d)
+                    remove_stale_temp_files(directory)
+                    if d < self.day:
+                        mark_complete(directory)
+
+    def add_orderbook(self, rec: Any) -> None:
+        self._add("orderbook", rec.code, rec, rec.recv_ts)
+
+    def add_trade(self, rec: Any) -> None:
+        self._add("trade", rec.code, rec, rec.recv_ts)
+
+    def add_gap(self, market: str, ts_start: int, ts_end: int, reason: str, detail: str = "") -> None:
+        self._add("gap", market, (int(ts_start), int(ts_end), reason, detail), int(ts_end))
+
+    def _add(self, kind: str, market: str, row: Any, recv_ts: int) -> None:
+        if recv_ts >= self._day_end:
+            self.rollover(recv_ts)
+        buf = self._buffers.get((kind, market))
+        if buf is None:
+            buf = self._buffers[(kind, market)] = []
+            self.markets.add(market)
+        buf.append(row)
+        self._pending += 1
+        if self._pending >= self.max_rows:
+            self.flush()
+
+    def tick(self, now: int | None = None) -> None:
+        """Call often (the collector does, ~10x a second): flushes on schedule, closes the day at midnight."""
+        now = self.clock() if now is None else now
+        if now >= self._day_end:
+            self.rollover(now)
+        elif now - self._last_flush >= self.flush_interval_ms:
+            self.flush(now)
+
+    def rollover(self, now: int) -> None:
+        """Write what is buffered into the ending day, mark that day complete, start the new one."""
+        old_day = self.day
+        self.flush(now)
+        for kind in KINDS:
+            for market in self.markets:
+                mark_complete(day_dir(self.root, kind, market, old_day))
+        self.day, self._day_start, self._day_end = kst_day_bounds(now, self.tz)
+        self._next_part.clear()
+
+    def flush(self, now: int | None = None) -> list[Path]:
+        """Write every non-empty buffer as one new segment of the current day."""
+        written: list[Path] = []
+        buffers, self._buffers, self._pending = self._buffers, {}, 0
+        for (kind, market), rows in buffers.items():
+            if not rows:
+                continue
+            table = self._table(kind, rows)
+            written.append(self._write_segment(kind, market, table))
+        self._last_flush = self.clock() if now is None else now
+        return written
+
+    def close(self) -> None:
+        """Flush what is buffered (the day is not closed: a restart on the same day resumes it)."""
+        now = self.clock()
+        if now >= self._day_end:
+            self.rollover(now)
+        else:
+            self.flush(now)
+
+    # -- internals --
+    def _write_segment(self, kind: str, market: str, table: pa.Table) -> Path:
+        directory = day_dir(self.root, kind, market, self.day)
+        key = (kind, market)
+        if key not in self._next_part:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._next_part[key] = next_part_number(directory)
+        n = self._next_part[key]
+        path = directory / f"{PART_PREFIX}{n:05d}.parquet"
+        write_table_atomic(table, path)
+        self._next_part[key] = n + 1
+        self.segments_written += 1
+        self.rows_written += table.num_rows
+        return path
+
+    def _table(self, kind: str, rows: list[Any]) -> pa.Table:
+        if kind == "orderbook":
+            return orderbook_table(rows, self.levels)
+        if kind == "trade":
+            return trade_table(rows)
+        starts, ends, reasons, details = zip(*rows, strict=True)
+        cols = {"ts_start": starts, "ts_end": ends, "reason": reasons, "detail": details}
+        return pa.table({k: list(v) for k, v in cols.items()}, schema=GAP_SCHEMA)
+
+
+def _side_matrix(rows: list[Any], attr: str, levels: int) -> np.ndarray:
+    values = [getattr(r, attr) for r in rows]
+    try:
+        m = np.array(values, dtype=np.float64)
+        if m.ndim == 2 and m.shape[1] == levels:
+            return m
+    except ValueError:
+        pass  # ragged: books of different depths in one segment
+    m = np.full((len(values), levels), np.nan)
+    for i, v in enumerate(values):
+        k = min(levels, len(v))
+        m[i, :k] = v[:k]
+    return m
+
+
+def orderbook_table(rows: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
+    """Order-book records -> a table in the day-file schema (wire zero padding becomes NaN)."""
+    n = len(rows)
+    cols: dict[str, Any] = {
+        "ts": np.fromiter((r.ts for r in rows), np.int64, n),
+        "recv_ts": np.fromiter((r.recv_ts for r in rows), np.int64, n),
+        "total_ask_size": np.fromiter((r.total_ask_size for r in rows), np.float64, n),
+        "total_bid_size": np.fromiter((r.total_bid_size for r in rows), np.float64, n),
+    }
+    for side in ("ask", "bid"):
+        px = _side_matrix(rows, f"{side}_price", levels)
+        sz = _side_matrix(rows, f"{side}_size", levels)
+        empty = ~(px > 0)
+        px[empty] = np.nan
+        sz[empty] = np.nan
+        px_t, sz_t = np.ascontiguousarray(px.T), np.ascontiguousarray(sz.T)
+        for i in range(levels):
+            cols[f"{side}_price_{i + 1}"] = px_t[i]
+            cols[f"{side}_size_{i + 1}"] = sz_t[i]
+    schema = orderbook_schema(levels)
+    return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
+
+
+def trade_table(rows: list[Any]) -> pa.Table:
+    n = len(rows)
+    return pa.table(
+        {
+            "ts": np.fromiter((r.ts for r in rows), np.int64, n),
+            "recv_ts": np.fromiter((r.recv_ts for r in rows), np.int64, n),
+            "price": np.fromiter((r.price for r in rows), np.float64, n),
+            "volume": np.fromiter((r.volume for r in rows), np.float64, n),
+            "side": np.fromiter((r.side for r in rows), np.int8, n),
+            "sequential_id": np.fromiter((r.sequential_id for r in rows), np.int64, n),
+        },
+        schema=TRADE_SCHEMA,
+    )
+
+
+def finished_days(
+    root: str | os.PathLike[str], *, today: dt.date, quiet_seconds: float = 600.0
+) -> list[tuple[str, str, dt.date, Path]]:
+    """Every (kind, market, day, dir) that is closed: ``_COMPLETE``, or before ``today`` and untouched for
+    ``quiet_seconds`` (a collector that was down at midnight never closed it; such a day is closed here)."""
+    out = []
+    base = Path(root)
+    now = time.time()
+    for kind in KINDS:
+        kind_dir = base / kind
+        if not kind_dir.is_dir():
+            continue
+        for market_dir in sorted(kind_dir.iterdir()):
+            if not market_dir.is_dir():
+                continue
+            for d in list_days(base, kind, market_dir.name):
+                directory = day_dir(base, kind, market_dir.name, d)
+                recover_compaction(directory)
+                if not directory.is_dir():
+                    continue
+                if not is_complete(directory):
+                    if d >= today:
+                        continue
+                    newest = max((p.stat().st_mtime for p in directory.iterdir()), default=0.0)
+                    if now - newest < quiet_seconds:
+                        continue
+                    remove_stale_temp_files(directory)
+                    mark_complete(directory)
+                out.append((kind, market_dir.name, d, directory))
+    return out

@@ -1,4 +1,4 @@
-"""Upbit REST client (quotation + exchange), sync (:class:`UpbitClient`) and async (:class:`AsyncUpbitClient`).
+"""Upbit REST client (quotation + exchange): sync :class:`UpbitClient` and async :class:`AsyncUpbitClient`.
 
 Both speak the same wire protocol (see ``shared/upbit-api.md``) through httpx:
 
@@ -140,14 +140,18 @@ class _Calls:
 
     @staticmethod
     def orderbooks(markets: Sequence[str] | str, count: int | None, level: int | str | None) -> _Call:
-        return _q("GET", "/orderbook", [("markets", _markets_param(markets)), ("level", level), ("count", count)])
+        return _q(
+            "GET", "/orderbook", [("markets", _markets_param(markets)), ("level", level), ("count", count)]
+        )
 
     @staticmethod
     def instruments(markets: Sequence[str] | str) -> _Call:
         return _q("GET", "/orderbook/instruments", [("markets", _markets_param(markets))])
 
     @staticmethod
-    def trades(market: str, count: int, to: str | None, cursor: int | str | None, days_ago: int | None) -> _Call:
+    def trades(
+        market: str, count: int, to: str | None, cursor: int | str | None, days_ago: int | None
+    ) -> _Call:
         return _q(
             "GET",
             "/trades/ticks",
@@ -207,7 +211,9 @@ class _Calls:
     def get_order(uuid: str | None, identifier: str | None) -> _Call:
         if (uuid is None) == (identifier is None):
             raise ValueError("pass exactly one of uuid or identifier")
-        return _Call("GET", "/order", "default", _clean([("uuid", uuid), ("identifier", identifier)]), auth=True)
+        return _Call(
+            "GET", "/order", "default", _clean([("uuid", uuid), ("identifier", identifier)]), auth=True
+        )
 
     @staticmethod
     def cancel_order(uuid: str | None, identifier: str | None) -> _Call:
@@ -217,10 +223,12 @@ class _Calls:
         return _Call("DELETE", "/order", "default", params, auth=True, retry="cancel")
 
     @staticmethod
-    def open_orders(market: str | None, states: Sequence[str] | None, page: int, limit: int, order_by: str) -> _Call:
+    def open_orders(
+        market: str | None, states: Sequence[str] | None, page: int, limit: int, order_by: str
+    ) -> _Call:
         params = _clean(
-            [("market", market), ("states", list(states) if states else None), ("page", page), ("limit", limit),
-             ("order_by", order_by)]
+            [("market", market), ("states", list(states) if states else None), ("page", page),
+             ("limit", limit), ("order_by", order_by)]
         )  # fmt: skip
         return _Call("GET", "/orders/open", "default", params, auth=True)
 
@@ -254,7 +262,9 @@ class _GroupState:
 class RateGate:
     """Client-side view of Upbit's per-group per-second buckets, fed by ``Remaining-Req`` headers."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
         self._clock = clock
         self._wall = wall
         self._groups: dict[str, _GroupState] = {}
@@ -350,7 +360,9 @@ class _Base:
             if not self.authenticated:
                 raise UpbitAuthError("no_authorization_token", "this client has no API keys", 401)
             hashed: Any = call.body if call.body is not None else call.params
-            token = protocol.build_jwt(self._access_key or "", self._secret_key or "", hashed or None, alg="HS256")
+            token = protocol.build_jwt(
+                self._access_key or "", self._secret_key or "", hashed or None, alg="HS256"
+            )
             headers["Authorization"] = f"Bearer {token}"
         return url, headers, content
 
@@ -362,8 +374,9 @@ class _Base:
             try:
                 return orjson.loads(response.content) if response.content else None
             except orjson.JSONDecodeError as exc:
-                raise UpbitUnavailable("bad_response", "Upbit answered with a body that is not JSON",
-                                       response.status_code) from exc
+                raise UpbitUnavailable(
+                    "bad_response", "Upbit answered with a body that is not JSON", response.status_code
+                ) from exc
         raise error_from_response(response.status_code, response.content, response.headers)
 
     def _backoff(self, attempt: int, error: UpbitError | None = None) -> float:
@@ -413,7 +426,9 @@ class UpbitClient(_Base):
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(base_url, access_key, secret_key, timeout, max_retries, backoff_base, backoff_cap, rng)
+        super().__init__(
+            base_url, access_key, secret_key, timeout, max_retries, backoff_base, backoff_cap, rng
+        )
         self._sleep = sleep
         self._http = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
 
@@ -501,7 +516,13 @@ class UpbitClient(_Base):
         return self._execute(_Calls.trades(market, count, to, cursor, days_ago))
 
     def candles(
-        self, market: str, unit: str, *, minutes: int = 1, count: int = 200, to: dt.datetime | str | None = None
+        self,
+        market: str,
+        unit: str,
+        *,
+        minutes: int = 1,
+        count: int = 200,
+        to: dt.datetime | str | None = None,
     ) -> list[dict[str, Any]]:
         return self._execute(_Calls.candles(market, unit, minutes, count, to))
 
@@ -528,8 +549,8 @@ class UpbitClient(_Base):
         return self._execute(_Calls.cancel_order(uuid, identifier))
 
     def open_orders(
-        self, *, market: str | None = None, states: Sequence[str] | None = None, page: int = 1, limit: int = 100,
-        order_by: str = "desc",
+        self, *, market: str | None = None, states: Sequence[str] | None = None, page: int = 1,
+        limit: int = 100, order_by: str = "desc",
     ) -> list[dict[str, Any]]:  # fmt: skip
         return self._execute(_Calls.open_orders(market, states, page, limit, order_by))
 
@@ -563,7 +584,9 @@ class AsyncUpbitClient(_Base):
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(base_url, access_key, secret_key, timeout, max_retries, backoff_base, backoff_cap, rng)
+        super().__init__(
+            base_url, access_key, secret_key, timeout, max_retries, backoff_base, backoff_cap, rng
+        )
         self._sleep = sleep or asyncio.sleep
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False)
 
@@ -621,7 +644,9 @@ class AsyncUpbitClient(_Base):
             await self._sleep(self._backoff(attempt, error))
             attempt += 1
 
-    async def _lookup(self, *, uuid: str | None = None, identifier: str | None = None) -> dict[str, Any] | None:
+    async def _lookup(
+        self, *, uuid: str | None = None, identifier: str | None = None
+    ) -> dict[str, Any] | None:
         try:
             return await self._execute(_Calls.get_order(uuid, identifier))
         except OrderNotFound:
@@ -648,7 +673,13 @@ class AsyncUpbitClient(_Base):
         return await self._execute(_Calls.trades(market, count, to, cursor, days_ago))
 
     async def candles(
-        self, market: str, unit: str, *, minutes: int = 1, count: int = 200, to: dt.datetime | str | None = None
+        self,
+        market: str,
+        unit: str,
+        *,
+        minutes: int = 1,
+        count: int = 200,
+        to: dt.datetime | str | None = None,
     ) -> list[dict[str, Any]]:
         return await self._execute(_Calls.candles(market, unit, minutes, count, to))
 
@@ -674,8 +705,8 @@ class AsyncUpbitClient(_Base):
         return await self._execute(_Calls.cancel_order(uuid, identifier))
 
     async def open_orders(
-        self, *, market: str | None = None, states: Sequence[str] | None = None, page: int = 1, limit: int = 100,
-        order_by: str = "desc",
+        self, *, market: str | None = None, states: Sequence[str] | None = None, page: int = 1,
+        limit: int = 100, order_by: str = "desc",
     ) -> list[dict[str, Any]]:  # fmt: skip
         return await self._execute(_Calls.open_orders(market, states, page, limit, order_by))
 
@@ -684,7 +715,9 @@ class AsyncUpbitClient(_Base):
         start_time: dt.datetime | str | int | None = None, end_time: dt.datetime | str | int | None = None,
         limit: int = 100, order_by: str = "desc",
     ) -> list[dict[str, Any]]:  # fmt: skip
-        return await self._execute(_Calls.closed_orders(market, states, start_time, end_time, limit, order_by))
+        return await self._execute(
+            _Calls.closed_orders(market, states, start_time, end_time, limit, order_by)
+        )
 
 
 def remaining_req(headers: Mapping[str, str]) -> protocol.RemainingReq | None:

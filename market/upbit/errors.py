@@ -40,7 +40,7 @@ class InvalidPriceUnit(UpbitError):
 
 
 class InvalidParameter(UpbitError):
-    """``invalid_parameter``, ``validation_error``, ``create_*_error``, ``invalid_time_in_force``, quotation 400s."""
+    """``invalid_parameter``, ``validation_error``, ``create_*_error``, ``invalid_time_in_force``, 400s."""
 
 
 class MarketNotFound(UpbitError):
@@ -55,7 +55,11 @@ class RateLimited(UpbitError):
     """HTTP 429 (``Too many API requests.``) or 418 (temporary block)."""
 
     def __init__(
-        self, name: str | int, message: str | None = None, status: int | None = None, retry_after: float | None = None
+        self,
+        name: str | int,
+        message: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(name, message, status)
         self.retry_after = retry_after

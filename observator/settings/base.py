@@ -252,6 +252,40 @@ MARKET_DATA_DIR = env.path("MARKET_DATA_DIR", default=VAR_DIR / "data")
 MARKET_RETENTION_DAYS = env.int("MARKET_RETENTION_DAYS", default=3)
 # Send each second's new snapshots to the ML worker for live predictions (see /work CONTRACTS: prediction path).
 MARKET_PREDICTION_FEED = env.bool("MARKET_PREDICTION_FEED", default=True)
+# Live fan-out (market/fanout.py, market/consumers.py): publish each market at most every N ms (latest wins),
+# send each browser at most every N ms, top N order-book levels per side.
+MARKET_FANOUT_INTERVAL_MS = env.int("MARKET_FANOUT_INTERVAL_MS", default=50)
+MARKET_WS_THROTTLE_MS = env.int("MARKET_WS_THROTTLE_MS", default=50)
+MARKET_FANOUT_LEVELS = env.int("MARKET_FANOUT_LEVELS", default=15)
+# Public market-data REST API: requests per client (user, else IP).
+MARKET_API_RATE = env("MARKET_API_RATE", default="300/min")
+# Other exchanges' BTC tickers (public REST) and the FX source used to convert them to KRW. The FX endpoint
+# returns {"base"|"base_code": "USD", "rates": {"KRW": .., "JPY": ..}} (ExchangeRate-API's open endpoint).
+# USDT is priced with Upbit's KRW-USDT when MARKET_USDT_SOURCE=upbit and it answers, else as 1 USDT = 1 USD.
+BITFLYER_API_URL = env("BITFLYER_API_URL", default="https://api.bitflyer.com")
+BINANCE_API_URL = env("BINANCE_API_URL", default="https://api.binance.com")
+OKX_API_URL = env("OKX_API_URL", default="https://www.okx.com")
+FX_SOURCE_URL = env("FX_SOURCE_URL", default="https://open.er-api.com/v6/latest/USD")
+FX_SOURCE_NAME = env("FX_SOURCE_NAME", default="ExchangeRate-API (open.er-api.com), daily reference rates")
+MARKET_USDT_SOURCE = env("MARKET_USDT_SOURCE", default="upbit")
+EXCHANGES_CACHE_SECONDS = env.int("EXCHANGES_CACHE_SECONDS", default=10)
+FX_CACHE_SECONDS = env.int("FX_CACHE_SECONDS", default=3600)
+FEEDS_HTTP_TIMEOUT = env.float("FEEDS_HTTP_TIMEOUT", default=4.0)
+# Bitcoin news (RSS/Atom), refreshed by market.tasks.refresh_news.
+NEWS_FEEDS = env.list(
+    "NEWS_FEEDS",
+    default=[
+        "https://www.coindesk.com/arc/outboundfeeds/rss/",
+        "https://cointelegraph.com/rss/tag/bitcoin",
+        "https://bitcoinmagazine.com/.rss/full/",
+    ],
+)
+NEWS_REFRESH_SECONDS = env.int("NEWS_REFRESH_SECONDS", default=600)
+NEWS_KEEP_DAYS = env.int("NEWS_KEEP_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["market-refresh-news"] = {
+    "task": "market.tasks.refresh_news",
+    "schedule": float(NEWS_REFRESH_SECONDS),
+}
 UPBIT_FEE_RATE = env("UPBIT_FEE_RATE", default="0.0005")
 UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 

@@ -1,0 +1,406 @@
+"""Per-market statistics the simulator derives from its trades: ticker fields, candles, recent trades."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .source import TradeTick
+
+MINUTE = 60_000
+DAY = 86_400_000
+KST_OFFSET = 9 * 3_600_000
+MINUTE_UNITS = (1, 3, 5, 10, 15, 30, 60, 240)
+
+
+def _utc(ts: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
+
+
+def _naive(ts: int) -> str:
+    return _utc(ts).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass
+class Candle:
+    start: int  # ms, UTC interval start
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float = 0.0
+    value: float = 0.0
+    last_ts: int = 0
+
+    def add(self, price: float, volume: float, ts: int) -> None:
+        if price > self.high:
+            self.high = price
+        if price < self.low:
+            self.low = price
+        self.close = price
+        self.volume += volume
+        self.value += price * volume
+        self.last_ts = ts
+
+    def merge(self, other: Candle) -> None:
+        self.high = max(self.high, other.high)
+        self.low = min(self.low, other.low)
+        self.close = other.close
+        self.volume += other.volume
+        self.value += other.value
+        self.last_ts = max(self.last_ts, other.last_ts)
+
+
+@dataclass
+class MarketStats:
+    market: str
+    max_minutes: int = 7 * 1440
+    max_trades: int = 50_000
+    trade_price: float = 0.0
+    trade_volume: float = 0.0
+    trade_ts: int = 0
+    ask_bid: str = "BID"
+    day_start: int = -1
+    opening_price: float = 0.0
+    high_price: float = 0.0
+    low_price: float = 0.0
+    prev_closing_price: float = 0.0
+    acc_trade_volume: float = 0.0
+    acc_trade_price: float = 0.0
+    acc_ask_volume: float = 0.0
+    acc_bid_volume: float = 0.0
+    minutes: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
+    days: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
+    trades: deque[TradeTick] = field(default_factory=deque)
+    # Rolling 24 h sums from minute buckets.
+    _win: deque[tuple[int, float, float]] = field(default_factory=deque)
+    _w_vol: float = 0.0
+    _w_val: float = 0.0
+    _cur_min: int = -1
+    _cur_vol: float = 0.0
+    _cur_val: float = 0.0
+
+    @property
+    def started(self) -> bool:
+        return self.trade_price > 0
+
+    def seed_price(self, price: float, ts: int) -> None:
+        """Initial values before any trade (from the first book)."""
+        if self.started or price <= 0:
+            return
+        self.trade_price = price
+        self.trade_ts = ts
+        self._roll_day(ts)
+        if not self.prev_closing_price:
+            self.prev_closing_price = price
+
+    def _roll_day(self, ts: int) -> None:
+        day = ts - ts % DAY
+        if day == self.day_start:
+            return
+        if self.day_start >= 0 or not self.prev_closing_price:
+            last_day = next(reversed(self.days.values()), None) if self.days else None
+            self.prev_closing_price = (last_day.close if last_day else 0.0) or self.trade_price
+        self.day_start = day
+        self.opening_price = self.high_price = self.low_price = self.trade_price
+        self.acc_trade_volume = self.acc_trade_price = 0.0
+        self.acc_ask_volume = self.acc_bid_volume = 0.0
+
+    def add_trade(self, t: TradeTick) -> None:
+        price, vol, ts = t.price, t.volume, t.ts
+        self.trade_price, self.trade_volume, self.trade_ts, self.ask_bid = price, vol, ts, t.ask_bid
+        prev_day = self.day_start
+        self._roll_day(ts)
+        if prev_day != self.day_start:
+            self.opening_price = self.high_price = self.low_price = price
+        self.high_price = max(self.high_price, price)
+        self.low_price = min(self.low_price, price) if self.low_price > 0 else price
+        self.acc_trade_volume += vol
+        self.acc_trade_price += price * vol
+        if t.ask_bid == "ASK":
+            self.acc_ask_volume += vol
+        else:
+            self.acc_bid_volume += vol
+        m = ts - ts % MINUTE
+        c = self.minutes.get(m)
+        if c is None:
+            c = self.minutes[m] = Candle(m, price, price, price, price)
+            while len(self.minutes) > self.max_minutes:
+                self.minutes.popitem(last=False)
+        c.add(price, vol, ts)
+        d = ts - ts % DAY
+        dc = self.days.get(d)
+        if dc is None:
+            dc = self.days[d] = Candle(d, price, price, price, price)
+        dc.add(price, vol, ts)
+        self.trades.append(t)
+        if len(self.trades) > self.max_trades:
+            self.trades.popleft()
+        if m != self._cur_min:
+            if self._cur_min >= 0:
+                self._win.append((self._cur_min, self._cur_vol, self._cur_val))
+                self._w_vol += self._cur_vol
+                self._w_val += self._cur_val
+            self._cur_min, self._cur_vol, self._cur_val = m, 0.0, 0.0
+        self._cur_vol += vol
+        self._cur_val += price * vol
+
+    def _rolling(self, now: int) -> tuple[float, float]:
+        while self._win and self._win[0][0] <= now - DAY:
+            _, v, x = self._win.popleft()
+            self._w_vol -= v
+            self._w_val -= x
+        return max(0.0, self._w_vol + self._cur_vol), max(0.0, self._w_val + self._cur_val)
+
+    def _52w(self) -> tuple[float, str, float, str]:
+        hi, hi_d, lo, lo_d = self.high_price, self.day_start, self.low_price, self.day_start
+        cutoff = self.day_start - 364 * DAY
+        for d, c in self.days.items():
+            if d < cutoff:
+                continue
+            if c.high > hi:
+                hi, hi_d = c.high, d
+            if c.low < lo or lo <= 0:
+                lo, lo_d = c.low, d
+        return hi, _utc(max(hi_d, 0)).strftime("%Y-%m-%d"), lo, _utc(max(lo_d, 0)).strftime("%Y-%m-%d")
+
+    # ------------------------------------------------------------------------------------------ wire
+
+    def ticker_fields(self, now: int) -> dict[str, Any]:
+        """Fields common to REST and WebSocket tickers (DEFAULT names)."""
+        price, pcp = self.trade_price, self.prev_closing_price or self.trade_price
+        diff = price - pcp
+        rate = diff / pcp if pcp else 0.0
+        v24, p24 = self._rolling(now)
+        hi, hi_d, lo, lo_d = self._52w()
+        t = _utc(self.trade_ts or now)
+        return {
+            "trade_date": t.strftime("%Y%m%d"),
+            "trade_time": t.strftime("%H%M%S"),
+            "trade_timestamp": self.trade_ts or now,
+            "opening_price": self.opening_price or price,
+            "high_price": self.high_price or price,
+            "low_price": self.low_price or price,
+            "trade_price": price,
+            "prev_closing_price": pcp,
+            "change": "RISE" if diff > 0 else "FALL" if diff < 0 else "EVEN",
+            "change_price": abs(diff),
+            "change_rate": round(abs(rate), 10),
+            "signed_change_price": diff,
+            "signed_change_rate": round(rate, 10),
+            "trade_volume": self.trade_volume,
+            "acc_trade_price": self.acc_trade_price,
+            "acc_trade_price_24h": p24,
+            "acc_trade_volume": self.acc_trade_volume,
+            "acc_trade_volume_24h": v24,
+            "highest_52_week_price": hi,
+            "highest_52_week_date": hi_d,
+            "lowest_52_week_price": lo,
+            "lowest_52_week_date": lo_d,
+            "timestamp": now,
+        }
+
+    def ticker_rest(self, now: int) -> dict[str, Any]:
+        f = self.ticker_fields(now)
+        t = _utc(f["trade_timestamp"])
+        k = t + dt.timedelta(hours=9)
+        out = {"market": self.market, "trade_date": f["trade_date"], "trade_time": f["trade_time"]}
+        out["trade_date_kst"] = k.strftime("%Y%m%d")
+        out["trade_time_kst"] = k.strftime("%H%M%S")
+        for key in (
+            "trade_timestamp", "opening_price", "high_price", "low_price", "trade_price", "prev_closing_price",
+            "change", "change_price", "change_rate", "signed_change_price", "signed_change_rate", "trade_volume",
+            "acc_trade_price", "acc_trade_price_24h", "acc_trade_volume", "acc_trade_volume_24h",
+            "highest_52_week_price", "highest_52_week_date", "lowest_52_week_price", "lowest_52_week_date",
+            "timestamp",
+        ):  # fmt: skip
+            out[key] = f[key]
+        return out
+
+    def ticker_ws(self, now: int, stream_type: str) -> dict[str, Any]:
+        f = self.ticker_fields(now)
+        out: dict[str, Any] = {"type": "ticker", "code": self.market}
+        out.update(f)
+        out["ask_bid"] = self.ask_bid
+        out["acc_ask_volume"] = self.acc_ask_volume
+        out["acc_bid_volume"] = self.acc_bid_volume
+        out["market_state"] = "ACTIVE"
+        out["is_trading_suspended"] = False
+        out["delisting_date"] = None
+        out["market_warning"] = "NONE"
+        out["stream_type"] = stream_type
+        return out
+
+    def trade_rest(self, t: TradeTick) -> dict[str, Any]:
+        u = _utc(t.ts)
+        pcp = self.prev_closing_price or t.price
+        return {
+            "market": self.market,
+            "trade_date_utc": u.strftime("%Y-%m-%d"),
+            "trade_time_utc": u.strftime("%H:%M:%S"),
+            "timestamp": t.ts,
+            "trade_price": t.price,
+            "trade_volume": t.volume,
+            "prev_closing_price": pcp,
+            "change_price": t.price - pcp,
+            "ask_bid": t.ask_bid,
+            "sequential_id": t.sequential_id,
+        }
+
+    def trade_ws(self, t: TradeTick, stream_type: str) -> dict[str, Any]:
+        u = _utc(t.ts)
+        pcp = self.prev_closing_price or t.price
+        diff = t.price - pcp
+        return {
+            "type": "trade",
+            "code": self.market,
+            "trade_price": t.price,
+            "trade_volume": t.volume,
+            "ask_bid": t.ask_bid,
+            "prev_closing_price": pcp,
+            "change": "RISE" if diff > 0 else "FALL" if diff < 0 else "EVEN",
+            "change_price": abs(diff),
+            "trade_date": u.strftime("%Y-%m-%d"),
+            "trade_time": u.strftime("%H:%M:%S"),
+            "trade_timestamp": t.ts,
+            "timestamp": t.ts,
+            "sequential_id": t.sequential_id,
+            "best_ask_price": t.best_ask_price,
+            "best_ask_size": t.best_ask_size,
+            "best_bid_price": t.best_bid_price,
+            "best_bid_size": t.best_bid_size,
+            "stream_type": stream_type,
+        }
+
+    def recent_trades(
+        self, *, count: int, to_ms: int | None = None, cursor: int | None = None, day_start: int | None = None
+    ) -> list[dict[str, Any]]:
+        out = []
+        for t in reversed(self.trades):
+            if day_start is not None and not (day_start <= t.ts < day_start + DAY):
+                if t.ts < day_start:
+                    break
+                continue
+            if to_ms is not None and t.ts >= to_ms:
+                continue
+            if cursor is not None and t.sequential_id >= cursor:
+                continue
+            out.append(self.trade_rest(t))
+            if len(out) >= count:
+                break
+        return out
+
+    # ------------------------------------------------------------------------------------------ candles
+
+    def candles(self, unit: str, *, count: int, to_ms: int | None) -> list[dict[str, Any]]:
+        """``unit``: a minute count as a string, ``days``, ``weeks`` or ``months``. Newest first."""
+        if unit in ("days", "weeks", "months"):
+            src = self.days
+        else:
+            src = self.minutes
+        groups: OrderedDict[int, Candle] = OrderedDict()
+        for start, c in src.items():
+            if unit == "days":
+                key = start
+            elif unit == "weeks":
+                d = _utc(start).date()
+                monday = d - dt.timedelta(days=d.weekday())
+                key = int(dt.datetime(monday.year, monday.month, monday.day, tzinfo=dt.UTC).timestamp() * 1000)
+            elif unit == "months":
+                d = _utc(start).date()
+                key = int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp() * 1000)
+            else:
+                span = int(unit) * MINUTE
+                key = start - start % span
+            g = groups.get(key)
+            if g is None:
+                groups[key] = Candle(key, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
+            else:
+                g.merge(c)
+        out: list[dict[str, Any]] = []
+        keys = sorted(groups, reverse=True)
+        prev_close: dict[int, float] = {}
+        for i, k in enumerate(keys):
+            if i + 1 < len(keys):
+                prev_close[k] = groups[keys[i + 1]].close
+        for k in keys:
+            if to_ms is not None and k >= to_ms:
+                continue
+            c = groups[k]
+            row: dict[str, Any] = {
+                "market": self.market,
+                "candle_date_time_utc": _naive(k),
+                "candle_date_time_kst": _naive(k + KST_OFFSET),
+                "opening_price": c.open,
+                "high_price": c.high,
+                "low_price": c.low,
+                "trade_price": c.close,
+                "timestamp": c.last_ts or k,
+                "candle_acc_trade_price": c.value,
+                "candle_acc_trade_volume": c.volume,
+            }
+            if unit == "days":
+                pc = prev_close.get(k, c.open)
+                row["prev_closing_price"] = pc
+                row["change_price"] = c.close - pc
+                row["change_rate"] = (c.close - pc) / pc if pc else 0.0
+            elif unit in ("weeks", "months"):
+                row["first_day_of_period"] = _utc(k).strftime("%Y-%m-%d")
+            else:
+                row["unit"] = int(unit)
+            out.append(row)
+            if len(out) >= count:
+                break
+        return out
+
+    def backfill(self, *, end_ms: int, price: float, seed: int, days: int = 200, minutes: int = 2 * 1440) -> None:
+        """Seeded history before ``end_ms`` (a geometric random walk ending at ``price``) so charts have
+        candles at start: ``days`` day candles and ``minutes`` one-minute candles."""
+        rng = np.random.default_rng([seed, sum(self.market.encode()), 7])
+        day0 = end_ms - end_ms % DAY
+        # Day closes walking backwards from the current price.
+        rets = rng.normal(0.0, 0.03, days)
+        closes = price * np.exp(-np.cumsum(rets))[::-1]
+        days_out: OrderedDict[int, Candle] = OrderedDict()
+        prev = float(closes[0]) * math.exp(-rets[-1])
+        for i in range(days):
+            start = day0 - (days - i) * DAY
+            close = float(closes[i])
+            hi = max(prev, close) * (1 + abs(rng.normal(0, 0.01)))
+            lo = min(prev, close) * (1 - abs(rng.normal(0, 0.01)))
+            vol = float(rng.lognormal(0, 0.4)) * 2e10 / price
+            days_out[start] = Candle(start, prev, hi, lo, close, vol, vol * (hi + lo) / 2, start + DAY - 1)
+            prev = close
+        minute0 = end_ms - end_ms % MINUTE
+        mrets = rng.normal(0.0, 0.0008, minutes)
+        mcl = price * np.exp(-np.cumsum(mrets))[::-1]
+        prev = float(mcl[0])
+        for i in range(minutes):
+            start = minute0 - (minutes - i) * MINUTE
+            close = float(mcl[i])
+            hi, lo = max(prev, close), min(prev, close)
+            vol = float(rng.lognormal(0, 0.6)) * 2e7 / price
+            c = Candle(start, prev, hi, lo, close, vol, vol * close, start + MINUTE - 1)
+            self.minutes[start] = c
+            d = start - start % DAY
+            if d == day0:
+                dc = days_out.get(d)
+                if dc is None:
+                    days_out[d] = Candle(d, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
+                else:
+                    dc.merge(c)
+            prev = close
+        self.days = OrderedDict(sorted(days_out.items()))
+        today = self.days.get(day0)
+        yesterday = self.days.get(day0 - DAY)
+        if yesterday is not None:
+            self.prev_closing_price = yesterday.close
+        if today is not None:
+            self.day_start = day0
+            self.opening_price, self.high_price, self.low_price = today.open, today.high, today.low
+            self.acc_trade_volume, self.acc_trade_price = today.volume, today.value

@@ -1,0 +1,346 @@
+"""The paper exchange: per-user virtual balances in the database, orders filled against the current live
+order book by walking its levels, with Upbit's fee (0.05 % a side, in KRW), tick sizes and 5,000 KRW
+minimum. Limit orders that rest are filled later by :func:`paper_match_market` as the market trades at or
+through their price, or the book moves across it. The ``PaperTrade`` rows are the ledger of fills.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid as uuid_mod
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, is_on_tick, quantize_volume
+from trading import errors
+from trading.exchanges import matching
+from trading.exchanges.base import (
+    Balance,
+    Book,
+    ExchangeOrder,
+    ExchangeTrade,
+    OrderChance,
+)
+from trading.models import PaperBalance, PaperOrder, PaperTrade
+
+ZERO = Decimal(0)
+BookSource = Callable[[str], Book]
+TradesSource = Callable[[str], list[Any]]
+
+
+def fee_rate() -> Decimal:
+    return Decimal(str(settings.UPBIT_FEE_RATE))
+
+
+def min_total() -> Decimal:
+    return Decimal(settings.UPBIT_MIN_ORDER_KRW)
+
+
+def _default_book(market: str) -> Book:
+    from trading import marketdata
+
+    return marketdata.orderbook_get(market=market)
+
+
+def _default_trades(market: str) -> list[Any]:
+    from trading import marketdata
+
+    return marketdata.recent_trades(market=market, count=100)
+
+
+def paper_account_ensure(*, user: Any) -> None:
+    """Open the virtual account with settings.PAPER_STARTING_KRW on first use."""
+    PaperBalance.objects.get_or_create(
+        user=user, currency="KRW", defaults={"balance": Decimal(str(settings.PAPER_STARTING_KRW))}
+    )
+
+
+def paper_account_reset(*, user: Any) -> None:
+    """Back to the starting KRW; open paper orders are dropped."""
+    with transaction.atomic():
+        PaperOrder.objects.filter(user=user, state="wait").update(state="cancel", locked=ZERO)
+        PaperBalance.objects.filter(user=user).delete()
+        paper_account_ensure(user=user)
+
+
+class PaperExchange:
+    mode = "paper"
+
+    def __init__(self, user: Any, *, book_source: BookSource | None = None,
+                 trades_source: TradesSource | None = None) -> None:
+        self.user = user
+        self.book_source = book_source or _default_book
+        self.trades_source = trades_source or _default_trades
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def balances(self) -> list[Balance]:
+        paper_account_ensure(user=self.user)
+        rows = PaperBalance.objects.filter(user=self.user).order_by("currency")
+        return [
+            Balance(currency=b.currency, balance=b.balance, locked=b.locked, avg_buy_price=b.avg_buy_price)
+            for b in rows
+            if b.currency == "KRW" or b.balance > 0 or b.locked > 0
+        ]
+
+    def _balance(self, currency: str) -> Balance:
+        paper_account_ensure(user=self.user)
+        b = PaperBalance.objects.filter(user=self.user, currency=currency).first()
+        if b is None:
+            return Balance(currency=currency, balance=ZERO, locked=ZERO, avg_buy_price=ZERO)
+        return Balance(currency=currency, balance=b.balance, locked=b.locked, avg_buy_price=b.avg_buy_price)
+
+    def order_chance(self, *, market: str) -> OrderChance:
+        quote, base = market.split("-", 1)
+        return OrderChance(
+            market=market, bid_fee=fee_rate(), ask_fee=fee_rate(), min_total=min_total(),
+            max_total=MAX_ORDER_TOTAL_KRW, bid_balance=self._balance(quote), ask_balance=self._balance(base),
+        )
+
+    def get_order(self, *, uuid: str | None = None, identifier: str | None = None) -> ExchangeOrder:
+        order = self._find(uuid=uuid, identifier=identifier)
+        return _wire(order, with_trades=True)
+
+    def open_orders(self, *, market: str | None = None) -> list[ExchangeOrder]:
+        qs = PaperOrder.objects.filter(user=self.user, state="wait")
+        if market:
+            qs = qs.filter(market=market)
+        return [_wire(o, with_trades=False) for o in qs.order_by("created_at")]
+
+    def _find(self, *, uuid: str | None, identifier: str | None) -> PaperOrder:
+        qs = PaperOrder.objects.filter(user=self.user)
+        order = qs.filter(uuid=uuid).first() if uuid else qs.filter(identifier=identifier).first()
+        if order is None:
+            raise errors.ExchangeOrderNotFound()
+        return order
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def place_order(self, *, market: str, side: str, ord_type: str, volume: Decimal | None,
+                    price: Decimal | None, identifier: str) -> ExchangeOrder:
+        quote, base = market.split("-", 1)
+        rate = fee_rate()
+        _check_params(side=side, ord_type=ord_type, volume=volume, price=price)
+        # The book is read before any lock is taken: a slow market-data call must not hold row locks.
+        book = self.book_source(market) if ord_type != "limit" or True else None
+        now_ms = int(time.time() * 1000)
+        paper_account_ensure(user=self.user)
+        try:
+            with transaction.atomic():
+                bals = _lock_balances(self.user, [quote, base])
+                krw, coin = bals[quote], bals[base]
+                order = PaperOrder(
+                    user=self.user, uuid=str(uuid_mod.uuid4()), identifier=identifier, market=market, side=side,
+                    ord_type=ord_type, price=price, volume=volume, state="wait", trades_seen_ms=now_ms,
+                )
+                if side == "bid":
+                    total = price if ord_type == "price" else price * volume  # type: ignore[operator]
+                    _check_total(total, side)
+                    reserve = matching.fee_for(total, rate)
+                    if krw.balance < total + reserve:
+                        raise errors.InsufficientFunds()
+                    krw.balance -= total + reserve
+                    krw.locked += total + reserve
+                    order.locked, order.reserved_fee, order.remaining_fee = total + reserve, reserve, reserve
+                else:
+                    est_price = price if ord_type == "limit" else (book.bids[0][0] if book.bids else ZERO)
+                    if ord_type == "market" and not book.bids:
+                        raise errors.InvalidOrder(_("There are no buyers on the order book right now."))
+                    _check_total(est_price * volume, side)  # type: ignore[operator]
+                    if coin.balance < volume:
+                        raise errors.InsufficientFunds()
+                    coin.balance -= volume  # type: ignore[operator]
+                    coin.locked += volume  # type: ignore[operator]
+                    order.locked = volume  # type: ignore[assignment]
+                order.remaining_volume = volume
+                if ord_type == "price" and matching.side_depth_funds(book.asks) < price:  # type: ignore[operator]
+                    raise errors.InvalidOrder(_("The order is larger than all the offers on the order book."))
+                if ord_type == "market" and matching.side_depth_volume(book.bids) < volume:  # type: ignore[operator]
+                    raise errors.InvalidOrder(_("The order is larger than all the bids on the order book."))
+                order.save()
+                fills = _taker_fills(order, book)
+                ts = timezone.now()
+                for fprice, fvol in fills:
+                    _apply_fill(order, krw, coin, fprice, fvol, is_maker=False, at=ts, rate=rate)
+                if ord_type in ("price", "market") or order.remaining_volume == 0:
+                    _close(order, krw, coin, "done" if _fully_filled(order) else "cancel")
+                order.save()
+                krw.save()
+                coin.save()
+        except IntegrityError:
+            # Upbit refuses a reused identifier (unique forever per account); so does the paper exchange.
+            raise errors.ExchangeRejected(_("This order identifier was already used.")) from None
+        return _wire(order, with_trades=True)
+
+    def cancel_order(self, *, uuid: str | None = None, identifier: str | None = None) -> ExchangeOrder:
+        found = self._find(uuid=uuid, identifier=identifier)
+        with transaction.atomic():
+            order = PaperOrder.objects.select_for_update().get(pk=found.pk)
+            if order.state != "wait":
+                raise errors.OrderNotCancelable()
+            quote, base = order.market.split("-", 1)
+            bals = _lock_balances(self.user, [quote, base])
+            _close(order, bals[quote], bals[base], "cancel")
+            order.save()
+            bals[quote].save()
+            bals[base].save()
+        return _wire(order, with_trades=True)
+
+
+def _check_params(*, side: str, ord_type: str, volume: Decimal | None, price: Decimal | None) -> None:
+    ok = (
+        (ord_type == "limit" and side in ("bid", "ask") and volume is not None and price is not None)
+        or (ord_type == "price" and side == "bid" and price is not None and volume is None)
+        or (ord_type == "market" and side == "ask" and volume is not None and price is None)
+    )
+    if not ok:
+        raise errors.InvalidOrder(_("These order parameters do not fit the order type."))
+    if volume is not None and (volume <= 0 or quantize_volume(volume) != volume):
+        raise errors.InvalidVolume()
+    if price is not None and price <= 0:
+        raise errors.InvalidOrder(_("The price must be positive."))
+    if ord_type == "limit" and not is_on_tick(price):  # type: ignore[arg-type]
+        raise errors.InvalidPriceUnit()
+
+
+def _check_total(total: Decimal, side: str) -> None:
+    if total < min_total():
+        raise errors.UnderMinTotal()
+    if side == "bid" and total > MAX_ORDER_TOTAL_KRW:
+        raise errors.InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
+
+
+def _lock_balances(user: Any, currencies: list[str]) -> dict[str, PaperBalance]:
+    for c in currencies:
+        PaperBalance.objects.get_or_create(user=user, currency=c)
+    rows = PaperBalance.objects.select_for_update().filter(user=user, currency__in=currencies).order_by("currency")
+    return {b.currency: b for b in rows}
+
+
+def _taker_fills(order: PaperOrder, book: Book) -> list[tuple[Decimal, Decimal]]:
+    if order.ord_type == "price":
+        return matching.walk_buy_funds(book.asks, order.price)  # type: ignore[arg-type]
+    if order.ord_type == "market":
+        return matching.walk_volume(book.bids, order.volume, side="ask")  # type: ignore[arg-type]
+    levels = book.asks if order.side == "bid" else book.bids
+    return matching.walk_volume(levels, order.volume, order.price, side=order.side)  # type: ignore[arg-type]
+
+
+def _apply_fill(order: PaperOrder, krw: PaperBalance, coin: PaperBalance, price: Decimal, volume: Decimal, *,
+                is_maker: bool, at: dt.datetime, rate: Decimal) -> None:
+    funds = price * volume
+    fee = matching.fee_for(funds, rate)
+    if order.side == "bid":
+        # Release what this volume had reserved (at the limit price, or the exact spend for market buys),
+        # pay the actual cost; the difference goes back to the available balance.
+        reserved = funds + fee if order.ord_type == "price" else order.price * volume + matching.fee_for(
+            order.price * volume, rate)  # type: ignore[operator]
+        reserved = min(reserved, order.locked)
+        krw.locked -= reserved
+        krw.balance += reserved - funds - fee
+        order.locked -= reserved
+        order.remaining_fee = max(ZERO, order.remaining_fee - fee)
+        held = coin.balance + coin.locked
+        coin.avg_buy_price = ((held * coin.avg_buy_price + funds) / (held + volume)).quantize(
+            matching.KRW_QUANTUM) if held + volume > 0 else ZERO
+        coin.balance += volume
+    else:
+        coin.locked -= volume
+        order.locked -= volume
+        krw.balance += funds - fee
+        if coin.balance + coin.locked == 0:
+            coin.avg_buy_price = ZERO
+    order.executed_volume += volume
+    order.executed_funds += funds
+    order.paid_fee += fee
+    if order.remaining_volume is not None:
+        order.remaining_volume -= volume
+    if order.pk is None:
+        order.save()
+    PaperTrade.objects.create(order=order, uuid=str(uuid_mod.uuid4()), price=price, volume=volume, funds=funds,
+                              fee=fee, is_maker=is_maker, created_at=at)
+
+
+def _fully_filled(order: PaperOrder) -> bool:
+    if order.ord_type == "price":
+        return order.executed_funds >= order.price  # type: ignore[operator]
+    return order.remaining_volume is not None and order.remaining_volume <= 0
+
+
+def _close(order: PaperOrder, krw: PaperBalance, coin: PaperBalance, state: str) -> None:
+    """Finish an order and hand back whatever it still holds."""
+    if order.locked > 0:
+        if order.side == "bid":
+            krw.locked -= order.locked
+            krw.balance += order.locked
+        else:
+            coin.locked -= order.locked
+            coin.balance += order.locked
+    order.locked = ZERO
+    order.remaining_fee = ZERO
+    order.state = state
+
+
+def paper_match_market(*, market: str, book: Book | None = None, trades: list[Any] | None = None,
+                       now: dt.datetime | None = None) -> list[PaperOrder]:
+    """Fill resting paper limit orders of one market from the current book and the public trades since each
+    order last looked; returns the orders that changed. Safe to run concurrently (rows are locked)."""
+    ids = list(PaperOrder.objects.filter(market=market, state="wait", ord_type="limit").values_list("id", flat=True))
+    if not ids:
+        return []
+    book = book if book is not None else _default_book(market)
+    trades = trades if trades is not None else _default_trades(market)
+    rate = fee_rate()
+    at = now or timezone.now()
+    changed: list[PaperOrder] = []
+    quote, base = market.split("-", 1)
+    for pk in ids:
+        with transaction.atomic():
+            order = PaperOrder.objects.select_for_update().filter(pk=pk, state="wait").first()
+            if order is None:
+                continue
+            limit = order.price
+            opposite = book.asks if order.side == "bid" else book.bids
+            crossed = matching.crossed_volume(opposite, limit, side=order.side)  # type: ignore[arg-type]
+            fresh = [t for t in trades if t.ts > order.trades_seen_ms]
+            through = matching.traded_through_volume(
+                ((t.price, t.volume) for t in fresh), limit, side=order.side  # type: ignore[arg-type]
+            )
+            if fresh:
+                order.trades_seen_ms = max(t.ts for t in fresh)
+            qty = quantize_volume(min(order.remaining_volume or ZERO, max(crossed, through)))
+            if qty > 0:
+                bals = _lock_balances(order.user, [quote, base])
+                krw, coin = bals[quote], bals[base]
+                # A resting order is the maker: it trades at its own price.
+                _apply_fill(order, krw, coin, limit, qty, is_maker=True, at=at, rate=rate)  # type: ignore[arg-type]
+                if order.remaining_volume is not None and order.remaining_volume <= 0:
+                    _close(order, krw, coin, "done")
+                krw.save()
+                coin.save()
+                changed.append(order)
+            order.save()
+    return changed
+
+
+def _wire(order: PaperOrder, *, with_trades: bool) -> ExchangeOrder:
+    trades = None
+    if with_trades:
+        trades = [
+            ExchangeTrade(uuid=t.uuid, price=t.price, volume=t.volume, funds=t.funds, created_at=t.created_at,
+                          fee=t.fee)
+            for t in order.trades.all()
+        ]
+    return ExchangeOrder(
+        uuid=order.uuid, identifier=order.identifier, market=order.market, side=order.side,
+        ord_type=order.ord_type, state=order.state, price=order.price, volume=order.volume,
+        remaining_volume=order.remaining_volume, executed_volume=order.executed_volume, paid_fee=order.paid_fee,
+        executed_funds=order.executed_funds, trades=trades, created_at=order.created_at,
+    )

@@ -1,0 +1,160 @@
+"""Market data as trading needs it: the current order book, last prices, recent public trades and the
+list of markets. Reads the market app's live selectors when they have data, else a REST snapshot from
+Upbit (or the simulator) through ``market.upbit.client.UpbitClient`` at settings.UPBIT_REST_URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+from trading.errors import ExchangeUnavailable, from_upbit
+from trading.exchanges.base import Book
+
+logger = logging.getLogger(__name__)
+_local = threading.local()
+TICKER_TTL = 1.0
+MARKETS_TTL = 600
+
+
+@dataclass(frozen=True)
+class Ticker:
+    market: str
+    price: Decimal
+    opening_price: Decimal  # Upbit's day opens at 00:00 UTC
+    prev_closing_price: Decimal
+    ts: int
+
+
+@dataclass(frozen=True)
+class PublicTrade:
+    ts: int
+    price: Decimal
+    volume: Decimal
+    ask_bid: str
+    sequential_id: int
+
+
+def _d(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+def quotation_client() -> Any:
+    """One quotation client per thread (no keys)."""
+    client = getattr(_local, "client", None)
+    base = settings.UPBIT_REST_URL
+    if client is None or getattr(_local, "base", None) != base:
+        from market.upbit.client import UpbitClient
+
+        client = UpbitClient(base_url=base)
+        _local.client, _local.base = client, base
+    return client
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from market.upbit.errors import UpbitError
+
+    try:
+        return fn(*args, **kwargs)
+    except UpbitError as exc:
+        raise from_upbit(exc) from exc
+    except OSError as exc:  # network trouble below the client
+        raise ExchangeUnavailable() from exc
+
+
+def _live_selector(name: str) -> Any:
+    """A function from ``market.selectors`` if the market app provides it (the live feed's cache)."""
+    try:
+        from market import selectors
+    except ImportError:
+        return None
+    return getattr(selectors, name, None)
+
+
+def orderbook_get(*, market: str) -> Book:
+    live = _live_selector("orderbook_latest")
+    if live is not None:
+        try:
+            snap = live(market=market)
+        except Exception:  # noqa: BLE001 - the live cache is an optimisation; REST is the fallback
+            snap = None
+        if snap:
+            return _book_from_wire(market, snap)
+    data = _call(quotation_client().orderbooks, [market])
+    if not data:
+        raise ExchangeUnavailable()
+    return _book_from_wire(market, data[0])
+
+
+def _book_from_wire(market: str, snap: dict[str, Any]) -> Book:
+    units = snap.get("orderbook_units") or []
+    asks = [(_d(u.get("ask_price")), _d(u.get("ask_size"))) for u in units]
+    bids = [(_d(u.get("bid_price")), _d(u.get("bid_size"))) for u in units]
+    asks = [lv for lv in asks if lv[0] > 0 and lv[1] > 0]
+    bids = [lv for lv in bids if lv[0] > 0 and lv[1] > 0]
+    return Book(market=market, asks=asks, bids=bids, ts=int(snap.get("timestamp") or 0))
+
+
+def tickers_get(*, markets: list[str]) -> dict[str, Ticker]:
+    """Last price etc. per market, cached ~1 s for everybody (one REST call serves every user)."""
+    markets = sorted(set(markets))
+    if not markets:
+        return {}
+    out: dict[str, Ticker] = {}
+    missing = []
+    for m in markets:
+        hit = cache.get(f"trading:ticker:{m}")
+        if hit is not None:
+            out[m] = hit
+        else:
+            missing.append(m)
+    if missing:
+        known = market_codes()
+        query = [m for m in missing if m in known]
+        if query:
+            for item in _call(quotation_client().tickers, query):
+                t = Ticker(
+                    market=item["market"],
+                    price=_d(item.get("trade_price")),
+                    opening_price=_d(item.get("opening_price")),
+                    prev_closing_price=_d(item.get("prev_closing_price")),
+                    ts=int(item.get("timestamp") or item.get("trade_timestamp") or 0),
+                )
+                out[t.market] = t
+                cache.set(f"trading:ticker:{t.market}", t, TICKER_TTL)
+    return out
+
+
+def recent_trades(*, market: str, count: int = 100) -> list[PublicTrade]:
+    """Recent public trades, oldest first."""
+    data = _call(quotation_client().trades, market, count)
+    trades = [
+        PublicTrade(
+            ts=int(t.get("timestamp") or 0),
+            price=_d(t.get("trade_price")),
+            volume=_d(t.get("trade_volume")),
+            ask_bid=str(t.get("ask_bid") or ""),
+            sequential_id=int(t.get("sequential_id") or 0),
+        )
+        for t in data
+    ]
+    trades.sort(key=lambda t: (t.ts, t.sequential_id))
+    return trades
+
+
+def market_codes() -> set[str]:
+    """Codes of the markets the exchange lists (cached 10 minutes)."""
+    hit = cache.get("trading:markets")
+    if hit is not None:
+        return set(hit)
+    data = _call(quotation_client().markets)
+    codes = sorted(str(m["market"]) for m in data)
+    if codes:
+        cache.set("trading:markets", codes, MARKETS_TTL)
+    return set(codes)
