@@ -219,3 +219,6 @@ class ProfileSettingsForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "010-1234-5678", "inputmode": "numeric"}),
     )
     email_opt_in = forms.BooleanField(label=_("Send me e-mail notifications."), required=False)
+
+    def clean_phone(self) -> str:
+        return normalize_phone(self.cleaned_data["phone"])

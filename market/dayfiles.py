@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 KST = ZoneInfo("Asia/Seoul")
@@ -635,3 +636,21 @@ def finished_days(
                     mark_complete(directory)
                 out.append((kind, market_dir.name, d, directory))
     return out
+
+
+def last_recorded_ts(root: str | os.PathLike[str], market: str, day: dt.date) -> int | None:
+    """The latest receive time stored for ``market`` on ``day`` (order books and trades), from the last
+    segment only; ``None`` when nothing is stored. Used to record the outage when a collector restarts."""
+    latest: int | None = None
+    for kind in ("orderbook", "trade"):
+        paths = segment_paths(day_dir(root, kind, market, day))
+        if not paths:
+            continue
+        try:
+            column = pq.read_table(paths[-1], columns=["recv_ts"]).column("recv_ts")
+        except (OSError, pa.ArrowInvalid):
+            continue
+        if len(column):
+            value = int(pc.max(column).as_py())
+            latest = value if latest is None else max(latest, value)
+    return latest

@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 
 
 SNAPSHOT_TRADES = 50
+_REFETCH_AFTER_S = 10.0
 _GROUP_REFRESH_S = 1800.0  # the in-memory layer forgets group members after a day; re-add well before
 
 
@@ -89,6 +90,7 @@ class MarketHub:
         self._receivers: dict[str, asyncio.Task[None]] = {}
         self._channels: dict[str, str] = {}
         self._fetch_locks: dict[str, asyncio.Lock] = {}
+        self._fetched_at: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
         self.events_received = 0
 
@@ -174,16 +176,23 @@ class MarketHub:
     async def snapshot(self, market: str, *, fetch_timeout: float = 3.0) -> dict[str, Any]:
         """The latest known state; on the first subscribe of a market with no live data, fetched over REST."""
         state = self.states.get(market)
-        if state is None or not state.complete():
+        if (state is None or not state.complete()) and self._may_fetch(market):
             lock = self._fetch_locks.setdefault(market, asyncio.Lock())
             async with lock:
                 state = self.states.get(market)
-                if state is None or not state.complete():
+                if (state is None or not state.complete()) and self._may_fetch(market):
+                    self._fetched_at[market] = time.monotonic()
                     await self._fetch(market, timeout=fetch_timeout)
                     state = self.states.get(market)
         data = state.as_dict() if state is not None else MarketState().as_dict()
         data["stale"] = state is None or not state.complete()
         return data
+
+    def _may_fetch(self, market: str) -> bool:
+        # One REST attempt per market per interval: a burst of connections to a market whose stream has not
+        # delivered everything yet (or an unreachable Upbit) must not turn into a burst of REST calls.
+        last = self._fetched_at.get(market)
+        return last is None or time.monotonic() - last >= _REFETCH_AFTER_S
 
     async def _fetch(self, market: str, *, timeout: float) -> None:
         from market.selectors import market_rest_snapshot_get

@@ -84,7 +84,7 @@ def _floor_dec(x: float, decimals: int) -> float:
 def walk_buy(
     px: np.ndarray, sz: np.ndarray, budget: float, *, decimals: int, cap: float | None = None
 ) -> tuple[float, float, int]:
-    """Spend up to ``budget`` KRW against ask levels (best first, prices <= cap). -> (volume, funds, levels)."""
+    """Spend up to ``budget`` KRW on ask levels (best first, prices <= cap) -> (volume, funds, levels)."""
     vol = funds = 0.0
     used = 0
     for p, q in zip(px, sz, strict=True):
@@ -146,7 +146,7 @@ def run_backtest(
     whole position when prediction < -(threshold + cost). An order arrives ``latency_ms`` after the decision
     and is filled against the book in force then (the last snapshot with ts <= arrival); while one is in
     flight and for ``cooldown_ms`` after its fill no new order is sent. Signals are vectorised; only the
-    (few) snapshots that signal enter the Python loop, so a day of 5 Hz snapshots replays in well under a second.
+    (few) snapshots that signal enter the Python loop: a day of 5 Hz snapshots replays in well under a second.
     """
     cfg = config or BacktestConfig()
     idx = np.asarray(decision_idx, dtype=np.int64)
@@ -184,8 +184,8 @@ def run_backtest(
         if buy_sig[k]:
             room = max_pos - basis
             budget = min(cfg.order_krw, room, cash / (1.0 + fee_rate))
-            if room < cfg.min_total_krw:
-                continue  # at the position limit: nothing to do, not an exchange rejection
+            if basis > 0 and room < cfg.min_total_krw:
+                continue  # at the position limit: nothing to send, not an exchange rejection
             if budget < cfg.min_total_krw:
                 rejections.append(Rejection(t, "buy", "under_min_total"))
                 next_free = t + cfg.cooldown_ms
@@ -207,8 +207,21 @@ def run_backtest(
             trip_cash -= funds + fee
             traded += funds
             events.append((j, -(funds + fee), vol))
-            fills.append(Fill(t, arrival, "buy", vol, funds / vol, funds, fee, float(pred[k]), float(cost[k]),
-                              "signal", used))
+            fills.append(
+                Fill(
+                    t,
+                    arrival,
+                    "buy",
+                    vol,
+                    funds / vol,
+                    funds,
+                    fee,
+                    float(pred[k]),
+                    float(cost[k]),
+                    "signal",
+                    used,
+                )
+            )
             next_free = arrival + cfg.cooldown_ms
         elif sell_sig[k] and pos > 0:
             volume = _floor_dec(pos, dec)
@@ -235,8 +248,21 @@ def run_backtest(
             trip_cash += funds - fee
             traded += funds
             events.append((j, funds - fee, -vol))
-            fills.append(Fill(t, arrival, "sell", vol, funds / vol, funds, fee, float(pred[k]), float(cost[k]),
-                              "signal", used))
+            fills.append(
+                Fill(
+                    t,
+                    arrival,
+                    "sell",
+                    vol,
+                    funds / vol,
+                    funds,
+                    fee,
+                    float(pred[k]),
+                    float(cost[k]),
+                    "signal",
+                    used,
+                )
+            )
             if pos <= 10.0**-dec:
                 pos, basis = 0.0, 0.0
                 trips.append(trip_cash)
@@ -254,8 +280,21 @@ def run_backtest(
             trip_cash += funds - fee
             traded += funds
             events.append((last, funds - fee, -vol))
-            fills.append(Fill(int(ts[last]), int(ts[last]), "sell", vol, funds / vol, funds, fee, math.nan,
-                              math.nan, "end", used))
+            fills.append(
+                Fill(
+                    int(ts[last]),
+                    int(ts[last]),
+                    "sell",
+                    vol,
+                    funds / vol,
+                    funds,
+                    fee,
+                    math.nan,
+                    math.nan,
+                    "end",
+                    used,
+                )
+            )
             if pos <= 10.0**-dec:
                 pos = 0.0
                 trips.append(trip_cash)
@@ -280,7 +319,18 @@ def run_backtest(
     equity = cash_curve + np.where(pos_curve != 0, pos_curve * np.nan_to_num(mark), 0.0)
     eq_ts = ts[start:]
     metrics = _metrics(
-        cfg, equity, eq_ts, fills, rejections, trips, traded, book, idx, max_pos, final_cash=cash, final_pos=pos
+        cfg,
+        equity,
+        eq_ts,
+        fills,
+        rejections,
+        trips,
+        traded,
+        book,
+        idx,
+        max_pos,
+        final_cash=cash,
+        final_pos=pos,
     )
     return BacktestResult(fills=fills, rejections=rejections, equity_ts=eq_ts, equity=equity, metrics=metrics)
 
@@ -289,8 +339,10 @@ def buy_and_hold(book: BookArrays, start_idx: int, *, config: BacktestConfig) ->
     """Buy the same capital the strategy may risk at the first decision (after latency), sell at the end."""
     if len(book) == 0:
         return {"pnl": 0.0, "return": 0.0}
-    capital = min(config.order_krw if config.max_position_krw is None else config.max_position_krw,
-                  config.initial_cash / (1 + config.fee_rate))
+    capital = min(
+        config.order_krw if config.max_position_krw is None else config.max_position_krw,
+        config.initial_cash / (1 + config.fee_rate),
+    )
     j = int(np.searchsorted(book.ts, book.ts[start_idx] + config.latency_ms, side="right") - 1)
     vol, funds, _ = walk_buy(book.ask_px[j], book.ask_sz[j], capital, decimals=config.volume_decimals)
     if vol <= 0 or funds < config.min_total_krw:

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import Ridge
+from threadpoolctl import threadpool_limits
 
 from mlmodel.dataset import WindowSet
 
@@ -60,7 +61,11 @@ class TreeModel:
 
     name = "gbt"
 
-    def __init__(self, *, seed: int = 0, max_iter: int = 200, max_train_rows: int = 200_000) -> None:
+    def __init__(
+        self, *, seed: int = 0, max_iter: int = 200, max_train_rows: int = 200_000, threads: int | None = 1
+    ) -> None:
+        # One OpenMP thread by default: on small, busy machines the threaded grower spends its time spinning.
+        self.threads = threads
         self.seed = seed
         self.max_iter = max_iter
         self.max_train_rows = max_train_rows
@@ -70,16 +75,27 @@ class TreeModel:
     def fit(self, train: WindowSet, val: WindowSet) -> None:
         rng = np.random.default_rng(self.seed)
         n = len(train)
-        rows = np.sort(rng.choice(n, self.max_train_rows, replace=False)) if n > self.max_train_rows else slice(None)
+        rows = (
+            np.sort(rng.choice(n, self.max_train_rows, replace=False))
+            if n > self.max_train_rows
+            else slice(None)
+        )
         X, y = train.last_rows()[rows], train.y[rows].astype(np.float64)
         model = HistGradientBoostingRegressor(
-            max_iter=self.max_iter, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50,
-            l2_regularization=1.0, early_stopping=False, random_state=self.seed,
+            max_iter=self.max_iter,
+            learning_rate=0.05,
+            max_leaf_nodes=15,
+            min_samples_leaf=50,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=self.seed,
         )
-        model.fit(X, y)
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            model.fit(X, y)
         if len(val):
             Xv, yv = val.last_rows(), val.y.astype(np.float64)
-            losses = [float(np.mean((p - yv) ** 2)) for p in model.staged_predict(Xv)]
+            with threadpool_limits(limits=self.threads, user_api="openmp"):
+                losses = [float(np.mean((p - yv) ** 2)) for p in model.staged_predict(Xv)]
             self.best_iter = int(np.argmin(losses)) + 1
         else:
             self.best_iter = self.max_iter
@@ -91,8 +107,9 @@ class TreeModel:
         if len(ws) == 0:
             return np.zeros(0)
         out = np.zeros(len(ws))
-        for i, p in enumerate(self.model.staged_predict(ws.last_rows()), start=1):
-            if i == self.best_iter:
-                out = np.asarray(p, dtype=np.float64)
-                break
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            for i, p in enumerate(self.model.staged_predict(ws.last_rows()), start=1):
+                if i == self.best_iter:
+                    out = np.asarray(p, dtype=np.float64)
+                    break
         return out

@@ -45,8 +45,11 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Normalizer:
-        return cls(mean=np.asarray(data["mean"], dtype=np.float64), std=np.asarray(data["std"], dtype=np.float64),
-                   clip=float(data.get("clip", 8.0)))
+        return cls(
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            std=np.asarray(data["std"], dtype=np.float64),
+            clip=float(data.get("clip", 8.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ def find_spike_periods(
     ts: np.ndarray, mid: np.ndarray, *, window_s: float = 60.0, k: float = 4.0, pad_s: float = 600.0
 ) -> list[tuple[int, int]]:
     """Periods (start_ms, end_ms) around moves larger than k sigma: |log mid(t) - log mid(t - window)| > k *
-    std of those window returns; each hit is padded by ``pad_s`` each side and overlapping periods merged."""
+    sigma of those window returns (robust, from the median absolute deviation); each hit is padded by
+    ``pad_s`` each side and overlapping periods are merged."""
     ts = np.asarray(ts, dtype=np.int64)
     fin = np.isfinite(mid) & (mid > 0)
     ts, lm = ts[fin], np.log(mid[fin])
@@ -179,7 +183,11 @@ def find_spike_periods(
     j = np.searchsorted(ts, ts - int(window_s * 1000), side="right") - 1
     has = j >= 0
     r = np.where(has, lm - lm[np.clip(j, 0, None)], np.nan)
-    sigma = np.nanstd(r)
+    r_fin = r[np.isfinite(r)]
+    # Robust sigma (MAD): the spikes must not inflate the yardstick they are measured with.
+    sigma = 1.4826 * float(np.median(np.abs(r_fin - np.median(r_fin)))) if r_fin.size else 0.0
+    if sigma <= 0:  # prices that mostly do not move (coarse ticks): fall back to the plain std
+        sigma = float(np.std(r_fin)) if r_fin.size else 0.0
     if not np.isfinite(sigma) or sigma <= 0:
         return []
     hits = ts[np.abs(np.nan_to_num(r)) > k * sigma]
@@ -252,21 +260,21 @@ def build_training_data(
 ) -> TrainingData:
     """The last ``n_days`` days with order-book files (up to ``end_day``) plus stored spike/crash periods
     from older days still on disk. Features are computed on whole days before slicing a spike period out, so
-    its first rows have their full history; periods overlapping the recent days are skipped (no duplicates)."""
+    its first rows have their full history; periods overlapping the recent days are skipped (no duplicate)."""
     days = [d for d in dayfiles.list_days(root, "orderbook", market) if end_day is None or d <= end_day]
     recent_days = days[-n_days:]
     if not recent_days:
         raise ValueError(f"no order-book day files for {market} under {root}")
-    recent = label_frame(load_frame(root, market, recent_days, config=config, tick_fn=tick_fn), horizon_s=horizon_s)
+    recent = label_frame(
+        load_frame(root, market, recent_days, config=config, tick_fn=tick_fn), horizon_s=horizon_s
+    )
     recent_start = int(recent.frame.ts[0])
     older = set(days) - set(recent_days)
     by_days: dict[tuple[dt.date, ...], list[tuple[int, int]]] = {}
     for start, end in spike_periods:
         if end >= recent_start:
             continue
-        span = tuple(
-            d for d in sorted(older) if dayfiles.day_of(start) <= d <= dayfiles.day_of(end)
-        )
+        span = tuple(d for d in sorted(older) if dayfiles.day_of(start) <= d <= dayfiles.day_of(end))
         if span:
             by_days.setdefault(span, []).append((start, end))
     parts: list[LabelledFrame] = []
@@ -286,3 +294,15 @@ def build_training_data(
             used.append((start, end))
     spikes = concat_labelled(parts) if parts else None
     return TrainingData(recent=recent, spikes=spikes, days=tuple(recent_days), spike_periods=tuple(used))
+
+
+def sample_book(book: dayfiles.BookArrays, *, every_ms: int) -> dayfiles.BookArrays:
+    """The book in force on a regular grid (last update at or before each grid time), e.g. event-by-event
+    books sampled at the collector's 5 Hz. Grid times start at the first update."""
+    if len(book) == 0:
+        return book
+    grid = np.arange(int(book.ts[0]), int(book.ts[-1]) + 1, int(every_ms), dtype=np.int64)
+    j = np.searchsorted(book.ts, grid, side="right") - 1
+    return dayfiles.BookArrays(
+        ts=grid, ask_px=book.ask_px[j], ask_sz=book.ask_sz[j], bid_px=book.bid_px[j], bid_sz=book.bid_sz[j]
+    )

@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from market.dayfiles import BookArrays
 from mlmodel.backtest import BacktestConfig, run_backtest
 from mlmodel.baselines import ReturnModel
-from mlmodel.dataset import LabelledFrame, Normalizer, WindowSet, concat_labelled, make_windowset, window_ends
+from mlmodel.dataset import LabelledFrame, Normalizer, concat_labelled, make_windowset, window_ends
 from mlmodel.features import FeatureConfig
 from mlmodel.labels import DOWN, UP, three_class
 
@@ -23,6 +23,8 @@ PERSISTENCE = "persistence"
 
 class TestPeriodReused(RuntimeError):
     """A test period was opened a second time for the same model: its result would no longer be honest."""
+
+    __test__ = False  # not a pytest class
 
 
 class TestPeriodGuard:
@@ -90,7 +92,7 @@ def walk_forward_splits_by_rows(
     test_ratio: float = 1.0,
 ) -> list[Split]:
     """Rolling splits sized by number of snapshots (robust to recording gaps): each split has train/val/test
-    in the given ratio, consecutive test blocks are adjacent and disjoint, and together they end at the data's end."""
+    in the given ratio; consecutive test blocks are adjacent and disjoint and the last ends with the data."""
     ts = np.asarray(ts, dtype=np.int64)
     n = ts.shape[0]
     unit = n / (train_ratio / test_ratio + val_ratio / test_ratio + n_splits)
@@ -118,8 +120,17 @@ def prediction_metrics(y: np.ndarray, p: np.ndarray, *, move_threshold: float) -
     p = np.asarray(p, dtype=np.float64)
     n = int(y.shape[0])
     if n == 0:
-        return {"n": 0.0, "mse": math.nan, "mae": math.nan, "corr": 0.0, "dir_acc": 0.0, "dir_acc_calls": 0.0,
-                "calls": 0.0, "f1_moves": 0.0, "moves": 0.0}
+        return {
+            "n": 0.0,
+            "mse": math.nan,
+            "mae": math.nan,
+            "corr": 0.0,
+            "dir_acc": 0.0,
+            "dir_acc_calls": 0.0,
+            "calls": 0.0,
+            "f1_moves": 0.0,
+            "moves": 0.0,
+        }
     corr = 0.0
     if np.std(y) > 0 and np.std(p) > 0:
         corr = float(np.corrcoef(y, p)[0, 1])
@@ -182,8 +193,13 @@ class SplitOutcome:
 
 
 def _sub(book: BookArrays, lo: int, hi: int) -> BookArrays:
-    return BookArrays(ts=book.ts[lo:hi], ask_px=book.ask_px[lo:hi], ask_sz=book.ask_sz[lo:hi],
-                      bid_px=book.bid_px[lo:hi], bid_sz=book.bid_sz[lo:hi])
+    return BookArrays(
+        ts=book.ts[lo:hi],
+        ask_px=book.ask_px[lo:hi],
+        ask_sz=book.ask_sz[lo:hi],
+        bid_px=book.bid_px[lo:hi],
+        bid_sz=book.bid_sz[lo:hi],
+    )
 
 
 def walk_forward_evaluate(
@@ -220,19 +236,28 @@ def walk_forward_evaluate(
     outcomes: dict[int, dict[str, SplitOutcome]] = {}
     split_reports = []
     for split in splits:
-        tr_ends = window_ends(combined, window=W, t_start=split.train[0], t_end=split.train[1],
-                              stride=cfg.train_stride)
+        tr_ends = window_ends(
+            combined, window=W, t_start=split.train[0], t_end=split.train[1], stride=cfg.train_stride
+        )
         if offset:
             extra_ends = window_ends(combined, window=W, t_end=int(data.frame.ts[0]), stride=cfg.train_stride)
             tr_ends = np.union1d(extra_ends[extra_ends < offset], tr_ends)
         va_ends = window_ends(combined, window=W, t_start=split.val[0], t_end=split.val[1])
-        te_ends = window_ends(combined, window=W, t_start=split.test[0], t_end=split.test[1],
-                              stride=cfg.eval_stride)
+        te_ends = window_ends(
+            combined, window=W, t_start=split.test[0], t_end=split.test[1], stride=cfg.eval_stride
+        )
         if len(tr_ends) == 0 or len(va_ends) == 0 or len(te_ends) == 0:
-            split_reports.append({"split": split.to_dict(), "skipped": "not enough labelled windows",
-                                  "samples": {"train": len(tr_ends), "val": len(va_ends), "test": len(te_ends)}})
+            split_reports.append(
+                {
+                    "split": split.to_dict(),
+                    "skipped": "not enough labelled windows",
+                    "samples": {"train": len(tr_ends), "val": len(va_ends), "test": len(te_ends)},
+                }
+            )
             continue
-        in_train = f.valid & (f.ts < split.train[1]) & ((f.ts >= split.train[0]) | (np.arange(len(f)) < offset))
+        in_train = (
+            f.valid & (f.ts < split.train[1]) & ((f.ts >= split.train[0]) | (np.arange(len(f)) < offset))
+        )
         norm = Normalizer.fit(f.X, rows=in_train)
         Xn = norm.transform(f.X)
         ws_tr = make_windowset(combined, Xn, tr_ends, window=W)
@@ -254,24 +279,38 @@ def walk_forward_evaluate(
             p_te = model.predict(ws_te)
             test_m = prediction_metrics(ws_te.y, p_te, move_threshold=cfg.move_threshold)
             bt = run_backtest(test_book, dec_idx, p_te, config=cfg.backtest)
-            per_model[name] = SplitOutcome(val=val_m, test=test_m,
-                                           backtest=bt.to_dict(max_points=cfg.max_plot_points),
-                                           fitted=model, test_pred=p_te, test_y=ws_te.y.astype(np.float64))
+            per_model[name] = SplitOutcome(
+                val=val_m,
+                test=test_m,
+                backtest=bt.to_dict(max_points=cfg.max_plot_points),
+                fitted=model,
+                test_pred=p_te,
+                test_y=ws_te.y.astype(np.float64),
+            )
         outcomes[split.index] = per_model
-        split_reports.append({
-            "split": split.to_dict(),
-            "samples": {"train": len(ws_tr), "val": len(ws_va), "test": len(ws_te)},
-            "sample_ts": {
-                "train": [int(ws_tr.ts.min()), int(ws_tr.ts.max())],
-                "val": [int(ws_va.ts.min()), int(ws_va.ts.max())],
-                "test": [int(ws_te.ts.min()), int(ws_te.ts.max())],
-            },
-            "models": {n: {"val": o.val, "test": o.test, "backtest": o.backtest["metrics"]}
-                       for n, o in per_model.items()},
-        })
+        split_reports.append(
+            {
+                "split": split.to_dict(),
+                "samples": {"train": len(ws_tr), "val": len(ws_va), "test": len(ws_te)},
+                "sample_ts": {
+                    "train": [int(ws_tr.ts.min()), int(ws_tr.ts.max())],
+                    "val": [int(ws_va.ts.min()), int(ws_va.ts.max())],
+                    "test": [int(ws_te.ts.min()), int(ws_te.ts.max())],
+                },
+                "models": {
+                    n: {"val": o.val, "test": o.test, "backtest": o.backtest["metrics"]}
+                    for n, o in per_model.items()
+                },
+            }
+        )
     report = {
-        "config": {"window": W, "move_threshold": cfg.move_threshold, "backtest": cfg.backtest.to_dict(),
-                   "horizon_s": combined.horizon_s, "train_stride": cfg.train_stride},
+        "config": {
+            "window": W,
+            "move_threshold": cfg.move_threshold,
+            "backtest": cfg.backtest.to_dict(),
+            "horizon_s": combined.horizon_s,
+            "train_stride": cfg.train_stride,
+        },
         "splits": split_reports,
         "summary": summarize(outcomes),
     }
@@ -329,8 +368,13 @@ def promotable(report: Mapping[str, Any], *, model: str = "lstm") -> bool:
     return bool(s and s.get("beats_persistence_on_validation") and s.get("n_splits", 0) > 0)
 
 
-def beats(candidate_report: Mapping[str, Any], incumbent_report: Mapping[str, Any] | None, *,
-          model: str = "lstm", incumbent_model: str | None = None) -> bool:
+def beats(
+    candidate_report: Mapping[str, Any],
+    incumbent_report: Mapping[str, Any] | None,
+    *,
+    model: str = "lstm",
+    incumbent_model: str | None = None,
+) -> bool:
     """Promotion rule: the candidate must be promotable and, against the incumbent evaluated on the same
     walk-forward test, have strictly higher net P&L and at least the same directional accuracy."""
     if not promotable(candidate_report, model=model):

@@ -44,7 +44,9 @@ class FeatureConfig:
     @property
     def lookback_ms(self) -> int:
         """How much history the last row's features depend on (for computing features on a live tail)."""
-        longest = max((*self.ofi_windows_s, *self.trade_windows_s, *self.vol_windows_s, *self.return_windows_s))
+        longest = max(
+            (*self.ofi_windows_s, *self.trade_windows_s, *self.vol_windows_s, *self.return_windows_s)
+        )
         return int(longest * 1000) + self.max_gap_ms
 
 
@@ -165,7 +167,7 @@ def compute_features(
     tick_fn: TickFn = krw_tick_size,
     gaps: np.ndarray | None = None,
 ) -> FeatureFrame:
-    """Features for every snapshot of ``book``; row i depends only on snapshots <= i and trades with ts <= ts[i]."""
+    """Features for every snapshot of ``book``; row i uses only snapshots <= i and trades with ts <= ts[i]."""
     cfg = config or FeatureConfig()
     ts = np.asarray(book.ts, dtype=np.int64)
     n = ts.shape[0]

@@ -1,4 +1,4 @@
-"""Serving: a ``Predictor`` keeps one model loaded and predicts for the latest windows of many markets at once."""
+"""Serving: a ``Predictor`` keeps one model loaded and predicts for the latest windows of many markets."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ class Predictor:
         if x.ndim == 2:
             x = x[None]
         if x.shape[1:] != (self.window, self.n_features):
-            raise ValueError(f"expected windows of shape (B, {self.window}, {self.n_features}), got {x.shape}")
+            raise ValueError(
+                f"expected windows of shape (B, {self.window}, {self.n_features}), got {x.shape}"
+            )
         z = (x - self._mean) * self._inv_std
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -self._clip, self._clip, out=z)

@@ -1,4 +1,4 @@
-"""Evaluation reports: a JSON-safe dict (stored with the model) and plots as PNG/SVG bytes (matplotlib Agg)."""
+"""Evaluation reports: a JSON-safe dict (stored with the model) and plots as PNG/SVG bytes (Agg backend)."""
 
 from __future__ import annotations
 
@@ -36,15 +36,22 @@ def calibration_table(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> list[d
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     if y.size == 0 or np.std(p) == 0:
-        return [{"pred_mean": float(np.mean(p)) if p.size else 0.0, "real_mean": float(np.mean(y)) if y.size else 0.0,
-                 "n": float(y.size)}]
+        return [
+            {
+                "pred_mean": float(np.mean(p)) if p.size else 0.0,
+                "real_mean": float(np.mean(y)) if y.size else 0.0,
+                "n": float(y.size),
+            }
+        ]
     edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
     out = []
     for b in range(len(edges) - 1):
         m = which == b
         if m.any():
-            out.append({"pred_mean": float(p[m].mean()), "real_mean": float(y[m].mean()), "n": float(m.sum())})
+            out.append(
+                {"pred_mean": float(p[m].mean()), "real_mean": float(y[m].mean()), "n": float(m.sum())}
+            )
     return out
 
 
@@ -68,20 +75,26 @@ def build_report(
     verdict = (
         f"{model}: validation MSE {s.get('val', {}).get('mse', math.nan):.3e} vs persistence "
         f"{base.get('val', {}).get('mse', math.nan):.3e}; test directional accuracy on moves beyond the fee "
-        f"{s.get('test', {}).get('dir_acc', 0.0):.3f}; backtest net P&L {s.get('backtest', {}).get('net_pnl', 0.0):,.0f}"
+        f"{s.get('test', {}).get('dir_acc', 0.0):.3f}; "
+        f"backtest net P&L {s.get('backtest', {}).get('net_pnl', 0.0):,.0f}"
         f" KRW (buy-and-hold {s.get('backtest', {}).get('buy_hold_pnl', 0.0):,.0f}). "
-        + ("Beats persistence on validation: promotable." if ok else "Does NOT beat persistence on validation: "
-           "not promotable.")
+        + (
+            "Beats persistence on validation: promotable."
+            if ok
+            else "Does NOT beat persistence on validation: not promotable."
+        )
     )
-    return json_safe({
-        "model": model,
-        "verdict": verdict,
-        "promotable": ok,
-        "evaluation": eval_report,
-        "calibration": calibration_table(y, p),
-        "data": dict(data or {}),
-        "training": dict(training or {}),
-    })
+    return json_safe(
+        {
+            "model": model,
+            "verdict": verdict,
+            "promotable": ok,
+            "evaluation": eval_report,
+            "calibration": calibration_table(y, p),
+            "data": dict(data or {}),
+            "training": dict(training or {}),
+        }
+    )
 
 
 def _fig_bytes(fig: Any, fmt: str) -> bytes:
@@ -120,8 +133,9 @@ def plot_calibration(y: np.ndarray, p: np.ndarray, *, fmt: str = "png") -> bytes
     return _fig_bytes(fig, fmt)
 
 
-def plot_equity(curves: Mapping[str, tuple[list[int] | np.ndarray, list[float] | np.ndarray]], *,
-                fmt: str = "png") -> bytes:
+def plot_equity(
+    curves: Mapping[str, tuple[list[int] | np.ndarray, list[float] | np.ndarray]], *, fmt: str = "png"
+) -> bytes:
     """Equity curves (KRW) by name, x = minutes since the first point."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, (ts, eq) in curves.items():
@@ -134,14 +148,18 @@ def plot_equity(curves: Mapping[str, tuple[list[int] | np.ndarray, list[float] |
     return _fig_bytes(fig, fmt)
 
 
-def render_plots(outcomes: Mapping[int, Mapping[str, SplitOutcome]], *, model: str = "lstm",
-                 fmt: str = "png") -> dict[str, bytes]:
+def render_plots(
+    outcomes: Mapping[int, Mapping[str, SplitOutcome]], *, model: str = "lstm", fmt: str = "png"
+) -> dict[str, bytes]:
     """``pred_vs_realised``, ``calibration`` (test periods pooled) and ``equity_split_<k>`` per split."""
     ys = [o[model].test_y for o in outcomes.values() if model in o]
     ps = [o[model].test_pred for o in outcomes.values() if model in o]
     y = np.concatenate(ys) if ys else np.zeros(0)
     p = np.concatenate(ps) if ps else np.zeros(0)
-    plots = {"pred_vs_realised": plot_pred_vs_realised(y, p, fmt=fmt), "calibration": plot_calibration(y, p, fmt=fmt)}
+    plots = {
+        "pred_vs_realised": plot_pred_vs_realised(y, p, fmt=fmt),
+        "calibration": plot_calibration(y, p, fmt=fmt),
+    }
     for k, per in outcomes.items():
         curves = {n: (o.backtest["equity_ts"], o.backtest["equity"]) for n, o in per.items()}
         plots[f"equity_split_{k}"] = plot_equity(curves, fmt=fmt)

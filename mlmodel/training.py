@@ -1,4 +1,4 @@
-"""Deterministic LSTM training with early stopping on a validation period, progress callbacks and artifacts."""
+"""Deterministic LSTM training: early stopping on a validation period, progress callbacks, artifacts."""
 
 from __future__ import annotations
 
@@ -123,8 +123,14 @@ def _loss_fn(name: str) -> torch.nn.Module:
     raise ValueError(f"unknown loss {name!r}")
 
 
-def _eval_loss(model: LSTMRegressor, ws: WindowSet, y_scale: float, loss: torch.nn.Module,
-               device: torch.device, batch_size: int) -> float:
+def _eval_loss(
+    model: LSTMRegressor,
+    ws: WindowSet,
+    y_scale: float,
+    loss: torch.nn.Module,
+    device: torch.device,
+    batch_size: int,
+) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
@@ -159,7 +165,9 @@ def train_lstm(
     rng = np.random.default_rng(config.seed)
     device = pick_device(config.device)
     model = LSTMRegressor(
-        LSTMConfig(n_features=train.n_features, hidden=config.hidden, layers=config.layers, dropout=config.dropout)
+        LSTMConfig(
+            n_features=train.n_features, hidden=config.hidden, layers=config.layers, dropout=config.dropout
+        )
     ).to(device)
     y_scale = float(np.std(train.y))
     if not math.isfinite(y_scale) or y_scale <= 0:
@@ -196,8 +204,14 @@ def train_lstm(
         train_loss = total / max(count, 1)
         val_loss = _eval_loss(model, val, y_scale, loss, device, max(config.batch_size, 4096))
         epoch_times.append(time.perf_counter() - t0)
-        history.append({"epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss,
-                        "seconds": epoch_times[-1]})
+        history.append(
+            {
+                "epoch": float(epoch),
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "seconds": epoch_times[-1],
+            }
+        )
         if val_loss < best_val - 1e-12:
             best_val, best_epoch, stale = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -275,8 +289,14 @@ class LSTMModel:
 
     name = "lstm"
 
-    def __init__(self, ctx: SplitContext, config: TrainConfig, *, progress: ProgressFn | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: SplitContext,
+        config: TrainConfig,
+        *,
+        progress: ProgressFn | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         if ctx.window != config.window:
             config = TrainConfig.from_dict({**config.to_dict(), "window": ctx.window})
         self.ctx = ctx
@@ -287,9 +307,15 @@ class LSTMModel:
 
     def fit(self, train: WindowSet, val: WindowSet) -> None:
         self.bundle = train_lstm(
-            train, val, config=self.config, normalizer=self.ctx.normalizer,
-            feature_config=self.ctx.feature_config, feature_names=self.ctx.feature_names,
-            horizon_s=self.ctx.horizon_s, progress=self.progress, should_stop=self.should_stop,
+            train,
+            val,
+            config=self.config,
+            normalizer=self.ctx.normalizer,
+            feature_config=self.ctx.feature_config,
+            feature_names=self.ctx.feature_names,
+            horizon_s=self.ctx.horizon_s,
+            progress=self.progress,
+            should_stop=self.should_stop,
         )
         self.bundle.meta["split"] = self.ctx.split.to_dict()
 
@@ -299,8 +325,9 @@ class LSTMModel:
         return self.bundle.predict_windowset(ws)
 
 
-def lstm_factory(config: TrainConfig, *, progress: ProgressFn | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> Callable[[SplitContext], LSTMModel]:
+def lstm_factory(
+    config: TrainConfig, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None
+) -> Callable[[SplitContext], LSTMModel]:
     def make(ctx: SplitContext) -> LSTMModel:
         return LSTMModel(ctx, config, progress=progress, should_stop=should_stop)
 

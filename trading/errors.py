@@ -7,7 +7,14 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied, ServiceUnavailable, ValidationFailed
+from core.errors import (
+    ApplicationError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 
 class InvalidOrder(ValidationFailed):
@@ -67,7 +74,8 @@ class ExchangeAuthFailed(PermissionDenied):
 
     def __init__(self, message: Any = None, **kw: Any) -> None:
         super().__init__(
-            message or _("Upbit refused your API keys (wrong, expired, or missing permission or IP allowlist)."),
+            message
+            or _("Upbit refused your API keys (wrong, expired, or missing permission or IP allowlist)."),
             **kw,
         )
 
@@ -91,9 +99,7 @@ class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
 
     def __init__(self, message: Any = None, **kw: Any) -> None:
-        super().__init__(
-            message or _("This idempotency key was already used for a different request."), **kw
-        )
+        super().__init__(message or _("This idempotency key was already used for a different request."), **kw)
 
 
 class ExchangeRateLimited(ApplicationError):
@@ -163,8 +169,8 @@ def from_upbit(exc: Exception) -> ApplicationError:
 
 _AUTH_NAMES = frozenset(
     {
-        "invalid_query_payload", "jwt_verification", "expired_access_key", "nonce_used", "no_authorization_ip",
-        "no_authorization_i_p", "no_authorization_token", "invalid_access_key", "out_of_scope",
-        "thirdparty_agreement_required",
+        "invalid_query_payload", "jwt_verification", "expired_access_key", "nonce_used",
+        "no_authorization_ip", "no_authorization_i_p", "no_authorization_token", "invalid_access_key",
+        "out_of_scope", "thirdparty_agreement_required",
     }
 )  # fmt: skip

@@ -49,11 +49,15 @@ OPEN_ORDER_STATES = (OrderState.PENDING, OrderState.OPEN)
 class TradingProfile(models.Model):
     """One per user: trading mode (paper by default), risk limits and the auto-trading halt flag."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trading_profile")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trading_profile"
+    )
     mode = models.CharField(_("mode"), max_length=8, choices=TradingMode.choices, default=TradingMode.PAPER)
     live_confirmed_at = models.DateTimeField(_("live trading confirmed at"), null=True, blank=True)
     max_order_krw = models.DecimalField(_("maximum order (KRW)"), null=True, blank=True, **MONEY)
-    max_position_krw = models.DecimalField(_("maximum position per coin (KRW)"), null=True, blank=True, **MONEY)
+    max_position_krw = models.DecimalField(
+        _("maximum position per coin (KRW)"), null=True, blank=True, **MONEY
+    )
     daily_loss_limit_krw = models.DecimalField(_("daily loss limit (KRW)"), null=True, blank=True, **MONEY)
     auto_trading_halted = models.BooleanField(_("auto-trading halted"), default=False)
     halted_reason = models.CharField(_("halt reason"), max_length=200, blank=True)
@@ -72,7 +76,8 @@ class TradingProfile(models.Model):
 
 class Order(models.Model):
     """An order as this application knows it. Created ``pending`` before the exchange is called, so a
-    crash between the two is found again by reconciliation through ``idempotency_key`` (= Upbit identifier)."""
+    crash between the two is found again by reconciliation through ``idempotency_key`` (the Upbit
+    identifier)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
     mode = models.CharField(max_length=8, choices=TradingMode.choices)
@@ -135,7 +140,9 @@ class Fill(models.Model):
 
     class Meta:
         ordering = ["executed_at", "id"]
-        constraints = [models.UniqueConstraint(fields=["order", "trade_uuid"], name="trading_fill_unique_trade")]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "trade_uuid"], name="trading_fill_unique_trade")
+        ]
 
     def __str__(self) -> str:
         return f"{self.volume} @ {self.price}"
@@ -158,6 +165,9 @@ class Position(models.Model):
             models.UniqueConstraint(fields=["user", "mode", "currency"], name="trading_position_unique"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.currency} {self.volume} @ {self.avg_buy_price} ({self.mode})"
+
 
 class TriggerType(models.TextChoices):
     TIME = "time", _("At a time")
@@ -179,7 +189,9 @@ class ScheduledOrder(models.Model):
     """An order to place later: at a time, or when the last price crosses a level. Lives in the database
     (survives restarts); fired exactly once by ``scheduled_orders_fire_due``."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scheduled_orders")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scheduled_orders"
+    )
     mode = models.CharField(max_length=8, choices=TradingMode.choices)
     market = models.CharField(max_length=20)
     side = models.CharField(max_length=3, choices=Side.choices)
@@ -192,8 +204,13 @@ class ScheduledOrder(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=10, choices=ScheduledState.choices, default=ScheduledState.PENDING)
     failure_reason = models.CharField(max_length=300, blank=True)
-    client_key = models.CharField(max_length=64, null=True, blank=True)
-    order = models.OneToOneField(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="scheduled")
+    client_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL: unique only when given
+    # The idempotency key of the order it places: fixed at creation, so a re-fire after a crash can only
+    # find the same order again, never place a second one.
+    fire_key = models.CharField(max_length=64, unique=True)
+    order = models.OneToOneField(
+        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="scheduled"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     fired_at = models.DateTimeField(null=True, blank=True)
@@ -202,30 +219,31 @@ class ScheduledOrder(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "client_key"], name="trading_scheduled_unique_client_key"),
+            models.UniqueConstraint(
+                fields=["user", "client_key"], name="trading_scheduled_unique_client_key"
+            ),
         ]
         indexes = [models.Index(fields=["state", "trigger_type"], name="trading_sched_state_trigger")]
 
     def __str__(self) -> str:
         return f"scheduled #{self.pk} {self.side} {self.market} ({self.state})"
 
-    @property
-    def idempotency_key(self) -> str:
-        """Deterministic: a re-fire after a crash can only find the same order, never place a second one."""
-        return f"sched-{self.pk}"
-
 
 class PaperBalance(models.Model):
     """The paper exchange's virtual account of one user in one currency (like an Upbit /accounts row)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="paper_balances")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="paper_balances"
+    )
     currency = models.CharField(max_length=16)
     balance = models.DecimalField(default=ZERO, **MONEY)
     locked = models.DecimalField(default=ZERO, **MONEY)
     avg_buy_price = models.DecimalField(default=ZERO, **MONEY)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "currency"], name="trading_paperbalance_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "currency"], name="trading_paperbalance_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.currency} {self.balance} (+{self.locked} locked)"
@@ -252,14 +270,21 @@ class PaperOrder(models.Model):
     locked = models.DecimalField(default=ZERO, **MONEY)
     # Public trades at or before this time (epoch ms) were already considered for this resting order.
     trades_seen_ms = models.BigIntegerField(default=0)
+    # The order book snapshot (its epoch ms) this order last traded against; only a newer book can fill it.
+    book_seen_ms = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "identifier"], name="trading_paperorder_unique_identifier"),
+            models.UniqueConstraint(
+                fields=["user", "identifier"], name="trading_paperorder_unique_identifier"
+            ),
         ]
         indexes = [models.Index(fields=["state", "market"], name="trading_paperorder_open")]
+
+    def __str__(self) -> str:
+        return f"paper {self.side} {self.market} {self.ord_type} ({self.state})"
 
 
 class PaperTrade(models.Model):
@@ -276,6 +301,9 @@ class PaperTrade(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.volume} @ {self.price}"
 
 
 class TradingSwitch(models.Model):
@@ -296,3 +324,7 @@ class TradingSwitch(models.Model):
 
     def __str__(self) -> str:
         return str(_("Kill switch: ENGAGED") if self.engaged else _("Kill switch: off"))
+
+
+# Auto-trading sessions and decisions (kept in their own module).
+from trading.models_autotrade import AutoTradeDecision, AutoTradeSession  # noqa: E402,F401

@@ -1,3 +1,7 @@
 """WebSocket routes of the trading app."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from trading.consumers import UserConsumer
+
+websocket_urlpatterns: list = [path("ws/user/", UserConsumer.as_asgi())]

@@ -1,1 +1,1 @@
-"""Upbit Open API support: the shared wire protocol (``protocol``), used by the real client and the simulator."""
+"""Upbit Open API support: the shared wire protocol (``protocol``) used by the client and the simulator."""

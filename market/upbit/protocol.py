@@ -28,9 +28,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Market rules
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 FEE_RATE = Decimal("0.0005")  # KRW market, both sides, charged in KRW (§7.4)
 MIN_ORDER_TOTAL_KRW = Decimal(5000)  # §7.3
@@ -144,9 +144,9 @@ def quantize_volume(volume: Decimal) -> Decimal:
     return Decimal(volume).quantize(VOLUME_QUANTUM, rounding=ROUND_FLOOR)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Errors
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 # name -> (HTTP status, message). Messages follow Upbit's Korean texts where known.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -248,9 +248,9 @@ def parse_error_body(status: int, body: bytes | str | Mapping[str, Any] | None) 
     return cls(name if isinstance(name, (str, int)) else str(name), message, status)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Authentication (§2)
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 Params = Iterable[tuple[str, Any]] | Mapping[str, Any]
 JWT_ALGORITHMS = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}
@@ -322,7 +322,9 @@ def build_jwt(
         payload["query_hash"] = query_hash(pairs)
         payload["query_hash_alg"] = "SHA512"
     signing_input = _b64url(_compact({"alg": alg, "typ": "JWT"})) + "." + _b64url(_compact(payload))
-    signature = hmac.new(secret_key.encode("utf-8"), signing_input.encode("ascii"), JWT_ALGORITHMS[alg]).digest()
+    signature = hmac.new(
+        secret_key.encode("utf-8"), signing_input.encode("ascii"), JWT_ALGORITHMS[alg]
+    ).digest()
     return signing_input + "." + _b64url(signature)
 
 
@@ -413,7 +415,8 @@ def verify_jwt(
         if accept_encoded_hash:
             candidates.add(query_string_encoded(pairs))
         if not any(
-            hmac.compare_digest(hashlib.sha512(c.encode("utf-8")).hexdigest(), got.lower()) for c in candidates
+            hmac.compare_digest(hashlib.sha512(c.encode("utf-8")).hexdigest(), got.lower())
+            for c in candidates
         ):
             raise UpbitAuthError("invalid_query_payload")
     return parts.claims
@@ -436,9 +439,9 @@ class NonceCache:
         return True
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Rate limits (§3)
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 # group -> requests per second. The ``candles`` spelling is what the wire shows in Remaining-Req.
 DEFAULT_RATE_LIMITS: dict[str, int] = {
@@ -483,9 +486,9 @@ def parse_remaining_req(value: str | None) -> RemainingReq | None:
     return RemainingReq(group=m.group(1), min=int(m.group(2)), sec=int(m.group(3)))
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # WebSocket key maps (§10.3, §11)
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 TICKER_SIMPLE: dict[str, str] = {
     "type": "ty", "code": "cd", "opening_price": "op", "high_price": "hp", "low_price": "lp",
@@ -508,7 +511,12 @@ ORDERBOOK_SIMPLE: dict[str, str] = {
     "type": "ty", "code": "cd", "timestamp": "tms", "total_ask_size": "tas", "total_bid_size": "tbs",
     "orderbook_units": "obu", "level": "lv", "stream_type": "st",
 }  # fmt: skip
-ORDERBOOK_UNIT_SIMPLE: dict[str, str] = {"ask_price": "ap", "bid_price": "bp", "ask_size": "as", "bid_size": "bs"}
+ORDERBOOK_UNIT_SIMPLE: dict[str, str] = {
+    "ask_price": "ap",
+    "bid_price": "bp",
+    "ask_size": "as",
+    "bid_size": "bs",
+}
 MYORDER_SIMPLE: dict[str, str] = {
     "type": "ty", "code": "cd", "uuid": "uid", "ask_bid": "ab", "order_type": "ot", "state": "s",
     "trade_uuid": "tuid", "price": "p", "avg_price": "ap", "volume": "v", "remaining_volume": "rv",
@@ -600,9 +608,9 @@ PRIVATE_WS_TYPES = frozenset({"myOrder", "myAsset"})
 WS_FORMATS = frozenset({"DEFAULT", "SIMPLE", "JSON_LIST", "SIMPLE_LIST"})
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Formatting helpers
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 KST = dt.timezone(dt.timedelta(hours=9), "KST")
 

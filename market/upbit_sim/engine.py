@@ -57,7 +57,7 @@ def now_ms() -> int:
 
 
 def _dec(x: float) -> Decimal:
-    """A float from the market source as a Decimal (shortest repr: 149001000.0 -> 149001000.0, 0.0513 -> 0.0513)."""
+    """A float from the market source as a Decimal via its shortest repr (0.0513 -> Decimal("0.0513"))."""
     return Decimal(repr(float(x)))
 
 
@@ -285,17 +285,34 @@ class MatchingEngine:
         return t
 
     def account_create(
-        self, *, krw: Decimal = ZERO, assets: dict[str, Decimal] | None = None, account_id: str | None = None
+        self,
+        *,
+        krw: Decimal | str | int = ZERO,
+        assets: dict[str, Any] | None = None,
+        account_id: str | None = None,
     ) -> Account:
+        """A new account. ``assets`` maps a currency to an amount, or to ``{"balance", "avg_buy_price"}``."""
         account_id = account_id or str(uuid_mod.uuid4())
         if account_id in self.accounts:
             raise ValueError(f"account {account_id} exists")
         acc = Account(account_id)
-        acc.bal("KRW").balance = Decimal(krw)
-        for currency, amount in (assets or {}).items():
-            acc.bal(currency).balance = Decimal(amount)
+        acc.bal("KRW").balance = self._amount(krw)
+        for currency, spec in (assets or {}).items():
+            b = acc.bal(str(currency).upper())
+            if isinstance(spec, dict):
+                b.balance = self._amount(spec.get("balance", 0))
+                b.avg_buy_price = self._amount(spec.get("avg_buy_price", 0))
+            else:
+                b.balance = self._amount(spec)
         self.accounts[account_id] = acc
         return acc
+
+    @staticmethod
+    def _amount(value: Any) -> Decimal:
+        d = parse_decimal(value)
+        if d is None or d < 0:
+            raise ValueError(f"invalid amount {value!r}")
+        return d
 
     def account_deposit(self, *, account_id: str, currency: str, amount: Decimal) -> Balance:
         b = self._account(account_id).bal(currency)
@@ -413,8 +430,8 @@ class MatchingEngine:
                     if o.remaining_volume and o.price is not None:
                         p = float(o.price)
                         acc[p] = acc.get(p, 0.0) + float(o.remaining_volume)
-        asks = sorted(sides["ask"].items())
-        bids = sorted(sides["bid"].items(), reverse=True)
+        asks = sorted((p, round(s, 8)) for p, s in sides["ask"].items())
+        bids = sorted(((p, round(s, 8)) for p, s in sides["bid"].items()), reverse=True)
         return asks, bids, book.ts
 
     def last_price(self, market: str) -> Decimal | None:
@@ -495,12 +512,13 @@ class MatchingEngine:
         else:  # best
             if time_in_force not in ("ioc", "fok"):
                 raise UpbitError("invalid_time_in_force")
-            if (side == "bid" and (p is None or v is not None)) or (side == "ask" and (v is None or p is not None)):
+            if (side == "bid" and (p is None or v is not None)) or (
+                side == "ask" and (v is None or p is not None)
+            ):
                 raise UpbitError(err)
 
         quote, base = market.split("-", 1)
         fee_rate = self.fee_rate
-        book = self._books[market]
         # Rules: tick grid, min/max total, depth for market orders, balance.
         if ord_type == "limit":
             assert p is not None and v is not None
@@ -521,7 +539,9 @@ class MatchingEngine:
         if side == "bid" and total > self.max_total:
             raise UpbitError("over_krw_funds_bid")
         if ord_type in ("price", "market"):
-            depth = self._side_depth(market, "ask" if side == "bid" else "bid", account_id, funds=side == "bid")
+            depth = self._side_depth(
+                market, "ask" if side == "bid" else "bid", account_id, funds=side == "bid"
+            )
             need = p if side == "bid" else v
             assert need is not None
             if depth < need:
@@ -573,7 +593,9 @@ class MatchingEngine:
         if time_in_force == "post_only" and self._crosses(order):
             self._close(order, "cancel", ts)
             return order
-        if time_in_force == "fok" and self._fillable(order) < (order.volume if order.volume is not None else p or ZERO):
+        if time_in_force == "fok" and self._fillable(order) < (
+            order.volume if order.volume is not None else p or ZERO
+        ):
             self._close(order, "cancel", ts)
             return order
         self._take(order, ts)
@@ -589,7 +611,9 @@ class MatchingEngine:
 
     # ---------------------------------------------------------------------------------------------- cancel
 
-    def order_cancel(self, *, account_id: str, uuid: str | None = None, identifier: str | None = None) -> dict[str, Any]:
+    def order_cancel(
+        self, *, account_id: str, uuid: str | None = None, identifier: str | None = None
+    ) -> dict[str, Any]:
         """Cancel an open order; returns the order object as accepted for cancellation (state ``wait``)."""
         order = self.order_get(account_id=account_id, uuid=uuid, identifier=identifier)
         if not order.is_open:
@@ -663,9 +687,9 @@ class MatchingEngine:
         src: dict[float, float] = {}
         for p, s in src_levels:
             if p > 0 and s > 0:
-                left = s - book.consumed.get((side, p), 0.0)
-                if left > 1e-12:
-                    src[p] = src.get(p, 0.0) + left
+                left = round(s - book.consumed.get((side, p), 0.0), 8)
+                if left > 0:
+                    src[p] = round(src.get(p, 0.0) + left, 8)
         users: dict[Decimal, list[Order]] = {}
         for _, o in self._resting[market][side]:
             assert o.price is not None
@@ -734,7 +758,9 @@ class MatchingEngine:
                         self._close(maker, "done", ts)
                 self._fill(order, price, qty, False, ts)
                 self._emit(
-                    Execution(order.market, float(price), float(qty), "BID" if order.side == "bid" else "ASK", ts)
+                    Execution(
+                        order.market, float(price), float(qty), "BID" if order.side == "bid" else "ASK", ts
+                    )
                 )
 
     def _fill(self, order: Order, price: Decimal, qty: Decimal, is_maker: bool, ts: int) -> None:
@@ -793,7 +819,7 @@ class MatchingEngine:
         self._emit(OrderEvent(order.account_id, order, "trade", f, ts))
         self._emit_assets(order.account_id, quote, base)
 
-    # ---------------------------------------------------------------------------------------------- market input
+    # ---------------------------------------------------------------------------------------------- market in
 
     def on_book(self, market: str, asks: Sequence[Level], bids: Sequence[Level], ts: int) -> None:
         """A new full book from the market source (best first). Resting user orders the book has moved
@@ -822,7 +848,7 @@ class MatchingEngine:
 
     def _maker_fill(self, o: Order, avail: float, opp_levels: Sequence[Level], ts: int) -> None:
         assert o.price is not None and o.remaining_volume is not None
-        qty = min(o.remaining_volume, _qvol(_dec(avail)))
+        qty = min(o.remaining_volume, _qvol(_dec(round(avail, 8))))
         if qty <= 0:
             return
         # The crossing liquidity is used up by this order (so a second order cannot fill against it too).
@@ -849,7 +875,7 @@ class MatchingEngine:
         resting = self._resting[market][side]
         if not resting:
             return
-        left = float(volume)
+        left = _qvol(_dec(volume))
         for _, o in list(resting):
             assert o.price is not None and o.remaining_volume is not None
             pf = float(o.price)
@@ -860,13 +886,14 @@ class MatchingEngine:
             if through:
                 qty = o.remaining_volume
             else:
-                eat = min(o.queue_ahead, left)
-                o.queue_ahead -= eat
+                ahead = _qvol(_dec(o.queue_ahead))
+                eat = min(ahead, left)
+                o.queue_ahead = float(ahead - eat)
                 left -= eat
                 if left <= 0:
                     break
-                qty = min(o.remaining_volume, _qvol(_dec(left)))
-                left -= float(qty)
+                qty = min(o.remaining_volume, left)
+                left -= qty
             if qty > 0:
                 self._fill(o, o.price, qty, True, ts)
                 if self._filled(o):

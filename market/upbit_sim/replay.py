@@ -81,7 +81,9 @@ class ReplaySource:
     # ------------------------------------------------------------------------------------------ loaders
 
     @classmethod
-    def from_sample_csv(cls, path: str | os.PathLike[str], market: str = SAMPLE_MARKET, **kw: object) -> ReplaySource:
+    def from_sample_csv(
+        cls, path: str | os.PathLike[str], market: str = SAMPLE_MARKET, **kw: object
+    ) -> ReplaySource:
         book, trades = sample_csv_tables(path)
         return cls({market: (book_arrays(book), trade_arrays(trades))}, **kw)  # type: ignore[arg-type]
 
@@ -109,7 +111,9 @@ class ReplaySource:
         return cls(data, **kw)  # type: ignore[arg-type]
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], markets: list[str] | None = None, **kw: object) -> ReplaySource:
+    def from_path(
+        cls, path: str | os.PathLike[str], markets: list[str] | None = None, **kw: object
+    ) -> ReplaySource:
         """A ``.csv`` file (or a folder holding one, like ``shared/data/upbit-krw-ada-2018``) is the real
         sample; anything else is a day-file root."""
         p = Path(path)
@@ -128,7 +132,7 @@ class ReplaySource:
         return self._start
 
     def consume(self, market: str, book_side: str, price: float, volume: float) -> None:
-        """Recorded books cannot react; the engine's own overlay covers liquidity taken until the next book."""
+        """Recorded books cannot react: the engine's overlay covers liquidity taken until the next book."""
 
     def advance(self, until_ms: int) -> dict[str, MarketUpdate]:
         out: dict[str, MarketUpdate] = {}

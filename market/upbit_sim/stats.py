@@ -213,8 +213,9 @@ class MarketStats:
         out["trade_date_kst"] = k.strftime("%Y%m%d")
         out["trade_time_kst"] = k.strftime("%H%M%S")
         for key in (
-            "trade_timestamp", "opening_price", "high_price", "low_price", "trade_price", "prev_closing_price",
-            "change", "change_price", "change_rate", "signed_change_price", "signed_change_rate", "trade_volume",
+            "trade_timestamp", "opening_price", "high_price", "low_price", "trade_price",
+            "prev_closing_price", "change", "change_price", "change_rate", "signed_change_price",
+            "signed_change_rate", "trade_volume",
             "acc_trade_price", "acc_trade_price_24h", "acc_trade_volume", "acc_trade_volume_24h",
             "highest_52_week_price", "highest_52_week_date", "lowest_52_week_price", "lowest_52_week_date",
             "timestamp",
@@ -299,10 +300,7 @@ class MarketStats:
 
     def candles(self, unit: str, *, count: int, to_ms: int | None) -> list[dict[str, Any]]:
         """``unit``: a minute count as a string, ``days``, ``weeks`` or ``months``. Newest first."""
-        if unit in ("days", "weeks", "months"):
-            src = self.days
-        else:
-            src = self.minutes
+        src = self.days if unit in ("days", "weeks", "months") else self.minutes
         groups: OrderedDict[int, Candle] = OrderedDict()
         for start, c in src.items():
             if unit == "days":
@@ -310,7 +308,9 @@ class MarketStats:
             elif unit == "weeks":
                 d = _utc(start).date()
                 monday = d - dt.timedelta(days=d.weekday())
-                key = int(dt.datetime(monday.year, monday.month, monday.day, tzinfo=dt.UTC).timestamp() * 1000)
+                key = int(
+                    dt.datetime(monday.year, monday.month, monday.day, tzinfo=dt.UTC).timestamp() * 1000
+                )
             elif unit == "months":
                 d = _utc(start).date()
                 key = int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp() * 1000)
@@ -358,7 +358,9 @@ class MarketStats:
                 break
         return out
 
-    def backfill(self, *, end_ms: int, price: float, seed: int, days: int = 200, minutes: int = 2 * 1440) -> None:
+    def backfill(
+        self, *, end_ms: int, price: float, seed: int, days: int = 200, minutes: int = 2 * 1440
+    ) -> None:
         """Seeded history before ``end_ms`` (a geometric random walk ending at ``price``) so charts have
         candles at start: ``days`` day candles and ``minutes`` one-minute candles."""
         rng = np.random.default_rng([seed, sum(self.market.encode()), 7])

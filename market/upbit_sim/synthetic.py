@@ -125,9 +125,12 @@ class SyntheticMarket:
         self.e_sell = 0.0
         self._trades: list[tuple[float, int, float, int]] = []  # (t, price_nano, volume, +1 buy/-1 sell)
         self.events = 0
+        self._next_t: float | None = None
         for _ in range(2000):  # burn-in towards the stationary regime (deterministic)
             self.step()
         self._trades.clear()
+        assert self._next_t is not None
+        self._next_t -= self.t
         self.t = 0.0
 
     # ------------------------------------------------------------------------------------------ randomness
@@ -163,6 +166,7 @@ class SyntheticMarket:
             p = max(1, p - _tick_down(p))
             b.append(p)
         self._ask_px, self._bid_px = a, b
+        self._wide = self.best_bid + _tick_up(self.best_bid) < self.best_ask
 
     def _shift_out(self, q: list[float], side: int) -> None:
         """The best queue of a side is empty: move the best to the next non-empty tick."""
@@ -197,11 +201,14 @@ class SyntheticMarket:
         sa, sb = sum(aq), sum(bq)
         lam_ca = p.cancel_rate * sa / qm
         lam_cb = p.cancel_rate * sb / qm
-        wide = self.best_bid + _tick_up(self.best_bid) < self.best_ask
-        lam_sp = 2.0 * p.spread_fill_rate if wide else 0.0
+        lam_sp = 2.0 * p.spread_fill_rate if self._wide else 0.0
         total = lam_buy + lam_sell + lam_lim + lam_ca + lam_cb + lam_sp
-        dt = self._exp() / total
-        self.t += dt
+        # Event times are drawn one event ahead so a paced run can stop before an event that lies in the
+        # future (run_until) without changing the stream.
+        nt = self._next_t if self._next_t is not None else self.t + self._exp() / total
+        dt = nt - self.t
+        self.t = nt
+        self._next_t = nt + self._exp() / total
         decay = math.exp(-p.hawkes_beta * dt)
         self.e_buy *= decay
         self.e_sell *= decay
@@ -325,7 +332,9 @@ class SyntheticMarket:
     def take_trades(self) -> list[tuple[int, float, float, int]]:
         """Trades since the last call as (ts_ms, price, volume, +1 buyer/-1 seller initiated)."""
         out = [
-            (self.start_ms + int(t * 1000), pn / NANO, round(v, 8), s) for t, pn, v, s in self._trades if v > 5e-9
+            (self.start_ms + int(t * 1000), pn / NANO, round(v, 8), s)
+            for t, pn, v, s in self._trades
+            if v > 5e-9
         ]
         self._trades.clear()
         return out
@@ -335,7 +344,7 @@ class SyntheticMarket:
         book after every event is appended to it."""
         target = (until_ms - self.start_ms) / 1000.0
         moved = False
-        while self.t < target:
+        while self._next_t is not None and self._next_t <= target:
             self.step()
             moved = True
             if record is not None:
@@ -346,20 +355,24 @@ class SyntheticMarket:
         """Run ``n_books`` events and record the book after each one (fast path; numpy arrays)."""
         k = self.params.depth_ticks
         L = self.params.levels
-        ts = np.empty(n_books, dtype=np.int64)
-        ba = np.empty(n_books, dtype=np.int64)
-        bb = np.empty(n_books, dtype=np.int64)
-        aq = np.empty((n_books, k))
-        bq = np.empty((n_books, k))
+        tl: list[float] = []
+        bal: list[int] = []
+        bbl: list[int] = []
+        aql: list[list[float]] = []
+        bql: list[list[float]] = []
         step = self.step
-        start = self.start_ms
-        for r in range(n_books):
+        for _ in range(n_books):
             step()
-            ts[r] = start + int(self.t * 1000)
-            ba[r] = self.best_ask
-            bb[r] = self.best_bid
-            aq[r] = self.ask_q
-            bq[r] = self.bid_q
+            tl.append(self.t)
+            bal.append(self.best_ask)
+            bbl.append(self.best_bid)
+            aql.append(self.ask_q.copy())
+            bql.append(self.bid_q.copy())
+        ts = self.start_ms + (np.asarray(tl) * 1000).astype(np.int64)
+        ba = np.asarray(bal, dtype=np.int64)
+        bb = np.asarray(bbl, dtype=np.int64)
+        aq = np.asarray(aql, dtype=np.float64).reshape(n_books, k)
+        bq = np.asarray(bql, dtype=np.float64).reshape(n_books, k)
         ask_px, ask_sz = _ladder_levels(ba, aq, +1, L)
         bid_px, bid_sz = _ladder_levels(bb, bq, -1, L)
         trades = self.take_trades()
@@ -369,11 +382,18 @@ class SyntheticMarket:
             tv = np.array([t[2] for t in trades])
             sd = np.array([t[3] for t in trades], dtype=np.int8)
         else:
-            tt, tp, tv, sd = (np.empty(0, dtype=np.int64), np.empty(0), np.empty(0), np.empty(0, dtype=np.int8))
+            tt, tp, tv, sd = (
+                np.empty(0, dtype=np.int64),
+                np.empty(0),
+                np.empty(0),
+                np.empty(0, dtype=np.int8),
+            )
         return BookArrays(ts, ask_px, ask_sz, bid_px, bid_sz), TradeArrays(tt, tp, tv, sd)
 
 
-def _ladder_levels(best: np.ndarray, q: np.ndarray, direction: int, levels: int) -> tuple[np.ndarray, np.ndarray]:
+def _ladder_levels(
+    best: np.ndarray, q: np.ndarray, direction: int, levels: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised: tick ladders from the best prices, then the first ``levels`` non-empty ticks per row."""
     n, k = q.shape
     tick_of = np.vectorize(_tick_up if direction > 0 else _tick_down, otypes=[np.int64])
@@ -421,18 +441,20 @@ class SyntheticSource:
             prm = params.get(m) if isinstance(params, dict) else params
             self.models[m] = SyntheticMarket(m, seed=seed, start_ms=start_ms, params=prm)
         self._ids = SequenceIds()
+        self._primed = False  # the first advance returns every market's book (the initial snapshot)
 
     def start_ms(self) -> int:
         return self._start
 
     def advance(self, until_ms: int) -> dict[str, MarketUpdate]:
         out: dict[str, MarketUpdate] = {}
+        primed, self._primed = self._primed, True
         for m, model in self.models.items():
             books: list[BookSnapshot] | None = [] if self.record_all else None
-            if not model.run_until(until_ms, books):
+            if not model.run_until(until_ms, books) and primed:
                 continue
             book = model.book()
-            if books is None:
+            if books is None or not primed and not books:
                 books = [book]
             trades = []
             for ts, price, vol, sign in model.take_trades():

@@ -116,6 +116,12 @@ AXES_SENSITIVE_PARAMETERS = ["password", "access_key", "secret_key"]
 
 # Exchange keys are encrypted at rest with MultiFernet; the first key encrypts, all keys decrypt (rotation).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+# Extra sections of the profile page (holdings, e-mail report, ...): dotted paths to callables
+# ``(request) -> str`` returning HTML-safe markup, rendered in order (see accounts.views._profile_sections).
+PROFILE_SECTIONS: list[str] = [
+    "trading.views.profile_holdings_section",
+    "trading.views.profile_report_section",
+]
 
 # --- i18n -----------------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -179,10 +185,11 @@ else:
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"db+sqlite:///{VAR_DIR / 'celery' / 'results.sqlite'}"
-    for _d in (_broker_dir, VAR_DIR / "celery" / "processed"):
+    for _d in (_broker_dir, VAR_DIR / "celery" / "processed", VAR_DIR / "celery" / "control"):
         _d.mkdir(parents=True, exist_ok=True)
 
 # Where processes other than the web server send realtime pushes when the channel layer is in-memory
@@ -212,6 +219,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "trading-fire-scheduled-orders": {"task": "trading.tasks.fire_due_scheduled_orders", "schedule": 1.0},
     "trading-reconcile-open-orders": {"task": "trading.tasks.reconcile_open_orders", "schedule": 60.0},
+    # Paper mode: fill resting paper limit orders as the market trades through them.
+    "trading-match-paper-orders": {"task": "trading.tasks.match_paper_orders", "schedule": 1.0},
     "trading-daily-reports": {"task": "trading.tasks.send_daily_reports", "schedule": crontab(hour=8, minute=0)},
 }
 
@@ -291,6 +300,8 @@ UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 
 # --- Trading --------------------------------------------------------------------------------------------
 PAPER_STARTING_KRW = env("PAPER_STARTING_KRW", default="10000000")
+# Also queue each time-triggered scheduled order with an ETA at its due time (the 1 s beat is the safety net).
+TRADING_PRECISE_SCHEDULE = env.bool("TRADING_PRECISE_SCHEDULE", default=True)
 
 # --- Logging: one JSON object per line; secrets are redacted by a filter on every handler ---------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -57,8 +57,12 @@ def synthetic_market(
     )
 
 
-def book_from_rows(ts: list[int], asks: list[list[tuple[float, float]]], bids: list[list[tuple[float, float]]],
-                   levels: int = 3) -> BookArrays:
+def book_from_rows(
+    ts: list[int],
+    asks: list[list[tuple[float, float]]],
+    bids: list[list[tuple[float, float]]],
+    levels: int = 3,
+) -> BookArrays:
     """A hand-written book: per snapshot a list of (price, size) per side, best first."""
     n = len(ts)
     ap, asz, bp, bsz = (np.full((n, levels), np.nan) for _ in range(4))

@@ -12,8 +12,14 @@ BIG = 0.5  # a prediction far beyond any threshold + cost
 
 
 def _cfg(**kw: float | int | None | bool) -> BacktestConfig:
-    base = {"threshold": 0.0, "latency_ms": 0, "cooldown_ms": 0, "close_at_end": False, "initial_cash": 100_000.0,
-            "order_krw": 5_000.0}
+    base = {
+        "threshold": 0.0,
+        "latency_ms": 0,
+        "cooldown_ms": 0,
+        "close_at_end": False,
+        "initial_cash": 100_000.0,
+        "order_krw": 5_000.0,
+    }
     base.update(kw)
     return BacktestConfig(**base)  # type: ignore[arg-type]
 
@@ -77,7 +83,7 @@ def test_cool_down_blocks_orders_until_it_has_passed() -> None:
     n = 6
     book = book_from_rows([i * 100 for i in range(n)], [[(1000, 100)]] * n, [[(999, 100)]] * n)
     pred = np.array([BIG, -BIG, -BIG, -BIG, BIG, -BIG])
-    res = run_backtest(book, np.arange(n), pred, config=_cfg(cooldown_ms=250))
+    res = run_backtest(book, np.arange(n), pred, config=_cfg(cooldown_ms=250, order_krw=10_000.0))
     # buy at 0; sells at 100 and 200 fall in the cool-down; sell at 300; buy at 400 is blocked (until 550).
     assert [(f.side, f.decision_ts) for f in res.fills] == [("buy", 0), ("sell", 300)]
 

@@ -13,7 +13,9 @@ from tests.mlmodel.synth import book_from_rows, synthetic_market
 TICK = constant_tick_fn(1.0)
 
 
-def _scramble_after(book: BookArrays, trades: TradeArrays, t_idx: int, seed: int) -> tuple[BookArrays, TradeArrays]:
+def _scramble_after(
+    book: BookArrays, trades: TradeArrays, t_idx: int, seed: int
+) -> tuple[BookArrays, TradeArrays]:
     """Replace every book value after snapshot t and every trade after ts[t] by different random values."""
     rng = np.random.default_rng(seed)
     cut = t_idx + 1
@@ -54,8 +56,12 @@ def test_a_trade_at_exactly_the_snapshot_time_counts_and_a_later_one_does_not() 
     cfg = FeatureConfig(levels=1, depths=(1,), trade_windows_s=(5.0,))
 
     def tflow(trade_ts: list[int]) -> np.ndarray:
-        trades = TradeArrays(ts=np.array(trade_ts, dtype=np.int64), price=np.full(len(trade_ts), 101.0),
-                             volume=np.ones(len(trade_ts)), side=np.ones(len(trade_ts), dtype=np.int8))
+        trades = TradeArrays(
+            ts=np.array(trade_ts, dtype=np.int64),
+            price=np.full(len(trade_ts), 101.0),
+            volume=np.ones(len(trade_ts)),
+            side=np.ones(len(trade_ts), dtype=np.int8),
+        )
         return compute_features(book, trades, config=cfg, tick_fn=TICK).column("tcount_5s")
 
     np.testing.assert_allclose(tflow([1000]), np.log1p([0, 1, 1]))
@@ -71,8 +77,14 @@ def test_feature_values_on_a_hand_built_book() -> None:
         [[(100, 2), (99, 8)], [(100, 5), (99, 8)], [(100, 5), (99, 8)]],
         levels=2,
     )
-    cfg = FeatureConfig(levels=2, depths=(1, 2), ofi_windows_s=(1.0,), trade_windows_s=(1.0,),
-                        vol_windows_s=(1.0,), return_windows_s=(1.0,))
+    cfg = FeatureConfig(
+        levels=2,
+        depths=(1, 2),
+        ofi_windows_s=(1.0,),
+        trade_windows_s=(1.0,),
+        vol_windows_s=(1.0,),
+        return_windows_s=(1.0,),
+    )
     f = compute_features(book, None, config=cfg, tick_fn=TICK)
     assert f.names == feature_names(cfg)
     np.testing.assert_allclose(f.column("spread_ticks"), [1, 1, 1])
@@ -116,8 +128,12 @@ def test_segments_split_on_time_jumps_and_recorded_gaps() -> None:
 
 
 def test_one_sided_books_and_missing_levels_are_marked_invalid_or_padded() -> None:
-    book = book_from_rows([0, 200, 400], [[(101, 1)], [], [(101, 1), (102, 1)]],
-                          [[(100, 1), (99, 2)], [(100, 1)], [(100, 1)]], levels=3)
+    book = book_from_rows(
+        [0, 200, 400],
+        [[(101, 1)], [], [(101, 1), (102, 1)]],
+        [[(100, 1), (99, 2)], [(100, 1)], [(100, 1)]],
+        levels=3,
+    )
     f = compute_features(book, None, config=FeatureConfig(levels=3, depths=(1, 3)), tick_fn=TICK)
     assert f.valid.tolist() == [True, False, True]
     # Missing ask levels 2..3 of row 0 sit one tick further out with log-size 0.

@@ -12,6 +12,9 @@ from market.upbit.protocol import VOLUME_QUANTUM, quantize_volume
 
 ZERO = Decimal(0)
 KRW_QUANTUM = Decimal("0.00000001")
+# Average prices are kept to 4 decimals: enough for any KRW price, and within the 15 significant digits
+# SQLite (the embedded database) keeps exactly.
+AVG_PRICE_QUANTUM = Decimal("0.0001")
 Level = tuple[Decimal, Decimal]  # (price, size)
 Fill = tuple[Decimal, Decimal]  # (price, volume)
 
@@ -38,7 +41,9 @@ def walk_buy_funds(asks: Sequence[Level], funds: Decimal) -> list[Fill]:
     return fills
 
 
-def walk_volume(levels: Sequence[Level], volume: Decimal, limit: Decimal | None = None, *, side: str) -> list[Fill]:
+def walk_volume(
+    levels: Sequence[Level], volume: Decimal, limit: Decimal | None = None, *, side: str
+) -> list[Fill]:
     """Take ``volume`` from ``levels`` best-first (asks for a bid, bids for an ask), not past ``limit``."""
     fills: list[Fill] = []
     left = volume

@@ -73,8 +73,9 @@ def paper_account_reset(*, user: Any) -> None:
 class PaperExchange:
     mode = "paper"
 
-    def __init__(self, user: Any, *, book_source: BookSource | None = None,
-                 trades_source: TradesSource | None = None) -> None:
+    def __init__(
+        self, user: Any, *, book_source: BookSource | None = None, trades_source: TradesSource | None = None
+    ) -> None:
         self.user = user
         self.book_source = book_source or _default_book
         self.trades_source = trades_source or _default_trades
@@ -100,8 +101,13 @@ class PaperExchange:
     def order_chance(self, *, market: str) -> OrderChance:
         quote, base = market.split("-", 1)
         return OrderChance(
-            market=market, bid_fee=fee_rate(), ask_fee=fee_rate(), min_total=min_total(),
-            max_total=MAX_ORDER_TOTAL_KRW, bid_balance=self._balance(quote), ask_balance=self._balance(base),
+            market=market,
+            bid_fee=fee_rate(),
+            ask_fee=fee_rate(),
+            min_total=min_total(),
+            max_total=MAX_ORDER_TOTAL_KRW,
+            bid_balance=self._balance(quote),
+            ask_balance=self._balance(base),
         )
 
     def get_order(self, *, uuid: str | None = None, identifier: str | None = None) -> ExchangeOrder:
@@ -123,13 +129,21 @@ class PaperExchange:
 
     # -- writes ------------------------------------------------------------------------------------------
 
-    def place_order(self, *, market: str, side: str, ord_type: str, volume: Decimal | None,
-                    price: Decimal | None, identifier: str) -> ExchangeOrder:
+    def place_order(
+        self,
+        *,
+        market: str,
+        side: str,
+        ord_type: str,
+        volume: Decimal | None,
+        price: Decimal | None,
+        identifier: str,
+    ) -> ExchangeOrder:
         quote, base = market.split("-", 1)
         rate = fee_rate()
         _check_params(side=side, ord_type=ord_type, volume=volume, price=price)
         # The book is read before any lock is taken: a slow market-data call must not hold row locks.
-        book = self.book_source(market) if ord_type != "limit" or True else None
+        book = self.book_source(market)
         now_ms = int(time.time() * 1000)
         paper_account_ensure(user=self.user)
         try:
@@ -137,8 +151,17 @@ class PaperExchange:
                 bals = _lock_balances(self.user, [quote, base])
                 krw, coin = bals[quote], bals[base]
                 order = PaperOrder(
-                    user=self.user, uuid=str(uuid_mod.uuid4()), identifier=identifier, market=market, side=side,
-                    ord_type=ord_type, price=price, volume=volume, state="wait", trades_seen_ms=now_ms,
+                    user=self.user,
+                    uuid=str(uuid_mod.uuid4()),
+                    identifier=identifier,
+                    market=market,
+                    side=side,
+                    ord_type=ord_type,
+                    price=price,
+                    volume=volume,
+                    state="wait",
+                    trades_seen_ms=now_ms,
+                    book_seen_ms=book.ts,
                 )
                 if side == "bid":
                     total = price if ord_type == "price" else price * volume  # type: ignore[operator]
@@ -220,7 +243,11 @@ def _check_total(total: Decimal, side: str) -> None:
 def _lock_balances(user: Any, currencies: list[str]) -> dict[str, PaperBalance]:
     for c in currencies:
         PaperBalance.objects.get_or_create(user=user, currency=c)
-    rows = PaperBalance.objects.select_for_update().filter(user=user, currency__in=currencies).order_by("currency")
+    rows = (
+        PaperBalance.objects.select_for_update()
+        .filter(user=user, currency__in=currencies)
+        .order_by("currency")
+    )
     return {b.currency: b for b in rows}
 
 
@@ -233,23 +260,38 @@ def _taker_fills(order: PaperOrder, book: Book) -> list[tuple[Decimal, Decimal]]
     return matching.walk_volume(levels, order.volume, order.price, side=order.side)  # type: ignore[arg-type]
 
 
-def _apply_fill(order: PaperOrder, krw: PaperBalance, coin: PaperBalance, price: Decimal, volume: Decimal, *,
-                is_maker: bool, at: dt.datetime, rate: Decimal) -> None:
+def _apply_fill(
+    order: PaperOrder,
+    krw: PaperBalance,
+    coin: PaperBalance,
+    price: Decimal,
+    volume: Decimal,
+    *,
+    is_maker: bool,
+    at: dt.datetime,
+    rate: Decimal,
+) -> None:
     funds = price * volume
     fee = matching.fee_for(funds, rate)
     if order.side == "bid":
         # Release what this volume had reserved (at the limit price, or the exact spend for market buys),
         # pay the actual cost; the difference goes back to the available balance.
-        reserved = funds + fee if order.ord_type == "price" else order.price * volume + matching.fee_for(
-            order.price * volume, rate)  # type: ignore[operator]
+        reserved = (
+            funds + fee
+            if order.ord_type == "price"
+            else order.price * volume + matching.fee_for(order.price * volume, rate)
+        )  # type: ignore[operator]
         reserved = min(reserved, order.locked)
         krw.locked -= reserved
         krw.balance += reserved - funds - fee
         order.locked -= reserved
         order.remaining_fee = max(ZERO, order.remaining_fee - fee)
         held = coin.balance + coin.locked
-        coin.avg_buy_price = ((held * coin.avg_buy_price + funds) / (held + volume)).quantize(
-            matching.KRW_QUANTUM) if held + volume > 0 else ZERO
+        coin.avg_buy_price = (
+            ((held * coin.avg_buy_price + funds) / (held + volume)).quantize(matching.AVG_PRICE_QUANTUM)
+            if held + volume > 0
+            else ZERO
+        )
         coin.balance += volume
     else:
         coin.locked -= volume
@@ -264,8 +306,16 @@ def _apply_fill(order: PaperOrder, krw: PaperBalance, coin: PaperBalance, price:
         order.remaining_volume -= volume
     if order.pk is None:
         order.save()
-    PaperTrade.objects.create(order=order, uuid=str(uuid_mod.uuid4()), price=price, volume=volume, funds=funds,
-                              fee=fee, is_maker=is_maker, created_at=at)
+    PaperTrade.objects.create(
+        order=order,
+        uuid=str(uuid_mod.uuid4()),
+        price=price,
+        volume=volume,
+        funds=funds,
+        fee=fee,
+        is_maker=is_maker,
+        created_at=at,
+    )
 
 
 def _fully_filled(order: PaperOrder) -> bool:
@@ -288,11 +338,14 @@ def _close(order: PaperOrder, krw: PaperBalance, coin: PaperBalance, state: str)
     order.state = state
 
 
-def paper_match_market(*, market: str, book: Book | None = None, trades: list[Any] | None = None,
-                       now: dt.datetime | None = None) -> list[PaperOrder]:
+def paper_match_market(
+    *, market: str, book: Book | None = None, trades: list[Any] | None = None, now: dt.datetime | None = None
+) -> list[PaperOrder]:
     """Fill resting paper limit orders of one market from the current book and the public trades since each
     order last looked; returns the orders that changed. Safe to run concurrently (rows are locked)."""
-    ids = list(PaperOrder.objects.filter(market=market, state="wait", ord_type="limit").values_list("id", flat=True))
+    ids = list(
+        PaperOrder.objects.filter(market=market, state="wait", ord_type="limit").values_list("id", flat=True)
+    )
     if not ids:
         return []
     book = book if book is not None else _default_book(market)
@@ -308,10 +361,15 @@ def paper_match_market(*, market: str, book: Book | None = None, trades: list[An
                 continue
             limit = order.price
             opposite = book.asks if order.side == "bid" else book.bids
-            crossed = matching.crossed_volume(opposite, limit, side=order.side)  # type: ignore[arg-type]
+            crossed = ZERO
+            if book.ts > order.book_seen_ms:  # a book it has not traded against yet
+                crossed = matching.crossed_volume(opposite, limit, side=order.side)  # type: ignore[arg-type]
+                order.book_seen_ms = book.ts
             fresh = [t for t in trades if t.ts > order.trades_seen_ms]
             through = matching.traded_through_volume(
-                ((t.price, t.volume) for t in fresh), limit, side=order.side  # type: ignore[arg-type]
+                ((t.price, t.volume) for t in fresh),
+                limit,
+                side=order.side,  # type: ignore[arg-type]
             )
             if fresh:
                 order.trades_seen_ms = max(t.ts for t in fresh)
@@ -334,13 +392,24 @@ def _wire(order: PaperOrder, *, with_trades: bool) -> ExchangeOrder:
     trades = None
     if with_trades:
         trades = [
-            ExchangeTrade(uuid=t.uuid, price=t.price, volume=t.volume, funds=t.funds, created_at=t.created_at,
-                          fee=t.fee)
+            ExchangeTrade(
+                uuid=t.uuid, price=t.price, volume=t.volume, funds=t.funds, created_at=t.created_at, fee=t.fee
+            )
             for t in order.trades.all()
         ]
     return ExchangeOrder(
-        uuid=order.uuid, identifier=order.identifier, market=order.market, side=order.side,
-        ord_type=order.ord_type, state=order.state, price=order.price, volume=order.volume,
-        remaining_volume=order.remaining_volume, executed_volume=order.executed_volume, paid_fee=order.paid_fee,
-        executed_funds=order.executed_funds, trades=trades, created_at=order.created_at,
+        uuid=order.uuid,
+        identifier=order.identifier,
+        market=order.market,
+        side=order.side,
+        ord_type=order.ord_type,
+        state=order.state,
+        price=order.price,
+        volume=order.volume,
+        remaining_volume=order.remaining_volume,
+        executed_volume=order.executed_volume,
+        paid_fee=order.paid_fee,
+        executed_funds=order.executed_funds,
+        trades=trades,
+        created_at=order.created_at,
     )

@@ -1,0 +1,257 @@
+"""The market-data collector: Upbit WebSocket -> day files + live fan-out + the ML prediction feed.
+
+One asyncio process (``manage.py collect``) runs:
+
+* :class:`market.upbit.ws.UpbitStreamer` for the configured markets (orderbook, trade, ticker);
+* a :class:`market.dayfiles.DayFileWriter` (segments every ``flush_interval`` s, day closed at KST midnight);
+* the fan-out (:class:`market.fanout.MarketFanout`) to the ``market.<CODE>`` Channels groups;
+* every ~1 s, when ``settings.MARKET_PREDICTION_FEED``, the new snapshots and trades of all markets go to
+  the ML worker by task name (``mlmodel.tasks.ingest_market_data`` on the ``ml`` queue; market never imports
+  mlmodel).
+
+Gaps (reconnects, trade-id anomalies) are written to the ``gap`` day files. SIGTERM/SIGINT stop it cleanly:
+the streams close, buffered rows are flushed, nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from market.dayfiles import DEFAULT_LEVELS, DayFileWriter, last_recorded_ts
+from market.upbit.records import OrderbookRecord, Record, TickerRecord, TradeRecord
+from market.upbit.ws import TradeSequenceTracker, UpbitStreamer
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_TASK = "mlmodel.tasks.ingest_market_data"
+PredictionSink = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class PredictionBatcher:
+    """Accumulates the new books/trades per market between sends, in the CONTRACTS batch format."""
+
+    def __init__(self, max_books_per_market: int = 600) -> None:
+        self.max_books = max_books_per_market
+        self._books: dict[str, list[OrderbookRecord]] = {}
+        self._trades: dict[str, list[TradeRecord]] = {}
+
+    def add_book(self, rec: OrderbookRecord) -> None:
+        books = self._books.setdefault(rec.code, [])
+        books.append(rec)
+        if len(books) > self.max_books:
+            del books[0]
+
+    def add_trade(self, rec: TradeRecord) -> None:
+        self._trades.setdefault(rec.code, []).append(rec)
+
+    def take(self) -> dict[str, Any]:
+        books, trades = self._books, self._trades
+        self._books, self._trades = {}, {}
+        batch: dict[str, Any] = {}
+        for code in set(books) | set(trades):
+            bs = books.get(code, [])
+            ts = trades.get(code, [])
+            batch[code] = {
+                "ts": [b.ts for b in bs],
+                "ask_px": [list(b.ask_price) for b in bs],
+                "ask_sz": [list(b.ask_size) for b in bs],
+                "bid_px": [list(b.bid_price) for b in bs],
+                "bid_sz": [list(b.bid_size) for b in bs],
+                "trades": {
+                    "ts": [t.ts for t in ts],
+                    "price": [t.price for t in ts],
+                    "volume": [t.volume for t in ts],
+                    "side": [t.side for t in ts],
+                },
+            }
+        return batch
+
+
+def celery_prediction_sink() -> Callable[[dict[str, Any]], None]:
+    """Send a batch to the ML worker by task name (``send_task``; the broker call runs off the event loop)."""
+    from celery_app import app
+
+    def send(batch: dict[str, Any]) -> None:
+        app.send_task(PREDICTION_TASK, kwargs={"batch": batch}, queue="ml")
+
+    return send
+
+
+class Collector:
+    """Wires the streamer to the writer, the fan-out and the prediction feed. Call :meth:`run`, then
+    :meth:`stop` (e.g. from a signal handler)."""
+
+    def __init__(
+        self,
+        *,
+        codes: Sequence[str],
+        ws_url: str,
+        data_dir: str | Path,
+        flush_interval: float = 2.0,
+        levels: int = DEFAULT_LEVELS,
+        fanout: Any | None = None,
+        prediction_sink: Callable[[dict[str, Any]], Any] | None = None,
+        prediction_interval: float = 1.0,
+        clock: Callable[[], int] | None = None,
+        streamer_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.codes = list(dict.fromkeys(codes))
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.writer = DayFileWriter(
+            data_dir, markets=self.codes, levels=levels, flush_interval=flush_interval, clock=self.clock
+        )
+        self.fanout = fanout
+        self.prediction_sink = prediction_sink
+        self.prediction_interval = prediction_interval
+        self.batcher = PredictionBatcher()
+        self.sequences = TradeSequenceTracker()
+        self.streamer = UpbitStreamer(
+            ws_url,
+            self.codes,
+            on_records=self.handle_records,
+            on_gap=self.handle_gap,
+            clock=self.clock,
+            **(streamer_options or {}),
+        )
+        self._stopping = asyncio.Event()
+        self.counts = {"orderbook": 0, "trade": 0, "ticker": 0, "gap": 0, "duplicate": 0}
+
+    # -- hot path ------------------------------------------------------------------------------------
+    def handle_records(self, records: list[Record]) -> None:
+        writer, fanout, batcher = self.writer, self.fanout, self.batcher
+        feed = self.prediction_sink is not None
+        for rec in records:
+            if type(rec) is OrderbookRecord:
+                writer.add_orderbook(rec)
+                if fanout is not None:
+                    fanout.orderbook(rec)
+                if feed:
+                    batcher.add_book(rec)
+                self.counts["orderbook"] += 1
+            elif type(rec) is TradeRecord:
+                keep, reason, detail = self.sequences.check(rec)
+                if reason is not None:
+                    self.handle_gap(rec.code, rec.ts, rec.ts, reason, detail)
+                if not keep:
+                    self.counts["duplicate"] += 1
+                    continue
+                writer.add_trade(rec)
+                if fanout is not None:
+                    fanout.trade(rec)
+                if feed:
+                    batcher.add_trade(rec)
+                self.counts["trade"] += 1
+            elif type(rec) is TickerRecord:
+                if fanout is not None:
+                    fanout.ticker(rec)
+                self.counts["ticker"] += 1
+
+    def handle_gap(self, code: str, ts_start: int, ts_end: int, reason: str, detail: str) -> None:
+        self.counts["gap"] += 1
+        self.writer.add_gap(code, ts_start, ts_end, reason, detail)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+        self.streamer.stop()
+
+    async def run(self) -> None:
+        logger.info("collector starting for %d market(s): %s", len(self.codes), ",".join(self.codes[:10]))
+        self._record_restart_gaps()
+        if self.fanout is not None and hasattr(self.fanout, "start"):
+            await self.fanout.start()
+        stream = asyncio.create_task(self.streamer.run(), name="upbit-stream")
+        housekeeping = asyncio.create_task(self._housekeeping(), name="collector-housekeeping")
+        try:
+            await self._stopping.wait()
+        finally:
+            self.streamer.stop()
+            housekeeping.cancel()
+            await asyncio.gather(stream, housekeeping, return_exceptions=True)
+            await self._shutdown()
+
+    def _record_restart_gaps(self) -> None:
+        """The time between the last stored row of today (a previous run) and now is an outage: record it."""
+        now = self.clock()
+        for code in self.codes:
+            last = last_recorded_ts(self.writer.root, code, self.writer.day)
+            if last is not None and last < now:
+                self.handle_gap(code, last, now, "restart", "collector was not running")
+
+    async def _shutdown(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001
+            logger.exception("collector: final flush failed")
+        await self._send_predictions()
+        if self.fanout is not None and hasattr(self.fanout, "aclose"):
+            try:
+                await self.fanout.aclose()
+            except Exception:  # noqa: BLE001
+                logger.exception("collector: fan-out close failed")
+        logger.info("collector stopped: %s", self.counts)
+
+    async def _housekeeping(self) -> None:
+        last_prediction = time.monotonic()
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.1)
+            try:
+                self.writer.tick()
+            except Exception:  # noqa: BLE001 - e.g. disk full: keep streaming, retry at the next tick
+                logger.exception("collector: writing day files failed")
+            if time.monotonic() - last_prediction >= self.prediction_interval:
+                last_prediction = time.monotonic()
+                await self._send_predictions()
+
+    async def _send_predictions(self) -> None:
+        if self.prediction_sink is None:
+            return
+        batch = self.batcher.take()
+        if not batch:
+            return
+        try:
+            result = await asyncio.to_thread(self.prediction_sink, batch)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:  # noqa: BLE001 - the prediction feed is best effort; the data is on disk anyway
+            logger.exception("collector: sending the prediction batch failed")
+
+
+def install_signal_handlers(collector: Collector) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, collector.stop)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(collector.stop))
+
+
+async def collect(
+    *,
+    codes: Sequence[str],
+    ws_url: str,
+    data_dir: str | Path,
+    flush_interval: float = 2.0,
+    fanout: Any | None = None,
+    prediction_sink: Callable[[dict[str, Any]], Any] | None = None,
+    streamer_options: dict[str, Any] | None = None,
+) -> Collector:
+    """Run a collector until SIGTERM/SIGINT; returns it (with its counters) once it has shut down."""
+    collector = Collector(
+        codes=codes,
+        ws_url=ws_url,
+        data_dir=data_dir,
+        flush_interval=flush_interval,
+        fanout=fanout,
+        prediction_sink=prediction_sink,
+        streamer_options=streamer_options,
+    )
+    install_signal_handlers(collector)
+    await collector.run()
+    return collector

@@ -1,0 +1,67 @@
+"""ML settings with their defaults (overridable in Django settings / the environment as ``ML_*``)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "ML_DEVICE": "auto",  # "auto" = CUDA when available
+    "ML_TRAIN_DAYS": 5,
+    "ML_HORIZON_S": 10.0,
+    "ML_WINDOW": 50,
+    "ML_HIDDEN": 32,
+    "ML_LAYERS": 1,
+    "ML_DROPOUT": 0.0,
+    "ML_EPOCHS": 30,
+    "ML_PATIENCE": 5,
+    "ML_BATCH_SIZE": 256,
+    "ML_LR": 1e-3,
+    "ML_SEED": 0,
+    "ML_MAX_SAMPLES_PER_EPOCH": 200_000,
+    "ML_N_SPLITS": 3,
+    "ML_TRAIN_STRIDE": 1,
+    "ML_EVAL_STRIDE": 1,
+    "ML_SPIKE_K": 4.0,
+    "ML_SPIKE_WINDOW_S": 60.0,
+    "ML_SPIKE_PAD_S": 600.0,
+    "ML_PREDICTION_KEEP_S": 3600,  # predictions older than this are pruned
+    "ML_LIVE_KEEP_S": 300,  # raw book/trade history kept per market in the ML worker
+    "ML_BACKTEST_THRESHOLD": 0.0005,  # the threshold the walk-forward backtest assumes (0.05 %)
+    "ML_BACKTEST_ORDER_KRW": 100_000.0,
+    "ML_BACKTEST_LATENCY_MS": 100,
+}
+
+
+def get(name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def spike_dir() -> Path:
+    """Where slices of spike/crash periods are kept (beyond the collector's local retention)."""
+    default = Path(settings.MARKET_DATA_DIR).parent / (Path(settings.MARKET_DATA_DIR).name + "-ml-spikes")
+    return Path(getattr(settings, "ML_SPIKE_DATA_DIR", default))
+
+
+@functools.cache
+def code_version() -> str:
+    """The git commit of the running code (or OBSERVATOR_CODE_VERSION), recorded with every model."""
+    env = os.environ.get("OBSERVATOR_CODE_VERSION")
+    if env:
+        return env[:64]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    sha = out.stdout.strip()
+    if out.returncode != 0 or not sha:
+        return ""
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=settings.BASE_DIR,
+                           capture_output=True, text=True, timeout=5, check=False)
+    return sha + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,670 @@
+"""ML writes: training (day files -> features -> walk-forward LSTM + baselines -> stored version with its
+report), the registry (promote / roll back / retire, exactly one active model per market), nightly retraining
+with the promotion rule, and storing served predictions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core import realtime
+from core.errors import Conflict, NotFound, ValidationFailed
+from market import dayfiles
+from mlmodel import conf
+from mlmodel.models import (
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    SpikePeriod,
+    TrainingRun,
+    TrainingState,
+    TrainingTrigger,
+)
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[dict[str, Any]], None]
+TRAINING_GROUP = "ml.training"
+
+
+class TrainingFailed(ValidationFailed):
+    code = "training_failed"
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@dataclass
+class TrainParams:
+    """Everything a training run needs besides the data; stored on the TrainingRun and the ModelVersion."""
+
+    market: str = "KRW-BTC"
+    data_dir: str = ""  # empty = settings.MARKET_DATA_DIR
+    days: int = field(default_factory=lambda: int(conf.get("ML_TRAIN_DAYS")))
+    end_day: str = ""  # ISO date; empty = newest day on disk
+    horizon_s: float = field(default_factory=lambda: float(conf.get("ML_HORIZON_S")))
+    window: int = field(default_factory=lambda: int(conf.get("ML_WINDOW")))
+    hidden: int = field(default_factory=lambda: int(conf.get("ML_HIDDEN")))
+    layers: int = field(default_factory=lambda: int(conf.get("ML_LAYERS")))
+    dropout: float = field(default_factory=lambda: float(conf.get("ML_DROPOUT")))
+    epochs: int = field(default_factory=lambda: int(conf.get("ML_EPOCHS")))
+    patience: int = field(default_factory=lambda: int(conf.get("ML_PATIENCE")))
+    batch_size: int = field(default_factory=lambda: int(conf.get("ML_BATCH_SIZE")))
+    lr: float = field(default_factory=lambda: float(conf.get("ML_LR")))
+    seed: int = field(default_factory=lambda: int(conf.get("ML_SEED")))
+    max_samples_per_epoch: int = field(default_factory=lambda: int(conf.get("ML_MAX_SAMPLES_PER_EPOCH")))
+    n_splits: int = field(default_factory=lambda: int(conf.get("ML_N_SPLITS")))
+    train_stride: int = field(default_factory=lambda: int(conf.get("ML_TRAIN_STRIDE")))
+    eval_stride: int = field(default_factory=lambda: int(conf.get("ML_EVAL_STRIDE")))
+    baselines: tuple[str, ...] = ("linear_ofi", "gbt")
+    device: str = field(default_factory=lambda: str(conf.get("ML_DEVICE")))
+    backtest_threshold: float = field(default_factory=lambda: float(conf.get("ML_BACKTEST_THRESHOLD")))
+    backtest_order_krw: float = field(default_factory=lambda: float(conf.get("ML_BACKTEST_ORDER_KRW")))
+    backtest_latency_ms: int = field(default_factory=lambda: int(conf.get("ML_BACKTEST_LATENCY_MS")))
+    feature_levels: int = 10
+    spikes: bool = True
+    promote_if_better: bool = False
+    compare_incumbent: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["baselines"] = list(self.baselines)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainParams:
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        if "baselines" in known:
+            known["baselines"] = tuple(known["baselines"])
+        params = cls(**known)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        errors = []
+        if not self.market or len(self.market) > 20:
+            errors.append("market")
+        for name in ("days", "window", "hidden", "layers", "epochs", "patience", "batch_size", "n_splits",
+                     "train_stride", "eval_stride", "max_samples_per_epoch", "feature_levels"):
+            if int(getattr(self, name)) < 1:
+                errors.append(name)
+        if not (self.horizon_s > 0 and math.isfinite(self.horizon_s)):
+            errors.append("horizon_s")
+        if not (0 <= self.dropout < 1):
+            errors.append("dropout")
+        if not (self.lr >= 0 and math.isfinite(self.lr)):
+            errors.append("lr")
+        unknown = set(self.baselines) - {"linear_ofi", "gbt"}
+        if unknown:
+            errors.append("baselines")
+        if self.end_day:
+            try:
+                dt.date.fromisoformat(self.end_day)
+            except ValueError:
+                errors.append("end_day")
+        if errors:
+            raise ValidationFailed(_("Invalid training parameters: %(names)s.") % {"names": ", ".join(errors)},
+                                   extra={"fields": errors})
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path(settings.MARKET_DATA_DIR)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class MarketData:
+    book: dayfiles.BookArrays
+    labelled: Any  # mlmodel.dataset.LabelledFrame
+    days: list[dt.date]
+
+
+def _load_days(root: Path, market: str, days: Sequence[dt.date], params: TrainParams) -> MarketData:
+    from mlmodel.dataset import label_frame
+    from mlmodel.features import FeatureConfig, compute_features
+
+    book_t = dayfiles.read_days(root, "orderbook", market, days)
+    if book_t.num_rows == 0:
+        raise TrainingFailed(_("No order-book data for %(market)s on the selected days.") % {"market": market})
+    trade_t = dayfiles.read_days(root, "trade", market, days)
+    gap_t = dayfiles.read_days(root, "gap", market, days)
+    gaps = None
+    if gap_t.num_rows:
+        gaps = np.column_stack([gap_t.column("ts_start").to_numpy(), gap_t.column("ts_end").to_numpy()])
+    book = dayfiles.book_arrays(book_t)
+    trades = dayfiles.trade_arrays(trade_t) if trade_t.num_rows else None
+    frame = compute_features(book, trades, config=FeatureConfig(levels=params.feature_levels), gaps=gaps)
+    return MarketData(book=book, labelled=label_frame(frame, horizon_s=params.horizon_s), days=list(days))
+
+
+def training_days(params: TrainParams) -> list[dt.date]:
+    days = dayfiles.list_days(params.root, "orderbook", params.market)
+    if params.end_day:
+        end = dt.date.fromisoformat(params.end_day)
+        days = [d for d in days if d <= end]
+    return days[-params.days :]
+
+
+def _slice_table(table: pa.Table, lo: int, hi: int, column: str = "ts") -> pa.Table:
+    ts = table.column(column)
+    return table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
+
+
+def spike_periods_store(*, params: TrainParams, data: MarketData) -> list[SpikePeriod]:
+    """Find spike/crash periods (moves > k sigma) in the recent data and keep their raw data (with the
+    feature look-back before them) in the spike store, so later trainings still see them after the
+    collector's local retention has removed the day. Periods overlapping stored ones are skipped."""
+    from mlmodel.dataset import find_spike_periods
+
+    frame = data.labelled.frame
+    periods = find_spike_periods(frame.ts, frame.mid, window_s=float(conf.get("ML_SPIKE_WINDOW_S")),
+                                 k=float(conf.get("ML_SPIKE_K")), pad_s=float(conf.get("ML_SPIKE_PAD_S")))
+    if not periods:
+        return []
+    lookback = frame.config.lookback_ms + params.window * 2000
+    existing = list(SpikePeriod.objects.filter(market=params.market).values_list("start_ms", "end_ms"))
+    book_t = trade_t = gap_t = None
+    created = []
+    root = conf.spike_dir()
+    for start, end in periods:
+        if any(s <= end and start <= e for s, e in existing):
+            continue
+        if book_t is None:
+            book_t = dayfiles.read_days(params.root, "orderbook", params.market, data.days)
+            trade_t = dayfiles.read_days(params.root, "trade", params.market, data.days)
+            gap_t = dayfiles.read_days(params.root, "gap", params.market, data.days)
+        day = dayfiles.day_of(start)
+        for kind, table, col in (("orderbook", book_t, "ts"), ("trade", trade_t, "ts"), ("gap", gap_t, "ts_end")):
+            assert table is not None
+            part = _slice_table(table, start - lookback, end, col) if table.num_rows else table
+            if part.num_rows == 0:
+                continue
+            directory = dayfiles.day_dir(root, kind, params.market, day)
+            n = dayfiles.next_part_number(directory)
+            dayfiles.write_table_atomic(part, directory / f"{dayfiles.PART_PREFIX}{n:05d}.parquet")
+        try:
+            created.append(SpikePeriod.objects.create(market=params.market, start_ms=start, end_ms=end, day=day))
+        except IntegrityError:
+            continue
+        existing.append((start, end))
+    return created
+
+
+def _older_spikes(params: TrainParams, before_ms: int) -> tuple[Any, list[tuple[int, int]]]:
+    """Labelled frames of stored spike periods that end before the recent data starts."""
+    from mlmodel.dataset import LabelledFrame, concat_labelled, label_frame, load_frame
+    from mlmodel.features import FeatureConfig
+
+    periods = list(SpikePeriod.objects.filter(market=params.market, end_ms__lt=before_ms).order_by("start_ms"))
+    if not periods:
+        return None, []
+    root = conf.spike_dir()
+    by_day: dict[dt.date, list[SpikePeriod]] = {}
+    for p in periods:
+        by_day.setdefault(p.day, []).append(p)
+    parts, used = [], []
+    for day, items in sorted(by_day.items()):
+        try:
+            frame = load_frame(root, params.market, [day], config=FeatureConfig(levels=params.feature_levels))
+        except ValueError:
+            continue  # the stored slice is gone (e.g. deleted by hand): train without it
+        lf = label_frame(frame, horizon_s=params.horizon_s)
+        for p in items:
+            lo = int(np.searchsorted(frame.ts, p.start_ms, side="left"))
+            hi = int(np.searchsorted(frame.ts, p.end_ms, side="right"))
+            if hi <= lo:
+                continue
+            y = lf.y[lo:hi].copy()
+            y[frame.ts[lo:hi] + int(params.horizon_s * 1000) > p.end_ms] = np.nan
+            parts.append(LabelledFrame(frame=frame.slice(lo, hi), y=y, horizon_s=params.horizon_s))
+            used.append((p.start_ms, p.end_ms))
+    if not parts:
+        return None, []
+    return concat_labelled(parts), used
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    version: ModelVersion
+    report: dict[str, Any]
+
+
+def _progress_adapter(params: TrainParams, progress: ProgressFn | None) -> tuple[Any, Any]:
+    state: dict[str, Any] = {"split": 0, "n_splits": params.n_splits, "model": "", "epoch_times": [],
+                             "last": time.monotonic()}
+
+    def on_event(ev: dict[str, Any]) -> None:
+        state.update(split=int(ev.get("split", 0)), n_splits=int(ev.get("n_splits", params.n_splits)),
+                     model=str(ev.get("model", "")))
+        state["last"] = time.monotonic()
+        if progress:
+            progress({"stage": f"split {state['split'] + 1}/{state['n_splits']}: fitting {state['model']}",
+                      "split": state["split"] + 1, "total_splits": state["n_splits"]})
+
+    def on_epoch(epoch: int, train_loss: float, val_loss: float, eta_s: float) -> None:
+        now = time.monotonic()
+        state["epoch_times"].append(now - state["last"])
+        state["last"] = now
+        remaining_splits = max(state["n_splits"] - state["split"] - 1, 0)
+        per_epoch = float(np.mean(state["epoch_times"]))
+        eta = eta_s + remaining_splits * params.epochs * per_epoch  # upper bound: early stopping shortens it
+        if progress:
+            progress({"stage": f"split {state['split'] + 1}/{state['n_splits']}: training lstm",
+                      "split": state["split"] + 1, "total_splits": state["n_splits"], "epoch": epoch,
+                      "total_epochs": params.epochs, "train_loss": train_loss, "val_loss": val_loss,
+                      "eta_seconds": eta})
+
+    return on_event, on_epoch
+
+
+def _load_bundle(version: ModelVersion) -> Any:
+    from mlmodel.training import load_artifact
+
+    with version.artifact.open("rb") as fh:
+        return load_artifact(fh.read())
+
+
+def model_train(
+    *,
+    params: TrainParams,
+    incumbent: ModelVersion | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    name: str = "",
+) -> TrainResult:
+    """Train a candidate for ``params.market``: the last N days of day files (+ stored spike periods),
+    walk-forward splits, the LSTM and the baselines (and ``incumbent`` frozen, when given) scored on the same
+    test periods, the last split's LSTM stored as a new candidate version with its report and plots."""
+    import torch
+
+    from mlmodel.backtest import BacktestConfig
+    from mlmodel.baselines import LinearOFI, TreeModel, ZeroReturn
+    from mlmodel.evaluation import EvalConfig, walk_forward_evaluate, walk_forward_splits_by_rows
+    from mlmodel.report import build_report, render_plots
+    from mlmodel.training import FrozenModel, TrainConfig, lstm_factory, save_artifact
+
+    params.validate()
+    emit = progress or (lambda _d: None)
+    emit({"stage": "loading day files"})
+    days = training_days(params)
+    if not days:
+        raise TrainingFailed(_("No order-book day files for %(market)s under the data directory.")
+                             % {"market": params.market})
+    data = _load_days(params.root, params.market, days, params)
+    spikes_used: list[tuple[int, int]] = []
+    extra = None
+    if params.spikes:
+        emit({"stage": "spike/crash periods"})
+        spike_periods_store(params=params, data=data)
+        extra, spikes_used = _older_spikes(params, int(data.labelled.frame.ts[0]))
+    try:
+        splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=params.n_splits)
+    except ValueError as exc:
+        raise TrainingFailed(_("Not enough data for %(n)s walk-forward splits.") % {"n": params.n_splits}) from exc
+
+    train_cfg = TrainConfig(window=params.window, hidden=params.hidden, layers=params.layers, dropout=params.dropout,
+                            lr=params.lr, batch_size=params.batch_size, max_epochs=params.epochs,
+                            patience=params.patience, seed=params.seed, device=params.device,
+                            max_samples_per_epoch=params.max_samples_per_epoch)
+    fee = float(getattr(settings, "UPBIT_FEE_RATE", 0.0005))
+    bt_cfg = BacktestConfig(threshold=params.backtest_threshold, fee_rate=fee, order_krw=params.backtest_order_krw,
+                            latency_ms=params.backtest_latency_ms,
+                            min_total_krw=float(getattr(settings, "UPBIT_MIN_ORDER_KRW", 5000)))
+    eval_cfg = EvalConfig(window=params.window, train_stride=params.train_stride, eval_stride=params.eval_stride,
+                          move_threshold=2 * fee, backtest=bt_cfg)
+    on_event, on_epoch = _progress_adapter(params, progress)
+    factories: dict[str, Any] = {"persistence": lambda ctx: ZeroReturn()}
+    if "linear_ofi" in params.baselines:
+        factories["linear_ofi"] = lambda ctx: LinearOFI(ctx.feature_names)
+    if "gbt" in params.baselines:
+        factories["gbt"] = lambda ctx: TreeModel(seed=params.seed)
+    factories["lstm"] = lstm_factory(train_cfg, progress=on_epoch, should_stop=should_stop)
+    incumbent_note = ""
+    if incumbent is not None:
+        bundle = _load_bundle(incumbent)
+        if tuple(bundle.feature_names) != tuple(data.labelled.frame.names):
+            incumbent_note = "active model uses different features; it cannot be scored on the same test"
+        elif bundle.window > params.window:
+            incumbent_note = f"active model needs windows of {bundle.window} rows (> {params.window})"
+        elif abs(bundle.horizon_s - params.horizon_s) > 1e-9:
+            incumbent_note = "active model predicts a different horizon"
+        else:
+            factories["incumbent"] = lambda ctx: FrozenModel(ctx, bundle)
+    torch_threads = torch.get_num_threads()
+    eval_report, outcomes = walk_forward_evaluate(data.labelled, data.book, splits, factories, config=eval_cfg,
+                                                  extra_train=extra, on_event=on_event)
+    torch.set_num_threads(torch_threads)
+    last = [k for k in sorted(outcomes) if "lstm" in outcomes[k]]
+    if not last:
+        raise TrainingFailed(_("No walk-forward split had enough labelled windows to train on."))
+    bundle_out = outcomes[last[-1]]["lstm"].fitted.bundle  # type: ignore[attr-defined]
+    emit({"stage": "writing report"})
+    frame = data.labelled.frame
+    data_info = {
+        "market": params.market,
+        "days": [d.isoformat() for d in days],
+        "rows": len(frame),
+        "start_ms": int(frame.ts[0]),
+        "end_ms": int(frame.ts[-1]),
+        "spike_periods": [list(p) for p in spikes_used],
+        "spike_rows": len(extra) if extra is not None else 0,
+        "incumbent": incumbent.label if incumbent is not None else None,
+        "incumbent_note": incumbent_note,
+    }
+    training_info = {"history": bundle_out.history, "best_epoch": bundle_out.best_epoch, **bundle_out.meta}
+    report = build_report(eval_report, outcomes, model="lstm", data=data_info, training=training_info)
+    plots = render_plots(outcomes, model="lstm")
+    artifact = save_artifact(bundle_out)
+    summary = eval_report["summary"]
+    metrics = {
+        "lstm": summary.get("lstm", {}),
+        "baselines": {k: v for k, v in summary.items() if k not in ("lstm", "incumbent")},
+        "incumbent": summary.get("incumbent"),
+        "promotable": bool(report.get("promotable")),
+    }
+    from mlmodel.report import json_safe
+
+    version = _version_create(
+        market=params.market, name=name or f"lstm-{params.market}", horizon_s=params.horizon_s,
+        data_start=dt.datetime.fromtimestamp(int(frame.ts[0]) / 1000, tz=dt.UTC),
+        data_end=dt.datetime.fromtimestamp(int(frame.ts[-1]) / 1000, tz=dt.UTC),
+        data_days=[d.isoformat() for d in days], spike_periods=[list(p) for p in spikes_used],
+        feature_names=list(bundle_out.feature_names), feature_version=bundle_out.feature_version,
+        hyperparameters={**params.to_dict(), "train_config": train_cfg.to_dict(),
+                         "feature_config": bundle_out.feature_config.to_dict()},
+        metrics=json_safe(metrics), report=report, artifact=artifact, plots=plots,
+    )
+    return TrainResult(version=version, report=report)
+
+
+def _version_create(*, market: str, artifact: bytes, plots: dict[str, bytes], **fields: Any) -> ModelVersion:
+    sha = hashlib.sha256(artifact).hexdigest()
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                last = (ModelVersion.objects.select_for_update().filter(market=market)
+                        .order_by("-version").values_list("version", flat=True).first())
+                version = ModelVersion(market=market, version=(last or 0) + 1, artifact_sha256=sha,
+                                       code_version=conf.code_version(), **fields)
+                version.artifact.save(f"model-{sha[:12]}.pt", ContentFile(artifact), save=False)
+                stored = {}
+                for key, png in plots.items():
+                    path = f"mlmodel/{market}/v{version.version}/plots/{key}.png"
+                    stored[key] = default_storage.save(path, ContentFile(png))
+                version.plots = stored
+                version.save()
+                return version
+        except IntegrityError:
+            continue  # another training allocated the same number at the same moment
+    raise Conflict(_("Could not allocate a model version number; try again."))
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _locked_market_versions(market: str) -> list[ModelVersion]:
+    return list(ModelVersion.objects.select_for_update().filter(market=market).order_by("id"))
+
+
+def _after_change(market: str) -> None:
+    version = ModelVersion.objects.filter(market=market, status=ModelStatus.ACTIVE).first()
+    data = {"market": market, "active": version.label if version else None,
+            "version_id": version.pk if version else None}
+    transaction.on_commit(lambda: realtime.publish(TRAINING_GROUP, {"type": "ml.registry", "data": data}))
+
+
+@transaction.atomic
+def model_promote(*, version: ModelVersion | int, note: str = "") -> ModelVersion:
+    """Make ``version`` the active model of its market; the previously active one is retired. Runs under a
+    lock on every version row of the market, so two promotions cannot leave two active models."""
+    vid = version.pk if isinstance(version, ModelVersion) else int(version)
+    head = ModelVersion.objects.filter(pk=vid).values_list("market", flat=True).first()
+    if head is None:
+        raise NotFound(_("No such model version."))
+    rows = _locked_market_versions(head)
+    target = next(v for v in rows if v.pk == vid)
+    now = timezone.now()
+    for v in rows:
+        if v.status == ModelStatus.ACTIVE and v.pk != target.pk:
+            v.status, v.retired_at = ModelStatus.RETIRED, now
+            v.status_note = f"replaced by v{target.version}"
+            v.save(update_fields=["status", "retired_at", "status_note"])
+    if target.status != ModelStatus.ACTIVE:
+        target.status, target.promoted_at, target.retired_at = ModelStatus.ACTIVE, now, None
+        target.status_note = note[:300]
+        target.save(update_fields=["status", "promoted_at", "retired_at", "status_note"])
+    _after_change(target.market)
+    logger.info("model promoted", extra={"market": target.market, "version": target.version})
+    return target
+
+
+@transaction.atomic
+def model_rollback(*, market: str, note: str = "") -> ModelVersion:
+    """Re-activate the most recently active earlier version of ``market`` and retire the current one."""
+    rows = _locked_market_versions(market)
+    current = next((v for v in rows if v.status == ModelStatus.ACTIVE), None)
+    previous = sorted(
+        (v for v in rows if v.status == ModelStatus.RETIRED and v.promoted_at is not None
+         and (current is None or v.pk != current.pk)),
+        key=lambda v: (v.promoted_at, v.pk),
+        reverse=True,
+    )
+    if not previous:
+        raise Conflict(_("There is no earlier active model of %(market)s to roll back to.") % {"market": market})
+    target = previous[0]
+    now = timezone.now()
+    if current is not None:
+        current.status, current.retired_at = ModelStatus.RETIRED, now
+        current.status_note = (note or f"rolled back to v{target.version}")[:300]
+        current.save(update_fields=["status", "retired_at", "status_note"])
+    target.status, target.retired_at = ModelStatus.ACTIVE, None
+    target.promoted_at = now
+    target.status_note = f"rolled back from v{current.version}" if current else "rolled back"
+    target.save(update_fields=["status", "retired_at", "promoted_at", "status_note"])
+    _after_change(market)
+    return target
+
+
+@transaction.atomic
+def model_retire(*, version: ModelVersion | int, note: str = "") -> ModelVersion:
+    """Retire a candidate (or a former model). The active model is replaced by promotion or roll-back,
+    never just retired, so a market that has a model keeps serving one."""
+    vid = version.pk if isinstance(version, ModelVersion) else int(version)
+    head = ModelVersion.objects.filter(pk=vid).values_list("market", flat=True).first()
+    if head is None:
+        raise NotFound(_("No such model version."))
+    rows = _locked_market_versions(head)
+    target = next(v for v in rows if v.pk == vid)
+    if target.status == ModelStatus.ACTIVE:
+        raise Conflict(_("The active model cannot be retired; promote another version or roll back."))
+    if target.status != ModelStatus.RETIRED:
+        target.status, target.retired_at, target.status_note = ModelStatus.RETIRED, timezone.now(), note[:300]
+        target.save(update_fields=["status", "retired_at", "status_note"])
+    return target
+
+
+def promotion_decision(*, version: ModelVersion, report: dict[str, Any],
+                       incumbent: ModelVersion | None) -> dict[str, Any]:
+    """Apply the promotion rule: the candidate must beat persistence on validation and, when a model is
+    active, beat it on the same walk-forward test (higher net P&L, at least the same directional accuracy)."""
+    from mlmodel.evaluation import beats, promotable
+
+    evaluation = report.get("evaluation", {})
+    summary = evaluation.get("summary", {})
+    cand = summary.get("lstm", {})
+    out: dict[str, Any] = {
+        "candidate": version.label,
+        "beats_persistence_on_validation": promotable(evaluation, model="lstm"),
+        "candidate_net_pnl": cand.get("backtest", {}).get("net_pnl"),
+        "candidate_dir_acc": cand.get("test", {}).get("dir_acc"),
+    }
+    if not out["beats_persistence_on_validation"]:
+        return {**out, "promote": False, "reason": "does not beat persistence on validation"}
+    if incumbent is None:
+        return {**out, "promote": True, "reason": "no active model; beats persistence on validation"}
+    inc = summary.get("incumbent")
+    out["incumbent"] = incumbent.label
+    if not inc or not inc.get("n_splits"):
+        note = report.get("data", {}).get("incumbent_note") or "active model could not be scored"
+        return {**out, "promote": False, "reason": f"{note}; promote by hand after reading the report"}
+    out["incumbent_net_pnl"] = inc.get("backtest", {}).get("net_pnl")
+    out["incumbent_dir_acc"] = inc.get("test", {}).get("dir_acc")
+    ok = beats(evaluation, evaluation, model="lstm", incumbent_model="incumbent")
+    reason = ("beats the active model on the same walk-forward test" if ok else
+              "does not beat the active model on the same walk-forward test (net P&L and directional accuracy)")
+    return {**out, "promote": ok, "reason": reason}
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+def training_run_start(*, market: str, params: dict[str, Any] | None = None,
+                       trigger: str = TrainingTrigger.ADMIN, requested_by: Any = None) -> TrainingRun:
+    """Record a queued training run and queue ``mlmodel.tasks.train_model`` on the ml queue after commit."""
+    import uuid
+
+    p = TrainParams.from_dict({**(params or {}), "market": market})
+    if TrainingRun.objects.filter(market=market, state__in=[TrainingState.QUEUED, TrainingState.RUNNING]).exists():
+        raise Conflict(_("A training run for %(market)s is already queued or running.") % {"market": market})
+    task_id = str(uuid.uuid4())
+    run = TrainingRun.objects.create(market=market, params=p.to_dict(), trigger=trigger,
+                                     requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+                                     total_epochs=p.epochs, total_splits=p.n_splits, celery_task_id=task_id,
+                                     stage="queued")
+
+    def _send() -> None:
+        from mlmodel.tasks import train_model
+
+        train_model.apply_async(kwargs={"run_id": run.pk}, queue="ml", task_id=task_id)
+
+    transaction.on_commit(_send)
+    return run
+
+
+def _run_payload(run: TrainingRun) -> dict[str, Any]:
+    from mlmodel.selectors import training_run_progress
+
+    return training_run_progress(run=run)
+
+
+def training_run_update(*, run: TrainingRun, **fields: Any) -> None:
+    """Write progress fields and push them to the admin's live view."""
+    for k, v in fields.items():
+        setattr(run, k, v)
+    run.save(update_fields=[*fields.keys(), "updated_at"])
+    realtime.publish(TRAINING_GROUP, {"type": "ml.training", "data": _run_payload(run)})
+
+
+def training_run_execute(*, run_id: int) -> TrainingRun | None:
+    """Run a queued training run (the worker side). Safe to call twice: only a queued run is started."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.state != TrainingState.QUEUED:
+            return run
+        run.state, run.started_at, run.stage = TrainingState.RUNNING, timezone.now(), "starting"
+        run.save(update_fields=["state", "started_at", "stage", "updated_at"])
+    realtime.publish(TRAINING_GROUP, {"type": "ml.training", "data": _run_payload(run)})
+    params = TrainParams.from_dict(run.params)
+
+    def progress(d: dict[str, Any]) -> None:
+        fields = {k: d[k] for k in ("stage", "epoch", "total_epochs", "train_loss", "val_loss", "eta_seconds")
+                  if k in d}
+        if "split" in d:
+            fields["split"] = d["split"]
+            fields["total_splits"] = d.get("total_splits", run.total_splits)
+        if "stage" in fields:
+            fields["stage"] = str(fields["stage"])[:120]
+        training_run_update(run=run, **fields)
+
+    try:
+        incumbent = None
+        if params.compare_incumbent:
+            incumbent = ModelVersion.objects.filter(market=params.market, status=ModelStatus.ACTIVE).first()
+        result = model_train(params=params, incumbent=incumbent, progress=progress)
+        decision: dict[str, Any] = {}
+        if params.promote_if_better:
+            decision = promotion_decision(version=result.version, report=result.report, incumbent=incumbent)
+            if decision["promote"]:
+                model_promote(version=result.version, note=f"auto: {decision['reason']}"[:300])
+        message = result.report.get("verdict", "")
+        if decision:
+            message += f"\nPromotion: {'yes' if decision['promote'] else 'no'} - {decision['reason']}."
+        training_run_update(run=run, state=TrainingState.SUCCEEDED, result_version=result.version,
+                            finished_at=timezone.now(), stage="done", message=message, decision=decision,
+                            eta_seconds=0.0)
+    except Exception as exc:
+        logger.exception("training run %s failed", run.pk)
+        text = str(exc) if isinstance(exc, ValidationFailed | ValueError) else f"{exc.__class__.__name__}: {exc}"
+        training_run_update(run=run, state=TrainingState.FAILED, finished_at=timezone.now(), stage="failed",
+                            message=text[:2000])
+        if not isinstance(exc, ValidationFailed | ValueError):
+            raise
+    return run
+
+
+def nightly_retrain(*, markets: Sequence[str] | None = None, params: dict[str, Any] | None = None) -> list[TrainingRun]:
+    """For each market with day files: train a candidate, score it and the active model on the same
+    walk-forward test and promote it only if it is better. Runs inline (the caller is the ml worker)."""
+    codes = list(markets or settings.MARKET_CODES)
+    runs = []
+    for market in codes:
+        p = TrainParams.from_dict({**(params or {}), "market": market, "promote_if_better": True,
+                                   "compare_incumbent": True})
+        if not dayfiles.list_days(p.root, "orderbook", market):
+            logger.info("nightly retrain: no day files", extra={"market": market})
+            continue
+        if TrainingRun.objects.filter(market=market, state=TrainingState.RUNNING).exists():
+            logger.warning("nightly retrain: a run is already in progress", extra={"market": market})
+            continue
+        run = TrainingRun.objects.create(market=market, params=p.to_dict(), trigger=TrainingTrigger.NIGHTLY,
+                                         total_epochs=p.epochs, total_splits=p.n_splits, stage="queued")
+        try:
+            training_run_execute(run_id=run.pk)
+        except Exception:  # noqa: BLE001 - one market's failure must not stop the others
+            logger.exception("nightly retrain failed", extra={"market": market})
+        run.refresh_from_db()
+        runs.append(run)
+    return runs
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def predictions_store(*, rows: Sequence[dict[str, Any]]) -> list[Prediction]:
+    objs = [
+        Prediction(market=r["market"], ts=dt.datetime.fromtimestamp(int(r["ts"]) / 1000, tz=dt.UTC),
+                   horizon_s=float(r["horizon_s"]), predicted_return=float(r["predicted_return"]),
+                   mid=r.get("mid"), best_bid=r.get("best_bid"), best_ask=r.get("best_ask"),
+                   model_version_id=r.get("model_version_id"))
+        for r in rows
+    ]
+    return Prediction.objects.bulk_create(objs)
+
+
+def predictions_prune(*, keep_seconds: float | None = None) -> int:
+    keep = float(keep_seconds if keep_seconds is not None else conf.get("ML_PREDICTION_KEEP_S"))
+    cutoff = timezone.now() - dt.timedelta(seconds=keep)
+    deleted, _ = Prediction.objects.filter(created_at__lt=cutoff).delete()
+    return int(deleted)

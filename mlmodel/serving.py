@@ -1,0 +1,242 @@
+"""Live prediction serving inside the ml worker process: rolling raw windows per market, the active models
+kept loaded (reloaded when the active version changes), one batched forward pass per model per call,
+predictions stored, published to ``market.<CODE>`` and handed to auto-trading by task name."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+
+from core import realtime
+from market.dayfiles import BookArrays, TradeArrays
+from mlmodel import conf
+
+logger = logging.getLogger(__name__)
+
+AUTOTRADE_TASK = "trading.tasks.autotrade_on_prediction"
+_SIDE = {"BID": 1, "bid": 1, "buy": 1, "ASK": -1, "ask": -1, "sell": -1}
+
+
+def _side_value(v: Any) -> int:
+    if isinstance(v, str):
+        return _SIDE.get(v, 0)
+    return 1 if float(v) > 0 else -1
+
+
+@dataclass
+class MarketWindow:
+    """The newest raw book snapshots and trades of one market (a bounded, time-based window)."""
+
+    levels: int = 0
+    ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ask_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    ask_sz: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    bid_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    bid_sz: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    t_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    t_price: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    t_volume: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    t_side: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    last_predicted_ts: int = -1
+
+    def _matrix(self, rows: Any, n: int) -> np.ndarray:
+        m = np.full((n, self.levels), np.nan)
+        for i, r in enumerate(rows or []):
+            k = min(self.levels, len(r))
+            if k:
+                m[i, :k] = np.asarray(r[:k], dtype=np.float64)
+        return m
+
+    def append(self, data: Mapping[str, Any], keep_ms: int) -> int:
+        """Append one market's batch (contract format); returns the number of new snapshots."""
+        ts = np.asarray(data.get("ts") or [], dtype=np.int64)
+        n = int(ts.shape[0])
+        if n:
+            if self.levels == 0:
+                self.levels = max((len(r) for r in (data.get("ask_px") or [[]])), default=0) or 1
+            newer = ts > (self.ts[-1] if self.ts.size else -1)  # replays/duplicates are dropped
+            parts = {k: self._matrix(data.get(k), n)[newer] for k in ("ask_px", "ask_sz", "bid_px", "bid_sz")}
+            ts = ts[newer]
+            n = int(ts.shape[0])
+            if n:
+                order = np.argsort(ts, kind="stable")
+                self.ts = np.concatenate([self.ts, ts[order]])
+                for k, v in parts.items():
+                    setattr(self, k, np.concatenate([getattr(self, k).reshape(-1, self.levels), v[order]]))
+        tr = data.get("trades") or {}
+        t_ts = np.asarray(tr.get("ts") or [], dtype=np.int64)
+        if t_ts.size:
+            self.t_ts = np.concatenate([self.t_ts, t_ts])
+            self.t_price = np.concatenate([self.t_price, np.asarray(tr.get("price"), dtype=np.float64)])
+            self.t_volume = np.concatenate([self.t_volume, np.asarray(tr.get("volume"), dtype=np.float64)])
+            sides = np.asarray([_side_value(s) for s in tr.get("side") or []], dtype=np.int8)
+            self.t_side = np.concatenate([self.t_side, sides])
+            order = np.argsort(self.t_ts, kind="stable")
+            self.t_ts, self.t_price = self.t_ts[order], self.t_price[order]
+            self.t_volume, self.t_side = self.t_volume[order], self.t_side[order]
+        if self.ts.size:
+            cutoff = int(self.ts[-1]) - keep_ms
+            lo = int(np.searchsorted(self.ts, cutoff, side="left"))
+            if lo:
+                self.ts = self.ts[lo:]
+                for k in ("ask_px", "ask_sz", "bid_px", "bid_sz"):
+                    setattr(self, k, getattr(self, k)[lo:])
+            tlo = int(np.searchsorted(self.t_ts, cutoff, side="left"))
+            if tlo:
+                self.t_ts, self.t_price = self.t_ts[tlo:], self.t_price[tlo:]
+                self.t_volume, self.t_side = self.t_volume[tlo:], self.t_side[tlo:]
+        return n
+
+    def book(self) -> BookArrays:
+        return BookArrays(ts=self.ts, ask_px=self.ask_px, ask_sz=self.ask_sz, bid_px=self.bid_px, bid_sz=self.bid_sz)
+
+    def trades(self) -> TradeArrays | None:
+        if not self.t_ts.size:
+            return None
+        return TradeArrays(ts=self.t_ts, price=self.t_price, volume=self.t_volume, side=self.t_side)
+
+
+@dataclass
+class LoadedModel:
+    version_id: int
+    label: str
+    sha: str
+    predictor: Any  # mlmodel.inference.Predictor
+
+
+class Server:
+    """Process-local serving state (one per ml worker process)."""
+
+    def __init__(self) -> None:
+        self.windows: dict[str, MarketWindow] = {}
+        self.models: dict[int, LoadedModel] = {}
+        self.lock = threading.Lock()
+        self.last_prune = 0.0
+
+    def _model_for(self, version: Any) -> LoadedModel | None:
+        loaded = self.models.get(version.pk)
+        if loaded is not None and loaded.sha == version.artifact_sha256:
+            return loaded
+        from mlmodel.inference import Predictor
+        from mlmodel.training import pick_device
+
+        try:
+            with version.artifact.open("rb") as fh:
+                data = fh.read()
+            device = str(pick_device(str(conf.get("ML_DEVICE"))))
+            predictor = Predictor.from_bytes(data, device=device)
+        except Exception:  # noqa: BLE001 - a broken artifact must not stop serving the other markets
+            logger.exception("cannot load model version %s", version.pk)
+            return None
+        loaded = LoadedModel(version.pk, version.label, version.artifact_sha256, predictor)
+        self.models[version.pk] = loaded
+        logger.info("model loaded", extra={"version": version.label, "device": device})
+        return loaded
+
+    def ingest(self, batch: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+        from mlmodel.features import compute_features
+        from mlmodel.inference import latest_window
+        from mlmodel.selectors import model_active_map
+
+        with self.lock:
+            keep_ms = int(float(conf.get("ML_LIVE_KEEP_S")) * 1000)
+            fresh = []
+            for market, data in batch.items():
+                if not isinstance(data, Mapping) or not isinstance(market, str):
+                    continue
+                w = self.windows.setdefault(market, MarketWindow())
+                try:
+                    w.append(data, keep_ms)
+                except (TypeError, ValueError) as exc:
+                    logger.warning("bad batch for %s: %s", market, exc)
+                    continue
+                if w.ts.size and int(w.ts[-1]) != w.last_predicted_ts:
+                    fresh.append(market)
+            if not fresh:
+                return []
+            active = model_active_map(markets=fresh)
+            # Drop models no longer active for any market we serve (reload on promotion).
+            active_ids = {v.pk for v in active.values()}
+            for vid in [v for v in self.models if v not in active_ids]:
+                if not any(m in active for m in self.windows):
+                    self.models.pop(vid, None)
+            groups: dict[int, list[tuple[str, np.ndarray]]] = {}
+            loaded_by_id: dict[int, LoadedModel] = {}
+            for market in fresh:
+                version = active.get(market)
+                if version is None:
+                    continue
+                loaded = self._model_for(version)
+                if loaded is None:
+                    continue
+                loaded_by_id[loaded.version_id] = loaded
+                p = loaded.predictor
+                w = self.windows[market]
+                frame = compute_features(w.book(), w.trades(), config=p.bundle.feature_config)
+                x = latest_window(frame, p.window)
+                if x is None:
+                    continue
+                groups.setdefault(loaded.version_id, []).append((market, x))
+            rows: list[dict[str, Any]] = []
+            for vid, items in groups.items():
+                loaded = loaded_by_id[vid]
+                preds = loaded.predictor.predict_markets({m: x for m, x in items})
+                for market, value in preds.items():
+                    w = self.windows[market]
+                    ts = int(w.ts[-1])
+                    w.last_predicted_ts = ts
+                    a1, b1 = float(w.ask_px[-1, 0]), float(w.bid_px[-1, 0])
+                    rows.append({
+                        "market": market, "ts": ts, "predicted_return": float(value),
+                        "horizon_s": float(loaded.predictor.horizon_s), "model_version": loaded.label,
+                        "model_version_id": vid, "mid": (a1 + b1) / 2.0, "best_bid": b1, "best_ask": a1,
+                    })
+            return rows
+
+
+_server: Server | None = None
+
+
+def get_server() -> Server:
+    global _server
+    if _server is None:
+        _server = Server()
+    return _server
+
+
+def reset_server() -> None:
+    """Forget the windows and loaded models (tests; a worker restart does the same)."""
+    global _server
+    _server = None
+
+
+def market_data_ingest(*, batch: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ml worker's entry point for the collector's batches: predict, store, publish, hand over."""
+    from celery_app import app
+    from mlmodel.services import predictions_prune, predictions_store
+
+    server = get_server()
+    rows = server.ingest(batch)
+    if rows:
+        with transaction.atomic():
+            predictions_store(rows=rows)
+        public = [{k: r[k] for k in ("market", "ts", "predicted_return", "horizon_s", "model_version", "mid")}
+                  for r in rows]
+        realtime.publish_many([(f"market.{p['market']}", {"type": "market.prediction", "data": p})
+                               for p in public])
+        published_at = time.time()
+        for r in rows:
+            app.send_task(AUTOTRADE_TASK, kwargs={"prediction": {**r, "published_at": published_at}},
+                          queue="default")
+    now = time.monotonic()
+    if now - server.last_prune > 60:
+        server.last_prune = now
+        predictions_prune()
+    return rows

@@ -1,0 +1,33 @@
+"""Celery tasks of the ml queue: training runs, the nightly retrain, and live prediction serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from mlmodel import services
+from mlmodel.serving import market_data_ingest
+
+
+@shared_task(name="mlmodel.tasks.train_model", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300,
+             acks_late=False)
+def train_model(*, run_id: int) -> dict[str, Any]:
+    """Run one queued TrainingRun (progress is written to its row and pushed to the admin)."""
+    run = services.training_run_execute(run_id=run_id)
+    if run is None:
+        return {"run_id": run_id, "state": "missing"}
+    return {"run_id": run_id, "state": run.state, "version_id": run.result_version_id}
+
+
+@shared_task(name="mlmodel.tasks.nightly_retrain", soft_time_limit=10 * 3600, time_limit=10 * 3600 + 300)
+def nightly_retrain(markets: list[str] | None = None) -> list[dict[str, Any]]:
+    """Beat 00:10: retrain every market and promote a candidate only if it beats the active model."""
+    runs = services.nightly_retrain(markets=markets)
+    return [{"run_id": r.pk, "market": r.market, "state": r.state, "decision": r.decision} for r in runs]
+
+
+@shared_task(name="mlmodel.tasks.ingest_market_data", soft_time_limit=20, time_limit=30, ignore_result=True)
+def ingest_market_data(*, batch: dict[str, Any]) -> int:
+    """The collector's ~1 s batches of all markets: predict with the loaded active models and publish."""
+    return len(market_data_ingest(batch=batch))

@@ -1,0 +1,702 @@
+// Account-side panels: my assets, orders (open, scheduled, history), auto-trading and the order forms.
+// All loads are REST (first paint, after a user event or a reconnect, after an action); live changes
+// arrive as user events over /ws/user/.
+
+import {
+  $,
+  $$,
+  api,
+  ApiError,
+  config,
+  debounce,
+  dirClass,
+  fillRows,
+  fmtDateTime,
+  fmtKRW,
+  fmtPct,
+  fmtPrice,
+  fmtSignedKRW,
+  fmtTime,
+  fmtVol,
+  h,
+  idempotencyKey,
+  listOf,
+  num,
+  setText,
+  t,
+  toast,
+} from "./util.js";
+
+function pick(obj, ...keys) {
+  if (!obj) return undefined;
+  for (const k of keys) if (obj[k] !== undefined && obj[k] !== null) return obj[k];
+  return undefined;
+}
+
+function modeOf(data) {
+  const m = pick(data, "mode", "trading_mode");
+  return typeof m === "object" ? m.mode : m;
+}
+
+// ---- my assets ------------------------------------------------------------------------------------------
+export class AssetsPanel {
+  constructor({ coin }) {
+    this.coin = coin;
+    this.data = null;
+    this.loadSoon = debounce(() => this.load(), 400);
+    this.badge = $("#mode-badge");
+    this.req = 0;
+  }
+
+  async load() {
+    const req = ++this.req;
+    try {
+      const data = await api("portfolio");
+      if (req !== this.req) return;
+      this.data = data.portfolio ? { ...data.portfolio, mode: data.mode || data.portfolio.mode } : data;
+      this.render();
+    } catch (e) {
+      if (req !== this.req) return;
+      if (e instanceof ApiError && e.status === 404) return; // API not deployed: keep the placeholders
+      setText($("#assets-total"), "–");
+      $("#holdings-body").replaceChildren(h("tr", null, h("td", { colspan: 5, class: "muted" }, e.message)));
+    }
+  }
+
+  /** Volume of a currency the user can sell (for the 25/50/100 % buttons). */
+  available(currency) {
+    const hs = this.holdings();
+    const hold = hs.find((x) => x.currency === currency);
+    return hold ? num(pick(hold, "balance", "available", "volume")) : 0;
+  }
+
+  holdings() {
+    return listOf(this.data, "holdings", "coins", "balances").filter((x) => x.currency !== "KRW");
+  }
+
+  onPrice(market, price) {
+    // Keep the current market's holding valued at the live price between REST loads.
+    if (!this.data || !Number.isFinite(price)) return;
+    const hold = this.holdings().find((x) => pick(x, "market") === market || `KRW-${x.currency}` === market);
+    if (!hold) return;
+    const now = Date.now();
+    if (this._lastLive && now - this._lastLive < 1000) return;
+    this._lastLive = now;
+    hold.price = price;
+    this.render();
+  }
+
+  render() {
+    const d = this.data || {};
+    const mode = modeOf(d) || "paper";
+    this.badge.hidden = false;
+    this.badge.textContent = mode === "live" ? t("live_mode") : t("paper");
+    this.badge.className = `badge badge-mode badge-${mode}`;
+    this.badge.title = mode === "live" ? "" : t("mode_paper_hint");
+    const hs = this.holdings();
+    let total = num(pick(d, "krw_balance", "krw")) + num(pick(d, "krw_locked") ?? 0);
+    let unrealized = 0;
+    const rows = hs.map((x) => {
+      const vol = num(pick(x, "volume", "total", "balance"));
+      const avg = num(pick(x, "avg_buy_price", "avg_price"));
+      const price = num(pick(x, "price", "current_price"));
+      const value = Number.isFinite(price) ? vol * price : num(pick(x, "value_krw", "value"));
+      const cost = Number.isFinite(num(x.cost_krw)) ? num(x.cost_krw) : vol * avg;
+      const pnl = Number.isFinite(value) ? value - cost : NaN;
+      const rate = cost > 0 && Number.isFinite(pnl) ? pnl / cost : NaN;
+      if (Number.isFinite(value)) total += value;
+      if (Number.isFinite(pnl)) unrealized += pnl;
+      return h(
+        "tr",
+        { "data-currency": x.currency },
+        h("th", { scope: "row" }, x.currency),
+        h("td", { class: "num" }, fmtVol(vol)),
+        h("td", { class: "num" }, fmtPrice(avg)),
+        h("td", { class: "num" }, fmtKRW(value)),
+        h("td", { class: `num ${dirClass(pnl)}` }, `${fmtSignedKRW(pnl)} (${fmtPct(rate)})`),
+      );
+    });
+    fillRows($("#holdings-body"), rows, t("no_assets"), 5);
+    const apiTotal = num(pick(d, "total_assets_krw", "total_krw", "total"));
+    if (!hs.length && Number.isFinite(apiTotal)) total = apiTotal;
+    setText($("#assets-total"), `${fmtKRW(total)} KRW`);
+    setText($("#assets-krw"), `${fmtKRW(pick(d, "krw_balance", "krw"))} KRW`);
+    const today = pick(d, "pnl_today");
+    const pToday = $("#assets-pnl-today");
+    setText(pToday, today === undefined ? "–" : `${fmtSignedKRW(today)} KRW`);
+    pToday.className = dirClass(today);
+    const realized = num(pick(d, "realized_pnl") ?? 0);
+    const pTotal = $("#assets-pnl-total");
+    const totalPnl = realized + unrealized;
+    setText(pTotal, `${fmtSignedKRW(totalPnl)} KRW`);
+    pTotal.className = dirClass(totalPnl);
+  }
+}
+
+// ---- orders ------------------------------------------------------------------------------------------------
+const OPEN_STATES = new Set(["pending", "open", "wait", "watch"]);
+
+export class OrdersPanel {
+  constructor() {
+    this.open = [];
+    this.history = [];
+    this.scheduled = [];
+    this.loadSoon = debounce(() => this.load(), 300);
+  }
+
+  async load() {
+    await Promise.all([this.loadOrders(), this.loadScheduled()]);
+  }
+
+  async loadOrders() {
+    try {
+      const all = listOf(await api("orders", { query: { limit: 50 } }), "orders");
+      this.open = all.filter((o) => OPEN_STATES.has(o.state));
+      this.history = all.filter((o) => !OPEN_STATES.has(o.state));
+      this.renderOrders();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return;
+      $("#history-body").replaceChildren(h("tr", null, h("td", { colspan: 8, class: "muted" }, e.message)));
+    }
+  }
+
+  async loadScheduled() {
+    try {
+      this.scheduled = listOf(await api("scheduled", { query: { limit: 50 } }), "scheduled_orders");
+      this.renderScheduled();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return;
+      $("#scheduled-body").replaceChildren(h("tr", null, h("td", { colspan: 6, class: "muted" }, e.message)));
+    }
+  }
+
+  onEvent(kind, data) {
+    if (kind === "scheduled_order") {
+      const so = data.scheduled_order || data;
+      const st = so.state;
+      if (st && st !== "pending" && st !== "firing") {
+        const msg = `${t("source_scheduled")} #${so.id}: ${t(`state_${st}`)}${so.failure_reason ? ` — ${so.failure_reason}` : ""}`;
+        toast(msg, st === "failed" ? "error" : "info");
+      }
+      this.loadScheduled();
+      if (so.order_id) this.loadOrders();
+      return;
+    }
+    const o = data.order || data;
+    if (o.state === "rejected" && o.error_message) toast(o.error_message, "error");
+    this.loadSoon();
+  }
+
+  _sideCell(side) {
+    const bid = side === "bid";
+    return h("td", { class: bid ? "up" : "down" }, t(bid ? "bid" : "ask"));
+  }
+
+  _cancel(kind, id) {
+    return h(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-sm",
+        "data-testid": kind === "order" ? "order-cancel" : "scheduled-cancel",
+        "aria-label": `${t("cancel")} #${id}`,
+        onclick: async (ev) => {
+          const btn = ev.currentTarget;
+          btn.disabled = true;
+          try {
+            if (kind === "order") {
+              await api("order_cancel", { method: "POST", params: { id }, body: {} });
+              toast(t("order_cancelled"));
+              this.loadOrders();
+            } else {
+              await api("scheduled_cancel", { method: "POST", params: { id }, body: {} });
+              toast(t("scheduled_cancelled"));
+              this.loadScheduled();
+            }
+          } catch (e) {
+            toast(e.message, "error");
+            btn.disabled = false;
+          }
+        },
+      },
+      t("cancel"),
+    );
+  }
+
+  renderOrders() {
+    const openRows = this.open.map((o) =>
+      h(
+        "tr",
+        { "data-order-id": o.id },
+        h("td", null, fmtTime(o.created_at)),
+        h("td", null, o.market),
+        this._sideCell(o.side),
+        h("td", { class: "num" }, o.ord_type === "price" ? `${fmtKRW(o.price)} KRW` : fmtPrice(o.price)),
+        h("td", { class: "num" }, fmtVol(o.volume)),
+        h("td", { class: "num" }, fmtVol(o.executed_volume)),
+        h("td", null, this._cancel("order", o.id)),
+      ),
+    );
+    fillRows($("#open-orders-body"), openRows, t("no_open_orders"), 7);
+    const histRows = this.history.map((o) => {
+      const vol = num(o.executed_volume);
+      const avg = num(pick(o, "avg_price")) || (vol > 0 ? num(o.executed_funds) / vol : NaN);
+      return h(
+        "tr",
+        { "data-order-id": o.id, "data-state": o.state, title: o.error_message || "" },
+        h("td", null, fmtDateTime(pick(o, "closed_at", "created_at"))),
+        h("td", null, o.market),
+        this._sideCell(o.side),
+        h("td", { class: "num" }, fmtPrice(avg)),
+        h("td", { class: "num" }, fmtVol(vol)),
+        h("td", { class: "num" }, fmtKRW(o.paid_fee)),
+        h("td", null, t(`source_${o.source || "manual"}`)),
+        h("td", { class: `state state-${o.state}` }, t(`state_${o.state}`), o.error_message ? h("span", { class: "fine muted" }, ` ${o.error_message}`) : null),
+      );
+    });
+    fillRows($("#history-body"), histRows, t("no_orders"), 8);
+  }
+
+  renderScheduled() {
+    const rows = this.scheduled.map((so) => {
+      let cond;
+      if (so.trigger_type === "time") cond = t("at_time", { t: fmtDateTime(so.trigger_at) });
+      else if (so.trigger_type === "price_above") cond = t("when_above", { p: fmtPrice(so.trigger_price) });
+      else cond = t("when_below", { p: fmtPrice(so.trigger_price) });
+      if (so.expires_at) cond += ` · ${t("expires", { t: fmtDateTime(so.expires_at) })}`;
+      const amount = so.side === "bid" ? `${fmtKRW(so.price)} KRW` : fmtVol(so.volume);
+      const cancellable = so.state === "pending";
+      return h(
+        "tr",
+        { "data-scheduled-id": so.id, "data-state": so.state },
+        h("td", null, cond),
+        h("td", null, so.market),
+        this._sideCell(so.side),
+        h("td", { class: "num" }, amount),
+        h("td", { class: `state state-${so.state}` }, t(`state_${so.state}`), so.failure_reason ? h("span", { class: "fine muted" }, ` ${so.failure_reason}`) : null),
+        h("td", null, cancellable ? this._cancel("scheduled", so.id) : ""),
+      );
+    });
+    fillRows($("#scheduled-body"), rows, t("no_scheduled"), 6);
+  }
+}
+
+// ---- auto-trading --------------------------------------------------------------------------------------------
+export class AutoPanel {
+  constructor({ getMarket, chart }) {
+    this.getMarket = getMarket;
+    this.chart = chart;
+    this.session = null;
+    this.running = false;
+    this.decisions = [];
+    this.slider = $("#threshold");
+    this.out = $("#threshold-out");
+    this.startBtn = $("#auto-start");
+    this.stopBtn = $("#auto-stop");
+    this.stateEl = $("#auto-state");
+    this.log = $("#decision-log");
+    this.sessionStart = new Date();
+    const th = config.threshold || {};
+    this.slider.min = th.min ?? 0.01;
+    this.slider.max = th.max ?? 0.1;
+    this.slider.step = th.step ?? 0.01;
+    this.slider.value = th.default ?? 0.05;
+    this._showThreshold();
+    this.slider.addEventListener("input", () => this._showThreshold());
+    $("#threshold-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.apply();
+    });
+    this.startBtn.addEventListener("click", () => this.start());
+    this.stopBtn.addEventListener("click", () => this.stop());
+  }
+
+  /** Slider value in percent (0.05 = 0.05 %). */
+  thresholdPct() {
+    return Math.round(num(this.slider.value) * 100) / 100;
+  }
+
+  _showThreshold() {
+    const v = this.thresholdPct();
+    setText(this.out, `${v.toFixed(2)}%`);
+    this.slider.setAttribute("aria-valuetext", `${v.toFixed(2)}%`);
+  }
+
+  _body(extra) {
+    // threshold as a ratio (0.0005 = 0.05 %), the unit of the auto-trading API and the backtester.
+    return { market: this.getMarket(), threshold: (this.thresholdPct() / 100).toFixed(6), ...extra };
+  }
+
+  async load() {
+    try {
+      const data = await api("auto", { query: { market: this.getMarket() } });
+      this._applySession(data);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) setText($("#model-version"), e.message);
+    }
+    try {
+      const dec = await api("auto_decisions", { query: { market: this.getMarket(), limit: 50 } });
+      const items = listOf(dec, "decisions").filter((d) => !d.created_at || new Date(d.created_at) >= this._since());
+      this.decisions = items.slice(0, 50);
+      this.renderLog();
+    } catch {
+      this.renderLog();
+    }
+    this.loadModel();
+  }
+
+  _since() {
+    // "This session": since the auto-trading session started, or since the page was opened.
+    const started = this.session && pick(this.session, "started_at", "created_at");
+    return started ? new Date(started) : this.sessionStart;
+  }
+
+  async loadModel() {
+    try {
+      const data = await api("model", { query: { market: this.getMarket() } });
+      this._showModel(data);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) setText($("#model-version"), t("model_none"));
+    }
+  }
+
+  _showModel(data) {
+    const m = pick(data, "model", "active", "model_version") || data;
+    if (!m || (!m.version && !m.name)) {
+      setText($("#model-version"), t("model_none"));
+      return;
+    }
+    setText($("#model-version"), typeof m === "string" ? m : `${m.name || ""} v${m.version ?? "?"}`.trim());
+    const p = pick(data, "prediction", "latest_prediction");
+    if (p) this.onPrediction(p);
+  }
+
+  _applySession(data) {
+    const s = pick(data, "session") || data;
+    this.session = s && (s.id || s.state || s.running !== undefined) ? s : null;
+    const running = !!(s && (s.running === true || s.state === "running" || s.active === true));
+    this.running = running;
+    if (s && s.threshold !== undefined && s.threshold !== null) {
+      const pct = num(s.threshold) * 100;
+      if (Number.isFinite(pct) && pct > 0) {
+        this.slider.value = String(Math.min(num(this.slider.max), Math.max(num(this.slider.min), pct)));
+        this._showThreshold();
+      }
+    }
+    this._renderState();
+    if (data && data.model) this._showModel(data);
+  }
+
+  _renderState() {
+    setText(this.stateEl, this.running ? t("running") : t("stopped"));
+    this.stateEl.className = `badge ${this.running ? "badge-on" : ""}`;
+    this.startBtn.disabled = this.running;
+    this.stopBtn.disabled = !this.running;
+    if (!this.running) this.chart.setPrediction(null);
+  }
+
+  async _call(name, body, okMsg) {
+    const buttons = [this.startBtn, this.stopBtn, $("#threshold-apply")];
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const data = await api(name, { method: "POST", body });
+      this._applySession(data || {});
+      if (okMsg) toast(okMsg);
+      return true;
+    } catch (e) {
+      toast(e.message, "error");
+      return false;
+    } finally {
+      $("#threshold-apply").disabled = false;
+      this._renderState();
+    }
+  }
+
+  async start() {
+    this.sessionStart = new Date();
+    if (await this._call("auto_start", this._body(), t("auto_started"))) {
+      this.running = true;
+      this._renderState();
+    }
+  }
+
+  async stop() {
+    if (await this._call("auto_stop", { market: this.getMarket() }, t("auto_stopped"))) {
+      this.running = false;
+      this._renderState();
+    }
+  }
+
+  async apply() {
+    const v = `${this.thresholdPct().toFixed(2)}%`;
+    if (!this.running) {
+      // Nothing running: the value is used by the next start.
+      toast(t("threshold_applied", { v }));
+      return;
+    }
+    await this._call("auto_change", this._body(), t("threshold_applied", { v }));
+  }
+
+  onMarket() {
+    this.decisions = [];
+    this.load();
+  }
+
+  onPrediction(p) {
+    if (!p) return;
+    if (p.market && p.market !== this.getMarket()) return;
+    const ret = num(pick(p, "predicted_return", "return"));
+    const hz = num(pick(p, "horizon_s", "horizon")) || 0;
+    setText($("#model-prediction"), t("predicted_return", { v: fmtPct(ret, 3), h: Math.round(hz) }));
+    $("#model-prediction").className = dirClass(ret);
+    const mv = pick(p, "model_version", "model");
+    if (mv && typeof mv === "object" && mv.version) setText($("#model-version"), `${mv.name || ""} v${mv.version}`.trim());
+    else if (mv && typeof mv !== "object") setText($("#model-version"), String(mv));
+    if (this.running) {
+      const ts = pick(p, "ts", "time");
+      const tsMs = typeof ts === "string" ? Date.parse(ts) : num(ts);
+      this.chart.setPrediction({ ts: tsMs, price: pick(p, "mid", "price"), horizon_s: hz, predicted_return: ret });
+    }
+  }
+
+  onEvent(kind, data) {
+    if (kind.includes("decision")) {
+      const d = data.decision || data;
+      this.decisions.unshift(d);
+      this.decisions = this.decisions.slice(0, 50);
+      this.renderLog();
+      return;
+    }
+    if (data.session || data.state || data.running !== undefined) this._applySession(data);
+    if (data.message) toast(data.message, kind.includes("halt") ? "error" : "info");
+  }
+
+  renderLog() {
+    if (!this.decisions.length) {
+      this.log.replaceChildren(h("li", { class: "muted empty" }, t("no_decisions")));
+      return;
+    }
+    this.log.replaceChildren(
+      ...this.decisions.map((d) => {
+        const action = String(d.action || "hold").toLowerCase();
+        const pr = num(pick(d, "predicted_return", "prediction"));
+        const th = num(d.threshold);
+        const cost = num(pick(d, "cost", "round_trip_cost"));
+        return h(
+          "li",
+          { class: `decision decision-${action}`, "data-action": action },
+          h("time", { datetime: pick(d, "created_at", "ts") || "" }, fmtTime(pick(d, "created_at", "ts"))),
+          " ",
+          h("strong", { class: action === "buy" ? "up" : action === "sell" ? "down" : "" }, t(`action_${action}`)),
+          " ",
+          h(
+            "span",
+            { class: "muted" },
+            [
+              Number.isFinite(pr) ? `${t("prediction")} ${fmtPct(pr, 3)}` : null,
+              Number.isFinite(th) ? `> ${fmtPct(th, 3)}` : null,
+              Number.isFinite(cost) ? `+ ${fmtPct(cost, 3)}` : null,
+            ]
+              .filter(Boolean)
+              .join(" "),
+          ),
+          d.reason ? h("span", { class: "reason" }, ` — ${d.reason}`) : null,
+        );
+      }),
+    );
+  }
+}
+
+// ---- order forms ---------------------------------------------------------------------------------------------
+function parseAmount(raw) {
+  // Accept the locale's grouping ("1,000,000" / "1.000.000" in some locales) and a dot or comma decimal.
+  let s = String(raw || "").trim().replace(/\s|_/g, "");
+  if (!s) return NaN;
+  const lastComma = s.lastIndexOf(",");
+  const lastDot = s.lastIndexOf(".");
+  if (lastComma > lastDot && s.length - lastComma - 1 !== 3) s = s.replace(/\./g, "").replace(",", ".");
+  else s = s.replace(/,/g, "");
+  return /^\d*\.?\d+$/.test(s) || /^\d+\.?$/.test(s) ? Number(s) : NaN;
+}
+
+function decimalString(raw) {
+  const n = parseAmount(raw);
+  if (!Number.isFinite(n) || n <= 0) return null;
+  // Keep the user's digits (no float rounding): normalise separators only.
+  let s = String(raw).trim().replace(/\s|_/g, "");
+  const lastComma = s.lastIndexOf(",");
+  const lastDot = s.lastIndexOf(".");
+  if (lastComma > lastDot && s.length - lastComma - 1 !== 3) s = s.replace(/\./g, "").replace(",", ".");
+  else s = s.replace(/,/g, "");
+  return s;
+}
+
+function localInputToIso(value) {
+  if (!value) return null;
+  const d = new Date(value); // datetime-local is the browser's local time
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+function toLocalInput(d) {
+  const pad = (x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export class OrderForms {
+  constructor({ getMarket, getPrice, assets, afterAction }) {
+    this.getMarket = getMarket;
+    this.getPrice = getPrice;
+    this.assets = assets;
+    this.afterAction = afterAction;
+    this._tabs();
+    this._wire("#form-buy", (f) => this._buy(f));
+    this._wire("#form-sell", (f) => this._sell(f));
+    this._wire("#form-limit", (f) => this._limit(f));
+    this._wire("#form-scheduled", (f) => this._scheduled(f));
+    $$("[data-fill]").forEach((b) => b.addEventListener("click", () => ($(`#${b.dataset.fill}`).value = b.dataset.value)));
+    $$("[data-fraction]").forEach((b) =>
+      b.addEventListener("click", () => {
+        const avail = this.assets.available(this.getMarket().split("-")[1]);
+        const v = Math.floor(avail * num(b.dataset.fraction) * 1e8) / 1e8;
+        $("#sell-volume").value = v > 0 ? v.toFixed(8) : "";
+      }),
+    );
+    const trig = $("#sched-trigger");
+    trig.addEventListener("change", () => {
+      const time = trig.value === "time";
+      $(".trigger-time").hidden = !time;
+      $(".trigger-price").hidden = time;
+    });
+    $$('#form-scheduled input[name="side"]').forEach((r) =>
+      r.addEventListener("change", () => setText($("#sched-amount-unit"), r.value === "bid" && r.checked ? "KRW" : this.getMarket().split("-")[1])),
+    );
+    const at = $("#sched-at");
+    at.value = toLocalInput(new Date(Date.now() + 60000));
+    const updTotal = () => {
+      const p = parseAmount($("#limit-price").value);
+      const v = parseAmount($("#limit-volume").value);
+      setText($("#limit-total"), Number.isFinite(p * v) && p * v > 0 ? `= ${fmtKRW(p * v)} KRW` : "");
+    };
+    $("#limit-price").addEventListener("input", updTotal);
+    $("#limit-volume").addEventListener("input", updTotal);
+  }
+
+  _tabs() {
+    const tabs = $$('[role="tab"]');
+    const select = (tab, focus) => {
+      for (const other of tabs) {
+        const on = other === tab;
+        other.setAttribute("aria-selected", String(on));
+        other.tabIndex = on ? 0 : -1;
+        $(`#${other.getAttribute("aria-controls")}`).hidden = !on;
+      }
+      if (focus) tab.focus();
+    };
+    tabs.forEach((tab, i) => {
+      tab.addEventListener("click", () => select(tab, false));
+      tab.addEventListener("keydown", (e) => {
+        let j = null;
+        if (e.key === "ArrowRight") j = (i + 1) % tabs.length;
+        else if (e.key === "ArrowLeft") j = (i - 1 + tabs.length) % tabs.length;
+        else if (e.key === "Home") j = 0;
+        else if (e.key === "End") j = tabs.length - 1;
+        if (j !== null) {
+          e.preventDefault();
+          select(tabs[j], true);
+        }
+      });
+    });
+    this.selectTab = (id) => select($(`#${id}`), false);
+  }
+
+  _wire(sel, handler) {
+    const form = $(sel);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const err = $(".form-error", form);
+      err.textContent = "";
+      const btn = $('button[type="submit"]', form);
+      btn.disabled = true;
+      // One key per submitted form content: a double click or a retry of the same request is placed once.
+      const sig = JSON.stringify(Array.from(new FormData(form).entries())) + this.getMarket();
+      if (form._sig !== sig) {
+        form._sig = sig;
+        form._key = idempotencyKey();
+      }
+      try {
+        const msg = await handler(form, form._key);
+        form._sig = null;
+        if (msg) toast(msg);
+        form.reset();
+        if (sel === "#form-scheduled") $("#sched-at").value = toLocalInput(new Date(Date.now() + 60000));
+        this.afterAction();
+      } catch (e2) {
+        err.textContent = e2.message;
+        if (!(e2 instanceof ApiError) || e2.status >= 400) form._sig = form._sig && e2.status === 0 ? form._sig : null;
+      } finally {
+        btn.disabled = false;
+      }
+    });
+  }
+
+  _need(value, message) {
+    if (value === null || value === undefined || value === "") throw new ApiError(message || t("invalid_amount"), 0, "client");
+    return value;
+  }
+
+  async _buy(form) {
+    const amount = this._need(decimalString($("#buy-amount").value));
+    await api("buy", { method: "POST", body: { market: this.getMarket(), amount_krw: amount, client_order_id: form._key }, headers: { "Idempotency-Key": form._key } });
+    return t("order_sent");
+  }
+
+  async _sell(form) {
+    const volume = this._need(decimalString($("#sell-volume").value));
+    await api("sell", { method: "POST", body: { market: this.getMarket(), volume, client_order_id: form._key }, headers: { "Idempotency-Key": form._key } });
+    return t("order_sent");
+  }
+
+  async _limit(form) {
+    const side = $('input[name="side"]:checked', form).value;
+    const price = this._need(decimalString($("#limit-price").value));
+    const volume = this._need(decimalString($("#limit-volume").value));
+    await api("limit", { method: "POST", body: { market: this.getMarket(), side, price, volume, client_order_id: form._key }, headers: { "Idempotency-Key": form._key } });
+    return t("order_sent");
+  }
+
+  async _scheduled(form) {
+    const side = $('input[name="side"]:checked', form).value;
+    const amount = this._need(decimalString($("#sched-amount").value));
+    const trigger = $("#sched-trigger").value;
+    const body = {
+      market: this.getMarket(),
+      side,
+      ord_type: side === "bid" ? "price" : "market",
+      price: side === "bid" ? amount : null,
+      volume: side === "ask" ? amount : null,
+      trigger_type: trigger,
+      client_order_id: form._key,
+    };
+    if (trigger === "time") {
+      const at = localInputToIso($("#sched-at").value);
+      if (!at || new Date(at) <= new Date()) throw new ApiError(t("invalid_time"), 0, "client");
+      body.trigger_at = at;
+    } else {
+      body.trigger_price = this._need(decimalString($("#sched-price").value));
+    }
+    const exp = localInputToIso($("#sched-expires").value);
+    if (exp) body.expires_at = exp;
+    await api("scheduled", { method: "POST", body, headers: { "Idempotency-Key": form._key } });
+    return t("scheduled_created");
+  }
+
+  pickPrice(price) {
+    $("#limit-price").value = String(price);
+    this.selectTab("tab-limit");
+    $("#limit-volume").focus();
+  }
+
+  onMarket() {
+    $$(".coin-sym").forEach((el) => setText(el, this.getMarket().split("-")[1]));
+  }
+}

@@ -1,0 +1,106 @@
+"""The whole accounts journey in headless Chromium against the real ASGI server.
+
+Sign up (the live duplicate check must pass before the form submits), switch to Korean, save Upbit keys
+(the how-to popup opens), log out, log in again.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from accounts.models import User
+from accounts.selectors import exchange_credential_status, exchange_credentials_get
+from tests.accounts.factories import UserFactory, upbit_key
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.e2e, pytest.mark.live]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(base_url=asgi_server, locale="en-US")
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
+    UserFactory(username="takenname")
+    expect = playwright_sync.expect
+    page.goto("/signup")
+
+    # A taken name: the check says so and the form refuses to submit.
+    page.fill("#id_username", "TakenName")
+    expect(page.get_by_test_id("username-status")).to_have_text("This username is already taken.")
+    page.fill("#id_email_local", "journey")
+    page.select_option("#id_email_domain", "custom")
+    expect(page.locator("#id_email_domain_custom")).to_be_visible()
+    page.fill("#id_email_domain_custom", "example.org")
+    page.locator("#id_phone").press_sequentially("01012345678")
+    expect(page.locator("#id_phone")).to_have_value("010-1234-5678")
+    page.fill("#id_password1", "Journey!23")
+    page.fill("#id_password2", "Journey!23")
+    page.get_by_role("button", name="View terms").click()
+    dialog = page.locator("#terms-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Agree").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#id_privacy_consent")).to_be_checked()
+    page.get_by_role("button", name="Sign up", exact=True).click()
+    page.wait_for_timeout(500)
+    assert page.url.endswith("/signup")
+    assert not User.objects.filter(username__iexact="journey1").exists()
+
+    # A free name: the check passes and the form goes through.
+    page.fill("#id_username", "journey1")
+    expect(page.get_by_test_id("username-status")).to_have_text("This username is available.")
+    page.get_by_role("button", name="Sign up", exact=True).click()
+    page.wait_for_timeout(3000)
+    print("DEBUG", page.url, page.locator(".field-errors").all_inner_texts(), page.locator("#username-status").inner_text())
+    page.wait_for_url(re.compile(r"/home$"))
+    user = User.objects.get(username="journey1")
+    assert user.email == "journey@example.org" and user.phone == "010-1234-5678"
+
+    # Switch to Korean: the page and the saved preference change.
+    page.get_by_role("button", name="한국어").click()
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+    expect(page.locator(".hero-tagline")).to_have_text("암호화폐 투자의 새로운 기준")
+    user.refresh_from_db()
+    assert user.preferred_language == "ko"
+
+    # Save keys on the profile page; the secret never comes back into the page.
+    page.get_by_role("link", name="프로필").click()
+    page.get_by_role("button", name="키 발급 방법").click()
+    expect(page.locator("#keys-help-dialog")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#keys-help-dialog")).to_be_hidden()
+    access, secret = upbit_key(), upbit_key()
+    page.fill("#id_access_key", access)
+    page.fill("#id_secret_key", secret)
+    page.get_by_role("button", name="키 저장").click()
+    expect(page.get_by_test_id("key-status")).to_contain_text("저장됨")
+    html = page.content()
+    assert secret not in html and access not in html
+    assert f"{access[:4]}…{access[-4:]}" in html
+    assert exchange_credentials_get(user=user) == (access, secret)
+    page.screenshot(path=str(artifacts_dir / "accounts-profile-ko.png"), full_page=True)
+
+    # Log out (a POST from the nav), then log back in.
+    page.get_by_test_id("logout").click()
+    page.wait_for_url(re.compile(r"/login$"))
+    page.fill("#id_username", "journey1")
+    page.fill("#id_password", "Journey!23")
+    page.get_by_role("button", name="로그인").last.click()
+    page.wait_for_url(re.compile(r"/home$"))
+    assert exchange_credential_status(user=user).stored

@@ -1,0 +1,204 @@
+"""The product in a real browser against the real stack: sign up, log in, languages, keys, the live dashboard,
+a paper buy, a scheduled order that fires, auto-trading, log out; and the dashboard reconnecting by itself
+when its WebSocket drops or the server restarts."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Stack, screenshot, start_web
+
+pytestmark = [pytest.mark.e2e, pytest.mark.live, pytest.mark.timeout(170)]
+
+PASSWORD = "Obs3rvat0r!pw"
+
+
+def _key() -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+
+
+def _ladder_text(page: Any) -> str:  # noqa: ANN401
+    return page.locator("#ladder-asks").inner_text() + page.locator("#ladder-bids").inner_text()
+
+
+def _wait_changes(page: Any, read: Any, timeout_ms: int = 10000) -> None:  # noqa: ANN401
+    first = read()
+    deadline = timeout_ms
+    while deadline > 0:
+        page.wait_for_timeout(200)
+        deadline -= 200
+        if read() != first:
+            return
+    raise AssertionError(f"did not change within {timeout_ms} ms: {first[:200]!r}")
+
+
+def _sign_up(page: Any, username: str) -> None:  # noqa: ANN401
+    page.goto("/signup")
+    page.fill("input[name=username]", username)
+    page.click("#username-check")
+    page.wait_for_selector("#username-status.ok")
+    page.fill("input[name=email_local]", username.lower())
+    page.select_option("select[name=email_domain]", index=1)
+    page.fill("input[name=phone]", "010-1234-5678")
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.check("input[name=privacy_consent]")
+    page.click("#signup-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/home$"))
+
+
+def _log_out(page: Any) -> None:  # noqa: ANN401
+    page.click("[data-testid=logout]")
+    page.wait_for_url(re.compile(r"/login"))
+
+
+def _log_in(page: Any, username: str) -> None:  # noqa: ANN401
+    page.goto("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/home$"))
+
+
+def _open_trade(page: Any) -> None:  # noqa: ANN401
+    page.goto("/trade")
+    page.wait_for_selector("#conn[data-state=open]")
+    page.wait_for_function("window.__trade && window.__trade.stats.bookPaints > 0")
+    page.wait_for_selector("#tape-body tr:not(.empty)")
+
+
+def test_full_user_journey(page: Any, e2e_stack: Stack, artifacts_dir: Path) -> None:  # noqa: ANN401
+    username = "e2e" + secrets.token_hex(4)
+    try:
+        page.goto("/login")
+        screenshot(page, artifacts_dir, "login")
+        page.goto("/signup")
+        screenshot(page, artifacts_dir, "signup")
+
+        # Sign up (logs in), log out, log in again.
+        _sign_up(page, username)
+        _log_out(page)
+        _log_in(page, username)
+        screenshot(page, artifacts_dir, "home")
+
+        # Korean and back: the whole page follows the choice.
+        page.click("button[name=language][value=ko]")
+        page.wait_for_selector("html[lang=ko]")
+        assert "거래" in page.locator("nav").inner_text()
+        page.goto("/trade")
+        page.wait_for_selector("#conn[data-state=open]")
+        assert "호가" in page.locator("#book-h").inner_text()
+        screenshot(page, artifacts_dir, "trade-ko")
+        page.click("button[name=language][value=en]")
+        page.wait_for_selector("html[lang=en]")
+        assert "Order book" in page.locator("#book-h").inner_text()
+
+        # Save (syntactically valid) Upbit keys; the page says they are stored, never shows the secret.
+        page.goto("/profile")
+        secret = _key()
+        page.fill("input[name=access_key]", _key())
+        page.fill("input[name=secret_key]", secret)
+        page.click("form[action='/profile'] button[type=submit]")
+        page.wait_for_selector("[data-testid=key-summary]")
+        assert secret not in page.content()
+        screenshot(page, artifacts_dir, "profile")
+
+        # The dashboard is live: the order book and the tape change by themselves.
+        _open_trade(page)
+        assert page.locator("[data-testid=no-keys-notice]").count() == 0
+        _wait_changes(page, lambda: _ladder_text(page))
+        _wait_changes(page, lambda: page.locator("#tape-body").inner_text())
+        assert re.search(r"\d{2,3}(,\d{3})+", page.locator("#price-now").inner_text())
+        assert page.locator("#mode-badge").inner_text().strip() == "PAPER"
+        screenshot(page, artifacts_dir, "trade")
+
+        # Paper buy: balance and history update without reloading the page.
+        page.wait_for_function("document.querySelector('#assets-krw').textContent.includes('10,000,000')")
+        page.fill("#buy-amount", "100000")
+        page.click("[data-testid=buy-submit]")
+        page.wait_for_selector("#toasts .toast:has-text('Order placed')")
+        page.wait_for_selector("#history-body tr[data-state=done]", timeout=15000)
+        page.wait_for_selector("#holdings-body tr[data-currency=BTC]")
+        krw = page.locator("#assets-krw").inner_text()
+        assert "10,000,000" not in krw and "9,8" in krw  # 100,000 KRW + fee spent
+        assert page.locator("[data-testid=buy-form] .form-error").inner_text() == ""
+
+        # A bad order is refused with the server's message, and nothing is placed.
+        page.fill("#buy-amount", "100")
+        page.click("[data-testid=buy-submit]")
+        page.wait_for_function("document.querySelector('[data-testid=buy-form] .form-error').textContent.length > 0")
+        assert page.locator("#history-body tr").count() == 1
+
+        # Scheduled order a few seconds ahead: it fires (Celery beat + worker) and the page shows it.
+        page.click("#tab-scheduled")
+        page.fill("#sched-amount", "20000")
+        page.evaluate(
+            """() => { const d = new Date(Date.now() + 4000); const p = (x) => String(x).padStart(2, '0');
+            document.querySelector('#sched-at').value = `${d.getFullYear()}-${p(d.getMonth()+1)}-${p(d.getDate())}`
+              + `T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`; }"""
+        )
+        page.click("[data-testid=sched-submit]")
+        page.wait_for_selector("#scheduled-body tr[data-state=pending]")
+        page.wait_for_selector("#scheduled-body tr[data-state=filled], #scheduled-body tr[data-state=fired]",
+                               timeout=30000)
+        page.wait_for_selector("#history-body tr[data-state=done] >> nth=1", timeout=15000)
+
+        # Auto-trading: start, decisions appear, change the threshold, stop.
+        page.click("[data-testid=auto-start]")
+        page.wait_for_selector("#auto-state:has-text('Running')")
+        page.wait_for_selector("#decision-log li.decision", timeout=40000)
+        page.locator("#threshold").fill("0.03")
+        assert page.locator("#threshold-out").inner_text() == "0.03%"
+        page.click("[data-testid=threshold-apply]")
+        page.wait_for_selector("#toasts .toast:has-text('0.03%')")
+        page.click("[data-testid=auto-stop]")
+        page.wait_for_selector("#auto-state:has-text('Stopped')")
+
+        _log_out(page)
+        page.goto("/trade")
+        page.wait_for_url(re.compile(r"/login"))
+        assert not page.errors, page.errors
+    except Exception:
+        page.screenshot(path=str(artifacts_dir / "failure-journey.png"), full_page=True)
+        print(e2e_stack.all_logs())
+        raise
+
+
+def test_dashboard_reconnects_by_itself(page: Any, e2e_stack: Stack, artifacts_dir: Path,  # noqa: ANN401
+                                        django_user_model: Any) -> None:  # noqa: ANN401
+    django_user_model.objects.create_user(username="reconnect1", password=PASSWORD, email="r@example.com")
+    try:
+        _log_in(page, "reconnect1")
+        _open_trade(page)
+
+        # 1. The socket dies under the page (proxy reset, laptop sleep): it comes back without a reload.
+        connects = page.evaluate("window.__trade.marketSocket.connects")
+        page.evaluate("window.__trade.marketSocket.ws.close()")
+        page.wait_for_function(f"window.__trade.marketSocket.connects > {connects}")
+        page.wait_for_selector("#conn[data-state=open]")
+        _wait_changes(page, lambda: _ladder_text(page))
+
+        # 2. The server goes away: the page says it is reconnecting (with backoff), then recovers.
+        e2e_stack.procs["web"].terminate()
+        e2e_stack.procs["web"].wait(timeout=15)
+        page.wait_for_selector("#conn[data-state=reconnecting]")
+        assert "Reconnecting" in page.locator("#conn").inner_text()
+        page.screenshot(path=str(artifacts_dir / "trade-reconnecting.png"))
+        with start_web(e2e_stack, e2e_stack.web_port) as web:
+            e2e_stack.procs["web"] = web
+            page.wait_for_selector("#conn[data-state=open]", timeout=40000)
+            _wait_changes(page, lambda: _ladder_text(page))
+            _wait_changes(page, lambda: page.locator("#tape-body").inner_text())
+            assert page.evaluate("window.__trade.userSocket.state") == "open" or page.wait_for_function(
+                "window.__trade.userSocket.state === 'open'", timeout=40000)
+        assert not page.errors, page.errors
+    except Exception:
+        page.screenshot(path=str(artifacts_dir / "failure-reconnect.png"), full_page=True)
+        print(e2e_stack.all_logs())
+        raise

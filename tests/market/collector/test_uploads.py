@@ -1,0 +1,183 @@
+"""Upload of finished days to S3 (moto's standalone server over HTTP), read-back verification, the
+DayUpload record, the Celery tasks, and retention that deletes only verified days."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from django.core.files.storage import storages
+
+from market import dayfiles, tasks, uploads
+from market.models import DayUpload
+from tests import live
+
+from .factories import FakeClock, book, kst_ms, trade
+
+pytestmark = [pytest.mark.django_db, pytest.mark.live]
+REGION = "ap-northeast-2"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = live.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    live.wait_for_port(port, timeout=20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _s3(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")  # fmt: skip
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, settings: Any, tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """django-storages' S3 backend as the default storage, pointed at moto; a fresh bucket per test."""
+    bucket = f"obs-{uuid.uuid4().hex[:12]}"
+    client = _s3(s3_endpoint)
+    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    settings.AWS_S3_ENDPOINT_URL = s3_endpoint
+    settings.AWS_S3_REGION_NAME = REGION
+    settings.AWS_S3_ACCESS_KEY_ID = "testing"
+    settings.AWS_S3_SECRET_ACCESS_KEY = "testing"
+    settings.AWS_S3_ADDRESSING_STYLE = "path"
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
+    settings.MARKET_DATA_DIR = tmp_path / "data"
+    yield client, bucket
+
+
+def _closed_day(root: Path, day: dt.date, *, market: str = "KRW-BTC", segments: int = 3) -> None:
+    """A day recorded by the writer in several segments and closed at midnight."""
+    clock = FakeClock(kst_ms(day.year, day.month, day.day, 23, 50))
+    writer = dayfiles.DayFileWriter(root, markets=[market], clock=clock)
+    for i in range(segments):
+        writer.add_orderbook(book(market, clock.advance(1000)))
+        writer.add_trade(trade(market, clock.now, sid=i))
+        writer.flush()
+    writer.add_gap(market, clock.now, clock.advance(500), "reconnect", "test")
+    clock.now = kst_ms(day.year, day.month, day.day) + dayfiles.MS_PER_DAY + 1000
+    writer.tick()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_finished_days_are_uploaded_verified_and_recorded(s3: tuple[Any, str], settings: Any) -> None:
+    client, bucket = s3
+    root = Path(settings.MARKET_DATA_DIR)
+    today = dt.date(2026, 3, 10)
+    _closed_day(root, dt.date(2026, 3, 8))
+    _closed_day(root, dt.date(2026, 3, 9))
+    # Today's day is still being written: never uploaded.
+    open_writer = dayfiles.DayFileWriter(root, clock=FakeClock(kst_ms(2026, 3, 10, 1)))
+    open_writer.add_orderbook(book("KRW-BTC", kst_ms(2026, 3, 10, 1)))
+    open_writer.close()
+
+    summary = uploads.day_files_upload_finished(today=today)
+    assert not summary.failed
+    assert len(summary.verified) == 6  # orderbook, trade, gap x 2 days
+    rows = DayUpload.objects.order_by("day", "kind")
+    closed_days = (dt.date(2026, 3, 8), dt.date(2026, 3, 9))
+    assert {(u.kind, u.day) for u in rows} == {(k, d) for k in dayfiles.KINDS for d in closed_days}
+    for upload in rows:
+        assert upload.status == DayUpload.Status.VERIFIED and upload.attempts == 1
+        assert (
+            upload.key
+            == f"marketdata/{upload.kind}/KRW-BTC/{upload.day}/KRW-BTC_{upload.kind}_{upload.day}.parquet"
+        )
+        body = client.get_object(Bucket=bucket, Key=upload.key)["Body"].read()
+        assert len(body) == upload.size and _sha(body) == upload.sha256
+        local = dayfiles.segment_paths(dayfiles.day_dir(root, upload.kind, "KRW-BTC", upload.day))
+        assert len(local) == 1 and _sha(local[0].read_bytes()) == upload.sha256  # compacted before upload
+    book_upload = rows.get(kind="orderbook", day=dt.date(2026, 3, 9))
+    assert book_upload.rows == 3
+    assert not DayUpload.objects.filter(day=today).exists()
+
+    again = uploads.day_files_upload_finished(today=today)
+    assert not again.verified and len(again.skipped) == 6  # idempotent: nothing sent twice
+    assert set(DayUpload.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_tampered_object_fails_verification(s3: tuple[Any, str], settings: Any) -> None:
+    client, bucket = s3
+    root = Path(settings.MARKET_DATA_DIR)
+    day = dt.date(2026, 3, 9)
+    _closed_day(root, day)
+    upload = uploads.day_file_upload(kind="trade", market="KRW-BTC", day=day)
+    assert upload.status == DayUpload.Status.VERIFIED
+    client.put_object(Bucket=bucket, Key=upload.key, Body=b"not the file")
+    with pytest.raises(uploads.DayUploadError):
+        uploads.stored_object_matches(storage=storages["default"], key=upload.key, size=upload.size,
+                                      sha256=upload.sha256, md5="0" * 32)  # fmt: skip
+
+
+def test_unreachable_s3_records_failure_and_the_task_retries(s3: tuple[Any, str], settings: Any) -> None:
+    root = Path(settings.MARKET_DATA_DIR)
+    day = dt.date(2026, 3, 9)
+    _closed_day(root, day)
+    settings.AWS_S3_ENDPOINT_URL = f"http://127.0.0.1:{live.free_port()}"  # nothing listens there
+    settings.AWS_S3_CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1)
+    settings.STORAGES = {**settings.STORAGES}  # a fresh storage object with the new endpoint
+    with pytest.raises(tasks.UploadsIncomplete):
+        tasks.upload_finished_days()
+    failed = DayUpload.objects.get(kind="orderbook", day=day)
+    assert failed.status == DayUpload.Status.FAILED and failed.attempts == 1 and failed.error
+    assert "testing" not in failed.error  # no credentials in the recorded error
+    # Retention never deletes a day whose upload is not verified.
+    assert tasks.apply_retention() == {"deleted": []}
+    assert dayfiles.day_dir(root, "orderbook", "KRW-BTC", day).is_dir()
+    opts = tasks.upload_finished_days
+    assert opts.autoretry_for and opts.retry_backoff and opts.max_retries
+
+
+def test_retention_deletes_only_verified_unchanged_old_days(s3: tuple[Any, str], settings: Any) -> None:
+    root = Path(settings.MARKET_DATA_DIR)
+    settings.MARKET_RETENTION_DAYS = 3
+    today = dt.date(2026, 3, 20)
+    verified_old, never_uploaded, changed, recent = (today - dt.timedelta(days=n) for n in (5, 6, 4, 1))
+    for day in (verified_old, never_uploaded, changed, recent):
+        _closed_day(root, day, segments=2)
+    for day in (verified_old, changed, recent):
+        for kind in dayfiles.KINDS:
+            uploads.day_file_upload(kind=kind, market="KRW-BTC", day=day)
+    # Data added locally after the upload: the verified copy is no longer the local one.
+    changed_dir = dayfiles.day_dir(root, "trade", "KRW-BTC", changed)
+    dayfiles.write_table_atomic(
+        dayfiles.read_day(root, "trade", "KRW-BTC", changed), changed_dir / "part-00001.parquet"
+    )
+
+    deleted = uploads.day_files_apply_retention(today=today)
+    assert sorted(deleted) == sorted(
+        [f"{k}/KRW-BTC/{verified_old}" for k in dayfiles.KINDS]
+        + [f"{k}/KRW-BTC/{changed}" for k in ("orderbook", "gap")]
+    )
+    assert not dayfiles.day_dir(root, "orderbook", "KRW-BTC", verified_old).exists()
+    assert dayfiles.day_dir(root, "orderbook", "KRW-BTC", never_uploaded).is_dir()
+    assert changed_dir.is_dir()
+    assert dayfiles.day_dir(root, "orderbook", "KRW-BTC", recent).is_dir()
+    gone = DayUpload.objects.get(kind="orderbook", day=verified_old)
+    assert gone.local_deleted_at is not None
+
+
+def test_beat_runs_the_upload_at_0005_seoul(settings: Any) -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["market-upload-finished-days"]
+    assert entry["task"] == tasks.upload_finished_days.name == "market.tasks.upload_finished_days"
+    assert entry["schedule"].hour == {0} and entry["schedule"].minute == {5}
+    assert settings.CELERY_TIMEZONE == "Asia/Seoul"
+    assert tasks.apply_retention.name == "market.tasks.apply_retention"

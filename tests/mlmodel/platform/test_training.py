@@ -1,0 +1,144 @@
+"""Training pipeline, training-run progress and the nightly retrain's promotion rule on small day files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.files.storage import default_storage
+
+from celery_app import app
+from mlmodel import services, tasks
+from mlmodel.models import ModelStatus, ModelVersion, TrainingRun, TrainingState
+from mlmodel.training import load_artifact
+from tests.mlmodel.platform.conftest import MARKET, small_params
+from tests.mlmodel.platform.daydata import synthetic_days
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+def drain(channel: str) -> list[dict]:
+    layer = get_channel_layer()
+    out = []
+
+    async def _get() -> None:
+        import asyncio
+
+        while True:
+            try:
+                out.append(await asyncio.wait_for(layer.receive(channel), timeout=0.05))
+            except TimeoutError:
+                return
+
+    async_to_sync(_get)()
+    return out
+
+
+def listen(group: str) -> str:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group, channel)
+    return channel
+
+
+def train(**overrides) -> services.TrainResult:
+    return services.model_train(params=services.TrainParams.from_dict(small_params(**overrides)))
+
+
+def test_model_train_stores_a_candidate_with_artifact_report_and_plots(_ml_env: dict[str, Path]):
+    synthetic_days(_ml_env["data"])
+    result = train()
+    v = result.version
+    assert v.status == ModelStatus.CANDIDATE and v.version == 1 and v.market == MARKET
+    assert v.data_days == ["2024-01-01", "2024-01-02"]
+    assert v.feature_version and len(v.feature_names) > 10
+    assert v.hyperparameters["window"] == 16
+    bundle = load_artifact(v.artifact.open("rb").read())
+    assert bundle.window == 16 and list(bundle.feature_names) == v.feature_names
+    summary = v.report["evaluation"]["summary"]
+    assert {"persistence", "linear_ofi", "lstm"} <= set(summary)
+    assert summary["lstm"]["beats_persistence_on_validation"] is True
+    assert v.metrics["promotable"] is True
+    assert {"pred_vs_realised", "calibration", "equity_split_0", "equity_split_1"} <= set(v.plots)
+    assert all(default_storage.exists(p) for p in v.plots.values())
+    assert train().version.version == 2  # numbers go on per market
+
+
+def test_train_model_task_writes_progress_rows_and_pushes_them(
+    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+):
+    synthetic_days(_ml_env["data"])
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    channel = listen(services.TRAINING_GROUP)
+    seen_epochs: list[int] = []
+    real_update = services.training_run_update
+
+    def spy(*, run, **fields):  # noqa: ANN001, ANN003
+        if "epoch" in fields:
+            seen_epochs.append(fields["epoch"])
+            assert TrainingRun.objects.get(pk=run.pk).state == TrainingState.RUNNING
+        real_update(run=run, **fields)
+
+    monkeypatch.setattr(services, "training_run_update", spy)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run = services.training_run_start(market=MARKET, params=small_params(epochs=3, patience=5))
+    finally:
+        app.conf.task_always_eager = eager
+    run.refresh_from_db()
+    assert run.state == TrainingState.SUCCEEDED, run.message
+    assert run.result_version is not None and run.celery_task_id
+    assert run.epoch == 3 and run.total_epochs == 3 and run.split == 2 and run.total_splits == 2
+    assert run.train_loss is not None and run.val_loss is not None and run.eta_seconds == 0.0
+    assert seen_epochs == [1, 2, 3, 1, 2, 3]  # both walk-forward splits
+    pushed = [m["data"] for m in drain(channel) if m["type"] == "ml.training"]
+    assert pushed[0]["state"] == "running" and pushed[-1]["state"] == "succeeded"
+    assert any(p["epoch"] == 2 and p["val_loss"] is not None for p in pushed)
+
+
+def test_train_model_task_records_a_failure_for_missing_data(_ml_env: dict[str, Path]):
+    run = TrainingRun.objects.create(market=MARKET, params=small_params(), total_epochs=4)
+    out = tasks.train_model.run(run_id=run.pk)
+    run.refresh_from_db()
+    assert out["state"] == "failed" and run.state == TrainingState.FAILED
+    assert "No order-book day files" in run.message
+    assert tasks.train_model.run(run_id=run.pk)["state"] == "failed"  # a second delivery changes nothing
+
+
+def test_nightly_retrain_does_not_promote_a_worse_candidate(_ml_env: dict[str, Path]):
+    synthetic_days(_ml_env["data"])
+    good = train().version
+    services.model_promote(version=good)
+    # lr=0: the candidate never learns - it cannot beat persistence nor the active model.
+    runs = services.nightly_retrain(markets=[MARKET], params=small_params(lr=0.0))
+    assert len(runs) == 1 and runs[0].state == TrainingState.SUCCEEDED
+    decision = runs[0].decision
+    assert decision["promote"] is False
+    assert decision["beats_persistence_on_validation"] is False
+    cand = runs[0].result_version
+    assert cand.status == ModelStatus.CANDIDATE
+    assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == good.pk
+    # The active model was scored on the same walk-forward test as the candidate.
+    assert cand.report["evaluation"]["summary"]["incumbent"]["n_splits"] == 2
+
+
+def test_nightly_retrain_promotes_a_better_candidate(_ml_env: dict[str, Path]):
+    synthetic_days(_ml_env["data"])
+    weak = train(lr=0.0).version
+    services.model_promote(version=weak)
+    runs = services.nightly_retrain(markets=[MARKET], params=small_params())
+    decision = runs[0].decision
+    assert decision["promote"] is True, decision
+    assert decision["candidate_net_pnl"] > decision["incumbent_net_pnl"]
+    assert decision["candidate_dir_acc"] >= decision["incumbent_dir_acc"]
+    active = ModelVersion.objects.get(status=ModelStatus.ACTIVE)
+    assert active.pk == runs[0].result_version_id
+    weak.refresh_from_db()
+    assert weak.status == ModelStatus.RETIRED
+
+
+def test_nightly_retrain_skips_markets_without_day_files(_ml_env: dict[str, Path]):
+    assert services.nightly_retrain(markets=["KRW-XRP"], params=small_params()) == []

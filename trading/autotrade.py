@@ -1,0 +1,512 @@
+"""Auto-trading: per user and market sessions that act on the ML worker's predictions.
+
+Rule (per prediction, per running session): cost = both fees + the current half-spread (relative to the
+mid, from the live book); buy ``order_krw`` when predicted return > threshold + cost; sell the session's
+position when predicted return < -(threshold + cost) or the price fell to the user's stop; nothing while
+in the cool-down, while an order of the session is still open, above the position limit, with auto-trading
+halted (daily loss limit) or the kill switch engaged. Every evaluated prediction leaves one
+``AutoTradeDecision`` (unique per session and prediction, so a redelivered task changes nothing) and is
+pushed to ``user.<id>``. Orders go through ``order_place(source="auto")`` with the key
+``auto-<session>-<prediction ts>`` *outside* the decision's transaction, so the pending order row is
+committed before the exchange is called, as order_place requires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
+from trading import errors
+from trading.models import OPEN_ORDER_STATES, Order, OrderSource, OrdType, Side, TradingProfile
+from trading.models_autotrade import (
+    AutoTradeAction,
+    AutoTradeDecision,
+    AutoTradeOutcome,
+    AutoTradeSession,
+    AutoTradeState,
+)
+from trading.services.realtime import user_event_publish
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+RATE_Q = Decimal("0.0000000001")
+VOLUME_Q = Decimal("0.00000001")
+MAX_THRESHOLD = Decimal("0.05")  # 5 %: anything above is a typo, not a strategy
+DEFAULT_COOLDOWN_S = 10
+MAX_PREDICTION_AGE_S = 30.0  # a prediction that waited longer than this in the queue is not traded on
+
+
+def _fee_rate() -> Decimal:
+    return Decimal(str(settings.UPBIT_FEE_RATE))
+
+
+def _dec(value: Any, *, what: str) -> Decimal:
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        raise ValidationFailed(_("%(what)s must be a number.") % {"what": what}, code="invalid") from None
+    if not d.is_finite():
+        raise ValidationFailed(_("%(what)s must be a number.") % {"what": what}, code="invalid")
+    return d
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+def _validate_threshold(threshold: Decimal) -> Decimal:
+    if threshold < 0 or threshold > MAX_THRESHOLD:
+        raise ValidationFailed(_("The profit threshold must be between 0% and 5%."), code="invalid_threshold")
+    return threshold.quantize(RATE_Q)
+
+
+def autotrade_start(
+    *,
+    user: Any,
+    market: str,
+    threshold: Decimal,
+    order_krw: Decimal,
+    cooldown_s: int | None = None,
+    max_position_krw: Decimal | None = None,
+    stop_loss: Decimal | None = None,
+) -> AutoTradeSession:
+    """Start auto-trading ``market`` for ``user`` in the user's current mode (paper for new accounts).
+    ``threshold`` and ``stop_loss`` are fractions (0.0005 = 0.05 %). Starting again after a halt (daily loss
+    limit) is the user's acknowledgement: the halt is lifted unless the kill switch is engaged."""
+    from trading.selectors import kill_switch_engaged
+    from trading.services.orders import MARKET_RE
+    from trading.services.profiles import auto_trading_resume, trading_profile_ensure
+
+    market = (market or "").strip().upper()
+    if not MARKET_RE.match(market):
+        raise errors.MarketNotFound(_("Only KRW markets like KRW-BTC can be traded."))
+    threshold = _validate_threshold(_dec(threshold, what=_("The threshold")))
+    order_krw = _dec(order_krw, what=_("The order size"))
+    min_total = Decimal(settings.UPBIT_MIN_ORDER_KRW)
+    if order_krw < min_total or order_krw.as_tuple().exponent < -8:  # type: ignore[operator]
+        raise errors.UnderMinTotal(
+            _("The order size must be at least %(min)s KRW.") % {"min": f"{settings.UPBIT_MIN_ORDER_KRW:,}"}
+        )
+    if max_position_krw is not None:
+        max_position_krw = _dec(max_position_krw, what=_("The position limit"))
+        if max_position_krw < order_krw:
+            raise ValidationFailed(_("The position limit must be at least one order."), code="invalid_limit")
+    if stop_loss is not None:
+        stop_loss = _dec(stop_loss, what=_("The stop"))
+        if not (ZERO < stop_loss < 1):
+            raise ValidationFailed(_("The stop must be between 0% and 100% below cost."), code="invalid_stop")
+    cooldown = DEFAULT_COOLDOWN_S if cooldown_s is None else int(cooldown_s)
+    if cooldown < 0 or cooldown > 86_400:
+        raise ValidationFailed(_("The cool-down must be between 0 and 86,400 seconds."), code="invalid_cooldown")
+    if kill_switch_engaged():
+        raise errors.TradingHalted(_("Trading is stopped by the operators (kill switch)."))
+    profile = trading_profile_ensure(user=user)
+    if profile.max_order_krw is not None and order_krw > profile.max_order_krw:
+        raise errors.RiskLimitExceeded(
+            _("The order size is above your maximum order size of %(limit)s KRW.")
+            % {"limit": f"{profile.max_order_krw:,.0f}"}
+        )
+    from mlmodel.selectors import model_active
+
+    if model_active(market=market) is None:
+        raise Conflict(_("No prediction model serves %(market)s yet.") % {"market": market}, code="no_model")
+    if profile.auto_trading_halted:
+        profile = auto_trading_resume(user=user)
+    try:
+        with transaction.atomic():
+            session = AutoTradeSession.objects.create(
+                user=user, market=market, mode=profile.mode, running_key=market, threshold=threshold,
+                order_krw=order_krw, max_position_krw=max_position_krw,
+                stop_loss=stop_loss.quantize(RATE_Q) if stop_loss is not None else None, cooldown_s=cooldown,
+            )
+    except IntegrityError:
+        raise Conflict(_("Auto-trading is already running on %(market)s.") % {"market": market},
+                       code="already_running") from None
+    _push_session(session)
+    return session
+
+
+def _own_session(*, user: Any, session_id: int | None = None, market: str | None = None,
+                 lock: bool = False) -> AutoTradeSession:
+    qs = AutoTradeSession.objects.filter(user=user)
+    if lock:
+        qs = qs.select_for_update()
+    if session_id is not None:
+        session = qs.filter(pk=session_id).first()
+    elif market:
+        session = qs.filter(running_key=(market or "").strip().upper()).first()
+    else:
+        raise ValidationFailed(_("Say which session: its id or its market."), code="invalid")
+    if session is None:
+        raise NotFound(_("No such auto-trading session."))
+    return session
+
+
+def autotrade_change(*, user: Any, threshold: Decimal, session_id: int | None = None,
+                     market: str | None = None) -> AutoTradeSession:
+    """Change the threshold of a running session; the next prediction is judged with it."""
+    threshold = _validate_threshold(_dec(threshold, what=_("The threshold")))
+    with transaction.atomic():
+        session = _own_session(user=user, session_id=session_id, market=market, lock=True)
+        if not session.is_running:
+            raise Conflict(_("This auto-trading session is stopped."), code="stopped")
+        session.threshold = threshold
+        session.save(update_fields=["threshold", "updated_at"])
+    _push_session(session)
+    return session
+
+
+def autotrade_stop(*, user: Any, session_id: int | None = None, market: str | None = None,
+                   reason: str = "") -> AutoTradeSession:
+    """Stop a session and cancel its open orders (idempotent)."""
+    with transaction.atomic():
+        session = _own_session(user=user, session_id=session_id, market=market, lock=True)
+        if session.is_running:
+            session.state, session.running_key = AutoTradeState.STOPPED, None
+            session.stopped_at = timezone.now()
+            session.stop_reason = (reason or str(_("Stopped by the user")))[:200]
+            session.save(update_fields=["state", "running_key", "stopped_at", "stop_reason", "updated_at"])
+    _cancel_open_orders(session)
+    _push_session(session)
+    return session
+
+
+def autotrade_sessions_stop_all(*, user: Any | None, reason: str) -> int:
+    """Stop every running session (of one user, or everyone's: kill switch)."""
+    qs = AutoTradeSession.objects.filter(state=AutoTradeState.RUNNING).select_related("user")
+    if user is not None:
+        qs = qs.filter(user=user)
+    n = 0
+    for session in qs:
+        try:
+            autotrade_stop(user=session.user, session_id=session.pk, reason=reason)
+            n += 1
+        except ApplicationError:
+            logger.warning("could not stop auto-trading session %s", session.pk, exc_info=True)
+    return n
+
+
+def _session_orders(session: AutoTradeSession) -> QuerySet[Order]:
+    ids = AutoTradeDecision.objects.filter(session=session, order__isnull=False).values("order_id")
+    return Order.objects.filter(pk__in=ids)
+
+
+def _cancel_open_orders(session: AutoTradeSession) -> int:
+    from trading.services.orders import order_cancel
+
+    n = 0
+    for order in _session_orders(session).filter(state__in=OPEN_ORDER_STATES):
+        try:
+            order_cancel(user=session.user, order_id=order.pk)
+            n += 1
+        except ApplicationError as exc:
+            logger.warning("auto-trading stop: cancel of order %s failed: %s", order.pk, exc.code)
+    return n
+
+
+# ----------------------------------------------------------------------------- position
+
+
+@dataclass(frozen=True)
+class SessionPosition:
+    volume: Decimal  # coin bought by this session and not sold yet
+    cost: Decimal  # KRW paid for it, fees included (average cost)
+    open_orders: int
+
+    @property
+    def avg_cost(self) -> Decimal | None:
+        return self.cost / self.volume if self.volume > 0 else None
+
+
+def session_position(*, session: AutoTradeSession) -> SessionPosition:
+    """The session's own position from its orders' fills (average cost, fees in): manual trades on the
+    same coin are not the session's to sell."""
+    volume = cost = ZERO
+    open_orders = 0
+    for o in _session_orders(session).order_by("created_at", "id"):
+        if o.state in OPEN_ORDER_STATES:
+            open_orders += 1
+        if o.executed_volume <= 0:
+            continue
+        if o.side == Side.BID:
+            volume += o.executed_volume
+            cost += o.executed_funds + o.paid_fee
+        else:
+            sold = min(o.executed_volume, volume)
+            if volume > 0:
+                cost -= cost * sold / volume
+            volume -= sold
+    if volume <= 0:
+        volume, cost = ZERO, ZERO
+    return SessionPosition(volume=volume, cost=cost, open_orders=open_orders)
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+@dataclass(frozen=True)
+class Costs:
+    best_bid: Decimal
+    best_ask: Decimal
+    fee_cost: Decimal
+    half_spread: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.fee_cost + self.half_spread
+
+
+def round_trip_cost(*, best_bid: Decimal, best_ask: Decimal, fee_rate: Decimal | None = None) -> Costs:
+    """Both fees plus the half-spread relative to the mid: what a buy-now, sell-later round trip costs
+    before the price has to move at all."""
+    rate = _fee_rate() if fee_rate is None else fee_rate
+    if best_bid <= 0 or best_ask <= 0 or best_ask < best_bid:
+        raise errors.ExchangeUnavailable(_("The order book is not usable right now."))
+    mid = (best_bid + best_ask) / 2
+    half = ((best_ask - best_bid) / 2 / mid).quantize(RATE_Q)
+    return Costs(best_bid=best_bid, best_ask=best_ask, fee_cost=(2 * rate).quantize(RATE_Q), half_spread=half)
+
+
+def _live_costs(market: str, prediction: dict[str, Any]) -> Costs:
+    """Cost from the live book; the book the prediction was made on is the fallback."""
+    from trading import marketdata
+
+    try:
+        book = marketdata.orderbook_get(market=market)
+        if book.bids and book.asks:
+            return round_trip_cost(best_bid=book.bids[0][0], best_ask=book.asks[0][0])
+    except ApplicationError:
+        pass
+    bid, ask = prediction.get("best_bid"), prediction.get("best_ask")
+    if bid is None or ask is None:
+        raise errors.ExchangeUnavailable(_("No order book for %(market)s.") % {"market": market})
+    return round_trip_cost(best_bid=Decimal(str(bid)), best_ask=Decimal(str(ask)))
+
+
+def decide(
+    *,
+    session: AutoTradeSession,
+    profile: TradingProfile | None,
+    predicted_return: Decimal,
+    costs: Costs,
+    position: SessionPosition,
+    now: dt.datetime,
+    kill_switch: bool,
+) -> tuple[str, str, str]:
+    """(action, reason, detail) for one prediction. Pure given its inputs (tested by hand-computed cases)."""
+    edge = session.threshold + costs.total
+    if kill_switch:
+        return AutoTradeAction.HOLD, "kill_switch", str(_("Trading is stopped by the operators."))
+    if profile is not None and profile.auto_trading_halted:
+        return AutoTradeAction.HOLD, "halted", profile.halted_reason
+    if position.open_orders:
+        return AutoTradeAction.HOLD, "order_in_flight", ""
+    if session.stop_loss is not None and position.volume > 0 and position.avg_cost is not None:
+        stop_price = position.avg_cost * (1 - session.stop_loss)
+        if costs.best_bid <= stop_price:
+            return AutoTradeAction.SELL, "stop_loss", f"bid {costs.best_bid} <= stop {stop_price:.8f}"
+    cooling = (session.last_order_at is not None
+               and now < session.last_order_at + dt.timedelta(seconds=session.cooldown_s))
+    if predicted_return > edge:
+        limit = session.max_position_krw if session.max_position_krw is not None else session.order_krw
+        if profile is not None and profile.max_position_krw is not None:
+            limit = min(limit, profile.max_position_krw)
+        held = position.volume * costs.best_bid
+        if held + session.order_krw > limit:
+            return AutoTradeAction.HOLD, "position_limit", f"held {held:.0f} + {session.order_krw:.0f} > {limit:.0f}"
+        if cooling:
+            return AutoTradeAction.HOLD, "cooldown", ""
+        return AutoTradeAction.BUY, "signal_buy", f"{predicted_return} > {edge}"
+    if predicted_return < -edge:
+        if position.volume <= 0:
+            return AutoTradeAction.HOLD, "no_position", ""
+        if position.volume * costs.best_bid < Decimal(settings.UPBIT_MIN_ORDER_KRW):
+            return AutoTradeAction.HOLD, "under_min_total", ""
+        if cooling:
+            return AutoTradeAction.HOLD, "cooldown", ""
+        return AutoTradeAction.SELL, "signal_sell", f"{predicted_return} < -{edge}"
+    return AutoTradeAction.HOLD, "below_threshold", ""
+
+
+def _prediction_fields(prediction: dict[str, Any]) -> tuple[str, int, Decimal]:
+    try:
+        market = str(prediction["market"])
+        ts = int(prediction["ts"])
+        pred = Decimal(str(float(prediction["predicted_return"]))).quantize(RATE_Q)
+    except (KeyError, TypeError, ValueError, InvalidOperation):
+        raise ValidationFailed(_("Malformed prediction."), code="invalid") from None
+    if not pred.is_finite():
+        raise ValidationFailed(_("Malformed prediction."), code="invalid")
+    return market, ts, pred
+
+
+def autotrade_on_prediction(*, prediction: dict[str, Any]) -> list[AutoTradeDecision]:
+    """Evaluate every running session of the prediction's market; one user's failure never touches another's."""
+    market, _ts, _pred = _prediction_fields(prediction)
+    published = prediction.get("published_at")
+    if published is not None and timezone.now().timestamp() - float(published) > MAX_PREDICTION_AGE_S:
+        logger.warning("stale prediction for %s dropped", market)
+        return []
+    out = []
+    for sid in AutoTradeSession.objects.filter(market=market, state=AutoTradeState.RUNNING).values_list(
+        "pk", flat=True
+    ):
+        try:
+            decision = autotrade_session_evaluate(session_id=sid, prediction=prediction)
+        except Exception:  # noqa: BLE001 - isolation: the other sessions still run
+            logger.exception("auto-trading session %s failed on a prediction", sid)
+            continue
+        if decision is not None:
+            out.append(decision)
+    return out
+
+
+def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -> AutoTradeDecision | None:
+    """One session, one prediction: decide and log (phase 1, under the session's row lock), then place the
+    order (phase 2, outside it). A redelivered prediction returns the logged decision (and finishes its
+    order with the same idempotency key if a crash interrupted it)."""
+    from trading.selectors import kill_switch_engaged
+
+    market, ts, pred = _prediction_fields(prediction)
+    existing = AutoTradeDecision.objects.filter(session_id=session_id, prediction_ts=ts).first()
+    if existing is not None:
+        if existing.outcome == AutoTradeOutcome.PENDING:
+            _place(existing)
+        return existing
+    costs = _live_costs(market, prediction)
+    with transaction.atomic():
+        session = AutoTradeSession.objects.select_for_update().filter(pk=session_id).first()
+        if session is None or not session.is_running or session.market != market:
+            return None
+        if ts <= session.last_prediction_ts:
+            return None  # out of order: a newer prediction was already judged
+        profile = TradingProfile.objects.filter(user_id=session.user_id).first()
+        position = session_position(session=session)
+        now = timezone.now()
+        action, reason, detail = decide(session=session, profile=profile, predicted_return=pred, costs=costs,
+                                        position=position, now=now, kill_switch=kill_switch_engaged())
+        key = f"auto-{session.pk}-{ts}" if action != AutoTradeAction.HOLD else ""
+        decision = AutoTradeDecision.objects.create(
+            session=session, user_id=session.user_id, market=market, prediction_ts=ts, predicted_return=pred,
+            horizon_s=prediction.get("horizon_s"), model_version=str(prediction.get("model_version") or "")[:100],
+            best_bid=costs.best_bid, best_ask=costs.best_ask, threshold=session.threshold,
+            fee_cost=costs.fee_cost, half_spread=costs.half_spread, cost=costs.total, action=action,
+            reason=reason, detail=detail[:300], idempotency_key=key,
+            outcome=AutoTradeOutcome.PENDING if key else AutoTradeOutcome.NONE,
+            order_krw=session.order_krw if action == AutoTradeAction.BUY else None,
+            volume=position.volume.quantize(VOLUME_Q, rounding=ROUND_DOWN) if action == AutoTradeAction.SELL
+            else None,
+        )
+        session.last_prediction_ts = ts
+        fields = ["last_prediction_ts", "updated_at"]
+        if key:
+            session.last_order_at = now
+            fields.append("last_order_at")
+        session.save(update_fields=fields)
+    if decision.outcome == AutoTradeOutcome.PENDING:
+        _place(decision)
+    else:
+        _push_decision(decision)
+    return decision
+
+
+def _place(decision: AutoTradeDecision) -> None:
+    from trading.services.orders import order_place
+
+    session = decision.session
+    try:
+        if decision.action == AutoTradeAction.BUY:
+            order = order_place(user=session.user, market=decision.market, side=Side.BID, ord_type=OrdType.PRICE,
+                                price=decision.order_krw, idempotency_key=decision.idempotency_key,
+                                source=OrderSource.AUTO, mode=session.mode)
+        else:
+            order = order_place(user=session.user, market=decision.market, side=Side.ASK, ord_type=OrdType.MARKET,
+                                volume=decision.volume, idempotency_key=decision.idempotency_key,
+                                source=OrderSource.AUTO, mode=session.mode)
+    except errors.ExchangeUnavailable as exc:
+        # Outcome unknown: the order row (if any) is pending and reconciliation settles it.
+        order = Order.objects.filter(user_id=session.user_id, idempotency_key=decision.idempotency_key).first()
+        AutoTradeDecision.objects.filter(pk=decision.pk).update(
+            order=order, outcome=AutoTradeOutcome.PLACED if order else AutoTradeOutcome.REJECTED,
+            detail=f"{decision.detail} | {exc.code}"[:300])
+    except ApplicationError as exc:
+        order = Order.objects.filter(user_id=session.user_id, idempotency_key=decision.idempotency_key).first()
+        AutoTradeDecision.objects.filter(pk=decision.pk).update(
+            order=order, outcome=AutoTradeOutcome.REJECTED, detail=f"{exc.code}: {exc.message}"[:300])
+    else:
+        AutoTradeDecision.objects.filter(pk=decision.pk).update(order=order, outcome=AutoTradeOutcome.PLACED)
+    decision.refresh_from_db()
+    _push_decision(decision)
+
+
+# ----------------------------------------------------------------------------- reads and pushes
+
+
+def autotrade_sessions_list(*, user: Any) -> QuerySet[AutoTradeSession]:
+    return AutoTradeSession.objects.filter(user=user).order_by("-started_at", "-id")
+
+
+def autotrade_decisions_list(*, user: Any, session_id: int | None = None, market: str | None = None,
+                             actions_only: bool = False) -> QuerySet[AutoTradeDecision]:
+    qs = AutoTradeDecision.objects.filter(user=user).select_related("order")
+    if session_id is not None:
+        qs = qs.filter(session_id=session_id)
+    if market:
+        qs = qs.filter(market=market.strip().upper())
+    if actions_only:
+        qs = qs.exclude(action=AutoTradeAction.HOLD)
+    return qs.order_by("-prediction_ts", "-id")
+
+
+def _s(v: Decimal | None) -> str | None:
+    return None if v is None else format(v.normalize(), "f")
+
+
+def session_data(*, session: AutoTradeSession, with_position: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": session.pk, "market": session.market, "mode": session.mode, "state": session.state,
+        "threshold": _s(session.threshold), "threshold_pct": _s(session.threshold * 100),
+        "order_krw": _s(session.order_krw), "max_position_krw": _s(session.max_position_krw),
+        "stop_loss": _s(session.stop_loss), "cooldown_s": session.cooldown_s,
+        "started_at": session.started_at.isoformat() if session.started_at else None,
+        "stopped_at": session.stopped_at.isoformat() if session.stopped_at else None,
+        "stop_reason": session.stop_reason,
+    }
+    if with_position:
+        pos = session_position(session=session)
+        data["position"] = {"volume": _s(pos.volume), "cost_krw": _s(pos.cost.quantize(VOLUME_Q)),
+                            "open_orders": pos.open_orders}
+    return data
+
+
+def decision_data(*, decision: AutoTradeDecision) -> dict[str, Any]:
+    return {
+        "id": decision.pk, "session_id": decision.session_id, "market": decision.market,
+        "prediction_ts": decision.prediction_ts, "predicted_return": _s(decision.predicted_return),
+        "horizon_s": decision.horizon_s, "model_version": decision.model_version,
+        "best_bid": _s(decision.best_bid), "best_ask": _s(decision.best_ask),
+        "threshold": _s(decision.threshold), "fee_cost": _s(decision.fee_cost),
+        "half_spread": _s(decision.half_spread), "cost": _s(decision.cost), "action": decision.action,
+        "reason": decision.reason, "detail": decision.detail, "outcome": decision.outcome,
+        "order_id": decision.order_id, "order_state": decision.order.state if decision.order_id else None,
+        "created_at": decision.created_at.isoformat() if decision.created_at else None,
+    }
+
+
+def _push_session(session: AutoTradeSession) -> None:
+    user_event_publish(user_id=session.user_id, kind="auto_session",
+                       data={"session": session_data(session=session, with_position=False)})
+
+
+def _push_decision(decision: AutoTradeDecision) -> None:
+    user_event_publish(user_id=decision.user_id, kind="auto_decision", data={"decision": decision_data(
+        decision=decision)})

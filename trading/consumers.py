@@ -1,0 +1,46 @@
+"""``/ws/user/``: the logged-in user's own order, balance and auto-trading events (group ``user.<id>``).
+
+The channel layer delivers at most once: after a reconnect the browser re-reads state over REST; the
+``hello`` frame says so and carries the current trading mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from trading.services.realtime import user_group
+
+
+class UserConsumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.group = user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        mode = await database_sync_to_async(_mode)(user)
+        await self.send_json({"kind": "hello", "mode": mode, "resync": True})
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"kind": "pong"})
+
+    async def user_event(self, event: dict[str, Any]) -> None:
+        await self.send_json(event.get("data") or {})
+
+
+def _mode(user: Any) -> str:
+    from trading.selectors import profile_get
+
+    return profile_get(user=user).mode

@@ -1,0 +1,155 @@
+"""The ``/trade`` dashboard page: renders the shell and the client configuration; live data comes over
+WebSockets (``/ws/market/<CODE>/``, ``/ws/user/``) and actions go through the REST API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET
+
+from accounts.selectors import exchange_credential_status
+
+DEFAULT_MARKET = "KRW-BTC"
+KRW_MARKET_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
+
+# REST endpoints the page calls (initial loads, re-sync after a reconnect, actions). Kept in one place so
+# the client has no URL knowledge of its own; ``{id}`` is filled in by the client.
+API_ENDPOINTS: dict[str, str] = {
+    "markets": "/api/market/markets/",
+    "ticker": "/api/market/{code}/ticker/",
+    "orderbook": "/api/market/{code}/orderbook/",
+    "trades": "/api/market/{code}/trades/",
+    "candles": "/api/market/{code}/candles/",
+    "exchanges": "/api/market/exchanges/btc/",
+    "news": "/api/market/news/",
+    "mode": "/api/trading/mode/",
+    "balances": "/api/trading/balances/",
+    "portfolio": "/api/trading/portfolio/",
+    "buy": "/api/trading/orders/buy/",
+    "sell": "/api/trading/orders/sell/",
+    "limit": "/api/trading/orders/limit/",
+    "orders": "/api/trading/orders/",
+    "order_cancel": "/api/trading/orders/{id}/cancel/",
+    "scheduled": "/api/trading/scheduled-orders/",
+    "scheduled_cancel": "/api/trading/scheduled-orders/{id}/cancel/",
+    "auto": "/api/trading/auto/",
+    "auto_start": "/api/trading/auto/start/",
+    "auto_change": "/api/trading/auto/change/",
+    "auto_stop": "/api/trading/auto/stop/",
+    "auto_decisions": "/api/trading/auto/decisions/",
+    "model": "/api/ml/model/",
+}
+
+# Every string the scripts show, translated on the server for the page's language (msgids in locale/).
+JS_STRINGS: dict[str, Any] = {
+    "connecting": _("Connecting…"),
+    "live": _("Live"),
+    "reconnecting": _("Reconnecting in {s} s…"),
+    "reconnecting_now": _("Reconnecting…"),
+    "offline": _("You are offline. Waiting for the network…"),
+    "stale": _("No market data for {s} s: the market may be closed or the feed interrupted."),
+    "stale_short": _("stale"),
+    "no_data": _("No data yet"),
+    "loading": _("Loading…"),
+    "error_generic": _("Something went wrong. Please try again."),
+    "error_network": _("The server could not be reached. Please try again."),
+    "error_unavailable": _("This information is not available right now."),
+    "session_expired": _("Your session has expired. Please log in again."),
+    "order_sent": _("Order placed."),
+    "order_cancelled": _("Order cancelled."),
+    "scheduled_created": _("Scheduled order created."),
+    "scheduled_cancelled": _("Scheduled order cancelled."),
+    "auto_started": _("Auto-trading started."),
+    "auto_stopped": _("Auto-trading stopped."),
+    "threshold_applied": _("Profit threshold applied: {v}."),
+    "confirm_cancel": _("Cancel this order?"),
+    "cancel": _("Cancel"),
+    "buy": _("Buy"),
+    "sell": _("Sell"),
+    "bid": _("Buy"),
+    "ask": _("Sell"),
+    "none": _("None"),
+    "running": _("Running"),
+    "stopped": _("Stopped"),
+    "paper": _("PAPER"),
+    "live_mode": _("LIVE"),
+    "premium": _("premium"),
+    "prediction": _("Prediction"),
+    "predicted_return": _("Predicted return {v} over {h} s"),
+    "model_none": _("No active model yet"),
+    "no_orders": _("No orders yet."),
+    "no_open_orders": _("No open orders."),
+    "no_scheduled": _("No scheduled orders."),
+    "no_decisions": _("No decisions yet in this session."),
+    "no_news": _("No news right now."),
+    "no_assets": _("No coins held."),
+    "at_time": _("at {t}"),
+    "when_above": _("when price ≥ {p}"),
+    "when_below": _("when price ≤ {p}"),
+    "expires": _("expires {t}"),
+    "krw_amount": _("{v} KRW"),
+    "invalid_amount": _("Enter a positive amount."),
+    "invalid_time": _("Choose a time in the future."),
+    "chart_fallback": _("Simple chart (the chart library is not installed)."),
+    "depth_label": _("Cumulative order book depth"),
+    "market_changed": _("Market changed to {m}."),
+    "mode_paper_hint": _("Paper trading: orders are simulated against the live order book."),
+    "state_pending": _("Pending"),
+    "state_open": _("Open"),
+    "state_done": _("Filled"),
+    "state_cancelled": _("Cancelled"),
+    "state_rejected": _("Rejected"),
+    "state_firing": _("Firing"),
+    "state_fired": _("Fired"),
+    "state_filled": _("Filled"),
+    "state_failed": _("Failed"),
+    "state_expired": _("Expired"),
+    "source_manual": _("Manual"),
+    "source_scheduled": _("Scheduled"),
+    "source_auto": _("Auto"),
+    "action_buy": _("buy"),
+    "action_sell": _("sell"),
+    "action_hold": _("hold"),
+    "action_skip": _("skip"),
+}
+
+
+def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, Any]:
+    """The page's server-rendered context: the client configuration and what the first paint needs."""
+    keys = exchange_credential_status(user=user)
+    config = {
+        "market": market,
+        "csrf": csrf_token,
+        "language": translation.get_language() or settings.LANGUAGE_CODE,
+        "ws": {"market": "/ws/market/{code}/", "user": "/ws/user/"},
+        "api": API_ENDPOINTS,
+        "has_keys": keys.stored,
+        "fee_rate": str(settings.UPBIT_FEE_RATE),
+        "min_order_krw": int(settings.UPBIT_MIN_ORDER_KRW),
+        "threshold": {"min": 0.01, "max": 0.1, "step": 0.01, "default": 0.05},
+        "stale_after_s": 10,
+        "vendor_chart": "/static/vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs",
+        "strings": {k: str(v) for k, v in JS_STRINGS.items()},
+    }
+    return {"config": config, "market": market, "has_keys": keys.stored}
+
+
+@require_GET
+@login_required
+def trade_page(request: HttpRequest) -> HttpResponse:
+    market = str(request.GET.get("market", DEFAULT_MARKET)).upper()
+    if not KRW_MARKET_RE.fullmatch(market):
+        market = DEFAULT_MARKET
+    return render(
+        request,
+        "trading/trade.html",
+        trade_page_context(user=request.user, market=market, csrf_token=get_token(request)),
+    )

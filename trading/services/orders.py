@@ -1,0 +1,552 @@
+"""Placing, cancelling, syncing and reconciling orders, for both modes through the exchange interface.
+
+Order of events in ``order_place``: checks (kill switch, halt, parameters, tick, minimum, market, risk,
+balance) -> the ``Order`` row is committed as ``pending`` with the idempotency key -> the exchange is
+called with that key as Upbit ``identifier`` -> the row is updated from the answer. A crash between the
+commit and the answer leaves a ``pending`` row that ``orders_reconcile`` settles by looking the identifier
+up on the exchange, so an order is never placed twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import uuid as uuid_mod
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from core.errors import ApplicationError, NotFound
+from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, VOLUME_QUANTUM, is_on_tick
+from trading import errors, marketdata
+from trading.exchanges import exchange_for
+from trading.exchanges.base import Exchange, ExchangeOrder
+from trading.exchanges.matching import AVG_PRICE_QUANTUM, fee_for
+from trading.models import (
+    OPEN_ORDER_STATES,
+    Fill,
+    Order,
+    OrderSource,
+    OrderState,
+    OrdType,
+    Position,
+    ScheduledOrder,
+    ScheduledState,
+    Side,
+    TradingMode,
+)
+from trading.services.profiles import trading_profile_ensure
+from trading.services.realtime import user_event_publish
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+KEY_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,64}$")
+RESERVED_KEY_PREFIXES = ("sched-", "auto-")
+MARKET_RE = re.compile(r"^KRW-[A-Z0-9]{1,15}$")
+PENDING_GRACE = dt.timedelta(seconds=120)  # longer than the client's worst case (timeouts x retries)
+STATE_FROM_EXCHANGE = {
+    "wait": OrderState.OPEN,
+    "watch": OrderState.OPEN,
+    "done": OrderState.DONE,
+    "cancel": OrderState.CANCELLED,
+}
+
+
+def live_balances_cache_key(user_id: int) -> str:
+    return f"trading:live-balances:{user_id}"
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    market: str
+    side: str
+    ord_type: str
+    price: Decimal | None
+    volume: Decimal | None
+
+    def fingerprint(self, source: str) -> str:
+        parts = [self.market, self.side, self.ord_type, _canon(self.price), _canon(self.volume), source]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _canon(value: Decimal | None) -> str:
+    return "" if value is None else format(value.normalize(), "f")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------------------
+
+
+def idempotency_key_clean(key: str | None, *, internal: bool = False) -> str:
+    """A client key (``Idempotency-Key`` header / ``client_order_id``), or a fresh one when none was sent."""
+    if key is None or key == "":
+        return uuid_mod.uuid4().hex
+    if not KEY_RE.match(key):
+        raise errors.InvalidOrder(
+            _("The idempotency key must be 1-64 letters, digits or the characters _ - : ."),
+            code="invalid_key",
+        )
+    if not internal and key.startswith(RESERVED_KEY_PREFIXES):
+        raise errors.InvalidOrder(_("This idempotency key prefix is reserved."), code="invalid_key")
+    return key
+
+
+def _positive(value: Any, *, what: str) -> Decimal:
+    if isinstance(value, float) or not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+        raise errors.InvalidOrder(_("%(field)s must be a positive decimal number.") % {"field": what})
+    return value
+
+
+def order_request_validate(
+    *, market: str, side: str, ord_type: str, price: Decimal | None, volume: Decimal | None
+) -> OrderRequest:
+    """Shape, number and exchange-rule checks that need no balance: type/parameter matrix, positive Decimals,
+    8-decimal volumes, KRW tick size, 5,000 KRW minimum where the total is known, KRW market format."""
+    market = (market or "").strip().upper()
+    if not MARKET_RE.match(market):
+        raise errors.MarketNotFound(_("Only KRW markets like KRW-BTC can be traded."))
+    if side not in Side.values or ord_type not in OrdType.values:
+        raise errors.InvalidOrder(_("Unknown order side or type."))
+    if ord_type == OrdType.PRICE:
+        if side != Side.BID or volume is not None or price is None:
+            raise errors.InvalidOrder(_("A market buy takes a KRW amount only."))
+    elif ord_type == OrdType.MARKET:
+        if side != Side.ASK or price is not None or volume is None:
+            raise errors.InvalidOrder(_("A market sell takes a volume only."))
+    elif price is None or volume is None:
+        raise errors.InvalidOrder(_("A limit order needs a price and a volume."))
+    if price is not None:
+        price = _positive(price, what=_("The price") if ord_type == OrdType.LIMIT else _("The amount"))
+        if price.as_tuple().exponent < -8:  # type: ignore[operator]
+            raise errors.InvalidOrder(_("Amounts carry at most 8 decimal places."))
+    if volume is not None:
+        volume = _positive(volume, what=_("The volume"))
+        if volume.quantize(VOLUME_QUANTUM) != volume:
+            raise errors.InvalidVolume()
+    if ord_type == OrdType.LIMIT and not is_on_tick(price):  # type: ignore[arg-type]
+        raise errors.InvalidPriceUnit()
+    known_total = (
+        price if ord_type == OrdType.PRICE else (price * volume if ord_type == OrdType.LIMIT else None)
+    )  # type: ignore[operator]
+    if known_total is not None:
+        _check_total(known_total)
+    return OrderRequest(market=market, side=side, ord_type=ord_type, price=price, volume=volume)
+
+
+def _check_total(total: Decimal) -> None:
+    from django.conf import settings
+
+    if total < Decimal(settings.UPBIT_MIN_ORDER_KRW):
+        raise errors.UnderMinTotal(
+            _("The order total must be at least %(min)s KRW.") % {"min": f"{settings.UPBIT_MIN_ORDER_KRW:,}"}
+        )
+    if total > MAX_ORDER_TOTAL_KRW:
+        raise errors.InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
+
+
+def _market_exists(market: str) -> None:
+    if market not in marketdata.market_codes():
+        raise errors.MarketNotFound()
+
+
+def _reference_price(market: str) -> Decimal:
+    ticker = marketdata.tickers_get(markets=[market]).get(market)
+    if ticker is None or ticker.price <= 0:
+        raise errors.ExchangeUnavailable(_("No current price for this market; try again shortly."))
+    return ticker.price
+
+
+def _risk_and_balance_check(*, user: Any, exchange: Exchange, req: OrderRequest, profile: Any) -> None:
+    """Checks that need the account: available balance (fees included) and the user's risk limits."""
+    from django.conf import settings
+
+    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+    if req.ord_type == OrdType.PRICE:
+        total = req.price
+    elif req.ord_type == OrdType.LIMIT:
+        total = req.price * req.volume  # type: ignore[operator]
+    else:
+        total = req.volume * _reference_price(req.market)  # type: ignore[operator]
+        _check_total(total)
+    assert total is not None
+    if profile.max_order_krw is not None and total > profile.max_order_krw:
+        raise errors.RiskLimitExceeded(
+            _("This order (%(total)s KRW) is above your maximum order size of %(limit)s KRW.")
+            % {"total": f"{total:,.0f}", "limit": f"{profile.max_order_krw:,.0f}"}
+        )
+    chance = exchange.order_chance(market=req.market)
+    if req.side == Side.BID:
+        if chance.bid_balance.balance < total + fee_for(total, rate):
+            raise errors.InsufficientFunds(
+                _(
+                    "Not enough KRW: this order needs %(need)s KRW including the fee; "
+                    "%(have)s KRW is available."
+                )
+                % {
+                    "need": f"{total + fee_for(total, rate):,.0f}",
+                    "have": f"{chance.bid_balance.balance:,.0f}",
+                }
+            )
+        if profile.max_position_krw is not None:
+            held = chance.ask_balance.total * _reference_price(req.market)
+            if held + total > profile.max_position_krw:
+                raise errors.RiskLimitExceeded(
+                    _("This buy would take your %(coin)s position above your limit of %(limit)s KRW.")
+                    % {"coin": req.market.split("-")[1], "limit": f"{profile.max_position_krw:,.0f}"}
+                )
+    elif chance.ask_balance.balance < req.volume:  # type: ignore[operator]
+        raise errors.InsufficientFunds(
+            _("Not enough %(coin)s: %(have)s is available.")
+            % {"coin": req.market.split("-")[1], "have": format(chance.ask_balance.balance.normalize(), "f")}
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Place
+# ----------------------------------------------------------------------------------------------------------
+
+
+def order_place(
+    *,
+    user: Any,
+    market: str,
+    side: str,
+    ord_type: str,
+    price: Decimal | None = None,
+    volume: Decimal | None = None,
+    idempotency_key: str | None = None,
+    source: str = OrderSource.MANUAL,
+    mode: str | None = None,
+    exchange: Exchange | None = None,
+) -> Order:
+    """Validate and place an order; returns the ``Order`` (a retry with the same key returns the same one).
+
+    ``mode`` defaults to the user's current mode (scheduled orders pass the mode they were created in);
+    ``exchange`` may be injected (tests, auto-trading)."""
+    from trading.selectors import kill_switch_engaged
+
+    internal = source != OrderSource.MANUAL
+    key = idempotency_key_clean(idempotency_key, internal=internal)
+    req = order_request_validate(market=market, side=side, ord_type=ord_type, price=price, volume=volume)
+    fingerprint = req.fingerprint(source)
+
+    existing = Order.objects.filter(user=user, idempotency_key=key).first()
+    if existing is not None:
+        return _replay(existing, fingerprint)
+
+    if kill_switch_engaged():
+        raise errors.TradingHalted(
+            _("Trading is stopped by the operators (kill switch). No orders are accepted.")
+        )
+    profile = trading_profile_ensure(user=user)
+    if source == OrderSource.AUTO and profile.auto_trading_halted:
+        raise errors.TradingHalted(
+            _("Auto-trading is halted for your account: %(reason)s")
+            % {"reason": profile.halted_reason or _("risk limit")}
+        )
+    mode = mode or profile.mode
+    _market_exists(req.market)
+    exchange = exchange or exchange_for(user=user, mode=mode)
+    _risk_and_balance_check(user=user, exchange=exchange, req=req, profile=profile)
+
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                user=user,
+                mode=mode,
+                market=req.market,
+                side=req.side,
+                ord_type=req.ord_type,
+                price=req.price,
+                volume=req.volume,
+                source=source,
+                state=OrderState.PENDING,
+                idempotency_key=key,
+                request_fingerprint=fingerprint,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key won the insert: it is the one that talks to the exchange.
+        existing = Order.objects.filter(user=user, idempotency_key=key).first()
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+
+    try:
+        answer = exchange.place_order(
+            market=req.market,
+            side=req.side,
+            ord_type=req.ord_type,
+            volume=req.volume,
+            price=req.price,
+            identifier=key,
+        )
+    except errors.ExchangeUnavailable as exc:
+        # The outcome is unknown (the request may have reached Upbit): keep ``pending`` for reconciliation.
+        Order.objects.filter(pk=order.pk).update(
+            error_code=exc.code, error_message=str(exc.message)[:300], submitted_at=timezone.now()
+        )
+        _publish(order)
+        raise errors.ExchangeUnavailable(
+            _(
+                "The exchange did not confirm the order in time. It is being checked and will show up "
+                "in your "
+                "order list either way; do not send it again."
+            ),
+            extra={"order_id": order.pk},
+        ) from exc
+    except ApplicationError as exc:
+        _reject(order, exc)
+        raise
+    order.submitted_at = timezone.now()
+    order.save(update_fields=["submitted_at"])
+    if answer.trades is None and answer.ord_type in (OrdType.PRICE, OrdType.MARKET):
+        # Market orders settle at once; fetch them with their trades so fills show immediately.
+        try:
+            answer = exchange.get_order(uuid=answer.uuid)
+        except ApplicationError:
+            pass  # reconciliation picks the fills up
+    return order_apply_exchange_state(order=order, answer=answer)
+
+
+def _replay(existing: Order, fingerprint: str) -> Order:
+    if existing.request_fingerprint and existing.request_fingerprint != fingerprint:
+        raise errors.IdempotencyConflict()
+    if existing.state == OrderState.REJECTED and existing.error_code:
+        cls = errors.ERROR_CLASSES.get(existing.error_code, errors.ExchangeRejected)
+        raise cls(existing.error_message or _("The order was rejected."))
+    return existing
+
+
+def _reject(order: Order, exc: ApplicationError) -> None:
+    now = timezone.now()
+    Order.objects.filter(pk=order.pk).update(
+        state=OrderState.REJECTED,
+        error_code=exc.code,
+        error_message=str(exc.message)[:300],
+        closed_at=now,
+        submitted_at=now,
+    )
+    order.refresh_from_db()
+    _publish(order)
+
+
+def _publish(order: Order) -> None:
+    from trading.selectors import order_event_data
+
+    if order.mode == TradingMode.LIVE:
+        cache.delete(live_balances_cache_key(order.user_id))
+    user_event_publish(user_id=order.user_id, kind="order", data={"order": order_event_data(order=order)})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sync from the exchange
+# ----------------------------------------------------------------------------------------------------------
+
+
+def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
+    """Bring an ``Order`` in line with the exchange's view: state, amounts, new fills (with fees and realized
+    P&L), position. Idempotent (fills are keyed by the exchange's trade uuid)."""
+    from django.conf import settings
+
+    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+    new_fills = 0
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        previous_state = order.state
+        if answer.uuid:
+            order.exchange_uuid = answer.uuid
+        if answer.trades is not None:
+            known = set(order.fills.values_list("trade_uuid", flat=True))
+            for t in answer.trades:
+                if t.uuid in known:
+                    continue
+                fee = t.fee if t.fee is not None else fee_for(t.funds, rate)
+                fill = Fill(
+                    order=order,
+                    trade_uuid=t.uuid,
+                    price=t.price,
+                    volume=t.volume,
+                    funds=t.funds,
+                    fee=fee,
+                    executed_at=t.created_at,
+                )
+                _position_apply(order=order, fill=fill)
+                fill.save()
+                new_fills += 1
+            funds = sum((f.funds for f in order.fills.all()), ZERO)
+            order.executed_funds = answer.executed_funds if answer.executed_funds is not None else funds
+        elif answer.executed_funds is not None:
+            order.executed_funds = answer.executed_funds
+        order.executed_volume = answer.executed_volume
+        order.paid_fee = answer.paid_fee
+        order.state = STATE_FROM_EXCHANGE.get(answer.state, OrderState.OPEN)
+        if order.state == OrderState.CANCELLED and order.ord_type == OrdType.PRICE and order.executed_volume > 0:
+            # Upbit closes a market buy as ``cancel`` when only sub-satoshi dust of the KRW was left: filled.
+            order.state = OrderState.DONE
+        if order.state in (OrderState.DONE, OrderState.CANCELLED) and order.closed_at is None:
+            order.closed_at = timezone.now()
+        order.last_synced_at = timezone.now()
+        order.error_code = ""
+        order.error_message = ""
+        order.save()
+        if order.state == OrderState.DONE:
+            ScheduledOrder.objects.filter(order=order, state=ScheduledState.FIRED).update(
+                state=ScheduledState.FILLED, updated_at=timezone.now()
+            )
+        if new_fills or order.state != previous_state:
+            _publish(order)
+    if new_fills:
+        from trading.services.risk import daily_loss_check
+
+        transaction.on_commit(lambda: daily_loss_check(user=order.user))
+    return order
+
+
+def _position_apply(*, order: Order, fill: Fill) -> None:
+    """Average-cost position per currency; buy fees go into the cost, sell fees reduce the proceeds."""
+    currency = order.market.split("-", 1)[1]
+    pos, _created = Position.objects.select_for_update().get_or_create(
+        user_id=order.user_id, mode=order.mode, currency=currency
+    )
+    if order.side == Side.BID:
+        cost = fill.funds + fill.fee
+        new_volume = pos.volume + fill.volume
+        pos.avg_buy_price = ((pos.volume * pos.avg_buy_price + cost) / new_volume).quantize(AVG_PRICE_QUANTUM)
+        pos.volume = new_volume
+        fill.realized_pnl = ZERO
+    else:
+        basis = pos.avg_buy_price if pos.volume > 0 else fill.price
+        realized = (fill.funds - fill.fee - basis * fill.volume).quantize(VOLUME_QUANTUM)
+        fill.realized_pnl = realized
+        pos.realized_pnl += realized
+        pos.volume = max(ZERO, pos.volume - fill.volume)
+        if pos.volume == 0:
+            pos.avg_buy_price = ZERO
+    pos.save()
+
+
+def order_sync(*, order: Order, exchange: Exchange | None = None) -> Order:
+    """Re-read one order from its exchange (by uuid, or by our identifier while it is pending)."""
+    exchange = exchange or exchange_for(user=order.user, mode=order.mode)
+    try:
+        if order.exchange_uuid:
+            answer = exchange.get_order(uuid=order.exchange_uuid)
+        else:
+            answer = exchange.get_order(identifier=order.idempotency_key)
+    except errors.ExchangeOrderNotFound:
+        if order.state == OrderState.PENDING and timezone.now() - order.created_at > PENDING_GRACE:
+            # Never reached the exchange (crash before the request left): close it, nothing was placed.
+            _reject(order, errors.ExchangeRejected(_("The order never reached the exchange.")))
+            order.refresh_from_db()
+        return order
+    return order_apply_exchange_state(order=order, answer=answer)
+
+
+def order_refresh_if_stale(*, order: Order, max_age: dt.timedelta = dt.timedelta(seconds=2)) -> Order:
+    """Re-read an open order from its exchange when the last look is older than ``max_age`` (order detail
+    view); exchange trouble leaves the stored state as it is."""
+    if order.state not in OPEN_ORDER_STATES:
+        return order
+    if order.last_synced_at and timezone.now() - order.last_synced_at < max_age:
+        return order
+    if order.state == OrderState.PENDING and timezone.now() - order.created_at < dt.timedelta(seconds=5):
+        return order  # still being placed by the request that created it
+    try:
+        order = order_sync(order=order)
+    except ApplicationError:
+        return order
+    return Order.objects.prefetch_related("fills").get(pk=order.pk)
+
+
+def orders_reconcile(*, user: Any | None = None, mode: str | None = None) -> dict[str, int]:
+    """Settle every ``pending``/``open`` order with its exchange (start-up and periodic). Errors on one
+    user's exchange (bad keys, Upbit down) are logged and skipped; counts by outcome are returned."""
+    qs = Order.objects.filter(state__in=OPEN_ORDER_STATES).select_related("user").order_by("user_id", "id")
+    if user is not None:
+        qs = qs.filter(user=user)
+    if mode is not None:
+        qs = qs.filter(mode=mode)
+    counts = {"checked": 0, "changed": 0, "errors": 0}
+    exchanges: dict[tuple[int, str], Exchange | None] = {}
+    for order in qs:
+        key = (order.user_id, order.mode)
+        if key not in exchanges:
+            try:
+                exchanges[key] = exchange_for(user=order.user, mode=order.mode)
+            except ApplicationError:
+                exchanges[key] = None
+        exchange = exchanges[key]
+        if exchange is None:
+            counts["errors"] += 1
+            continue
+        before = (order.state, order.executed_volume)
+        try:
+            after = order_sync(order=order, exchange=exchange)
+        except ApplicationError as exc:
+            logger.warning("reconcile order %s: %s", order.pk, exc.code)
+            counts["errors"] += 1
+            continue
+        counts["checked"] += 1
+        if (after.state, after.executed_volume) != before:
+            counts["changed"] += 1
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Cancel
+# ----------------------------------------------------------------------------------------------------------
+
+
+def order_cancel(*, user: Any, order_id: int, exchange: Exchange | None = None) -> Order:
+    """Cancel an open order of this user (404 for anyone else's)."""
+    order = Order.objects.filter(user=user, pk=order_id).first()
+    if order is None:
+        raise NotFound(_("Order not found."))
+    if order.state not in OPEN_ORDER_STATES:
+        raise errors.OrderNotCancelable()
+    exchange = exchange or exchange_for(user=user, mode=order.mode)
+    try:
+        if order.exchange_uuid:
+            answer = exchange.cancel_order(uuid=order.exchange_uuid)
+        else:
+            answer = exchange.cancel_order(identifier=order.idempotency_key)
+    except (errors.OrderNotCancelable, errors.ExchangeRejected, errors.InvalidOrder):
+        # Filled or cancelled meanwhile: show the truth, and say so.
+        order = order_sync(order=order, exchange=exchange)
+        raise errors.OrderNotCancelable() from None
+    except errors.ExchangeOrderNotFound:
+        order = order_sync(order=order, exchange=exchange)
+        raise errors.OrderNotCancelable(
+            _("The exchange has no open order for this; it was not placed.")
+        ) from None
+    if answer.is_open:
+        # Upbit cancels asynchronously; one re-read usually shows the final state.
+        try:
+            answer = exchange.get_order(uuid=answer.uuid)
+        except ApplicationError:
+            pass
+    return order_apply_exchange_state(order=order, answer=answer)
+
+
+def orders_cancel_all(*, user: Any | None = None) -> dict[str, int]:
+    """Cancel every open order (of one user, or everyone's: the kill switch)."""
+    qs = Order.objects.filter(state__in=OPEN_ORDER_STATES).select_related("user")
+    if user is not None:
+        qs = qs.filter(user=user)
+    counts = {"cancelled": 0, "failed": 0}
+    for order in qs:
+        try:
+            order_cancel(user=order.user, order_id=order.pk)
+            counts["cancelled"] += 1
+        except ApplicationError as exc:
+            logger.warning("cancel order %s failed: %s", order.pk, exc.code)
+            counts["failed"] += 1
+    return counts

@@ -1,0 +1,38 @@
+"""Paper-mode services: matching resting paper orders and syncing the user's orders from it."""
+
+from __future__ import annotations
+
+import logging
+
+from core.errors import ApplicationError
+from trading.exchanges.paper import PaperExchange, paper_match_market
+from trading.models import Order, OrderState, PaperOrder, TradingMode
+from trading.services.orders import order_sync
+
+logger = logging.getLogger(__name__)
+
+
+def paper_orders_match(*, markets: list[str] | None = None) -> int:
+    """Run the paper matcher on every market with resting paper orders; returns how many orders changed."""
+    markets = markets or sorted(set(PaperOrder.objects.filter(state="wait").values_list("market", flat=True)))
+    changed = 0
+    for market in markets:
+        try:
+            touched = paper_match_market(market=market)
+        except ApplicationError as exc:
+            logger.warning("paper matching for %s skipped: %s", market, exc.code)
+            continue
+        for paper_order in touched:
+            order = (
+                Order.objects.filter(
+                    user_id=paper_order.user_id,
+                    mode=TradingMode.PAPER,
+                    idempotency_key=paper_order.identifier,
+                )
+                .select_related("user")
+                .first()
+            )
+            if order is not None and order.state in (OrderState.PENDING, OrderState.OPEN):
+                order_sync(order=order, exchange=PaperExchange(order.user))
+            changed += 1
+    return changed
