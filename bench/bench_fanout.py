@@ -5,7 +5,8 @@
 The real path: this process plays the collector (``OBservator_ROLE=collector``) and feeds order books at a
 steady rate into :class:`market.fanout.MarketFanout`, which publishes through ``core.realtime`` (the relay
 of the web process in embedded mode, or Redis with ``--redis``) to the real ASGI server (uvicorn
-subprocess); a client subprocess holds N real WebSocket connections (``websockets``) on ``/ws/market/KRW-BTC/``
+subprocess); a client subprocess holds N real WebSocket connections (``websockets``) on
+``/ws/market/KRW-BTC/``
 and measures receive time minus the book's timestamp (stamped when the update was produced).
 
 Baseline in the same run, same server, same publisher: a naive consumer at ``/ws/naive/KRW-BTC/`` that joins
@@ -42,6 +43,13 @@ MARKET = "KRW-BTC"
 
 def make_app() -> Any:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observator.settings.test")
+    if os.environ.get("BENCH_PROFILE"):  # development aid: profile the server's event loop thread
+        import atexit
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        atexit.register(lambda: (profiler.disable(), profiler.dump_stats(os.environ["BENCH_PROFILE"])))
     from django.core.asgi import get_asgi_application
 
     django_app = get_asgi_application()
@@ -66,15 +74,26 @@ def make_app() -> Any:
 
         async def _forward(self, event: dict[str, Any]) -> None:
             kind = event["type"].split(".", 1)[1]
-            await self.send(text_data=json.dumps({"type": kind, "market": self.market, "data": event["data"]}))
+            await self.send(
+                text_data=json.dumps({"type": kind, "market": self.market, "data": event["data"]})
+            )
 
         market_orderbook = market_trade = market_ticker = market_prediction = _forward
 
-    routes = [re_path(r"^ws/naive/(?P<code>[A-Z0-9-]+)/$", NaiveMarketConsumer.as_asgi()), *websocket_urlpatterns]
-    return ProtocolTypeRouter({
-        "http": django_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes))),
-    })
+    routes = [
+        re_path(r"^ws/naive/(?P<code>[A-Z0-9-]+)/$", NaiveMarketConsumer.as_asgi()),
+        *websocket_urlpatterns,
+    ]
+    if os.environ.get("BENCH_RELAY_FASTPATH", "1") == "1":
+        from core.relay_asgi import RealtimeRelayFastPath
+
+        django_app = RealtimeRelayFastPath(django_app)
+    return ProtocolTypeRouter(
+        {
+            "http": django_app,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes))),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -96,24 +115,20 @@ async def _clients(url: str, origin: str, n: int, seconds: float) -> dict[str, A
     received = 0
     connected = 0
     all_connected = asyncio.Event()
-    stop_at: list[float] = []
+
+    sockets: list[Any] = []
 
     async def one() -> None:
         nonlocal received, connected
-        async with websockets.connect(url, origin=origin, open_timeout=60, max_size=None,
-                                      ping_interval=None) as ws:
+        async with websockets.connect(
+            url, origin=origin, open_timeout=60, max_size=None, ping_interval=None, compression=None
+        ) as ws:
+            sockets.append(ws)
             connected += 1
             if connected == n:
                 all_connected.set()
-            await all_connected.wait()
-            while True:
-                remaining = stop_at[0] - time.time() if stop_at else 60.0
-                if remaining <= 0:
-                    return
-                try:
-                    msg = await asyncio.wait_for(ws.recv(), timeout=remaining)
-                except TimeoutError:
-                    return
+            # Plain iteration (no per-message timeout task): the client must stay cheaper than the server.
+            async for msg in ws:
                 now_ms = time.time() * 1000.0
                 frame = loads(msg)
                 if frame.get("type") == "orderbook":
@@ -126,12 +141,18 @@ async def _clients(url: str, origin: str, n: int, seconds: float) -> dict[str, A
         if len(tasks) % 50 == 0:
             await asyncio.sleep(0.05)
     await asyncio.wait_for(all_connected.wait(), timeout=60)
-    stop_at.append(time.time() + seconds)
     print("READY", flush=True)
+    await asyncio.sleep(seconds)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
-    return {"latencies": latencies, "received": received, "errors": errors[:3], "error_count": len(errors),
-            "cpu_s": time.process_time()}
+    return {
+        "latencies": latencies,
+        "received": received,
+        "errors": errors[:3],
+        "error_count": len(errors),
+        "cpu_s": time.process_time(),
+    }
 
 
 def client_main(args: argparse.Namespace) -> None:
@@ -170,34 +191,68 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _publish(rate: float, seconds: float) -> int:
+async def _publish(rate: float, seconds: float, publish_ms: list[float]) -> int:
+    from core.realtime import apublish_many
     from market.fanout import MarketFanout
+
+    async def timed_publish(messages: list[tuple[str, dict[str, Any]]]) -> None:
+        t0 = time.perf_counter()
+        await apublish_many(messages)
+        publish_ms.append((time.perf_counter() - t0) * 1000.0)
 
     sent = 0
     period = 1.0 / rate
-    async with MarketFanout() as fanout:
+    async with MarketFanout(publisher=timed_publish) as fanout:
         start = time.monotonic()
         while time.monotonic() - start < seconds:
             now_ms = int(time.time() * 1000)
             bid = 100_000_000 + (sent % 50) * 1000
-            fanout.orderbook({
-                "type": "orderbook", "code": MARKET, "timestamp": now_ms, "total_ask_size": 30.0,
-                "total_bid_size": 30.0,
-                "orderbook_units": [{"ask_price": bid + 1000 * (i + 1), "bid_price": bid - 1000 * i,
-                                     "ask_size": 1.0, "bid_size": 1.0} for i in range(15)],
-            })
+            fanout.orderbook(
+                {
+                    "type": "orderbook",
+                    "code": MARKET,
+                    "timestamp": now_ms,
+                    "total_ask_size": 30.0,
+                    "total_bid_size": 30.0,
+                    "orderbook_units": [
+                        {
+                            "ask_price": bid + 1000 * (i + 1),
+                            "bid_price": bid - 1000 * i,
+                            "ask_size": 1.0,
+                            "bid_size": 1.0,
+                        }
+                        for i in range(15)
+                    ],
+                }
+            )
             sent += 1
             next_at = start + sent * period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     return sent
 
 
-def run_scenario(base: str, server_pid: int, path: str, n: int, rate: float, seconds: float) -> dict[str, Any]:
+def run_scenario(
+    base: str, server_pid: int, path: str, n: int, rate: float, seconds: float
+) -> dict[str, Any]:
     url = base.replace("http://", "ws://") + path
     client = subprocess.Popen(
-        [sys.executable, __file__, "--client", "--url", url, "--origin", base, "--n", str(n),
-         "--seconds", str(seconds)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            "--url",
+            url,
+            "--origin",
+            base,
+            "--n",
+            str(n),
+            "--seconds",
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert client.stdout is not None
@@ -205,7 +260,8 @@ def run_scenario(base: str, server_pid: int, path: str, n: int, rate: float, sec
         if not line.startswith("READY"):
             raise RuntimeError(f"clients failed: {line} {client.stderr.read() if client.stderr else ''}")
         cpu0 = _cpu_seconds(server_pid)
-        sent = asyncio.run(_publish(rate, seconds - 0.5))
+        publish_ms: list[float] = []
+        sent = asyncio.run(_publish(rate, seconds - 0.5, publish_ms))
         cpu1 = _cpu_seconds(server_pid)
         out, err = client.communicate(timeout=seconds + 30)
     finally:
@@ -215,20 +271,29 @@ def run_scenario(base: str, server_pid: int, path: str, n: int, rate: float, sec
     result_line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if result_line is None:
         raise RuntimeError(f"clients gave no result: {err[-2000:]}")
-    data = json.loads(result_line[len("RESULT "):])
+    data = json.loads(result_line[len("RESULT ") :])
     lat = data["latencies"]
-    warm = lat[n * 2:] if len(lat) > n * 4 else lat  # the first two rounds include connection warm-up
+    warm = lat[n * 2 :] if len(lat) > n * 4 else lat  # the first two rounds include connection warm-up
     return {
-        "path": path, "clients": n, "sent": sent, "received": data["received"],
+        "path": path,
+        "clients": n,
+        "sent": sent,
+        "received": data["received"],
         "delivery": data["received"] / max(1, sent * n),
-        "p50": statistics.median(warm) if warm else float("nan"), "p99": _pct(warm, 0.99),
+        "p50": statistics.median(warm) if warm else float("nan"),
+        "p99": _pct(warm, 0.99),
         "max": max(warm) if warm else float("nan"),
-        "server_cpu_s": cpu1 - cpu0, "client_cpu_s": data["cpu_s"], "errors": data["error_count"],
+        "publish_p50": statistics.median(publish_ms),
+        "server_cpu_s": cpu1 - cpu0,
+        "client_cpu_s": data["cpu_s"],
+        "errors": data["error_count"],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--origin", help=argparse.SUPPRESS)
@@ -236,9 +301,15 @@ def main() -> None:
     parser.add_argument("--clients", default="100,500", help="comma-separated client counts")
     parser.add_argument("--rate", type=float, default=10.0, help="order-book updates per second (Upbit: ~10)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement time per scenario")
-    parser.add_argument("--deflate", action="store_true",
-                        help="keep uvicorn's permessage-deflate on (default off: it costs CPU per frame per socket)")
-    parser.add_argument("--redis", default="", help="use Redis (channel layer) at this URL instead of the relay")
+    parser.add_argument("--ws", default="websockets", help="uvicorn WebSocket implementation")
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="keep uvicorn's permessage-deflate on (default off: it costs CPU per frame per socket)",
+    )
+    parser.add_argument(
+        "--redis", default="", help="use Redis (channel layer) at this URL instead of the relay"
+    )
     args = parser.parse_args()
     if args.client:
         client_main(args)
@@ -248,23 +319,47 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "observator.settings.test",
-        "SECRET_KEY": env.get("SECRET_KEY", "bench-fanout-secret-" + "x" * 40),
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "REDIS_URL": args.redis,
-        "REALTIME_RELAY_URL": f"{base}/internal/realtime/",
-        "UPBIT_REST_URL": f"http://127.0.0.1:{_free_port()}",  # nothing there: snapshots come from the stream
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "observator.settings.test",
+            "SECRET_KEY": env.get("SECRET_KEY", "bench-fanout-secret-" + "x" * 40),
+            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+            "REDIS_URL": args.redis,
+            "REALTIME_RELAY_URL": f"{base}/internal/realtime/",
+            # Nothing listens there: snapshots come from the stream.
+            "UPBIT_REST_URL": f"http://127.0.0.1:{_free_port()}",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     server_env = {**env, "OBSERVATOR_ROLE": "web"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.bench_fanout:make_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--ws", "websockets", "--lifespan", "off", "--log-level", "warning",
-         "--loop", "uvloop", "--http", "httptools",
-         *([] if args.deflate else ["--ws-per-message-deflate", "false"])],
-        cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bench_fanout:make_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            args.ws,
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            *([] if args.deflate else ["--ws-per-message-deflate", "false"]),
+        ],
+        cwd=ROOT,
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115
     )
     os.environ.update({**env, "OBSERVATOR_ROLE": "collector"})
     import django
@@ -284,27 +379,37 @@ def main() -> None:
                 time.sleep(0.2)
 
         mode = "redis" if args.redis else "embedded relay"
-        print(f"tick-to-browser latency, {args.rate:g} books/s on {MARKET}, {args.seconds:g} s per scenario, "
-              f"publisher -> {mode} -> uvicorn -> N websockets (2-core box)")
-        print(f"{'scenario':<28}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'delivered':>11}"
-              f"{'server cpu s':>14}")
+        print(
+            f"tick-to-browser latency, {args.rate:g} books/s on {MARKET}, {args.seconds:g} s per scenario, "
+            f"publisher -> {mode} -> uvicorn -> N websockets (2-core box)"
+        )
+        print(
+            f"{'scenario':<28}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'delivered':>11}"
+            f"{'server cpu s':>14}"
+        )
         results: dict[tuple[str, int], dict[str, Any]] = {}
         for n in [int(x) for x in args.clients.split(",")]:
-            for name, path in (("hub (market.consumers)", f"/ws/market/{MARKET}/"),
-                               ("naive group_send baseline", f"/ws/naive/{MARKET}/")):
+            for name, path in (
+                ("hub (market.consumers)", f"/ws/market/{MARKET}/"),
+                ("naive group_send baseline", f"/ws/naive/{MARKET}/"),
+            ):
                 r = run_scenario(base, server.pid, path, n, args.rate, args.seconds)
                 results[(name, n)] = r
-                print(f"{name:<28}{n:>8}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
-                      f"{r['delivery']:>10.1%}{r['server_cpu_s']:>14.2f}"
-                      + f"  (client cpu {r['client_cpu_s']:.2f} s)"
-                      + (f"  errors={r['errors']}" if r["errors"] else ""))
+                print(
+                    f"{name:<28}{n:>8}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
+                    f"{r['delivery']:>10.1%}{r['server_cpu_s']:>14.2f}"
+                    + f"  (publish p50 {r['publish_p50']:.1f} ms, client cpu {r['client_cpu_s']:.2f} s)"
+                    + (f"  errors={r['errors']}" if r["errors"] else "")
+                )
         print()
         for n in [int(x) for x in args.clients.split(",")]:
             hub, naive = results[("hub (market.consumers)", n)], results[("naive group_send baseline", n)]
-            print(f"{n} clients: p99 naive/hub = {naive['p99'] / hub['p99']:.2f}x, "
-                  f"p50 naive/hub = {naive['p50'] / hub['p50']:.2f}x, "
-                  f"server CPU naive/hub = {naive['server_cpu_s'] / max(hub['server_cpu_s'], 1e-9):.2f}x; "
-                  f"target p99 <= 50 ms: {'met' if hub['p99'] <= 50 else 'NOT met'} ({hub['p99']:.1f} ms)")
+            print(
+                f"{n} clients: p99 naive/hub = {naive['p99'] / hub['p99']:.2f}x, "
+                f"p50 naive/hub = {naive['p50'] / hub['p50']:.2f}x, "
+                f"server CPU naive/hub = {naive['server_cpu_s'] / max(hub['server_cpu_s'], 1e-9):.2f}x; "
+                f"target p99 <= 50 ms: {'met' if hub['p99'] <= 50 else 'NOT met'} ({hub['p99']:.1f} ms)"
+            )
     finally:
         server.terminate()
         try:

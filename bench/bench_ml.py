@@ -115,6 +115,42 @@ def bench_features_and_backtest(rows: int, repeat: int) -> None:
         print("  WARNING: the two implementations disagree")
 
 
+def bench_hftbacktest(python: str, rows: int, levels: int = 10) -> None:
+    """The same rule in hftbacktest (its own virtualenv) on the same books, trades and predictions."""
+    import json
+    import subprocess
+    import tempfile
+
+    from mlmodel.ticks import krw_tick_size
+
+    book, trades = synthetic_market(rows, seed=1, levels=levels)
+    rng = np.random.default_rng(0)
+    mid = (book.ask_px[:, 0] + book.bid_px[:, 0]) / 2
+    fut = np.r_[np.log(mid[25:] / mid[:-25]), np.zeros(25)]
+    pred = 0.8 * fut + rng.normal(0, 0.001, rows)
+    cfg = BacktestConfig(threshold=0.0005, cooldown_ms=5000, latency_ms=100, close_at_end=False)
+    t_fast, res = timed(lambda: run_backtest(book, np.arange(rows), pred, config=cfg), 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.npz"
+        np.savez(path, ts=book.ts, ask_px=book.ask_px, ask_sz=book.ask_sz, bid_px=book.bid_px, bid_sz=book.bid_sz,
+                 t_ts=trades.ts, t_px=trades.price, t_vol=trades.volume, t_side=trades.side, pred=pred)
+        hcfg = {**cfg.to_dict(), "tick": float(krw_tick_size(np.array([float(np.nanmedian(mid))]))[0])}
+        script = str(Path(__file__).with_name("hftbacktest_compare.py"))
+        out = subprocess.run([python, script, str(path), json.dumps(hcfg)], capture_output=True, text=True,
+                             timeout=900, check=False)
+    if out.returncode != 0:
+        print(f"hftbacktest   : failed ({out.stderr.strip().splitlines()[-1:]})")
+        return
+    h = json.loads(out.stdout.strip().splitlines()[-1])
+    m = res.metrics  # type: ignore[union-attr]
+    print(f"hftbacktest 2.x ({rows:,} snapshots x {levels} levels = {int(h['events']):,} L2 events):")
+    print(f"  ours        : {t_fast:8.3f} s   {int(m['n_fills'])} fills, P&L marked at the bid {m['net_pnl']:,.0f} KRW")
+    print(f"  hftbacktest : {h['run_s']:8.3f} s   {int(h['orders'])} orders, P&L marked at the bid "
+          f"{h['pnl_marked']:,.0f} KRW (+{h['convert_s']:.2f} s converting snapshots to events, "
+          f"{h['compile_s']:.1f} s numba compile)")
+    print(f"  ratio       : {h['run_s'] / t_fast:8.1f} x (hftbacktest run time / ours; it replays every event)")
+
+
 def _bundle(n_features: int, window: int, hidden: int, device: str) -> ModelBundle:
     torch.manual_seed(0)
     model = LSTMRegressor(LSTMConfig(n_features=n_features, hidden=hidden)).to(pick_device(device)).eval()
@@ -181,6 +217,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None, help="snapshots for the feature/backtest benchmark")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (training/inference); cpu is the target")
+    ap.add_argument("--hftbacktest", metavar="PYTHON", default=None,
+                    help="interpreter of a virtualenv with hftbacktest==2.4.4 (e.g. var/hftbt-venv/bin/python)")
+    ap.add_argument("--only", choices=["backtest", "inference", "training", "hftbacktest"], default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -188,10 +227,15 @@ def main() -> None:
     repeat = 1 if args.quick else 3
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"cuda {torch.cuda.is_available()}")
-    bench_features_and_backtest(rows, repeat)
-    bench_inference(window=50, hidden=32, n_markets=200, calls=300 if args.quick else 2000, device=args.device)
-    bench_training(window=50, hidden=32, samples=5_000 if args.quick else 50_000, device=args.device)
-    if args.device == "cpu" and torch.cuda.is_available():
+    if args.only in (None, "backtest"):
+        bench_features_and_backtest(rows, repeat)
+    if args.hftbacktest and args.only in (None, "hftbacktest"):
+        bench_hftbacktest(args.hftbacktest, rows)
+    if args.only in (None, "inference"):
+        bench_inference(window=50, hidden=32, n_markets=200, calls=300 if args.quick else 2000, device=args.device)
+    if args.only in (None, "training"):
+        bench_training(window=50, hidden=32, samples=5_000 if args.quick else 50_000, device=args.device)
+    if args.only is None and args.device == "cpu" and torch.cuda.is_available():
         bench_inference(window=50, hidden=32, n_markets=200, calls=500, device="cuda")
         bench_training(window=50, hidden=32, samples=200_000, device="cuda")
 

@@ -57,12 +57,13 @@ class PredictionBatcher:
         for code in set(books) | set(trades):
             bs = books.get(code, [])
             ts = trades.get(code, [])
+            sides = [[list(side) for side in zip(*b.rows, strict=True)] for b in bs]  # ap, bp, as, bs
             batch[code] = {
                 "ts": [b.ts for b in bs],
-                "ask_px": [list(b.ask_price) for b in bs],
-                "ask_sz": [list(b.ask_size) for b in bs],
-                "bid_px": [list(b.bid_price) for b in bs],
-                "bid_sz": [list(b.bid_size) for b in bs],
+                "ask_px": [s[0] for s in sides],
+                "ask_sz": [s[2] for s in sides],
+                "bid_px": [s[1] for s in sides],
+                "bid_sz": [s[3] for s in sides],
                 "trades": {
                     "ts": [t.ts for t in ts],
                     "price": [t.price for t in ts],

@@ -62,15 +62,25 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
         if action == "subscribe":
             code = str(content.get("market", "")).upper()
             if not MARKET_CODE_RE.fullmatch(code):
-                await self.send_json({"type": "error", "code": "invalid_market",
-                                      "message": "Unknown market code; expected e.g. KRW-BTC."})
+                await self.send_json(
+                    {
+                        "type": "error",
+                        "code": "invalid_market",
+                        "message": "Unknown market code; expected e.g. KRW-BTC.",
+                    }
+                )
                 return
             await self._switch(code)
         elif action == "ping":
             await self.send_json({"type": "pong"})
         else:
-            await self.send_json({"type": "error", "code": "invalid_action",
-                                  "message": "Expected {\"action\": \"subscribe\", \"market\": CODE}."})
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "invalid_action",
+                    "message": 'Expected {"action": "subscribe", "market": CODE}.',
+                }
+            )
 
     async def decode_json(self, text_data: str) -> Any:
         try:
@@ -113,18 +123,26 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=dumps({"type": "snapshot", "market": code, "data": snapshot}))
 
     async def _send_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        send = self.base_send
+        next_at = 0.0
         try:
             while True:
                 await self._wake.wait()
+                # Throttle: only sleep when this connection sent less than ``throttle`` ago (a steady 10 Hz
+                # stream with a 50 ms throttle never sleeps: no timer per frame).
+                wait = next_at - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 self._wake.clear()
                 frames = list(self._pending.values())
                 self._pending.clear()
-                frames.extend(self._pending_trades)
-                self._pending_trades.clear()
+                if self._pending_trades:
+                    frames.extend(self._pending_trades)
+                    self._pending_trades.clear()
                 for frame in frames:
-                    await self.send(text_data=frame)
-                if self.throttle:
-                    await asyncio.sleep(self.throttle)
+                    await send({"type": "websocket.send", "text": frame})
+                next_at = loop.time() + self.throttle
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - socket gone: the disconnect handler cleans up

@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -553,19 +554,27 @@ class DayFileWriter:
         return pa.table({k: list(v) for k, v in cols.items()}, schema=GAP_SCHEMA)
 
 
-def _side_matrix(rows: list[Any], attr: str, levels: int) -> np.ndarray:
-    values = [getattr(r, attr) for r in rows]
-    try:
-        m = np.array(values, dtype=np.float64)
-        if m.ndim == 2 and m.shape[1] == levels:
-            return m
-    except ValueError:
-        pass  # ragged: books of different depths in one segment
-    m = np.full((len(values), levels), np.nan)
-    for i, v in enumerate(values):
-        k = min(levels, len(v))
-        m[i, :k] = v[:k]
-    return m
+def _book_cube(rows: list[Any], levels: int) -> np.ndarray:
+    """``[n, levels, 4]`` float64 (ask_price, bid_price, ask_size, bid_size) from order-book records;
+    shorter books are NaN-padded, deeper ones cut; a row that is not numeric is dropped (NaN), never fatal."""
+    data = [r.rows for r in rows]
+    n = len(data)
+    if all(len(book) == levels for book in data):
+        try:
+            # Flat iteration with a known count: about twice as fast as nested-sequence discovery.
+            flat = chain.from_iterable(chain.from_iterable(data))
+            return np.fromiter(flat, np.float64, n * levels * 4).reshape(n, levels, 4)
+        except (ValueError, TypeError):
+            pass  # a bad value somewhere (or a unit of the wrong width): the careful path below
+    cube = np.full((len(data), levels, 4), np.nan)
+    for i, book in enumerate(data):
+        k = min(levels, len(book))
+        if k:
+            try:
+                cube[i, :k] = np.asarray(book[:k], dtype=np.float64)
+            except (ValueError, TypeError):
+                continue
+    return cube
 
 
 def orderbook_table(rows: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
@@ -577,16 +586,16 @@ def orderbook_table(rows: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
         "total_ask_size": np.fromiter((r.total_ask_size for r in rows), np.float64, n),
         "total_bid_size": np.fromiter((r.total_bid_size for r in rows), np.float64, n),
     }
-    for side in ("ask", "bid"):
-        px = _side_matrix(rows, f"{side}_price", levels)
-        sz = _side_matrix(rows, f"{side}_size", levels)
+    # [4, levels, n]: one contiguous column per (field, level).
+    planes = np.ascontiguousarray(_book_cube(rows, levels).transpose(2, 1, 0))
+    for price_i, size_i, side in ((0, 2, "ask"), (1, 3, "bid")):
+        px, sz = planes[price_i], planes[size_i]
         empty = ~(px > 0)
         px[empty] = np.nan
         sz[empty] = np.nan
-        px_t, sz_t = np.ascontiguousarray(px.T), np.ascontiguousarray(sz.T)
         for i in range(levels):
-            cols[f"{side}_price_{i + 1}"] = px_t[i]
-            cols[f"{side}_size_{i + 1}"] = sz_t[i]
+            cols[f"{side}_price_{i + 1}"] = px[i]
+            cols[f"{side}_size_{i + 1}"] = sz[i]
     schema = orderbook_schema(levels)
     return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
 

@@ -56,8 +56,9 @@ class ExchangeSource:
 
 SOURCES: tuple[ExchangeSource, ...] = (
     ExchangeSource("bitflyer", "bitFlyer", "BTC/JPY", "JPY", "/v1/ticker", (("product_code", "BTC_JPY"),)),
-    ExchangeSource("binance", "Binance", "BTC/USDT", "USDT", "/api/v3/ticker/price",
-                   (("symbol", "BTCUSDT"),)),
+    ExchangeSource(
+        "binance", "Binance", "BTC/USDT", "USDT", "/api/v3/ticker/price", (("symbol", "BTCUSDT"),)
+    ),
     ExchangeSource("okx", "OKX", "BTC-USDT", "USDT", "/api/v5/market/ticker", (("instId", "BTC-USDT"),)),
 )
 
@@ -114,8 +115,9 @@ def parse_exchange_ticker(key: str, body: Any, *, now: dt.datetime) -> Quote:
     raise FeedError(f"unknown exchange {key}")
 
 
-def fetch_exchange_ticker(client: httpx.Client, source: ExchangeSource, base_url: str, *,
-                          now: dt.datetime) -> Quote:
+def fetch_exchange_ticker(
+    client: httpx.Client, source: ExchangeSource, base_url: str, *, now: dt.datetime
+) -> Quote:
     try:
         response = client.get(base_url.rstrip("/") + source.path, params=dict(source.params))
     except httpx.HTTPError as exc:
@@ -136,8 +138,11 @@ def parse_fx(body: Any, *, source: str, now: dt.datetime) -> FxRates:
     """ExchangeRate-API style ``{"base"|"base_code": B, "rates": {CUR: units of CUR per 1 B}}``."""
     try:
         base = str(body.get("base_code") or body.get("base") or "USD").upper()
-        rates = {str(k).upper(): to_decimal(v) for k, v in body["rates"].items()
-                 if isinstance(v, int | float | str)}
+        rates = {
+            str(k).upper(): to_decimal(v)
+            for k, v in body["rates"].items()
+            if isinstance(v, int | float | str)
+        }
     except (KeyError, AttributeError, TypeError):
         raise FeedError("FX body lacks rates") from None
     rates.setdefault(base, Decimal(1))
@@ -196,8 +201,7 @@ def normalise_link(link: str) -> str:
         parts = urlsplit(link.strip())
     except ValueError:
         return link.strip()
-    query = "&".join(p for p in parts.query.split("&")
-                     if p and not p.lower().startswith(_TRACKING_PARAMS))
+    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith(_TRACKING_PARAMS))
     path = parts.path.rstrip("/") or "/"
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, query, ""))
 
@@ -256,16 +260,18 @@ def parse_feed(content: bytes, *, url: str, now: dt.datetime) -> ParsedFeed:
             continue
         guid = (entry.get("id") or "").strip()
         published = min(_entry_time(entry, now), now)  # a feed's clock in the future must not pin it on top
-        result.entries.append(NewsEntry(
-            guid_key=sha1(guid) if guid else sha1(normalise_link(link)),
-            title_key=sha1(normalise_title(title)),
-            title=title,
-            link=link[:1000],
-            source=source,
-            feed_url=url,
-            summary=_clean_text(entry.get("summary", ""), 500),
-            published_at=published,
-        ))
+        result.entries.append(
+            NewsEntry(
+                guid_key=sha1(guid) if guid else sha1(normalise_link(link)),
+                title_key=sha1(normalise_title(title)),
+                title=title,
+                link=link[:1000],
+                source=source,
+                feed_url=url,
+                summary=_clean_text(entry.get("summary", ""), 500),
+                published_at=published,
+            )
+        )
     return result
 
 

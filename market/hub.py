@@ -108,8 +108,9 @@ class MarketHub:
             channel = await self.layer.new_channel("market-hub.")
             self._channels[market] = channel
             await self.layer.group_add(group_name(market), channel)
-            self._receivers[market] = asyncio.create_task(self._receive(market, channel),
-                                                          name=f"market-hub-{market}")
+            self._receivers[market] = asyncio.create_task(
+                self._receive(market, channel), name=f"market-hub-{market}"
+            )
             if self._refresher is None and isinstance(self.layer, InMemoryChannelLayer):
                 self._refresher = asyncio.create_task(self._refresh_groups(), name="market-hub-refresh")
 
@@ -121,6 +122,9 @@ class MarketHub:
         if subs:
             return
         del self._subs[market]
+        # Without a receiver the cached state would silently age: the next subscriber starts afresh.
+        self.states.pop(market, None)
+        self._fetched_at.pop(market, None)
         task = self._receivers.pop(market, None)
         channel = self._channels.pop(market, None)
         if task is not None:
@@ -158,7 +162,7 @@ class MarketHub:
         mtype = str(message.get("type", ""))
         if not mtype.startswith("market."):
             return
-        kind = mtype[len("market."):]
+        kind = mtype[len("market.") :]
         data = message.get("data")
         if not isinstance(data, dict) or kind not in ("orderbook", "trade", "ticker", "prediction"):
             return

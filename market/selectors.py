@@ -49,15 +49,18 @@ def _upbit_call(fn: Callable[[UpbitClient], T]) -> T:
     except MarketNotFound:
         raise ValidationFailed(_("Unknown market."), code="invalid_market") from None
     except InvalidParameter as exc:
-        raise ValidationFailed(_("Upbit rejected the request: %(name)s") % {"name": exc.name},
-                               code="invalid") from None
+        raise ValidationFailed(
+            _("Upbit rejected the request: %(name)s") % {"name": exc.name}, code="invalid"
+        ) from None
     except RateLimited:
-        raise ServiceUnavailable(_("Upbit is rate limiting us; try again in a moment."),
-                                 code="rate_limited") from None
+        raise ServiceUnavailable(
+            _("Upbit is rate limiting us; try again in a moment."), code="rate_limited"
+        ) from None
     except UpbitError as exc:
         logger.warning("upbit quotation failed: %s", exc.__class__.__name__)
-        raise ServiceUnavailable(_("Market data is unavailable right now."),
-                                 code="upstream_unavailable") from None
+        raise ServiceUnavailable(
+            _("Market data is unavailable right now."), code="upstream_unavailable"
+        ) from None
     finally:
         client.close()
 
@@ -74,8 +77,11 @@ def market_code_validate(*, code: str) -> str:
     """Upper-cased KRW market code, or a 400 naming the expected format."""
     normalised = str(code or "").strip().upper()
     if not MARKET_CODE_RE.fullmatch(normalised):
-        raise ValidationFailed(_("Invalid market code %(code)s; expected a KRW market such as KRW-BTC.")
-                               % {"code": str(code)[:20]}, code="invalid_market")
+        raise ValidationFailed(
+            _("Invalid market code %(code)s; expected a KRW market such as KRW-BTC.")
+            % {"code": str(code)[:20]},
+            code="invalid_market",
+        )
     return normalised
 
 
@@ -91,8 +97,14 @@ def market_list() -> list[dict[str, Any]]:
                 continue
             event = row.get("market_event") or {}
             warning = bool(event.get("warning")) or row.get("market_warning") == "CAUTION"
-            out.append({"market": code, "korean_name": row.get("korean_name", ""),
-                        "english_name": row.get("english_name", ""), "warning": warning})
+            out.append(
+                {
+                    "market": code,
+                    "korean_name": row.get("korean_name", ""),
+                    "english_name": row.get("english_name", ""),
+                    "warning": warning,
+                }
+            )
         return sorted(out, key=lambda r: r["market"])
 
     return _cached("market:list", 600, compute)
@@ -192,15 +204,17 @@ def market_candles_get(*, code: str, interval: str) -> dict[str, Any]:
         rows = _upbit_call(lambda c: c.candles(code, spec.unit, minutes=spec.minutes, count=spec.count))
         candles = []
         for row in rows:
-            candles.append({
-                "time": _candle_time(row),
-                "open": row.get("opening_price"),
-                "high": row.get("high_price"),
-                "low": row.get("low_price"),
-                "close": row.get("trade_price"),
-                "volume": row.get("candle_acc_trade_volume"),
-                "value": row.get("candle_acc_trade_price"),
-            })
+            candles.append(
+                {
+                    "time": _candle_time(row),
+                    "open": row.get("opening_price"),
+                    "high": row.get("high_price"),
+                    "low": row.get("low_price"),
+                    "close": row.get("trade_price"),
+                    "volume": row.get("candle_acc_trade_volume"),
+                    "value": row.get("candle_acc_trade_price"),
+                }
+            )
         candles.sort(key=lambda c: c["time"])
         return candles
 
@@ -212,7 +226,9 @@ async def market_rest_snapshot_get(*, market: str) -> dict[str, Any]:
     """Order book, ticker and recent trades over REST, in the live payload shapes (first WS subscribe)."""
     async with AsyncUpbitClient(base_url=settings.UPBIT_REST_URL, timeout=3.0, max_retries=0) as client:
         books, tickers, trades = await asyncio.gather(
-            client.orderbooks([market]), client.tickers([market]), client.trades(market, count=50),
+            client.orderbooks([market]),
+            client.tickers([market]),
+            client.trades(market, count=50),
             return_exceptions=True,
         )
     out: dict[str, Any] = {}
@@ -265,12 +281,18 @@ def fx_rates_get() -> dict[str, Any]:
 
     def fetch() -> dict[str, Any]:
         with httpx.Client(timeout=settings.FEEDS_HTTP_TIMEOUT, trust_env=False) as client:
-            rates = feeds.fetch_fx(client, settings.FX_SOURCE_URL, source=settings.FX_SOURCE_NAME,
-                                   now=timezone.now())
+            rates = feeds.fetch_fx(
+                client, settings.FX_SOURCE_URL, source=settings.FX_SOURCE_NAME, now=timezone.now()
+            )
         if "USD" not in rates.krw_per or "JPY" not in rates.krw_per:
             raise feeds.FeedError("FX source lacks USD or JPY")
-        return {"usd_krw": str(rates.krw_per["USD"]), "jpy_krw": str(rates.krw_per["JPY"]),
-                "as_of": _iso(rates.as_of), "source": rates.source, "url": settings.FX_SOURCE_URL}
+        return {
+            "usd_krw": str(rates.krw_per["USD"]),
+            "jpy_krw": str(rates.krw_per["JPY"]),
+            "as_of": _iso(rates.as_of),
+            "source": rates.source,
+            "url": settings.FX_SOURCE_URL,
+        }
 
     return _remembered("feeds:fx", settings.FX_CACHE_SECONDS, fetch)
 
@@ -282,8 +304,10 @@ def _upbit_price(code: str) -> dict[str, Any]:
         except ApplicationError as exc:
             raise feeds.FeedError(str(exc)) from None
         ts = ticker.get("ts")
-        return {"price": str(feeds.to_decimal(ticker["price"])),
-                "as_of": _iso(dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)) if ts else None}
+        return {
+            "price": str(feeds.to_decimal(ticker["price"])),
+            "as_of": _iso(dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)) if ts else None,
+        }
 
     return _remembered(f"feeds:upbit:{code}", settings.EXCHANGES_CACHE_SECONDS, fetch)
 
@@ -303,8 +327,11 @@ def exchanges_btc_get() -> dict[str, Any]:
     Conversion: JPY and USD via the FX source; USDT via Upbit's KRW-USDT price when MARKET_USDT_SOURCE is
     ``upbit`` and it answers, else at 1 USDT = 1 USD (stated in ``usdt.basis``).
     """
-    base_urls = {"bitflyer": settings.BITFLYER_API_URL, "binance": settings.BINANCE_API_URL,
-                 "okx": settings.OKX_API_URL}
+    base_urls = {
+        "bitflyer": settings.BITFLYER_API_URL,
+        "binance": settings.BINANCE_API_URL,
+        "okx": settings.OKX_API_URL,
+    }
     jobs: dict[str, Callable[[], dict[str, Any]]] = {
         "upbit": lambda: _upbit_price("KRW-BTC"),
         "fx": fx_rates_get,
@@ -326,12 +353,20 @@ def exchanges_btc_get() -> dict[str, Any]:
     usdt = results.get("usdt") or {}
     if usdt.get("price"):
         krw_per["USDT"] = Decimal(usdt["price"])
-        usdt_info = {"basis": "upbit:KRW-USDT", "krw": usdt["price"], "stale": usdt["stale"],
-                     "as_of": usdt.get("as_of")}
+        usdt_info = {
+            "basis": "upbit:KRW-USDT",
+            "krw": usdt["price"],
+            "stale": usdt["stale"],
+            "as_of": usdt.get("as_of"),
+        }
     elif "USD" in krw_per:
         krw_per["USDT"] = krw_per["USD"]
-        usdt_info = {"basis": "assumed 1 USDT = 1 USD", "krw": str(krw_per["USD"]), "stale": fx["stale"],
-                     "as_of": fx.get("as_of")}
+        usdt_info = {
+            "basis": "assumed 1 USDT = 1 USD",
+            "krw": str(krw_per["USD"]),
+            "stale": fx["stale"],
+            "as_of": fx.get("as_of"),
+        }
     else:
         usdt_info = {"basis": None, "krw": None, "stale": True, "as_of": None}
 
@@ -339,9 +374,15 @@ def exchanges_btc_get() -> dict[str, Any]:
     for source in feeds.SOURCES:
         quote = results[source.key]
         row: dict[str, Any] = {
-            "exchange": source.key, "name": source.name, "symbol": source.symbol, "currency": source.currency,
-            "price": quote.get("price"), "price_krw": None, "premium_pct": None,
-            "as_of": quote.get("as_of"), "stale": bool(quote["stale"]),
+            "exchange": source.key,
+            "name": source.name,
+            "symbol": source.symbol,
+            "currency": source.currency,
+            "price": quote.get("price"),
+            "price_krw": None,
+            "premium_pct": None,
+            "as_of": quote.get("as_of"),
+            "stale": bool(quote["stale"]),
         }
         rate = krw_per.get(source.currency)
         if quote.get("price") and rate is not None:
@@ -352,11 +393,20 @@ def exchanges_btc_get() -> dict[str, Any]:
         exchanges.append(row)
 
     return {
-        "upbit": {"market": "KRW-BTC", "price": upbit.get("price"), "as_of": upbit.get("as_of"),
-                  "stale": bool(upbit["stale"])},
-        "fx": {"source": settings.FX_SOURCE_NAME, "url": settings.FX_SOURCE_URL,
-               "usd_krw": fx.get("usd_krw"), "jpy_krw": fx.get("jpy_krw"), "as_of": fx.get("as_of"),
-               "stale": bool(fx["stale"])},
+        "upbit": {
+            "market": "KRW-BTC",
+            "price": upbit.get("price"),
+            "as_of": upbit.get("as_of"),
+            "stale": bool(upbit["stale"]),
+        },
+        "fx": {
+            "source": settings.FX_SOURCE_NAME,
+            "url": settings.FX_SOURCE_URL,
+            "usd_krw": fx.get("usd_krw"),
+            "jpy_krw": fx.get("jpy_krw"),
+            "as_of": fx.get("as_of"),
+            "stale": bool(fx["stale"]),
+        },
         "usdt": usdt_info,
         "exchanges": exchanges,
         "premium_formula": "premium_pct = (upbit_krw / exchange_krw - 1) * 100",
@@ -377,7 +427,8 @@ def news_list(*, limit: int = 30) -> list[dict[str, Any]]:
 
     def compute() -> list[dict[str, Any]]:
         rows = NewsItem.objects.order_by("-published_at", "-id").values(
-            "title", "link", "source", "summary", "published_at")[:limit]
+            "title", "link", "source", "summary", "published_at"
+        )[:limit]
         return [{**r, "published_at": _iso(r["published_at"])} for r in rows]
 
     return _cached(f"news:list:{limit}:{cache.get('news:version', 0)}", 60, compute)

@@ -14,5 +14,10 @@ from market import services
 def refresh_news() -> dict[str, Any]:
     """Fetch the configured news feeds and store new items; idempotent, safe to overlap."""
     result = services.news_refresh()
-    return {"created": result.created, "duplicates": result.duplicates, "feeds_ok": result.feeds_ok,
-            "feeds_failed": len(result.feeds_failed), "pruned": result.pruned}
+    return {
+        "created": result.created,
+        "duplicates": result.duplicates,
+        "feeds_ok": result.feeds_ok,
+        "feeds_failed": len(result.feeds_failed),
+        "pruned": result.pruned,
+    }

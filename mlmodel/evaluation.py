@@ -243,15 +243,23 @@ def walk_forward_evaluate(
             extra_ends = window_ends(combined, window=W, t_end=int(data.frame.ts[0]), stride=cfg.train_stride)
             tr_ends = np.union1d(extra_ends[extra_ends < offset], tr_ends)
         va_ends = window_ends(combined, window=W, t_start=split.val[0], t_end=split.val[1])
+        # Decisions are every usable window in the test period; metrics use those whose label is known.
         te_ends = window_ends(
-            combined, window=W, t_start=split.test[0], t_end=split.test[1], stride=cfg.eval_stride
+            combined,
+            window=W,
+            t_start=split.test[0],
+            t_end=split.test[1],
+            stride=cfg.eval_stride,
+            require_label=False,
         )
-        if len(tr_ends) == 0 or len(va_ends) == 0 or len(te_ends) == 0:
+        horizon_ms = int(round(combined.horizon_s * 1000))
+        te_lab = np.isfinite(combined.y[te_ends]) & (f.ts[te_ends] + horizon_ms < split.test[1])
+        if len(tr_ends) == 0 or len(va_ends) == 0 or not te_lab.any():
             split_reports.append(
                 {
                     "split": split.to_dict(),
                     "skipped": "not enough labelled windows",
-                    "samples": {"train": len(tr_ends), "val": len(va_ends), "test": len(te_ends)},
+                    "samples": {"train": len(tr_ends), "val": len(va_ends), "test": int(te_lab.sum())},
                 }
             )
             continue
@@ -277,21 +285,27 @@ def walk_forward_evaluate(
             val_m = prediction_metrics(ws_va.y, model.predict(ws_va), move_threshold=cfg.move_threshold)
             guard.open(split.index, name)  # from here on the model is fixed; the test period is used once
             p_te = model.predict(ws_te)
-            test_m = prediction_metrics(ws_te.y, p_te, move_threshold=cfg.move_threshold)
+            y_te = ws_te.y[te_lab].astype(np.float64)
+            test_m = prediction_metrics(y_te, p_te[te_lab], move_threshold=cfg.move_threshold)
             bt = run_backtest(test_book, dec_idx, p_te, config=cfg.backtest)
             per_model[name] = SplitOutcome(
                 val=val_m,
                 test=test_m,
                 backtest=bt.to_dict(max_points=cfg.max_plot_points),
                 fitted=model,
-                test_pred=p_te,
-                test_y=ws_te.y.astype(np.float64),
+                test_pred=p_te[te_lab],
+                test_y=y_te,
             )
         outcomes[split.index] = per_model
         split_reports.append(
             {
                 "split": split.to_dict(),
-                "samples": {"train": len(ws_tr), "val": len(ws_va), "test": len(ws_te)},
+                "samples": {
+                    "train": len(ws_tr),
+                    "val": len(ws_va),
+                    "test": int(te_lab.sum()),
+                    "test_decisions": len(ws_te),
+                },
                 "sample_ts": {
                     "train": [int(ws_tr.ts.min()), int(ws_tr.ts.max())],
                     "val": [int(ws_va.ts.min()), int(ws_va.ts.max())],

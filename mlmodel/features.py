@@ -231,9 +231,12 @@ def compute_features(
     idx1 = np.arange(1, n + 1)
     window_lo: dict[float, np.ndarray] = {}
 
+    # Book-based windows never reach back past the start of the snapshot's segment (stale pre-gap data).
+    seg_first = np.r_[0, np.nonzero(np.diff(seg))[0] + 1][seg] if n else np.zeros(0, dtype=np.int64)
+
     def lo_of(w: float) -> np.ndarray:
         if w not in window_lo:
-            window_lo[w] = _window_lo(ts, w * 1000)
+            window_lo[w] = np.maximum(_window_lo(ts, w * 1000), seg_first)
         return window_lo[w]
 
     def mean_depth(w: float) -> np.ndarray:
@@ -281,7 +284,7 @@ def compute_features(
     r_cum = _prefix(r)
     for w in cfg.vol_windows_s:
         lo = lo_of(w)
-        cols.append(np.sqrt(r2_cum[idx1] - r2_cum[lo]).clip(min=0.0) * BPS)
+        cols.append(np.sqrt(np.maximum(r2_cum[idx1] - r2_cum[lo], 0.0)) * BPS)  # prefix sums may dip below 0
     for w in cfg.return_windows_s:
         # Return since the last snapshot at or before t - w: r over snapshots lo..i (r[lo] spans lo-1 -> lo).
         lo = lo_of(w)

@@ -44,7 +44,7 @@ class ExchangeKeysInputSerializer(serializers.Serializer):
 
 
 class UsernameAvailabilityInputSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, allow_blank=True, trim_whitespace=True)
+    username = serializers.CharField(max_length=256, allow_blank=True, trim_whitespace=True)
 
 
 class UsernameAvailabilityOutputSerializer(serializers.Serializer):

@@ -34,10 +34,14 @@ class TickerOutput(serializers.Serializer):
 class OrderbookOutput(serializers.Serializer):
     market = serializers.CharField()
     ts = serializers.IntegerField()
-    asks = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()),
-                                 help_text="[price, size, cumulative size], best (lowest) first")
-    bids = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()),
-                                 help_text="[price, size, cumulative size], best (highest) first")
+    asks = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="[price, size, cumulative size], best (lowest) first",
+    )
+    bids = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="[price, size, cumulative size], best (highest) first",
+    )
     total_ask_size = serializers.FloatField(allow_null=True)
     total_bid_size = serializers.FloatField(allow_null=True)
     spread = serializers.FloatField(allow_null=True)
@@ -103,8 +107,9 @@ class FxOutput(serializers.Serializer):
 
 
 class UsdtOutput(serializers.Serializer):
-    basis = serializers.CharField(allow_null=True,
-                                  help_text="upbit:KRW-USDT or the 1 USDT = 1 USD assumption")
+    basis = serializers.CharField(
+        allow_null=True, help_text="upbit:KRW-USDT or the 1 USDT = 1 USD assumption"
+    )
     krw = serializers.CharField(allow_null=True)
     as_of = serializers.DateTimeField(allow_null=True)
     stale = serializers.BooleanField()

@@ -32,15 +32,23 @@ class MarketListApi(PublicMarketView):
 
 
 class TickerApi(PublicMarketView):
-    @extend_schema(tags=TAG, summary="Current price, change, high/low, 24 h volume", parameters=[CODE],
-                   responses=s.TickerOutput)
+    @extend_schema(
+        tags=TAG,
+        summary="Current price, change, high/low, 24 h volume",
+        parameters=[CODE],
+        responses=s.TickerOutput,
+    )
     def get(self, request: Request, code: str) -> Response:
         return Response(selectors.market_ticker_get(code=code))
 
 
 class OrderbookApi(PublicMarketView):
-    @extend_schema(tags=TAG, summary="Order book with cumulative depth", parameters=[CODE, s.OrderbookInput],
-                   responses=s.OrderbookOutput)
+    @extend_schema(
+        tags=TAG,
+        summary="Order book with cumulative depth",
+        parameters=[CODE, s.OrderbookInput],
+        responses=s.OrderbookOutput,
+    )
     def get(self, request: Request, code: str) -> Response:
         params = s.OrderbookInput(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -48,8 +56,12 @@ class OrderbookApi(PublicMarketView):
 
 
 class TradesApi(PublicMarketView):
-    @extend_schema(tags=TAG, summary="Recent trades, oldest first", parameters=[CODE, s.TradesInput],
-                   responses=s.TradesOutput)
+    @extend_schema(
+        tags=TAG,
+        summary="Recent trades, oldest first",
+        parameters=[CODE, s.TradesInput],
+        responses=s.TradesOutput,
+    )
     def get(self, request: Request, code: str) -> Response:
         params = s.TradesInput(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -58,9 +70,11 @@ class TradesApi(PublicMarketView):
 
 class CandlesApi(PublicMarketView):
     @extend_schema(
-        tags=TAG, summary="Candles for the price chart",
+        tags=TAG,
+        summary="Candles for the price chart",
         description="interval: " + "; ".join(f"{k} = {v.label}" for k, v in INTERVALS.items()),
-        parameters=[CODE, s.CandlesInput], responses=s.CandlesOutput,
+        parameters=[CODE, s.CandlesInput],
+        responses=s.CandlesOutput,
     )
     def get(self, request: Request, code: str) -> Response:
         params = s.CandlesInput(data=request.query_params)
@@ -70,7 +84,8 @@ class CandlesApi(PublicMarketView):
 
 class ExchangesBtcApi(PublicMarketView):
     @extend_schema(
-        tags=TAG, summary="BTC on bitFlyer, Binance and OKX in KRW, with the premium vs Upbit",
+        tags=TAG,
+        summary="BTC on bitFlyer, Binance and OKX in KRW, with the premium vs Upbit",
         description="Each source that fails is marked stale (last good price or null), never an error.",
         responses=s.ExchangesOutput,
     )
@@ -79,8 +94,12 @@ class ExchangesBtcApi(PublicMarketView):
 
 
 class NewsApi(PublicMarketView):
-    @extend_schema(tags=TAG, summary="Latest bitcoin news, newest first", parameters=[s.NewsInput],
-                   responses=s.NewsItemOutput(many=True))
+    @extend_schema(
+        tags=TAG,
+        summary="Latest bitcoin news, newest first",
+        parameters=[s.NewsInput],
+        responses=s.NewsItemOutput(many=True),
+    )
     def get(self, request: Request) -> Response:
         params = s.NewsInput(data=request.query_params)
         params.is_valid(raise_exception=True)

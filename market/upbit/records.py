@@ -9,6 +9,7 @@ frames (``{"status":"UP"}``) parse to nothing; server error frames raise :class:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -44,7 +45,9 @@ class ServerErrorFrame(Exception):
 class OrderbookRecord:
     """A full order book (Upbit sends the whole book every time). Level 1 = best; asks ascend, bids descend.
 
-    Sides shorter than the window are zero-padded on the wire (``price 0, size 0``), kept as they arrive.
+    ``rows`` holds one ``(ask_price, bid_price, ask_size, bid_size)`` tuple per level, the wire's unit layout
+    (kept as parsed: the day-file writer turns a whole segment of them into arrays in one step). Sides
+    shorter than the window are zero-padded on the wire (``price 0, size 0``) and kept as they arrive.
     """
 
     code: str
@@ -52,16 +55,49 @@ class OrderbookRecord:
     recv_ts: int  # local receive time, epoch ms
     total_ask_size: float
     total_bid_size: float
-    ask_price: tuple[float, ...]
-    ask_size: tuple[float, ...]
-    bid_price: tuple[float, ...]
-    bid_size: tuple[float, ...]
+    rows: tuple[tuple[float, float, float, float], ...]
     level: float = 0.0
     snapshot: bool = False
 
+    @classmethod
+    def from_sides(
+        cls,
+        code: str,
+        ts: int,
+        recv_ts: int,
+        ask_price: Sequence[float],
+        ask_size: Sequence[float],
+        bid_price: Sequence[float],
+        bid_size: Sequence[float],
+        *,
+        total_ask_size: float | None = None,
+        total_bid_size: float | None = None,
+        snapshot: bool = False,
+    ) -> OrderbookRecord:
+        rows = tuple(zip(ask_price, bid_price, ask_size, bid_size, strict=True))
+        tas = float(sum(ask_size)) if total_ask_size is None else total_ask_size
+        tbs = float(sum(bid_size)) if total_bid_size is None else total_bid_size
+        return cls(code, ts, recv_ts, tas, tbs, rows, 0.0, snapshot)
+
     @property
     def levels(self) -> int:
-        return len(self.ask_price)
+        return len(self.rows)
+
+    @property
+    def ask_price(self) -> tuple[float, ...]:
+        return tuple(r[0] for r in self.rows)
+
+    @property
+    def bid_price(self) -> tuple[float, ...]:
+        return tuple(r[1] for r in self.rows)
+
+    @property
+    def ask_size(self) -> tuple[float, ...]:
+        return tuple(r[2] for r in self.rows)
+
+    @property
+    def bid_size(self) -> tuple[float, ...]:
+        return tuple(r[3] for r in self.rows)
 
     def to_event(self) -> dict[str, Any]:
         """The ``market.orderbook`` fan-out payload."""
@@ -70,8 +106,8 @@ class OrderbookRecord:
             "ts": self.ts,
             "total_ask_size": self.total_ask_size,
             "total_bid_size": self.total_bid_size,
-            "asks": [[p, s] for p, s in zip(self.ask_price, self.ask_size, strict=False) if p > 0],
-            "bids": [[p, s] for p, s in zip(self.bid_price, self.bid_size, strict=False) if p > 0],
+            "asks": [[r[0], r[2]] for r in self.rows if r[0] > 0],
+            "bids": [[r[1], r[3]] for r in self.rows if r[1] > 0],
         }
 
 
@@ -141,8 +177,8 @@ class TickerRecord:
 
 Record = OrderbookRecord | TradeRecord | TickerRecord
 
-_AP, _AS, _BP, _BS = (itemgetter(k) for k in ("ask_price", "ask_size", "bid_price", "bid_size"))
-_SAP, _SAS, _SBP, _SBS = (itemgetter(k) for k in ("ap", "as", "bp", "bs"))
+_UNIT = itemgetter("ask_price", "bid_price", "ask_size", "bid_size")
+_SIMPLE_UNIT = itemgetter("ap", "bp", "as", "bs")
 
 
 def _number(value: Any) -> float:
@@ -154,21 +190,18 @@ def _number(value: Any) -> float:
 
 def _orderbook(d: dict[str, Any], simple: bool, recv_ts: int) -> OrderbookRecord:
     if simple:
-        units = d["obu"]
-        ap, as_, bp, bs = (tuple(map(g, units)) for g in (_SAP, _SAS, _SBP, _SBS))
+        rows = tuple(map(_SIMPLE_UNIT, d["obu"]))
         code, ts, tas, tbs, lv, st = d["cd"], d["tms"], d["tas"], d["tbs"], d.get("lv", 0), d.get("st")
     else:
-        units = d["orderbook_units"]
-        ap, as_, bp, bs = (tuple(map(g, units)) for g in (_AP, _AS, _BP, _BS))
+        rows = tuple(map(_UNIT, d["orderbook_units"]))
         code, ts, tas, tbs = d["code"], d["timestamp"], d["total_ask_size"], d["total_bid_size"]
         lv, st = d.get("level", 0), d.get("stream_type")
-    # One pass of sum() rejects strings/None/nested values at C speed (bools would pass; harmless).
-    _checked = sum(ap) + sum(as_) + sum(bp) + sum(bs)  # noqa: F841
+    # One C-level pass rejects strings/None/nested values (bools would pass; harmless).
+    _checked = sum(map(sum, rows))  # noqa: F841
     if type(code) is not str or type(ts) is not int:
         raise MalformedFrame("orderbook without a code or an integer timestamp")
-    return OrderbookRecord(
-        code, ts, recv_ts, _number(tas), _number(tbs), ap, as_, bp, bs, float(lv or 0), st == "SNAPSHOT"
-    )
+    snapshot = st == "SNAPSHOT"
+    return OrderbookRecord(code, ts, recv_ts, _number(tas), _number(tbs), rows, float(lv or 0), snapshot)
 
 
 def _trade(d: dict[str, Any], simple: bool, recv_ts: int) -> TradeRecord:

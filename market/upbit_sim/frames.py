@@ -31,7 +31,8 @@ def encode_orderbooks(
     n = len(books)
     if n == 0:
         return []
-    ty, cd, tms, tas_k, tbs_k, obu, lv, st, kap, kbp, kas, kbs = _SIMPLE if fmt.startswith("SIMPLE") else _DEFAULT
+    keys = _SIMPLE if fmt.startswith("SIMPLE") else _DEFAULT
+    ty, cd, tms, tas_k, tbs_k, obu, lv, st, kap, kbp, kas, kbs = keys
     as_list = fmt.endswith("_LIST")
 
     def block(a: np.ndarray) -> np.ndarray:
@@ -48,10 +49,10 @@ def encode_orderbooks(
     dumps = orjson.dumps
     out = []
     for i in range(n):
-        units = [
-            {kap: a, kbp: b, kas: c, kbs: d} for a, b, c, d in zip(apl[i], bpl[i], asl[i], bsl[i], strict=True)
-        ]
-        msg = {ty: "orderbook", cd: code, tms: ts[i], tas_k: tas[i], tbs_k: tbs[i], obu: units, lv: 0, st: stream_type}
+        rows = zip(apl[i], bpl[i], asl[i], bsl[i], strict=True)
+        units = [{kap: a, kbp: b, kas: c, kbs: d} for a, b, c, d in rows]
+        msg = {ty: "orderbook", cd: code, tms: ts[i], tas_k: tas[i], tbs_k: tbs[i], obu: units, lv: 0}
+        msg[st] = stream_type
         out.append(dumps([msg]) if as_list else dumps(msg))
     return out
 

@@ -50,9 +50,11 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
 import orjson
 from aiohttp import WSMsgType, web
 
+from market.dayfiles import BookArrays
 from market.upbit.protocol import (
     DEFAULT_RATE_LIMITS,
     KRW_TICK_TABLE,
@@ -75,8 +77,10 @@ from market.upbit.protocol import (
 )
 
 from .engine import AssetEvent, EngineEvent, Execution, MatchingEngine, Order, OrderEvent
+from .frames import encode_orderbooks
 from .source import BookSnapshot, MarketSource, SequenceIds, TradeTick
 from .stats import DAY, MINUTE_UNITS, MarketStats
+from .synthetic import SyntheticSource
 
 log = logging.getLogger("market.upbit_sim")
 
@@ -109,7 +113,9 @@ class SimConfig:
     rate_limits: dict[str, int] | None = None  # None = Upbit's; {} = no limits; partial dict overrides
     ws_idle_timeout: float = 120.0  # seconds without any client frame before the server drops the socket
     ws_status_interval: float = 10.0  # {"status":"UP"} period after a text PING
-    ws_queue_max: int = 50_000  # per-connection backlog before the slow client is dropped
+    ws_queue_max: int = 20_000  # per-connection backlog before a slow client is dropped (paced mode)
+    activity: float | None = None  # synthetic event-rate scale (None: 1, or 20/len(markets) above 20)
+    unpaced_chunk: int = 2000  # events per market per loop turn when speed == 0 (synthetic)
     backfill: bool = True  # seeded candle history before the start (synthetic)
     json_429: bool = False  # 429 body as a JSON error envelope instead of Upbit's plain text
     fee_rate: Decimal = Decimal("0.0005")
@@ -248,6 +254,7 @@ class Simulator:
         self._paused_at: float | None = None
         self._pause_until: float | None = None
         self._feed_task: asyncio.Task[None] | None = None
+        self._idle_task: asyncio.Task[None] | None = None
         self._pending_trades: list[tuple[str, TradeTick]] = []
         self.published_books = 0
         if config.backfill and config.source == "synthetic" and config.source_obj is None:
@@ -267,7 +274,9 @@ class Simulator:
             from .synthetic import SyntheticSource
 
             start = c.start_ms if c.start_ms is not None else int(time.time() * 1000)
-            return SyntheticSource(c.markets, seed=c.seed, start_ms=start, record_all=record_all)
+            return SyntheticSource(
+                c.markets, seed=c.seed, start_ms=start, record_all=record_all, activity=c.activity
+            )
         if c.source == "replay":
             from .replay import ReplaySource
 
@@ -315,9 +324,16 @@ class Simulator:
                         await asyncio.sleep(0.02)
                         continue
                 if c.speed == 0:
-                    self._unpaced_now += 1000
-                    self.step(self._unpaced_now)
-                    await asyncio.sleep(0)
+                    if isinstance(self.source, SyntheticSource):
+                        self.step_unpaced(c.unpaced_chunk)
+                    else:
+                        self._unpaced_now += 1000
+                        self.step(self._unpaced_now)
+                    # Unpaced = as fast as the slowest subscriber reads (back-pressure, never a drop); with
+                    # nobody subscribed it idles along slowly instead of burning a core.
+                    await asyncio.sleep(0 if self.conns else 0.2)
+                    while any(q.queue.qsize() > 2 * c.unpaced_chunk for q in self.conns):
+                        await asyncio.sleep(0.001)
                 else:
                     self.step(self.now_ms())
                     await asyncio.sleep(c.tick_ms / 1000)
@@ -340,6 +356,54 @@ class Simulator:
                     st.seed_price(book.bids[0][0], book.ts)
                 self.engine.on_book(m, book.asks, book.bids, book.ts)
                 self._publish_book(m, book)
+        self._flush_user_trades()
+
+    def step_unpaced(self, events: int) -> None:
+        """Unpaced synthetic fast path: ``events`` model events per market, every book published, frames
+        encoded from numpy arrays in one go (``frames.encode_orderbooks``)."""
+        assert isinstance(self.source, SyntheticSource)
+        for m, model in self.source.models.items():
+            books, trades = model.generate(events)
+            n = len(books)
+            if n == 0:
+                continue
+            last = n - 1
+
+            def snap(i: int, b: BookArrays = books) -> BookSnapshot:
+                return BookSnapshot(
+                    int(b.ts[i]),
+                    list(zip(b.ask_px[i].tolist(), b.ask_sz[i].tolist(), strict=True)),
+                    list(zip(b.bid_px[i].tolist(), b.bid_sz[i].tolist(), strict=True)),
+                )
+
+            if len(trades):
+                rows = np.searchsorted(books.ts, trades.ts, side="right") - 1
+                for j in range(len(trades)):
+                    r = max(0, int(rows[j]))
+                    t = TradeTick(
+                        int(trades.ts[j]), float(trades.price[j]), float(trades.volume[j]),
+                        "BID" if trades.side[j] > 0 else "ASK", 0,
+                        float(books.ask_px[r, 0]), float(books.ask_sz[r, 0]),
+                        float(books.bid_px[r, 0]), float(books.bid_sz[r, 0]),
+                    )  # fmt: skip
+                    self.engine.on_trade(m, t.price, t.volume, t.ask_bid, t.ts)
+                    self._publish_trade(m, t)
+            final = snap(last)
+            self.books[m] = final
+            self.engine.on_book(m, final.asks, final.bids, final.ts)
+            self.published_books += n
+            self._unpaced_now = max(self._unpaced_now, final.ts)
+            groups: dict[tuple[int, str], list[WsConn]] = {}
+            for conn in self.conns:
+                sub = conn.by_type("orderbook")
+                if sub is None or sub.only_snapshot or sub.level or m not in sub.codes:
+                    continue
+                groups.setdefault((sub.codes[m], conn.fmt), []).append(conn)
+            for (depth, fmt), conns in groups.items():
+                frames = encode_orderbooks(m, books, depth=depth, fmt=fmt)
+                for conn in conns:
+                    for f in frames:
+                        self._send(conn, f)
         self._flush_user_trades()
 
     def _publish_trade(self, m: str, t: TradeTick) -> None:
@@ -434,7 +498,7 @@ class Simulator:
     def _send(self, conn: WsConn, data: bytes) -> None:
         if conn.closed:
             return
-        if conn.queue.qsize() >= self.config.ws_queue_max:
+        if conn.queue.qsize() >= self.config.ws_queue_max and self.config.speed != 0:
             log.warning("dropping a slow WebSocket client (backlog %d)", conn.queue.qsize())
             self._drop(conn, abort=True)
             return
@@ -589,13 +653,16 @@ class Simulator:
 
     async def _on_startup(self, app: web.Application) -> None:
         self._wall_origin = time.time()
-        self._feed_task = asyncio.get_running_loop().create_task(self._feed())
+        loop = asyncio.get_running_loop()
+        self._feed_task = loop.create_task(self._feed())
+        self._idle_task = loop.create_task(self._idle_watch())
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        if self._feed_task is not None:
-            self._feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._feed_task
+        for task in (self._feed_task, self._idle_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for conn in list(self.conns):
             self._drop(conn, abort=True)
 
@@ -614,7 +681,8 @@ class Simulator:
 
     def _codes(self, request: web.Request, name: str = "markets") -> list[str] | None:
         # Comma-separated, and repeated keys too (``markets=A&markets=B``, as pyupbit sends lists).
-        codes = [c.strip().upper() for raw in request.query.getall(name, []) for c in raw.split(",") if c.strip()]
+        raws = request.query.getall(name, [])
+        codes = [c.strip().upper() for raw in raws for c in raw.split(",") if c.strip()]
         return codes or None
 
     async def h_market_all(self, request: web.Request) -> web.Response:
@@ -1138,22 +1206,30 @@ class Simulator:
         return ws
 
     async def _ws_sender(self, conn: WsConn) -> None:
-        idle = self.config.ws_idle_timeout
+        """Drain the connection's queue in batches (one wake-up sends everything queued so far)."""
+        q = conn.queue
         while True:
-            try:
-                data = await asyncio.wait_for(conn.queue.get(), timeout=1.0)
-            except TimeoutError:
-                data = b""
-            if data is None or conn.ws.closed:
-                return
-            if time.monotonic() - conn.last_seen > idle:
-                self._drop(conn, abort=True)  # like Upbit: idle sockets go without a close frame
-                return
-            if data:
+            first = await q.get()
+            batch = [first]
+            while not q.empty():
+                batch.append(q.get_nowait())
+            for data in batch:
+                if data is None or conn.ws.closed:
+                    return
                 try:
                     await conn.ws.send_bytes(data)
                 except (ConnectionError, RuntimeError):
                     return
+
+    async def _idle_watch(self) -> None:
+        """Drop sockets with no client frame for ``ws_idle_timeout`` (Upbit: no close frame, 1006)."""
+        idle = self.config.ws_idle_timeout
+        while True:
+            await asyncio.sleep(min(1.0, idle / 4))
+            now = time.monotonic()
+            for conn in list(self.conns):
+                if now - conn.last_seen > idle:
+                    self._drop(conn, abort=True)
 
     def _start_status(self, conn: WsConn) -> None:
         if conn.status_task is not None:
@@ -1340,8 +1416,10 @@ class _Reject(Exception):
 # ------------------------------------------------------------------------------------------------------ runni
 
 
-async def serve(config: SimConfig, ready: Callable[[Simulator, int], None] | None = None) -> None:
-    """Run until cancelled."""
+async def serve(
+    config: SimConfig, ready: Callable[[Simulator, int], None] | None = None, *, handle_signals: bool = False
+) -> None:
+    """Run until cancelled (or SIGTERM/SIGINT with ``handle_signals``)."""
     sim = Simulator(config)
     runner = web.AppRunner(sim.app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -1353,8 +1431,15 @@ async def serve(config: SimConfig, ready: Callable[[Simulator, int], None] | Non
         port = server.sockets[0].getsockname()[1]
     if ready is not None:
         ready(sim, port)
+    stop = asyncio.Event()
+    if handle_signals:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
@@ -1365,11 +1450,12 @@ def run_simulator(config: SimConfig) -> None:
     def ready(sim: Simulator, port: int) -> None:
         log.info("Upbit simulator on http://%s:%d (markets %s)", config.host, port, ",".join(sim.markets))
         print(
-            f"Upbit simulator listening on http://{config.host}:{port}  ws://{config.host}:{port}/websocket/v1"
+            f"Upbit simulator listening on http://{config.host}:{port}  ws://{config.host}:{port}/websocket/v1",
+            flush=True,
         )
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, ready))
+        asyncio.run(serve(config, ready, handle_signals=True))
 
 
 class SimulatorThread:

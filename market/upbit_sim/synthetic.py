@@ -87,6 +87,20 @@ class SyntheticParams:
     spread_fill_rate: float = 12.0  # per side, per second, while the spread is wider than one tick
     empty_tick_prob: float = 0.15  # a newly exposed deep tick starts empty with this probability
 
+    def scaled(self, activity: float) -> SyntheticParams:
+        """The same market on a time scale ``activity`` times faster (all rates and the Hawkes decay)."""
+        k = float(activity)
+        return replace(
+            self,
+            limit_rate=self.limit_rate * k,
+            cancel_rate=self.cancel_rate * k,
+            market_rate=self.market_rate * k,
+            hawkes_alpha=self.hawkes_alpha * k,
+            hawkes_cross=self.hawkes_cross * k,
+            hawkes_beta=self.hawkes_beta * k,
+            spread_fill_rate=self.spread_fill_rate * k,
+        )
+
 
 class SyntheticMarket:
     """One market's order book under the model. Time is model time in ms from ``start_ms``."""
@@ -432,13 +446,20 @@ class SyntheticSource:
         start_ms: int = 0,
         params: SyntheticParams | dict[str, SyntheticParams] | None = None,
         record_all: bool = False,
+        activity: float | None = None,
     ) -> None:
+        """``activity`` scales every market's event rates (None: 1.0, or 20/len(markets) above 20
+        markets, so a whole-exchange simulation stays within one core)."""
         self.markets = list(markets)
         self.record_all = record_all
         self._start = start_ms
         self.models: dict[str, SyntheticMarket] = {}
+        if activity is None:
+            activity = min(1.0, 20.0 / max(1, len(self.markets)))
         for m in self.markets:
-            prm = params.get(m) if isinstance(params, dict) else params
+            prm = (params.get(m) if isinstance(params, dict) else params) or SyntheticParams()
+            if activity != 1.0:
+                prm = prm.scaled(activity)
             self.models[m] = SyntheticMarket(m, seed=seed, start_ms=start_ms, params=prm)
         self._ids = SequenceIds()
         self._primed = False  # the first advance returns every market's book (the initial snapshot)

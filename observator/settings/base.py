@@ -241,6 +241,9 @@ REST_FRAMEWORK = {
         "user": env("API_RATE_USER", default="600/min"),
         "anon": env("API_RATE_ANON", default="120/min"),
         "orders": env("API_RATE_ORDERS", default="120/min"),
+        # Per client address: the sign-up duplicate check and the API-token endpoint (accounts.api.views).
+        "username_check": env("API_RATE_USERNAME_CHECK", default="60/min"),
+        "auth_token": env("API_RATE_AUTH_TOKEN", default="10/min"),
     },
 }
 SPECTACULAR_SETTINGS = {

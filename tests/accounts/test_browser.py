@@ -49,8 +49,8 @@ def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
     page.fill("#id_email_domain_custom", "example.org")
     page.locator("#id_phone").press_sequentially("01012345678")
     expect(page.locator("#id_phone")).to_have_value("010-1234-5678")
-    page.fill("#id_password1", "Journey!23")
-    page.fill("#id_password2", "Journey!23")
+    page.fill("#id_password1", "Tr4de!Safe")
+    page.fill("#id_password2", "Tr4de!Safe")
     page.get_by_role("button", name="View terms").click()
     dialog = page.locator("#terms-dialog")
     expect(dialog).to_be_visible()
@@ -60,14 +60,16 @@ def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
     page.get_by_role("button", name="Sign up", exact=True).click()
     page.wait_for_timeout(500)
     assert page.url.endswith("/signup")
+    page.screenshot(path=str(artifacts_dir / "accounts-signup-blocked.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(artifacts_dir / "accounts-signup-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 720})
     assert not User.objects.filter(username__iexact="journey1").exists()
 
     # A free name: the check passes and the form goes through.
     page.fill("#id_username", "journey1")
     expect(page.get_by_test_id("username-status")).to_have_text("This username is available.")
     page.get_by_role("button", name="Sign up", exact=True).click()
-    page.wait_for_timeout(3000)
-    print("DEBUG", page.url, page.locator(".field-errors").all_inner_texts(), page.locator("#username-status").inner_text())
     page.wait_for_url(re.compile(r"/home$"))
     user = User.objects.get(username="journey1")
     assert user.email == "journey@example.org" and user.phone == "010-1234-5678"
@@ -80,7 +82,7 @@ def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
     assert user.preferred_language == "ko"
 
     # Save keys on the profile page; the secret never comes back into the page.
-    page.get_by_role("link", name="프로필").click()
+    page.get_by_role("link", name="프로필", exact=True).click()
     page.get_by_role("button", name="키 발급 방법").click()
     expect(page.locator("#keys-help-dialog")).to_be_visible()
     page.keyboard.press("Escape")
@@ -100,7 +102,7 @@ def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
     page.get_by_test_id("logout").click()
     page.wait_for_url(re.compile(r"/login$"))
     page.fill("#id_username", "journey1")
-    page.fill("#id_password", "Journey!23")
+    page.fill("#id_password", "Tr4de!Safe")
     page.get_by_role("button", name="로그인").last.click()
     page.wait_for_url(re.compile(r"/home$"))
     assert exchange_credential_status(user=user).stored

@@ -199,3 +199,17 @@ def test_user_create_service_stores_consent_time_and_language():
     assert user.privacy_consent_at is not None
     assert user.preferred_language == "ko"
     assert user.phone == "010-1111-2222"
+
+
+def test_empty_post_shows_required_messages(client):
+    response = client.post("/signup", {})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Enter a username." in field_errors(html, "username")
+    assert User.objects.count() == 0
+
+
+def test_logged_in_users_are_sent_home_from_signup(client):
+    client.force_login(UserFactory())
+    response = client.get("/signup")
+    assert response.status_code == 302 and response["Location"] == "/home"

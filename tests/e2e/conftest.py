@@ -46,6 +46,11 @@ def _sim_args(port: int) -> list[str]:
             "synthetic", "--markets", "KRW-BTC", "--seed", "7"]
 
 
+def _worker_args(queues: str, name: str) -> list[str]:
+    return [live.PYTHON, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues, "-c", "1", "-n", f"{name}@%h",
+            "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+
+
 def _beat_args(schedule: Path) -> list[str]:
     # The file scheduler keeps beat off the test database; the schedule itself is settings.CELERY_BEAT_SCHEDULE.
     return [live.PYTHON, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "WARNING",
@@ -70,7 +75,7 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
     logs = tmp_path / "logs"
     logs.mkdir()
     var = tmp_path / "var"
-    var.mkdir()
+    var.mkdir(exist_ok=True)
     env = live.child_env(
         {
             "UPBIT_REST_URL": f"http://127.0.0.1:{sim_port}",
@@ -100,9 +105,13 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
         stack.procs["collector"] = es.enter_context(
             live.running([live.PYTHON, "manage.py", "collect", "--markets", "KRW-BTC", "--flush-interval", "2"],
                          env={**env, "OBSERVATOR_ROLE": "collector"}, log_path=logs / "collector.log"))
+        # Two workers as in production: order work (default) is never queued behind model inference (ml).
         stack.procs["worker"] = es.enter_context(
-            live.running(live.celery_worker_args(), env={**env, "OBSERVATOR_ROLE": "worker"},
+            live.running(_worker_args("default", "default"), env={**env, "OBSERVATOR_ROLE": "worker"},
                          log_path=logs / "worker.log"))
+        stack.procs["ml"] = es.enter_context(
+            live.running(_worker_args("ml", "ml"), env={**env, "OBSERVATOR_ROLE": "worker"},
+                         log_path=logs / "ml.log"))
         stack.procs["beat"] = es.enter_context(
             live.running(_beat_args(tmp_path / "beat-schedule"), env={**env, "OBSERVATOR_ROLE": "beat"},
                          log_path=logs / "beat.log"))
@@ -112,6 +121,31 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
             for name, proc in stack.procs.items():
                 if proc.poll() is not None and name != "web":
                     print(f"[e2e] {name} exited early with {proc.returncode}:\n{stack.log_tail(name)}")
+
+
+@pytest.fixture
+def e2e_model(transactional_db: Any, settings: Any, tmp_path: Path) -> Any:  # noqa: ANN401
+    """A small LSTM trained here on synthetic day files (about a second) and promoted for KRW-BTC, its
+    artifact in the stack's media folder, so the ml worker serves live predictions to auto-trading."""
+    import torch
+
+    from mlmodel import services
+    from tests.mlmodel.platform.conftest import small_params
+    from tests.mlmodel.platform.daydata import synthetic_days
+
+    torch.set_num_threads(1)
+    media = tmp_path / "var" / "media"
+    data = tmp_path / "ml-days"
+    for path in (media, data, tmp_path / "ml-spikes"):
+        path.mkdir(parents=True, exist_ok=True)
+    settings.MEDIA_ROOT = media
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(media)}}}
+    settings.MARKET_DATA_DIR = data
+    settings.ML_SPIKE_DATA_DIR = tmp_path / "ml-spikes"
+    synthetic_days(data)
+    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
+    return services.model_promote(version=version)
 
 
 @pytest.fixture
@@ -150,6 +184,7 @@ def screenshot(pg: Any, artifacts_dir: Path, name: str) -> None:  # noqa: ANN401
     original = pg.viewport_size
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         pg.set_viewport_size(size)
+        pg.evaluate("window.scrollTo(0, 0)")  # sticky header at the top, not where the last click was
         pg.wait_for_timeout(250)  # layout and canvases settle after the resize
         pg.screenshot(path=str(artifacts_dir / f"{name}-{label}.png"), full_page=True)
     pg.set_viewport_size(original)

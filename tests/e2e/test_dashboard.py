@@ -66,6 +66,15 @@ def _log_in(page: Any, username: str) -> None:  # noqa: ANN401
     page.wait_for_url(re.compile(r"/home$"))
 
 
+def _print_counts() -> None:
+    from mlmodel.models import Prediction
+    from trading.models import Order, ScheduledOrder
+    from trading.models_autotrade import AutoTradeDecision, AutoTradeSession
+
+    print("[e2e] rows:", {m.__name__: m.objects.count() for m in
+                          (Prediction, Order, ScheduledOrder, AutoTradeSession, AutoTradeDecision)})
+
+
 def _open_trade(page: Any) -> None:  # noqa: ANN401
     page.goto("/trade")
     page.wait_for_selector("#conn[data-state=open]")
@@ -73,7 +82,7 @@ def _open_trade(page: Any) -> None:  # noqa: ANN401
     page.wait_for_selector("#tape-body tr:not(.empty)")
 
 
-def test_full_user_journey(page: Any, e2e_stack: Stack, artifacts_dir: Path) -> None:  # noqa: ANN401
+def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifacts_dir: Path) -> None:  # noqa: ANN401
     username = "e2e" + secrets.token_hex(4)
     try:
         page.goto("/login")
@@ -150,9 +159,11 @@ def test_full_user_journey(page: Any, e2e_stack: Stack, artifacts_dir: Path) -> 
         page.wait_for_selector("#history-body tr[data-state=done] >> nth=1", timeout=15000)
 
         # Auto-trading: start, decisions appear, change the threshold, stop.
+        page.fill("#auto-order-krw", "20000")
         page.click("[data-testid=auto-start]")
         page.wait_for_selector("#auto-state:has-text('Running')")
         page.wait_for_selector("#decision-log li.decision", timeout=40000)
+        assert e2e_model.label in page.locator("#model-version").inner_text()
         page.locator("#threshold").fill("0.03")
         assert page.locator("#threshold-out").inner_text() == "0.03%"
         page.click("[data-testid=threshold-apply]")
@@ -167,6 +178,7 @@ def test_full_user_journey(page: Any, e2e_stack: Stack, artifacts_dir: Path) -> 
     except Exception:
         page.screenshot(path=str(artifacts_dir / "failure-journey.png"), full_page=True)
         print(e2e_stack.all_logs())
+        _print_counts()
         raise
 
 

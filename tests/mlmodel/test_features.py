@@ -114,10 +114,12 @@ def test_ofi_sign_follows_price_moves_and_gaps_reset_it() -> None:
     cfg = FeatureConfig(levels=1, depths=(1,), ofi_windows_s=(100.0,), max_gap_ms=10_000)
     f = compute_features(book, None, config=cfg, tick_fn=constant_tick_fn(0.5))
     ofi = f.column("ofi_100s")
-    assert ofi[1] > 0  # bid uptick: +5
-    assert ofi[3] < ofi[2]  # ask downtick: -3
-    # Across the gap (200 -> 60000 ms) no flow is counted: e_2 = 0, so ofi[2] only holds e_1 (within 100 s).
     assert list(f.segment) == [0, 0, 1, 1]
+    assert ofi[1] > 0  # bid uptick: +5
+    # Across the gap (200 -> 60000 ms) nothing is counted and the 100 s window stops at the segment start.
+    assert ofi[2] == 0.0
+    depth = np.mean([(4 + 5) / 2, (3 + 5) / 2])
+    np.testing.assert_allclose(ofi[3], -3 / depth, rtol=1e-6)  # ask downtick: -3
 
 
 def test_segments_split_on_time_jumps_and_recorded_gaps() -> None:

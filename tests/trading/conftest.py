@@ -38,8 +38,9 @@ class ScriptedSource:
     def start_ms(self) -> int:
         return self._start
 
-    def set_book(self, market: str, asks: list[tuple[float, float]], bids: list[tuple[float, float]],
-                 ts: int) -> None:
+    def set_book(
+        self, market: str, asks: list[tuple[float, float]], bids: list[tuple[float, float]], ts: int
+    ) -> None:
         with self._lock:
             book = BookSnapshot(ts=ts, asks=list(asks), bids=list(bids))
             self.books[market] = book
@@ -49,7 +50,9 @@ class ScriptedSource:
         with self._lock:
             self._sid += 1
             self._pending.setdefault(market, MarketUpdate()).trades.append(
-                TradeTick(ts=ts, price=price, volume=volume, ask_bid=ask_bid, sequential_id=ts * 1000 + self._sid)
+                TradeTick(
+                    ts=ts, price=price, volume=volume, ask_bid=ask_bid, sequential_id=ts * 1000 + self._sid
+                )
             )
 
     def advance(self, until_ms: int) -> dict[str, MarketUpdate]:
@@ -96,8 +99,9 @@ class Sim:
         self.flush()
 
     def account(self, *, krw: Any = 0, assets: dict[str, Any] | None = None) -> dict[str, str]:
-        return self.thread.create_account(krw=str(krw), assets=assets or {}, access_key=upbit_key(),
-                                          secret_key=upbit_key())
+        return self.thread.create_account(
+            krw=str(krw), assets=assets or {}, access_key=upbit_key(), secret_key=upbit_key()
+        )
 
     def orders_of(self, account_id: str) -> list[Any]:
         def read(s: Any) -> list[Any]:

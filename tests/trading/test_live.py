@@ -27,7 +27,9 @@ def client_for(user) -> APIClient:
 
 
 def test_live_market_buy_is_placed_on_the_exchange_with_fills(live_user, sim):
-    order = services.order_place(user=live_user, market="KRW-BTC", side="bid", ord_type="price", price=d(150_000))
+    order = services.order_place(
+        user=live_user, market="KRW-BTC", side="bid", ord_type="price", price=d(150_000)
+    )
     order.refresh_from_db()  # as stored: Upbit's 9-decimal fee kept to 8 decimals
     assert order.mode == "live" and order.exchange_uuid
     assert order.state == "done"
@@ -42,8 +44,11 @@ def test_live_market_buy_is_placed_on_the_exchange_with_fills(live_user, sim):
 
 def test_live_limit_partial_fill_then_cancel(live_user, sim):
     api = client_for(live_user)
-    r = api.post("/api/trading/orders/limit/", {"market": "KRW-BTC", "side": "bid", "price": "100000000",
-                                                "volume": "0.003"}, format="json")
+    r = api.post(
+        "/api/trading/orders/limit/",
+        {"market": "KRW-BTC", "side": "bid", "price": "100000000", "volume": "0.003"},
+        format="json",
+    )
     assert r.status_code == 201, r.content
     body = r.json()
     assert body["mode"] == "live"
@@ -61,8 +66,9 @@ def test_live_limit_partial_fill_then_cancel(live_user, sim):
 
 
 def test_resting_live_order_filled_later_is_picked_up_by_reconciliation(live_user, sim):
-    order = services.order_place(user=live_user, market="KRW-BTC", side="bid", ord_type="limit",
-                                 price=d(99_000_000), volume=d("0.002"))
+    order = services.order_place(
+        user=live_user, market="KRW-BTC", side="bid", ord_type="limit", price=d(99_000_000), volume=d("0.002")
+    )
     assert order.state == "open" and order.executed_volume == 0
     sim.set_book("KRW-BTC", [(98_900_000.0, 0.01)], [(98_800_000.0, 0.01)])  # the market falls through it
     counts = services.orders_reconcile()
@@ -80,15 +86,27 @@ def test_crash_after_sending_is_reconciled_and_never_placed_twice(live_user, sim
 
     monkeypatch.setattr(UpbitExchange, "place_order", place_then_crash)
     with pytest.raises(SystemExit):
-        services.order_place(user=live_user, market="KRW-BTC", side="bid", ord_type="price", price=d(50_000),
-                             idempotency_key="crash-1")
+        services.order_place(
+            user=live_user,
+            market="KRW-BTC",
+            side="bid",
+            ord_type="price",
+            price=d(50_000),
+            idempotency_key="crash-1",
+        )
     order = Order.objects.get(user=live_user, idempotency_key="crash-1")
     assert order.state == "pending" and not order.exchange_uuid
     monkeypatch.setattr(UpbitExchange, "place_order", real_place)
 
     # A retry of the same request returns the same order; it does not send a second one.
-    again = services.order_place(user=live_user, market="KRW-BTC", side="bid", ord_type="price", price=d(50_000),
-                                 idempotency_key="crash-1")
+    again = services.order_place(
+        user=live_user,
+        market="KRW-BTC",
+        side="bid",
+        ord_type="price",
+        price=d(50_000),
+        idempotency_key="crash-1",
+    )
     assert again.pk == order.pk
     assert sim.order_count(live_user.sim_account_id) == 1
 
@@ -100,8 +118,16 @@ def test_crash_after_sending_is_reconciled_and_never_placed_twice(live_user, sim
 
 
 def test_pending_order_that_never_reached_the_exchange_is_closed(live_user, sim):
-    order = Order.objects.create(user=live_user, mode="live", market="KRW-BTC", side="bid", ord_type="price",
-                                 price=d(10_000), idempotency_key="never-sent", state="pending")
+    order = Order.objects.create(
+        user=live_user,
+        mode="live",
+        market="KRW-BTC",
+        side="bid",
+        ord_type="price",
+        price=d(10_000),
+        idempotency_key="never-sent",
+        state="pending",
+    )
     Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - dt.timedelta(minutes=5))
     services.orders_reconcile()
     order.refresh_from_db()
@@ -117,8 +143,12 @@ def test_idempotent_retry_over_the_api_returns_the_same_order(live_user, sim):
     assert r1.json()["order"]["id"] == r2.json()["order"]["id"]
     assert sim.order_count(live_user.sim_account_id) == 1
     # Same key, different request: refused, nothing sent.
-    r3 = api.post("/api/trading/orders/buy/", {"market": "KRW-BTC", "amount_krw": "30000"}, format="json",
-                  HTTP_IDEMPOTENCY_KEY="retry-1")
+    r3 = api.post(
+        "/api/trading/orders/buy/",
+        {"market": "KRW-BTC", "amount_krw": "30000"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="retry-1",
+    )
     assert r3.status_code == 409 and r3.json()["error"]["code"] == "idempotency_conflict"
     assert sim.order_count(live_user.sim_account_id) == 1
 
@@ -131,8 +161,14 @@ def test_concurrent_double_submit_places_once(live_user, sim):
     def submit() -> None:
         try:
             barrier.wait(timeout=10)
-            o = services.order_place(user=live_user, market="KRW-BTC", side="bid", ord_type="price",
-                                     price=d(20_000), idempotency_key="double-click")
+            o = services.order_place(
+                user=live_user,
+                market="KRW-BTC",
+                side="bid",
+                ord_type="price",
+                price=d(20_000),
+                idempotency_key="double-click",
+            )
             results.append(o.pk)
         except Exception as exc:  # noqa: BLE001 - recorded for the assertion
             results.append(exc)
@@ -153,7 +189,9 @@ def test_concurrent_double_submit_places_once(live_user, sim):
 def test_exchange_errors_are_typed_and_translated(live_user, sim):
     # Balance is checked before sending: nothing reaches the exchange.
     with pytest.raises(InsufficientFunds):
-        services.order_place(user=live_user, market="KRW-BTC", side="bid", ord_type="price", price=d(20_000_000))
+        services.order_place(
+            user=live_user, market="KRW-BTC", side="bid", ord_type="price", price=d(20_000_000)
+        )
     assert sim.order_count(live_user.sim_account_id) == 0
     api = client_for(live_user)
     api.defaults["HTTP_ACCEPT_LANGUAGE"] = "ko"

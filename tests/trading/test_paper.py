@@ -55,7 +55,9 @@ def test_market_sell_walks_the_bid_levels_and_realizes_pnl(user, sim):
     # Bought 0.001 at 100,000,000 for 100,000 + 50 fee; now give the account 0.001 more (two levels to sell).
     PaperBalance.objects.filter(user=user, currency="BTC").update(balance=d("0.002"))
     before = krw(user).balance
-    order = services.order_place(user=user, market="KRW-BTC", side="ask", ord_type="market", volume=d("0.002"))
+    order = services.order_place(
+        user=user, market="KRW-BTC", side="ask", ord_type="market", volume=d("0.002")
+    )
     fills = list(order.fills.order_by("-price"))
     assert [(f.price, f.volume, f.fee) for f in fills] == [
         (d(99_999_000), d("0.001"), d("49.9995")),
@@ -69,12 +71,16 @@ def test_market_sell_walks_the_bid_levels_and_realizes_pnl(user, sim):
     first, second = fills
     assert first.realized_pnl == d(99_999) - d("49.9995") - d(100_050)
     assert second.realized_pnl == -d("49.999")
-    assert Position.objects.get(user=user, currency="BTC").realized_pnl == first.realized_pnl + second.realized_pnl
+    assert (
+        Position.objects.get(user=user, currency="BTC").realized_pnl
+        == first.realized_pnl + second.realized_pnl
+    )
 
 
 def test_limit_buy_takes_what_crosses_then_rests_and_fills_as_the_market_trades_through(user, sim):
-    order = services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="limit",
-                                 price=d(100_001_000), volume=d("0.005"))
+    order = services.order_place(
+        user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(100_001_000), volume=d("0.005")
+    )
     assert order.state == "open"
     assert order.executed_volume == d("0.003")  # 0.001 @ 100,000,000 + 0.002 @ 100,001,000 (taker)
     assert order.paid_fee == d(50) + d("100.001")
@@ -104,8 +110,9 @@ def test_limit_buy_takes_what_crosses_then_rests_and_fills_as_the_market_trades_
 
 
 def test_cancel_resting_paper_order_returns_locked_funds(user, sim):
-    order = services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="limit",
-                                 price=d(90_000_000), volume=d("0.001"))
+    order = services.order_place(
+        user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(90_000_000), volume=d("0.001")
+    )
     assert order.state == "open" and krw(user).locked == d(90_000) + d(45)
     cancelled = services.order_cancel(user=user, order_id=order.pk)
     assert cancelled.state == "cancelled"
@@ -128,4 +135,6 @@ def test_portfolio_values_holdings_and_pnl_today(user, sim):
 
 def test_paper_fill_ledger_matches_orders(user, sim):
     services.order_place(user=user, market="KRW-ETH", side="bid", ord_type="price", price=d(600_000))
-    assert PaperTrade.objects.filter(order__user=user).count() == Order.objects.get(user=user).fills.count() == 2
+    assert (
+        PaperTrade.objects.filter(order__user=user).count() == Order.objects.get(user=user).fills.count() == 2
+    )

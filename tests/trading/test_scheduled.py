@@ -21,15 +21,22 @@ pytestmark = pytest.mark.django_db
 
 
 def schedule(user, **kw):
-    args = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": d(10_000), "trigger_type": "time",
-            "trigger_at": timezone.now() + dt.timedelta(seconds=1)}
+    args = {
+        "market": "KRW-BTC",
+        "side": "bid",
+        "ord_type": "price",
+        "price": d(10_000),
+        "trigger_type": "time",
+        "trigger_at": timezone.now() + dt.timedelta(seconds=1),
+    }
     args.update(kw)
     return services.scheduled_order_create(user=user, **args)
 
 
 def make_due(*objs) -> None:
     ScheduledOrder.objects.filter(pk__in=[o.pk for o in objs]).update(
-        trigger_at=timezone.now() - dt.timedelta(milliseconds=10))
+        trigger_at=timezone.now() - dt.timedelta(milliseconds=10)
+    )
 
 
 def test_past_time_is_refused(user, sim):
@@ -41,11 +48,16 @@ def test_past_time_is_refused(user, sim):
 
 def test_naive_time_and_bad_expiry_are_refused_over_the_api(api, sim):
     base = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "10000", "trigger_type": "time"}
-    r = api.post("/api/trading/scheduled-orders/", {**base, "trigger_at": "2020-01-01T00:00:00Z"}, format="json")
+    r = api.post(
+        "/api/trading/scheduled-orders/", {**base, "trigger_at": "2020-01-01T00:00:00Z"}, format="json"
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "time_in_past"
     future = (timezone.now() + dt.timedelta(hours=1)).isoformat()
-    r = api.post("/api/trading/scheduled-orders/", {**base, "trigger_at": future,
-                                                   "expires_at": timezone.now().isoformat()}, format="json")
+    r = api.post(
+        "/api/trading/scheduled-orders/",
+        {**base, "trigger_at": future, "expires_at": timezone.now().isoformat()},
+        format="json",
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_expiry"
     r = api.post("/api/trading/scheduled-orders/", {**base, "trigger_type": "price_above"}, format="json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_trigger"
@@ -70,9 +82,19 @@ def test_fire_after_restart_and_crashed_worker(user, sim):
     so = schedule(user)
     make_due(so)
     # A worker claimed it, placed the order and died before recording the outcome.
-    ScheduledOrder.objects.filter(pk=so.pk).update(state="firing", claimed_at=timezone.now() - dt.timedelta(minutes=5))
-    services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000),
-                         idempotency_key=so.fire_key, source="scheduled", mode="paper")
+    ScheduledOrder.objects.filter(pk=so.pk).update(
+        state="firing", claimed_at=timezone.now() - dt.timedelta(minutes=5)
+    )
+    services.order_place(
+        user=user,
+        market="KRW-BTC",
+        side="bid",
+        ord_type="price",
+        price=d(10_000),
+        idempotency_key=so.fire_key,
+        source="scheduled",
+        mode="paper",
+    )
     # "Restart": a fresh round of the beat task; nothing but the database carries the state.
     scheduled_orders_fire_due()
     so.refresh_from_db()
@@ -82,8 +104,15 @@ def test_fire_after_restart_and_crashed_worker(user, sim):
 
 def test_price_trigger_fires_when_the_price_crosses(user, sim):
     above = schedule(user, trigger_type="price_above", trigger_price=d(101_000_000), trigger_at=None)
-    below = schedule(user, trigger_type="price_below", trigger_price=d(95_000_000), trigger_at=None,
-                     side="bid", ord_type="price", price=d(6_000))
+    below = schedule(
+        user,
+        trigger_type="price_below",
+        trigger_price=d(95_000_000),
+        trigger_at=None,
+        side="bid",
+        ord_type="price",
+        price=d(6_000),
+    )
     sim.trade("KRW-BTC", 100_000_000.0, 0.001, "BID")
     assert scheduled_orders_fire_due() == []
     sim.trade("KRW-BTC", 101_000_000.0, 0.001, "BID")
@@ -96,8 +125,13 @@ def test_price_trigger_fires_when_the_price_crosses(user, sim):
 
 
 def test_expiry(user, sim):
-    so = schedule(user, trigger_type="price_above", trigger_price=d(200_000_000), trigger_at=None,
-                  expires_at=timezone.now() + dt.timedelta(seconds=1))
+    so = schedule(
+        user,
+        trigger_type="price_above",
+        trigger_price=d(200_000_000),
+        trigger_at=None,
+        expires_at=timezone.now() + dt.timedelta(seconds=1),
+    )
     ScheduledOrder.objects.filter(pk=so.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     scheduled_orders_fire_due()
     so.refresh_from_db()
@@ -179,3 +213,40 @@ def test_beat_task_through_a_real_celery_worker(user, sim_env, celery_worker_pro
     assert so.state == "filled", so.failure_reason
     assert Order.objects.filter(user=user, source="scheduled").count() == 1
     time.sleep(0.2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_row_is_skipped_not_waited_for(user, sim):
+    """MariaDB: while one worker holds a due row locked (mid-claim), another worker's claim skips it at once
+    (SKIP LOCKED) instead of blocking or double-claiming; once released it fires exactly once."""
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("the database has no SELECT ... FOR UPDATE SKIP LOCKED (SQLite serialises writers instead)")
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    locked, other = schedule(user), schedule(user, price=d(6_000))
+    make_due(locked, other)
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                list(ScheduledOrder.objects.select_for_update().filter(pk=locked.pk))
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert holding.wait(timeout=10)
+    started = time.monotonic()
+    with CaptureQueriesContext(connection) as queries:
+        fired = scheduled_orders_fire_due()
+    assert time.monotonic() - started < 5  # did not wait for the lock
+    assert fired == [other.pk]
+    assert any("SKIP LOCKED" in q["sql"].upper() for q in queries.captured_queries)
+    release.set()
+    t.join(timeout=10)
+    assert scheduled_orders_fire_due() == [locked.pk]
+    assert Order.objects.filter(user=user, source="scheduled").count() == 2

@@ -40,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--account-krw", default=None, help="create one account with this much KRW")
         parser.add_argument("--account-access-key", default=None)
         parser.add_argument("--account-secret-key", default=None)
+        parser.add_argument("--account-assets", default="", help="e.g. BTC=0.5,ETH=2 for that account")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         markets = [m.strip().upper() for m in str(opts["markets"]).split(",") if m.strip()]
@@ -65,8 +66,15 @@ class Command(BaseCommand):
         if opts["account_krw"] is not None:
             if not (opts["account_access_key"] and opts["account_secret_key"]):
                 raise CommandError("--account-krw needs --account-access-key and --account-secret-key")
+            assets = {}
+            for item in filter(None, (x.strip() for x in str(opts["account_assets"]).split(","))):
+                cur, sep, amount = item.partition("=")
+                if not sep:
+                    raise CommandError(f"--account-assets item {item!r} is not CUR=amount")
+                assets[cur.strip().upper()] = amount.strip()
             config.initial_accounts = [
                 {
+                    "assets": assets,
                     "krw": opts["account_krw"],
                     "access_key": opts["account_access_key"],
                     "secret_key": opts["account_secret_key"],

@@ -295,6 +295,8 @@ export class AutoPanel {
     this.stopBtn = $("#auto-stop");
     this.stateEl = $("#auto-state");
     this.log = $("#decision-log");
+    this.orderInput = $("#auto-order-krw");
+    this.orderInput.addEventListener("input", () => (this.orderInput.dataset.touched = "1"));
     this.sessionStart = new Date();
     const th = config.threshold || {};
     this.slider.min = th.min ?? 0.01;
@@ -322,33 +324,37 @@ export class AutoPanel {
     this.slider.setAttribute("aria-valuetext", `${v.toFixed(2)}%`);
   }
 
-  _body(extra) {
-    // threshold as a ratio (0.0005 = 0.05 %), the unit of the auto-trading API and the backtester.
-    return { market: this.getMarket(), threshold: (this.thresholdPct() / 100).toFixed(6), ...extra };
+  _threshold() {
+    return this.thresholdPct().toFixed(2); // percent, as the auto-trading API takes it
   }
 
   async load() {
+    const market = this.getMarket();
     try {
-      const data = await api("auto", { query: { market: this.getMarket() } });
-      this._applySession(data);
+      const data = await api("auto", { query: { market } });
+      const sessions = listOf(data, "sessions").filter((x) => x.market === market);
+      const current = sessions.find((x) => x.state === "running") || sessions[0] || null;
+      this._applySession({ session: current });
     } catch (e) {
-      if (!(e instanceof ApiError && e.status === 404)) setText($("#model-version"), e.message);
+      if (!(e instanceof ApiError && e.status === 404)) toast(e.message, "error");
     }
-    try {
-      const dec = await api("auto_decisions", { query: { market: this.getMarket(), limit: 50 } });
-      const items = listOf(dec, "decisions").filter((d) => !d.created_at || new Date(d.created_at) >= this._since());
-      this.decisions = items.slice(0, 50);
-      this.renderLog();
-    } catch {
-      this.renderLog();
-    }
+    await this.loadDecisions();
     this.loadModel();
   }
 
-  _since() {
-    // "This session": since the auto-trading session started, or since the page was opened.
-    const started = this.session && pick(this.session, "started_at", "created_at");
-    return started ? new Date(started) : this.sessionStart;
+  async loadDecisions() {
+    if (!this.session) {
+      this.decisions = [];
+      this.renderLog();
+      return;
+    }
+    try {
+      const dec = await api("auto_decisions", { query: { session_id: this.session.id, limit: 50 } });
+      this.decisions = listOf(dec, "decisions").slice(0, 50);
+    } catch {
+      /* keep what the socket delivered */
+    }
+    this.renderLog();
   }
 
   async loadModel() {
@@ -356,35 +362,42 @@ export class AutoPanel {
       const data = await api("model", { query: { market: this.getMarket() } });
       this._showModel(data);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 404) setText($("#model-version"), t("model_none"));
+      if (e instanceof ApiError && e.status === 404 && !this.modelSeen) setText($("#model-version"), t("model_none"));
     }
   }
 
   _showModel(data) {
     const m = pick(data, "model", "active", "model_version") || data;
-    if (!m || (!m.version && !m.name)) {
-      setText($("#model-version"), t("model_none"));
+    if (!m || (!m.version && !m.name && !m.label)) {
+      if (!this.modelSeen) setText($("#model-version"), t("model_none"));
       return;
     }
-    setText($("#model-version"), typeof m === "string" ? m : `${m.name || ""} v${m.version ?? "?"}`.trim());
+    this.modelSeen = true;
+    setText($("#model-version"), typeof m === "string" ? m : m.label || `${m.name || ""} v${m.version ?? "?"}`.trim());
     const p = pick(data, "prediction", "latest_prediction");
     if (p) this.onPrediction(p);
   }
 
   _applySession(data) {
-    const s = pick(data, "session") || data;
-    this.session = s && (s.id || s.state || s.running !== undefined) ? s : null;
-    const running = !!(s && (s.running === true || s.state === "running" || s.active === true));
-    this.running = running;
-    if (s && s.threshold !== undefined && s.threshold !== null) {
-      const pct = num(s.threshold) * 100;
+    const s = data && "session" in data ? data.session : data;
+    const prevId = this.session && this.session.id;
+    this.session = s && s.id ? s : null;
+    this.running = !!(this.session && this.session.state === "running");
+    if (this.session && this.session.threshold_pct !== undefined && this.session.threshold_pct !== null) {
+      const pct = num(this.session.threshold_pct);
       if (Number.isFinite(pct) && pct > 0) {
         this.slider.value = String(Math.min(num(this.slider.max), Math.max(num(this.slider.min), pct)));
         this._showThreshold();
       }
     }
+    if (this.session && this.session.order_krw && !this.orderInput.dataset.touched) {
+      this.orderInput.value = String(Math.round(num(this.session.order_krw)));
+    }
+    if (this.session && this.session.stop_reason && this.session.state === "stopped" && prevId === this.session.id && this._wasRunning) {
+      toast(`${t("auto_stopped")} ${this.session.stop_reason}`, "info");
+    }
+    this._wasRunning = this.running;
     this._renderState();
-    if (data && data.model) this._showModel(data);
   }
 
   _renderState() {
@@ -395,11 +408,11 @@ export class AutoPanel {
     if (!this.running) this.chart.setPrediction(null);
   }
 
-  async _call(name, body, okMsg) {
+  async _call(name, method, body, okMsg) {
     const buttons = [this.startBtn, this.stopBtn, $("#threshold-apply")];
     buttons.forEach((b) => (b.disabled = true));
     try {
-      const data = await api(name, { method: "POST", body });
+      const data = await api(name, { method, body });
       this._applySession(data || {});
       if (okMsg) toast(okMsg);
       return true;
@@ -413,28 +426,33 @@ export class AutoPanel {
   }
 
   async start() {
-    this.sessionStart = new Date();
-    if (await this._call("auto_start", this._body(), t("auto_started"))) {
-      this.running = true;
-      this._renderState();
+    const orderKrw = decimalString(this.orderInput.value);
+    if (!orderKrw) {
+      toast(t("invalid_amount"), "error");
+      this.orderInput.focus();
+      return;
+    }
+    const body = { market: this.getMarket(), threshold_pct: this._threshold(), order_krw: orderKrw };
+    if (await this._call("auto_start", "POST", body, t("auto_started"))) {
+      this.decisions = [];
+      this.renderLog();
     }
   }
 
   async stop() {
-    if (await this._call("auto_stop", { market: this.getMarket() }, t("auto_stopped"))) {
-      this.running = false;
-      this._renderState();
-    }
+    const body = this.session ? { session_id: this.session.id } : { market: this.getMarket() };
+    await this._call("auto_stop", "POST", body, t("auto_stopped"));
   }
 
   async apply() {
-    const v = `${this.thresholdPct().toFixed(2)}%`;
+    const v = `${this._threshold()}%`;
     if (!this.running) {
       // Nothing running: the value is used by the next start.
       toast(t("threshold_applied", { v }));
       return;
     }
-    await this._call("auto_change", this._body(), t("threshold_applied", { v }));
+    await this._call("auto_change", "PUT", { session_id: this.session.id, threshold_pct: this._threshold() },
+      t("threshold_applied", { v }));
   }
 
   onMarket() {
@@ -462,12 +480,16 @@ export class AutoPanel {
   onEvent(kind, data) {
     if (kind.includes("decision")) {
       const d = data.decision || data;
+      if (!this.session || (d.session_id && d.session_id !== this.session.id)) return;
+      if (this.decisions.some((x) => x.id === d.id)) return;
       this.decisions.unshift(d);
       this.decisions = this.decisions.slice(0, 50);
       this.renderLog();
       return;
     }
-    if (data.session || data.state || data.running !== undefined) this._applySession(data);
+    if (data.session && data.session.market === this.getMarket()) {
+      if (!this.session || this.session.id === data.session.id || data.session.state === "running") this._applySession(data);
+    }
     if (data.message) toast(data.message, kind.includes("halt") ? "error" : "info");
   }
 
@@ -485,7 +507,7 @@ export class AutoPanel {
         return h(
           "li",
           { class: `decision decision-${action}`, "data-action": action },
-          h("time", { datetime: pick(d, "created_at", "ts") || "" }, fmtTime(pick(d, "created_at", "ts"))),
+          h("time", { datetime: pick(d, "created_at") || "" }, fmtTime(pick(d, "created_at", "prediction_ts"))),
           " ",
           h("strong", { class: action === "buy" ? "up" : action === "sell" ? "down" : "" }, t(`action_${action}`)),
           " ",
@@ -500,7 +522,8 @@ export class AutoPanel {
               .filter(Boolean)
               .join(" "),
           ),
-          d.reason ? h("span", { class: "reason" }, ` — ${d.reason}`) : null,
+          d.detail || d.reason ? h("span", { class: "reason" }, ` — ${d.detail || d.reason}`) : null,
+          d.order_state ? h("span", { class: `state state-${d.order_state}` }, ` (${t(`state_${d.order_state}`)})`) : null,
         );
       }),
     );

@@ -80,7 +80,9 @@ export function fmtSignedKRW(v) {
 }
 
 const timeFmt = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-const dateTimeFmt = new Intl.DateTimeFormat(lang, { dateStyle: "short", timeStyle: "medium" });
+const dateTimeFmt = new Intl.DateTimeFormat(lang, {
+  month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
 const dateFmt = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
 
 export function toDate(v) {

@@ -19,7 +19,7 @@ def book(
     asks = tuple(mid + tick * (i + 1) for i in range(levels))
     bids = tuple(mid - tick * i for i in range(levels))
     sizes = tuple(0.1 + 0.01 * i for i in range(levels))
-    return OrderbookRecord(code, ts, ts, sum(sizes), sum(sizes), asks, sizes, bids, sizes)
+    return OrderbookRecord.from_sides(code, ts, ts, asks, sizes, bids, sizes)
 
 
 def trade(code: str, ts: int, sid: int, price: float = 150_000_000.0, side: int = 1) -> TradeRecord:

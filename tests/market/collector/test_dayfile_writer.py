@@ -41,9 +41,10 @@ def test_short_books_are_padded_with_nan(tmp_path: Path) -> None:
     writer = DayFileWriter(tmp_path, clock=clock)
     writer.add_orderbook(book("KRW-XRP", clock.now, mid=3000.0, levels=5, tick=1.0))
     deep = book("KRW-XRP", clock.advance(10), mid=3000.0, tick=1.0)
-    fields = {f: getattr(deep, f) for f in deep.__slots__}
-    fields.update(bid_price=deep.bid_price[:29] + (0.0,), bid_size=deep.bid_size[:29] + (0.0,))
-    zero_padded = type(deep)(**fields)
+    zero_padded = type(deep).from_sides(
+        "KRW-XRP", deep.ts, deep.recv_ts, deep.ask_price, deep.ask_size,
+        deep.bid_price[:29] + (0.0,), deep.bid_size[:29] + (0.0,),
+    )  # fmt: skip
     writer.add_orderbook(zero_padded)
     writer.flush()
     arrays = dayfiles.book_arrays(read_day(tmp_path, "orderbook", "KRW-XRP", dt.date(2026, 3, 1)))

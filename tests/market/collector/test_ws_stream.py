@@ -195,3 +195,15 @@ def test_prediction_batch_format_is_json_ready() -> None:
     assert set(payload["KRW-BTC"]) == {"ts", "ask_px", "ask_sz", "bid_px", "bid_sz", "trades"}
     assert batcher.take() == {}
     assert dt.date.today()  # noqa: DTZ011 - sanity: module imports fine
+
+
+def test_records_feed_the_live_fanout_payloads() -> None:
+    from market.fanout import orderbook_payload, ticker_payload, trades_payload
+
+    rec = book("KRW-BTC", 1_700_000_000_000, levels=30)
+    payload = orderbook_payload(rec, levels=5)
+    assert payload["market"] == "KRW-BTC" and len(payload["asks"]) == 5
+    assert payload["asks"][0][0] == 150_001_000 and payload["bids"][0][0] == 150_000_000
+    assert trades_payload("KRW-BTC", [trade("KRW-BTC", 1, sid=1)])["trades"][0]["side"] == "BID"
+    ticker = TickerRecord("KRW-BTC", 1, 1, 2.0, 1.0, 3.0, 0.5, 1.0, "RISE", 1.0, 1.0, 0, 0, 0, 0, 0, 1)
+    assert ticker_payload(ticker)["price"] == 2

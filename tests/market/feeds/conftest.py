@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from channels.layers import channel_layers
-from django.core.cache import cache
 
 from tests.market.feeds.fakes import FakeHttp, fake_http, install_upbit
 
 
 @pytest.fixture(autouse=True)
-def _fresh_layer_and_cache() -> Iterator[None]:
+def _fresh_layer_and_cache(settings) -> Iterator[None]:  # noqa: ANN001
+    """A new in-process channel layer and a cache namespace of its own per test (never FLUSHDB a shared
+    Redis: other parts of a CI run use it)."""
     channel_layers.backends.clear()
-    cache.clear()
+    default = settings.CACHES["default"]
+    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": f"t-{uuid.uuid4().hex[:12]}"}}
     yield
     channel_layers.backends.clear()
-    cache.clear()
 
 
 @pytest.fixture

@@ -69,7 +69,10 @@ def fake_http() -> Iterator[FakeHttp]:
 # -- a minimal Upbit quotation fake (used until/where the simulator is not needed) ---------------------
 
 BOOK = {
-    "market": "KRW-BTC", "timestamp": 1751608800456, "total_ask_size": 3.0, "total_bid_size": 4.0,
+    "market": "KRW-BTC",
+    "timestamp": 1751608800456,
+    "total_ask_size": 3.0,
+    "total_bid_size": 4.0,
     "orderbook_units": [
         {"ask_price": 149001000.0, "bid_price": 149000000.0, "ask_size": 1.0, "bid_size": 2.5},
         {"ask_price": 149002000.0, "bid_price": 148999000.0, "ask_size": 2.0, "bid_size": 1.5},
@@ -77,17 +80,39 @@ BOOK = {
     "level": 0,
 }
 TICKER = {
-    "market": "KRW-BTC", "trade_price": 149000000.0, "opening_price": 148000000.0, "high_price": 149500000.0,
-    "low_price": 147200000.0, "prev_closing_price": 148000000.0, "change": "RISE",
-    "signed_change_price": 1000000.0, "signed_change_rate": 0.0067567568, "acc_trade_volume_24h": 1281.4,
-    "acc_trade_price_24h": 190000000000.1, "acc_trade_volume": 572.11, "acc_trade_price": 85000000000.5,
-    "trade_timestamp": 1751608800000, "timestamp": 1751608800123,
+    "market": "KRW-BTC",
+    "trade_price": 149000000.0,
+    "opening_price": 148000000.0,
+    "high_price": 149500000.0,
+    "low_price": 147200000.0,
+    "prev_closing_price": 148000000.0,
+    "change": "RISE",
+    "signed_change_price": 1000000.0,
+    "signed_change_rate": 0.0067567568,
+    "acc_trade_volume_24h": 1281.4,
+    "acc_trade_price_24h": 190000000000.1,
+    "acc_trade_volume": 572.11,
+    "acc_trade_price": 85000000000.5,
+    "trade_timestamp": 1751608800000,
+    "timestamp": 1751608800123,
 }
 TRADES = [  # newest first, as Upbit sends them
-    {"market": "KRW-BTC", "timestamp": 1751608800002, "trade_price": 149000000.0, "trade_volume": 0.01,
-     "ask_bid": "BID", "sequential_id": 2},
-    {"market": "KRW-BTC", "timestamp": 1751608800001, "trade_price": 148999000.0, "trade_volume": 0.02,
-     "ask_bid": "ASK", "sequential_id": 1},
+    {
+        "market": "KRW-BTC",
+        "timestamp": 1751608800002,
+        "trade_price": 149000000.0,
+        "trade_volume": 0.01,
+        "ask_bid": "BID",
+        "sequential_id": 2,
+    },
+    {
+        "market": "KRW-BTC",
+        "timestamp": 1751608800001,
+        "trade_price": 148999000.0,
+        "trade_volume": 0.02,
+        "ask_bid": "ASK",
+        "sequential_id": 1,
+    },
 ]
 
 
@@ -96,16 +121,28 @@ def _candles(path: str, query: dict[str, list[str]]) -> Route:
     rows = []
     for i in range(min(count, 5)):  # newest first
         hour = 10 - i
-        rows.append({"market": query["market"][0], "candle_date_time_utc": f"2025-07-04T{hour:02d}:00:00",
-                     "opening_price": 1.0e8 + i, "high_price": 1.1e8, "low_price": 0.9e8,
-                     "trade_price": 1.05e8, "candle_acc_trade_volume": 1.5, "candle_acc_trade_price": 1.5e8,
-                     "timestamp": 1751608800000})
+        rows.append(
+            {
+                "market": query["market"][0],
+                "candle_date_time_utc": f"2025-07-04T{hour:02d}:00:00",
+                "opening_price": 1.0e8 + i,
+                "high_price": 1.1e8,
+                "low_price": 0.9e8,
+                "trade_price": 1.05e8,
+                "candle_acc_trade_volume": 1.5,
+                "candle_acc_trade_price": 1.5e8,
+                "timestamp": 1751608800000,
+            }
+        )
     return 200, "application/json", json.dumps(rows).encode()
 
 
 def install_upbit(fake: FakeHttp, markets: tuple[str, ...] = ("KRW-BTC", "KRW-ETH")) -> None:
-    fake.json("/v1/market/all", [{"market": m, "korean_name": m, "english_name": m} for m in markets]
-              + [{"market": "BTC-ETH", "korean_name": "x", "english_name": "x"}])
+    fake.json(
+        "/v1/market/all",
+        [{"market": m, "korean_name": m, "english_name": m} for m in markets]
+        + [{"market": "BTC-ETH", "korean_name": "x", "english_name": "x"}],
+    )
 
     def by_market(template: Any) -> Handler:
         def handler(path: str, query: dict[str, list[str]]) -> Route:

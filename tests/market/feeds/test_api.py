@@ -45,7 +45,7 @@ def test_ticker_orderbook_and_trades_come_in_the_live_payload_shapes(api: APICli
     assert book["asks"][0][0] > book["bids"][0][0]  # not crossed
     assert [a[0] for a in book["asks"]] == sorted(a[0] for a in book["asks"])
     cum = 0.0
-    for price, size, cumulative in book["bids"]:
+    for _price, size, cumulative in book["bids"]:
         cum += size
         assert cumulative == pytest.approx(cum)
 
@@ -104,6 +104,11 @@ def test_public_api_is_rate_limited_per_client(api: APIClient, settings) -> None
 
 def test_endpoints_are_in_the_openapi_schema(api: APIClient) -> None:
     schema = api.get("/api/schema/?format=json").json()
-    for path in ("/api/market/markets/", "/api/market/{code}/candles/", "/api/market/exchanges/btc/",
-                 "/api/market/news/", "/api/market/{code}/orderbook/"):
+    for path in (
+        "/api/market/markets/",
+        "/api/market/{code}/candles/",
+        "/api/market/exchanges/btc/",
+        "/api/market/news/",
+        "/api/market/{code}/orderbook/",
+    ):
         assert path in schema["paths"], path

@@ -34,7 +34,7 @@ async def _recv(comm: WebsocketCommunicator, timeout: float = 3.0) -> dict[str, 
 
 
 async def _drain(comm: WebsocketCommunicator, quiet: float = 0.3) -> list[dict[str, Any]]:
-    """Every frame until the socket stays quiet for ``quiet`` seconds (receive_nothing never cancels the app)."""
+    """Every frame until the socket is quiet for ``quiet`` s (receive_nothing never cancels the app)."""
     frames = []
     while not await comm.receive_nothing(timeout=quiet, interval=0.01):
         frames.append(await _recv(comm))
@@ -42,8 +42,16 @@ async def _drain(comm: WebsocketCommunicator, quiet: float = 0.3) -> list[dict[s
 
 
 def _book(ts: int, bid: int = 100_000_000) -> dict[str, Any]:
-    return {"market": "KRW-BTC", "ts": ts, "asks": [[bid + 1000, 1.0, 1.0]], "bids": [[bid, 2.0, 2.0]],
-            "total_ask_size": 1.0, "total_bid_size": 2.0, "spread": 1000, "mid": bid + 500}
+    return {
+        "market": "KRW-BTC",
+        "ts": ts,
+        "asks": [[bid + 1000, 1.0, 1.0]],
+        "bids": [[bid, 2.0, 2.0]],
+        "total_ask_size": 1.0,
+        "total_bid_size": 2.0,
+        "spread": 1000,
+        "mid": bid + 500,
+    }
 
 
 def test_connect_sends_a_rest_snapshot_then_live_updates() -> None:
@@ -63,8 +71,16 @@ def test_connect_sends_a_rest_snapshot_then_live_updates() -> None:
         await layer.group_send("market.KRW-BTC", {"type": "market.orderbook", "data": _book(42)})
         frame = await _recv(comm)
         assert frame == {"type": "orderbook", "market": "KRW-BTC", "data": _book(42)}
-        await layer.group_send("market.KRW-BTC", {"type": "market.trade", "data": {
-            "market": "KRW-BTC", "trades": [{"ts": 1, "price": 5, "volume": 1, "side": "BID", "sid": 9}]}})
+        await layer.group_send(
+            "market.KRW-BTC",
+            {
+                "type": "market.trade",
+                "data": {
+                    "market": "KRW-BTC",
+                    "trades": [{"ts": 1, "price": 5, "volume": 1, "side": "BID", "sid": 9}],
+                },
+            },
+        )
         frame = await _recv(comm)
         assert frame["type"] == "trade" and frame["data"]["trades"][0]["sid"] == 9
         await comm.disconnect()
@@ -77,7 +93,9 @@ def test_second_client_gets_the_cached_live_state_as_snapshot(fake_upbit) -> Non
         first = await _connect()
         await _recv(first)
         hits = len(fake_upbit.hits)
-        await get_channel_layer().group_send("market.KRW-BTC", {"type": "market.orderbook", "data": _book(77)})
+        await get_channel_layer().group_send(
+            "market.KRW-BTC", {"type": "market.orderbook", "data": _book(77)}
+        )
         await _recv(first)
         second = await _connect()
         snap = await _recv(second)
@@ -98,7 +116,9 @@ def test_burst_of_100_updates_reaches_the_browser_throttled_latest_wins(settings
         layer = get_channel_layer()
         start = time.monotonic()
         for i in range(100):
-            await layer.group_send("market.KRW-BTC", {"type": "market.orderbook", "data": _book(i, 10**8 + i)})
+            await layer.group_send(
+                "market.KRW-BTC", {"type": "market.orderbook", "data": _book(i, 10**8 + i)}
+            )
         frames = await _drain(comm, quiet=0.4)
         books = [f for f in frames if f["type"] == "orderbook"]
         assert 1 <= len(books) <= 4, [b["data"]["ts"] for b in books]
@@ -157,5 +177,26 @@ def test_snapshot_is_marked_stale_when_upbit_is_unreachable(settings) -> None:  
         snap = await _recv(comm)
         assert snap["data"]["stale"] is True and snap["data"]["orderbook"] is None
         await comm.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_many_browsers_share_one_channel_layer_subscription_per_process() -> None:
+    from channels.layers import InMemoryChannelLayer
+
+    async def scenario() -> None:
+        layer = get_channel_layer()
+        if not isinstance(layer, InMemoryChannelLayer):
+            pytest.skip("inspects the in-memory layer's groups")
+        comms = [await _connect() for _ in range(5)]
+        for comm in comms:
+            await _recv(comm)
+        assert len(layer.groups["market.KRW-BTC"]) == 1  # the hub, not one channel per browser
+        await layer.group_send("market.KRW-BTC", {"type": "market.orderbook", "data": _book(5)})
+        for comm in comms:
+            assert (await _recv(comm))["data"]["ts"] == 5
+        for comm in comms:
+            await comm.disconnect()
+        assert not layer.groups.get("market.KRW-BTC")  # the last one leaving unsubscribes the process
 
     asyncio.run(scenario())

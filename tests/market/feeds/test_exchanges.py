@@ -13,16 +13,22 @@ from rest_framework.test import APIClient
 from market import selectors
 from tests.market.feeds.fakes import TICKER, FakeHttp, fake_http
 
-FX = {"result": "success", "base_code": "USD", "time_last_update_unix": 1732492800,
-      "rates": {"USD": 1, "KRW": 1400, "JPY": 150, "EUR": 0.95}}
+FX = {
+    "result": "success",
+    "base_code": "USD",
+    "time_last_update_unix": 1732492800,
+    "rates": {"USD": 1, "KRW": 1400, "JPY": 150, "EUR": 0.95},
+}
 
 
 @pytest.fixture
 def world(settings, fake_upbit: FakeHttp) -> Iterator[FakeHttp]:  # noqa: ANN001
     """Fake bitFlyer, Binance, OKX and FX endpoints on one local server; Upbit KRW-BTC 149,000,000 and
     KRW-USDT 1,450."""
-    fake_upbit.json("/v1/market/all", [{"market": m, "korean_name": m, "english_name": m}
-                                       for m in ("KRW-BTC", "KRW-USDT")])
+    fake_upbit.json(
+        "/v1/market/all",
+        [{"market": m, "korean_name": m, "english_name": m} for m in ("KRW-BTC", "KRW-USDT")],
+    )
 
     def upbit_ticker(path: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         code = query["markets"][0]
@@ -31,10 +37,18 @@ def world(settings, fake_upbit: FakeHttp) -> Iterator[FakeHttp]:  # noqa: ANN001
 
     fake_upbit.routes["/v1/ticker"] = upbit_ticker
     with fake_http() as fake:
-        fake.json("/v1/ticker", {"product_code": "BTC_JPY", "timestamp": "2026-11-25T00:00:01.5", "ltp": 15000000.0})
+        fake.json(
+            "/v1/ticker", {"product_code": "BTC_JPY", "timestamp": "2026-11-25T00:00:01.5", "ltp": 15000000.0}
+        )
         fake.json("/api/v3/ticker/price", {"symbol": "BTCUSDT", "price": "100000.00000000"})
-        fake.json("/api/v5/market/ticker", {"code": "0", "msg": "", "data": [
-            {"instId": "BTC-USDT", "last": "98000.5", "ts": "1764028800000"}]})
+        fake.json(
+            "/api/v5/market/ticker",
+            {
+                "code": "0",
+                "msg": "",
+                "data": [{"instId": "BTC-USDT", "last": "98000.5", "ts": "1764028800000"}],
+            },
+        )
         fake.json("/fx/latest/USD", FX)
         settings.BITFLYER_API_URL = settings.BINANCE_API_URL = settings.OKX_API_URL = fake.url
         settings.FX_SOURCE_URL = f"{fake.url}/fx/latest/USD"
@@ -52,8 +66,12 @@ def _by_exchange(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_prices_are_converted_to_krw_and_premium_computed_by_hand(world: FakeHttp) -> None:
     result = selectors.exchanges_btc_get()
     rows = _by_exchange(result)
-    assert result["upbit"] == {"market": "KRW-BTC", "price": "149000000", "as_of": "2025-07-04T06:00:00.123000Z",
-                               "stale": False}
+    assert result["upbit"] == {
+        "market": "KRW-BTC",
+        "price": "149000000",
+        "as_of": "2025-07-04T06:00:00.123000Z",
+        "stale": False,
+    }
     assert result["fx"]["usd_krw"] == "1400" and result["fx"]["source"] == "test FX"
     assert result["fx"]["as_of"] == "2024-11-25T00:00:00Z"
     # bitFlyer: 15,000,000 JPY x (1400 / 150 KRW per JPY) = 140,000,000 KRW; 149 / 140 - 1 = 6.43 %.

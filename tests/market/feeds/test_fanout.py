@@ -11,8 +11,13 @@ from market.fanout import MarketFanout, kind_of, orderbook_payload, ticker_paylo
 from market.upbit.records import parse_frame
 
 DEFAULT_BOOK = {
-    "type": "orderbook", "code": "KRW-BTC", "timestamp": 1751608800106, "total_ask_size": 3.5,
-    "total_bid_size": 1.75, "level": 0, "stream_type": "REALTIME",
+    "type": "orderbook",
+    "code": "KRW-BTC",
+    "timestamp": 1751608800106,
+    "total_ask_size": 3.5,
+    "total_bid_size": 1.75,
+    "level": 0,
+    "stream_type": "REALTIME",
     "orderbook_units": [
         {"ask_price": 1.49001e8, "bid_price": 1.49e8, "ask_size": 0.5, "bid_size": 0.25},
         {"ask_price": 1.49002e8, "bid_price": 1.48999e8, "ask_size": 1.0, "bid_size": 0.5},
@@ -23,8 +28,14 @@ DEFAULT_BOOK = {
 
 
 def _book(ts: int, market: str = "KRW-BTC", bid: float = 1.49e8) -> dict[str, Any]:
-    return {"type": "orderbook", "code": market, "timestamp": ts, "total_ask_size": 1.0, "total_bid_size": 1.0,
-            "orderbook_units": [{"ask_price": bid + 1000, "bid_price": bid, "ask_size": 1.0, "bid_size": 1.0}]}
+    return {
+        "type": "orderbook",
+        "code": market,
+        "timestamp": ts,
+        "total_ask_size": 1.0,
+        "total_bid_size": 1.0,
+        "orderbook_units": [{"ask_price": bid + 1000, "bid_price": bid, "ask_size": 1.0, "bid_size": 1.0}],
+    }
 
 
 def test_orderbook_payload_has_cumulative_depth_per_side_and_drops_padding() -> None:
@@ -41,32 +52,63 @@ def test_orderbook_payload_limits_levels_and_reads_records_and_simple_frames() -
     assert len(orderbook_payload(DEFAULT_BOOK, levels=2)["asks"]) == 2
     record = parse_frame(__import__("json").dumps(DEFAULT_BOOK), 0)[0]
     assert orderbook_payload(record, levels=15) == orderbook_payload(DEFAULT_BOOK, levels=15)
-    simple = {"ty": "orderbook", "cd": "KRW-BTC", "tms": 1751608800106, "tas": 3.5, "tbs": 1.75,
-              "obu": [{"ap": 149001000, "bp": 149000000, "as": 0.5, "bs": 0.25}]}
+    simple = {
+        "ty": "orderbook",
+        "cd": "KRW-BTC",
+        "tms": 1751608800106,
+        "tas": 3.5,
+        "tbs": 1.75,
+        "obu": [{"ap": 149001000, "bp": 149000000, "as": 0.5, "bs": 0.25}],
+    }
     assert orderbook_payload(simple)["asks"] == [[149001000, 0.5, 0.5]]
 
 
 def test_trade_and_ticker_payloads_from_records_match_dicts() -> None:
-    trade = {"type": "trade", "code": "KRW-BTC", "trade_price": 149000000, "trade_volume": 0.0035,
-             "ask_bid": "ASK", "trade_timestamp": 1751608800000, "timestamp": 1751608800050,
-             "sequential_id": 17, "prev_closing_price": 148000000}
+    trade = {
+        "type": "trade",
+        "code": "KRW-BTC",
+        "trade_price": 149000000,
+        "trade_volume": 0.0035,
+        "ask_bid": "ASK",
+        "trade_timestamp": 1751608800000,
+        "timestamp": 1751608800050,
+        "sequential_id": 17,
+        "prev_closing_price": 148000000,
+    }
     rec = parse_frame(__import__("json").dumps(trade), 0)[0]
-    assert trade_item(trade) == trade_item(rec) == {
-        "ts": 1751608800000, "price": 149000000, "volume": 0.0035, "side": "ASK", "sid": 17}
-    ticker = {"type": "ticker", "code": "KRW-BTC", "opening_price": 148000000, "high_price": 149500000,
-              "low_price": 147200000, "trade_price": 149000000, "prev_closing_price": 148000000,
-              "change": "RISE", "signed_change_price": 1000000, "signed_change_rate": 0.0067567568,
-              "trade_volume": 0.0035, "acc_trade_volume": 572.11, "acc_trade_volume_24h": 1281.4,
-              "acc_trade_price": 85000000000.5, "acc_trade_price_24h": 190000000000.1,
-              "trade_timestamp": 1751608800000, "timestamp": 1751608800123}
+    assert (
+        trade_item(trade)
+        == trade_item(rec)
+        == {"ts": 1751608800000, "price": 149000000, "volume": 0.0035, "side": "ASK", "sid": 17}
+    )
+    ticker = {
+        "type": "ticker",
+        "code": "KRW-BTC",
+        "opening_price": 148000000,
+        "high_price": 149500000,
+        "low_price": 147200000,
+        "trade_price": 149000000,
+        "prev_closing_price": 148000000,
+        "change": "RISE",
+        "signed_change_price": 1000000,
+        "signed_change_rate": 0.0067567568,
+        "trade_volume": 0.0035,
+        "acc_trade_volume": 572.11,
+        "acc_trade_volume_24h": 1281.4,
+        "acc_trade_price": 85000000000.5,
+        "acc_trade_price_24h": 190000000000.1,
+        "trade_timestamp": 1751608800000,
+        "timestamp": 1751608800123,
+    }
     from_dict = ticker_payload(ticker)
     assert from_dict["price"] == 149000000 and from_dict["change"] == "RISE"
     assert from_dict["change_price"] == 1000000 and from_dict["change_rate"] == pytest.approx(0.0067567568)
     assert from_dict["high"] == 149500000 and from_dict["low"] == 147200000
     assert from_dict["volume_24h"] == 1281.4
     from_record = ticker_payload(parse_frame(__import__("json").dumps(ticker), 0)[0])
-    assert {k: from_record[k] for k in ("price", "change", "change_rate", "high", "low", "volume_24h")} == \
-        {k: from_dict[k] for k in ("price", "change", "change_rate", "high", "low", "volume_24h")}
+    assert {k: from_record[k] for k in ("price", "change", "change_rate", "high", "low", "volume_24h")} == {
+        k: from_dict[k] for k in ("price", "change", "change_rate", "high", "low", "volume_24h")
+    }
     assert kind_of(rec) == "trade" and kind_of(ticker) == "ticker" and kind_of(DEFAULT_BOOK) == "orderbook"
 
 
@@ -107,8 +149,17 @@ def test_trades_are_batched_not_dropped_and_markets_are_independent() -> None:
     async def scenario() -> None:
         async with MarketFanout(interval=0.05, levels=5, publisher=recorder) as fanout:
             for i in range(30):
-                fanout.trade({"type": "trade", "code": "KRW-BTC", "trade_price": 100 + i, "trade_volume": 1,
-                              "ask_bid": "BID", "trade_timestamp": 10 + i, "sequential_id": i})
+                fanout.trade(
+                    {
+                        "type": "trade",
+                        "code": "KRW-BTC",
+                        "trade_price": 100 + i,
+                        "trade_volume": 1,
+                        "ask_bid": "BID",
+                        "trade_timestamp": 10 + i,
+                        "sequential_id": i,
+                    }
+                )
                 fanout.orderbook(_book(i, market="KRW-ETH"))
             fanout.submit({"type": "nonsense"})  # ignored, never raises
 

@@ -35,8 +35,16 @@ async def _recv_type(ws: Any, kind: str, timeout: float = 5.0) -> dict[str, Any]
 
 
 def _book(ts: int) -> dict[str, Any]:
-    return {"market": "KRW-BTC", "ts": ts, "asks": [[101, 1.0, 1.0]], "bids": [[100, 2.0, 2.0]],
-            "total_ask_size": 1.0, "total_bid_size": 2.0, "spread": 1, "mid": 100.5}
+    return {
+        "market": "KRW-BTC",
+        "ts": ts,
+        "asks": [[101, 1.0, 1.0]],
+        "bids": [[100, 2.0, 2.0]],
+        "total_ask_size": 1.0,
+        "total_bid_size": 2.0,
+        "spread": 1,
+        "mid": 100.5,
+    }
 
 
 def _scenario(base: str) -> None:
@@ -46,30 +54,45 @@ def _scenario(base: str) -> None:
             assert snap["type"] == "snapshot" and snap["data"]["ticker"]["price"] == 149000000
 
             # 1. core.realtime.publish, as any process would.
-            await asyncio.to_thread(realtime.publish, "market.KRW-BTC",
-                                    {"type": "market.orderbook", "data": _book(123)})
+            await asyncio.to_thread(
+                realtime.publish, "market.KRW-BTC", {"type": "market.orderbook", "data": _book(123)}
+            )
             frame = await _recv_type(ws, "orderbook")
             assert frame["data"] == _book(123)
 
             # 2. The collector's path: parsed Upbit updates -> MarketFanout -> apublish_many -> browser.
             async with MarketFanout(interval=0.05, levels=5) as fanout:
-                fanout.trade({"type": "trade", "code": "KRW-BTC", "trade_price": 149001000, "trade_volume": 0.5,
-                              "ask_bid": "BID", "trade_timestamp": 1751608800999, "sequential_id": 77})
+                fanout.trade(
+                    {
+                        "type": "trade",
+                        "code": "KRW-BTC",
+                        "trade_price": 149001000,
+                        "trade_volume": 0.5,
+                        "ask_bid": "BID",
+                        "trade_timestamp": 1751608800999,
+                        "sequential_id": 77,
+                    }
+                )
                 frame = await _recv_type(ws, "trade")
             assert frame["data"]["trades"] == [
-                {"ts": 1751608800999, "price": 149001000, "volume": 0.5, "side": "BID", "sid": 77}]
+                {"ts": 1751608800999, "price": 149001000, "volume": 0.5, "side": "BID", "sid": 77}
+            ]
 
         # A socket with a bad Origin is refused by the allowed-hosts validator.
         with pytest.raises(websockets.exceptions.InvalidStatus):
-            async with websockets.connect(_ws_url(base, "KRW-BTC"), origin="http://evil.example",
-                                          open_timeout=10):
+            async with websockets.connect(
+                _ws_url(base, "KRW-BTC"), origin="http://evil.example", open_timeout=10
+            ):
                 pass
 
     asyncio.run(run())
 
 
 def test_update_published_by_another_process_reaches_the_browser_via_relay(
-    fake_upbit, asgi_server: str, settings, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    fake_upbit,
+    asgi_server: str,
+    settings,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
 ) -> None:
     if settings.REDIS_URL:
         pytest.skip("embedded (relay) mode only; the Redis variant covers REDIS_URL")
@@ -80,7 +103,10 @@ def test_update_published_by_another_process_reaches_the_browser_via_relay(
 
 
 def test_update_published_by_another_process_reaches_the_browser_via_redis(
-    redis_url: str, fake_upbit, asgi_server: str, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    redis_url: str,
+    fake_upbit,
+    asgi_server: str,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
 ) -> None:
     monkeypatch.setenv("OBSERVATOR_ROLE", "collector")
     assert not realtime._must_relay()  # a shared Redis layer: publish directly

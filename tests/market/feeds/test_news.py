@@ -43,7 +43,9 @@ def feed_server(settings) -> Iterator[FakeHttp]:  # noqa: ANN001
         fake.raw("/atom.xml", ATOM, "application/atom+xml")
         fake.raw("/broken.xml", b"<html><body>502 Bad Gateway", "text/html")
         fake.routes["/down.xml"] = (500, "text/plain", b"down")
-        settings.NEWS_FEEDS = [f"{fake.url}/{name}" for name in ("rss.xml", "broken.xml", "atom.xml", "down.xml")]
+        settings.NEWS_FEEDS = [
+            f"{fake.url}/{name}" for name in ("rss.xml", "broken.xml", "atom.xml", "down.xml")
+        ]
         yield fake
 
 
@@ -57,7 +59,11 @@ def test_refresh_stores_each_story_once_newest_first_despite_broken_feeds(feed_s
 
     body = APIClient().get("/api/market/news/").json()
     assert [item["title"] for item in body] == [
-        "Miners sell reserves", "Hashrate hits a new high", "Bitcoin tops $100,000", "ETF inflows slow"]
+        "Miners sell reserves",
+        "Hashrate hits a new high",
+        "Bitcoin tops $100,000",
+        "ETF inflows slow",
+    ]
     top = body[2]
     assert top["published_at"] == "2026-11-24T10:00:00Z"
     assert top["source"] == "Coin Daily" and top["summary"] == "Price record"
@@ -68,15 +74,21 @@ def test_refresh_stores_each_story_once_newest_first_despite_broken_feeds(feed_s
 def test_refreshing_again_adds_nothing_and_a_republished_link_is_recognised(feed_server: FakeHttp) -> None:
     services.news_refresh(now=NOW)
     # The same article again, with a new guid and a tracking parameter on its link.
-    feed_server.raw("/rss.xml", RSS.replace(b"<guid>https://coin.example/a</guid>", b"<guid>x-1</guid>")
-                    .replace(b"https://coin.example/b", b"https://coin.example/b?utm_medium=x"))
+    feed_server.raw(
+        "/rss.xml",
+        RSS.replace(b"<guid>https://coin.example/a</guid>", b"<guid>x-1</guid>").replace(
+            b"https://coin.example/b", b"https://coin.example/b?utm_medium=x"
+        ),
+    )
     again = services.news_refresh(now=NOW)
     assert again.created == 0
     assert NewsItem.objects.count() == 4
 
 
 @pytest.mark.django_db
-def test_refresh_news_task_is_registered_under_its_beat_name_and_runs(feed_server: FakeHttp, settings) -> None:  # noqa: ANN001
+def test_refresh_news_task_is_registered_under_its_beat_name_and_runs(
+    feed_server: FakeHttp, settings
+) -> None:  # noqa: ANN001
     from celery_app import app
 
     app.loader.import_default_modules()
@@ -92,8 +104,10 @@ def test_news_older_than_the_retention_is_pruned(feed_server: FakeHttp, settings
     services.news_refresh(now=NOW)
     result = services.news_refresh(now=NOW + dt.timedelta(hours=11))
     # Only items published from 2026-11-24 11:00 on survive a 1-day window ending 2026-11-25 11:00.
-    assert sorted(NewsItem.objects.values_list("title", flat=True)) == ["Hashrate hits a new high",
-                                                                        "Miners sell reserves"]
+    assert sorted(NewsItem.objects.values_list("title", flat=True)) == [
+        "Hashrate hits a new high",
+        "Miners sell reserves",
+    ]
     assert result.pruned == 2
 
 

@@ -32,7 +32,9 @@ def _bal(e: MatchingEngine, acc: str, cur: str) -> tuple[D, D]:
 
 def test_marketable_limit_bid_walks_two_levels_with_fee_and_refund(eng: MatchingEngine) -> None:
     a = _acct(eng)
-    o = eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="100001000", volume="0.7")
+    o = eng.order_create(
+        account_id=a, market=M, side="bid", ord_type="limit", price="100001000", volume="0.7"
+    )
     # 0.5 @ 100,000,000 + 0.2 @ 100,001,000
     assert [(t.price, t.volume) for t in o.trades] == [(D("100000000"), D("0.5")), (D("100001000"), D("0.2"))]
     assert o.state == "done"
@@ -82,22 +84,36 @@ def test_partial_fill_rests_then_cancel_releases_the_lock(eng: MatchingEngine) -
 def test_price_time_priority_between_resting_user_orders(eng: MatchingEngine) -> None:
     eng.on_book(M, [], BIDS, 1)  # no source asks: only user orders on the ask side
     s1, s2, s3 = (_acct(eng, btc="1") for _ in range(3))
-    o1 = eng.order_create(account_id=s1, market=M, side="ask", ord_type="limit", price="100002000", volume="0.1")
-    o2 = eng.order_create(account_id=s2, market=M, side="ask", ord_type="limit", price="100002000", volume="0.1")
-    o3 = eng.order_create(account_id=s3, market=M, side="ask", ord_type="limit", price="100001000", volume="0.1")
+    o1 = eng.order_create(
+        account_id=s1, market=M, side="ask", ord_type="limit", price="100002000", volume="0.1"
+    )
+    o2 = eng.order_create(
+        account_id=s2, market=M, side="ask", ord_type="limit", price="100002000", volume="0.1"
+    )
+    o3 = eng.order_create(
+        account_id=s3, market=M, side="ask", ord_type="limit", price="100001000", volume="0.1"
+    )
     buyer = _acct(eng)
     seen: list[Execution] = []
     eng.listeners.append(lambda ev: seen.append(ev) if isinstance(ev, Execution) else None)
-    b = eng.order_create(account_id=buyer, market=M, side="bid", ord_type="limit", price="100002000", volume="0.15")
+    b = eng.order_create(
+        account_id=buyer, market=M, side="bid", ord_type="limit", price="100002000", volume="0.15"
+    )
     # Better price first (o3), then the earlier of the two at 100,002,000 (o1).
-    assert [(t.price, t.volume) for t in b.trades] == [(D("100001000"), D("0.1")), (D("100002000"), D("0.05"))]
+    assert [(t.price, t.volume) for t in b.trades] == [
+        (D("100001000"), D("0.1")),
+        (D("100002000"), D("0.05")),
+    ]
     assert (o3.state, o1.state, o2.state) == ("done", "wait", "wait")
     assert o1.remaining_volume == D("0.05") and o2.remaining_volume == D("0.1")
     assert o3.trades[0].is_maker and not b.trades[0].is_maker
     # The seller of o3 receives funds minus the 0.05 % fee: 10,000,100 - 5,000.05
     assert _bal(eng, s3, "KRW") == (D("100000000") + D("10000100") - D("5000.05"), 0)
     assert _bal(eng, s3, "BTC") == (D("0.9"), 0)
-    assert [(e.price, e.volume, e.ask_bid) for e in seen] == [(100001000.0, 0.1, "BID"), (100002000.0, 0.05, "BID")]
+    assert [(e.price, e.volume, e.ask_bid) for e in seen] == [
+        (100001000.0, 0.1, "BID"),
+        (100002000.0, 0.05, "BID"),
+    ]
     # The public book shows the resting user orders.
     asks, _, _ = eng.book_levels(M)
     assert asks == [(100002000.0, 0.15)]
@@ -109,7 +125,10 @@ def test_market_buy_by_krw_total_closes_cancel_with_dust(eng: MatchingEngine) ->
     o = eng.order_create(account_id=a, market=M, side="bid", ord_type="price", price="20000")
     assert o.volume is None and o.reserved_fee == D("10")
     # 0.0001 @ 100,000,000 = 10,000; then floor8(10,000 / 100,001,000) = 0.00009999 -> 9,999.09999
-    assert [(t.price, t.volume) for t in o.trades] == [(D("100000000"), D("0.0001")), (D("100001000"), D("0.00009999"))]
+    assert [(t.price, t.volume) for t in o.trades] == [
+        (D("100000000"), D("0.0001")),
+        (D("100001000"), D("0.00009999")),
+    ]
     assert o.executed_funds == D("19999.09999")
     assert o.paid_fee == D("9.999549995")
     assert o.state == "cancel"  # 0.90001 KRW of dust could not buy 1e-8 BTC
@@ -142,8 +161,14 @@ def test_market_sell_by_volume(eng: MatchingEngine) -> None:
     [
         ({"side": "bid", "ord_type": "limit", "price": "100000500", "volume": "0.01"}, "invalid_price_bid"),
         ({"side": "ask", "ord_type": "limit", "price": "100000500", "volume": "0.01"}, "invalid_price_ask"),
-        ({"side": "bid", "ord_type": "limit", "price": "100000000", "volume": "0.00004"}, "under_min_total_bid"),
-        ({"side": "ask", "ord_type": "limit", "price": "100000000", "volume": "0.00004"}, "under_min_total_ask"),
+        (
+            {"side": "bid", "ord_type": "limit", "price": "100000000", "volume": "0.00004"},
+            "under_min_total_bid",
+        ),
+        (
+            {"side": "ask", "ord_type": "limit", "price": "100000000", "volume": "0.00004"},
+            "under_min_total_ask",
+        ),
         ({"side": "bid", "ord_type": "price", "price": "4999"}, "under_min_total_bid"),
         ({"side": "ask", "ord_type": "market", "volume": "0.00004"}, "under_min_total_ask"),
         ({"side": "bid", "ord_type": "limit", "price": "100000000", "volume": "11"}, "over_krw_funds_bid"),
@@ -157,12 +182,26 @@ def test_market_sell_by_volume(eng: MatchingEngine) -> None:
         ({"side": "buy", "ord_type": "limit", "price": "1", "volume": "1"}, "validation_error"),
         ({"side": "bid", "ord_type": "stop", "price": "1", "volume": "1"}, "validation_error"),
         ({"side": "bid", "ord_type": "limit", "volume": "1"}, "validation_error"),
-        ({"side": "bid", "ord_type": "limit", "price": "100000000", "volume": "0.000000001"}, "validation_error"),
+        (
+            {"side": "bid", "ord_type": "limit", "price": "100000000", "volume": "0.000000001"},
+            "validation_error",
+        ),
         ({"side": "bid", "ord_type": "limit", "price": "-1", "volume": "1"}, "validation_error"),
         ({"side": "bid", "ord_type": "best", "price": "10000"}, "invalid_time_in_force"),
-        ({"side": "bid", "ord_type": "limit", "price": "100000000", "volume": "0.01", "time_in_force": "gtc"},
-         "invalid_time_in_force"),
-        ({"market": "KRW-NOPE", "side": "bid", "ord_type": "limit", "price": "1000", "volume": "10"}, "notfoundmarket"),
+        (
+            {
+                "side": "bid",
+                "ord_type": "limit",
+                "price": "100000000",
+                "volume": "0.01",
+                "time_in_force": "gtc",
+            },
+            "invalid_time_in_force",
+        ),
+        (
+            {"market": "KRW-NOPE", "side": "bid", "ord_type": "limit", "price": "1000", "volume": "10"},
+            "notfoundmarket",
+        ),
     ],
 )
 def test_rejections_use_upbit_error_names(eng: MatchingEngine, kwargs: dict, name: str) -> None:
@@ -180,15 +219,30 @@ def test_rejections_use_upbit_error_names(eng: MatchingEngine, kwargs: dict, nam
 def test_identifier_is_unique_forever_per_account(eng: MatchingEngine) -> None:
     a, b = _acct(eng), _acct(eng)
     with pytest.raises(UpbitError):  # fails on min total, but the identifier is used up anyway
-        eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="1000", volume="1",
-                         identifier="cli-1")
+        eng.order_create(
+            account_id=a, market=M, side="bid", ord_type="limit", price="1000", volume="1", identifier="cli-1"
+        )
     with pytest.raises(UpbitError) as exc:
-        eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="99000000", volume="0.001",
-                         identifier="cli-1")
+        eng.order_create(
+            account_id=a,
+            market=M,
+            side="bid",
+            ord_type="limit",
+            price="99000000",
+            volume="0.001",
+            identifier="cli-1",
+        )
     assert exc.value.name == "duplicate_identifier"
     # Another account may use the same identifier.
-    o = eng.order_create(account_id=b, market=M, side="bid", ord_type="limit", price="99000000", volume="0.001",
-                         identifier="cli-1")
+    o = eng.order_create(
+        account_id=b,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="99000000",
+        volume="0.001",
+        identifier="cli-1",
+    )
     assert eng.order_get(account_id=b, identifier="cli-1") is o
     with pytest.raises(UpbitError) as nf:
         eng.order_get(account_id=a, identifier="cli-1")
@@ -220,29 +274,63 @@ def test_buyer_initiated_trades_do_not_fill_resting_bids(eng: MatchingEngine) ->
 
 def test_resting_ask_fills_when_the_book_moves_across_it(eng: MatchingEngine) -> None:
     a = _acct(eng, btc="1")
-    o = eng.order_create(account_id=a, market=M, side="ask", ord_type="limit", price="100005000", volume="0.05")
+    o = eng.order_create(
+        account_id=a, market=M, side="ask", ord_type="limit", price="100005000", volume="0.05"
+    )
     assert o.state == "wait"
-    eng.on_book(M, [(100_007_000.0, 1.0)], [(100_006_000.0, 0.02), (100_005_000.0, 0.01), (100_004_000.0, 9.0)], 5)
+    eng.on_book(
+        M, [(100_007_000.0, 1.0)], [(100_006_000.0, 0.02), (100_005_000.0, 0.01), (100_004_000.0, 9.0)], 5
+    )
     assert o.executed_volume == D("0.03") and o.trades[0].price == D("100005000")
     assert o.state == "wait" and o.remaining_volume == D("0.02")
 
 
 def test_time_in_force_ioc_fok_post_only(eng: MatchingEngine) -> None:
     a = _acct(eng, krw="500000000")
-    ioc = eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="100000000", volume="0.8",
-                           time_in_force="ioc")
+    ioc = eng.order_create(
+        account_id=a,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="100000000",
+        volume="0.8",
+        time_in_force="ioc",
+    )
     assert ioc.executed_volume == D("0.5") and ioc.state == "cancel" and ioc.locked == 0
     eng.on_book(M, ASKS, BIDS, 2)
-    fok = eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="100000000", volume="0.8",
-                           time_in_force="fok")
+    fok = eng.order_create(
+        account_id=a,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="100000000",
+        volume="0.8",
+        time_in_force="fok",
+    )
     assert fok.executed_volume == 0 and fok.state == "cancel"
-    post = eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="100000000", volume="0.1",
-                            time_in_force="post_only")
+    post = eng.order_create(
+        account_id=a,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="100000000",
+        volume="0.1",
+        time_in_force="post_only",
+    )
     assert post.executed_volume == 0 and post.state == "cancel"
-    maker = eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="99999000", volume="0.1",
-                             time_in_force="post_only")
+    maker = eng.order_create(
+        account_id=a,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="99999000",
+        volume="0.1",
+        time_in_force="post_only",
+    )
     assert maker.state == "wait"
-    best = eng.order_create(account_id=a, market=M, side="bid", ord_type="best", price="10000", time_in_force="ioc")
+    best = eng.order_create(
+        account_id=a, market=M, side="bid", ord_type="best", price="10000", time_in_force="ioc"
+    )
     assert best.executed_volume == D("0.0001") and best.state == "done"
 
 
@@ -256,7 +344,9 @@ def test_order_events_sequence_for_my_order(eng: MatchingEngine) -> None:
 
 def test_lists_and_chance(eng: MatchingEngine) -> None:
     a = _acct(eng, btc="0.5")
-    o1 = eng.order_create(account_id=a, market=M, side="bid", ord_type="limit", price="90000000", volume="0.001")
+    o1 = eng.order_create(
+        account_id=a, market=M, side="bid", ord_type="limit", price="90000000", volume="0.001"
+    )
     o2 = eng.order_create(account_id=a, market=M, side="ask", ord_type="market", volume="0.1")
     assert [o.uuid for o in eng.orders_list(account_id=a)] == [o1.uuid]
     assert [o.uuid for o in eng.orders_list(account_id=a, states=("done", "cancel"))] == [o2.uuid]

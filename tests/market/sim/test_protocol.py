@@ -76,7 +76,11 @@ def test_verify_jwt_hs512_and_no_params() -> None:
         ("Bearer not-a-jwt", None, "jwt_verification"),
         ("Bearer " + p.build_jwt("test-access-key", "wrong-secret", None), None, "jwt_verification"),
         ("Bearer " + p.build_jwt("nobody", "test-secret-key", None), None, "invalid_access_key"),
-        ("Bearer " + p.build_jwt("test-access-key", "test-secret-key", None), [("a", "1")], "invalid_query_payload"),
+        (
+            "Bearer " + p.build_jwt("test-access-key", "test-secret-key", None),
+            [("a", "1")],
+            "invalid_query_payload",
+        ),
         (
             "Bearer " + p.build_jwt("test-access-key", "test-secret-key", [("market", "KRW-ETH")]),
             [("market", "KRW-BTC")],
@@ -189,9 +193,9 @@ def test_tick_grid_and_rounding() -> None:
 
 
 def test_market_rule_constants() -> None:
-    assert p.FEE_RATE == Decimal("0.0005")
-    assert p.MIN_ORDER_TOTAL_KRW == Decimal(5000)
-    assert p.MAX_ORDER_TOTAL_KRW == Decimal(1_000_000_000)
+    assert Decimal("0.0005") == p.FEE_RATE
+    assert Decimal(5000) == p.MIN_ORDER_TOTAL_KRW
+    assert Decimal(1_000_000_000) == p.MAX_ORDER_TOTAL_KRW
 
 
 def test_remaining_req_format_and_parse() -> None:

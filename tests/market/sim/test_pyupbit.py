@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import pyupbit
+import pyupbit.errors
+import pyupbit.request_api
 import requests
 
-pyupbit = pytest.importorskip("pyupbit")
-import pyupbit.request_api  # noqa: E402
-
-from market.upbit_sim.server import SimConfig, SimulatorThread  # noqa: E402
+from market.upbit_sim.server import SimConfig, SimulatorThread
 
 
 class _Redirect:
@@ -27,7 +27,7 @@ class _Redirect:
 
     def _go(self, method: str, url: str, **kw: Any) -> requests.Response:
         assert url.startswith("https://api.upbit.com/")
-        self.calls.append(f"{method} {url[len('https://api.upbit.com'):]}")
+        self.calls.append(f"{method} {url[len('https://api.upbit.com') :]}")
         kw.setdefault("timeout", 10)
         return requests.request(method, self.base + url[len("https://api.upbit.com") :], **kw)
 
@@ -116,5 +116,7 @@ def test_pyupbit_authenticated_round_trip(upbit_sim: SimulatorThread, redirect: 
         )
     forged = pyupbit.Upbit(acct["access_key"], "wrong-secret")
     with pytest.raises(pyupbit.errors.JwtVerification):
-        pyupbit.request_api._send_get_request("https://api.upbit.com/v1/accounts", headers=forged._request_headers())
+        pyupbit.request_api._send_get_request(
+            "https://api.upbit.com/v1/accounts", headers=forged._request_headers()
+        )
     assert "POST /v1/orders" in redirect.calls and "DELETE /v1/order" in redirect.calls

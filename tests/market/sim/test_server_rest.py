@@ -31,11 +31,13 @@ def _signed(
     headers = {"Authorization": f"Bearer {token}"}
     if body is not None:
         headers["Content-Type"] = "application/json; charset=utf-8"
-        return requests.request(method, sim.rest_url + path, data=json.dumps(body), headers=headers, timeout=5)
+        return requests.request(
+            method, sim.rest_url + path, data=json.dumps(body), headers=headers, timeout=5
+        )
     return requests.request(method, sim.rest_url + path, params=params, headers=headers, timeout=5)
 
 
-# ---------------------------------------------------------------------------------------------------- quotation
+# ------------------------------------------------------------------------------------------------ quotation
 
 
 def test_market_all_ticker_orderbook_instruments(sim: SimulatorThread) -> None:
@@ -60,7 +62,9 @@ def test_market_all_ticker_orderbook_instruments(sim: SimulatorThread) -> None:
     assert len(_get(sim, "/v1/orderbook", markets="KRW-BTC", count="99").json()[0]["orderbook_units"]) == 30
 
     ins = _get(sim, "/v1/orderbook/instruments", markets="KRW-BTC").json()
-    assert ins == [{"market": "KRW-BTC", "quote_currency": "KRW", "tick_size": "1000", "supported_levels": ["0"]}]
+    assert ins == [
+        {"market": "KRW-BTC", "quote_currency": "KRW", "tick_size": "1000", "supported_levels": ["0"]}
+    ]
 
 
 def test_quotation_errors_use_integer_names(sim: SimulatorThread) -> None:
@@ -69,7 +73,10 @@ def test_quotation_errors_use_integer_names(sim: SimulatorThread) -> None:
     r = _get(sim, "/v1/ticker")
     assert r.status_code == 400 and r.json()["error"]["name"] == 400
     r = _get(sim, "/v1/candles/minutes/7", market="KRW-BTC")
-    assert r.status_code == 400 and r.json()["error"] == {"name": 400, "message": "specified unit is not valid."}
+    assert r.status_code == 400 and r.json()["error"] == {
+        "name": 400,
+        "message": "specified unit is not valid.",
+    }
 
 
 def test_candles_and_trades(sim: SimulatorThread) -> None:
@@ -79,18 +86,26 @@ def test_candles_and_trades(sim: SimulatorThread) -> None:
     assert days[0]["candle_date_time_utc"] > days[1]["candle_date_time_utc"]  # newest first
     assert days[0]["candle_date_time_utc"].endswith("T00:00:00") and "prev_closing_price" in days[0]
     m5 = _get(sim, "/v1/candles/minutes/5", market="KRW-BTC", count="3").json()
-    assert len(m5) == 3 and m5[0]["unit"] == 5 and m5[0]["candle_date_time_utc"][-5:-3] in {
-        f"{i:02d}" for i in range(0, 60, 5)
-    }
+    assert (
+        len(m5) == 3
+        and m5[0]["unit"] == 5
+        and m5[0]["candle_date_time_utc"][-5:-3] in {f"{i:02d}" for i in range(0, 60, 5)}
+    )
     # ``to`` is exclusive: paging with the oldest candle's time returns older candles only.
-    older = _get(sim, "/v1/candles/minutes/5", market="KRW-BTC", count="2", to=m5[-1]["candle_date_time_utc"]).json()
+    older = _get(
+        sim, "/v1/candles/minutes/5", market="KRW-BTC", count="2", to=m5[-1]["candle_date_time_utc"]
+    ).json()
     assert older[0]["candle_date_time_utc"] < m5[-1]["candle_date_time_utc"]
     assert len(_get(sim, "/v1/candles/weeks", market="KRW-BTC", count="4").json()) == 4
     assert len(_get(sim, "/v1/candles/months", market="KRW-BTC", count="2").json()) == 2
     ticks = _get(sim, "/v1/trades/ticks", market="KRW-BTC", count="5").json()
     assert len(ticks) == 5 and ticks[0]["timestamp"] >= ticks[-1]["timestamp"]
-    assert {"trade_date_utc", "trade_time_utc", "sequential_id", "ask_bid", "prev_closing_price"} <= set(ticks[0])
-    page2 = _get(sim, "/v1/trades/ticks", market="KRW-BTC", count="5", cursor=str(ticks[-1]["sequential_id"])).json()
+    assert {"trade_date_utc", "trade_time_utc", "sequential_id", "ask_bid", "prev_closing_price"} <= set(
+        ticks[0]
+    )
+    page2 = _get(
+        sim, "/v1/trades/ticks", market="KRW-BTC", count="5", cursor=str(ticks[-1]["sequential_id"])
+    ).json()
     assert page2 and all(t["sequential_id"] < ticks[-1]["sequential_id"] for t in page2)
 
 
@@ -137,7 +152,10 @@ def test_auth_failures_have_upbit_names(sim: SimulatorThread) -> None:
     # A POST body's fields are hashed in body order: a token for other values is rejected.
     body = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "5000"}
     tok = build_jwt(acct["access_key"], acct["secret_key"], list({**body, "price": "6000"}.items()))
-    assert _error(_signed(sim, "POST", "/v1/orders", acct, body=body, token=tok)) == (401, "invalid_query_payload")
+    assert _error(_signed(sim, "POST", "/v1/orders", acct, body=body, token=tok)) == (
+        401,
+        "invalid_query_payload",
+    )
 
 
 @pytest.fixture
@@ -153,13 +171,21 @@ def test_order_round_trip_over_rest(paused: SimulatorThread) -> None:
     acct = sim.create_account(krw="10000000")
     ob = _get(sim, "/v1/orderbook", markets="KRW-BTC").json()[0]["orderbook_units"]
     low = int(ob[0]["bid_price"]) - 5_000  # five ticks under the best bid: rests
-    body = {"market": "KRW-BTC", "side": "bid", "volume": "0.01", "price": str(low), "ord_type": "limit",
-            "identifier": "rt-1"}  # fmt: skip
+    body = {
+        "market": "KRW-BTC",
+        "side": "bid",
+        "volume": "0.01",
+        "price": str(low),
+        "ord_type": "limit",
+        "identifier": "rt-1",
+    }
     r = _signed(sim, "POST", "/v1/orders", acct, body=body)
     assert r.status_code == 201, r.text
     o = r.json()
     assert o["state"] == "wait" and o["identifier"] == "rt-1" and o["price"] == str(low)
-    assert o["locked"] == str(int(low * 0.01 * 1.0005)) or float(o["locked"]) == pytest.approx(low * 0.01 * 1.0005)
+    assert o["locked"] == str(int(low * 0.01 * 1.0005)) or float(o["locked"]) == pytest.approx(
+        low * 0.01 * 1.0005
+    )
     assert isinstance(o["trades_count"], int) and o["created_at"].endswith("+09:00")
     # The resting order shows in the public book at its price.
     ob2 = _get(sim, "/v1/orderbook", markets="KRW-BTC").json()[0]["orderbook_units"]
@@ -180,20 +206,37 @@ def test_order_round_trip_over_rest(paused: SimulatorThread) -> None:
     assert _signed(sim, "GET", "/v1/order", acct, params=[("uuid", o["uuid"])]).json()["state"] == "cancel"
     closed = _signed(sim, "GET", "/v1/orders/closed", acct, params=[("states[]", "cancel")]).json()
     assert [x["uuid"] for x in closed] == [o["uuid"]]
-    assert _error(_signed(sim, "GET", "/v1/order", acct, params=[("uuid", "nope")])) == (404, "order_not_found")
+    assert _error(_signed(sim, "GET", "/v1/order", acct, params=[("uuid", "nope")])) == (
+        404,
+        "order_not_found",
+    )
 
-    buy = _signed(sim, "POST", "/v1/orders", acct, body={"market": "KRW-BTC", "side": "bid", "ord_type": "price",
-                                                          "price": "100000"})  # fmt: skip
+    buy = _signed(
+        sim,
+        "POST",
+        "/v1/orders",
+        acct,
+        body={"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "100000"},
+    )
     assert buy.status_code == 201 and buy.json()["state"] in ("done", "cancel")
     assert float(buy.json()["executed_volume"]) > 0
-    low_total = _signed(sim, "POST", "/v1/orders", acct, body={"market": "KRW-BTC", "side": "bid",
-                                                                "ord_type": "price", "price": "4000"})  # fmt: skip
+    low_total = _signed(
+        sim,
+        "POST",
+        "/v1/orders",
+        acct,
+        body={"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "4000"},
+    )
     assert _error(low_total) == (400, "under_min_total_bid")
     chance = _signed(sim, "GET", "/v1/orders/chance", acct, params=[("market", "KRW-BTC")]).json()
     assert chance["bid_fee"] == "0.0005" and float(chance["ask_account"]["balance"]) > 0
     # Form-encoded order bodies are refused (JSON only since 2022).
-    form = requests.post(sim.rest_url + "/v1/orders", data={"market": "KRW-BTC"}, timeout=5,
-                         headers={"Authorization": "Bearer x"})  # fmt: skip
+    form = requests.post(
+        sim.rest_url + "/v1/orders",
+        data={"market": "KRW-BTC"},
+        timeout=5,
+        headers={"Authorization": "Bearer x"},
+    )
     assert form.status_code == 400
 
 
@@ -218,21 +261,33 @@ def test_rate_limit_429_and_remaining_req() -> None:
         time.sleep(1.02 - (time.time() % 1))
         assert _get(sim, "/v1/ticker", markets="KRW-BTC").status_code == 200  # the next second is fresh
         # WebSocket upgrades have their own per-IP bucket (Upbit: 5/s; here 1/s).
-        first = requests.get(sim.ws_url.replace("ws://", "http://"), timeout=5,
-                             headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                                      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})  # fmt: skip
+        first = requests.get(
+            sim.ws_url.replace("ws://", "http://"),
+            timeout=5,
+            headers={
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
         second = requests.get(sim.ws_url.replace("ws://", "http://"), timeout=5)
         assert first.status_code == 101
         assert second.status_code == 429 and second.text == "Too many API requests."
 
 
 def test_admin_api_creates_accounts_and_deposits(sim: SimulatorThread) -> None:
-    r = requests.post(sim.rest_url + "/_sim/accounts", json={"krw": "5000", "assets": {"ETH": "1"}}, timeout=5)
+    r = requests.post(
+        sim.rest_url + "/_sim/accounts", json={"krw": "5000", "assets": {"ETH": "1"}}, timeout=5
+    )
     assert r.status_code == 201
     acct = r.json()
     assert set(acct) == {"account_id", "access_key", "secret_key"}
-    d = requests.post(f"{sim.rest_url}/_sim/accounts/{acct['account_id']}/deposit",
-                      json={"currency": "KRW", "amount": "1000"}, timeout=5)  # fmt: skip
+    d = requests.post(
+        f"{sim.rest_url}/_sim/accounts/{acct['account_id']}/deposit",
+        json={"currency": "KRW", "amount": "1000"},
+        timeout=5,
+    )
     assert d.json()["balance"] == "6000"
     rows = {x["currency"]: x["balance"] for x in _signed(sim, "GET", "/v1/accounts", acct).json()}
     assert rows == {"KRW": "6000", "ETH": "1"}

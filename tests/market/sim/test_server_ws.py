@@ -35,13 +35,17 @@ def _collect(ws: ClientConnection, n: int, timeout: float = 8.0) -> list[Any]:
 
 def test_default_format_snapshot_then_realtime_with_depth_suffix(sim: SimulatorThread) -> None:
     with _open(sim.ws_url) as ws:
-        ws.send(json.dumps([
-            {"ticket": "t1"},
-            {"type": "orderbook", "codes": ["KRW-BTC.5", "KRW-ETH"]},
-            {"type": "trade", "codes": ["KRW-BTC"]},
-            {"type": "ticker", "codes": ["KRW-BTC"]},
-            {"format": "DEFAULT"},
-        ]))  # fmt: skip
+        ws.send(
+            json.dumps(
+                [
+                    {"ticket": "t1"},
+                    {"type": "orderbook", "codes": ["KRW-BTC.5", "KRW-ETH"]},
+                    {"type": "trade", "codes": ["KRW-BTC"]},
+                    {"type": "ticker", "codes": ["KRW-BTC"]},
+                    {"format": "DEFAULT"},
+                ]
+            )
+        )
         msgs = _collect(ws, 40)
     first: dict[tuple[str, str], str] = {}
     for m in msgs:
@@ -61,7 +65,9 @@ def test_default_format_snapshot_then_realtime_with_depth_suffix(sim: SimulatorT
         sum(x["ask_size"] for x in btc[0]["orderbook_units"])
     )
     tick = next(m for m in msgs if m["type"] == "ticker")
-    assert {"trade_price", "signed_change_rate", "acc_trade_volume_24h", "market_state", "ask_bid"} <= set(tick)
+    assert {"trade_price", "signed_change_rate", "acc_trade_volume_24h", "market_state", "ask_bid"} <= set(
+        tick
+    )
     trades = [m for m in msgs if m["type"] == "trade"]
     if len(trades) > 1:
         ids = [t["sequential_id"] for t in trades]
@@ -71,12 +77,16 @@ def test_default_format_snapshot_then_realtime_with_depth_suffix(sim: SimulatorT
 
 def test_simple_and_list_formats(sim: SimulatorThread) -> None:
     with _open(sim.ws_url) as ws:
-        ws.send(json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-BTC.1"]}, {"format": "SIMPLE"}]))
+        ws.send(
+            json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-BTC.1"]}, {"format": "SIMPLE"}])
+        )
         m = _recv(ws)
         assert m["ty"] == "orderbook" and m["cd"] == "KRW-BTC" and m["st"] == "SNAPSHOT"
         assert set(m["obu"][0]) == {"ap", "bp", "as", "bs"} and len(m["obu"]) == 1
         # A new request replaces the subscription (and its format).
-        ws.send(json.dumps([{"ticket": "t"}, {"type": "ticker", "codes": ["KRW-ETH"]}, {"format": "SIMPLE_LIST"}]))
+        ws.send(
+            json.dumps([{"ticket": "t"}, {"type": "ticker", "codes": ["KRW-ETH"]}, {"format": "SIMPLE_LIST"}])
+        )
         deadline = time.monotonic() + 5
         while True:
             got = _recv(ws, max(0.1, deadline - time.monotonic()))
@@ -90,14 +100,26 @@ def test_simple_and_list_formats(sim: SimulatorThread) -> None:
 
 def test_only_snapshot_only_realtime_and_ignored_codes(sim: SimulatorThread) -> None:
     with _open(sim.ws_url) as ws:
-        ws.send(json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-BTC", "krw-eth", "KRW-NOPE"],
-                                               "is_only_snapshot": True}]))  # fmt: skip
+        ws.send(
+            json.dumps(
+                [
+                    {"ticket": "t"},
+                    {
+                        "type": "orderbook",
+                        "codes": ["KRW-BTC", "krw-eth", "KRW-NOPE"],
+                        "is_only_snapshot": True,
+                    },
+                ]
+            )
+        )
         m = _recv(ws)
         assert m["code"] == "KRW-BTC" and m["stream_type"] == "SNAPSHOT"
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.6)  # nothing more: only one snapshot; lower-case/unknown codes ignored
     with _open(sim.ws_url) as ws:
-        ws.send(json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-BTC"], "isOnlyRealtime": True}]))
+        ws.send(
+            json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-BTC"], "isOnlyRealtime": True}])
+        )
         assert _recv(ws)["stream_type"] == "REALTIME"
 
 
@@ -169,9 +191,10 @@ def test_pause_stops_the_stream_and_resume_restarts_it(sim: SimulatorThread) -> 
 
 
 def test_idle_socket_is_dropped() -> None:
-    with SimulatorThread(SimConfig(markets=["KRW-BTC"], ws_idle_timeout=1.0, backfill=False)) as sim, _open(
-        sim.ws_url
-    ) as ws:
+    with (
+        SimulatorThread(SimConfig(markets=["KRW-BTC"], ws_idle_timeout=1.0, backfill=False)) as sim,
+        _open(sim.ws_url) as ws,
+    ):
         ws.send(json.dumps([{"ticket": "t"}, {"type": "orderbook", "codes": ["KRW-BTC"]}]))
         start = time.monotonic()
         with pytest.raises(ConnectionClosed):
@@ -193,10 +216,20 @@ def test_private_stream_requires_auth_and_reports_my_order_and_my_asset(sim: Sim
     with _open(sim.private_ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         ws.send(json.dumps([{"ticket": "t"}, {"type": "myOrder", "codes": ["KRW-BTC"]}, {"type": "myAsset"}]))
         time.sleep(0.2)
-        body = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "10000", "identifier": "ws-1"}
+        body = {
+            "market": "KRW-BTC",
+            "side": "bid",
+            "ord_type": "price",
+            "price": "10000",
+            "identifier": "ws-1",
+        }
         tok = build_jwt(acct["access_key"], acct["secret_key"], list(body.items()))
-        r = requests.post(sim.rest_url + "/v1/orders", data=json.dumps(body), timeout=5,
-                          headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"})  # fmt: skip
+        r = requests.post(
+            sim.rest_url + "/v1/orders",
+            data=json.dumps(body),
+            timeout=5,
+            headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"},
+        )
         assert r.status_code == 201, r.text
         msgs = _collect(ws, 4)
         deadline = time.monotonic() + 3
@@ -209,7 +242,9 @@ def test_private_stream_requires_auth_and_reports_my_order_and_my_asset(sim: Sim
     assets = [m for m in msgs if m["type"] == "myAsset"]
     assert [m["state"] for m in orders][0] == "wait"
     assert "trade" in [m["state"] for m in orders] and orders[-1]["state"] in ("done", "cancel")
-    assert all(m["uuid"] == r.json()["uuid"] and m["ask_bid"] == "BID" and m["identifier"] == "ws-1" for m in orders)
+    assert all(
+        m["uuid"] == r.json()["uuid"] and m["ask_bid"] == "BID" and m["identifier"] == "ws-1" for m in orders
+    )
     trade = next(m for m in orders if m["state"] == "trade")
     assert trade["trade_uuid"] and trade["is_maker"] is False and trade["trade_fee"] > 0
     assert assets and {a["currency"] for m in assets for a in m["assets"]} >= {"KRW", "BTC"}

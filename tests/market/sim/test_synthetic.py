@@ -1,4 +1,4 @@
-"""Synthetic order-book model: seeded reproducibility, Upbit's tick grid, and order-flow imbalance moving price."""
+"""Synthetic order-book model: seeded reproducibility, the tick grid, order-flow imbalance moving price."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ def test_same_seed_same_stream_and_other_seed_differs() -> None:
     a, ta = SyntheticMarket("KRW-BTC", seed=11, start_ms=1_000).generate(3000)
     b, tb = SyntheticMarket("KRW-BTC", seed=11, start_ms=1_000).generate(3000)
     c, _ = SyntheticMarket("KRW-BTC", seed=12, start_ms=1_000).generate(3000)
-    for x, y in ((a.ask_px, b.ask_px), (a.ask_sz, b.ask_sz), (a.bid_px, b.bid_px), (a.ts, b.ts), (ta.price, tb.price)):
+    for x, y in (
+        (a.ask_px, b.ask_px),
+        (a.ask_sz, b.ask_sz),
+        (a.bid_px, b.bid_px),
+        (a.ts, b.ts),
+        (ta.price, tb.price),
+    ):
         assert np.array_equal(x, y)
     assert not np.array_equal(a.ask_sz, c.ask_sz)
 
@@ -22,7 +28,9 @@ def test_a_market_stream_does_not_depend_on_the_other_markets() -> None:
     u1 = one.advance(30_000)["KRW-ETH"]
     u2 = two.advance(30_000)["KRW-ETH"]
     assert u1.book == u2.book
-    assert [(t.price, t.volume, t.ask_bid) for t in u1.trades] == [(t.price, t.volume, t.ask_bid) for t in u2.trades]
+    assert [(t.price, t.volume, t.ask_bid) for t in u1.trades] == [
+        (t.price, t.volume, t.ask_bid) for t in u2.trades
+    ]
 
 
 def test_books_are_30_levels_on_the_krw_tick_grid_and_never_crossed() -> None:

@@ -1,0 +1,61 @@
+"""``/ws/user/``: a logged-in user's socket receives their own order events, and nobody else's."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+
+from observator.asgi import application
+from tests.trading.conftest import d
+from trading import services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _communicator(client, user) -> WebsocketCommunicator:
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    return WebsocketCommunicator(
+        application,
+        "/ws/user/",
+        headers=[(b"cookie", cookie.encode()), (b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+    )
+
+
+def test_user_socket_gets_own_order_events_only(client, user, other_user, sim):
+    mine = _communicator(client, user)
+
+    async def scenario() -> None:
+        connected, _ = await mine.connect(timeout=5)
+        assert connected
+        hello = await mine.receive_json_from(timeout=5)
+        assert hello == {"kind": "hello", "mode": "paper", "resync": True}
+
+        from channels.db import database_sync_to_async
+
+        await database_sync_to_async(services.order_place)(
+            user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000)
+        )
+        event = await mine.receive_json_from(timeout=5)
+        assert event["kind"] == "order" and event["order"]["market"] == "KRW-BTC"
+        assert event["order"]["state"] == "done" and event["order"]["mode"] == "paper"
+
+        await database_sync_to_async(services.order_place)(
+            user=other_user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000)
+        )
+        assert await mine.receive_nothing(timeout=0.5)
+        await mine.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_anonymous_socket_is_refused(db):
+    async def scenario() -> None:
+        comm = WebsocketCommunicator(
+            application, "/ws/user/", headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        )
+        connected, code = await comm.connect(timeout=5)
+        assert not connected and code == 4401
+
+    async_to_sync(scenario)()

@@ -1,0 +1,133 @@
+"""Auto-trading REST API (under /api/trading/auto/): start, change threshold, stop, list sessions and the
+decision log. Owner-scoped: a session or decision of someone else is "not found"."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from trading import autotrade
+from trading.api.views import ERRORS, TradingView
+
+PCT = Decimal(100)
+
+
+class _SessionRef(serializers.Serializer):
+    session_id = serializers.IntegerField(required=False, min_value=1)
+    market = serializers.CharField(required=False, max_length=20)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("session_id") and not attrs.get("market"):
+            raise serializers.ValidationError("Give the session's id or its market.")
+        return attrs
+
+
+class SessionOutput(serializers.Serializer):
+    """A session (threshold as a fraction and in percent, amounts as decimal strings)."""
+
+    id = serializers.IntegerField()
+    market = serializers.CharField()
+    mode = serializers.CharField()
+    state = serializers.CharField()
+    threshold = serializers.CharField()
+    threshold_pct = serializers.CharField()
+    order_krw = serializers.CharField()
+    max_position_krw = serializers.CharField(allow_null=True)
+    stop_loss = serializers.CharField(allow_null=True)
+    cooldown_s = serializers.IntegerField()
+    started_at = serializers.CharField()
+    stopped_at = serializers.CharField(allow_null=True)
+    stop_reason = serializers.CharField()
+    position = serializers.DictField(required=False)
+
+
+class AutoStartApi(TradingView):
+    class InputSerializer(serializers.Serializer):
+        market = serializers.CharField(max_length=20)
+        threshold_pct = serializers.DecimalField(max_digits=12, decimal_places=8,
+                                                 help_text="Profit threshold in percent (0.05 = 0.05 %).")
+        order_krw = serializers.DecimalField(max_digits=20, decimal_places=8)
+        cooldown_s = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
+        max_position_krw = serializers.DecimalField(max_digits=20, decimal_places=8, required=False,
+                                                    allow_null=True)
+        stop_loss_pct = serializers.DecimalField(max_digits=12, decimal_places=8, required=False,
+                                                 allow_null=True, help_text="Sell when the bid is this many "
+                                                 "percent below the session's average cost.")
+
+    @extend_schema(request=InputSerializer, responses={201: SessionOutput, **ERRORS})
+    def post(self, request: Request) -> Response:
+        s = self.InputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        v = s.validated_data
+        stop = v.get("stop_loss_pct")
+        session = autotrade.autotrade_start(
+            user=request.user, market=v["market"], threshold=v["threshold_pct"] / PCT, order_krw=v["order_krw"],
+            cooldown_s=v.get("cooldown_s"), max_position_krw=v.get("max_position_krw"),
+            stop_loss=stop / PCT if stop is not None else None,
+        )
+        return self.ok(request, {"session": autotrade.session_data(session=session)}, status.HTTP_201_CREATED)
+
+
+class AutoChangeApi(TradingView):
+    class InputSerializer(_SessionRef):
+        threshold_pct = serializers.DecimalField(max_digits=12, decimal_places=8)
+
+    @extend_schema(request=InputSerializer, responses={200: SessionOutput, **ERRORS})
+    def put(self, request: Request) -> Response:
+        s = self.InputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        v = s.validated_data
+        session = autotrade.autotrade_change(user=request.user, threshold=v["threshold_pct"] / PCT,
+                                             session_id=v.get("session_id"), market=v.get("market"))
+        return self.ok(request, {"session": autotrade.session_data(session=session)})
+
+
+class AutoStopApi(TradingView):
+    class InputSerializer(_SessionRef):
+        pass
+
+    @extend_schema(request=InputSerializer, responses={200: SessionOutput, **ERRORS})
+    def post(self, request: Request) -> Response:
+        s = self.InputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        v = s.validated_data
+        session = autotrade.autotrade_stop(user=request.user, session_id=v.get("session_id"),
+                                           market=v.get("market"))
+        return self.ok(request, {"session": autotrade.session_data(session=session)})
+
+
+class AutoSessionsApi(TradingView):
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, description="running or stopped")],
+        responses={200: SessionOutput(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        qs = autotrade.autotrade_sessions_list(user=request.user)
+        state = request.query_params.get("state")
+        if state in ("running", "stopped"):
+            qs = qs.filter(state=state)
+        sessions = [autotrade.session_data(session=x) for x in qs[:50]]
+        return self.ok(request, {"sessions": sessions})
+
+
+class AutoDecisionsApi(TradingView):
+    @extend_schema(parameters=[
+        OpenApiParameter("session_id", int), OpenApiParameter("market", str),
+        OpenApiParameter("actions_only", bool, description="only buys and sells"),
+        OpenApiParameter("limit", int, description="at most 500 (default 100)"),
+    ])
+    def get(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            session_id = int(q["session_id"]) if q.get("session_id") else None
+            limit = min(max(int(q.get("limit", 100)), 1), 500)
+        except ValueError:
+            raise serializers.ValidationError({"limit": "must be a number"}) from None
+        qs = autotrade.autotrade_decisions_list(user=request.user, session_id=session_id, market=q.get("market"),
+                                                actions_only=q.get("actions_only") in ("1", "true", "yes"))
+        return self.ok(request, {"decisions": [autotrade.decision_data(decision=d) for d in qs[:limit]]})
