@@ -175,9 +175,8 @@ def live_pyupbit(ws_url: str, seconds: float) -> float:
 
     pws.websockets.connect = redirected  # type: ignore[attr-defined] # the manager's URL is hard-coded
     wm = pws.WebSocketManager("orderbook", MARKETS, qsize=10000)
-    wm.start()  # forked: the child inherits the redirect
     try:
-        first = wm.get()  # connected and streaming
+        first = wm.get()  # starts the (forked) process, which inherits the redirect; then streams
         assert isinstance(first, dict) and first.get("type") == "orderbook", first
         got = 0
         t0 = time.perf_counter()
@@ -215,9 +214,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--live-seconds", type=float, default=4.0)
+    parser.add_argument("--live-seconds", type=float, default=2.0)
     parser.add_argument("--no-live", action="store_true")
     args = parser.parse_args()
 

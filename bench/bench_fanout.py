@@ -2,17 +2,18 @@
 
     .venv/bin/python bench/bench_fanout.py [--clients 100,500] [--rate 10] [--seconds 8] [--redis URL]
 
-The real path: this process plays the collector (``OBservator_ROLE=collector``) and feeds order books at a
+The real path: this process plays the collector (``OBSERVATOR_ROLE=collector``) and feeds order books at a
 steady rate into :class:`market.fanout.MarketFanout`, which publishes through ``core.realtime`` (the relay
 of the web process in embedded mode, or Redis with ``--redis``) to the real ASGI server (uvicorn
-subprocess); a client subprocess holds N real WebSocket connections (``websockets``) on
-``/ws/market/KRW-BTC/``
-and measures receive time minus the book's timestamp (stamped when the update was produced).
+subprocess, the project's ASGI application); client subprocesses hold N real WebSocket connections
+(``websockets``) on ``/ws/market/KRW-BTC/`` and measure receive time minus the book's timestamp (stamped
+when the update was produced). Updates of the first 250 ms are not counted (connection warm-up).
 
 Baseline in the same run, same server, same publisher: a naive consumer at ``/ws/naive/KRW-BTC/`` that joins
 the Channels group itself (one channel-layer delivery per connection) and sends every event as it arrives.
-Prints p50/p99 latency, delivery ratio and server CPU per scenario, and the ratios. Target: p99 <= 50 ms at
-500 clients. Bounded: about a minute with the defaults.
+Prints p50/p99/max latency, delivery (frames received / frames published per client; the hub may skip an
+intermediate book by design, latest wins), server CPU per scenario, and the naive/hub ratios.
+Target: p99 <= 50 ms at 500 clients. Bounded: under a minute with the defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,7 +113,7 @@ async def _clients(url: str, origin: str, n: int, seconds: float) -> dict[str, A
     except ImportError:  # pragma: no cover
         loads = json.loads
 
-    latencies: list[float] = []
+    latencies: list[tuple[int, float]] = []
     received = 0
     connected = 0
     all_connected = asyncio.Event()
@@ -133,7 +135,8 @@ async def _clients(url: str, origin: str, n: int, seconds: float) -> dict[str, A
                 frame = loads(msg)
                 if frame.get("type") == "orderbook":
                     received += 1
-                    latencies.append(now_ms - frame["data"]["ts"])
+                    ts = frame["data"]["ts"]
+                    latencies.append((ts, now_ms - ts))
 
     tasks = []
     for _ in range(n):  # connect in small waves so the accept queue never overflows
@@ -142,6 +145,7 @@ async def _clients(url: str, origin: str, n: int, seconds: float) -> dict[str, A
             await asyncio.sleep(0.05)
     await asyncio.wait_for(all_connected.wait(), timeout=60)
     print("READY", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # "GO": every client process starts measuring together
     await asyncio.sleep(seconds)
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -163,7 +167,9 @@ def client_main(args: argparse.Namespace) -> None:
     except ImportError:  # pragma: no cover
         pass
     out = asyncio.run(_clients(args.url, args.origin, args.n, args.seconds))
-    print("RESULT " + json.dumps(out), flush=True)
+    # A file, not stdout: results are large and the event loop may leave stdout non-blocking.
+    Path(args.out).write_text(json.dumps(out))
+    print("DONE", flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -232,48 +238,92 @@ async def _publish(rate: float, seconds: float, publish_ms: list[float]) -> int:
 
 
 def run_scenario(
-    base: str, server_pid: int, path: str, n: int, rate: float, seconds: float
+    base: str, server_pid: int, path: str, n: int, rate: float, seconds: float, procs: int
 ) -> dict[str, Any]:
     url = base.replace("http://", "ws://") + path
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--client",
-            "--url",
-            url,
-            "--origin",
-            base,
-            "--n",
-            str(n),
-            "--seconds",
-            str(seconds),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
+    sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-clients-"))
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--client",
+                "--url",
+                url,
+                "--origin",
+                base,
+                "--n",
+                str(size),
+                "--seconds",
+                str(seconds),
+                "--out",
+                str(out_dir / f"client-{i}.json"),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )  # fmt: skip
+        for i, size in enumerate(sizes)
+        if size
+    ]
+    import threading
+
+    lines: list[list[str]] = [[] for _ in clients]
+    ready = [threading.Event() for _ in clients]
+
+    def pump(i: int, client: subprocess.Popen[str]) -> None:
+        # One reader per pipe from the start: a full pipe never blocks a client, nothing is read twice.
         assert client.stdout is not None
-        line = client.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"clients failed: {line} {client.stderr.read() if client.stderr else ''}")
+        for line in client.stdout:
+            lines[i].append(line)
+            if line.startswith("READY"):
+                ready[i].set()
+        ready[i].set()
+
+    pumps = [threading.Thread(target=pump, args=(i, c), daemon=True) for i, c in enumerate(clients)]
+    for t in pumps:
+        t.start()
+    try:
+        for i, client in enumerate(clients):
+            if not ready[i].wait(90) or not any(ln.startswith("READY") for ln in lines[i]):
+                raise RuntimeError(f"clients failed: {client.stderr.read() if client.stderr else ''}")
+        for client in clients:
+            assert client.stdin is not None
+            client.stdin.write("GO\n")
+            client.stdin.flush()
+        start_ms = time.time() * 1000.0
         cpu0 = _cpu_seconds(server_pid)
         publish_ms: list[float] = []
         sent = asyncio.run(_publish(rate, seconds - 0.5, publish_ms))
         cpu1 = _cpu_seconds(server_pid)
-        out, err = client.communicate(timeout=seconds + 30)
+        for client, t in zip(clients, pumps, strict=True):
+            client.wait(timeout=seconds + 30)
+            t.join(timeout=10)
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait(timeout=5)
-    result_line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
-    if result_line is None:
-        raise RuntimeError(f"clients gave no result: {err[-2000:]}")
-    data = json.loads(result_line[len("RESULT ") :])
-    lat = data["latencies"]
-    warm = lat[n * 2 :] if len(lat) > n * 4 else lat  # the first two rounds include connection warm-up
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait(timeout=5)
+    results = []
+    for i, client in enumerate(clients):
+        path_i = out_dir / f"client-{i}.json"
+        if not path_i.exists():
+            raise RuntimeError(
+                f"clients gave no result: {client.stderr.read()[-2000:] if client.stderr else ''}"
+            )
+        results.append(json.loads(path_i.read_text()))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    # The first 250 ms of updates include connection warm-up (first sends on each socket): not counted.
+    warm = [lat for r in results for ts, lat in r["latencies"] if ts >= start_ms + 250]
+    received = sum(r["received"] for r in results)
+    data = {
+        "received": received,
+        "cpu_s": sum(r["cpu_s"] for r in results),
+        "error_count": sum(r["error_count"] for r in results),
+    }
     return {
         "path": path,
         "clients": n,
@@ -298,9 +348,11 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--origin", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--clients", default="100,500", help="comma-separated client counts")
     parser.add_argument("--rate", type=float, default=10.0, help="order-book updates per second (Upbit: ~10)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement time per scenario")
+    parser.add_argument("--client-procs", type=int, default=2, help="processes sharing the client sockets")
     parser.add_argument("--ws", default="websockets", help="uvicorn WebSocket implementation")
     parser.add_argument(
         "--deflate",
@@ -381,7 +433,9 @@ def main() -> None:
         mode = "redis" if args.redis else "embedded relay"
         print(
             f"tick-to-browser latency, {args.rate:g} books/s on {MARKET}, {args.seconds:g} s per scenario, "
-            f"publisher -> {mode} -> uvicorn -> N websockets (2-core box)"
+            f"publisher -> {mode} -> uvicorn ({args.ws}, deflate {'on' if args.deflate else 'off'}) -> "
+            f"N websockets in {args.client_procs} client processes; {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} at start (other work on the box inflates latencies)"
         )
         print(
             f"{'scenario':<28}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'delivered':>11}"
@@ -393,7 +447,7 @@ def main() -> None:
                 ("hub (market.consumers)", f"/ws/market/{MARKET}/"),
                 ("naive group_send baseline", f"/ws/naive/{MARKET}/"),
             ):
-                r = run_scenario(base, server.pid, path, n, args.rate, args.seconds)
+                r = run_scenario(base, server.pid, path, n, args.rate, args.seconds, args.client_procs)
                 results[(name, n)] = r
                 print(
                     f"{name:<28}{n:>8}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
@@ -416,6 +470,8 @@ def main() -> None:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait(timeout=5)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

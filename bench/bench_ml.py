@@ -28,8 +28,8 @@ from mlmodel.backtest import BacktestConfig, run_backtest, walk_buy, walk_sell  
 from mlmodel.dataset import Normalizer, WindowSet  # noqa: E402
 from mlmodel.features import FeatureConfig, compute_features  # noqa: E402
 from mlmodel.inference import Predictor  # noqa: E402
-from mlmodel.training import ModelBundle, TrainConfig, pick_device  # noqa: E402
 from mlmodel.nets import LSTMConfig, LSTMRegressor  # noqa: E402
+from mlmodel.training import ModelBundle, TrainConfig, pick_device  # noqa: E402
 from tests.mlmodel.synth import synthetic_market  # noqa: E402
 
 
@@ -66,8 +66,8 @@ def naive_backtest(book: BookArrays, idx: np.ndarray, pred: np.ndarray, cfg: Bac
                 continue
             vol, funds, _ = walk_buy(book.ask_px[j], book.ask_sz[j], budget, decimals=cfg.volume_decimals)
             if vol > 0:
-                cash -= funds * (1 + cfg.fee_rate)
-                pos += vol
+                cash -= funds + funds * cfg.fee_rate
+                pos = round(pos + vol, cfg.volume_decimals)
                 next_free = t + cfg.latency_ms + cfg.cooldown_ms
         elif p < -edge and pos > 0:
             if pos * float(book.bid_px[j, 0]) < cfg.min_total_krw:
@@ -75,9 +75,8 @@ def naive_backtest(book: BookArrays, idx: np.ndarray, pred: np.ndarray, cfg: Bac
                 continue
             vol, funds, _ = walk_sell(book.bid_px[j], book.bid_sz[j], pos, decimals=cfg.volume_decimals)
             if vol > 0:
-                cash += funds * (1 - cfg.fee_rate)
-                pos -= vol
-                pos = 0.0 if pos <= 1e-8 else pos
+                cash += funds - funds * cfg.fee_rate
+                pos = round(pos - vol, cfg.volume_decimals)
                 next_free = t + cfg.latency_ms + cfg.cooldown_ms
     equity = []  # marked to the best bid, snapshot by snapshot
     for i in range(int(idx[0]), len(ts)):
@@ -85,18 +84,24 @@ def naive_backtest(book: BookArrays, idx: np.ndarray, pred: np.ndarray, cfg: Bac
     if pos > 0:
         last = len(ts) - 1
         vol, funds, _ = walk_sell(book.bid_px[last], book.bid_sz[last], pos, decimals=cfg.volume_decimals)
-        cash += funds * (1 - cfg.fee_rate)
+        cash += funds - funds * cfg.fee_rate
     return cash - cfg.initial_cash
 
 
 def bench_features_and_backtest(rows: int, repeat: int) -> None:
     t0 = time.perf_counter()
     book, trades = synthetic_market(rows, seed=1, levels=30)
-    print(f"generated {rows:,} snapshots x 30 levels, {len(trades):,} trades in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"generated {rows:,} snapshots x 30 levels, {len(trades):,} trades "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     cfg = FeatureConfig()
     t_feat, frame = timed(lambda: compute_features(book, trades, config=cfg), repeat)
     assert frame is not None
-    print(f"features      : {t_feat:8.3f} s median  ({rows / t_feat:,.0f} snapshots/s, {len(cfg.__dict__)} knobs)")
+    print(
+        f"features      : {t_feat:8.3f} s median  ({rows / t_feat:,.0f} snapshots/s, "
+        f"{frame.X.shape[1]} features)"
+    )
 
     rng = np.random.default_rng(0)
     # Predictions with some skill so that the rule trades a realistic amount (a few hundred round trips).
@@ -110,7 +115,10 @@ def bench_features_and_backtest(rows: int, repeat: int) -> None:
     fast_pnl = res.metrics["net_pnl"]  # type: ignore[union-attr]
     print(f"backtest      : {t_fast:8.3f} s median  ({int(res.metrics['n_fills'])} fills)")  # type: ignore[union-attr]
     print(f"naive loop    : {t_naive:8.3f} s          same rules, one Python step per row")
-    print(f"  speed-up    : {t_naive / t_fast:8.1f} x   net P&L fast {fast_pnl:,.2f} vs naive {naive_pnl:,.2f} KRW")
+    print(
+        f"  speed-up    : {t_naive / t_fast:8.1f} x   net P&L fast {fast_pnl:,.2f} "
+        f"vs naive {naive_pnl:,.2f} KRW"
+    )
     if not math.isclose(fast_pnl, float(naive_pnl), rel_tol=0.0, abs_tol=0.01):  # type: ignore[arg-type]
         print("  WARNING: the two implementations disagree")
 
@@ -132,23 +140,46 @@ def bench_hftbacktest(python: str, rows: int, levels: int = 10) -> None:
     t_fast, res = timed(lambda: run_backtest(book, np.arange(rows), pred, config=cfg), 3)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.npz"
-        np.savez(path, ts=book.ts, ask_px=book.ask_px, ask_sz=book.ask_sz, bid_px=book.bid_px, bid_sz=book.bid_sz,
-                 t_ts=trades.ts, t_px=trades.price, t_vol=trades.volume, t_side=trades.side, pred=pred)
+        np.savez(
+            path,
+            ts=book.ts,
+            ask_px=book.ask_px,
+            ask_sz=book.ask_sz,
+            bid_px=book.bid_px,
+            bid_sz=book.bid_sz,
+            t_ts=trades.ts,
+            t_px=trades.price,
+            t_vol=trades.volume,
+            t_side=trades.side,
+            pred=pred,
+        )
         hcfg = {**cfg.to_dict(), "tick": float(krw_tick_size(np.array([float(np.nanmedian(mid))]))[0])}
         script = str(Path(__file__).with_name("hftbacktest_compare.py"))
-        out = subprocess.run([python, script, str(path), json.dumps(hcfg)], capture_output=True, text=True,
-                             timeout=900, check=False)
+        out = subprocess.run(
+            [python, script, str(path), json.dumps(hcfg)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
     if out.returncode != 0:
         print(f"hftbacktest   : failed ({out.stderr.strip().splitlines()[-1:]})")
         return
     h = json.loads(out.stdout.strip().splitlines()[-1])
     m = res.metrics  # type: ignore[union-attr]
     print(f"hftbacktest 2.x ({rows:,} snapshots x {levels} levels = {int(h['events']):,} L2 events):")
-    print(f"  ours        : {t_fast:8.3f} s   {int(m['n_fills'])} fills, P&L marked at the bid {m['net_pnl']:,.0f} KRW")
-    print(f"  hftbacktest : {h['run_s']:8.3f} s   {int(h['orders'])} orders, P&L marked at the bid "
-          f"{h['pnl_marked']:,.0f} KRW (+{h['convert_s']:.2f} s converting snapshots to events, "
-          f"{h['compile_s']:.1f} s numba compile)")
-    print(f"  ratio       : {h['run_s'] / t_fast:8.1f} x (hftbacktest run time / ours; it replays every event)")
+    print(
+        f"  ours        : {t_fast:8.3f} s   {int(m['n_fills'])} fills, "
+        f"P&L marked at the bid {m['net_pnl']:,.0f} KRW"
+    )
+    print(
+        f"  hftbacktest : {h['run_s']:8.3f} s   {int(h['orders'])} orders, P&L marked at the bid "
+        f"{h['pnl_marked']:,.0f} KRW (+{h['convert_s']:.2f} s converting snapshots to events, "
+        f"{h['compile_s']:.1f} s numba compile)"
+    )
+    print(
+        f"  ratio       : {h['run_s'] / t_fast:8.1f} x (hftbacktest run time / ours; it replays every event)"
+    )
 
 
 def _bundle(n_features: int, window: int, hidden: int, device: str) -> ModelBundle:
@@ -156,9 +187,15 @@ def _bundle(n_features: int, window: int, hidden: int, device: str) -> ModelBund
     model = LSTMRegressor(LSTMConfig(n_features=n_features, hidden=hidden)).to(pick_device(device)).eval()
     norm = Normalizer(mean=np.zeros(n_features), std=np.ones(n_features))
     cfg = FeatureConfig()
-    return ModelBundle(model=model, train_config=TrainConfig(window=window, hidden=hidden), normalizer=norm,
-                       feature_config=cfg, feature_names=tuple(f"f{i}" for i in range(n_features)),
-                       horizon_s=10.0, y_scale=1e-3)
+    return ModelBundle(
+        model=model,
+        train_config=TrainConfig(window=window, hidden=hidden),
+        normalizer=norm,
+        feature_config=cfg,
+        feature_names=tuple(f"f{i}" for i in range(n_features)),
+        horizon_s=10.0,
+        y_scale=1e-3,
+    )
 
 
 def bench_inference(window: int, hidden: int, n_markets: int, calls: int, device: str) -> None:
@@ -182,8 +219,11 @@ def bench_inference(window: int, hidden: int, n_markets: int, calls: int, device
         return float(np.percentile(ts, 50) * 1e3), float(np.percentile(ts, 99) * 1e3)
 
     p50, p99 = lat(lambda: pred.predict_raw(one), calls)
-    print(f"inference 1 market  ({device}, W={window}, F={F}, hidden={hidden}): p50 {p50:.3f} ms  p99 {p99:.3f} ms"
-          f"  (target p99 <= 2 ms on CPU)")
+    print(
+        f"inference 1 market  ({device}, W={window}, F={F}, hidden={hidden}): "
+        f"p50 {p50:.3f} ms  p99 {p99:.3f} ms"
+        f"  (target p99 <= 2 ms on CPU)"
+    )
     b50, b99 = lat(lambda: pred.predict_markets(many), max(calls // 10, 20))
     print(f"inference {n_markets} batched: p50 {b50:.3f} ms  p99 {b99:.3f} ms  (target <= 10 ms)")
     s50, _ = lat(lambda: [pred.predict_raw(w) for w in many.values()], 5)
@@ -203,12 +243,22 @@ def bench_training(window: int, hidden: int, samples: int, device: str) -> None:
     val = WindowSet(X, ends[:2000], y[ends[:2000]], ends[:2000].astype(np.int64), window)
     cfg = TrainConfig(window=window, hidden=hidden, max_epochs=2, patience=5, batch_size=256, device=device)
     t0 = time.perf_counter()
-    b = train_lstm(ws, val, config=cfg, normalizer=Normalizer.fit(X), feature_config=FeatureConfig(),
-                   feature_names=tuple(f"f{i}" for i in range(F)), horizon_s=10.0)
+    b = train_lstm(
+        ws,
+        val,
+        config=cfg,
+        normalizer=Normalizer.fit(X),
+        feature_config=FeatureConfig(),
+        feature_names=tuple(f"f{i}" for i in range(F)),
+        horizon_s=10.0,
+    )
     secs = [h["seconds"] for h in b.history]
     total = time.perf_counter() - t0
-    print(f"training ({device}, W={window}, hidden={hidden}, batch 256): {len(ws) / statistics.median(secs):,.0f}"
-          f" samples/s per epoch (median of {len(secs)} epochs incl. validation; {total:.1f} s total)")
+    print(
+        f"training ({device}, W={window}, hidden={hidden}, batch 256): "
+        f"{len(ws) / statistics.median(secs):,.0f}"
+        f" samples/s per epoch (median of {len(secs)} epochs incl. validation; {total:.1f} s total)"
+    )
 
 
 def main() -> None:
@@ -217,22 +267,30 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None, help="snapshots for the feature/backtest benchmark")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (training/inference); cpu is the target")
-    ap.add_argument("--hftbacktest", metavar="PYTHON", default=None,
-                    help="interpreter of a virtualenv with hftbacktest==2.4.4 (e.g. var/hftbt-venv/bin/python)")
+    ap.add_argument(
+        "--hftbacktest",
+        metavar="PYTHON",
+        default=None,
+        help="interpreter of a virtualenv with hftbacktest==2.4.4 (e.g. var/hftbt-venv/bin/python)",
+    )
     ap.add_argument("--only", choices=["backtest", "inference", "training", "hftbacktest"], default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = args.rows or (43_200 if args.quick else 432_000)
     repeat = 1 if args.quick else 3
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"cuda {torch.cuda.is_available()}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+        f"cuda {torch.cuda.is_available()}"
+    )
     if args.only in (None, "backtest"):
         bench_features_and_backtest(rows, repeat)
     if args.hftbacktest and args.only in (None, "hftbacktest"):
         bench_hftbacktest(args.hftbacktest, rows)
     if args.only in (None, "inference"):
-        bench_inference(window=50, hidden=32, n_markets=200, calls=300 if args.quick else 2000, device=args.device)
+        bench_inference(
+            window=50, hidden=32, n_markets=200, calls=300 if args.quick else 2000, device=args.device
+        )
     if args.only in (None, "training"):
         bench_training(window=50, hidden=32, samples=5_000 if args.quick else 50_000, device=args.device)
     if args.only is None and args.device == "cpu" and torch.cuda.is_available():

@@ -53,8 +53,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench-trading-")
     os.environ["DJANGO_SETTINGS_MODULE"] = "observator.settings.test"
     os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/bench.sqlite3"
-    os.environ.pop("REDIS_URL", None)
     os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["OBSERVATOR_TEST_RUN"] = f"bench{os.getpid()}"
     import django
 
     django.setup()
@@ -214,8 +214,100 @@ def main() -> None:
                 f"ratio delay/placement: p50 {ratio:.1f}x   "
                 f"target <= 1000 ms: {'met' if max(delays) <= 1000 else 'NOT met'} (max {max(delays):.0f} ms)"
             )
+        if os.environ.get("REDIS_URL"):
+            precise_path(sim.rest_url, suser, args.scheduled)
+        else:
+            print("(set REDIS_URL to also measure the precise path: ETA tasks on a real Celery worker)")
     finally:
         sim.stop()
+
+
+def precise_path(rest_url: str, user: object, count: int) -> None:
+    """Time-triggered orders queued with an ETA at their due time, run by a real worker process."""
+    import subprocess
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from celery_app import app
+    from trading.models import ScheduledOrder
+    from trading.services import scheduled_order_create
+
+    env = dict(
+        os.environ,
+        UPBIT_REST_URL=rest_url,
+        OBSERVATOR_ROLE="worker",
+        TRADING_PRECISE_SCHEDULE="true",
+        SECRET_KEY=settings.SECRET_KEY,
+        FIELD_ENCRYPTION_KEYS=",".join(settings.FIELD_ENCRYPTION_KEYS),
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_app",
+            "worker",
+            "-Q",
+            "default",
+            "-c",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                print("celery worker did not start; precise path not measured")
+                return
+        settings.TRADING_PRECISE_SCHEDULE = True
+        start = timezone.now()
+        sos = [
+            scheduled_order_create(
+                user=user,
+                market="KRW-BTC",
+                side="bid",
+                ord_type="price",
+                price=Decimal(6000),
+                trigger_type="time",
+                trigger_at=start + timezone.timedelta(seconds=3 + i * 0.23),
+            )
+            for i in range(count)
+        ]
+        ids = [s.pk for s in sos]
+        deadline = time.monotonic() + 10 + count * 0.23
+        while (
+            time.monotonic() < deadline and ScheduledOrder.objects.filter(pk__in=ids, fired_at=None).exists()
+        ):
+            time.sleep(0.2)
+        delays = [
+            (s.fired_at - s.trigger_at).total_seconds() * 1000
+            for s in ScheduledOrder.objects.filter(pk__in=ids)
+            if s.fired_at is not None
+        ]
+        print("== Scheduled-order firing delay, precise path (ETA task on a Celery worker, Redis) ==")
+        print(f"fired {len(delays)}/{count}")
+        if delays:
+            print(fmt("fired_at - due", delays))
+            print(
+                f"target <= 1000 ms: {'met' if max(delays) <= 1000 else 'NOT met'} (max {max(delays):.0f} ms)"
+            )
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 if __name__ == "__main__":

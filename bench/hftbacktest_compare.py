@@ -71,7 +71,7 @@ def to_events(ts, ask_px, ask_sz, bid_px, bid_sz, t_ts, t_px, t_vol, t_side):  #
 
 @njit(cache=False)
 def rule(hbt, dec_ts, preds, threshold, fee, spread_factor, order_krw, latency_ns, cooldown_ns, min_total):  # noqa: ANN001, ANN201
-    """The same decision rule as mlmodel.backtest: buy when flat and pred > edge, sell all when pred < -edge."""
+    """mlmodel.backtest's rule: buy when flat and pred > edge, sell everything when pred < -edge."""
     hbt.wait_next_feed(False, 10**15)  # the clock starts at the first event
     oid = 0
     next_free = np.int64(-(2**62))
@@ -79,9 +79,8 @@ def rule(hbt, dec_ts, preds, threshold, fee, spread_factor, order_krw, latency_n
     for k in range(len(dec_ts)):
         target = dec_ts[k]
         now = hbt.current_timestamp
-        if target > now:
-            if hbt.elapse(target - now) != 0:
-                break
+        if target > now and hbt.elapse(target - now) != 0:
+            break  # end of data
         hbt.clear_inactive_orders(0)
         depth = hbt.depth(0)
         bb = depth.best_bid
@@ -114,8 +113,17 @@ def rule(hbt, dec_ts, preds, threshold, fee, spread_factor, order_krw, latency_n
 
 def run(data: dict[str, np.ndarray], cfg: dict[str, float]) -> dict[str, float]:
     t0 = time.perf_counter()
-    events = to_events(data["ts"], data["ask_px"], data["ask_sz"], data["bid_px"], data["bid_sz"], data["t_ts"],
-                       data["t_px"], data["t_vol"], data["t_side"])
+    events = to_events(
+        data["ts"],
+        data["ask_px"],
+        data["ask_sz"],
+        data["bid_px"],
+        data["bid_sz"],
+        data["t_ts"],
+        data["t_px"],
+        data["t_vol"],
+        data["t_side"],
+    )
     convert_s = time.perf_counter() - t0
     lat = int(cfg["latency_ms"]) * MS
 
@@ -133,9 +141,20 @@ def run(data: dict[str, np.ndarray], cfg: dict[str, float]) -> dict[str, float]:
         )
         hbt = HashMapMarketDepthBacktest([asset])
         t1 = time.perf_counter()
-        n_orders = rule(hbt, dec_ts, preds, cfg["threshold"], cfg["fee_rate"], cfg["spread_cost_factor"],
-                        cfg["order_krw"], lat, int(cfg["cooldown_ms"]) * MS, cfg["min_total_krw"])
-        hbt.elapse(int(dec_ts[-1] - hbt.current_timestamp) + 1) if dec_ts[-1] > hbt.current_timestamp else None
+        n_orders = rule(
+            hbt,
+            dec_ts,
+            preds,
+            cfg["threshold"],
+            cfg["fee_rate"],
+            cfg["spread_cost_factor"],
+            cfg["order_krw"],
+            lat,
+            int(cfg["cooldown_ms"]) * MS,
+            cfg["min_total_krw"],
+        )
+        if dec_ts[-1] > hbt.current_timestamp:
+            hbt.elapse(int(dec_ts[-1] - hbt.current_timestamp) + 1)
         sv = hbt.state_values(0)
         depth = hbt.depth(0)
         pnl = sv.balance + sv.position * depth.best_bid - sv.fee
@@ -149,8 +168,14 @@ def run(data: dict[str, np.ndarray], cfg: dict[str, float]) -> dict[str, float]:
     backtest(small, dec_ts[:2000], preds[:2000])  # numba compilation, not timed below
     compile_s = time.perf_counter() - t0
     run_s, pnl, n_orders = backtest(events, dec_ts, preds)
-    return {"convert_s": convert_s, "compile_s": compile_s, "run_s": run_s, "events": float(len(events)),
-            "pnl_marked": pnl, "orders": n_orders}
+    return {
+        "convert_s": convert_s,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "events": float(len(events)),
+        "pnl_marked": pnl,
+        "orders": n_orders,
+    }
 
 
 def main() -> None:

@@ -156,7 +156,10 @@ def build_specs(
         ProcessSpec(
             "web",
             [PYTHON, "-m", "uvicorn", "observator.asgi:application", "--host", host, "--port", str(port),
-             "--ws", "websockets", "--lifespan", "off", "--no-access-log"],
+             "--ws", "websockets", "--lifespan", "off", "--no-access-log",
+             # Live market frames are small and go to hundreds of sockets: compressing each frame per socket
+             # doubles the server's CPU per frame (bench/bench_fanout.py), for little bandwidth saved.
+             "--ws-per-message-deflate", "false"],
             {"OBSERVATOR_ROLE": "web"},
         ),
         ProcessSpec(

@@ -17,14 +17,37 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from market.hub import dumps, get_hub
-from market.selectors import MARKET_CODE_RE
+from market.selectors import MARKET_CODE_RE, market_is_listed
 
 logger = logging.getLogger(__name__)
 
 CLOSE_INVALID_MARKET = 4400
 _PENDING_TRADE_FRAMES = 20
+
+
+def _language(scope: dict[str, Any]) -> str:
+    """The browser's UI language (language cookie, else Accept-Language), for error messages."""
+    candidates = [(scope.get("cookies") or {}).get(settings.LANGUAGE_COOKIE_NAME, "")]
+    for name, value in scope.get("headers", []):
+        if name == b"accept-language":
+            candidates += [part.split(";")[0].strip() for part in value.decode("latin-1").split(",")]
+    for candidate in candidates:
+        try:
+            return translation.get_supported_language_variant(candidate)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
+async def _listed(code: str) -> bool:
+    # Only listed markets: a stream of made-up codes must not turn into REST calls to Upbit (rate limits).
+    if not MARKET_CODE_RE.fullmatch(code):
+        return False
+    return await asyncio.to_thread(market_is_listed, code=code)
 
 
 class MarketConsumer(AsyncJsonWebsocketConsumer):
@@ -35,9 +58,10 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         code = str(self.scope["url_route"]["kwargs"].get("code", "")).upper()
-        if not MARKET_CODE_RE.fullmatch(code):
+        if not await _listed(code):
             await self.close(code=CLOSE_INVALID_MARKET)
             return
+        self.language = _language(self.scope)
         self.throttle = max(0.0, float(getattr(settings, "MARKET_WS_THROTTLE_MS", 50)) / 1000.0)
         self._pending: dict[str, str] = {}
         self._pending_trades: deque[str] = deque(maxlen=_PENDING_TRADE_FRAMES)
@@ -61,26 +85,21 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
         action = content.get("action") if isinstance(content, dict) else None
         if action == "subscribe":
             code = str(content.get("market", "")).upper()
-            if not MARKET_CODE_RE.fullmatch(code):
-                await self.send_json(
-                    {
-                        "type": "error",
-                        "code": "invalid_market",
-                        "message": "Unknown market code; expected e.g. KRW-BTC.",
-                    }
+            if not await _listed(code):
+                await self._error(
+                    "invalid_market", _("Unknown market; expected a KRW market such as KRW-BTC.")
                 )
                 return
             await self._switch(code)
         elif action == "ping":
             await self.send_json({"type": "pong"})
         else:
-            await self.send_json(
-                {
-                    "type": "error",
-                    "code": "invalid_action",
-                    "message": 'Expected {"action": "subscribe", "market": CODE}.',
-                }
-            )
+            await self._error("invalid_action", _('Expected {"action": "subscribe", "market": CODE}.'))
+
+    async def _error(self, code: str, message: Any) -> None:
+        with translation.override(self.language):
+            text = str(message)
+        await self.send_json({"type": "error", "code": code, "message": text})
 
     async def decode_json(self, text_data: str) -> Any:
         try:

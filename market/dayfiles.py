@@ -1,4 +1,4 @@
-"""Day files: the on-disk layout and schema of recorded market data (Parquet, one dataset per kind/market/day).
+"""Day files: on-disk layout and schema of recorded market data (Parquet, one dataset per kind/market/day).
 
 Shared by the collector (writer), the simulator (replay) and mlmodel (datasets). Pure: no Django import.
 
@@ -16,7 +16,11 @@ Schemas (all timestamps are integer epoch milliseconds, UTC):
   float64, NaN where the book has fewer levels). ``L`` is in the file metadata key ``levels``.
 * trade: ``ts``, ``recv_ts``, ``price`` (float64), ``volume`` (float64), ``side`` (int8: +1 buyer-initiated
   i.e. Upbit ``ask_bid == "BID"``, -1 seller-initiated), ``sequential_id`` (int64).
-* gap: ``ts_start``, ``ts_end``, ``reason`` (string: ``reconnect``, ``sequence``, ``stale``, ...), ``detail`` (string).
+* gap: ``ts_start``, ``ts_end``, ``reason`` (string: ``reconnect``, ``restart``, ``duplicate``, ``sequence``),
+  ``detail`` (string).
+
+Writing (collector, import_sample): :class:`DayFileWriter` (atomic segments, KST midnight rollover, resume
+after restart) and :func:`compact_day`; see docs/market.md.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -448,6 +451,7 @@ class DayFileWriter:
         self._next_part: dict[tuple[str, str], int] = {}
         self.segments_written = 0
         self.rows_written = 0
+        self.rows_dropped = 0
         self.recover()
 
     # -- lifecycle --
@@ -470,11 +474,15 @@ class DayFileWriter:
                     if d < self.day:
                         mark_complete(directory)
 
+    # Buffers hold plain tuples of atomic values, not the records: the garbage collector stops tracking
+    # such tuples, so hundreds of thousands of buffered rows cost it nothing.
     def add_orderbook(self, rec: Any) -> None:
-        self._add("orderbook", rec.code, rec, rec.recv_ts)
+        row = (rec.ts, rec.recv_ts, rec.total_ask_size, rec.total_bid_size, rec.packed)
+        self._add("orderbook", rec.code, row, rec.recv_ts)
 
     def add_trade(self, rec: Any) -> None:
-        self._add("trade", rec.code, rec, rec.recv_ts)
+        row = (rec.ts, rec.recv_ts, rec.price, rec.volume, rec.side, rec.sequential_id)
+        self._add("trade", rec.code, row, rec.recv_ts)
 
     def add_gap(self, market: str, ts_start: int, ts_end: int, reason: str, detail: str = "") -> None:
         self._add("gap", market, (int(ts_start), int(ts_end), reason, detail), int(ts_end))
@@ -513,12 +521,21 @@ class DayFileWriter:
         """Write every non-empty buffer as one new segment of the current day."""
         written: list[Path] = []
         buffers, self._buffers, self._pending = self._buffers, {}, 0
+        self._last_flush = self.clock() if now is None else now
+        failure: BaseException | None = None
         for (kind, market), rows in buffers.items():
             if not rows:
                 continue
-            table = self._table(kind, rows)
-            written.append(self._write_segment(kind, market, table))
-        self._last_flush = self.clock() if now is None else now
+            try:
+                written.append(self._write_segment(kind, market, self._table(kind, rows)))
+            except OSError as exc:  # e.g. disk full: keep the rows for the next try, bounded
+                failure = exc
+                kept = rows[-self.max_rows * 5 :]
+                self._buffers.setdefault((kind, market), [])[:0] = kept
+                self._pending += len(kept)
+                self.rows_dropped += len(rows) - len(kept)
+        if failure is not None:
+            raise failure
         return written
 
     def close(self) -> None:
@@ -546,48 +563,38 @@ class DayFileWriter:
 
     def _table(self, kind: str, rows: list[Any]) -> pa.Table:
         if kind == "orderbook":
-            return orderbook_table(rows, self.levels)
+            return _orderbook_rows_table(rows, self.levels)
         if kind == "trade":
-            return trade_table(rows)
+            return _trade_rows_table(rows)
         starts, ends, reasons, details = zip(*rows, strict=True)
         cols = {"ts_start": starts, "ts_end": ends, "reason": reasons, "detail": details}
         return pa.table({k: list(v) for k, v in cols.items()}, schema=GAP_SCHEMA)
 
 
-def _book_cube(rows: list[Any], levels: int) -> np.ndarray:
-    """``[n, levels, 4]`` float64 (ask_price, bid_price, ask_size, bid_size) from order-book records;
-    shorter books are NaN-padded, deeper ones cut; a row that is not numeric is dropped (NaN), never fatal."""
-    data = [r.rows for r in rows]
-    n = len(data)
-    if all(len(book) == levels for book in data):
-        try:
-            # Flat iteration with a known count: about twice as fast as nested-sequence discovery.
-            flat = chain.from_iterable(chain.from_iterable(data))
-            return np.fromiter(flat, np.float64, n * levels * 4).reshape(n, levels, 4)
-        except (ValueError, TypeError):
-            pass  # a bad value somewhere (or a unit of the wrong width): the careful path below
-    cube = np.full((len(data), levels, 4), np.nan)
-    for i, book in enumerate(data):
-        k = min(levels, len(book))
-        if k:
-            try:
-                cube[i, :k] = np.asarray(book[:k], dtype=np.float64)
-            except (ValueError, TypeError):
-                continue
+def _book_cube(packed: list[bytes], levels: int) -> np.ndarray:
+    """``[n, levels, 4]`` float64 (ask_price, bid_price, ask_size, bid_size) from order-book records'
+    ``packed`` little-endian doubles; shorter books are NaN-padded, deeper ones cut."""
+    width = levels * 32  # bytes per book: 4 float64 per level
+    if all(len(p) == width for p in packed):
+        return np.frombuffer(b"".join(packed), dtype="<f8").reshape(len(packed), levels, 4)
+    cube = np.full((len(packed), levels, 4), np.nan)
+    for i, p in enumerate(packed):
+        usable = min(len(p), width) // 32 * 32  # whole levels only
+        k = usable // 32
+        cube[i, :k] = np.frombuffer(p[:usable], "<f8").reshape(k, 4)
     return cube
 
 
-def orderbook_table(rows: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
-    """Order-book records -> a table in the day-file schema (wire zero padding becomes NaN)."""
-    n = len(rows)
+def _orderbook_rows_table(rows: list[tuple[int, int, float, float, bytes]], levels: int) -> pa.Table:
+    ts, recv, tas, tbs, packed = zip(*rows, strict=True)
     cols: dict[str, Any] = {
-        "ts": np.fromiter((r.ts for r in rows), np.int64, n),
-        "recv_ts": np.fromiter((r.recv_ts for r in rows), np.int64, n),
-        "total_ask_size": np.fromiter((r.total_ask_size for r in rows), np.float64, n),
-        "total_bid_size": np.fromiter((r.total_bid_size for r in rows), np.float64, n),
+        "ts": np.array(ts, dtype=np.int64),
+        "recv_ts": np.array(recv, dtype=np.int64),
+        "total_ask_size": np.array(tas, dtype=np.float64),
+        "total_bid_size": np.array(tbs, dtype=np.float64),
     }
     # [4, levels, n]: one contiguous column per (field, level).
-    planes = np.ascontiguousarray(_book_cube(rows, levels).transpose(2, 1, 0))
+    planes = _book_cube(list(packed), levels).transpose(2, 1, 0).copy()  # writable, C-contiguous
     for price_i, size_i, side in ((0, 2, "ask"), (1, 3, "bid")):
         px, sz = planes[price_i], planes[size_i]
         empty = ~(px > 0)
@@ -600,19 +607,30 @@ def orderbook_table(rows: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
     return pa.table({f.name: cols[f.name] for f in schema}, schema=schema)
 
 
-def trade_table(rows: list[Any]) -> pa.Table:
-    n = len(rows)
+def _trade_rows_table(rows: list[tuple[int, int, float, float, int, int]]) -> pa.Table:
+    ts, recv, price, volume, side, sid = zip(*rows, strict=True)
     return pa.table(
         {
-            "ts": np.fromiter((r.ts for r in rows), np.int64, n),
-            "recv_ts": np.fromiter((r.recv_ts for r in rows), np.int64, n),
-            "price": np.fromiter((r.price for r in rows), np.float64, n),
-            "volume": np.fromiter((r.volume for r in rows), np.float64, n),
-            "side": np.fromiter((r.side for r in rows), np.int8, n),
-            "sequential_id": np.fromiter((r.sequential_id for r in rows), np.int64, n),
+            "ts": np.array(ts, dtype=np.int64),
+            "recv_ts": np.array(recv, dtype=np.int64),
+            "price": np.array(price, dtype=np.float64),
+            "volume": np.array(volume, dtype=np.float64),
+            "side": np.array(side, dtype=np.int8),
+            "sequential_id": np.array(sid, dtype=np.int64),
         },
         schema=TRADE_SCHEMA,
     )
+
+
+def orderbook_table(records: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
+    """Order-book records -> a table in the day-file schema (wire zero padding becomes NaN)."""
+    rows = [(r.ts, r.recv_ts, r.total_ask_size, r.total_bid_size, r.packed) for r in records]
+    return _orderbook_rows_table(rows, levels)
+
+
+def trade_table(records: list[Any]) -> pa.Table:
+    """Trade records -> a table in the day-file schema."""
+    return _trade_rows_table([(r.ts, r.recv_ts, r.price, r.volume, r.side, r.sequential_id) for r in records])
 
 
 def finished_days(

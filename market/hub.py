@@ -125,6 +125,7 @@ class MarketHub:
         # Without a receiver the cached state would silently age: the next subscriber starts afresh.
         self.states.pop(market, None)
         self._fetched_at.pop(market, None)
+        self._fetch_locks.pop(market, None)
         task = self._receivers.pop(market, None)
         channel = self._channels.pop(market, None)
         if task is not None:

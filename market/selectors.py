@@ -122,6 +122,19 @@ def market_get(*, code: str) -> str:
     return code
 
 
+def market_is_listed(*, code: str) -> bool:
+    """Whether Upbit lists ``code`` (a KRW market); ``True`` when the list cannot be fetched right now, so an
+    Upbit outage never locks browsers out of the live stream."""
+    if cache.get("market:list:unavailable"):
+        return True
+    try:
+        known = {m["market"] for m in market_list()}
+    except ApplicationError:
+        cache.set("market:list:unavailable", 1, 10)  # do not ask a failing Upbit once per connecting browser
+        return True
+    return not known or code in known
+
+
 def market_ticker_get(*, code: str) -> dict[str, Any]:
     code = market_get(code=code)
 
@@ -265,8 +278,10 @@ def _remembered(key: str, ttl: int, fetch: Callable[[], dict[str, Any]]) -> dict
     if cache.get(f"{key}:failed") is None:
         try:
             value = fetch()
-        except feeds.FeedError as exc:
-            logger.warning("feed %s failed: %s", key, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure of an outside source is "stale", never a 500
+            logger.warning(
+                "feed %s failed: %s", key, exc if isinstance(exc, feeds.FeedError) else type(exc).__name__
+            )
             cache.set(f"{key}:failed", str(exc), ttl)
         else:
             cache.set(key, {"value": value, "fetched": now}, _LAST_GOOD_TTL)
@@ -327,6 +342,11 @@ def exchanges_btc_get() -> dict[str, Any]:
     Conversion: JPY and USD via the FX source; USDT via Upbit's KRW-USDT price when MARKET_USDT_SOURCE is
     ``upbit`` and it answers, else at 1 USDT = 1 USD (stated in ``usdt.basis``).
     """
+    # Every open dashboard asks for this; the whole answer is shared for a couple of seconds.
+    return _cached("feeds:btc", min(2, settings.EXCHANGES_CACHE_SECONDS), _exchanges_btc_compute)
+
+
+def _exchanges_btc_compute() -> dict[str, Any]:
     base_urls = {
         "bitflyer": settings.BITFLYER_API_URL,
         "binance": settings.BINANCE_API_URL,

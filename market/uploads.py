@@ -96,11 +96,25 @@ def _s3_head(storage: Storage, key: str) -> tuple[int, str] | None:
     return int(obj.content_length), str(obj.e_tag).strip('"')
 
 
-def stored_object_matches(*, storage: Storage, key: str, size: int, sha256: str, md5: str) -> None:
+def multipart_etag(path: Path, chunk_size: int) -> str:
+    """The S3 ETag of ``path`` uploaded in ``chunk_size`` parts: ``md5(md5(part1) + md5(part2) ...)-N``."""
+    digests = []
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digests.append(hashlib.md5(chunk, usedforsecurity=False).digest())
+    if len(digests) <= 1:
+        return digests[0].hex() if digests else hashlib.md5(b"", usedforsecurity=False).hexdigest()
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def stored_object_matches(
+    *, storage: Storage, key: str, size: int, sha256: str, md5: str, local_path: Path | None = None
+) -> None:
     """Raise :class:`DayUploadError` unless the stored object has this size and content.
 
-    On S3 a single-part upload's ETag is the MD5 of the content (HEAD is enough); otherwise (multipart ETag,
-    other storages) the object is downloaded again and hashed.
+    On S3 a single-part upload's ETag is the MD5 of the content and a multipart one is recomputed from the
+    local file with the upload's part size (HEAD is enough either way); otherwise (other storages, or an ETag
+    that cannot be recomputed) the object is downloaded again and its SHA-256 compared.
     """
     head = _s3_head(storage, key)
     if head is not None:
@@ -111,6 +125,12 @@ def stored_object_matches(*, storage: Storage, key: str, size: int, sha256: str,
             if etag != md5:
                 raise DayUploadError("stored ETag does not match the local MD5")
             return
+        if local_path is not None:
+            # Multipart: the ETag is the MD5 of the parts' MD5s; recompute it with the upload's part size.
+            config = getattr(storage, "transfer_config", None)
+            chunk = int(getattr(config, "multipart_chunksize", 8 * 1024 * 1024))
+            if multipart_etag(local_path, chunk) == etag:
+                return
     stored_size, stored_sha = _stored_sha256(storage, key)
     if stored_size != size:
         raise DayUploadError(f"stored size {stored_size} != local size {size}")
@@ -158,7 +178,7 @@ def day_file_upload(
             raise DayUploadError(f"storage stored the file under another name ({saved})")
         upload.status, upload.uploaded_at, upload.error = DayUpload.Status.UPLOADED, timezone.now(), ""
         upload.save(update_fields=["status", "uploaded_at", "error", "updated_at"])
-        stored_object_matches(storage=storage, key=key, size=size, sha256=sha256, md5=md5)
+        stored_object_matches(storage=storage, key=key, size=size, sha256=sha256, md5=md5, local_path=path)
     except Exception as exc:
         upload.status = DayUpload.Status.FAILED
         upload.error = redact(f"{type(exc).__name__}: {exc}")[:2000]

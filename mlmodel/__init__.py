@@ -15,4 +15,5 @@ PURE_MODULES = (
     "backtest",
     "report",
     "inference",
+    "pipeline",
 )

@@ -54,7 +54,7 @@ class Fill:
 class Rejection:
     decision_ts: int
     side: str
-    reason: str  # "under_min_total" / "no_liquidity"
+    reason: str  # "under_min_total" / "insufficient_funds" / "no_liquidity"
 
 
 @dataclass
@@ -78,7 +78,8 @@ class BacktestResult:
 
 def _floor_dec(x: float, decimals: int) -> float:
     scale = 10.0**decimals
-    return math.floor(x * scale + 1e-6) / scale
+    # Round away float noise first (x * scale can land a few ulps below an integer), then floor.
+    return math.floor(round(x * scale, 3)) / scale
 
 
 def walk_buy(
@@ -98,7 +99,7 @@ def walk_buy(
         take = _floor_dec(min(q, remaining / p), decimals)
         if take <= 0:
             break
-        vol += take
+        vol = round(vol + take, decimals)  # volumes live on the 1e-8 grid
         funds += take * p
         used += 1
     return vol, funds, used
@@ -119,7 +120,7 @@ def walk_sell(
         if remaining <= 0:
             break
         take = min(q, remaining)
-        vol += take
+        vol = round(vol + take, decimals)  # volumes live on the 1e-8 grid
         funds += take * p
         used += 1
     return vol, funds, used
@@ -182,12 +183,13 @@ def run_backtest(
         j = int(arrival_idx_all[k])
         arrival = t + cfg.latency_ms
         if buy_sig[k]:
-            room = max_pos - basis
-            budget = min(cfg.order_krw, room, cash / (1.0 + fee_rate))
-            if basis > 0 and room < cfg.min_total_krw:
-                continue  # at the position limit: nothing to send, not an exchange rejection
+            if pos > 0 and (cfg.max_position_krw is None or max_pos - basis < cfg.min_total_krw):
+                continue  # one lot held / at the position limit: nothing to send, not an exchange rejection
+            wanted = min(cfg.order_krw, max_pos - basis)
+            budget = min(wanted, cash / (1.0 + fee_rate))
             if budget < cfg.min_total_krw:
-                rejections.append(Rejection(t, "buy", "under_min_total"))
+                reason = "under_min_total" if wanted < cfg.min_total_krw else "insufficient_funds"
+                rejections.append(Rejection(t, "buy", reason))
                 next_free = t + cfg.cooldown_ms
                 continue
             cap = None
@@ -202,7 +204,7 @@ def run_backtest(
                 continue
             fee = funds * fee_rate
             cash -= funds + fee
-            pos += vol
+            pos = round(pos + vol, dec)
             basis += funds + fee
             trip_cash -= funds + fee
             traded += funds
@@ -243,7 +245,7 @@ def run_backtest(
             fee = funds * fee_rate
             cash += funds - fee
             sold_frac = vol / pos
-            pos -= vol
+            pos = round(pos - vol, dec)
             basis *= 1.0 - sold_frac
             trip_cash += funds - fee
             traded += funds
@@ -276,7 +278,7 @@ def run_backtest(
         if vol > 0:
             fee = funds * fee_rate
             cash += funds - fee
-            pos -= vol
+            pos = round(pos - vol, dec)
             trip_cash += funds - fee
             traded += funds
             events.append((last, funds - fee, -vol))

@@ -55,13 +55,25 @@ def code_version() -> str:
     if env:
         return env[:64]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     sha = out.stdout.strip()
     if out.returncode != 0 or not sha:
         return ""
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=settings.BASE_DIR,
-                           capture_output=True, text=True, timeout=5, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
     return sha + ("-dirty" if dirty.stdout.strip() else "")

@@ -25,8 +25,9 @@ class ModelVersion(models.Model):
     name = models.CharField(_("name"), max_length=80)
     market = models.CharField(_("market"), max_length=20, db_index=True)
     version = models.PositiveIntegerField(_("version"))
-    status = models.CharField(_("status"), max_length=10, choices=ModelStatus.choices,
-                              default=ModelStatus.CANDIDATE)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE
+    )
     status_note = models.CharField(_("status note"), max_length=300, blank=True)
     horizon_s = models.FloatField(_("horizon (s)"))
     data_start = models.DateTimeField(_("data from"), null=True, blank=True)
@@ -49,7 +50,9 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["market", "-version"]
         constraints = [
-            models.UniqueConstraint(fields=["market", "version"], name="mlmodel_version_unique_market_version"),
+            models.UniqueConstraint(
+                fields=["market", "version"], name="mlmodel_version_unique_market_version"
+            ),
         ]
         indexes = [models.Index(fields=["market", "status"], name="mlmodel_version_market_status")]
         verbose_name = _("model version")
@@ -82,8 +85,9 @@ class TrainingRun(models.Model):
     market = models.CharField(_("market"), max_length=20)
     trigger = models.CharField(max_length=10, choices=TrainingTrigger.choices, default=TrainingTrigger.ADMIN)
     params = models.JSONField(_("parameters"), default=dict, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     state = models.CharField(max_length=10, choices=TrainingState.choices, default=TrainingState.QUEUED)
     stage = models.CharField(_("stage"), max_length=120, blank=True)
     epoch = models.PositiveIntegerField(default=0)
@@ -95,8 +99,9 @@ class TrainingRun(models.Model):
     eta_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True)
     decision = models.JSONField(_("promotion decision"), default=dict, blank=True)
-    result_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
-                                       related_name="training_runs")
+    result_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
     celery_task_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,4 @@
-"""ML reads: the active model per market, model summaries for pages/APIs, training progress, latest prediction."""
+"""ML reads: the active model per market, model summaries, training progress, the latest prediction."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def model_active(*, market: str) -> ModelVersion | None:
 
 def model_active_map(*, markets: list[str]) -> dict[str, ModelVersion]:
     rows = ModelVersion.objects.filter(market__in=markets, status=ModelStatus.ACTIVE).only(
-        "id", "market", "version", "name", "artifact", "artifact_sha256", "horizon_s")
+        "id", "market", "version", "name", "artifact", "artifact_sha256", "horizon_s"
+    )
     return {v.market: v for v in rows}
 
 
@@ -95,7 +96,12 @@ def training_run_progress(*, run: TrainingRun) -> dict[str, Any]:
 
 
 def prediction_latest(*, market: str) -> Prediction | None:
-    return Prediction.objects.filter(market=market).select_related("model_version").order_by("-ts", "-id").first()
+    return (
+        Prediction.objects.filter(market=market)
+        .select_related("model_version")
+        .order_by("-ts", "-id")
+        .first()
+    )
 
 
 def predictions_recent(*, market: str, limit: int = 300) -> list[Prediction]:

@@ -101,8 +101,20 @@ class TrainParams:
         errors = []
         if not self.market or len(self.market) > 20:
             errors.append("market")
-        for name in ("days", "window", "hidden", "layers", "epochs", "patience", "batch_size", "n_splits",
-                     "train_stride", "eval_stride", "max_samples_per_epoch", "feature_levels"):
+        for name in (
+            "days",
+            "window",
+            "hidden",
+            "layers",
+            "epochs",
+            "patience",
+            "batch_size",
+            "n_splits",
+            "train_stride",
+            "eval_stride",
+            "max_samples_per_epoch",
+            "feature_levels",
+        ):
             if int(getattr(self, name)) < 1:
                 errors.append(name)
         if not (self.horizon_s > 0 and math.isfinite(self.horizon_s)):
@@ -120,8 +132,10 @@ class TrainParams:
             except ValueError:
                 errors.append("end_day")
         if errors:
-            raise ValidationFailed(_("Invalid training parameters: %(names)s.") % {"names": ", ".join(errors)},
-                                   extra={"fields": errors})
+            raise ValidationFailed(
+                _("Invalid training parameters: %(names)s.") % {"names": ", ".join(errors)},
+                extra={"fields": errors},
+            )
 
     @property
     def root(self) -> Path:
@@ -144,7 +158,9 @@ def _load_days(root: Path, market: str, days: Sequence[dt.date], params: TrainPa
 
     book_t = dayfiles.read_days(root, "orderbook", market, days)
     if book_t.num_rows == 0:
-        raise TrainingFailed(_("No order-book data for %(market)s on the selected days.") % {"market": market})
+        raise TrainingFailed(
+            _("No order-book data for %(market)s on the selected days.") % {"market": market}
+        )
     trade_t = dayfiles.read_days(root, "trade", market, days)
     gap_t = dayfiles.read_days(root, "gap", market, days)
     gaps = None
@@ -176,8 +192,13 @@ def spike_periods_store(*, params: TrainParams, data: MarketData) -> list[SpikeP
     from mlmodel.dataset import find_spike_periods
 
     frame = data.labelled.frame
-    periods = find_spike_periods(frame.ts, frame.mid, window_s=float(conf.get("ML_SPIKE_WINDOW_S")),
-                                 k=float(conf.get("ML_SPIKE_K")), pad_s=float(conf.get("ML_SPIKE_PAD_S")))
+    periods = find_spike_periods(
+        frame.ts,
+        frame.mid,
+        window_s=float(conf.get("ML_SPIKE_WINDOW_S")),
+        k=float(conf.get("ML_SPIKE_K")),
+        pad_s=float(conf.get("ML_SPIKE_PAD_S")),
+    )
     if not periods:
         return []
     lookback = frame.config.lookback_ms + params.window * 2000
@@ -193,7 +214,11 @@ def spike_periods_store(*, params: TrainParams, data: MarketData) -> list[SpikeP
             trade_t = dayfiles.read_days(params.root, "trade", params.market, data.days)
             gap_t = dayfiles.read_days(params.root, "gap", params.market, data.days)
         day = dayfiles.day_of(start)
-        for kind, table, col in (("orderbook", book_t, "ts"), ("trade", trade_t, "ts"), ("gap", gap_t, "ts_end")):
+        for kind, table, col in (
+            ("orderbook", book_t, "ts"),
+            ("trade", trade_t, "ts"),
+            ("gap", gap_t, "ts_end"),
+        ):
             assert table is not None
             part = _slice_table(table, start - lookback, end, col) if table.num_rows else table
             if part.num_rows == 0:
@@ -202,7 +227,9 @@ def spike_periods_store(*, params: TrainParams, data: MarketData) -> list[SpikeP
             n = dayfiles.next_part_number(directory)
             dayfiles.write_table_atomic(part, directory / f"{dayfiles.PART_PREFIX}{n:05d}.parquet")
         try:
-            created.append(SpikePeriod.objects.create(market=params.market, start_ms=start, end_ms=end, day=day))
+            created.append(
+                SpikePeriod.objects.create(market=params.market, start_ms=start, end_ms=end, day=day)
+            )
         except IntegrityError:
             continue
         existing.append((start, end))
@@ -210,11 +237,14 @@ def spike_periods_store(*, params: TrainParams, data: MarketData) -> list[SpikeP
 
 
 def _older_spikes(params: TrainParams, before_ms: int) -> tuple[Any, list[tuple[int, int]]]:
-    """Labelled frames of stored spike periods that end before the recent data starts."""
+    """Labelled frames of stored spike periods older than the recent data; a period that runs into the recent
+    data is cut where that data starts (the rest of it is in the recent data already)."""
     from mlmodel.dataset import LabelledFrame, concat_labelled, label_frame, load_frame
     from mlmodel.features import FeatureConfig
 
-    periods = list(SpikePeriod.objects.filter(market=params.market, end_ms__lt=before_ms).order_by("start_ms"))
+    periods = list(
+        SpikePeriod.objects.filter(market=params.market, start_ms__lt=before_ms).order_by("start_ms")
+    )
     if not periods:
         return None, []
     root = conf.spike_dir()
@@ -229,14 +259,15 @@ def _older_spikes(params: TrainParams, before_ms: int) -> tuple[Any, list[tuple[
             continue  # the stored slice is gone (e.g. deleted by hand): train without it
         lf = label_frame(frame, horizon_s=params.horizon_s)
         for p in items:
+            end = min(p.end_ms, before_ms - 1)
             lo = int(np.searchsorted(frame.ts, p.start_ms, side="left"))
-            hi = int(np.searchsorted(frame.ts, p.end_ms, side="right"))
+            hi = int(np.searchsorted(frame.ts, end, side="right"))
             if hi <= lo:
                 continue
             y = lf.y[lo:hi].copy()
-            y[frame.ts[lo:hi] + int(params.horizon_s * 1000) > p.end_ms] = np.nan
+            y[frame.ts[lo:hi] + int(params.horizon_s * 1000) > end] = np.nan
             parts.append(LabelledFrame(frame=frame.slice(lo, hi), y=y, horizon_s=params.horizon_s))
-            used.append((p.start_ms, p.end_ms))
+            used.append((p.start_ms, end))
     if not parts:
         return None, []
     return concat_labelled(parts), used
@@ -252,16 +283,29 @@ class TrainResult:
 
 
 def _progress_adapter(params: TrainParams, progress: ProgressFn | None) -> tuple[Any, Any]:
-    state: dict[str, Any] = {"split": 0, "n_splits": params.n_splits, "model": "", "epoch_times": [],
-                             "last": time.monotonic()}
+    state: dict[str, Any] = {
+        "split": 0,
+        "n_splits": params.n_splits,
+        "model": "",
+        "epoch_times": [],
+        "last": time.monotonic(),
+    }
 
     def on_event(ev: dict[str, Any]) -> None:
-        state.update(split=int(ev.get("split", 0)), n_splits=int(ev.get("n_splits", params.n_splits)),
-                     model=str(ev.get("model", "")))
+        state.update(
+            split=int(ev.get("split", 0)),
+            n_splits=int(ev.get("n_splits", params.n_splits)),
+            model=str(ev.get("model", "")),
+        )
         state["last"] = time.monotonic()
         if progress:
-            progress({"stage": f"split {state['split'] + 1}/{state['n_splits']}: fitting {state['model']}",
-                      "split": state["split"] + 1, "total_splits": state["n_splits"]})
+            progress(
+                {
+                    "stage": f"split {state['split'] + 1}/{state['n_splits']}: fitting {state['model']}",
+                    "split": state["split"] + 1,
+                    "total_splits": state["n_splits"],
+                }
+            )
 
     def on_epoch(epoch: int, train_loss: float, val_loss: float, eta_s: float) -> None:
         now = time.monotonic()
@@ -271,10 +315,18 @@ def _progress_adapter(params: TrainParams, progress: ProgressFn | None) -> tuple
         per_epoch = float(np.mean(state["epoch_times"]))
         eta = eta_s + remaining_splits * params.epochs * per_epoch  # upper bound: early stopping shortens it
         if progress:
-            progress({"stage": f"split {state['split'] + 1}/{state['n_splits']}: training lstm",
-                      "split": state["split"] + 1, "total_splits": state["n_splits"], "epoch": epoch,
-                      "total_epochs": params.epochs, "train_loss": train_loss, "val_loss": val_loss,
-                      "eta_seconds": eta})
+            progress(
+                {
+                    "stage": f"split {state['split'] + 1}/{state['n_splits']}: training lstm",
+                    "split": state["split"] + 1,
+                    "total_splits": state["n_splits"],
+                    "epoch": epoch,
+                    "total_epochs": params.epochs,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "eta_seconds": eta,
+                }
+            )
 
     return on_event, on_epoch
 
@@ -284,6 +336,137 @@ def _load_bundle(version: ModelVersion) -> Any:
 
     with version.artifact.open("rb") as fh:
         return load_artifact(fh.read())
+
+
+@dataclass
+class PipelineResult:
+    """Everything one walk-forward run produced (nothing stored yet)."""
+
+    eval_report: dict[str, Any]
+    outcomes: dict[int, dict[str, Any]]
+    report: dict[str, Any]
+    plots: dict[str, bytes]
+    bundle: Any  # mlmodel.training.ModelBundle of the last split's LSTM
+    train_config: Any
+    metrics: dict[str, Any]
+
+
+def pipeline_run(
+    *,
+    params: TrainParams,
+    data: MarketData,
+    extra: Any = None,
+    spikes_used: Sequence[tuple[int, int]] = (),
+    incumbent: ModelVersion | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PipelineResult:
+    """Walk-forward splits over ``data``, the LSTM and the baselines (and ``incumbent`` frozen, when given)
+    scored on the same test periods, the report and its plots. Stores nothing."""
+    import torch
+
+    from mlmodel.backtest import BacktestConfig
+    from mlmodel.baselines import LinearOFI, TreeModel, ZeroReturn
+    from mlmodel.evaluation import EvalConfig, walk_forward_evaluate, walk_forward_splits_by_rows
+    from mlmodel.report import build_report, json_safe, render_plots
+    from mlmodel.training import FrozenModel, TrainConfig, lstm_factory
+
+    emit = progress or (lambda _d: None)
+    try:
+        splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=params.n_splits)
+    except ValueError as exc:
+        raise TrainingFailed(
+            _("Not enough data for %(n)s walk-forward splits.") % {"n": params.n_splits}
+        ) from exc
+    train_cfg = TrainConfig(
+        window=params.window,
+        hidden=params.hidden,
+        layers=params.layers,
+        dropout=params.dropout,
+        lr=params.lr,
+        batch_size=params.batch_size,
+        max_epochs=params.epochs,
+        patience=params.patience,
+        seed=params.seed,
+        device=params.device,
+        max_samples_per_epoch=params.max_samples_per_epoch,
+    )
+    fee = float(getattr(settings, "UPBIT_FEE_RATE", 0.0005))
+    bt_cfg = BacktestConfig(
+        threshold=params.backtest_threshold,
+        fee_rate=fee,
+        order_krw=params.backtest_order_krw,
+        latency_ms=params.backtest_latency_ms,
+        min_total_krw=float(getattr(settings, "UPBIT_MIN_ORDER_KRW", 5000)),
+    )
+    eval_cfg = EvalConfig(
+        window=params.window,
+        train_stride=params.train_stride,
+        eval_stride=params.eval_stride,
+        move_threshold=2 * fee,
+        backtest=bt_cfg,
+    )
+    on_event, on_epoch = _progress_adapter(params, progress)
+    factories: dict[str, Any] = {"persistence": lambda ctx: ZeroReturn()}
+    if "linear_ofi" in params.baselines:
+        factories["linear_ofi"] = lambda ctx: LinearOFI(ctx.feature_names)
+    if "gbt" in params.baselines:
+        factories["gbt"] = lambda ctx: TreeModel(seed=params.seed)
+    factories["lstm"] = lstm_factory(train_cfg, progress=on_epoch, should_stop=should_stop)
+    incumbent_note = ""
+    if incumbent is not None:
+        inc_bundle = _load_bundle(incumbent)
+        if tuple(inc_bundle.feature_names) != tuple(data.labelled.frame.names):
+            incumbent_note = "active model uses different features; it cannot be scored on the same test"
+        elif inc_bundle.window > params.window:
+            incumbent_note = f"active model needs windows of {inc_bundle.window} rows (> {params.window})"
+        elif abs(inc_bundle.horizon_s - params.horizon_s) > 1e-9:
+            incumbent_note = "active model predicts a different horizon"
+        else:
+            factories["incumbent"] = lambda ctx: FrozenModel(ctx, inc_bundle)
+    torch_threads = torch.get_num_threads()
+    eval_report, outcomes = walk_forward_evaluate(
+        data.labelled, data.book, splits, factories, config=eval_cfg, extra_train=extra, on_event=on_event
+    )
+    torch.set_num_threads(torch_threads)
+    last = [k for k in sorted(outcomes) if "lstm" in outcomes[k]]
+    if not last:
+        raise TrainingFailed(_("No walk-forward split had enough labelled windows to train on."))
+    bundle = outcomes[last[-1]]["lstm"].fitted.bundle
+    emit({"stage": "writing report"})
+    frame = data.labelled.frame
+    data_info = {
+        "market": params.market,
+        "days": [d.isoformat() for d in data.days],
+        "rows": len(frame),
+        "start_ms": int(frame.ts[0]),
+        "end_ms": int(frame.ts[-1]),
+        "spike_periods": [list(p) for p in spikes_used],
+        "spike_rows": len(extra) if extra is not None else 0,
+        "incumbent": incumbent.label if incumbent is not None else None,
+        "incumbent_note": incumbent_note,
+    }
+    training_info = {"history": bundle.history, "best_epoch": bundle.best_epoch, **bundle.meta}
+    report = build_report(eval_report, outcomes, model="lstm", data=data_info, training=training_info)
+    plots = render_plots(outcomes, model="lstm")
+    summary = eval_report["summary"]
+    metrics = json_safe(
+        {
+            "lstm": summary.get("lstm", {}),
+            "baselines": {k: v for k, v in summary.items() if k not in ("lstm", "incumbent")},
+            "incumbent": summary.get("incumbent"),
+            "promotable": bool(report.get("promotable")),
+        }
+    )
+    return PipelineResult(
+        eval_report=eval_report,
+        outcomes=outcomes,
+        report=report,
+        plots=plots,
+        bundle=bundle,
+        train_config=train_cfg,
+        metrics=metrics,
+    )
 
 
 def model_train(
@@ -297,21 +480,16 @@ def model_train(
     """Train a candidate for ``params.market``: the last N days of day files (+ stored spike periods),
     walk-forward splits, the LSTM and the baselines (and ``incumbent`` frozen, when given) scored on the same
     test periods, the last split's LSTM stored as a new candidate version with its report and plots."""
-    import torch
-
-    from mlmodel.backtest import BacktestConfig
-    from mlmodel.baselines import LinearOFI, TreeModel, ZeroReturn
-    from mlmodel.evaluation import EvalConfig, walk_forward_evaluate, walk_forward_splits_by_rows
-    from mlmodel.report import build_report, render_plots
-    from mlmodel.training import FrozenModel, TrainConfig, lstm_factory, save_artifact
+    from mlmodel.training import save_artifact
 
     params.validate()
     emit = progress or (lambda _d: None)
     emit({"stage": "loading day files"})
     days = training_days(params)
     if not days:
-        raise TrainingFailed(_("No order-book day files for %(market)s under the data directory.")
-                             % {"market": params.market})
+        raise TrainingFailed(
+            _("No order-book day files for %(market)s under the data directory.") % {"market": params.market}
+        )
     data = _load_days(params.root, params.market, days, params)
     spikes_used: list[tuple[int, int]] = []
     extra = None
@@ -319,84 +497,38 @@ def model_train(
         emit({"stage": "spike/crash periods"})
         spike_periods_store(params=params, data=data)
         extra, spikes_used = _older_spikes(params, int(data.labelled.frame.ts[0]))
-    try:
-        splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=params.n_splits)
-    except ValueError as exc:
-        raise TrainingFailed(_("Not enough data for %(n)s walk-forward splits.") % {"n": params.n_splits}) from exc
-
-    train_cfg = TrainConfig(window=params.window, hidden=params.hidden, layers=params.layers, dropout=params.dropout,
-                            lr=params.lr, batch_size=params.batch_size, max_epochs=params.epochs,
-                            patience=params.patience, seed=params.seed, device=params.device,
-                            max_samples_per_epoch=params.max_samples_per_epoch)
-    fee = float(getattr(settings, "UPBIT_FEE_RATE", 0.0005))
-    bt_cfg = BacktestConfig(threshold=params.backtest_threshold, fee_rate=fee, order_krw=params.backtest_order_krw,
-                            latency_ms=params.backtest_latency_ms,
-                            min_total_krw=float(getattr(settings, "UPBIT_MIN_ORDER_KRW", 5000)))
-    eval_cfg = EvalConfig(window=params.window, train_stride=params.train_stride, eval_stride=params.eval_stride,
-                          move_threshold=2 * fee, backtest=bt_cfg)
-    on_event, on_epoch = _progress_adapter(params, progress)
-    factories: dict[str, Any] = {"persistence": lambda ctx: ZeroReturn()}
-    if "linear_ofi" in params.baselines:
-        factories["linear_ofi"] = lambda ctx: LinearOFI(ctx.feature_names)
-    if "gbt" in params.baselines:
-        factories["gbt"] = lambda ctx: TreeModel(seed=params.seed)
-    factories["lstm"] = lstm_factory(train_cfg, progress=on_epoch, should_stop=should_stop)
-    incumbent_note = ""
-    if incumbent is not None:
-        bundle = _load_bundle(incumbent)
-        if tuple(bundle.feature_names) != tuple(data.labelled.frame.names):
-            incumbent_note = "active model uses different features; it cannot be scored on the same test"
-        elif bundle.window > params.window:
-            incumbent_note = f"active model needs windows of {bundle.window} rows (> {params.window})"
-        elif abs(bundle.horizon_s - params.horizon_s) > 1e-9:
-            incumbent_note = "active model predicts a different horizon"
-        else:
-            factories["incumbent"] = lambda ctx: FrozenModel(ctx, bundle)
-    torch_threads = torch.get_num_threads()
-    eval_report, outcomes = walk_forward_evaluate(data.labelled, data.book, splits, factories, config=eval_cfg,
-                                                  extra_train=extra, on_event=on_event)
-    torch.set_num_threads(torch_threads)
-    last = [k for k in sorted(outcomes) if "lstm" in outcomes[k]]
-    if not last:
-        raise TrainingFailed(_("No walk-forward split had enough labelled windows to train on."))
-    bundle_out = outcomes[last[-1]]["lstm"].fitted.bundle  # type: ignore[attr-defined]
-    emit({"stage": "writing report"})
+    result = pipeline_run(
+        params=params,
+        data=data,
+        extra=extra,
+        spikes_used=spikes_used,
+        incumbent=incumbent,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    bundle = result.bundle
     frame = data.labelled.frame
-    data_info = {
-        "market": params.market,
-        "days": [d.isoformat() for d in days],
-        "rows": len(frame),
-        "start_ms": int(frame.ts[0]),
-        "end_ms": int(frame.ts[-1]),
-        "spike_periods": [list(p) for p in spikes_used],
-        "spike_rows": len(extra) if extra is not None else 0,
-        "incumbent": incumbent.label if incumbent is not None else None,
-        "incumbent_note": incumbent_note,
-    }
-    training_info = {"history": bundle_out.history, "best_epoch": bundle_out.best_epoch, **bundle_out.meta}
-    report = build_report(eval_report, outcomes, model="lstm", data=data_info, training=training_info)
-    plots = render_plots(outcomes, model="lstm")
-    artifact = save_artifact(bundle_out)
-    summary = eval_report["summary"]
-    metrics = {
-        "lstm": summary.get("lstm", {}),
-        "baselines": {k: v for k, v in summary.items() if k not in ("lstm", "incumbent")},
-        "incumbent": summary.get("incumbent"),
-        "promotable": bool(report.get("promotable")),
-    }
-    from mlmodel.report import json_safe
-
     version = _version_create(
-        market=params.market, name=name or f"lstm-{params.market}", horizon_s=params.horizon_s,
+        market=params.market,
+        name=name or f"lstm-{params.market}",
+        horizon_s=params.horizon_s,
         data_start=dt.datetime.fromtimestamp(int(frame.ts[0]) / 1000, tz=dt.UTC),
         data_end=dt.datetime.fromtimestamp(int(frame.ts[-1]) / 1000, tz=dt.UTC),
-        data_days=[d.isoformat() for d in days], spike_periods=[list(p) for p in spikes_used],
-        feature_names=list(bundle_out.feature_names), feature_version=bundle_out.feature_version,
-        hyperparameters={**params.to_dict(), "train_config": train_cfg.to_dict(),
-                         "feature_config": bundle_out.feature_config.to_dict()},
-        metrics=json_safe(metrics), report=report, artifact=artifact, plots=plots,
+        data_days=[d.isoformat() for d in days],
+        spike_periods=[list(p) for p in spikes_used],
+        feature_names=list(bundle.feature_names),
+        feature_version=bundle.feature_version,
+        hyperparameters={
+            **params.to_dict(),
+            "train_config": result.train_config.to_dict(),
+            "feature_config": bundle.feature_config.to_dict(),
+        },
+        metrics=result.metrics,
+        report=result.report,
+        artifact=save_artifact(bundle),
+        plots=result.plots,
     )
-    return TrainResult(version=version, report=report)
+    return TrainResult(version=version, report=result.report)
 
 
 def _version_create(*, market: str, artifact: bytes, plots: dict[str, bytes], **fields: Any) -> ModelVersion:
@@ -404,10 +536,20 @@ def _version_create(*, market: str, artifact: bytes, plots: dict[str, bytes], **
     for _attempt in range(5):
         try:
             with transaction.atomic():
-                last = (ModelVersion.objects.select_for_update().filter(market=market)
-                        .order_by("-version").values_list("version", flat=True).first())
-                version = ModelVersion(market=market, version=(last or 0) + 1, artifact_sha256=sha,
-                                       code_version=conf.code_version(), **fields)
+                last = (
+                    ModelVersion.objects.select_for_update()
+                    .filter(market=market)
+                    .order_by("-version")
+                    .values_list("version", flat=True)
+                    .first()
+                )
+                version = ModelVersion(
+                    market=market,
+                    version=(last or 0) + 1,
+                    artifact_sha256=sha,
+                    code_version=conf.code_version(),
+                    **fields,
+                )
                 version.artifact.save(f"model-{sha[:12]}.pt", ContentFile(artifact), save=False)
                 stored = {}
                 for key, png in plots.items():
@@ -430,8 +572,11 @@ def _locked_market_versions(market: str) -> list[ModelVersion]:
 
 def _after_change(market: str) -> None:
     version = ModelVersion.objects.filter(market=market, status=ModelStatus.ACTIVE).first()
-    data = {"market": market, "active": version.label if version else None,
-            "version_id": version.pk if version else None}
+    data = {
+        "market": market,
+        "active": version.label if version else None,
+        "version_id": version.pk if version else None,
+    }
     transaction.on_commit(lambda: realtime.publish(TRAINING_GROUP, {"type": "ml.registry", "data": data}))
 
 
@@ -466,13 +611,20 @@ def model_rollback(*, market: str, note: str = "") -> ModelVersion:
     rows = _locked_market_versions(market)
     current = next((v for v in rows if v.status == ModelStatus.ACTIVE), None)
     previous = sorted(
-        (v for v in rows if v.status == ModelStatus.RETIRED and v.promoted_at is not None
-         and (current is None or v.pk != current.pk)),
+        (
+            v
+            for v in rows
+            if v.status == ModelStatus.RETIRED
+            and v.promoted_at is not None
+            and (current is None or v.pk != current.pk)
+        ),
         key=lambda v: (v.promoted_at, v.pk),
         reverse=True,
     )
     if not previous:
-        raise Conflict(_("There is no earlier active model of %(market)s to roll back to.") % {"market": market})
+        raise Conflict(
+            _("There is no earlier active model of %(market)s to roll back to.") % {"market": market}
+        )
     target = previous[0]
     now = timezone.now()
     if current is not None:
@@ -505,8 +657,9 @@ def model_retire(*, version: ModelVersion | int, note: str = "") -> ModelVersion
     return target
 
 
-def promotion_decision(*, version: ModelVersion, report: dict[str, Any],
-                       incumbent: ModelVersion | None) -> dict[str, Any]:
+def promotion_decision(
+    *, version: ModelVersion, report: dict[str, Any], incumbent: ModelVersion | None
+) -> dict[str, Any]:
     """Apply the promotion rule: the candidate must beat persistence on validation and, when a model is
     active, beat it on the same walk-forward test (higher net P&L, at least the same directional accuracy)."""
     from mlmodel.evaluation import beats, promotable
@@ -532,27 +685,44 @@ def promotion_decision(*, version: ModelVersion, report: dict[str, Any],
     out["incumbent_net_pnl"] = inc.get("backtest", {}).get("net_pnl")
     out["incumbent_dir_acc"] = inc.get("test", {}).get("dir_acc")
     ok = beats(evaluation, evaluation, model="lstm", incumbent_model="incumbent")
-    reason = ("beats the active model on the same walk-forward test" if ok else
-              "does not beat the active model on the same walk-forward test (net P&L and directional accuracy)")
+    reason = (
+        "beats the active model on the same walk-forward test"
+        if ok
+        else "does not beat the active model on the same walk-forward test (net P&L and directional accuracy)"
+    )
     return {**out, "promote": ok, "reason": reason}
 
 
 # ----------------------------------------------------------------------------- training runs
 
 
-def training_run_start(*, market: str, params: dict[str, Any] | None = None,
-                       trigger: str = TrainingTrigger.ADMIN, requested_by: Any = None) -> TrainingRun:
+def training_run_start(
+    *,
+    market: str,
+    params: dict[str, Any] | None = None,
+    trigger: str = TrainingTrigger.ADMIN,
+    requested_by: Any = None,
+) -> TrainingRun:
     """Record a queued training run and queue ``mlmodel.tasks.train_model`` on the ml queue after commit."""
     import uuid
 
     p = TrainParams.from_dict({**(params or {}), "market": market})
-    if TrainingRun.objects.filter(market=market, state__in=[TrainingState.QUEUED, TrainingState.RUNNING]).exists():
+    training_runs_fail_stale()
+    if TrainingRun.objects.filter(
+        market=market, state__in=[TrainingState.QUEUED, TrainingState.RUNNING]
+    ).exists():
         raise Conflict(_("A training run for %(market)s is already queued or running.") % {"market": market})
     task_id = str(uuid.uuid4())
-    run = TrainingRun.objects.create(market=market, params=p.to_dict(), trigger=trigger,
-                                     requested_by=requested_by if getattr(requested_by, "pk", None) else None,
-                                     total_epochs=p.epochs, total_splits=p.n_splits, celery_task_id=task_id,
-                                     stage="queued")
+    run = TrainingRun.objects.create(
+        market=market,
+        params=p.to_dict(),
+        trigger=trigger,
+        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+        total_epochs=p.epochs,
+        total_splits=p.n_splits,
+        celery_task_id=task_id,
+        stage="queued",
+    )
 
     def _send() -> None:
         from mlmodel.tasks import train_model
@@ -561,6 +731,20 @@ def training_run_start(*, market: str, params: dict[str, Any] | None = None,
 
     transaction.on_commit(_send)
     return run
+
+
+def training_runs_fail_stale(*, max_silence_s: float = 2 * 3600) -> int:
+    """A run whose worker died (killed, machine lost) stops writing progress; after ``max_silence_s``
+    without an update it is marked failed so that training can be started again."""
+    cutoff = timezone.now() - dt.timedelta(seconds=max_silence_s)
+    return TrainingRun.objects.filter(
+        state__in=[TrainingState.QUEUED, TrainingState.RUNNING], updated_at__lt=cutoff
+    ).update(
+        state=TrainingState.FAILED,
+        stage="failed",
+        finished_at=timezone.now(),
+        message="No progress for a long time: the worker running it stopped. Start it again.",
+    )
 
 
 def _run_payload(run: TrainingRun) -> dict[str, Any]:
@@ -577,8 +761,11 @@ def training_run_update(*, run: TrainingRun, **fields: Any) -> None:
     realtime.publish(TRAINING_GROUP, {"type": "ml.training", "data": _run_payload(run)})
 
 
-def training_run_execute(*, run_id: int) -> TrainingRun | None:
-    """Run a queued training run (the worker side). Safe to call twice: only a queued run is started."""
+def training_run_execute(
+    *, run_id: int, on_progress: Callable[[TrainingRun, dict[str, Any]], None] | None = None
+) -> TrainingRun | None:
+    """Run a queued training run (the worker side). Safe to call twice: only a queued run is started.
+    ``on_progress`` sees the run after each progress write (the command's progress bar)."""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.state != TrainingState.QUEUED:
@@ -589,14 +776,19 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     params = TrainParams.from_dict(run.params)
 
     def progress(d: dict[str, Any]) -> None:
-        fields = {k: d[k] for k in ("stage", "epoch", "total_epochs", "train_loss", "val_loss", "eta_seconds")
-                  if k in d}
+        fields = {
+            k: d[k]
+            for k in ("stage", "epoch", "total_epochs", "train_loss", "val_loss", "eta_seconds")
+            if k in d
+        }
         if "split" in d:
             fields["split"] = d["split"]
             fields["total_splits"] = d.get("total_splits", run.total_splits)
         if "stage" in fields:
             fields["stage"] = str(fields["stage"])[:120]
         training_run_update(run=run, **fields)
+        if on_progress is not None:
+            on_progress(run, d)
 
     try:
         incumbent = None
@@ -611,35 +803,58 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
         message = result.report.get("verdict", "")
         if decision:
             message += f"\nPromotion: {'yes' if decision['promote'] else 'no'} - {decision['reason']}."
-        training_run_update(run=run, state=TrainingState.SUCCEEDED, result_version=result.version,
-                            finished_at=timezone.now(), stage="done", message=message, decision=decision,
-                            eta_seconds=0.0)
+        training_run_update(
+            run=run,
+            state=TrainingState.SUCCEEDED,
+            result_version=result.version,
+            finished_at=timezone.now(),
+            stage="done",
+            message=message,
+            decision=decision,
+            eta_seconds=0.0,
+        )
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
-        text = str(exc) if isinstance(exc, ValidationFailed | ValueError) else f"{exc.__class__.__name__}: {exc}"
-        training_run_update(run=run, state=TrainingState.FAILED, finished_at=timezone.now(), stage="failed",
-                            message=text[:2000])
+        text = (
+            str(exc) if isinstance(exc, ValidationFailed | ValueError) else f"{exc.__class__.__name__}: {exc}"
+        )
+        training_run_update(
+            run=run,
+            state=TrainingState.FAILED,
+            finished_at=timezone.now(),
+            stage="failed",
+            message=text[:2000],
+        )
         if not isinstance(exc, ValidationFailed | ValueError):
             raise
     return run
 
 
-def nightly_retrain(*, markets: Sequence[str] | None = None, params: dict[str, Any] | None = None) -> list[TrainingRun]:
+def nightly_retrain(
+    *, markets: Sequence[str] | None = None, params: dict[str, Any] | None = None
+) -> list[TrainingRun]:
     """For each market with day files: train a candidate, score it and the active model on the same
     walk-forward test and promote it only if it is better. Runs inline (the caller is the ml worker)."""
     codes = list(markets or settings.MARKET_CODES)
     runs = []
     for market in codes:
-        p = TrainParams.from_dict({**(params or {}), "market": market, "promote_if_better": True,
-                                   "compare_incumbent": True})
+        p = TrainParams.from_dict(
+            {**(params or {}), "market": market, "promote_if_better": True, "compare_incumbent": True}
+        )
         if not dayfiles.list_days(p.root, "orderbook", market):
             logger.info("nightly retrain: no day files", extra={"market": market})
             continue
         if TrainingRun.objects.filter(market=market, state=TrainingState.RUNNING).exists():
             logger.warning("nightly retrain: a run is already in progress", extra={"market": market})
             continue
-        run = TrainingRun.objects.create(market=market, params=p.to_dict(), trigger=TrainingTrigger.NIGHTLY,
-                                         total_epochs=p.epochs, total_splits=p.n_splits, stage="queued")
+        run = TrainingRun.objects.create(
+            market=market,
+            params=p.to_dict(),
+            trigger=TrainingTrigger.NIGHTLY,
+            total_epochs=p.epochs,
+            total_splits=p.n_splits,
+            stage="queued",
+        )
         try:
             training_run_execute(run_id=run.pk)
         except Exception:  # noqa: BLE001 - one market's failure must not stop the others
@@ -654,10 +869,16 @@ def nightly_retrain(*, markets: Sequence[str] | None = None, params: dict[str, A
 
 def predictions_store(*, rows: Sequence[dict[str, Any]]) -> list[Prediction]:
     objs = [
-        Prediction(market=r["market"], ts=dt.datetime.fromtimestamp(int(r["ts"]) / 1000, tz=dt.UTC),
-                   horizon_s=float(r["horizon_s"]), predicted_return=float(r["predicted_return"]),
-                   mid=r.get("mid"), best_bid=r.get("best_bid"), best_ask=r.get("best_ask"),
-                   model_version_id=r.get("model_version_id"))
+        Prediction(
+            market=r["market"],
+            ts=dt.datetime.fromtimestamp(int(r["ts"]) / 1000, tz=dt.UTC),
+            horizon_s=float(r["horizon_s"]),
+            predicted_return=float(r["predicted_return"]),
+            mid=r.get("mid"),
+            best_bid=r.get("best_bid"),
+            best_ask=r.get("best_ask"),
+            model_version_id=r.get("model_version_id"),
+        )
         for r in rows
     ]
     return Prediction.objects.bulk_create(objs)

@@ -94,13 +94,31 @@ class MarketWindow:
                 self.t_volume, self.t_side = self.t_volume[tlo:], self.t_side[tlo:]
         return n
 
-    def book(self) -> BookArrays:
-        return BookArrays(ts=self.ts, ask_px=self.ask_px, ask_sz=self.ask_sz, bid_px=self.bid_px, bid_sz=self.bid_sz)
+    def book(self, since_ms: int | None = None) -> BookArrays:
+        lo = 0 if since_ms is None else int(np.searchsorted(self.ts, since_ms, side="left"))
+        return BookArrays(
+            ts=self.ts[lo:],
+            ask_px=self.ask_px[lo:],
+            ask_sz=self.ask_sz[lo:],
+            bid_px=self.bid_px[lo:],
+            bid_sz=self.bid_sz[lo:],
+        )
 
-    def trades(self) -> TradeArrays | None:
-        if not self.t_ts.size:
+    def trades(self, since_ms: int | None = None) -> TradeArrays | None:
+        lo = 0 if since_ms is None else int(np.searchsorted(self.t_ts, since_ms, side="left"))
+        if self.t_ts.size <= lo:
             return None
-        return TradeArrays(ts=self.t_ts, price=self.t_price, volume=self.t_volume, side=self.t_side)
+        return TradeArrays(
+            ts=self.t_ts[lo:], price=self.t_price[lo:], volume=self.t_volume[lo:], side=self.t_side[lo:]
+        )
+
+    def tail_since(self, window: int, lookback_ms: int) -> int | None:
+        """Earliest time the features of the newest ``window`` rows depend on (the feature look-back, which
+        includes the segment gap, before the window's first row): computing on that tail only gives the same
+        values as computing on the whole history."""
+        if self.ts.size < window:
+            return None
+        return int(self.ts[-window]) - lookback_ms
 
 
 @dataclass
@@ -179,7 +197,11 @@ class Server:
                 loaded_by_id[loaded.version_id] = loaded
                 p = loaded.predictor
                 w = self.windows[market]
-                frame = compute_features(w.book(), w.trades(), config=p.bundle.feature_config)
+                cfg = p.bundle.feature_config
+                since = w.tail_since(p.window, cfg.lookback_ms)
+                if since is None:
+                    continue
+                frame = compute_features(w.book(since), w.trades(since), config=cfg)
                 x = latest_window(frame, p.window)
                 if x is None:
                     continue
@@ -193,11 +215,19 @@ class Server:
                     ts = int(w.ts[-1])
                     w.last_predicted_ts = ts
                     a1, b1 = float(w.ask_px[-1, 0]), float(w.bid_px[-1, 0])
-                    rows.append({
-                        "market": market, "ts": ts, "predicted_return": float(value),
-                        "horizon_s": float(loaded.predictor.horizon_s), "model_version": loaded.label,
-                        "model_version_id": vid, "mid": (a1 + b1) / 2.0, "best_bid": b1, "best_ask": a1,
-                    })
+                    rows.append(
+                        {
+                            "market": market,
+                            "ts": ts,
+                            "predicted_return": float(value),
+                            "horizon_s": float(loaded.predictor.horizon_s),
+                            "model_version": loaded.label,
+                            "model_version_id": vid,
+                            "mid": (a1 + b1) / 2.0,
+                            "best_bid": b1,
+                            "best_ask": a1,
+                        }
+                    )
             return rows
 
 
@@ -227,14 +257,18 @@ def market_data_ingest(*, batch: Mapping[str, Mapping[str, Any]]) -> list[dict[s
     if rows:
         with transaction.atomic():
             predictions_store(rows=rows)
-        public = [{k: r[k] for k in ("market", "ts", "predicted_return", "horizon_s", "model_version", "mid")}
-                  for r in rows]
-        realtime.publish_many([(f"market.{p['market']}", {"type": "market.prediction", "data": p})
-                               for p in public])
+        public = [
+            {k: r[k] for k in ("market", "ts", "predicted_return", "horizon_s", "model_version", "mid")}
+            for r in rows
+        ]
+        realtime.publish_many(
+            [(f"market.{p['market']}", {"type": "market.prediction", "data": p}) for p in public]
+        )
         published_at = time.time()
         for r in rows:
-            app.send_task(AUTOTRADE_TASK, kwargs={"prediction": {**r, "published_at": published_at}},
-                          queue="default")
+            app.send_task(
+                AUTOTRADE_TASK, kwargs={"prediction": {**r, "published_at": published_at}}, queue="default"
+            )
     now = time.monotonic()
     if now - server.last_prune > 60:
         server.last_prune = now

@@ -10,8 +10,9 @@ from mlmodel import services
 from mlmodel.serving import market_data_ingest
 
 
-@shared_task(name="mlmodel.tasks.train_model", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300,
-             acks_late=False)
+@shared_task(
+    name="mlmodel.tasks.train_model", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300, acks_late=False
+)
 def train_model(*, run_id: int) -> dict[str, Any]:
     """Run one queued TrainingRun (progress is written to its row and pushed to the admin)."""
     run = services.training_run_execute(run_id=run_id)

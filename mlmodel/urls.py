@@ -1,3 +1,12 @@
 """Page routes of the mlmodel app."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from mlmodel import views
+
+app_name = "mlmodel"
+urlpatterns = [
+    path("model", views.model_page, name="model"),
+    path("model/versions/<int:version_id>/", views.model_report, name="report"),
+    path("model/versions/<int:version_id>/plots/<slug:name>.png", views.model_plot, name="plot"),
+]

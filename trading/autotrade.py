@@ -106,7 +106,9 @@ def autotrade_start(
             raise ValidationFailed(_("The stop must be between 0% and 100% below cost."), code="invalid_stop")
     cooldown = DEFAULT_COOLDOWN_S if cooldown_s is None else int(cooldown_s)
     if cooldown < 0 or cooldown > 86_400:
-        raise ValidationFailed(_("The cool-down must be between 0 and 86,400 seconds."), code="invalid_cooldown")
+        raise ValidationFailed(
+            _("The cool-down must be between 0 and 86,400 seconds."), code="invalid_cooldown"
+        )
     if kill_switch_engaged():
         raise errors.TradingHalted(_("Trading is stopped by the operators (kill switch)."))
     profile = trading_profile_ensure(user=user)
@@ -124,19 +126,27 @@ def autotrade_start(
     try:
         with transaction.atomic():
             session = AutoTradeSession.objects.create(
-                user=user, market=market, mode=profile.mode, running_key=market, threshold=threshold,
-                order_krw=order_krw, max_position_krw=max_position_krw,
-                stop_loss=stop_loss.quantize(RATE_Q) if stop_loss is not None else None, cooldown_s=cooldown,
+                user=user,
+                market=market,
+                mode=profile.mode,
+                running_key=market,
+                threshold=threshold,
+                order_krw=order_krw,
+                max_position_krw=max_position_krw,
+                stop_loss=stop_loss.quantize(RATE_Q) if stop_loss is not None else None,
+                cooldown_s=cooldown,
             )
     except IntegrityError:
-        raise Conflict(_("Auto-trading is already running on %(market)s.") % {"market": market},
-                       code="already_running") from None
+        raise Conflict(
+            _("Auto-trading is already running on %(market)s.") % {"market": market}, code="already_running"
+        ) from None
     _push_session(session)
     return session
 
 
-def _own_session(*, user: Any, session_id: int | None = None, market: str | None = None,
-                 lock: bool = False) -> AutoTradeSession:
+def _own_session(
+    *, user: Any, session_id: int | None = None, market: str | None = None, lock: bool = False
+) -> AutoTradeSession:
     qs = AutoTradeSession.objects.filter(user=user)
     if lock:
         qs = qs.select_for_update()
@@ -151,8 +161,9 @@ def _own_session(*, user: Any, session_id: int | None = None, market: str | None
     return session
 
 
-def autotrade_change(*, user: Any, threshold: Decimal, session_id: int | None = None,
-                     market: str | None = None) -> AutoTradeSession:
+def autotrade_change(
+    *, user: Any, threshold: Decimal, session_id: int | None = None, market: str | None = None
+) -> AutoTradeSession:
     """Change the threshold of a running session; the next prediction is judged with it."""
     threshold = _validate_threshold(_dec(threshold, what=_("The threshold")))
     with transaction.atomic():
@@ -165,8 +176,9 @@ def autotrade_change(*, user: Any, threshold: Decimal, session_id: int | None = 
     return session
 
 
-def autotrade_stop(*, user: Any, session_id: int | None = None, market: str | None = None,
-                   reason: str = "") -> AutoTradeSession:
+def autotrade_stop(
+    *, user: Any, session_id: int | None = None, market: str | None = None, reason: str = ""
+) -> AutoTradeSession:
     """Stop a session and cancel its open orders (idempotent)."""
     with transaction.atomic():
         session = _own_session(user=user, session_id=session_id, market=market, lock=True)
@@ -314,15 +326,20 @@ def decide(
         stop_price = position.avg_cost * (1 - session.stop_loss)
         if costs.best_bid <= stop_price:
             return AutoTradeAction.SELL, "stop_loss", f"bid {costs.best_bid} <= stop {stop_price:.8f}"
-    cooling = (session.last_order_at is not None
-               and now < session.last_order_at + dt.timedelta(seconds=session.cooldown_s))
+    cooling = session.last_order_at is not None and now < session.last_order_at + dt.timedelta(
+        seconds=session.cooldown_s
+    )
     if predicted_return > edge:
         limit = session.max_position_krw if session.max_position_krw is not None else session.order_krw
         if profile is not None and profile.max_position_krw is not None:
             limit = min(limit, profile.max_position_krw)
         held = position.volume * costs.best_bid
         if held + session.order_krw > limit:
-            return AutoTradeAction.HOLD, "position_limit", f"held {held:.0f} + {session.order_krw:.0f} > {limit:.0f}"
+            return (
+                AutoTradeAction.HOLD,
+                "position_limit",
+                f"held {held:.0f} + {session.order_krw:.0f} > {limit:.0f}",
+            )
         if cooling:
             return AutoTradeAction.HOLD, "cooldown", ""
         return AutoTradeAction.BUY, "signal_buy", f"{predicted_return} > {edge}"
@@ -350,7 +367,7 @@ def _prediction_fields(prediction: dict[str, Any]) -> tuple[str, int, Decimal]:
 
 
 def autotrade_on_prediction(*, prediction: dict[str, Any]) -> list[AutoTradeDecision]:
-    """Evaluate every running session of the prediction's market; one user's failure never touches another's."""
+    """Evaluate every running session of the market; one user's failure never touches another's."""
     market, _ts, _pred = _prediction_fields(prediction)
     published = prediction.get("published_at")
     if published is not None and timezone.now().timestamp() - float(published) > MAX_PREDICTION_AGE_S:
@@ -392,18 +409,38 @@ def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -
         profile = TradingProfile.objects.filter(user_id=session.user_id).first()
         position = session_position(session=session)
         now = timezone.now()
-        action, reason, detail = decide(session=session, profile=profile, predicted_return=pred, costs=costs,
-                                        position=position, now=now, kill_switch=kill_switch_engaged())
+        action, reason, detail = decide(
+            session=session,
+            profile=profile,
+            predicted_return=pred,
+            costs=costs,
+            position=position,
+            now=now,
+            kill_switch=kill_switch_engaged(),
+        )
         key = f"auto-{session.pk}-{ts}" if action != AutoTradeAction.HOLD else ""
         decision = AutoTradeDecision.objects.create(
-            session=session, user_id=session.user_id, market=market, prediction_ts=ts, predicted_return=pred,
-            horizon_s=prediction.get("horizon_s"), model_version=str(prediction.get("model_version") or "")[:100],
-            best_bid=costs.best_bid, best_ask=costs.best_ask, threshold=session.threshold,
-            fee_cost=costs.fee_cost, half_spread=costs.half_spread, cost=costs.total, action=action,
-            reason=reason, detail=detail[:300], idempotency_key=key,
+            session=session,
+            user_id=session.user_id,
+            market=market,
+            prediction_ts=ts,
+            predicted_return=pred,
+            horizon_s=prediction.get("horizon_s"),
+            model_version=str(prediction.get("model_version") or "")[:100],
+            best_bid=costs.best_bid,
+            best_ask=costs.best_ask,
+            threshold=session.threshold,
+            fee_cost=costs.fee_cost,
+            half_spread=costs.half_spread,
+            cost=costs.total,
+            action=action,
+            reason=reason,
+            detail=detail[:300],
+            idempotency_key=key,
             outcome=AutoTradeOutcome.PENDING if key else AutoTradeOutcome.NONE,
             order_krw=session.order_krw if action == AutoTradeAction.BUY else None,
-            volume=position.volume.quantize(VOLUME_Q, rounding=ROUND_DOWN) if action == AutoTradeAction.SELL
+            volume=position.volume.quantize(VOLUME_Q, rounding=ROUND_DOWN)
+            if action == AutoTradeAction.SELL
             else None,
         )
         session.last_prediction_ts = ts
@@ -425,23 +462,44 @@ def _place(decision: AutoTradeDecision) -> None:
     session = decision.session
     try:
         if decision.action == AutoTradeAction.BUY:
-            order = order_place(user=session.user, market=decision.market, side=Side.BID, ord_type=OrdType.PRICE,
-                                price=decision.order_krw, idempotency_key=decision.idempotency_key,
-                                source=OrderSource.AUTO, mode=session.mode)
+            order = order_place(
+                user=session.user,
+                market=decision.market,
+                side=Side.BID,
+                ord_type=OrdType.PRICE,
+                price=decision.order_krw,
+                idempotency_key=decision.idempotency_key,
+                source=OrderSource.AUTO,
+                mode=session.mode,
+            )
         else:
-            order = order_place(user=session.user, market=decision.market, side=Side.ASK, ord_type=OrdType.MARKET,
-                                volume=decision.volume, idempotency_key=decision.idempotency_key,
-                                source=OrderSource.AUTO, mode=session.mode)
+            order = order_place(
+                user=session.user,
+                market=decision.market,
+                side=Side.ASK,
+                ord_type=OrdType.MARKET,
+                volume=decision.volume,
+                idempotency_key=decision.idempotency_key,
+                source=OrderSource.AUTO,
+                mode=session.mode,
+            )
     except errors.ExchangeUnavailable as exc:
         # Outcome unknown: the order row (if any) is pending and reconciliation settles it.
-        order = Order.objects.filter(user_id=session.user_id, idempotency_key=decision.idempotency_key).first()
+        order = Order.objects.filter(
+            user_id=session.user_id, idempotency_key=decision.idempotency_key
+        ).first()
         AutoTradeDecision.objects.filter(pk=decision.pk).update(
-            order=order, outcome=AutoTradeOutcome.PLACED if order else AutoTradeOutcome.REJECTED,
-            detail=f"{decision.detail} | {exc.code}"[:300])
+            order=order,
+            outcome=AutoTradeOutcome.PLACED if order else AutoTradeOutcome.REJECTED,
+            detail=f"{decision.detail} | {exc.code}"[:300],
+        )
     except ApplicationError as exc:
-        order = Order.objects.filter(user_id=session.user_id, idempotency_key=decision.idempotency_key).first()
+        order = Order.objects.filter(
+            user_id=session.user_id, idempotency_key=decision.idempotency_key
+        ).first()
         AutoTradeDecision.objects.filter(pk=decision.pk).update(
-            order=order, outcome=AutoTradeOutcome.REJECTED, detail=f"{exc.code}: {exc.message}"[:300])
+            order=order, outcome=AutoTradeOutcome.REJECTED, detail=f"{exc.code}: {exc.message}"[:300]
+        )
     else:
         AutoTradeDecision.objects.filter(pk=decision.pk).update(order=order, outcome=AutoTradeOutcome.PLACED)
     decision.refresh_from_db()
@@ -455,8 +513,9 @@ def autotrade_sessions_list(*, user: Any) -> QuerySet[AutoTradeSession]:
     return AutoTradeSession.objects.filter(user=user).order_by("-started_at", "-id")
 
 
-def autotrade_decisions_list(*, user: Any, session_id: int | None = None, market: str | None = None,
-                             actions_only: bool = False) -> QuerySet[AutoTradeDecision]:
+def autotrade_decisions_list(
+    *, user: Any, session_id: int | None = None, market: str | None = None, actions_only: bool = False
+) -> QuerySet[AutoTradeDecision]:
     qs = AutoTradeDecision.objects.filter(user=user).select_related("order")
     if session_id is not None:
         qs = qs.filter(session_id=session_id)
@@ -473,40 +532,64 @@ def _s(v: Decimal | None) -> str | None:
 
 def session_data(*, session: AutoTradeSession, with_position: bool = True) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": session.pk, "market": session.market, "mode": session.mode, "state": session.state,
-        "threshold": _s(session.threshold), "threshold_pct": _s(session.threshold * 100),
-        "order_krw": _s(session.order_krw), "max_position_krw": _s(session.max_position_krw),
-        "stop_loss": _s(session.stop_loss), "cooldown_s": session.cooldown_s,
+        "id": session.pk,
+        "market": session.market,
+        "mode": session.mode,
+        "state": session.state,
+        "threshold": _s(session.threshold),
+        "threshold_pct": _s(session.threshold * 100),
+        "order_krw": _s(session.order_krw),
+        "max_position_krw": _s(session.max_position_krw),
+        "stop_loss": _s(session.stop_loss),
+        "cooldown_s": session.cooldown_s,
         "started_at": session.started_at.isoformat() if session.started_at else None,
         "stopped_at": session.stopped_at.isoformat() if session.stopped_at else None,
         "stop_reason": session.stop_reason,
     }
     if with_position:
         pos = session_position(session=session)
-        data["position"] = {"volume": _s(pos.volume), "cost_krw": _s(pos.cost.quantize(VOLUME_Q)),
-                            "open_orders": pos.open_orders}
+        data["position"] = {
+            "volume": _s(pos.volume),
+            "cost_krw": _s(pos.cost.quantize(VOLUME_Q)),
+            "open_orders": pos.open_orders,
+        }
     return data
 
 
 def decision_data(*, decision: AutoTradeDecision) -> dict[str, Any]:
     return {
-        "id": decision.pk, "session_id": decision.session_id, "market": decision.market,
-        "prediction_ts": decision.prediction_ts, "predicted_return": _s(decision.predicted_return),
-        "horizon_s": decision.horizon_s, "model_version": decision.model_version,
-        "best_bid": _s(decision.best_bid), "best_ask": _s(decision.best_ask),
-        "threshold": _s(decision.threshold), "fee_cost": _s(decision.fee_cost),
-        "half_spread": _s(decision.half_spread), "cost": _s(decision.cost), "action": decision.action,
-        "reason": decision.reason, "detail": decision.detail, "outcome": decision.outcome,
-        "order_id": decision.order_id, "order_state": decision.order.state if decision.order_id else None,
+        "id": decision.pk,
+        "session_id": decision.session_id,
+        "market": decision.market,
+        "prediction_ts": decision.prediction_ts,
+        "predicted_return": _s(decision.predicted_return),
+        "horizon_s": decision.horizon_s,
+        "model_version": decision.model_version,
+        "best_bid": _s(decision.best_bid),
+        "best_ask": _s(decision.best_ask),
+        "threshold": _s(decision.threshold),
+        "fee_cost": _s(decision.fee_cost),
+        "half_spread": _s(decision.half_spread),
+        "cost": _s(decision.cost),
+        "action": decision.action,
+        "reason": decision.reason,
+        "detail": decision.detail,
+        "outcome": decision.outcome,
+        "order_id": decision.order_id,
+        "order_state": decision.order.state if decision.order_id else None,
         "created_at": decision.created_at.isoformat() if decision.created_at else None,
     }
 
 
 def _push_session(session: AutoTradeSession) -> None:
-    user_event_publish(user_id=session.user_id, kind="auto_session",
-                       data={"session": session_data(session=session, with_position=False)})
+    user_event_publish(
+        user_id=session.user_id,
+        kind="auto_session",
+        data={"session": session_data(session=session, with_position=False)},
+    )
 
 
 def _push_decision(decision: AutoTradeDecision) -> None:
-    user_event_publish(user_id=decision.user_id, kind="auto_decision", data={"decision": decision_data(
-        decision=decision)})
+    user_event_publish(
+        user_id=decision.user_id, kind="auto_decision", data={"decision": decision_data(decision=decision)}
+    )

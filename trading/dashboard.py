@@ -3,14 +3,18 @@ WebSockets (``/ws/market/<CODE>/``, ``/ws/user/``) and actions go through the RE
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.templatetags.static import static
+from django.urls import Resolver404, resolve
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
@@ -119,7 +123,37 @@ JS_STRINGS: dict[str, Any] = {
     "action_sell": _("sell"),
     "action_hold": _("hold"),
     "action_skip": _("skip"),
+    "edge": _("needs beyond ±{v}"),
+    "reason_below_threshold": _("prediction within threshold + costs"),
+    "reason_signal_buy": _("buy signal"),
+    "reason_signal_sell": _("sell signal"),
+    "reason_no_position": _("sell signal, nothing to sell"),
+    "reason_under_min_total": _("position below the minimum order"),
+    "reason_cooldown": _("cool-down after the last order"),
+    "reason_position_limit": _("position limit reached"),
+    "reason_stop_loss": _("stop loss"),
+    "reason_order_in_flight": _("previous order still open"),
+    "reason_halted": _("auto-trading halted"),
+    "reason_kill_switch": _("trading stopped by the operators"),
 }
+
+
+CHART_LIBRARY = "vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs"
+
+
+@functools.cache
+def _vendor_chart_url() -> str | None:
+    """The chart library from npm when the setup command installed it; None: the page's built-in renderer."""
+    return static(CHART_LIBRARY) if finders.find(CHART_LIBRARY) else None
+
+
+def _available(path: str) -> bool:
+    """Whether an endpoint is installed (the ML model API may be absent); the page then skips its call."""
+    try:
+        resolve(path.replace("{code}", DEFAULT_MARKET).replace("{id}", "1"))
+    except Resolver404:
+        return False
+    return True
 
 
 def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, Any]:
@@ -130,13 +164,14 @@ def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, 
         "csrf": csrf_token,
         "language": translation.get_language() or settings.LANGUAGE_CODE,
         "ws": {"market": "/ws/market/{code}/", "user": "/ws/user/"},
-        "api": API_ENDPOINTS,
+        "api": {name: url for name, url in API_ENDPOINTS.items() if _available(url)},
         "has_keys": keys.stored,
         "fee_rate": str(settings.UPBIT_FEE_RATE),
         "min_order_krw": int(settings.UPBIT_MIN_ORDER_KRW),
         "threshold": {"min": 0.01, "max": 0.1, "step": 0.01, "default": 0.05},
-        "stale_after_s": 10,
-        "vendor_chart": "/static/vendor/lightweight-charts/dist/lightweight-charts.standalone.production.mjs",
+        # No market update for this long: the page says the market may be closed or the feed interrupted.
+        "stale_after_s": int(getattr(settings, "DASHBOARD_STALE_AFTER_S", 10)),
+        "vendor_chart": _vendor_chart_url(),
         "strings": {k: str(v) for k, v in JS_STRINGS.items()},
     }
     return {"config": config, "market": market, "has_keys": keys.stored}

@@ -1,6 +1,7 @@
 """Market data as trading needs it: the current order book, last prices, recent public trades and the
-list of markets. Reads the market app's live selectors when they have data, else a REST snapshot from
-Upbit (or the simulator) through ``market.upbit.client.UpbitClient`` at settings.UPBIT_REST_URL.
+list of markets, as REST snapshots from Upbit (or the simulator) through ``market.upbit.client.UpbitClient``
+at settings.UPBIT_REST_URL. The book is read fresh for every paper fill; tickers and the market list are
+cached briefly and shared by all users.
 """
 
 from __future__ import annotations
@@ -68,24 +69,7 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise ExchangeUnavailable() from exc
 
 
-def _live_selector(name: str) -> Any:
-    """A function from ``market.selectors`` if the market app provides it (the live feed's cache)."""
-    try:
-        from market import selectors
-    except ImportError:
-        return None
-    return getattr(selectors, name, None)
-
-
 def orderbook_get(*, market: str) -> Book:
-    live = _live_selector("orderbook_latest")
-    if live is not None:
-        try:
-            snap = live(market=market)
-        except Exception:  # noqa: BLE001 - the live cache is an optimisation; REST is the fallback
-            snap = None
-        if snap:
-            return _book_from_wire(market, snap)
     data = _call(quotation_client().orderbooks, [market])
     if not data:
         raise ExchangeUnavailable()

@@ -27,11 +27,13 @@ class AutoTradeSession(models.Model):
     market while running and is NULL once stopped, so (user, running_key) is unique: at most one running
     session per user and market on every database (no partial indexes needed)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="autotrade_sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="autotrade_sessions"
+    )
     market = models.CharField(_("market"), max_length=20)
     mode = models.CharField(_("mode"), max_length=8)
     state = models.CharField(max_length=8, choices=AutoTradeState.choices, default=AutoTradeState.RUNNING)
-    running_key = models.CharField(max_length=20, null=True, blank=True)
+    running_key = models.CharField(max_length=20, null=True, blank=True)  # noqa: DJ001 - NULL = not running
     threshold = models.DecimalField(_("profit threshold (fraction)"), **RATE)
     order_krw = models.DecimalField(_("order size (KRW)"), **MONEY_FIELDS)
     max_position_krw = models.DecimalField(_("position limit (KRW)"), null=True, blank=True, **MONEY_FIELDS)
@@ -95,7 +97,9 @@ class AutoTradeDecision(models.Model):
     idempotency_key = models.CharField(max_length=64, blank=True)
     order_krw = models.DecimalField(null=True, blank=True, **MONEY_FIELDS)
     volume = models.DecimalField(null=True, blank=True, **MONEY_FIELDS)
-    order = models.ForeignKey("trading.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    order = models.ForeignKey(
+        "trading.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

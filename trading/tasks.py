@@ -33,12 +33,14 @@ def fire_scheduled_order(scheduled_order_id: int) -> bool:
     return True
 
 
-@shared_task(name="trading.tasks.match_paper_orders", ignore_result=True, soft_time_limit=50, time_limit=60)
-def match_paper_orders() -> int:
-    """Beat, every second: fill resting paper limit orders as the market trades through their price."""
+@shared_task(name="trading.tasks.sync_open_orders", ignore_result=True, soft_time_limit=50, time_limit=60)
+def sync_open_orders() -> int:
+    """Beat, every second: fill resting paper limit orders as the market trades through their price, and
+    re-read open live orders last seen more than 5 s ago (fills reach the user's socket within seconds)."""
+    from trading.services.orders import live_orders_refresh
     from trading.services.paper import paper_orders_match
 
-    return paper_orders_match()
+    return paper_orders_match() + live_orders_refresh()
 
 
 @shared_task(

@@ -7,7 +7,9 @@ from typing import Any
 from celery import shared_task
 
 
-@shared_task(name="trading.tasks.autotrade_on_prediction", ignore_result=True, soft_time_limit=30, time_limit=40)
+@shared_task(
+    name="trading.tasks.autotrade_on_prediction", ignore_result=True, soft_time_limit=30, time_limit=40
+)
 def autotrade_on_prediction(*, prediction: dict[str, Any]) -> int:
     """Judge one prediction for every running session of its market (idempotent per session + prediction)."""
     from core.errors import ValidationFailed

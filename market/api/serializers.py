@@ -52,7 +52,7 @@ class TradeOutput(serializers.Serializer):
     ts = serializers.IntegerField()
     price = serializers.FloatField()
     volume = serializers.FloatField()
-    side = serializers.ChoiceField(choices=["BID", "ASK"], help_text="BID = buyer-initiated")
+    side = serializers.CharField(help_text="BID (buyer-initiated) or ASK (seller-initiated)")
     sid = serializers.IntegerField(allow_null=True)
 
 

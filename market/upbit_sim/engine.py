@@ -151,6 +151,8 @@ class Order:
     paid_fee: Decimal = ZERO
     locked: Decimal = ZERO
     trades: list[Fill] = field(default_factory=list)
+    prevented_volume: Decimal = ZERO  # taken off by self-match prevention
+    prevented_locked: Decimal = ZERO
     queue_ahead: float = 0.0  # source volume ahead of this resting order at its price
     done_ms: int | None = None
 
@@ -181,8 +183,8 @@ class Order:
             "locked": decimal_str(self.locked),
             "executed_volume": decimal_str(self.executed_volume),
             "executed_funds": decimal_str(self.executed_funds),
-            "prevented_volume": "0",
-            "prevented_locked": "0",
+            "prevented_volume": decimal_str(self.prevented_volume),
+            "prevented_locked": decimal_str(self.prevented_locked),
             "trades_count": len(self.trades),
         }
         if self.time_in_force:
@@ -464,8 +466,11 @@ class MatchingEngine:
         time_in_force: str | None = None,
         identifier: str | None = None,
         smp_type: str | None = None,
+        dry_run: bool = False,
     ) -> Order:
-        """Validate, lock funds, match, rest. Raises :class:`UpbitError` with Upbit's names."""
+        """Validate, lock funds, match, rest. Raises :class:`UpbitError` with Upbit's names.
+
+        ``dry_run`` (``POST /v1/orders/test``): validate everything, place nothing, use no identifier."""
         acc = self._account(account_id)
         if identifier is not None:
             identifier = str(identifier)
@@ -473,7 +478,8 @@ class MatchingEngine:
                 raise UpbitError("validation_error", "identifier는 1~64자여야 합니다.")
             if identifier in acc.identifiers:
                 raise UpbitError("duplicate_identifier")
-            acc.identifiers[identifier] = ""  # used forever, even if this order fails (§6.4)
+            if not dry_run:
+                acc.identifiers[identifier] = ""  # used forever, even if this order fails (§6.4)
         missing = [n for n, v in (("market", market), ("side", side), ("ord_type", ord_type)) if not v]
         if missing:
             raise UpbitError("validation_error", ", ".join(f"{n} is missing" for n in missing))
@@ -490,9 +496,9 @@ class MatchingEngine:
             raise UpbitError("validation_error", "smp_type does not have a valid value")
         p = parse_decimal(price) if price not in (None, "") else None
         v = parse_decimal(volume) if volume not in (None, "") else None
-        if price not in (None, "") and (p is None or p <= 0):
+        if price not in (None, "") and (p is None or p <= 0 or p > MAX_ORDER_TOTAL_KRW * 1000):
             raise UpbitError("validation_error", "price does not have a valid value")
-        if volume not in (None, "") and (v is None or v <= 0):
+        if volume not in (None, "") and (v is None or v <= 0 or v > Decimal("1e12")):
             raise UpbitError("validation_error", "volume does not have a valid value")
         if v is not None and v != _qvol(v):
             raise UpbitError("validation_error", "volume은 소수점 8자리까지 입력 가능합니다.")
@@ -579,6 +585,8 @@ class MatchingEngine:
             remaining_fee=reserved_fee,
             locked=lock,
         )
+        if dry_run:
+            return order
         held = acc.bal(quote if side == "bid" else base)
         held.balance -= lock
         held.locked += lock
@@ -621,6 +629,46 @@ class MatchingEngine:
         snapshot = order.wire()
         self._unrest(order)
         self._close(order, "cancel", self.clock())
+        return snapshot
+
+    def order_cancel_and_new(
+        self,
+        *,
+        account_id: str,
+        prev_uuid: str | None = None,
+        prev_identifier: str | None = None,
+        new_ord_type: str | None,
+        new_volume: Any = None,
+        new_price: Any = None,
+        new_identifier: str | None = None,
+        new_time_in_force: str | None = None,
+        new_smp_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Cancel an open order and place a new one on the same market and side (``POST
+        /v1/orders/cancel_and_new``). ``new_volume="remain_only"`` reuses the old remaining volume. The
+        new order is checked before the old one is cancelled, as far as it can be without the old lock."""
+        if not new_ord_type:
+            raise UpbitError("validation_error", "new_ord_type is missing")
+        old = self.order_get(account_id=account_id, uuid=prev_uuid, identifier=prev_identifier)
+        if not old.is_open:
+            raise UpbitError("order_not_cancelable")
+        volume = old.remaining_volume if new_volume == "remain_only" else new_volume
+        if new_identifier is not None and new_identifier in self._account(account_id).identifiers:
+            raise UpbitError("duplicate_identifier")
+        snapshot = self.order_cancel(account_id=account_id, uuid=old.uuid)
+        new = self.order_create(
+            account_id=account_id,
+            market=old.market,
+            side=old.side,
+            ord_type=new_ord_type,
+            price=new_price,
+            volume=volume,
+            time_in_force=new_time_in_force,
+            identifier=new_identifier,
+            smp_type=new_smp_type,
+        )
+        snapshot["new_order_uuid"] = new.uuid
+        snapshot["new_order_identifier"] = new.identifier
         return snapshot
 
     # ---------------------------------------------------------------------------------------------- internals
@@ -744,6 +792,20 @@ class MatchingEngine:
                 qty = min(want, avail)
                 if qty <= 0:
                     continue
+                if maker is not None and maker.account_id == order.account_id:
+                    mode = order.smp_type or maker.smp_type  # the taker's mode wins (§8)
+                    if mode == "cancel_maker":
+                        self._prevent(maker, maker.remaining_volume or ZERO, ts)
+                        continue
+                    if mode == "cancel_taker" or (mode == "reduce" and by_funds):
+                        self._prevent(order, want if not by_funds else ZERO, ts, close=True)
+                        return
+                    if mode == "reduce":
+                        self._prevent(maker, qty, ts)
+                        self._prevent(order, qty, ts)
+                        if order.state != "wait":
+                            return
+                        continue
                 if maker is None:
                     src -= qty
                     book = self._books[order.market]
@@ -762,6 +824,34 @@ class MatchingEngine:
                         order.market, float(price), float(qty), "BID" if order.side == "bid" else "ASK", ts
                     )
                 )
+
+    def _prevent(self, order: Order, qty: Decimal, ts: int, *, close: bool = False) -> None:
+        """Self-match prevention: take ``qty`` off ``order`` without trading and release what it held;
+        the order is cancelled when nothing is left (or ``close``)."""
+        acc = self.accounts[order.account_id]
+        quote, base = order.market.split("-", 1)
+        if order.side == "bid" and order.ord_type == "limit" and qty > 0:
+            assert order.price is not None
+            release = min(order.locked, order.price * qty * (1 + self.fee_rate))
+            order.remaining_fee = max(ZERO, order.remaining_fee - order.price * qty * self.fee_rate)
+            held = acc.bal(quote)
+        elif order.side == "ask":
+            release = min(order.locked, qty)
+            held = acc.bal(base)
+        else:  # a buy by KRW total: everything still held
+            release = order.locked
+            held = acc.bal(quote)
+        order.locked -= release
+        held.locked -= release
+        held.balance += release
+        order.prevented_locked += release
+        order.prevented_volume += qty
+        if order.remaining_volume is not None:
+            order.remaining_volume -= qty
+        self._emit(OrderEvent(order.account_id, order, "prevented", None, ts))
+        if close or (order.remaining_volume is not None and order.remaining_volume <= 0):
+            self._unrest(order)
+            self._close(order, "cancel", ts)
 
     def _fill(self, order: Order, price: Decimal, qty: Decimal, is_maker: bool, ts: int) -> None:
         acc = self.accounts[order.account_id]

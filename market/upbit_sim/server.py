@@ -32,6 +32,14 @@ error names; per-group fixed 1-second rate-limit buckets with ``Remaining-Req`` 
 ``CODE.N`` depth, SNAPSHOT then REALTIME, only-snapshot/only-realtime, DEFAULT/SIMPLE/JSON_LIST/
 SIMPLE_LIST, text ``PING`` -> ``{"status":"UP"}`` every 10 s, error frame then close 1000, idle close);
 private WebSocket ``myOrder``/``myAsset`` with the Bearer JWT on the upgrade.
+
+Exchange endpoints: ``GET /v1/accounts``, ``GET /v1/orders/chance``, ``POST /v1/orders`` (limit, price,
+market, best; ioc/fok/post_only; smp_type), ``POST /v1/orders/test``, ``POST /v1/orders/cancel_and_new``,
+``GET /v1/order``, ``DELETE /v1/order``, ``GET /v1/orders/open|closed|uuids``, legacy ``GET /v1/orders``,
+``DELETE /v1/orders/uuids``, ``DELETE /v1/orders/open``. Names Upbit does not document are marked in
+``protocol.ERRORS`` (``duplicate_identifier``, ``order_not_cancelable``). Not simulated: stop (``watch``)
+orders, the 418 block after repeated 429s, the ``Origin`` rate-limit group, ``level`` price grouping (a
+non-zero level answers ``[]``/no data), WebSocket ``candle.*`` types.
 """
 
 from __future__ import annotations
@@ -162,18 +170,29 @@ def _parse_time(value: str) -> int | None:
     return int(t.timestamp() * 1000)
 
 
+def _ws_frame(payload: bytes) -> bytes:
+    """An unmasked, final, binary WebSocket frame (RFC 6455 §5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x82, n)) + payload
+    if n < 65536:
+        return bytes((0x82, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x82, 127)) + n.to_bytes(8, "big") + payload
+
+
 class RateLimiter:
     """Fixed one-second buckets per (group, scope)."""
 
-    def __init__(self, limits: dict[str, int]) -> None:
+    def __init__(self, limits: dict[str, int], clock: Callable[[], float] = time.time) -> None:
         self.limits = limits
+        self.clock = clock  # tests freeze it to pin a burst into one window
         self._buckets: dict[tuple[str, str], list[int]] = {}
 
     def hit(self, group: str, scope: str) -> tuple[bool, int]:
         limit = self.limits.get(group)
         if limit is None:
             return True, 999
-        sec = int(time.time())
+        sec = int(self.clock())
         b = self._buckets.get((group, scope))
         if b is None or b[0] != sec:
             b = self._buckets[(group, scope)] = [sec, 0]
@@ -563,8 +582,8 @@ class Simulator:
             "is_maker": f.is_maker if f else None,
             "identifier": o.identifier,
             "smp_type": o.smp_type,
-            "prevented_volume": 0,
-            "prevented_locked": 0,
+            "prevented_volume": float(o.prevented_volume),
+            "prevented_locked": float(o.prevented_locked),
             "trade_timestamp": f.ts if f else None,
             "order_timestamp": o.created_ms,
             "timestamp": ev.ts,
@@ -616,8 +635,23 @@ class Simulator:
 
     # -------------------------------------------------------------------------------------------- http app
 
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        """No request ever gets a bare 500 page: unknown paths get Upbit-style 404s, bugs a JSON 500."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400 and request.path.startswith("/v1/"):
+                return _json(error_body(exc.status, exc.reason), exc.status)
+            raise
+        except Exception:
+            log.exception("simulator request failed: %s %s", request.method, request.path)
+            return _json(error_body("server_error", "internal simulator error"), 500)
+
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=1024 * 1024)
+        app = web.Application(client_max_size=1024 * 1024, middlewares=[self._errors])
         r = app.router
         r.add_get("/v1/market/all", self.h_market_all)
         r.add_get("/v1/ticker", self.h_ticker)
@@ -631,6 +665,8 @@ class Simulator:
         r.add_get("/v1/accounts", self.h_accounts)
         r.add_get("/v1/orders/chance", self.h_chance)
         r.add_post("/v1/orders", self.h_order_create)
+        r.add_post("/v1/orders/test", self.h_order_test)
+        r.add_post("/v1/orders/cancel_and_new", self.h_cancel_and_new)
         r.add_get("/v1/order", self.h_order_get)
         r.add_delete("/v1/order", self.h_order_cancel)
         r.add_get("/v1/orders/open", self.h_orders_open)
@@ -828,7 +864,8 @@ class Simulator:
         to_ms = None
         if q.get("to"):
             raw = q["to"].replace(":", "")
-            if len(raw) != 6 or not raw.isdigit():
+            bad = len(raw) != 6 or not raw.isdigit()
+            if bad or int(raw[:2]) > 23 or int(raw[2:4]) > 59 or int(raw[4:]) > 59:
                 return _quote_error(400, INVALID_PARAM, hdr)
             to_ms = day_start + (int(raw[:2]) * 3600 + int(raw[2:4]) * 60 + int(raw[4:])) * 1000
         rows = self.stats[market].recent_trades(
@@ -883,6 +920,8 @@ class Simulator:
                             pairs.extend((key, x) for x in v)
                         else:
                             pairs.append((k, v))
+                elif text.lstrip().startswith("["):
+                    raise UpbitError("validation_error", "body must be a JSON object")
                 elif not pairs:
                     pairs = parse_qsl(text, keep_blank_values=True)
         return pairs
@@ -935,6 +974,8 @@ class Simulator:
             result = fn(key, single, params)
         except UpbitError as exc:
             return _exchange_error(exc, hdr)
+        except (ValueError, TypeError, ArithmeticError) as exc:  # malformed parameter values
+            return _exchange_error(UpbitError("validation_error", f"invalid parameter: {exc}"), hdr)
         finally:
             self._flush_user_trades()
         return _json(result, status, hdr)
@@ -954,13 +995,21 @@ class Simulator:
         return await self._exchange(request, "default", fn)
 
     async def h_order_create(self, request: web.Request) -> web.Response:
-        ctype = request.headers.get("Content-Type", "")
-        if "form" in ctype:
-            ok, hdr = self._limit(request, "order")
+        return await self._order_create(request, dry_run=False)
+
+    async def h_order_test(self, request: web.Request) -> web.Response:
+        """Validates like ``POST /v1/orders`` and answers with the order it would create; places nothing."""
+        return await self._order_create(request, dry_run=True)
+
+    async def _order_create(self, request: web.Request, *, dry_run: bool) -> web.Response:
+        group = "order-test" if dry_run else "order"
+        if "form" in request.headers.get("Content-Type", ""):
+            ok, hdr = self._limit(request, group)
             return _exchange_error(UpbitError("validation_error", "application/json body is required"), hdr)
 
         def fn(k: ApiKey, p: dict[str, Any], _: Any) -> Any:
             order = self.engine.order_create(
+                dry_run=dry_run,
                 account_id=k.account_id,
                 market=str(p["market"]).upper() if p.get("market") else None,
                 side=p.get("side"),
@@ -971,8 +1020,23 @@ class Simulator:
                 identifier=p.get("identifier"),
                 smp_type=p.get("smp_type") or None,
             )
-            out = order.wire()
-            return out
+            return order.wire()
+
+        return await self._exchange(request, group, fn, status=201)
+
+    async def h_cancel_and_new(self, request: web.Request) -> web.Response:
+        def fn(k: ApiKey, p: dict[str, Any], _: Any) -> Any:
+            return self.engine.order_cancel_and_new(
+                account_id=k.account_id,
+                prev_uuid=p.get("prev_order_uuid"),
+                prev_identifier=p.get("prev_order_identifier"),
+                new_ord_type=p.get("new_ord_type"),
+                new_volume=p.get("new_volume"),
+                new_price=p.get("new_price"),
+                new_identifier=p.get("new_identifier"),
+                new_time_in_force=p.get("new_time_in_force") or None,
+                new_smp_type=p.get("new_smp_type") or None,
+            )
 
         return await self._exchange(request, "order", fn, status=201)
 
@@ -1208,18 +1272,33 @@ class Simulator:
     async def _ws_sender(self, conn: WsConn) -> None:
         """Drain the connection's queue in batches (one wake-up sends everything queued so far)."""
         q = conn.queue
+        # Without permessage-deflate a binary frame is just a header and the payload: write a whole batch
+        # to the transport in one call (far cheaper per message than aiohttp's per-frame path). Every write
+        # is a set of complete frames, so it cannot interleave with aiohttp's own pong/close frames.
+        raw = conn.transport if not conn.ws.compress else None
         while True:
             first = await q.get()
             batch = [first]
             while not q.empty():
                 batch.append(q.get_nowait())
-            for data in batch:
-                if data is None or conn.ws.closed:
-                    return
-                try:
-                    await conn.ws.send_bytes(data)
-                except (ConnectionError, RuntimeError):
-                    return
+            stop = None in batch
+            frames = [d for d in batch if d is not None] if stop else batch
+            if conn.ws.closed:
+                return
+            try:
+                if raw is not None:
+                    if raw.is_closing():
+                        return
+                    raw.write(b"".join(_ws_frame(d) for d in frames))  # type: ignore[misc]
+                    while raw.get_write_buffer_size() > 4 * 1024 * 1024 and not raw.is_closing():
+                        await asyncio.sleep(0.002)  # the client reads slower than we write
+                else:
+                    for data in frames:
+                        await conn.ws.send_bytes(data)  # type: ignore[arg-type]
+            except (ConnectionError, RuntimeError):
+                return
+            if stop:
+                return
 
     async def _idle_watch(self) -> None:
         """Drop sockets with no client frame for ``ws_idle_timeout`` (Upbit: no close frame, 1006)."""

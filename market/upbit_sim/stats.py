@@ -389,6 +389,10 @@ class MarketStats:
             vol = float(rng.lognormal(0, 0.6)) * 2e7 / price
             c = Candle(start, prev, hi, lo, close, vol, vol * close, start + MINUTE - 1)
             self.minutes[start] = c
+            if start > end_ms - DAY:  # the rolling 24 h sums start with the history's last day
+                self._win.append((start, c.volume, c.value))
+                self._w_vol += c.volume
+                self._w_val += c.value
             d = start - start % DAY
             if d == day0:
                 dc = days_out.get(d)

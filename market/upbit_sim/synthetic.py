@@ -102,6 +102,19 @@ class SyntheticParams:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Consts:
+    imbalance: float
+    market_rate: float
+    lam_lim: float
+    cancel_per_unit: float
+    lam_spread: float
+    neg_beta: float
+    limit_size: float
+    market_scale: float
+    neg_inv_tail: float
+
+
 class SyntheticMarket:
     """One market's order book under the model. Time is model time in ms from ``start_ms``."""
 
@@ -122,6 +135,17 @@ class SyntheticMarket:
         self.best_bid = mid
         self.best_ask = mid + _tick_up(mid)
         self.qmean = p.level_krw / price
+        self._k = _Consts(
+            imbalance=p.imbalance_feedback,
+            market_rate=p.market_rate,
+            lam_lim=2.0 * p.limit_rate,
+            cancel_per_unit=p.cancel_rate / self.qmean,
+            lam_spread=2.0 * p.spread_fill_rate,
+            neg_beta=-p.hawkes_beta,
+            limit_size=self.qmean * p.limit_size,
+            market_scale=self.qmean * p.market_size * (p.market_tail - 1.0),
+            neg_inv_tail=-1.0 / p.market_tail,
+        )
         k = p.depth_ticks
         w = [math.exp(-p.level_decay * i) for i in range(k)]
         tot = sum(w)
@@ -169,16 +193,25 @@ class SyntheticMarket:
 
     def _reladder(self) -> None:
         k = self.params.depth_ticks
-        a = [self.best_ask]
-        p = self.best_ask
-        for _ in range(k - 1):
-            p += _tick_up(p)
-            a.append(p)
-        b = [self.best_bid]
-        p = self.best_bid
-        for _ in range(k - 1):
-            p = max(1, p - _tick_down(p))
-            b.append(p)
+        ba, bb = self.best_ask, self.best_bid
+        t = _tick_up(ba)
+        if _tick_up(ba + (k - 1) * t) == t:  # the whole ladder in one tick band: arithmetic
+            a = list(range(ba, ba + k * t, t))
+        else:
+            a = [ba]
+            p = ba
+            for _ in range(k - 1):
+                p += _tick_up(p)
+                a.append(p)
+        t = _tick_down(bb)
+        if bb - k * t > 0 and _tick_down(bb - (k - 1) * t) == t:
+            b = list(range(bb, bb - k * t, -t))
+        else:
+            b = [bb]
+            p = bb
+            for _ in range(k - 1):
+                p = max(1, p - _tick_down(p))
+                b.append(p)
         self._ask_px, self._bid_px = a, b
         self._wide = self.best_bid + _tick_up(self.best_bid) < self.best_ask
 
@@ -202,20 +235,21 @@ class SyntheticMarket:
     # ------------------------------------------------------------------------------------------ dynamics
 
     def step(self) -> None:
-        """One event of the model."""
+        """One event of the model (the hot loop: constants are precomputed in ``_k``)."""
         p = self.params
+        k = self._k
         aq, bq = self.ask_q, self.bid_q
         qm = self.qmean
         a0, b0 = aq[0], bq[0]
         imb = (b0 - a0) / (a0 + b0) if a0 + b0 > 0 else 0.0
-        g = p.imbalance_feedback
-        lam_buy = (p.market_rate + self.e_buy) * (1.0 + g * imb)
-        lam_sell = (p.market_rate + self.e_sell) * (1.0 - g * imb)
-        lam_lim = 2.0 * p.limit_rate
+        g = k.imbalance
+        lam_buy = (k.market_rate + self.e_buy) * (1.0 + g * imb)
+        lam_sell = (k.market_rate + self.e_sell) * (1.0 - g * imb)
+        lam_lim = k.lam_lim
         sa, sb = sum(aq), sum(bq)
-        lam_ca = p.cancel_rate * sa / qm
-        lam_cb = p.cancel_rate * sb / qm
-        lam_sp = 2.0 * p.spread_fill_rate if self._wide else 0.0
+        lam_ca = k.cancel_per_unit * sa
+        lam_cb = k.cancel_per_unit * sb
+        lam_sp = k.lam_spread if self._wide else 0.0
         total = lam_buy + lam_sell + lam_lim + lam_ca + lam_cb + lam_sp
         # Event times are drawn one event ahead so a paced run can stop before an event that lies in the
         # future (run_until) without changing the stream.
@@ -223,7 +257,7 @@ class SyntheticMarket:
         dt = nt - self.t
         self.t = nt
         self._next_t = nt + self._exp() / total
-        decay = math.exp(-p.hawkes_beta * dt)
+        decay = math.exp(k.neg_beta * dt)
         self.e_buy *= decay
         self.e_sell *= decay
         self.events += 1
@@ -234,7 +268,7 @@ class SyntheticMarket:
             q = aq if side_ask else bq
             if i >= len(q):
                 i = len(q) - 1
-            q[i] += qm * p.limit_size * self._exp()
+            q[i] += k.limit_size * self._exp()
             return
         x -= lam_lim
         if x < lam_ca + lam_cb:
@@ -247,7 +281,7 @@ class SyntheticMarket:
                 acc += v
                 if acc >= target:
                     break
-            q[i] = max(0.0, q[i] - qm * p.limit_size * self._exp())
+            q[i] = max(0.0, q[i] - k.limit_size * self._exp())
             if q[i] < 1e-9:
                 q[i] = 0.0
             if i == 0 and q[0] == 0.0:
@@ -256,7 +290,7 @@ class SyntheticMarket:
         x -= lam_ca + lam_cb
         if x < lam_buy + lam_sell:
             buy = x < lam_buy
-            size = qm * p.market_size * (self._u() ** (-1.0 / p.market_tail) - 1.0) * (p.market_tail - 1.0)
+            size = k.market_scale * (self._u() ** k.neg_inv_tail - 1.0)
             size = max(size, qm * 0.001)
             self._market(buy, size)
             if buy:
@@ -267,7 +301,7 @@ class SyntheticMarket:
                 self.e_buy += p.hawkes_cross
             return
         # Inside the spread.
-        size = qm * p.limit_size * self._exp()
+        size = k.limit_size * self._exp()
         if self._u() < 0.5:
             new = self.best_ask - _tick_down(self.best_ask)
             if new > self.best_bid:

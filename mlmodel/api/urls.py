@@ -1,3 +1,11 @@
-"""REST API routes of the mlmodel app."""
+"""REST API routes of the mlmodel app (under /api/ml/)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from mlmodel.api import views
+
+app_name = "ml-api"
+urlpatterns = [
+    path("ml/models/active/", views.ActiveModelApi.as_view(), name="model-active"),
+    path("ml/predictions/latest/", views.LatestPredictionApi.as_view(), name="prediction-latest"),
+]

@@ -219,8 +219,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "trading-fire-scheduled-orders": {"task": "trading.tasks.fire_due_scheduled_orders", "schedule": 1.0},
     "trading-reconcile-open-orders": {"task": "trading.tasks.reconcile_open_orders", "schedule": 60.0},
-    # Paper mode: fill resting paper limit orders as the market trades through them.
-    "trading-match-paper-orders": {"task": "trading.tasks.match_paper_orders", "schedule": 1.0},
+    # Fill resting paper limit orders as the market trades through them; refresh open live orders.
+    "trading-sync-open-orders": {"task": "trading.tasks.sync_open_orders", "schedule": 1.0},
     "trading-daily-reports": {"task": "trading.tasks.send_daily_reports", "schedule": crontab(hour=8, minute=0)},
 }
 
@@ -262,12 +262,17 @@ MARKET_SIMULATED = env.bool("MARKET_SIMULATED", default=False)
 MARKET_CODES = env.list("MARKET_CODES", default=["KRW-BTC"])
 MARKET_DATA_DIR = env.path("MARKET_DATA_DIR", default=VAR_DIR / "data")
 MARKET_RETENTION_DAYS = env.int("MARKET_RETENTION_DAYS", default=3)
+# Collector: seconds between day-file segments (a crash loses at most this much); S3 key prefix of uploads.
+MARKET_FLUSH_INTERVAL = env.float("MARKET_FLUSH_INTERVAL", default=2.0)
+MARKET_UPLOAD_PREFIX = env("MARKET_UPLOAD_PREFIX", default="marketdata")
 # Send each second's new snapshots to the ML worker for live predictions (see /work CONTRACTS: prediction path).
 MARKET_PREDICTION_FEED = env.bool("MARKET_PREDICTION_FEED", default=True)
 # Live fan-out (market/fanout.py, market/consumers.py): publish each market at most every N ms (latest wins),
 # send each browser at most every N ms, top N order-book levels per side.
 MARKET_FANOUT_INTERVAL_MS = env.int("MARKET_FANOUT_INTERVAL_MS", default=50)
 MARKET_WS_THROTTLE_MS = env.int("MARKET_WS_THROTTLE_MS", default=50)
+# The /trade page marks the market "stale" (closed or feed interrupted) after this long without an update.
+DASHBOARD_STALE_AFTER_S = env.int("DASHBOARD_STALE_AFTER_S", default=10)
 MARKET_FANOUT_LEVELS = env.int("MARKET_FANOUT_LEVELS", default=15)
 # Public market-data REST API: requests per client (user, else IP).
 MARKET_API_RATE = env("MARKET_API_RATE", default="300/min")

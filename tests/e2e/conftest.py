@@ -4,8 +4,6 @@ ports against the test database, and headless Debian Chromium driven by Playwrig
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,23 +36,69 @@ class Stack:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def all_logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}" for p in sorted(self.logs.glob("*.log"))
+        )
 
 
 def _sim_args(port: int) -> list[str]:
-    return [live.PYTHON, "manage.py", "upbit_sim", "--host", "127.0.0.1", "--port", str(port), "--source",
-            "synthetic", "--markets", "KRW-BTC", "--seed", "7"]
+    return [
+        live.PYTHON,
+        "manage.py",
+        "upbit_sim",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--source",
+        "synthetic",
+        "--markets",
+        "KRW-BTC",
+        "--seed",
+        "7",
+    ]
 
 
 def _worker_args(queues: str, name: str) -> list[str]:
-    return [live.PYTHON, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues, "-c", "1", "-n", f"{name}@%h",
-            "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    return [
+        live.PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "--pool",
+        "prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
 
 
 def _beat_args(schedule: Path) -> list[str]:
-    # The file scheduler keeps beat off the test database; the schedule itself is settings.CELERY_BEAT_SCHEDULE.
-    return [live.PYTHON, "-m", "celery", "-A", "celery_app", "beat", "--loglevel", "WARNING",
-            "--scheduler", "celery.beat:PersistentScheduler", "-s", str(schedule), "--pidfile="]
+    # The file scheduler keeps beat off the test database; the schedule is settings.CELERY_BEAT_SCHEDULE.
+    return [
+        live.PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "beat",
+        "--loglevel",
+        "WARNING",
+        "--scheduler",
+        "celery.beat:PersistentScheduler",
+        "-s",
+        str(schedule),
+        "--pidfile=",
+    ]
 
 
 @contextlib.contextmanager
@@ -91,30 +135,54 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
             "FX_SOURCE_URL": DEAD_URL,
             "NEWS_FEEDS": DEAD_URL + "/feed.xml",
             "FEEDS_HTTP_TIMEOUT": "0.5",
+            "DASHBOARD_STALE_AFTER_S": "4",
             "TZ": "Asia/Seoul",
         }
     )
-    stack = Stack(base_url=f"http://127.0.0.1:{web_port}", sim_url=f"http://127.0.0.1:{sim_port}", env=env,
-                  logs=logs, web_port=web_port)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # for this test process only, never for the servers
+    stack = Stack(
+        base_url=f"http://127.0.0.1:{web_port}",
+        sim_url=f"http://127.0.0.1:{sim_port}",
+        env=env,
+        logs=logs,
+        web_port=web_port,
+    )
     with contextlib.ExitStack() as es:
-        sim = es.enter_context(live.running(_sim_args(sim_port), env={**env, "OBSERVATOR_ROLE": "sim"},
-                                            log_path=logs / "sim.log"))
+        sim = es.enter_context(
+            live.running(
+                _sim_args(sim_port), env={**env, "OBSERVATOR_ROLE": "sim"}, log_path=logs / "sim.log"
+            )
+        )
         live.wait_for_port(sim_port, timeout=30, proc=sim)
         stack.procs["sim"] = sim
         stack.procs["web"] = es.enter_context(start_web(stack, web_port))
         stack.procs["collector"] = es.enter_context(
-            live.running([live.PYTHON, "manage.py", "collect", "--markets", "KRW-BTC", "--flush-interval", "2"],
-                         env={**env, "OBSERVATOR_ROLE": "collector"}, log_path=logs / "collector.log"))
+            live.running(
+                [live.PYTHON, "manage.py", "collect", "--markets", "KRW-BTC", "--flush-interval", "2"],
+                env={**env, "OBSERVATOR_ROLE": "collector"},
+                log_path=logs / "collector.log",
+            )
+        )
         # Two workers as in production: order work (default) is never queued behind model inference (ml).
         stack.procs["worker"] = es.enter_context(
-            live.running(_worker_args("default", "default"), env={**env, "OBSERVATOR_ROLE": "worker"},
-                         log_path=logs / "worker.log"))
+            live.running(
+                _worker_args("default", "default"),
+                env={**env, "OBSERVATOR_ROLE": "worker"},
+                log_path=logs / "worker.log",
+            )
+        )
         stack.procs["ml"] = es.enter_context(
-            live.running(_worker_args("ml", "ml"), env={**env, "OBSERVATOR_ROLE": "worker"},
-                         log_path=logs / "ml.log"))
+            live.running(
+                _worker_args("ml", "ml"), env={**env, "OBSERVATOR_ROLE": "worker"}, log_path=logs / "ml.log"
+            )
+        )
         stack.procs["beat"] = es.enter_context(
-            live.running(_beat_args(tmp_path / "beat-schedule"), env={**env, "OBSERVATOR_ROLE": "beat"},
-                         log_path=logs / "beat.log"))
+            live.running(
+                _beat_args(tmp_path / "beat-schedule"),
+                env={**env, "OBSERVATOR_ROLE": "beat"},
+                log_path=logs / "beat.log",
+            )
+        )
         try:
             yield stack
         finally:
@@ -139,8 +207,13 @@ def e2e_model(transactional_db: Any, settings: Any, tmp_path: Path) -> Any:  # n
     for path in (media, data, tmp_path / "ml-spikes"):
         path.mkdir(parents=True, exist_ok=True)
     settings.MEDIA_ROOT = media
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(media)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media)},
+        },
+    }
     settings.MARKET_DATA_DIR = data
     settings.ML_SPIKE_DATA_DIR = tmp_path / "ml-spikes"
     synthetic_days(data)
@@ -149,13 +222,13 @@ def e2e_model(transactional_db: Any, settings: Any, tmp_path: Path) -> Any:  # n
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (Debian package 'chromium'); the e2e tests drive that browser")
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the tests are still synchronous.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # Playwright's sync API runs an event loop in this thread; the tests' ORM calls are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -166,8 +239,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, e2e_stack: Stack) -> Iterator[Any]:  # noqa: ANN401
-    context = browser.new_context(viewport=DESKTOP, base_url=e2e_stack.base_url, locale="en-US",
-                                  timezone_id="Asia/Seoul")
+    context = browser.new_context(
+        viewport=DESKTOP, base_url=e2e_stack.base_url, locale="en-US", timezone_id="Asia/Seoul"
+    )
     context.set_default_timeout(15000)
     pg = context.new_page()
     errors: list[str] = []

@@ -71,8 +71,13 @@ def _print_counts() -> None:
     from trading.models import Order, ScheduledOrder
     from trading.models_autotrade import AutoTradeDecision, AutoTradeSession
 
-    print("[e2e] rows:", {m.__name__: m.objects.count() for m in
-                          (Prediction, Order, ScheduledOrder, AutoTradeSession, AutoTradeDecision)})
+    print(
+        "[e2e] rows:",
+        {
+            m.__name__: m.objects.count()
+            for m in (Prediction, Order, ScheduledOrder, AutoTradeSession, AutoTradeDecision)
+        },
+    )
 
 
 def _open_trade(page: Any) -> None:  # noqa: ANN401
@@ -127,6 +132,14 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         assert page.locator("#mode-badge").inner_text().strip() == "PAPER"
         screenshot(page, artifacts_dir, "trade")
 
+        # Keyboard: the order tabs follow the arrow keys, and the focused form is the visible one.
+        page.focus("#tab-buy")
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("document.activeElement.id") == "tab-sell"
+        assert page.locator("#form-sell").is_visible() and not page.locator("#form-buy").is_visible()
+        page.keyboard.press("ArrowLeft")
+        assert page.locator("#form-buy").is_visible()
+
         # Paper buy: balance and history update without reloading the page.
         page.wait_for_function("document.querySelector('#assets-krw').textContent.includes('10,000,000')")
         page.fill("#buy-amount", "100000")
@@ -141,7 +154,9 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         # A bad order is refused with the server's message, and nothing is placed.
         page.fill("#buy-amount", "100")
         page.click("[data-testid=buy-submit]")
-        page.wait_for_function("document.querySelector('[data-testid=buy-form] .form-error').textContent.length > 0")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=buy-form] .form-error').textContent.length > 0"
+        )
         assert page.locator("#history-body tr").count() == 1
 
         # Scheduled order a few seconds ahead: it fires (Celery beat + worker) and the page shows it.
@@ -149,13 +164,15 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         page.fill("#sched-amount", "20000")
         page.evaluate(
             """() => { const d = new Date(Date.now() + 4000); const p = (x) => String(x).padStart(2, '0');
-            document.querySelector('#sched-at').value = `${d.getFullYear()}-${p(d.getMonth()+1)}-${p(d.getDate())}`
+            document.querySelector('#sched-at').value =
+              `${d.getFullYear()}-${p(d.getMonth()+1)}-${p(d.getDate())}`
               + `T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`; }"""
         )
         page.click("[data-testid=sched-submit]")
         page.wait_for_selector("#scheduled-body tr[data-state=pending]")
-        page.wait_for_selector("#scheduled-body tr[data-state=filled], #scheduled-body tr[data-state=fired]",
-                               timeout=30000)
+        page.wait_for_selector(
+            "#scheduled-body tr[data-state=filled], #scheduled-body tr[data-state=fired]", timeout=30000
+        )
         page.wait_for_selector("#history-body tr[data-state=done] >> nth=1", timeout=15000)
 
         # Auto-trading: start, decisions appear, change the threshold, stop.
@@ -182,12 +199,26 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         raise
 
 
-def test_dashboard_reconnects_by_itself(page: Any, e2e_stack: Stack, artifacts_dir: Path,  # noqa: ANN401
-                                        django_user_model: Any) -> None:  # noqa: ANN401
+def test_dashboard_reconnects_by_itself(
+    page: Any,
+    e2e_stack: Stack,
+    artifacts_dir: Path,  # noqa: ANN401
+    django_user_model: Any,
+) -> None:  # noqa: ANN401
     django_user_model.objects.create_user(username="reconnect1", password=PASSWORD, email="r@example.com")
     try:
         _log_in(page, "reconnect1")
+
+        # 0. Without the chart library (a machine without npm, a blocked file) the page still draws its chart.
+        page.route("**/static/vendor/**", lambda route: route.abort())
         _open_trade(page)
+        page.wait_for_selector("#chart[data-renderer=canvas] canvas")
+        assert "chart library" in page.locator("#chart-note").inner_text()
+        page.wait_for_timeout(1500)  # a few live points
+        page.locator(".panel-chart").screenshot(path=str(artifacts_dir / "chart-fallback.png"))
+        page.unroute("**/static/vendor/**")
+        _open_trade(page)
+        page.wait_for_selector("#chart[data-renderer=lightweight-charts]")
 
         # 1. The socket dies under the page (proxy reset, laptop sleep): it comes back without a reload.
         connects = page.evaluate("window.__trade.marketSocket.connects")
@@ -207,8 +238,15 @@ def test_dashboard_reconnects_by_itself(page: Any, e2e_stack: Stack, artifacts_d
             page.wait_for_selector("#conn[data-state=open]", timeout=40000)
             _wait_changes(page, lambda: _ladder_text(page))
             _wait_changes(page, lambda: page.locator("#tape-body").inner_text())
-            assert page.evaluate("window.__trade.userSocket.state") == "open" or page.wait_for_function(
-                "window.__trade.userSocket.state === 'open'", timeout=40000)
+            page.wait_for_function("window.__trade.userSocket.state === 'open'", timeout=40000)
+            assert not page.locator("#stale-notice").is_visible()
+
+            # 3. The feed stops (market closed, collector down): the page says the data is stale.
+            e2e_stack.procs["collector"].terminate()
+            page.wait_for_selector("#stale-notice:not([hidden])", timeout=20000)
+            assert "No market data" in page.locator("#stale-notice").inner_text()
+            assert page.locator("#conn").get_attribute("data-state") == "open"  # connected, but nothing comes
+            page.screenshot(path=str(artifacts_dir / "trade-stale.png"))
         assert not page.errors, page.errors
     except Exception:
         page.screenshot(path=str(artifacts_dir / "failure-reconnect.png"), full_page=True)

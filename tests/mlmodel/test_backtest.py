@@ -131,3 +131,14 @@ def test_metrics_are_finite_on_a_random_replay() -> None:
     assert all(np.isfinite(v) for v in res.metrics.values())
     assert 0 <= res.metrics["max_drawdown"] < 1
     assert res.equity.shape == res.equity_ts.shape == (3000,)
+
+
+def test_a_buy_is_capped_by_cash_and_refused_when_cash_is_short() -> None:
+    book = book_from_rows([0, 1000], [[(1000, 100)]] * 2, [[(999, 100)]] * 2)
+    res = run_backtest(
+        book, np.array([0]), np.array([BIG]), config=_cfg(initial_cash=6_000.0, order_krw=10_000.0)
+    )
+    (fill,) = res.fills
+    assert fill.funds + fill.fee <= 6_000.0 and fill.funds > 5_990.0
+    short = run_backtest(book, np.array([0]), np.array([BIG]), config=_cfg(initial_cash=4_000.0))
+    assert short.fills == [] and [r.reason for r in short.rejections] == ["insufficient_funds"]

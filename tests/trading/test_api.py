@@ -39,6 +39,7 @@ TRADING_OPERATIONS = [
     "trading_scheduled_detail",
     "trading_scheduled_delete",
     "trading_scheduled_cancel",
+    "trading_paper_reset",
 ]
 BUY = "/api/trading/orders/buy/"
 SELL = "/api/trading/orders/sell/"
@@ -335,6 +336,10 @@ def test_daily_report_for_opted_in_users_only_in_their_language(user, other_user
     assert send_daily_reports() == {"sent": 1, "failed": 0}
     [message] = smtp_server.messages
     assert message["To"] == user.email
+    from email.header import decode_header, make_header
+
+    assert "자산 현황" in str(make_header(decode_header(message["Subject"])))
+    assert "총 자산" in _parts(message)["text/plain"]
 
 
 def test_report_with_smtp_down_is_a_clear_503(api, user, sim, settings):
@@ -424,3 +429,37 @@ def test_schemathesis_finds_no_server_error(user, other_user, sim):
         request_finished.connect(close_old_connections)
     assert not failures, failures
     assert ScheduledOrder.objects.filter(user=other_user, state="pending").count() == 1
+
+
+def test_hot_reads_have_a_fixed_query_count(api, user, sim, django_assert_max_num_queries):
+    for i in range(3):
+        services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000 + i))
+    from trading import selectors
+
+    selectors.portfolio_get(user=user)  # warms the shared ticker/market caches
+    with django_assert_max_num_queries(6):
+        assert api.get("/api/trading/orders/").json()["count"] == 3
+    for i in range(3):
+        services.order_place(user=user, market="KRW-ETH", side="bid", ord_type="price", price=d(10_000 + i))
+    with django_assert_max_num_queries(6):
+        assert api.get("/api/trading/orders/").json()["count"] == 6  # no query per order or per fill
+    selectors.portfolio_get(user=user)
+    with django_assert_max_num_queries(6):
+        assert len(selectors.portfolio_get(user=user).holdings) == 2
+
+
+def test_paper_account_reset(api, user, sim):
+    services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(100_000))
+    open_order = services.order_place(
+        user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(90_000_000), volume=d("0.001")
+    )
+    r = api.post("/api/trading/paper/reset/")
+    assert r.status_code == 200 and r.json()["mode"] == "paper"
+    assert r.json()["balances"] == [
+        {"currency": "KRW", "balance": "10000000", "locked": "0", "avg_buy_price": "0"}
+    ]
+    open_order.refresh_from_db()
+    assert open_order.state == "cancelled"
+    assert api.get("/api/trading/orders/?mode=paper").json()["count"] == 2  # history stays
+    assert api.get("/api/trading/orders/?mode=live").json()["count"] == 0
+    assert api.get("/api/trading/portfolio/").json()["portfolio"]["realized_pnl"] == "0"

@@ -40,6 +40,9 @@ def test_user_socket_gets_own_order_events_only(client, user, other_user, sim):
         event = await mine.receive_json_from(timeout=5)
         assert event["kind"] == "order" and event["order"]["market"] == "KRW-BTC"
         assert event["order"]["state"] == "done" and event["order"]["mode"] == "paper"
+        balances = await mine.receive_json_from(timeout=5)
+        assert balances["kind"] == "balances" and balances["mode"] == "paper"
+        assert {b["currency"] for b in balances["balances"]} == {"KRW", "BTC"}
 
         await database_sync_to_async(services.order_place)(
             user=other_user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000)

@@ -197,7 +197,11 @@ def test_exchange_errors_are_typed_and_translated(live_user, sim):
     api.defaults["HTTP_ACCEPT_LANGUAGE"] = "ko"
     r = api.post("/api/trading/orders/sell/", {"market": "KRW-BTC", "volume": "5"}, format="json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "insufficient_funds"
+    assert r.json()["error"]["message"].startswith("BTC이(가) 부족합니다")  # in the user's language
     assert r.json()["mode"] == "live"
+    api.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    r = api.post("/api/trading/orders/sell/", {"market": "KRW-BTC", "volume": "5"}, format="json")
+    assert r.json()["error"]["message"] == "Not enough BTC: 1 is available."
 
 
 def test_wrong_keys_give_a_clear_auth_error(sim, db):
@@ -211,3 +215,82 @@ def test_wrong_keys_give_a_clear_auth_error(sim, db):
         services.order_place(user=u, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000))
     r = client_for(u).get("/api/trading/balances/")
     assert r.status_code == 403 and r.json()["error"]["code"] == "exchange_auth"
+
+
+def test_exchange_side_rejection_is_stored_and_replayed(live_user, sim, settings):
+    """An order our checks let through but Upbit refuses: typed 400, the row is ``rejected``, and a retry with
+    the same key gets the same answer without sending again (Upbit burns an identifier forever)."""
+    settings.UPBIT_MIN_ORDER_KRW = 1000  # our pre-check is looser than the exchange's 5,000 KRW
+    api = client_for(live_user)
+    body = {"market": "KRW-BTC", "amount_krw": "3000"}
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="too-small")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "under_min_total"
+    order = Order.objects.get(idempotency_key="too-small")
+    assert order.state == "rejected" and order.error_code == "under_min_total"
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="too-small")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "under_min_total"
+    assert Order.objects.filter(user=live_user).count() == 1
+
+
+def test_unknown_outcome_stays_pending_then_reconciles(live_user, sim, monkeypatch):
+    from trading.errors import ExchangeUnavailable
+
+    def down(self, **kwargs):
+        raise ExchangeUnavailable()
+
+    monkeypatch.setattr(UpbitExchange, "place_order", down)
+    api = client_for(live_user)
+    r = api.post("/api/trading/orders/buy/", {"market": "KRW-BTC", "amount_krw": "10000"}, format="json")
+    assert r.status_code == 503
+    err = r.json()["error"]
+    assert err["code"] == "exchange_unavailable" and err["order_id"]
+    order = Order.objects.get(pk=err["order_id"])
+    assert order.state == "pending"
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - dt.timedelta(minutes=5))
+    services.orders_reconcile()  # Upbit does not know the identifier: it was never placed
+    order.refresh_from_db()
+    assert order.state == "rejected" and sim.order_count(live_user.sim_account_id) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "cls_name", "code", "http"),
+    [
+        ("insufficient_funds_bid", 400, "InsufficientFunds", "insufficient_funds", 400),
+        ("under_min_total_ask", 400, "UnderMinTotal", "under_min_total", 400),
+        ("invalid_price_bid", 400, "InvalidPriceUnit", "invalid_price_unit", 400),
+        ("jwt_verification", 401, "UpbitAuthError", "exchange_auth", 403),
+        ("out_of_scope", 403, "UpbitAuthError", "exchange_auth", 403),
+        ("too_many_requests", 429, "RateLimited", "rate_limited", 429),
+        (500, 500, "UpbitUnavailable", "exchange_unavailable", 503),
+        ("notfoundmarket", 400, "MarketNotFound", "market_not_found", 400),
+        ("order_not_found", 404, "OrderNotFound", "exchange_order_not_found", 404),
+    ],
+)
+def test_upbit_errors_map_to_typed_application_errors(name, status, cls_name, code, http):
+    from market.upbit import errors as upbit_errors
+    from trading.errors import from_upbit
+
+    exc = getattr(upbit_errors, cls_name)(name, "msg", status)
+    mapped = from_upbit(exc)
+    assert (mapped.code, mapped.status_code) == (code, http)
+    assert str(mapped.message) and "msg" not in str(mapped.message)
+
+
+def test_open_live_orders_are_refreshed_every_few_seconds(live_user, sim):
+    from trading.tasks import sync_open_orders
+
+    order = services.order_place(
+        user=live_user,
+        market="KRW-BTC",
+        side="ask",
+        ord_type="limit",
+        price=d(101_000_000),
+        volume=d("0.002"),
+    )
+    assert order.state == "open"
+    assert sync_open_orders() == 0  # just looked at: not re-read yet (rate limits)
+    sim.set_book("KRW-BTC", [(101_500_000.0, 0.01)], [(101_200_000.0, 0.01)])  # buyers above our price
+    Order.objects.filter(pk=order.pk).update(last_synced_at=timezone.now() - dt.timedelta(seconds=6))
+    assert sync_open_orders() == 1
+    order.refresh_from_db()
+    assert order.state == "done" and order.executed_volume == d("0.002")

@@ -67,10 +67,10 @@ def test_market_sell_walks_the_bid_levels_and_realizes_pnl(user, sim):
     assert krw(user).balance - before == d(199_997) - d("99.9985")
     assert coin(user).balance == 0 and coin(user).locked == 0
     # Realized against the fee-inclusive basis of 100,050 KRW per 0.001 BTC our own fills bought; the
-    # 0.001 BTC that came from elsewhere has no known cost: it realizes only its fee.
+    # 0.001 BTC that came from elsewhere is valued at the account's average buy price (100,000,000).
     first, second = fills
     assert first.realized_pnl == d(99_999) - d("49.9995") - d(100_050)
-    assert second.realized_pnl == -d("49.999")
+    assert second.realized_pnl == d(99_998) - d("49.999") - d(100_000)
     assert (
         Position.objects.get(user=user, currency="BTC").realized_pnl
         == first.realized_pnl + second.realized_pnl

@@ -220,7 +220,9 @@ def test_a_locked_row_is_skipped_not_waited_for(user, sim):
     """MariaDB: while one worker holds a due row locked (mid-claim), another worker's claim skips it at once
     (SKIP LOCKED) instead of blocking or double-claiming; once released it fires exactly once."""
     if not connection.features.has_select_for_update_skip_locked:
-        pytest.skip("the database has no SELECT ... FOR UPDATE SKIP LOCKED (SQLite serialises writers instead)")
+        pytest.skip(
+            "the database has no SELECT ... FOR UPDATE SKIP LOCKED (SQLite serialises writers instead)"
+        )
     from django.db import transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -250,3 +252,21 @@ def test_a_locked_row_is_skipped_not_waited_for(user, sim):
     t.join(timeout=10)
     assert scheduled_orders_fire_due() == [locked.pk]
     assert Order.objects.filter(user=user, source="scheduled").count() == 2
+
+
+@pytest.mark.live
+def test_precise_eta_path_fires_on_time_without_beat(user, sim_env, celery_worker_process, settings):
+    """Time-triggered orders are also queued with an ETA at their due time; the worker fires them within
+    milliseconds (the 1 s beat stays the safety net and would find nothing left to do)."""
+    settings.TRADING_PRECISE_SCHEDULE = True
+    so = schedule(user, trigger_at=timezone.now() + dt.timedelta(seconds=2))
+
+    def fired() -> bool:
+        so.refresh_from_db()
+        return so.fired_at is not None
+
+    live.wait_until(fired, timeout=30, message="scheduled order fired by its ETA task")
+    assert so.state == "filled", so.failure_reason
+    assert (so.fired_at - so.trigger_at).total_seconds() < 1.0
+    assert scheduled_orders_fire_due() == []
+    assert Order.objects.filter(user=user, source="scheduled").count() == 1

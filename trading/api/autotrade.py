@@ -49,15 +49,21 @@ class SessionOutput(serializers.Serializer):
 class AutoStartApi(TradingView):
     class InputSerializer(serializers.Serializer):
         market = serializers.CharField(max_length=20)
-        threshold_pct = serializers.DecimalField(max_digits=12, decimal_places=8,
-                                                 help_text="Profit threshold in percent (0.05 = 0.05 %).")
+        threshold_pct = serializers.DecimalField(
+            max_digits=12, decimal_places=8, help_text="Profit threshold in percent (0.05 = 0.05 %)."
+        )
         order_krw = serializers.DecimalField(max_digits=20, decimal_places=8)
         cooldown_s = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
-        max_position_krw = serializers.DecimalField(max_digits=20, decimal_places=8, required=False,
-                                                    allow_null=True)
-        stop_loss_pct = serializers.DecimalField(max_digits=12, decimal_places=8, required=False,
-                                                 allow_null=True, help_text="Sell when the bid is this many "
-                                                 "percent below the session's average cost.")
+        max_position_krw = serializers.DecimalField(
+            max_digits=20, decimal_places=8, required=False, allow_null=True
+        )
+        stop_loss_pct = serializers.DecimalField(
+            max_digits=12,
+            decimal_places=8,
+            required=False,
+            allow_null=True,
+            help_text="Sell when the bid is this many percent below the session's average cost.",
+        )
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutput, **ERRORS})
     def post(self, request: Request) -> Response:
@@ -66,8 +72,12 @@ class AutoStartApi(TradingView):
         v = s.validated_data
         stop = v.get("stop_loss_pct")
         session = autotrade.autotrade_start(
-            user=request.user, market=v["market"], threshold=v["threshold_pct"] / PCT, order_krw=v["order_krw"],
-            cooldown_s=v.get("cooldown_s"), max_position_krw=v.get("max_position_krw"),
+            user=request.user,
+            market=v["market"],
+            threshold=v["threshold_pct"] / PCT,
+            order_krw=v["order_krw"],
+            cooldown_s=v.get("cooldown_s"),
+            max_position_krw=v.get("max_position_krw"),
             stop_loss=stop / PCT if stop is not None else None,
         )
         return self.ok(request, {"session": autotrade.session_data(session=session)}, status.HTTP_201_CREATED)
@@ -82,8 +92,12 @@ class AutoChangeApi(TradingView):
         s = self.InputSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         v = s.validated_data
-        session = autotrade.autotrade_change(user=request.user, threshold=v["threshold_pct"] / PCT,
-                                             session_id=v.get("session_id"), market=v.get("market"))
+        session = autotrade.autotrade_change(
+            user=request.user,
+            threshold=v["threshold_pct"] / PCT,
+            session_id=v.get("session_id"),
+            market=v.get("market"),
+        )
         return self.ok(request, {"session": autotrade.session_data(session=session)})
 
 
@@ -96,8 +110,9 @@ class AutoStopApi(TradingView):
         s = self.InputSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         v = s.validated_data
-        session = autotrade.autotrade_stop(user=request.user, session_id=v.get("session_id"),
-                                           market=v.get("market"))
+        session = autotrade.autotrade_stop(
+            user=request.user, session_id=v.get("session_id"), market=v.get("market")
+        )
         return self.ok(request, {"session": autotrade.session_data(session=session)})
 
 
@@ -116,11 +131,14 @@ class AutoSessionsApi(TradingView):
 
 
 class AutoDecisionsApi(TradingView):
-    @extend_schema(parameters=[
-        OpenApiParameter("session_id", int), OpenApiParameter("market", str),
-        OpenApiParameter("actions_only", bool, description="only buys and sells"),
-        OpenApiParameter("limit", int, description="at most 500 (default 100)"),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("session_id", int),
+            OpenApiParameter("market", str),
+            OpenApiParameter("actions_only", bool, description="only buys and sells"),
+            OpenApiParameter("limit", int, description="at most 500 (default 100)"),
+        ]
+    )
     def get(self, request: Request) -> Response:
         q = request.query_params
         try:
@@ -128,6 +146,10 @@ class AutoDecisionsApi(TradingView):
             limit = min(max(int(q.get("limit", 100)), 1), 500)
         except ValueError:
             raise serializers.ValidationError({"limit": "must be a number"}) from None
-        qs = autotrade.autotrade_decisions_list(user=request.user, session_id=session_id, market=q.get("market"),
-                                                actions_only=q.get("actions_only") in ("1", "true", "yes"))
+        qs = autotrade.autotrade_decisions_list(
+            user=request.user,
+            session_id=session_id,
+            market=q.get("market"),
+            actions_only=q.get("actions_only") in ("1", "true", "yes"),
+        )
         return self.ok(request, {"decisions": [autotrade.decision_data(decision=d) for d in qs[:limit]]})

@@ -113,6 +113,7 @@ class ScheduledOrderInput(serializers.Serializer):
 
 class OrderListFilter(serializers.Serializer):
     state = serializers.ChoiceField(choices=[*OrderState.choices, ("open", "open")], required=False)
+    mode = serializers.ChoiceField(choices=TradingMode.choices, required=False)
     source = serializers.ChoiceField(choices=OrderSource.choices, required=False)
     market = serializers.CharField(max_length=20, required=False)
 

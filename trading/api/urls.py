@@ -11,6 +11,7 @@ urlpatterns = [
     path("trading/balances/", views.BalancesApi.as_view(), name="balances"),
     path("trading/portfolio/", views.PortfolioApi.as_view(), name="portfolio"),
     path("trading/report/", views.ReportApi.as_view(), name="report"),
+    path("trading/paper/reset/", views.PaperResetApi.as_view(), name="paper-reset"),
     path("trading/orders/", views.OrderListApi.as_view(), name="orders"),
     path("trading/orders/buy/", views.BuyApi.as_view(), name="buy"),
     path("trading/orders/sell/", views.SellApi.as_view(), name="sell"),

@@ -206,6 +206,19 @@ class ReportApi(TradingView):
         return self.ok(request, {"sent_to": sent_to})
 
 
+class PaperResetApi(OrderThrottled):
+    @extend_schema(
+        operation_id="trading_paper_reset",
+        request=None,
+        responses={200: s.BalancesEnvelope, **ERRORS},
+        summary="Start paper trading over (open paper orders cancelled, starting KRW again)",
+    )
+    def post(self, request: Request) -> Response:
+        services.paper_account_reset(user=request.user)
+        balances = selectors.balances_get(user=request.user, mode="paper")
+        return self.ok(request, {"balances": s.BalanceOutput(balances, many=True).data})
+
+
 # -- orders ---------------------------------------------------------------------------------------------
 
 

@@ -62,8 +62,8 @@ def paper_account_ensure(*, user: Any) -> None:
     )
 
 
-def paper_account_reset(*, user: Any) -> None:
-    """Back to the starting KRW; open paper orders are dropped."""
+def paper_account_wipe(*, user: Any) -> None:
+    """The virtual account back to settings.PAPER_STARTING_KRW (open paper orders must be cancelled first)."""
     with transaction.atomic():
         PaperOrder.objects.filter(user=user, state="wait").update(state="cancel", locked=ZERO)
         PaperBalance.objects.filter(user=user).delete()
@@ -297,8 +297,8 @@ def _apply_fill(
         coin.locked -= volume
         order.locked -= volume
         krw.balance += funds - fee
-        if coin.balance + coin.locked == 0:
-            coin.avg_buy_price = ZERO
+        # The average buy price is kept when the balance reaches zero (the next buy starts it afresh);
+        # realized P&L of coins bought outside our own fills is measured against it.
     order.executed_volume += volume
     order.executed_funds += funds
     order.paid_fee += fee

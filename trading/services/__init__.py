@@ -9,6 +9,7 @@ from trading.services.orders import (
     orders_cancel_all,
     orders_reconcile,
 )
+from trading.services.paper import paper_account_reset, paper_orders_match
 from trading.services.profiles import (
     auto_trading_halt,
     auto_trading_resume,
@@ -38,6 +39,8 @@ __all__ = [
     "order_sync",
     "orders_cancel_all",
     "orders_reconcile",
+    "paper_account_reset",
+    "paper_orders_match",
     "report_send",
     "reports_send_daily",
     "risk_limits_update",

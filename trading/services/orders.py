@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -43,7 +43,7 @@ from trading.models import (
     TradingMode,
 )
 from trading.services.profiles import trading_profile_ensure
-from trading.services.realtime import user_event_publish
+from trading.services.realtime import user_events_publish
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -342,7 +342,25 @@ def _publish(order: Order) -> None:
 
     if order.mode == TradingMode.LIVE:
         cache.delete(live_balances_cache_key(order.user_id))
-    user_event_publish(user_id=order.user_id, kind="order", data={"order": order_event_data(order=order)})
+    # Balances moved (funds locked, filled or released). Paper balances are in our database and go out
+    # with the event; live ones are only announced (the page re-reads them over REST, from the 5 s cache).
+    data: dict[str, Any] = {"mode": order.mode}
+    if order.mode == TradingMode.PAPER:
+        from trading.models import PaperBalance
+
+        data["balances"] = [
+            {
+                "currency": b.currency,
+                "balance": format(b.balance, "f"),
+                "locked": format(b.locked, "f"),
+                "avg_buy_price": format(b.avg_buy_price, "f"),
+            }
+            for b in PaperBalance.objects.filter(user_id=order.user_id).order_by("currency")
+        ]
+    user_events_publish(
+        user_id=order.user_id,
+        events=[("order", {"order": order_event_data(order=order)}), ("balances", data)],
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -410,9 +428,17 @@ def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
         if new_fills or order.state != previous_state:
             _publish(order)
     if new_fills:
-        from trading.services.risk import daily_loss_check
+        user = order.user
 
-        transaction.on_commit(lambda: daily_loss_check(user=order.user))
+        def _check_loss_limit() -> None:
+            from trading.services.risk import daily_loss_check
+
+            try:
+                daily_loss_check(user=user)
+            except Exception:  # noqa: BLE001 - the order is done; the periodic check runs again
+                logger.warning("daily loss check for user %s failed", user.pk, exc_info=True)
+
+        transaction.on_commit(_check_loss_limit)
     return order
 
 
@@ -429,14 +455,33 @@ def _position_apply(*, order: Order, fill: Fill) -> None:
         pos.volume = new_volume
         fill.realized_pnl = ZERO
     else:
-        basis = pos.avg_buy_price if pos.volume > 0 else fill.price
-        realized = (fill.funds - fill.fee - basis * fill.volume).quantize(VOLUME_QUANTUM)
+        # Coins our own fills did not buy (deposited, or bought before OBservator) are valued at the
+        # exchange's average buy price when known, else at the sale price (no P&L but the fee).
+        covered = min(pos.volume, fill.volume)
+        outside = fill.volume - covered
+        outside_basis = _exchange_avg_price(order=order, currency=currency) if outside > 0 else None
+        basis_total = covered * pos.avg_buy_price + outside * (outside_basis or fill.price)
+        realized = (fill.funds - fill.fee - basis_total).quantize(VOLUME_QUANTUM)
         fill.realized_pnl = realized
         pos.realized_pnl += realized
         pos.volume = max(ZERO, pos.volume - fill.volume)
         if pos.volume == 0:
             pos.avg_buy_price = ZERO
     pos.save()
+
+
+def _exchange_avg_price(*, order: Order, currency: str) -> Decimal | None:
+    """The exchange's own average buy price for a currency, without a network call (paper ledger, or the
+    live balances already cached)."""
+    if order.mode == TradingMode.PAPER:
+        from trading.models import PaperBalance
+
+        row = PaperBalance.objects.filter(user_id=order.user_id, currency=currency).only("avg_buy_price")
+        row = row.first()
+        return row.avg_buy_price if row is not None and row.avg_buy_price > 0 else None
+    cached = cache.get(live_balances_cache_key(order.user_id)) or []
+    avg = next((b.avg_buy_price for b in cached if b.currency == currency), None)
+    return avg if avg else None
 
 
 def order_sync(*, order: Order, exchange: Exchange | None = None) -> Order:
@@ -470,6 +515,29 @@ def order_refresh_if_stale(*, order: Order, max_age: dt.timedelta = dt.timedelta
     except ApplicationError:
         return order
     return Order.objects.prefetch_related("fills").get(pk=order.pk)
+
+
+def live_orders_refresh(*, max_age: dt.timedelta = dt.timedelta(seconds=5), limit: int = 20) -> int:
+    """Re-read the open live orders not looked at for ``max_age`` (the oldest first, ``limit`` per run), so
+    fills of resting orders reach the user within seconds without hammering Upbit's rate limits."""
+    cutoff = timezone.now() - max_age
+    qs = (
+        Order.objects.filter(mode=TradingMode.LIVE, state=OrderState.OPEN)
+        .filter(models.Q(last_synced_at__isnull=True) | models.Q(last_synced_at__lt=cutoff))
+        .select_related("user")
+        .order_by("last_synced_at", "id")[:limit]
+    )
+    changed = 0
+    for order in qs:
+        before = (order.state, order.executed_volume)
+        try:
+            after = order_sync(order=order)
+        except ApplicationError as exc:
+            logger.warning("refresh of live order %s failed: %s", order.pk, exc.code)
+            Order.objects.filter(pk=order.pk).update(last_synced_at=timezone.now())
+            continue
+        changed += int((after.state, after.executed_volume) != before)
+    return changed
 
 
 def orders_reconcile(*, user: Any | None = None, mode: str | None = None) -> dict[str, int]:

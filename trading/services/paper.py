@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+from django.db import transaction
 
 from core.errors import ApplicationError
-from trading.exchanges.paper import PaperExchange, paper_match_market
-from trading.models import Order, OrderState, PaperOrder, TradingMode
-from trading.services.orders import order_sync
+from trading.exchanges.paper import PaperExchange, paper_account_wipe, paper_match_market
+from trading.models import OPEN_ORDER_STATES, Order, OrderState, PaperOrder, Position, TradingMode
+from trading.services.orders import order_cancel, order_sync
+from trading.services.realtime import user_event_publish
 
 logger = logging.getLogger(__name__)
 
@@ -36,3 +40,17 @@ def paper_orders_match(*, markets: list[str] | None = None) -> int:
                 order_sync(order=order, exchange=PaperExchange(order.user))
             changed += 1
     return changed
+
+
+def paper_account_reset(*, user: Any) -> None:
+    """Start paper trading over: open paper orders cancelled, balances back to the starting KRW, paper
+    positions and realized P&L cleared (the order history stays)."""
+    for order in Order.objects.filter(user=user, mode=TradingMode.PAPER, state__in=OPEN_ORDER_STATES):
+        try:
+            order_cancel(user=user, order_id=order.pk)
+        except ApplicationError:
+            Order.objects.filter(pk=order.pk).update(state=OrderState.CANCELLED)
+    with transaction.atomic():
+        paper_account_wipe(user=user)
+        Position.objects.filter(user=user, mode=TradingMode.PAPER).delete()
+        user_event_publish(user_id=user.pk, kind="balances", data={"mode": TradingMode.PAPER, "reset": True})

@@ -20,7 +20,11 @@ LIVE_CONFIRMATION_TEXT = "LIVE"
 
 
 def trading_profile_ensure(*, user: Any) -> TradingProfile:
-    profile, _created = TradingProfile.objects.get_or_create(user=user)
+    """The user's profile, created on first use: paper mode; the daily report follows the e-mail
+    notifications choice made at sign-up."""
+    profile, _created = TradingProfile.objects.get_or_create(
+        user=user, defaults={"daily_report": bool(getattr(user, "email_opt_in", False))}
+    )
     return profile
 
 

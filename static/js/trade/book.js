@@ -28,8 +28,31 @@ export class OrderBookView {
     this.midCell = h("td", { colspan: 3, class: "mid-cell muted" }, t("loading"));
     midBody.replaceChildren(h("tr", null, this.midCell));
     if (canvas && !this.depthEnabled) canvas.hidden = true;
+    // The canvas size is cached from the ResizeObserver: reading clientWidth while painting would force a
+    // synchronous layout of the whole page right after the ladder's text changed (several ms per update).
+    this.cssW = 0;
+    this.cssH = 0;
+    // Axis labels are HTML over the canvas: canvas fillText costs ~2 ms a frame in software rendering.
+    this.labels = {};
+    if (this.depthEnabled) {
+      const wrap = h("div", { class: "depth-wrap" });
+      canvas.replaceWith(wrap);
+      wrap.append(canvas);
+      for (const name of ["max", "lo", "mid", "hi"]) {
+        this.labels[name] = h("span", { class: `depth-label depth-${name}`, "aria-hidden": "true" });
+        wrap.append(this.labels[name]);
+      }
+    }
     if (this.depthEnabled && "ResizeObserver" in window) {
-      new ResizeObserver(() => this._schedule()).observe(canvas);
+      new ResizeObserver((entries) => {
+        const box = entries[entries.length - 1].contentRect;
+        this.cssW = box.width;
+        this.cssH = box.height;
+        this._schedule();
+      }).observe(canvas);
+    } else if (this.depthEnabled) {
+      this.cssW = canvas.clientWidth;
+      this.cssH = canvas.clientHeight;
     }
   }
 
@@ -81,8 +104,10 @@ export class OrderBookView {
 
   _paint() {
     const book = this.book;
+    const t0 = performance.now();
     if (this.ladderEnabled) this._paintLadder(book);
     if (this.depthEnabled) this._paintDepth(book);
+    this.stats.paintMs = (this.stats.paintMs || 0) + (performance.now() - t0);
     if (book) {
       this.stats.bookPaints = (this.stats.bookPaints || 0) + 1;
       if (!this.stats.firstBookPaint) {
@@ -143,8 +168,8 @@ export class OrderBookView {
 
   _paintDepth(book) {
     const canvas = this.canvas;
-    const cssW = canvas.clientWidth;
-    const cssH = canvas.clientHeight;
+    const cssW = this.cssW;
+    const cssH = this.cssH;
     if (!cssW || !cssH) return;
     const dpr = window.devicePixelRatio || 1;
     const W = Math.round(cssW * dpr);
@@ -153,9 +178,12 @@ export class OrderBookView {
       canvas.width = W;
       canvas.height = H;
     }
-    const ctx = canvas.getContext("2d");
+    // Opaque canvas: the compositor does not blend it with the page behind (cheaper frames in software).
+    if (!this.ctx) this.ctx = canvas.getContext("2d", { alpha: false });
+    const ctx = this.ctx;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, cssW, cssH);
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, cssW, cssH);
     if (!book || (!book.asks.length && !book.bids.length)) return;
     const asks = book.asks;
     const bids = book.bids;
@@ -213,27 +241,21 @@ export class OrderBookView {
       ctx.lineWidth = 1.5;
       ctx.stroke();
     }
-    // Axis labels: lowest, mid and highest price; the largest cumulative size.
-    ctx.fillStyle = "#667085";
-    ctx.font = "11px system-ui, sans-serif";
-    ctx.textBaseline = "bottom";
-    ctx.textAlign = "left";
-    ctx.fillText(fmtPrice(lo), 2, cssH - 1);
-    ctx.textAlign = "right";
-    ctx.fillText(fmtPrice(hi), cssW - 2, cssH - 1);
+    // Axis labels (HTML): lowest, mid and highest price; the largest cumulative size; a dashed mid line.
+    setText(this.labels.lo, fmtPrice(lo));
+    setText(this.labels.hi, fmtPrice(hi));
+    setText(this.labels.max, fmtCompact(maxCum));
     if (book.mid) {
-      ctx.textAlign = "center";
-      ctx.fillText(fmtPrice(book.mid), x(book.mid), cssH - 1);
+      setText(this.labels.mid, fmtPrice(book.mid));
+      const mx = x(book.mid);
+      this.labels.mid.style.left = `${mx.toFixed(0)}px`;
       ctx.strokeStyle = "rgba(102,112,133,0.5)";
       ctx.setLineDash([3, 3]);
       ctx.beginPath();
-      ctx.moveTo(x(book.mid), padT);
-      ctx.lineTo(x(book.mid), base);
+      ctx.moveTo(mx, padT);
+      ctx.lineTo(mx, base);
       ctx.stroke();
       ctx.setLineDash([]);
     }
-    ctx.textBaseline = "top";
-    ctx.textAlign = "left";
-    ctx.fillText(fmtCompact(maxCum), 2, padT);
   }
 }

@@ -55,10 +55,17 @@ export class PriceChart {
       bySecond.set(Math.floor(ts / 1000), price);
     }
     const nowS = Math.floor(Date.now() / 1000);
-    this.live = Array.from(bySecond.entries())
+    const sorted = Array.from(bySecond.entries())
       .filter(([s]) => s > nowS - LIVE_WINDOW_S)
-      .sort((a, b) => a[0] - b[0])
-      .map(([s, v]) => ({ time: s + TZ_SHIFT, value: v }));
+      .sort((a, b) => a[0] - b[0]);
+    // One point per second, interpolated between the known prices: the chart spaces points by index, so
+    // gaps (minute closes before the live trades) would distort time.
+    this.live = [];
+    for (let i = 0; i < sorted.length; i++) {
+      const [sec, v] = sorted[i];
+      const [next, nv] = i + 1 < sorted.length ? sorted[i + 1] : [sec + 1, v];
+      for (let x = sec; x < next; x++) this.live.push({ time: x + TZ_SHIFT, value: v + ((nv - v) * (x - sec)) / (next - sec) });
+    }
     if (this.live.length) this._precision(this.live[this.live.length - 1].value);
     if (this.mode === "live") this._render();
   }
@@ -72,7 +79,17 @@ export class PriceChart {
     if (last && time < last.time) return; // late trade of an older second: the line keeps moving forward
     this._precision(p);
     if (last && last.time === time) last.value = p;
-    else this.live.push({ time, value: p });
+    else {
+      if (last && time - last.time > 1) {
+        // Carry the last price over the silent seconds (at most the window) so time stays proportional.
+        for (let x = Math.max(last.time + 1, time - LIVE_WINDOW_S); x < time; x++) {
+          const filler = { time: x, value: last.value };
+          this.live.push(filler);
+          if (this.mode === "live" && this.impl) this.impl.updateLive(filler, this.live);
+        }
+      }
+      this.live.push({ time, value: p });
+    }
     const cutoff = time - LIVE_WINDOW_S;
     let drop = 0;
     while (drop < this.live.length && this.live[drop].time < cutoff) drop++;
@@ -104,7 +121,11 @@ export class PriceChart {
       const to = from + Math.max(1, Math.round(num(pred.horizon_s) || 30));
       const p0 = num(pred.price);
       const p1 = p0 * Math.exp(num(pred.predicted_return) || 0);
-      this.prediction = Number.isFinite(p0) && Number.isFinite(p1) ? [{ time: from, value: p0 }, { time: to, value: p1 }] : null;
+      if (Number.isFinite(p0) && Number.isFinite(p1) && Number.isFinite(from)) {
+        // One point per second (the chart spaces points by index), a straight line from now to now + horizon.
+        this.prediction = [];
+        for (let x = from; x <= to; x++) this.prediction.push({ time: x, value: p0 + ((p1 - p0) * (x - from)) / (to - from) });
+      } else this.prediction = null;
     }
     if (this.mode === "live" && this.impl) this.impl.setPrediction(this.prediction);
   }
@@ -144,6 +165,7 @@ class LibChart {
   }
 
   showLive(points, prediction) {
+    this.candles.setData([]); // hidden series still stretch the time scale
     this.candles.applyOptions({ visible: false });
     this.line.applyOptions({ visible: true });
     this.pred.applyOptions({ visible: true });
@@ -162,6 +184,8 @@ class LibChart {
   }
 
   showCandles(candles) {
+    this.line.setData([]);
+    this.pred.setData([]);
     this.line.applyOptions({ visible: false });
     this.pred.applyOptions({ visible: false });
     this.candles.applyOptions({ visible: true });
@@ -249,8 +273,9 @@ class CanvasChart {
       lo -= 1;
     }
     const t0 = data[0].time;
-    const t1 = Math.max(data[data.length - 1].time, pred.length ? pred[1].time : 0, t0 + 1);
-    const padR = 70;
+    const t1 = Math.max(data[data.length - 1].time, pred.length ? pred[pred.length - 1].time : 0, t0 + 1);
+    ctx.font = "11px system-ui, sans-serif";
+    const padR = Math.ceil(Math.max(ctx.measureText(fmtPrice(hi)).width, ctx.measureText(fmtPrice(lo)).width)) + 12;
     const padB = 18;
     const plotW = w - padR;
     const plotH = hgt - padB - 6;
@@ -276,25 +301,25 @@ class CanvasChart {
       ctx.beginPath();
       data.forEach((d, i) => (i ? ctx.lineTo(x(d.time), y(d.value)) : ctx.moveTo(x(d.time), y(d.value))));
       ctx.stroke();
-      if (pred.length === 2) {
+      if (pred.length >= 2) {
+        const end = pred[pred.length - 1];
         ctx.strokeStyle = PRED;
         ctx.setLineDash([5, 4]);
         ctx.beginPath();
         ctx.moveTo(x(pred[0].time), y(pred[0].value));
-        ctx.lineTo(x(pred[1].time), y(pred[1].value));
+        ctx.lineTo(x(end.time), y(end.value));
         ctx.stroke();
         ctx.setLineDash([]);
       }
     }
     ctx.fillStyle = "#475467";
-    ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "left";
     ctx.textBaseline = "top";
-    ctx.fillText(fmtPrice(hi), plotW + 6, 4);
-    ctx.textBaseline = "bottom";
-    ctx.fillText(fmtPrice(lo), plotW + 6, 6 + plotH);
     const last = data[data.length - 1];
     const lastV = this.candleMode ? last.close : last.value;
+    if (Math.abs(y(lastV) - 6) > 14) ctx.fillText(fmtPrice(hi), plotW + 6, 4);
+    ctx.textBaseline = "bottom";
+    if (Math.abs(y(lastV) - (6 + plotH)) > 14) ctx.fillText(fmtPrice(lo), plotW + 6, 6 + plotH);
     ctx.textBaseline = "middle";
     ctx.fillStyle = LINE;
     ctx.fillText(fmtPrice(lastV), plotW + 6, y(lastV));

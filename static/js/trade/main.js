@@ -18,8 +18,6 @@ import {
   fmtKRW,
   fmtPct,
   fmtPrice,
-  fmtSignedKRW,
-  fmtVol,
   fmtDate,
   h,
   listOf,
@@ -420,5 +418,3 @@ setInterval(loadNews, 300000);
 
 // Exposed for the end-to-end tests and the benchmark (frame counting, socket drop).
 window.__trade = { state, stats, marketSocket, userSocket, book, tape, chart, assets, orders, auto, forms, version: 1 };
-void fmtVol;
-void fmtSignedKRW;

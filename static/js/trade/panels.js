@@ -502,27 +502,22 @@ export class AutoPanel {
       ...this.decisions.map((d) => {
         const action = String(d.action || "hold").toLowerCase();
         const pr = num(pick(d, "predicted_return", "prediction"));
-        const th = num(d.threshold);
-        const cost = num(pick(d, "cost", "round_trip_cost"));
+        const edge = num(d.threshold) + num(pick(d, "cost", "round_trip_cost"));
+        const reasonKey = `reason_${d.reason}`;
+        const reason = d.reason ? (t(reasonKey) !== reasonKey ? t(reasonKey) : d.reason) : "";
+        const parts = [
+          Number.isFinite(pr) ? `${t("prediction")} ${fmtPct(pr, 3)}` : null,
+          Number.isFinite(edge) ? t("edge", { v: fmtPct(edge, 3).replace(/^\+/, "") }) : null,
+        ].filter(Boolean);
         return h(
           "li",
-          { class: `decision decision-${action}`, "data-action": action },
+          { class: `decision decision-${action}`, "data-action": action, title: d.detail || "" },
           h("time", { datetime: pick(d, "created_at") || "" }, fmtTime(pick(d, "created_at", "prediction_ts"))),
           " ",
           h("strong", { class: action === "buy" ? "up" : action === "sell" ? "down" : "" }, t(`action_${action}`)),
           " ",
-          h(
-            "span",
-            { class: "muted" },
-            [
-              Number.isFinite(pr) ? `${t("prediction")} ${fmtPct(pr, 3)}` : null,
-              Number.isFinite(th) ? `> ${fmtPct(th, 3)}` : null,
-              Number.isFinite(cost) ? `+ ${fmtPct(cost, 3)}` : null,
-            ]
-              .filter(Boolean)
-              .join(" "),
-          ),
-          d.detail || d.reason ? h("span", { class: "reason" }, ` — ${d.detail || d.reason}`) : null,
+          h("span", { class: "muted" }, parts.join(" · ")),
+          reason ? h("span", { class: "reason" }, ` — ${reason}`) : null,
           d.order_state ? h("span", { class: `state state-${d.order_state}` }, ` (${t(`state_${d.order_state}`)})`) : null,
         );
       }),
@@ -655,7 +650,9 @@ export class OrderForms {
         this.afterAction();
       } catch (e2) {
         err.textContent = e2.message;
-        if (!(e2 instanceof ApiError) || e2.status >= 400) form._sig = form._sig && e2.status === 0 ? form._sig : null;
+        // Refused by the server: nothing was placed, a corrected form gets a fresh key. A network error or
+        // timeout keeps the key, so pressing the button again cannot place the order twice.
+        if (e2 instanceof ApiError && e2.status >= 400) form._sig = null;
       } finally {
         btn.disabled = false;
       }

@@ -198,7 +198,8 @@ function errorMessage(body, status) {
 /** Fill `{id}`-style placeholders of an endpoint from config.api. */
 export function endpoint(name, params) {
   let url = config.api[name];
-  if (!url) throw new Error(`unknown endpoint ${name}`);
+  // Not installed on this server (the page was rendered without it): behave like a 404.
+  if (!url) throw new ApiError(t("error_unavailable"), 404, "not_installed");
   if (params) for (const [k, v] of Object.entries(params)) url = url.replace(`{${k}}`, encodeURIComponent(v));
   return url;
 }

@@ -78,7 +78,7 @@ def test_sigkill_then_restart_loses_at_most_one_segment(sim: SimulatorThread, tm
     trades_before = dayfiles.read_day(data_dir, "trade", "KRW-BTC", dayfiles.day_of(kill_ms))
     last_saved = max(rows_before.column("recv_ts").to_pylist() + trades_before.column("recv_ts").to_pylist())
     # At most the segment being collected (FLUSH_S) was lost, plus scheduling slack on a busy machine.
-    assert kill_ms - last_saved <= FLUSH_S * 1000 + 2000, kill_ms - last_saved
+    assert kill_ms - last_saved <= FLUSH_S * 1000 + 2500, kill_ms - last_saved
     last_part = max(dayfiles.part_number(p) or 0 for p in dayfiles.segment_paths(book_dir))
 
     proc = _start(sim, data_dir, log)

@@ -160,3 +160,33 @@ def test_interrupted_compaction_is_repaired(tmp_path: Path) -> None:
     assert [p.name for p in segment_paths(directory)] == ["part-00000.parquet"]
     assert read_day(tmp_path, "trade", "KRW-BTC", day).num_rows == 3
     assert not list(directory.parent.glob("*.old")) and not staged.exists()
+
+
+def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+
+    clock = FakeClock(kst_ms(2026, 3, 1, 12))
+    writer = DayFileWriter(tmp_path, clock=clock)
+    writer.add_orderbook(book("KRW-BTC", clock.now))
+    writer.add_trade(trade("KRW-BTC", clock.now, sid=1))
+    real = dayfiles.write_table_atomic
+    calls = {"n": 0}
+
+    def disk_full_once(table, path, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real(table, path, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dayfiles, "write_table_atomic", disk_full_once)
+        with pytest.raises(OSError):
+            writer.flush()
+        writer.add_orderbook(book("KRW-BTC", clock.advance(10)))
+        writer.flush()
+    day = dt.date(2026, 3, 1)
+    assert read_day(tmp_path, "orderbook", "KRW-BTC", day).num_rows == 2  # nothing lost
+    assert read_day(tmp_path, "trade", "KRW-BTC", day).num_rows == 1
+    assert [p.name for p in segment_paths(day_dir(tmp_path, "orderbook", "KRW-BTC", day))] == [
+        "part-00000.parquet"
+    ]

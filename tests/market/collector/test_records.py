@@ -94,3 +94,19 @@ def test_status_and_error_frames() -> None:
     with pytest.raises(ServerErrorFrame) as exc:
         parse_frame('{"error":{"name":"NO_TICKET","message":"x"}}', recv_ts=1)
     assert exc.value.name == "NO_TICKET"
+
+
+def test_units_in_another_key_order_are_read_by_name() -> None:
+    message = orjson.loads(BOOK)
+    message["orderbook_units"] = [
+        {
+            "bid_size": u["bid_size"],
+            "ask_size": u["ask_size"],
+            "bid_price": u["bid_price"],
+            "ask_price": u["ask_price"],
+        }
+        for u in message["orderbook_units"]
+    ]
+    (rec,) = parse_frame(orjson.dumps(message), recv_ts=1)
+    (expected,) = parse_frame(BOOK, recv_ts=1)
+    assert rec == expected and rec.ask_price[0] == 149001000.0 and rec.bid_size[0] == 0.2201

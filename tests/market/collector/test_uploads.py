@@ -181,3 +181,80 @@ def test_beat_runs_the_upload_at_0005_seoul(settings: Any) -> None:
     assert entry["schedule"].hour == {0} and entry["schedule"].minute == {5}
     assert settings.CELERY_TIMEZONE == "Asia/Seoul"
     assert tasks.apply_retention.name == "market.tasks.apply_retention"
+
+
+@pytest.fixture
+def worker_s3_env(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """Environment for a real worker process: S3 (moto) through settings read from the environment."""
+    bucket = f"obs-{uuid.uuid4().hex[:12]}"
+    _s3(s3_endpoint).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    root = tmp_path / "worker-data"
+    for name, value in {
+        "AWS_STORAGE_BUCKET_NAME": bucket,
+        "AWS_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "MARKET_DATA_DIR": str(root),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return root, bucket
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_task_runs_in_a_real_celery_worker(
+    worker_s3_env: tuple[Path, str], s3_endpoint: str, celery_worker_process: None
+) -> None:
+    root, bucket = worker_s3_env
+    day = dt.date(2026, 3, 9)  # a finished day in the past
+    _closed_day(root, day)
+    result = tasks.upload_finished_days.apply_async(queue="default").get(timeout=120)
+    assert sorted(result["verified"]) == sorted(f"{k}/KRW-BTC/{day}" for k in dayfiles.KINDS)
+    upload = DayUpload.objects.get(kind="orderbook", market="KRW-BTC", day=day)
+    assert upload.status == DayUpload.Status.VERIFIED
+    body = _s3(s3_endpoint).get_object(Bucket=bucket, Key=upload.key)["Body"].read()
+    assert _sha(body) == upload.sha256
+
+
+def test_multipart_upload_is_verified_from_its_etag(s3: tuple[Any, str], settings: Any) -> None:
+    import numpy as np
+    from boto3.s3.transfer import TransferConfig
+
+    root = Path(settings.MARKET_DATA_DIR)
+    day = dt.date(2026, 3, 9)
+    clock = FakeClock(kst_ms(2026, 3, 9, 12))
+    writer = dayfiles.DayFileWriter(root, clock=clock)
+    rng = np.random.default_rng(1)
+    base = book("KRW-BTC", clock.now)
+    for _ in range(14000):  # random sizes: a file of several MB that compresses poorly
+        ts = clock.advance(10)
+        ask_sz, bid_sz = tuple(rng.random(30)), tuple(rng.random(30))
+        writer.add_orderbook(
+            base.from_sides("KRW-BTC", ts, ts, base.ask_price, ask_sz, base.bid_price, bid_sz)
+        )
+    clock.now = kst_ms(2026, 3, 10, 0, 1)
+    writer.tick()
+    storage = storages["default"]
+    part = 5 * 1024 * 1024  # S3's minimum part size
+    storage.transfer_config = TransferConfig(multipart_threshold=part, multipart_chunksize=part)
+    upload = uploads.day_file_upload(kind="orderbook", market="KRW-BTC", day=day, storage=storage)
+    assert upload.status == DayUpload.Status.VERIFIED and upload.size > part
+    head = s3[0].head_object(Bucket=s3[1], Key=upload.key)
+    assert "-" in head["ETag"]  # it really went up in parts
+    local = dayfiles.segment_paths(dayfiles.day_dir(root, "orderbook", "KRW-BTC", day))[0]
+    assert uploads.multipart_etag(local, part) == head["ETag"].strip('"')
+
+
+def test_local_storage_without_a_bucket_uses_the_same_path(settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MARKET_DATA_DIR = tmp_path / "data"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    day = dt.date(2026, 3, 9)
+    _closed_day(Path(settings.MARKET_DATA_DIR), day)
+    summary = uploads.day_files_upload_finished(today=dt.date(2026, 3, 10))
+    assert len(summary.verified) == 3 and not summary.failed
+    upload = DayUpload.objects.get(kind="trade", day=day)
+    stored = Path(settings.MEDIA_ROOT) / upload.key
+    assert stored.is_file() and _sha(stored.read_bytes()) == upload.sha256

@@ -112,3 +112,29 @@ def test_endpoints_are_in_the_openapi_schema(api: APIClient) -> None:
         "/api/market/{code}/orderbook/",
     ):
         assert path in schema["paths"], path
+
+
+def test_websocket_snapshot_comes_from_the_simulator_over_rest(api: APIClient) -> None:
+    import asyncio
+    import json
+
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+
+    from market.routing import websocket_urlpatterns
+
+    async def scenario() -> dict:
+        comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/market/KRW-ETH/")
+        assert (await comm.connect(timeout=5))[0]
+        frame = json.loads(await comm.receive_from(timeout=5))
+        await comm.disconnect()
+        return frame
+
+    snap = asyncio.run(scenario())
+    data = snap["data"]
+    assert snap["type"] == "snapshot" and data["stale"] is False
+    asks, bids = data["orderbook"]["asks"], data["orderbook"]["bids"]
+    assert len(asks) == len(bids) == 15 and asks[0][0] > bids[0][0]
+    assert asks[-1][2] == pytest.approx(sum(a[1] for a in asks))
+    assert data["ticker"]["market"] == "KRW-ETH" and data["ticker"]["price"] > 0
+    assert data["trades"] and all(t["side"] in ("BID", "ASK") for t in data["trades"])

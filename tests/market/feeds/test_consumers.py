@@ -154,8 +154,14 @@ def test_invalid_market_is_refused_and_bad_messages_get_an_error() -> None:
         connected, code = await comm.connect(timeout=5)
         assert not connected and code == 4400
 
+        comm = WebsocketCommunicator(_app(), "/ws/market/KRW-NOPE/")  # well-formed but not listed by Upbit
+        connected, code = await comm.connect(timeout=5)
+        assert not connected and code == 4400
+
         comm = await _connect()
         await _recv(comm)
+        await comm.send_json_to({"action": "subscribe", "market": "KRW-NOPE"})
+        assert (await _recv(comm))["code"] == "invalid_market"
         await comm.send_json_to({"action": "subscribe", "market": "DROP TABLE"})
         assert (await _recv(comm))["code"] == "invalid_market"
         await comm.send_to(text_data="not json")
@@ -200,3 +206,36 @@ def test_many_browsers_share_one_channel_layer_subscription_per_process() -> Non
         assert not layer.groups.get("market.KRW-BTC")  # the last one leaving unsubscribes the process
 
     asyncio.run(scenario())
+
+
+def test_a_slow_socket_never_builds_a_queue_it_gets_the_newest_state() -> None:
+    from collections import deque
+
+    from market.consumers import MarketConsumer
+
+    async def scenario() -> list[str]:
+        consumer = MarketConsumer()
+        consumer.throttle = 0.0
+        consumer._pending, consumer._pending_trades = {}, deque(maxlen=20)
+        consumer._wake = asyncio.Event()
+        unblock, sent = asyncio.Event(), []
+
+        async def base_send(message: dict[str, Any]) -> None:  # a browser that stopped reading
+            await unblock.wait()
+            sent.append(message["text"])
+
+        consumer.base_send = base_send
+        sender = asyncio.create_task(consumer._send_loop())
+        consumer.offer("orderbook", "book-0")
+        await asyncio.sleep(0.01)  # the sender is now stuck sending book-0
+        for i in range(1, 1001):
+            consumer.offer("orderbook", f"book-{i}")
+            consumer.offer("trade", f"trades-{i}")
+        assert len(consumer._pending) == 1 and len(consumer._pending_trades) == 20  # bounded, whatever comes
+        unblock.set()
+        await asyncio.sleep(0.05)
+        sender.cancel()
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent == ["book-0", "book-1000", *[f"trades-{i}" for i in range(981, 1001)]]

@@ -204,3 +204,19 @@ def test_a_malformed_update_is_skipped_and_the_stream_goes_on() -> None:
 
     asyncio.run(scenario())
     assert [m["data"]["ts"] for _, m in recorder.events("orderbook")] == [2]
+
+
+def test_submit_from_another_thread_hops_onto_the_fanout_loop() -> None:
+    import threading
+
+    recorder = _Recorder()
+
+    async def scenario() -> None:
+        async with MarketFanout(interval=0.01, levels=5, publisher=recorder) as fanout:
+            worker = threading.Thread(target=lambda: [fanout.orderbook(_book(i)) for i in range(50)])
+            worker.start()
+            await asyncio.to_thread(worker.join, 5)
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert recorder.events("orderbook")[-1][1]["data"]["ts"] == 49

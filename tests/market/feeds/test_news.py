@@ -50,14 +50,19 @@ def feed_server(settings) -> Iterator[FakeHttp]:  # noqa: ANN001
 
 
 @pytest.mark.django_db
-def test_refresh_stores_each_story_once_newest_first_despite_broken_feeds(feed_server: FakeHttp) -> None:
+def test_refresh_stores_each_story_once_newest_first_despite_broken_feeds(
+    feed_server: FakeHttp,
+    django_assert_num_queries,  # noqa: ANN001
+) -> None:
     result = services.news_refresh(now=NOW)
     assert result.feeds_ok == 2
     assert set(result.feeds_failed) == {f"{feed_server.url}/broken.xml", f"{feed_server.url}/down.xml"}
     # "Bitcoin tops $100,000" (RSS) and "BITCOIN TOPS $100,000!" (Atom) are one story.
     assert result.created == 4 and result.duplicates == 1
 
-    body = APIClient().get("/api/market/news/").json()
+    with django_assert_num_queries(1):  # one query, then served from the cache
+        body = APIClient().get("/api/market/news/").json()
+        assert APIClient().get("/api/market/news/").json() == body
     assert [item["title"] for item in body] == [
         "Miners sell reserves",
         "Hashrate hits a new high",

@@ -356,3 +356,90 @@ def test_lists_and_chance(eng: MatchingEngine) -> None:
     assert ch["bid_account"]["currency"] == "KRW" and ch["ask_account"]["balance"] == "0.4"
     rows = eng.accounts_wire(a)
     assert rows[0]["currency"] == "KRW" and rows[0]["locked"] == "90045"
+
+
+def _self_cross(eng: MatchingEngine, maker_smp: str | None, taker_smp: str | None) -> tuple:
+    eng.on_book(M, [], BIDS, 1)  # no source asks: the account's own ask is the best offer
+    a = _acct(eng, krw="100000000", btc="1")
+    maker = eng.order_create(
+        account_id=a,
+        market=M,
+        side="ask",
+        ord_type="limit",
+        price="100002000",
+        volume="0.1",
+        smp_type=maker_smp,
+    )
+    taker = eng.order_create(
+        account_id=a,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="100002000",
+        volume="0.04",
+        smp_type=taker_smp,
+    )
+    return a, maker, taker
+
+
+def test_self_match_cancel_maker(eng: MatchingEngine) -> None:
+    a, maker, taker = _self_cross(eng, None, "cancel_maker")
+    assert maker.state == "cancel" and maker.prevented_volume == D("0.1") and maker.locked == 0
+    assert taker.state == "wait" and taker.executed_volume == 0  # rests: nothing else to match
+    assert _bal(eng, a, "BTC") == (D("1"), 0)
+    assert maker.wire()["prevented_volume"] == "0.1" and maker.wire()["prevented_locked"] == "0.1"
+
+
+def test_self_match_cancel_taker(eng: MatchingEngine) -> None:
+    a, maker, taker = _self_cross(
+        eng, "cancel_taker", None
+    )  # the maker's mode applies when the taker has none
+    assert taker.state == "cancel" and taker.prevented_volume == D("0.04") and taker.executed_volume == 0
+    assert maker.state == "wait" and maker.remaining_volume == D("0.1")
+    assert _bal(eng, a, "KRW") == (D("100000000"), 0)
+
+
+def test_self_match_reduce_shrinks_both(eng: MatchingEngine) -> None:
+    a, maker, taker = _self_cross(eng, "cancel_maker", "reduce")  # the taker's mode wins
+    assert taker.state == "cancel" and taker.prevented_volume == D("0.04")
+    assert (
+        maker.state == "wait" and maker.remaining_volume == D("0.06") and maker.prevented_volume == D("0.04")
+    )
+    assert _bal(eng, a, "BTC") == (D("0.94"), D("0.06"))
+    assert _bal(eng, a, "KRW") == (D("100000000"), 0)
+
+
+def test_self_match_without_smp_trades(eng: MatchingEngine) -> None:
+    a, maker, taker = _self_cross(eng, None, None)
+    assert taker.state == "done" and maker.executed_volume == D("0.04")
+
+
+def test_cancel_and_new_replaces_an_open_order(eng: MatchingEngine) -> None:
+    a = _acct(eng)
+    old = eng.order_create(
+        account_id=a,
+        market=M,
+        side="bid",
+        ord_type="limit",
+        price="99000000",
+        volume="0.01",
+        identifier="o-1",
+    )
+    out = eng.order_cancel_and_new(
+        account_id=a,
+        prev_identifier="o-1",
+        new_ord_type="limit",
+        new_price="99500000",
+        new_volume="remain_only",
+        new_identifier="o-2",
+    )
+    assert out["uuid"] == old.uuid and old.state == "cancel"
+    new = eng.order_get(account_id=a, identifier="o-2")
+    assert out["new_order_uuid"] == new.uuid and new.price == D("99500000") and new.volume == D("0.01")
+    assert new.side == "bid" and new.market == M and new.state == "wait"
+    assert _bal(eng, a, "KRW")[1] == D("99500000") * D("0.01") * D("1.0005")
+    with pytest.raises(UpbitError) as exc:
+        eng.order_cancel_and_new(
+            account_id=a, prev_uuid=old.uuid, new_ord_type="limit", new_price="1", new_volume="1"
+        )
+    assert exc.value.name == "order_not_cancelable"

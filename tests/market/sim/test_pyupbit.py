@@ -8,6 +8,8 @@ parsing) is pyupbit's own code.
 
 from __future__ import annotations
 
+import asyncio
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +17,9 @@ import pytest
 import pyupbit
 import pyupbit.errors
 import pyupbit.request_api
+import pyupbit.websocket_api as wsapi
 import requests
+import websockets
 
 from market.upbit_sim.server import SimConfig, SimulatorThread
 
@@ -120,3 +124,38 @@ def test_pyupbit_authenticated_round_trip(upbit_sim: SimulatorThread, redirect: 
             "https://api.upbit.com/v1/accounts", headers=forged._request_headers()
         )
     assert "POST /v1/orders" in redirect.calls and "DELETE /v1/order" in redirect.calls
+
+
+class _Enough(Exception):
+    pass
+
+
+class _Queue:
+    def __init__(self, n: int) -> None:
+        self.items: list[Any] = []
+        self.n = n
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        if len(self.items) >= self.n:
+            raise _Enough
+
+
+def test_pyupbit_websocket_client_reads_the_stream(
+    upbit_sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyupbit's own WebSocket loop (camelCase ``isOnlyRealtime``, ``bytes.decode``) against the simulator."""
+    ws_base = upbit_sim.ws_url.removesuffix("/websocket/v1")
+    shim = types.SimpleNamespace(
+        connect=lambda uri, **kw: websockets.connect(uri.replace("wss://api.upbit.com", ws_base), **kw),
+        ConnectionClosed=websockets.ConnectionClosed,
+    )
+    monkeypatch.setattr(wsapi, "websockets", shim)
+    client = object.__new__(wsapi.WebSocketClient)
+    client.type, client.codes, client.queue = "orderbook", ["KRW-BTC", "KRW-ETH"], _Queue(6)
+    with pytest.raises(_Enough):
+        asyncio.run(asyncio.wait_for(client.connect_socket(), timeout=20))
+    msgs = client.queue.items
+    assert {m["code"] for m in msgs} <= {"KRW-BTC", "KRW-ETH"}
+    assert all(m["type"] == "orderbook" and m["stream_type"] == "REALTIME" for m in msgs)  # only realtime
+    assert all(len(m["orderbook_units"]) == 30 for m in msgs)

@@ -68,12 +68,10 @@ def test_simulator_serves_the_replayed_sample_over_rest() -> None:
         assert units[0]["ask_price"] > units[0]["bid_price"] > 400
         assert units[7] == {"ask_price": 0.0, "bid_price": 0.0, "ask_size": 0.0, "bid_size": 0.0}  # padded
         # speed 60: a minute of source time per wall second
-        t0 = sim.call(lambda s: s.now_ms())
-        wall0 = time.time()
+        t0, w0 = sim.call(lambda s: (s.now_ms(), time.time()))
         time.sleep(0.3)
-        t1 = sim.call(lambda s: s.now_ms())
-        wall = time.time() - wall0
-        assert 30 * wall * 1000 < t1 - t0 < 90 * wall * 1000
+        t1, w1 = sim.call(lambda s: (s.now_ms(), time.time()))
+        assert (t1 - t0) / ((w1 - w0) * 1000) == pytest.approx(60, rel=0.05)
 
 
 def _write_day(root: Path, market: str, day: dt.date, t0: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -247,8 +246,8 @@ def test_rate_limit_429_and_remaining_req() -> None:
     with SimulatorThread(cfg) as sim:
         sim.call(lambda s: s.step(s.now_ms() + 1000))
         acct = sim.create_account(krw="1")
-        # Start at the beginning of a fresh one-second window so the burst stays in one bucket.
-        time.sleep(1.02 - (time.time() % 1))
+        now = [1_000.0]  # the limiter's clock, frozen: every request below falls in one window
+        sim.call(lambda s: setattr(s.limiter, "clock", lambda: now[0]))
         seen = [_get(sim, "/v1/ticker", markets="KRW-BTC") for _ in range(4)]
         assert [r.status_code for r in seen] == [200, 200, 200, 429]
         assert [parse_remaining_req(r.headers["Remaining-Req"]).sec for r in seen] == [2, 1, 0, 0]
@@ -258,7 +257,7 @@ def test_rate_limit_429_and_remaining_req() -> None:
         assert _get(sim, "/v1/orderbook", markets="KRW-BTC").status_code == 200
         ex = [_signed(sim, "GET", "/v1/accounts", acct) for _ in range(3)]
         assert [r.status_code for r in ex] == [200, 200, 429]
-        time.sleep(1.02 - (time.time() % 1))
+        now[0] = 1_001.0
         assert _get(sim, "/v1/ticker", markets="KRW-BTC").status_code == 200  # the next second is fresh
         # WebSocket upgrades have their own per-IP bucket (Upbit: 5/s; here 1/s).
         first = requests.get(
@@ -295,3 +294,115 @@ def test_admin_api_creates_accounts_and_deposits(sim: SimulatorThread) -> None:
     assert bad.status_code == 400
     state = requests.get(sim.rest_url + "/_sim/state", timeout=5).json()
     assert state["markets"] == ["KRW-BTC", "KRW-ETH"] and state["published_books"] > 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "raw"),
+    [
+        ("DELETE", "/v1/orders/open", [("count", "abc")], None),
+        ("GET", "/v1/orders/open", [("page", "x")], None),
+        ("GET", "/v1/orders/closed", [("start_time", "garbage")], None),
+        ("GET", "/v1/orders/uuids", [("uuids[]", "x"), ("identifiers[]", "y")], None),
+        ("GET", "/v1/order", None, None),
+        ("POST", "/v1/orders", None, "[1, 2]"),
+        ("POST", "/v1/orders", None, "{not json"),
+        (
+            "POST",
+            "/v1/orders",
+            None,
+            '{"market":"KRW-BTC","side":"bid","ord_type":"limit","price":"1e400","volume":"1"}',
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            None,
+            '{"market":"KRW-BTC","side":"bid","ord_type":"limit","price":{"a":1},"volume":"1"}',
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            None,
+            '{"market":"KRW-BTC","side":"bid","ord_type":"limit","price":"1","volume":"NaN"}',
+        ),
+    ],
+)
+def test_bad_exchange_input_is_a_400_validation_error(
+    sim: SimulatorThread, method: str, path: str, params: list | None, raw: str | None
+) -> None:
+    acct = sim.create_account(krw="100000")
+    hashed = list(json.loads(raw).items()) if raw and raw.startswith('{"') else params
+    token = build_jwt(acct["access_key"], acct["secret_key"], hashed)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    r = requests.request(method, sim.rest_url + path, params=params, data=raw, headers=headers, timeout=5)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["name"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/trades/ticks?market=KRW-BTC&count=abc",
+        "/v1/trades/ticks?market=KRW-BTC&to=25:99:99",
+        "/v1/trades/ticks?market=KRW-BTC&days_ago=9",
+        "/v1/candles/minutes/1?market=KRW-BTC&to=zzz",
+        "/v1/orderbook?markets=KRW-BTC&level=abc",
+        "/v1/ticker?markets=",
+        "/v1/no-such-endpoint",
+    ],
+)
+def test_bad_quotation_input_gets_an_integer_named_error(sim: SimulatorThread, query: str) -> None:
+    r = requests.get(sim.rest_url + query, timeout=5)
+    assert r.status_code in (400, 404)
+    assert r.json()["error"]["name"] == r.status_code
+
+
+def test_orders_test_endpoint_validates_without_placing(sim: SimulatorThread) -> None:
+    acct = sim.create_account(krw="100000")
+    body = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "10000", "identifier": "t-1"}
+    r = _signed(sim, "POST", "/v1/orders/test", acct, body=body)
+    assert r.status_code == 201 and r.json()["ord_type"] == "price" and r.json()["identifier"] == "t-1"
+    assert parse_remaining_req(r.headers["Remaining-Req"]).group == "order-test"
+    rows = {x["currency"]: x for x in _signed(sim, "GET", "/v1/accounts", acct).json()}
+    assert rows["KRW"]["balance"] == "100000" and "BTC" not in rows  # nothing placed, nothing held
+    assert _signed(sim, "GET", "/v1/orders/closed", acct).json() == []
+    # The identifier was not used up by the test order, and a real one may follow.
+    assert _signed(sim, "POST", "/v1/orders", acct, body=body).status_code == 201
+    bad = {**body, "identifier": "t-2", "price": "1000"}
+    assert _error(_signed(sim, "POST", "/v1/orders/test", acct, body=bad)) == (400, "under_min_total_bid")
+
+
+def test_cancel_and_new_over_rest(paused: SimulatorThread) -> None:
+    sim = paused
+    acct = sim.create_account(krw="10000000")
+    bid = int(_get(sim, "/v1/orderbook", markets="KRW-BTC").json()[0]["orderbook_units"][0]["bid_price"])
+    body = {
+        "market": "KRW-BTC",
+        "side": "bid",
+        "ord_type": "limit",
+        "price": str(bid - 50_000),
+        "volume": "0.01",
+    }
+    old = _signed(sim, "POST", "/v1/orders", acct, body=body).json()
+    swap = {
+        "prev_order_uuid": old["uuid"],
+        "new_ord_type": "limit",
+        "new_price": str(bid - 40_000),
+        "new_volume": "remain_only",
+        "new_identifier": "swap-1",
+    }
+    r = _signed(sim, "POST", "/v1/orders/cancel_and_new", acct, body=swap)
+    assert r.status_code == 201, r.text
+    assert r.json()["uuid"] == old["uuid"] and r.json()["new_order_identifier"] == "swap-1"
+    assert parse_remaining_req(r.headers["Remaining-Req"]).group == "order"
+    new = _signed(sim, "GET", "/v1/order", acct, params=[("uuid", r.json()["new_order_uuid"])]).json()
+    assert new["price"] == str(bid - 40_000) and new["volume"] == "0.01" and new["state"] == "wait"
+    assert _signed(sim, "GET", "/v1/order", acct, params=[("uuid", old["uuid"])]).json()["state"] == "cancel"
+
+
+def test_ticker_rolls_24h_sums_and_day_fields_from_history_and_live_trades(sim: SimulatorThread) -> None:
+    t = _get(sim, "/v1/ticker", markets="KRW-BTC").json()[0]
+    assert t["acc_trade_volume_24h"] > t["acc_trade_volume"] > 0  # 24 h reaches into yesterday's history
+    assert t["low_price"] <= t["trade_price"] <= t["high_price"]
+    assert t["signed_change_price"] == pytest.approx(t["trade_price"] - t["prev_closing_price"])
+    assert t["change_rate"] == pytest.approx(abs(t["signed_change_rate"]))
+    assert t["lowest_52_week_price"] <= t["trade_price"] <= t["highest_52_week_price"]

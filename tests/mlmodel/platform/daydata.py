@@ -22,27 +22,47 @@ def write_day_files(root: Path, market: str, book: BookArrays, trades: TradeArra
     written = []
     for day in sorted(set(days.tolist())):
         m = days == day
-        cols = {"ts": book.ts[m], "recv_ts": book.ts[m], "total_ask_size": book.ask_sz[m].sum(axis=1),
-                "total_bid_size": book.bid_sz[m].sum(axis=1)}
-        for name, arr in (("ask_price", book.ask_px), ("ask_size", book.ask_sz), ("bid_price", book.bid_px),
-                          ("bid_size", book.bid_sz)):
+        cols = {
+            "ts": book.ts[m],
+            "recv_ts": book.ts[m],
+            "total_ask_size": book.ask_sz[m].sum(axis=1),
+            "total_bid_size": book.bid_sz[m].sum(axis=1),
+        }
+        for name, arr in (
+            ("ask_price", book.ask_px),
+            ("ask_size", book.ask_sz),
+            ("bid_price", book.bid_px),
+            ("bid_size", book.bid_sz),
+        ):
             for i in range(levels):
                 cols[f"{name}_{i + 1}"] = arr[m, i]
         table = pa.table(cols, schema=dayfiles.orderbook_schema(levels))
         d = dayfiles.day_dir(root, "orderbook", market, day)
         dayfiles.write_table_atomic(table, d / "part-00000.parquet")
         tm = t_days == day
-        ttable = pa.table({"ts": trades.ts[tm], "recv_ts": trades.ts[tm], "price": trades.price[tm],
-                           "volume": trades.volume[tm], "side": trades.side[tm].astype(np.int8),
-                           "sequential_id": np.arange(int(tm.sum()), dtype=np.int64)}, schema=dayfiles.TRADE_SCHEMA)
-        dayfiles.write_table_atomic(ttable, dayfiles.day_dir(root, "trade", market, day) / "part-00000.parquet")
+        ttable = pa.table(
+            {
+                "ts": trades.ts[tm],
+                "recv_ts": trades.ts[tm],
+                "price": trades.price[tm],
+                "volume": trades.volume[tm],
+                "side": trades.side[tm].astype(np.int8),
+                "sequential_id": np.arange(int(tm.sum()), dtype=np.int64),
+            },
+            schema=dayfiles.TRADE_SCHEMA,
+        )
+        dayfiles.write_table_atomic(
+            ttable, dayfiles.day_dir(root, "trade", market, day) / "part-00000.parquet"
+        )
         written.append(day)
     return written
 
 
-def synthetic_days(root: Path, market: str = "KRW-BTC", *, n: int = 7000, seed: int = 1,
-                   signal_strength: float = 3.0) -> tuple[BookArrays, TradeArrays]:
-    book, trades = synthetic_market(n, seed=seed, start_ms=START_MS, levels=5, price=100_000.0, tick=50.0,
-                                    signal_strength=signal_strength)
+def synthetic_days(
+    root: Path, market: str = "KRW-BTC", *, n: int = 7000, seed: int = 1, signal_strength: float = 3.0
+) -> tuple[BookArrays, TradeArrays]:
+    book, trades = synthetic_market(
+        n, seed=seed, start_ms=START_MS, levels=5, price=100_000.0, tick=50.0, signal_strength=signal_strength
+    )
     write_day_files(root, market, book, trades)
     return book, trades

@@ -13,15 +13,26 @@ pytestmark = pytest.mark.django_db
 
 
 def make_version(market: str = "KRW-BTC", version: int = 1) -> ModelVersion:
-    v = ModelVersion(market=market, version=version, name=f"lstm-{market}", horizon_s=10.0,
-                     feature_version="ob-features-1", hyperparameters={}, feature_names=["a"])
+    v = ModelVersion(
+        market=market,
+        version=version,
+        name=f"lstm-{market}",
+        horizon_s=10.0,
+        feature_version="ob-features-1",
+        hyperparameters={},
+        feature_names=["a"],
+    )
     v.artifact.save(f"m{version}.pt", ContentFile(b"x"), save=False)
     v.save()
     return v
 
 
 def active_of(market: str) -> list[int]:
-    return list(ModelVersion.objects.filter(market=market, status=ModelStatus.ACTIVE).values_list("version", flat=True))
+    return list(
+        ModelVersion.objects.filter(market=market, status=ModelStatus.ACTIVE).values_list(
+            "version", flat=True
+        )
+    )
 
 
 def test_promote_keeps_exactly_one_active_and_retires_the_previous():
@@ -50,7 +61,7 @@ def test_rollback_reactivates_the_previously_active_version():
     assert active_of("KRW-BTC") == [1]
     v3.refresh_from_db()
     assert v3.status == ModelStatus.RETIRED
-    # v2 was never active: it is not a roll-back target. Rolling back again returns to v3 (the last one before).
+    # v2 was never active: not a roll-back target. Rolling back again returns to v3 (active before v1).
     again = services.model_rollback(market="KRW-BTC")
     assert again.pk == v3.pk and active_of("KRW-BTC") == [3]
     v2.refresh_from_db()

@@ -11,7 +11,7 @@ from django.core.files.base import ContentFile
 
 from celery_app import app
 from market.dayfiles import BookArrays, TradeArrays
-from mlmodel import services, tasks
+from mlmodel import services, serving, tasks
 from mlmodel.features import compute_features
 from mlmodel.inference import Predictor, latest_window
 from mlmodel.models import ModelVersion, Prediction
@@ -29,19 +29,27 @@ def batch_of(book: BookArrays, trades: TradeArrays, lo: int, hi: int) -> dict[st
     t_hi = int(np.searchsorted(trades.ts, book.ts[hi - 1], side="right"))
     return {
         "ts": book.ts[lo:hi].tolist(),
-        "ask_px": book.ask_px[lo:hi].tolist(), "ask_sz": book.ask_sz[lo:hi].tolist(),
-        "bid_px": book.bid_px[lo:hi].tolist(), "bid_sz": book.bid_sz[lo:hi].tolist(),
-        "trades": {"ts": trades.ts[t_lo:t_hi].tolist(), "price": trades.price[t_lo:t_hi].tolist(),
-                   "volume": trades.volume[t_lo:t_hi].tolist(),
-                   "side": ["BID" if s > 0 else "ASK" for s in trades.side[t_lo:t_hi]]},
+        "ask_px": book.ask_px[lo:hi].tolist(),
+        "ask_sz": book.ask_sz[lo:hi].tolist(),
+        "bid_px": book.bid_px[lo:hi].tolist(),
+        "bid_sz": book.bid_sz[lo:hi].tolist(),
+        "trades": {
+            "ts": trades.ts[t_lo:t_hi].tolist(),
+            "price": trades.price[t_lo:t_hi].tolist(),
+            "volume": trades.volume[t_lo:t_hi].tolist(),
+            "side": ["BID" if s > 0 else "ASK" for s in trades.side[t_lo:t_hi]],
+        },
     }
 
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict, str]]:
     calls: list[tuple[str, dict, str]] = []
-    monkeypatch.setattr(app, "send_task", lambda name, kwargs=None, queue=None, **kw: calls.append(
-        (name, kwargs or {}, queue)))
+    monkeypatch.setattr(
+        app,
+        "send_task",
+        lambda name, kwargs=None, queue=None, **kw: calls.append((name, kwargs or {}, queue)),
+    )
     return calls
 
 
@@ -53,18 +61,26 @@ def test_ingest_predicts_stores_publishes_and_hands_over_to_auto_trading(_ml_env
     assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 0, 10)}) == 0  # < one window
     for k in range(1, 4):
         assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 10 * k, 10 * k + 10)}) == 1
-    assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 30, 40)}) == 0  # replay: nothing new
+    assert (
+        tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 30, 40)}) == 0
+    )  # replay: nothing new
     assert Prediction.objects.count() == 3
     latest = prediction_latest(market=MARKET)
     assert latest is not None and latest.model_version_id == version.pk
     assert int(latest.ts.timestamp() * 1000) == int(book.ts[39])
     # The live path computes exactly what the offline pipeline computes on the same history.
     predictor = Predictor.from_bytes(version.artifact.open("rb").read())
-    sub = BookArrays(ts=book.ts[:40], ask_px=book.ask_px[:40], ask_sz=book.ask_sz[:40], bid_px=book.bid_px[:40],
-                     bid_sz=book.bid_sz[:40])
+    sub = BookArrays(
+        ts=book.ts[:40],
+        ask_px=book.ask_px[:40],
+        ask_sz=book.ask_sz[:40],
+        bid_px=book.bid_px[:40],
+        bid_sz=book.bid_sz[:40],
+    )
     t_hi = int(np.searchsorted(trades.ts, book.ts[39], side="right"))
-    tsub = TradeArrays(ts=trades.ts[:t_hi], price=trades.price[:t_hi], volume=trades.volume[:t_hi],
-                       side=trades.side[:t_hi])
+    tsub = TradeArrays(
+        ts=trades.ts[:t_hi], price=trades.price[:t_hi], volume=trades.volume[:t_hi], side=trades.side[:t_hi]
+    )
     x = latest_window(compute_features(sub, tsub, config=predictor.bundle.feature_config), predictor.window)
     assert latest.predicted_return == pytest.approx(float(predictor.predict_raw(x)[0]), rel=1e-5, abs=1e-12)
     events = [m for m in drain(channel) if m["type"] == "market.prediction"]
@@ -84,14 +100,24 @@ def test_ingest_batches_many_markets_and_reloads_on_promotion(_ml_env: dict[str,
     book, trades = synthetic_days(_ml_env["data"])
     v1 = services.model_train(params=services.TrainParams.from_dict(small_params())).version
     services.model_promote(version=v1)
-    eth = ModelVersion(market="KRW-ETH", version=1, name="lstm-KRW-ETH", horizon_s=10.0,
-                       feature_version=v1.feature_version, feature_names=v1.feature_names, hyperparameters={},
-                       artifact_sha256=v1.artifact_sha256)
+    eth = ModelVersion(
+        market="KRW-ETH",
+        version=1,
+        name="lstm-KRW-ETH",
+        horizon_s=10.0,
+        feature_version=v1.feature_version,
+        feature_names=v1.feature_names,
+        hyperparameters={},
+        artifact_sha256=v1.artifact_sha256,
+    )
     eth.artifact.save("eth.pt", ContentFile(v1.artifact.open("rb").read()), save=False)
     eth.save()
     services.model_promote(version=eth)
-    both = {MARKET: batch_of(book, trades, 0, 20), "KRW-ETH": batch_of(book, trades, 0, 20),
-            "KRW-XRP": batch_of(book, trades, 0, 20)}  # XRP has no active model: skipped
+    both = {
+        MARKET: batch_of(book, trades, 0, 20),
+        "KRW-ETH": batch_of(book, trades, 0, 20),
+        "KRW-XRP": batch_of(book, trades, 0, 20),
+    }  # XRP has no active model: skipped
     assert tasks.ingest_market_data.run(batch=both) == 2
     assert set(Prediction.objects.values_list("market", flat=True)) == {MARKET, "KRW-ETH"}
     v2 = services.model_train(params=services.TrainParams.from_dict(small_params(seed=1))).version
@@ -102,5 +128,31 @@ def test_ingest_batches_many_markets_and_reloads_on_promotion(_ml_env: dict[str,
 
 def test_ingest_ignores_malformed_batches(_ml_env: dict[str, Path], sent):
     assert tasks.ingest_market_data.run(batch={"KRW-BTC": "nonsense", 5: {}}) == 0
-    assert tasks.ingest_market_data.run(batch={"KRW-BTC": {"ts": [1, 2], "ask_px": [[1.0]], "ask_sz": "x"}}) == 0
+    assert (
+        tasks.ingest_market_data.run(batch={"KRW-BTC": {"ts": [1, 2], "ask_px": [[1.0]], "ask_sz": "x"}}) == 0
+    )
     assert Prediction.objects.count() == 0 and sent == []
+
+
+def test_live_features_on_a_bounded_tail_equal_the_offline_pipeline(_ml_env: dict[str, Path], sent, settings):
+    """Hours of live data: the worker keeps a bounded window and featurises only the tail the newest window
+    depends on; the prediction must equal the offline computation over the whole history."""
+    settings.ML_LIVE_KEEP_S = 150  # > the features' look-back (130 s) + one window
+    book, trades = synthetic_days(_ml_env["data"])
+    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
+    services.model_promote(version=version)
+    predictor = Predictor.from_bytes(version.artifact.open("rb").read())
+    full = compute_features(book, trades, config=predictor.bundle.feature_config)
+    step = 25
+    for lo in range(0, 1500, step):
+        tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, lo, lo + step)})
+        end = lo + step - 1
+        if end < 1000 or end % 100 != 99:
+            continue
+        latest = prediction_latest(market=MARKET)
+        x = full.X[end - predictor.window + 1 : end + 1]
+        assert latest.predicted_return == pytest.approx(
+            float(predictor.predict_raw(x)[0]), rel=1e-4, abs=1e-10
+        )
+    window = serving.get_server().windows[MARKET]
+    assert (window.ts[-1] - window.ts[0]) <= 150_000  # memory stays bounded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -142,3 +143,43 @@ def test_nightly_retrain_promotes_a_better_candidate(_ml_env: dict[str, Path]):
 
 def test_nightly_retrain_skips_markets_without_day_files(_ml_env: dict[str, Path]):
     assert services.nightly_retrain(markets=["KRW-XRP"], params=small_params()) == []
+
+
+def test_spike_periods_are_kept_and_added_to_later_trainings(_ml_env: dict[str, Path]):
+    from mlmodel.models import SpikePeriod
+    from tests.mlmodel.platform.daydata import START_MS, write_day_files
+    from tests.mlmodel.synth import synthetic_market
+
+    book, trades = synthetic_market(
+        7000, seed=3, start_ms=START_MS, levels=5, price=100_000.0, tick=50.0, signal_strength=3.0
+    )
+    jump = 1500  # a 3 % crash on the first day (KST 2024-01-01), far beyond 4 sigma of one-minute returns
+    for arr in (book.ask_px, book.bid_px):
+        arr[jump:] = arr[jump:] * 0.97
+    trades.price[trades.ts >= book.ts[jump]] *= 0.97
+    write_day_files(_ml_env["data"], MARKET, book, trades)
+    first = train(days=1, end_day="2024-01-01").version
+    spikes = list(SpikePeriod.objects.all())
+    assert len(spikes) == 1 and spikes[0].start_ms < int(book.ts[jump]) < spikes[0].end_ms
+    assert any(_ml_env["spikes"].rglob("part-*.parquet"))  # its raw data is kept beyond local retention
+    assert first.spike_periods == []  # the period is inside that training's own days
+    later = train(days=1).version  # only 2024-01-02 is recent: the stored crash is added to training
+    assert later.data_days == ["2024-01-02"]
+    ((start, end),) = later.spike_periods
+    recent_start = int(
+        book.ts[np.searchsorted(book.ts, 1_704_121_200_000)]
+    )  # first snapshot of 2024-01-02 KST
+    assert start == spikes[0].start_ms and end == recent_start - 1  # cut where the recent data begins
+    assert later.report["data"]["spike_rows"] > 0
+
+
+def test_a_run_whose_worker_died_does_not_block_training_forever(_ml_env: dict[str, Path]):
+    import datetime as dt
+
+    stuck = TrainingRun.objects.create(market=MARKET, params=small_params(), state=TrainingState.RUNNING)
+    with pytest.raises(Exception, match="already queued or running"):
+        services.training_run_start(market=MARKET, params=small_params())
+    TrainingRun.objects.filter(pk=stuck.pk).update(updated_at=stuck.updated_at - dt.timedelta(hours=3))
+    run = services.training_run_start(market=MARKET, params=small_params())
+    stuck.refresh_from_db()
+    assert stuck.state == TrainingState.FAILED and run.state == TrainingState.QUEUED

@@ -23,16 +23,28 @@ _ts = itertools.count(1_800_000_000_000, 1000)
 @pytest.fixture(autouse=True)
 def _media(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "media")}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
 
 
 @pytest.fixture
 def active_models(db: Any) -> dict[str, ModelVersion]:
     out = {}
     for market in ("KRW-BTC", "KRW-ETH"):
-        v = ModelVersion(market=market, version=1, name=f"lstm-{market}", horizon_s=10.0,
-                         feature_version="ob-features-1", feature_names=["x"], hyperparameters={})
+        v = ModelVersion(
+            market=market,
+            version=1,
+            name=f"lstm-{market}",
+            horizon_s=10.0,
+            feature_version="ob-features-1",
+            feature_names=["x"],
+            hyperparameters={},
+        )
         v.artifact.save("m.pt", ContentFile(b"not used here"), save=False)
         v.save()
         out[market] = model_promote(version=v)
@@ -46,6 +58,14 @@ def wide_book(sim: Any) -> Any:
 
 
 def prediction(r: float, *, market: str = "KRW-BTC", ts: int | None = None, **extra: Any) -> dict[str, Any]:
-    return {"market": market, "ts": next(_ts) if ts is None else ts, "predicted_return": r, "horizon_s": 10.0,
-            "model_version": "lstm-KRW-BTC v1", "best_bid": 99_900_000.0, "best_ask": 100_100_000.0,
-            "published_at": time.time(), **extra}
+    return {
+        "market": market,
+        "ts": next(_ts) if ts is None else ts,
+        "predicted_return": r,
+        "horizon_s": 10.0,
+        "model_version": "lstm-KRW-BTC v1",
+        "best_bid": 99_900_000.0,
+        "best_ask": 100_100_000.0,
+        "published_at": time.time(),
+        **extra,
+    }

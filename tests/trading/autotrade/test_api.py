@@ -37,8 +37,12 @@ def test_start_list_decisions_and_stop(api, user, wide_book, active_models):
     r = api.post("/api/trading/auto/stop/", {"session_id": session["id"]}, format="json")
     assert r.status_code == 200 and r.json()["session"]["state"] == "stopped"
     assert api.post("/api/trading/auto/stop/", {"market": "KRW-BTC"}, format="json").status_code == 404
-    assert api.put("/api/trading/auto/change/", {"session_id": session["id"], "threshold_pct": "0.1"},
-                   format="json").status_code == 409
+    assert (
+        api.put(
+            "/api/trading/auto/change/", {"session_id": session["id"], "threshold_pct": "0.1"}, format="json"
+        ).status_code
+        == 409
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,7 +70,9 @@ def test_start_respects_the_users_max_order(api, user, active_models):
 
     from trading.services.profiles import risk_limits_update
 
-    risk_limits_update(user=user, max_order_krw=Decimal(50_000), max_position_krw=None, daily_loss_limit_krw=None)
+    risk_limits_update(
+        user=user, max_order_krw=Decimal(50_000), max_position_krw=None, daily_loss_limit_krw=None
+    )
     r = api.post("/api/trading/auto/start/", START, format="json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "risk_limit"
 
@@ -79,7 +85,11 @@ def test_owner_scoping_and_authentication(api, user, wide_book, active_models):
     assert other.get("/api/trading/auto/").json()["sessions"] == []
     assert other.get(f"/api/trading/auto/decisions/?session_id={sid}").json()["decisions"] == []
     assert other.post("/api/trading/auto/stop/", {"session_id": sid}, format="json").status_code == 404
-    assert other.put("/api/trading/auto/change/", {"session_id": sid, "threshold_pct": "1"},
-                     format="json").status_code == 404
+    assert (
+        other.put(
+            "/api/trading/auto/change/", {"session_id": sid, "threshold_pct": "1"}, format="json"
+        ).status_code
+        == 404
+    )
     assert APIClient().get("/api/trading/auto/").status_code in (401, 403)
     assert user.orders.filter(source=OrderSource.AUTO).count() == 1

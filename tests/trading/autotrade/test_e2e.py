@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from celery_app import app
-from mlmodel import serving, services
+from mlmodel import services, serving
 from mlmodel.models import Prediction
 from mlmodel.tasks import ingest_market_data
 from tests.mlmodel.platform.conftest import small_params
@@ -31,8 +31,9 @@ def top(book: Any, i: int, side: str, levels: int = 5) -> list[tuple[float, floa
     return [(float(px[i, k]), float(sz[i, k])) for k in range(levels)]
 
 
-def test_paper_session_buys_and_sells_from_live_predictions(api, user, sim, settings, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch):
+def test_paper_session_buys_and_sells_from_live_predictions(
+    api, user, sim, settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     torch.set_num_threads(1)
     settings.MARKET_DATA_DIR = tmp_path / "data"
     settings.ML_SPIKE_DATA_DIR = tmp_path / "spikes"
@@ -49,14 +50,19 @@ def test_paper_session_buys_and_sells_from_live_predictions(api, user, sim, sett
         autotrade_on_prediction.run(**kwargs)
 
     monkeypatch.setattr(app, "send_task", send_task)
-    r = api.post("/api/trading/auto/start/", {"market": "KRW-BTC", "threshold_pct": "0", "order_krw": "100000",
-                                              "cooldown_s": 0}, format="json")
+    r = api.post(
+        "/api/trading/auto/start/",
+        {"market": "KRW-BTC", "threshold_pct": "0", "order_krw": "100000", "cooldown_s": 0},
+        format="json",
+    )
     assert r.status_code == 201, r.content
     start_row, step = 4000, 10  # the last third of the series: after the model's training period
     for lo in range(start_row, len(book) - step, step):
         hi = lo + step
         # The live market the paper exchange fills against is the book the collector just sent.
-        sim.source.trade("KRW-BTC", float(trades.price[trades.ts <= book.ts[hi - 1]][-1]), 0.001, "BID", sim.now())
+        sim.source.trade(
+            "KRW-BTC", float(trades.price[trades.ts <= book.ts[hi - 1]][-1]), 0.001, "BID", sim.now()
+        )
         sim.set_book("KRW-BTC", top(book, hi - 1, "ask"), top(book, hi - 1, "bid"))
         ingest_market_data.run(batch={"KRW-BTC": batch_of(book, trades, lo if lo > start_row else 0, hi)})
         sells = Order.objects.filter(user=user, source=OrderSource.AUTO, side="ask", state=OrderState.DONE)
@@ -71,7 +77,9 @@ def test_paper_session_buys_and_sells_from_live_predictions(api, user, sim, sett
     assert buys.exists() and sells.exists()
     first_buy = decisions.filter(action="buy").order_by("prediction_ts").first()
     assert first_buy.predicted_return > first_buy.threshold + first_buy.cost
-    assert first_buy.cost == first_buy.fee_cost + first_buy.half_spread and first_buy.fee_cost == Decimal("0.001")
+    assert first_buy.cost == first_buy.fee_cost + first_buy.half_spread and first_buy.fee_cost == Decimal(
+        "0.001"
+    )
     first_sell = decisions.filter(action="sell").order_by("prediction_ts").first()
     assert first_sell.predicted_return < -(first_sell.threshold + first_sell.cost)
     assert first_sell.prediction_ts > first_buy.prediction_ts

@@ -41,17 +41,30 @@ def constant_model(predicted_return: float) -> bytes:
         for p in net.parameters():
             p.zero_()
         net.head.bias.fill_(1.0)
-    bundle = ModelBundle(model=net, train_config=TrainConfig(window=WINDOW, hidden=4),
-                         normalizer=Normalizer(mean=np.zeros(len(names)), std=np.ones(len(names))),
-                         feature_config=cfg, feature_names=names, horizon_s=10.0, y_scale=predicted_return)
+    bundle = ModelBundle(
+        model=net,
+        train_config=TrainConfig(window=WINDOW, hidden=4),
+        normalizer=Normalizer(mean=np.zeros(len(names)), std=np.ones(len(names))),
+        feature_config=cfg,
+        feature_names=names,
+        horizon_s=10.0,
+        y_scale=predicted_return,
+    )
     return save_artifact(bundle)
 
 
 def register(version: int, predicted_return: float) -> ModelVersion:
     cfg = FeatureConfig(levels=3)
-    v = ModelVersion(market="KRW-BTC", version=version, name="const", horizon_s=10.0,
-                     feature_version="ob-features-1", feature_names=list(feature_names(cfg)), hyperparameters={},
-                     artifact_sha256=f"const-{version}-{time.time_ns()}")
+    v = ModelVersion(
+        market="KRW-BTC",
+        version=version,
+        name="const",
+        horizon_s=10.0,
+        feature_version="ob-features-1",
+        feature_names=list(feature_names(cfg)),
+        hyperparameters={},
+        artifact_sha256=f"const-{version}-{time.time_ns()}",
+    )
     v.artifact.save(f"const-{version}.pt", ContentFile(constant_model(predicted_return)), save=False)
     v.save()
     return v
@@ -59,12 +72,16 @@ def register(version: int, predicted_return: float) -> ModelVersion:
 
 def batch(n: int, start_ms: int) -> dict[str, Any]:
     ts = [start_ms + 200 * i for i in range(n)]
-    return {"KRW-BTC": {
-        "ts": ts,
-        "ask_px": [[p for p, _ in BTC_ASKS]] * n, "ask_sz": [[s for _, s in BTC_ASKS]] * n,
-        "bid_px": [[p for p, _ in BTC_BIDS]] * n, "bid_sz": [[s for _, s in BTC_BIDS]] * n,
-        "trades": {"ts": [ts[-1]], "price": [BTC_ASKS[0][0]], "volume": [0.001], "side": ["BID"]},
-    }}
+    return {
+        "KRW-BTC": {
+            "ts": ts,
+            "ask_px": [[p for p, _ in BTC_ASKS]] * n,
+            "ask_sz": [[s for _, s in BTC_ASKS]] * n,
+            "bid_px": [[p for p, _ in BTC_BIDS]] * n,
+            "bid_sz": [[s for _, s in BTC_BIDS]] * n,
+            "trades": {"ts": [ts[-1]], "price": [BTC_ASKS[0][0]], "volume": [0.001], "side": ["BID"]},
+        }
+    }
 
 
 @pytest.fixture
@@ -74,8 +91,13 @@ def worker_env(sim: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("UPBIT_REST_URL", sim.rest_url)
     media = live.ROOT / "var" / "media"
     settings.MEDIA_ROOT = media
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(media)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media)},
+        },
+    }
     yield sim
     for v in ModelVersion.objects.filter(name="const"):
         v.artifact.delete(save=False)
@@ -86,13 +108,16 @@ def test_session_trades_through_a_real_celery_worker(worker_env, celery_worker_p
     bear = register(2, -0.01)
     model_promote(version=bull)
     user = UserFactory()
-    session = autotrade_start(user=user, market="KRW-BTC", threshold=Decimal("0.0005"),
-                              order_krw=Decimal(100_000), cooldown_s=0)
+    session = autotrade_start(
+        user=user, market="KRW-BTC", threshold=Decimal("0.0005"), order_krw=Decimal(100_000), cooldown_s=0
+    )
     t0 = int(time.time() * 1000)
     app.send_task("mlmodel.tasks.ingest_market_data", kwargs={"batch": batch(12, t0)}, queue="ml")
 
     def decided(action: str) -> AutoTradeDecision | None:
-        return AutoTradeDecision.objects.filter(session=session, action=action, order__state=OrderState.DONE).first()
+        return AutoTradeDecision.objects.filter(
+            session=session, action=action, order__state=OrderState.DONE
+        ).first()
 
     buy = live.wait_until(lambda: decided("buy"), timeout=60, message="auto buy filled by the worker")
     assert buy.predicted_return == Decimal("0.01") and buy.model_version == bull.label
@@ -102,4 +127,7 @@ def test_session_trades_through_a_real_celery_worker(worker_env, celery_worker_p
     sell = live.wait_until(lambda: decided("sell"), timeout=60, message="auto sell filled by the worker")
     assert sell.predicted_return == Decimal("-0.01") and sell.model_version == bear.label
     assert sell.order.volume == buy.order.executed_volume
-    assert list(Prediction.objects.order_by("ts").values_list("model_version_id", flat=True)) == [bull.pk, bear.pk]
+    assert list(Prediction.objects.order_by("ts").values_list("model_version_id", flat=True)) == [
+        bull.pk,
+        bear.pk,
+    ]

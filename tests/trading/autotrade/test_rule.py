@@ -20,15 +20,34 @@ def costs() -> Costs:
 
 
 def session(**kw) -> AutoTradeSession:  # noqa: ANN003
-    base = {"market": "KRW-BTC", "mode": "paper", "threshold": D("0.0005"), "order_krw": D(100_000),
-            "cooldown_s": 10}
+    base = {
+        "market": "KRW-BTC",
+        "mode": "paper",
+        "threshold": D("0.0005"),
+        "order_krw": D(100_000),
+        "cooldown_s": 10,
+    }
     return AutoTradeSession(**{**base, **kw})
 
 
-def run(pred: str, *, s: AutoTradeSession | None = None, pos: SessionPosition = FLAT,
-        profile: TradingProfile | None = None, now: dt.datetime = NOW, kill: bool = False) -> tuple[str, str]:
-    action, reason, _detail = decide(session=s or session(), profile=profile, predicted_return=D(pred),
-                                     costs=costs(), position=pos, now=now, kill_switch=kill)
+def run(
+    pred: str,
+    *,
+    s: AutoTradeSession | None = None,
+    pos: SessionPosition = FLAT,
+    profile: TradingProfile | None = None,
+    now: dt.datetime = NOW,
+    kill: bool = False,
+) -> tuple[str, str]:
+    action, reason, _detail = decide(
+        session=s or session(),
+        profile=profile,
+        predicted_return=D(pred),
+        costs=costs(),
+        position=pos,
+        now=now,
+        kill_switch=kill,
+    )
     return action, reason
 
 
@@ -74,14 +93,19 @@ def test_never_above_the_position_limit():
     # The user's profile limit caps the session's own limit.
     profile = TradingProfile(max_position_krw=D(150_000))
     assert run("0.01", pos=one, s=session(max_position_krw=D(1_000_000)), profile=profile) == (
-        "hold", "position_limit")
+        "hold",
+        "position_limit",
+    )
 
 
 def test_stop_loss_sells_regardless_of_the_prediction_and_the_cooldown():
     pos = SessionPosition(volume=D("0.001"), cost=D(105_000), open_orders=0)  # avg cost 105,000,000
     s = session(stop_loss=D("0.04"), last_order_at=NOW)  # stop at 100,800,000 > bid 99,900,000
     assert run("0.01", s=s, pos=pos) == ("sell", "stop_loss")
-    assert run("0.01", s=session(stop_loss=D("0.10"), last_order_at=NOW), pos=pos) == ("hold", "position_limit")
+    assert run("0.01", s=session(stop_loss=D("0.10"), last_order_at=NOW), pos=pos) == (
+        "hold",
+        "position_limit",
+    )
 
 
 def test_halt_kill_switch_and_orders_in_flight_stop_everything():

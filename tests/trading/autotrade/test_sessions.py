@@ -9,14 +9,14 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from tests.accounts.factories import UserFactory
+from tests.trading.autotrade.conftest import prediction
 from trading import autotrade
 from trading.models import Order, OrderSource, OrderState, OrdType, Side
 from trading.models_autotrade import AutoTradeDecision, AutoTradeSession, AutoTradeState
 from trading.services import kill_switch_engage, order_place
 from trading.services.profiles import auto_trading_halt, risk_limits_update
 from trading.tasks_autotrade import autotrade_on_prediction
-from tests.accounts.factories import UserFactory
-from tests.trading.autotrade.conftest import prediction
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -49,8 +49,9 @@ def decisions(session: AutoTradeSession) -> list[AutoTradeDecision]:
     return list(AutoTradeDecision.objects.filter(session=session).order_by("prediction_ts"))
 
 
-def test_buy_above_edge_is_filled_and_logged_with_its_costs(user, wide_book, active_models,
-                                                              django_capture_on_commit_callbacks):
+def test_buy_above_edge_is_filled_and_logged_with_its_costs(
+    user, wide_book, active_models, django_capture_on_commit_callbacks
+):
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(f"user.{user.pk}", channel)
@@ -74,7 +75,9 @@ def test_buy_above_edge_is_filled_and_logged_with_its_costs(user, wide_book, act
     kinds = [e["data"]["kind"] for e in events]
     assert "auto_decision" in kinds and "order" in kinds
     pushed = [e["data"]["decision"] for e in events if e["data"]["kind"] == "auto_decision"]
-    assert pushed[-1]["action"] == "buy" and pushed[-1]["cost"] == "0.002" and pushed[-1]["order_id"] == order.pk
+    assert (
+        pushed[-1]["action"] == "buy" and pushed[-1]["cost"] == "0.002" and pushed[-1]["order_id"] == order.pk
+    )
 
 
 def test_sell_below_minus_edge_closes_the_sessions_position(user, wide_book, active_models):
@@ -140,12 +143,32 @@ def test_stop_cancels_the_sessions_open_orders_and_ends_trading(user, wide_book,
     s = start(user)
     autotrade_on_prediction.run(prediction=prediction(0.003))
     # A resting order of the session (e.g. a live market order the exchange has not settled yet).
-    resting = order_place(user=user, market="KRW-BTC", side=Side.BID, ord_type=OrdType.LIMIT, price=D(90_000_000),
-                          volume=D("0.001"), idempotency_key=f"auto-{s.pk}-rest", source=OrderSource.AUTO)
+    resting = order_place(
+        user=user,
+        market="KRW-BTC",
+        side=Side.BID,
+        ord_type=OrdType.LIMIT,
+        price=D(90_000_000),
+        volume=D("0.001"),
+        idempotency_key=f"auto-{s.pk}-rest",
+        source=OrderSource.AUTO,
+    )
     assert resting.state == OrderState.OPEN
-    AutoTradeDecision.objects.create(session=s, user=user, market="KRW-BTC", prediction_ts=1, predicted_return=0,
-                                     threshold=0, fee_cost=0, half_spread=0, cost=0, action="buy",
-                                     reason="signal_buy", outcome="placed", order=resting)
+    AutoTradeDecision.objects.create(
+        session=s,
+        user=user,
+        market="KRW-BTC",
+        prediction_ts=1,
+        predicted_return=0,
+        threshold=0,
+        fee_cost=0,
+        half_spread=0,
+        cost=0,
+        action="buy",
+        reason="signal_buy",
+        outcome="placed",
+        order=resting,
+    )
     autotrade_on_prediction.run(prediction=prediction(0.003))
     assert decisions(s)[-1].reason == "order_in_flight"
     stopped = autotrade.autotrade_stop(user=user, market="KRW-BTC")

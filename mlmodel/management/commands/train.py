@@ -1,0 +1,107 @@
+"""``manage.py train``: train a candidate model from day files with a progress bar; optionally promote it
+when it beats the active model on the same walk-forward test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from core.errors import ApplicationError
+from mlmodel import services
+from mlmodel.models import TrainingRun, TrainingState, TrainingTrigger
+
+
+class Command(BaseCommand):
+    help = "Train the LSTM (and baselines) on the last N days of day files and store a candidate version."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--market", default="KRW-BTC")
+        parser.add_argument("--days", type=int, default=None, help="last N days (default ML_TRAIN_DAYS = 5)")
+        parser.add_argument("--data-dir", default="", help="day-file root (default settings.MARKET_DATA_DIR)")
+        parser.add_argument("--end-day", default="", help="YYYY-MM-DD: train on days up to this one")
+        parser.add_argument("--epochs", type=int, default=None)
+        parser.add_argument("--horizon", type=float, default=None, help="prediction horizon in seconds")
+        parser.add_argument("--window", type=int, default=None, help="snapshots per LSTM input window")
+        parser.add_argument("--hidden", type=int, default=None)
+        parser.add_argument("--layers", type=int, default=None)
+        parser.add_argument("--splits", type=int, default=None, help="walk-forward splits")
+        parser.add_argument("--device", default=None, help="auto | cpu | cuda")
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--no-gbt", action="store_true", help="skip the gradient-boosted tree baseline")
+        parser.add_argument(
+            "--promote-if-better",
+            action="store_true",
+            help="promote when it beats persistence on validation and the active model on the "
+            "same walk-forward test",
+        )
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: Any, **o: Any) -> None:
+        params: dict[str, Any] = {
+            "market": o["market"].strip().upper(),
+            "data_dir": o["data_dir"],
+            "end_day": o["end_day"],
+            "promote_if_better": o["promote_if_better"],
+        }
+        for opt, key in (
+            ("days", "days"),
+            ("epochs", "epochs"),
+            ("horizon", "horizon_s"),
+            ("window", "window"),
+            ("hidden", "hidden"),
+            ("layers", "layers"),
+            ("splits", "n_splits"),
+            ("device", "device"),
+            ("seed", "seed"),
+        ):
+            if o[opt] is not None:
+                params[key] = o[opt]
+        if o["no_gbt"]:
+            params["baselines"] = ["linear_ofi"]
+        try:
+            p = services.TrainParams.from_dict(params)
+        except ApplicationError as exc:
+            raise CommandError(str(exc.message)) from exc
+        run = TrainingRun.objects.create(
+            market=p.market,
+            params=p.to_dict(),
+            trigger=TrainingTrigger.COMMAND,
+            total_epochs=p.epochs,
+            total_splits=p.n_splits,
+            stage="queued",
+        )
+        bar = tqdm(
+            total=p.epochs * p.n_splits,
+            unit="epoch",
+            disable=o["no_progress"],
+            dynamic_ncols=True,
+            file=self.stderr._out,
+        )
+        seen = {"done": 0}
+
+        def on_progress(run: TrainingRun, d: dict[str, Any]) -> None:
+            if "epoch" in d:
+                done = (max(run.split, 1) - 1) * p.epochs + run.epoch
+                bar.update(max(0, done - seen["done"]))
+                seen["done"] = done
+                bar.set_postfix(
+                    split=f"{run.split}/{run.total_splits}",
+                    train=f"{run.train_loss:.4f}",
+                    val=f"{run.val_loss:.4f}",
+                    eta=f"{run.eta_seconds or 0:.0f}s",
+                )
+            elif "stage" in d:
+                bar.set_description(str(d["stage"])[:40])
+
+        try:
+            services.training_run_execute(run_id=run.pk, on_progress=on_progress)
+        finally:
+            bar.close()
+        run.refresh_from_db()
+        if run.state != TrainingState.SUCCEEDED:
+            raise CommandError(f"training failed: {run.message}")
+        v = run.result_version
+        self.stdout.write(self.style.SUCCESS(f"stored {v} (id {v.pk if v else '?'})"))
+        self.stdout.write(run.message)

@@ -1,0 +1,103 @@
+"""manage.py train (progress bar, promote-if-better) and manage.py ml_report on recorded day files."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from mlmodel.models import ModelStatus, ModelVersion, TrainingRun, TrainingState
+from tests.mlmodel.platform.daydata import synthetic_days
+
+pytestmark = pytest.mark.django_db
+SMALL = [
+    "--epochs",
+    "3",
+    "--window",
+    "16",
+    "--hidden",
+    "8",
+    "--horizon",
+    "10",
+    "--splits",
+    "2",
+    "--no-gbt",
+    "--device",
+    "cpu",
+]
+
+
+def test_train_command_stores_and_promotes_a_better_model(_ml_env: dict[str, Path]):
+    synthetic_days(_ml_env["data"])
+    out, err = StringIO(), StringIO()
+    call_command(
+        "train",
+        "--market",
+        "KRW-BTC",
+        "--days",
+        "5",
+        "--data-dir",
+        str(_ml_env["data"]),
+        *SMALL,
+        "--promote-if-better",
+        stdout=out,
+        stderr=err,
+    )
+    v = ModelVersion.objects.get()
+    assert v.status == ModelStatus.ACTIVE and v.hyperparameters["epochs"] == 3
+    run = TrainingRun.objects.get()
+    assert run.state == TrainingState.SUCCEEDED and run.trigger == "command"
+    assert run.decision["promote"] is True
+    assert "stored KRW-BTC v1" in out.getvalue() and "Promotion: yes" in out.getvalue()
+    assert "epoch" in err.getvalue()  # the tqdm progress bar
+
+
+def test_train_command_reports_bad_input_and_missing_data(_ml_env: dict[str, Path]):
+    with pytest.raises(CommandError, match="Invalid training parameters"):
+        call_command("train", "--epochs", "0", "--no-progress")
+    with pytest.raises(CommandError, match="No order-book day files"):
+        call_command("train", "--market", "KRW-XRP", "--no-progress", *SMALL)
+    assert TrainingRun.objects.get().state == TrainingState.FAILED
+
+
+def test_ml_report_writes_an_honest_markdown_report(_ml_env: dict[str, Path], tmp_path: Path):
+    synthetic_days(_ml_env["data"])
+    out = tmp_path / "docs" / "report.md"
+    call_command(
+        "ml_report",
+        "--no-sensitivity",
+        "--market",
+        "KRW-BTC",
+        "--data-dir",
+        str(_ml_env["data"]),
+        "--epochs",
+        "2",
+        "--window",
+        "16",
+        "--horizon",
+        "10",
+        "--splits",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        stdout=StringIO(),
+    )
+    text = out.read_text()
+    for needle in (
+        "## Verdict",
+        "| persistence |",
+        "| lstm |",
+        "| linear_ofi |",
+        "| gbt |",
+        "### Per split",
+        "Calibration",
+        "net P&L",
+        "round trip costs",
+    ):
+        assert needle in text
+    assert (tmp_path / "docs" / "report-plots" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert ModelVersion.objects.count() == 0  # a report stores no model
