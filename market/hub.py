@@ -89,6 +89,7 @@ class MarketHub:
         self._subs: dict[str, set[Subscriber]] = {}
         self._receivers: dict[str, asyncio.Task[None]] = {}
         self._channels: dict[str, str] = {}
+        self._joined: dict[str, asyncio.Event] = {}
         self._fetch_locks: dict[str, asyncio.Lock] = {}
         self._fetched_at: dict[str, float] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -104,15 +105,19 @@ class MarketHub:
     async def subscribe(self, market: str, sub: Subscriber) -> None:
         subs = self._subs.setdefault(market, set())
         subs.add(sub)
-        if market not in self._receivers and self.layer is not None:
-            channel = await self.layer.new_channel("market-hub.")
-            self._channels[market] = channel
-            await self.layer.group_add(group_name(market), channel)
-            self._receivers[market] = asyncio.create_task(
-                self._receive(market, channel), name=f"market-hub-{market}"
-            )
+        if self.layer is None:
+            return
+        if market not in self._receivers:
+            # Registered before any await: concurrent first subscribers share this one receiver.
+            self._joined[market] = asyncio.Event()
+            self._receivers[market] = asyncio.create_task(self._receive(market), name=f"market-hub-{market}")
             if self._refresher is None and isinstance(self.layer, InMemoryChannelLayer):
                 self._refresher = asyncio.create_task(self._refresh_groups(), name="market-hub-refresh")
+        joined = self._joined.get(market)
+        if joined is not None:
+            # Return once the group is joined, so the snapshot sent next is followed by every later update.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(joined.wait(), timeout=5)
 
     async def unsubscribe(self, market: str, sub: Subscriber) -> None:
         subs = self._subs.get(market)
@@ -128,6 +133,7 @@ class MarketHub:
         self._fetch_locks.pop(market, None)
         task = self._receivers.pop(market, None)
         channel = self._channels.pop(market, None)
+        self._joined.pop(market, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -143,8 +149,23 @@ class MarketHub:
                 with contextlib.suppress(Exception):
                     await self.layer.group_add(group_name(market), channel)
 
-    async def _receive(self, market: str, channel: str) -> None:
+    async def _receive(self, market: str) -> None:
         assert self.layer is not None
+        channel = await self.layer.new_channel("market-hub.")
+        self._channels[market] = channel
+        while True:
+            try:
+                await self.layer.group_add(group_name(market), channel)
+                break
+            except Exception:  # noqa: BLE001 - layer down (Redis restarting): keep trying, browsers wait
+                logger.exception("market hub: cannot join %s", market)
+                joined = self._joined.get(market)
+                if joined is not None:
+                    joined.set()  # do not hold connecting browsers; they get the snapshot meanwhile
+                await asyncio.sleep(1.0)
+        joined = self._joined.get(market)
+        if joined is not None:
+            joined.set()
         while True:
             try:
                 message = await self.layer.receive(channel)

@@ -887,5 +887,5 @@ def predictions_store(*, rows: Sequence[dict[str, Any]]) -> list[Prediction]:
 def predictions_prune(*, keep_seconds: float | None = None) -> int:
     keep = float(keep_seconds if keep_seconds is not None else conf.get("ML_PREDICTION_KEEP_S"))
     cutoff = timezone.now() - dt.timedelta(seconds=keep)
-    deleted, _ = Prediction.objects.filter(created_at__lt=cutoff).delete()
+    deleted, _by_model = Prediction.objects.filter(created_at__lt=cutoff).delete()
     return int(deleted)

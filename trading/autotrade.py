@@ -373,6 +373,7 @@ def autotrade_on_prediction(*, prediction: dict[str, Any]) -> list[AutoTradeDeci
     if published is not None and timezone.now().timestamp() - float(published) > MAX_PREDICTION_AGE_S:
         logger.warning("stale prediction for %s dropped", market)
         return []
+    _maybe_prune_holds()
     out = []
     for sid in AutoTradeSession.objects.filter(market=market, state=AutoTradeState.RUNNING).values_list(
         "pk", flat=True
@@ -385,6 +386,31 @@ def autotrade_on_prediction(*, prediction: dict[str, Any]) -> list[AutoTradeDeci
         if decision is not None:
             out.append(decision)
     return out
+
+
+_last_prune = 0.0
+
+
+def _maybe_prune_holds() -> None:
+    """At most every 10 minutes per process: "hold" decisions older than AUTOTRADE_HOLD_KEEP_DAYS (7) are
+    deleted (one per prediction per session adds up); buys and sells are kept for good."""
+    global _last_prune
+    import time
+
+    now = time.monotonic()
+    if now - _last_prune < 600:
+        return
+    _last_prune = now
+    autotrade_decisions_prune()
+
+
+def autotrade_decisions_prune(*, keep_days: float | None = None) -> int:
+    days = float(keep_days if keep_days is not None else getattr(settings, "AUTOTRADE_HOLD_KEEP_DAYS", 7))
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    deleted, _by_model = AutoTradeDecision.objects.filter(
+        action=AutoTradeAction.HOLD, created_at__lt=cutoff
+    ).delete()
+    return int(deleted)
 
 
 def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -> AutoTradeDecision | None:

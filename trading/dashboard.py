@@ -67,6 +67,7 @@ JS_STRINGS: dict[str, Any] = {
     "error_network": _("The server could not be reached. Please try again."),
     "error_unavailable": _("This information is not available right now."),
     "session_expired": _("Your session has expired. Please log in again."),
+    "log_in": _("Log in"),
     "order_sent": _("Order placed."),
     "order_cancelled": _("Order cancelled."),
     "scheduled_created": _("Scheduled order created."),

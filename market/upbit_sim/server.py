@@ -344,13 +344,13 @@ class Simulator:
                         continue
                 if c.speed == 0:
                     if isinstance(self.source, SyntheticSource):
-                        self.step_unpaced(c.unpaced_chunk)
+                        # Nobody subscribed: a trickle (REST still sees a moving market) instead of a core.
+                        self.step_unpaced(c.unpaced_chunk if self.conns else 20)
                     else:
                         self._unpaced_now += 1000
                         self.step(self._unpaced_now)
-                    # Unpaced = as fast as the slowest subscriber reads (back-pressure, never a drop); with
-                    # nobody subscribed it idles along slowly instead of burning a core.
-                    await asyncio.sleep(0 if self.conns else 0.2)
+                    # Unpaced = as fast as the slowest subscriber reads (back-pressure, never a drop).
+                    await asyncio.sleep(0 if self.conns else 0.1)
                     while any(q.queue.qsize() > 2 * c.unpaced_chunk for q in self.conns):
                         await asyncio.sleep(0.001)
                 else:

@@ -463,3 +463,19 @@ def test_paper_account_reset(api, user, sim):
     assert api.get("/api/trading/orders/?mode=paper").json()["count"] == 2  # history stays
     assert api.get("/api/trading/orders/?mode=live").json()["count"] == 0
     assert api.get("/api/trading/portfolio/").json()["portfolio"]["realized_pnl"] == "0"
+
+
+def test_browser_session_needs_the_csrf_token(user, sim):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    body = '{"market": "KRW-BTC", "amount_krw": "10000"}'
+    r = browser.post(BUY, body, content_type="application/json")
+    assert r.status_code == 403 and Order.objects.count() == 0
+    from django.middleware.csrf import _get_new_csrf_string  # what the page's csrftoken cookie carries
+
+    token = _get_new_csrf_string()
+    browser.cookies["csrftoken"] = token
+    r = browser.post(BUY, body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert r.status_code == 201 and Order.objects.count() == 1

@@ -476,8 +476,8 @@ def _exchange_avg_price(*, order: Order, currency: str) -> Decimal | None:
     if order.mode == TradingMode.PAPER:
         from trading.models import PaperBalance
 
-        row = PaperBalance.objects.filter(user_id=order.user_id, currency=currency).only("avg_buy_price")
-        row = row.first()
+        qs = PaperBalance.objects.filter(user_id=order.user_id, currency=currency).only("avg_buy_price")
+        row = qs.first()
         return row.avg_buy_price if row is not None and row.avg_buy_price > 0 else None
     cached = cache.get(live_balances_cache_key(order.user_id)) or []
     avg = next((b.avg_buy_price for b in cached if b.currency == currency), None)

@@ -256,11 +256,20 @@ function onUserMessage(msg) {
   refreshUser();
 }
 
+let sessionNoticeShown = false;
 const userSocket = new LiveSocket(() => wsUrl(config.ws.user), {
   onMessage: onUserMessage,
   pingEvery: 25000,
   pingMessage: { type: "ping" },
-  onState: () => {},
+  onState: (s, info) => {
+    // 4401: the session ended (logged out elsewhere, expired): say so once, with the way back.
+    if (s === "refused" && info.code === 4401 && !sessionNoticeShown) {
+      sessionNoticeShown = true;
+      const notice = h("div", { class: "notice notice-warning", role: "alert", "data-testid": "session-notice" },
+        t("session_expired"), " ", h("a", { href: `/login?next=${encodeURIComponent(location.pathname + location.search)}` }, t("log_in")));
+      staleEl.after(notice);
+    }
+  },
   onOpen: (reconnected) => {
     if (reconnected) refreshUser();
   },

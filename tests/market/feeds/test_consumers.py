@@ -194,7 +194,7 @@ def test_many_browsers_share_one_channel_layer_subscription_per_process() -> Non
         layer = get_channel_layer()
         if not isinstance(layer, InMemoryChannelLayer):
             pytest.skip("inspects the in-memory layer's groups")
-        comms = [await _connect() for _ in range(5)]
+        comms = list(await asyncio.gather(*(_connect() for _ in range(5))))  # concurrent first subscribers
         for comm in comms:
             await _recv(comm)
         assert len(layer.groups["market.KRW-BTC"]) == 1  # the hub, not one channel per browser

@@ -216,3 +216,17 @@ def test_halt_and_kill_switch_stop_sessions(user, other_user, wide_book, active_
 
     with pytest.raises(TradingHalted):
         start(user)
+
+
+def test_old_hold_decisions_are_pruned_but_trades_are_kept(user, wide_book, active_models):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    s = start(user)
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    AutoTradeDecision.objects.filter(session=s).update(created_at=timezone.now() - dt.timedelta(days=8))
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert autotrade.autotrade_decisions_prune() == 1
+    assert [d.action for d in decisions(s)] == ["buy", "hold"]
