@@ -13,5 +13,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observator.settings.local")
 app = Celery("observator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Market feeds (news, other exchanges) keep their tasks in market/tasks_feeds.py, registered as market.tasks.*.
+# Market feeds (news) keep their tasks in market/tasks_feeds.py, registered as market.tasks.*.
 app.autodiscover_tasks(related_name="tasks_feeds")

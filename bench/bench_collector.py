@@ -4,14 +4,17 @@ Stream: the simulator's synthetic order-book model (``market.upbit_sim.synthetic
 the simulator's own WebSocket encoder (DEFAULT format, 30 levels, the bytes Upbit would send).
 
 Part 1 (in memory, one core, same frames for all):
-  * ours     -- ``records.parse_frame`` (orjson) -> ``Collector.handle_records`` -> ``DayFileWriter``
-                 (Parquet segments every 2 s: temp file + fsync + atomic rename);
+  * ours     -- ``records.parse_frame`` (typed msgspec decode, struct-packed levels) ->
+                 ``Collector.handle_records`` -> ``DayFileWriter`` (Parquet segments every 2 s: temp file +
+                 fsync + atomic rename);
   * naive    -- ``json.loads`` + one ``csv.DictWriter.writerow`` per message (the usual first attempt);
   * pyupbit  -- pyupbit's per-message path (``bytes.decode`` + ``json.loads`` + ``multiprocessing.Queue``
-                 put/get, what ``pyupbit.WebSocketManager`` does), which does not even persist.
+                 put/get, what ``pyupbit.WebSocketManager`` does), which does not even persist;
+  * ceiling  -- bare ``orjson.loads`` per frame, for scale.
+  Rates are per CPU-second of the process (the one-core figure) and per wall second (shared machine).
 Part 2 (live, where feasible): the simulator as a separate process (unpaced) streaming over a real socket to
-``pyupbit.WebSocketManager`` (its hard-coded URL redirected to the simulator) vs our collector; messages
-received per second in the same window (bounded by what the simulator can produce).
+``pyupbit.WebSocketManager`` (its hard-coded URL redirected to the simulator) vs our collector: messages per
+wall second (bounded by what the simulator produces) and per CPU-second of each client (its own cost).
 
 Prints medians of ``--repeat`` runs and ratios.  Usage: ``python bench/bench_collector.py [--messages N]``.
 """
@@ -297,9 +300,7 @@ def main() -> None:
                 live["pyupbit"].append(live_pyupbit(ws_url, args.live_seconds))
             except Exception as exc:  # noqa: BLE001 - "where feasible": report, do not fail the bench
                 print(f"  pyupbit live run failed: {type(exc).__name__}: {exc}")
-        print(
-            f"\nPart 2: live socket from a simulator process (unpaced), {args.live_seconds:g}s windows, median"
-        )
+        print(f"\nPart 2: live socket, simulator process unpaced, {args.live_seconds:g}s windows, median")
         print("  The simulator's output bounds msg/wall-s; msg/CPU-s is the client's own cost per message.")
         print(f"  {'':58s} {'msg/CPU-s':>10s} {'msg/wall-s':>11s}")
         ours_w = statistics.median(r[0] for r in live["ours"])

@@ -197,10 +197,12 @@ def main() -> None:
             time.sleep(0.2)
         stop.set()
         t.join(5)
-        delays = []
-        for s in ScheduledOrder.objects.filter(pk__in=[s.pk for s in sos]):
+        delays, acks = [], []
+        for s in ScheduledOrder.objects.filter(pk__in=[s.pk for s in sos]).select_related("order"):
             if s.fired_at is not None:
                 delays.append((s.fired_at - s.trigger_at).total_seconds() * 1000)
+            if s.order is not None and s.order.submitted_at is not None:
+                acks.append((s.order.submitted_at - s.trigger_at).total_seconds() * 1000)
         states = sorted(
             set(ScheduledOrder.objects.filter(pk__in=[s.pk for s in sos]).values_list("state", flat=True))
         )
@@ -208,11 +210,12 @@ def main() -> None:
         print(f"fired {len(delays)}/{len(sos)} states={states}")
         if delays:
             print(fmt("fired_at - due", delays))
+            print(fmt("exchange ack of its order - due", acks))
             print(fmt("baseline: order_place directly (paper)", place_ms))
-            ratio = statistics.median(delays) / statistics.median(place_ms)
+            ratio = statistics.median(acks) / statistics.median(place_ms)
             print(
-                f"ratio delay/placement: p50 {ratio:.1f}x   "
-                f"target <= 1000 ms: {'met' if max(delays) <= 1000 else 'NOT met'} (max {max(delays):.0f} ms)"
+                f"ratio (due -> ack) / (direct placement): p50 {ratio:.2f}x   "
+                f"target <= 1000 ms: {'met' if max(acks) <= 1000 else 'NOT met'} (max {max(acks):.0f} ms)"
             )
         if os.environ.get("REDIS_URL"):
             precise_path(sim.rest_url, suser, args.scheduled)
@@ -290,18 +293,19 @@ def precise_path(rest_url: str, user: object, count: int) -> None:
             time.monotonic() < deadline and ScheduledOrder.objects.filter(pk__in=ids, fired_at=None).exists()
         ):
             time.sleep(0.2)
-        delays = [
-            (s.fired_at - s.trigger_at).total_seconds() * 1000
-            for s in ScheduledOrder.objects.filter(pk__in=ids)
-            if s.fired_at is not None
+        rows = list(ScheduledOrder.objects.filter(pk__in=ids).select_related("order"))
+        delays = [(s.fired_at - s.trigger_at).total_seconds() * 1000 for s in rows if s.fired_at is not None]
+        acks = [
+            (s.order.submitted_at - s.trigger_at).total_seconds() * 1000
+            for s in rows
+            if s.order is not None and s.order.submitted_at is not None
         ]
         print("== Scheduled-order firing delay, precise path (ETA task on a Celery worker, Redis) ==")
         print(f"fired {len(delays)}/{count}")
         if delays:
             print(fmt("fired_at - due", delays))
-            print(
-                f"target <= 1000 ms: {'met' if max(delays) <= 1000 else 'NOT met'} (max {max(delays):.0f} ms)"
-            )
+            print(fmt("exchange ack of its order - due", acks))
+            print(f"target <= 1000 ms: {'met' if max(acks) <= 1000 else 'NOT met'} (max {max(acks):.0f} ms)")
     finally:
         worker.terminate()
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from market.models import DayUpload
+from market.models import DayUpload, NewsItem
 
 
 @admin.register(DayUpload)
@@ -36,4 +36,25 @@ class DayUploadAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: DayUpload | None = None) -> bool:
+        return False
+
+
+@admin.register(NewsItem)
+class NewsItemAdmin(admin.ModelAdmin):
+    """News comes from the feeds (market.tasks.refresh_news) and is pruned by age; read-only here (a deleted
+    item would come back while its feed still lists it)."""
+
+    list_display = ("published_at", "title", "source")
+    list_filter = ("source",)
+    search_fields = ("title", "link")
+    date_hierarchy = "published_at"
+    readonly_fields = [f.name for f in NewsItem._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: NewsItem | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: NewsItem | None = None) -> bool:
         return False

@@ -122,13 +122,22 @@ class Collector:
         )
         self._stopping = asyncio.Event()
         self.counts = {"orderbook": 0, "trade": 0, "ticker": 0, "gap": 0, "duplicate": 0}
+        self._last_book_ts: dict[str, int] = {}
+        self.stats_interval = 60.0
 
     # -- hot path ------------------------------------------------------------------------------------
     def handle_records(self, records: list[Record]) -> None:
         writer, fanout, batcher = self.writer, self.fanout, self.batcher
         feed = self.prediction_sink is not None
+        last_book = self._last_book_ts
         for rec in records:
             if type(rec) is OrderbookRecord:
+                previous = last_book.get(rec.code)
+                if previous is not None and rec.ts < previous and not rec.snapshot:
+                    # Books are full snapshots in time order; one from the past means the stream misbehaved.
+                    self.handle_gap(rec.code, rec.ts, previous, "timestamp", "order book timestamp went back")
+                else:
+                    last_book[rec.code] = rec.ts
                 writer.add_orderbook(rec)
                 if fanout is not None:
                     fanout.orderbook(rec)
@@ -199,16 +208,29 @@ class Collector:
         logger.info("collector stopped: %s", self.counts)
 
     async def _housekeeping(self) -> None:
-        last_prediction = time.monotonic()
+        last_prediction = last_stats = time.monotonic()
         while not self._stopping.is_set():
             await asyncio.sleep(0.1)
             try:
                 self.writer.tick()
             except Exception:  # noqa: BLE001 - e.g. disk full: keep streaming, retry at the next tick
                 logger.exception("collector: writing day files failed")
-            if time.monotonic() - last_prediction >= self.prediction_interval:
-                last_prediction = time.monotonic()
+            now = time.monotonic()
+            if now - last_prediction >= self.prediction_interval:
+                last_prediction = now
                 await self._send_predictions()
+            if now - last_stats >= self.stats_interval:
+                last_stats = now
+                self.log_stats()
+
+    def log_stats(self) -> None:
+        """One line for operators: what came in, what was written, what went wrong."""
+        st, w = self.streamer.stats, self.writer
+        logger.info(
+            "collector stats: %s; frames=%d malformed=%d reconnects=%d segments=%d rows=%d dropped=%d",
+            self.counts, st.frames, st.malformed, st.reconnects, w.segments_written, w.rows_written,
+            w.rows_dropped,
+        )  # fmt: skip
 
     async def _send_predictions(self) -> None:
         if self.prediction_sink is None:

@@ -16,8 +16,8 @@ Schemas (all timestamps are integer epoch milliseconds, UTC):
   float64, NaN where the book has fewer levels). ``L`` is in the file metadata key ``levels``.
 * trade: ``ts``, ``recv_ts``, ``price`` (float64), ``volume`` (float64), ``side`` (int8: +1 buyer-initiated
   i.e. Upbit ``ask_bid == "BID"``, -1 seller-initiated), ``sequential_id`` (int64).
-* gap: ``ts_start``, ``ts_end``, ``reason`` (string: ``reconnect``, ``restart``, ``duplicate``, ``sequence``),
-  ``detail`` (string).
+* gap: ``ts_start``, ``ts_end``, ``reason`` (string: ``reconnect``, ``restart``, ``duplicate``, ``sequence``,
+  ``timestamp``), ``detail`` (string).
 
 Writing (collector, import_sample): :class:`DayFileWriter` (atomic segments, KST midnight rollover, resume
 after restart) and :func:`compact_day`; see docs/market.md.

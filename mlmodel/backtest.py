@@ -88,7 +88,7 @@ def walk_buy(
     """Spend up to ``budget`` KRW on ask levels (best first, prices <= cap) -> (volume, funds, levels)."""
     vol = funds = 0.0
     used = 0
-    for p, q in zip(px, sz, strict=True):
+    for p, q in zip(px.tolist(), sz.tolist(), strict=True):  # Python floats: fast scalar math
         if not (math.isfinite(p) and math.isfinite(q)) or q <= 0:
             continue
         if cap is not None and p > cap + 1e-12:
@@ -111,7 +111,7 @@ def walk_sell(
     """Sell up to ``volume`` against bid levels (best first, prices >= floor). -> (volume, funds, levels)."""
     vol = funds = 0.0
     used = 0
-    for p, q in zip(px, sz, strict=True):
+    for p, q in zip(px.tolist(), sz.tolist(), strict=True):  # Python floats: fast scalar math
         if not (math.isfinite(p) and math.isfinite(q)) or q <= 0:
             continue
         if floor is not None and p < floor - 1e-12:
@@ -176,16 +176,27 @@ def run_backtest(
     trip_cash, trips = 0.0, []
     traded = 0.0
     fee_rate, dec = cfg.fee_rate, cfg.volume_decimals
-    for k in cand.tolist():
+    cand_ts = dec_ts[cand]
+    n_cand = int(cand.shape[0])
+    p = 0
+    while p < n_cand:
+        k = int(cand[p])
+        p += 1
         t = int(dec_ts[k])
-        if t < next_free:
+        if t < next_free:  # busy (order in flight or cooling down): jump to the first candidate after it
+            p = max(p, int(np.searchsorted(cand_ts, next_free, side="left")))
             continue
         j = int(arrival_idx_all[k])
         arrival = t + cfg.latency_ms
         if buy_sig[k]:
-            if pos > 0 and (cfg.max_position_krw is None or max_pos - basis < cfg.min_total_krw):
-                continue  # one lot held / at the position limit: nothing to send, not an exchange rejection
-            wanted = min(cfg.order_krw, max_pos - basis)
+            # A position worth less than the minimum order total is dust: it cannot be sold and does not
+            # count as a held lot.
+            holding = pos * float(b1[idx[k]]) >= cfg.min_total_krw
+            if cfg.max_position_krw is None and holding:
+                continue  # one lot held: nothing to send, not an exchange rejection
+            if cfg.max_position_krw is not None and basis > 0 and max_pos - basis < cfg.min_total_krw:
+                continue  # at the position limit
+            wanted = cfg.order_krw if cfg.max_position_krw is None else min(cfg.order_krw, max_pos - basis)
             budget = min(wanted, cash / (1.0 + fee_rate))
             if budget < cfg.min_total_krw:
                 reason = "under_min_total" if wanted < cfg.min_total_krw else "insufficient_funds"
@@ -229,9 +240,10 @@ def run_backtest(
             volume = _floor_dec(pos, dec)
             ref_bid = float(b1[j])
             if not math.isfinite(ref_bid) or volume * ref_bid < cfg.min_total_krw:
-                rejections.append(Rejection(t, "sell", "under_min_total"))
-                next_free = t + cfg.cooldown_ms
-                continue
+                if basis > 0:  # an open lot that fell under the minimum: the exchange would refuse it
+                    rejections.append(Rejection(t, "sell", "under_min_total"))
+                    next_free = t + cfg.cooldown_ms
+                continue  # (leftover dust of a closed trip: nothing to do)
             floor = None
             if cfg.limit_ticks is not None:
                 ref = float(b1[idx[k]])
@@ -265,8 +277,9 @@ def run_backtest(
                     used,
                 )
             )
-            if pos <= 10.0**-dec:
-                pos, basis = 0.0, 0.0
+            if pos <= 10.0**-dec or pos * ref_bid < cfg.min_total_krw:  # flat, or only dust left
+                pos = max(pos, 0.0)
+                basis = 0.0
                 trips.append(trip_cash)
                 trip_cash = 0.0
             next_free = arrival + cfg.cooldown_ms
@@ -274,32 +287,23 @@ def run_backtest(
     start = int(idx[0]) if idx.size else 0
     last = len(book) - 1
     if cfg.close_at_end and pos > 0 and len(book):
-        vol, funds, used = walk_sell(book.bid_px[last], book.bid_sz[last], _floor_dec(pos, dec), decimals=dec)
-        if vol > 0:
-            fee = funds * fee_rate
-            cash += funds - fee
-            pos = round(pos - vol, dec)
-            trip_cash += funds - fee
-            traded += funds
-            events.append((last, funds - fee, -vol))
-            fills.append(
-                Fill(
-                    int(ts[last]),
-                    int(ts[last]),
-                    "sell",
-                    vol,
-                    funds / vol,
-                    funds,
-                    fee,
-                    math.nan,
-                    math.nan,
-                    "end",
-                    used,
+        bid_last = float(b1[last])
+        volume = _floor_dec(pos, dec)
+        if math.isfinite(bid_last) and volume * bid_last >= cfg.min_total_krw:
+            vol, funds, used = walk_sell(book.bid_px[last], book.bid_sz[last], volume, decimals=dec)
+            if vol > 0:
+                fee = funds * fee_rate
+                cash += funds - fee
+                pos = round(pos - vol, dec)
+                trip_cash += funds - fee
+                traded += funds
+                events.append((last, funds - fee, -vol))
+                end = int(ts[last])
+                fills.append(
+                    Fill(end, end, "sell", vol, funds / vol, funds, fee, math.nan, math.nan, "end", used)
                 )
-            )
-            if pos <= 10.0**-dec:
-                pos = 0.0
-                trips.append(trip_cash)
+        if basis > 0:  # the open trip ends here; anything left unsold counts at the last bid
+            trips.append(trip_cash + pos * (bid_last if math.isfinite(bid_last) else 0.0))
 
     # Equity curve, vectorised: cash and position are step functions changing at the fill rows.
     n_rows = max(len(book) - start, 0)
@@ -320,6 +324,9 @@ def run_backtest(
         mark = mark[good_idx]
     equity = cash_curve + np.where(pos_curve != 0, pos_curve * np.nan_to_num(mark), 0.0)
     eq_ts = ts[start:]
+    held = pos_curve * np.nan_to_num(mark) >= cfg.min_total_krw  # a real lot, not dust
+    span = int(eq_ts[-1] - eq_ts[0]) if n_rows > 1 else 0
+    in_pos = float(np.sum(np.diff(eq_ts)[held[:-1]]) / span) if span > 0 else 0.0
     metrics = _metrics(
         cfg,
         equity,
@@ -334,6 +341,7 @@ def run_backtest(
         final_cash=cash,
         final_pos=pos,
     )
+    metrics["time_in_position"] = in_pos
     return BacktestResult(fills=fills, rejections=rejections, equity_ts=eq_ts, equity=equity, metrics=metrics)
 
 
@@ -389,25 +397,6 @@ def _metrics(
     max_dd = float(np.max((peak - equity) / peak)) if equity.size else 0.0
     wins = sum(1 for t in trips if t > 0)
     bh = buy_and_hold(book, int(idx[0]), config=cfg) if idx.size else {"pnl": 0.0, "return": 0.0}
-    in_pos = 0.0
-    if equity.size > 1:
-        # Fraction of time with an open position, from the fills' arrival times.
-        opened: int | None = None
-        held_ms = 0
-        pos = 0.0
-        for f in fills:
-            if f.side == "buy":
-                if pos <= 0:
-                    opened = f.arrival_ts
-                pos += f.volume
-            else:
-                pos -= f.volume
-                if pos <= 10.0**-cfg.volume_decimals and opened is not None:
-                    held_ms += f.arrival_ts - opened
-                    opened = None
-        if opened is not None:
-            held_ms += int(eq_ts[-1]) - opened
-        in_pos = held_ms / max(int(eq_ts[-1] - eq_ts[0]), 1)
     return {
         "net_pnl": float(pnl),
         "return": float(pnl / cfg.initial_cash),
@@ -421,7 +410,7 @@ def _metrics(
         "turnover": float(traded / cfg.initial_cash),
         "fees": float(sum(f.fee for f in fills)),
         "n_rejections": float(len(rejections)),
-        "time_in_position": float(in_pos),
+        "time_in_position": 0.0,  # set by the caller from the position curve
         "final_cash": float(final_cash),
         "final_position": float(final_pos),
         "buy_hold_pnl": bh["pnl"],

@@ -30,8 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "ML_SPIKE_K": 4.0,
     "ML_SPIKE_WINDOW_S": 60.0,
     "ML_SPIKE_PAD_S": 600.0,
+    "ML_TRAIN_IN_SUBPROCESS": None,  # None = yes inside the ml worker (serving goes on), no elsewhere
+    "ML_TRAIN_TIME_LIMIT_S": 6 * 3600,
     "ML_PREDICTION_KEEP_S": 3600,  # predictions older than this are pruned
     "ML_LIVE_KEEP_S": 300,  # raw book/trade history kept per market in the ML worker
+    "ML_MAX_DATA_AGE_S": 15.0,  # no prediction from a snapshot older than this (None = no check: replays)
     "ML_BACKTEST_THRESHOLD": 0.0005,  # the threshold the walk-forward backtest assumes (0.05 %)
     "ML_BACKTEST_ORDER_KRW": 100_000.0,
     "ML_BACKTEST_LATENCY_MS": 100,

@@ -14,7 +14,11 @@ from mlmodel.training import ModelBundle, load_artifact, pick_device
 class Predictor:
     """Raw feature windows in, predicted future log-returns out (normalised with the model's own stats)."""
 
-    def __init__(self, bundle: ModelBundle, *, device: str = "cpu") -> None:
+    def __init__(self, bundle: ModelBundle, *, device: str = "cpu", threads: int | None = None) -> None:
+        # ``threads`` sets torch's intra-op threads for the whole process: 1 is best on small shared CPUs,
+        # where a thread pool waiting on busy cores turns a 0.2 ms p50 into 100 ms tails (bench/bench_ml.py).
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.device = pick_device(device)
         bundle.model.to(self.device).eval()
         self.bundle = bundle
@@ -29,8 +33,8 @@ class Predictor:
         self._scale = float(bundle.y_scale)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, device: str = "cpu") -> Predictor:
-        return cls(load_artifact(data, device="cpu"), device=device)
+    def from_bytes(cls, data: bytes, *, device: str = "cpu", threads: int | None = None) -> Predictor:
+        return cls(load_artifact(data, device="cpu"), device=device, threads=threads)
 
     @property
     def n_features(self) -> int:

@@ -115,7 +115,7 @@ def run_pipeline(
         fitted = last["lstm"].fitted
         if isinstance(fitted, LSTMModel):
             bundle = fitted.bundle
-    training = {"config": cfg.train.to_dict()}
+    training: dict[str, Any] = {"config": cfg.train.to_dict()}
     if bundle is not None:
         training.update({"history": bundle.history, "best_epoch": bundle.best_epoch, "meta": bundle.meta})
     report = build_report(eval_report, outcomes, model="lstm", data=data_info, training=training)

@@ -830,38 +830,98 @@ def training_run_execute(
     return run
 
 
-def nightly_retrain(
+def nightly_retrain_prepare(
     *, markets: Sequence[str] | None = None, params: dict[str, Any] | None = None
 ) -> list[TrainingRun]:
-    """For each market with day files: train a candidate, score it and the active model on the same
-    walk-forward test and promote it only if it is better. Runs inline (the caller is the ml worker)."""
-    codes = list(markets or settings.MARKET_CODES)
+    """Queued nightly runs, one per market that has day files and no run in progress."""
+    training_runs_fail_stale()
     runs = []
-    for market in codes:
+    for market in list(markets or settings.MARKET_CODES):
         p = TrainParams.from_dict(
             {**(params or {}), "market": market, "promote_if_better": True, "compare_incumbent": True}
         )
         if not dayfiles.list_days(p.root, "orderbook", market):
             logger.info("nightly retrain: no day files", extra={"market": market})
             continue
-        if TrainingRun.objects.filter(market=market, state=TrainingState.RUNNING).exists():
-            logger.warning("nightly retrain: a run is already in progress", extra={"market": market})
+        if TrainingRun.objects.filter(
+            market=market, state__in=[TrainingState.QUEUED, TrainingState.RUNNING]
+        ).exists():
+            logger.warning("nightly retrain: a run is already queued or running", extra={"market": market})
             continue
-        run = TrainingRun.objects.create(
-            market=market,
-            params=p.to_dict(),
-            trigger=TrainingTrigger.NIGHTLY,
-            total_epochs=p.epochs,
-            total_splits=p.n_splits,
-            stage="queued",
+        runs.append(
+            TrainingRun.objects.create(
+                market=market,
+                params=p.to_dict(),
+                trigger=TrainingTrigger.NIGHTLY,
+                total_epochs=p.epochs,
+                total_splits=p.n_splits,
+                stage="queued",
+            )
         )
-        try:
-            training_run_execute(run_id=run.pk)
-        except Exception:  # noqa: BLE001 - one market's failure must not stop the others
-            logger.exception("nightly retrain failed", extra={"market": market})
-        run.refresh_from_db()
-        runs.append(run)
     return runs
+
+
+def training_runs_execute(*, run_ids: Sequence[int]) -> list[TrainingRun]:
+    """Run queued runs one after the other; one market's failure does not stop the others."""
+    out = []
+    for run_id in run_ids:
+        try:
+            training_run_execute(run_id=run_id)
+        except Exception:  # noqa: BLE001 - recorded on the run; go on with the next market
+            logger.exception("training run %s failed", run_id)
+        run = TrainingRun.objects.filter(pk=run_id).first()
+        if run is not None:
+            out.append(run)
+    return out
+
+
+def nightly_retrain(
+    *, markets: Sequence[str] | None = None, params: dict[str, Any] | None = None
+) -> list[TrainingRun]:
+    """For each market with day files: train a candidate, score it and the active model on the same
+    walk-forward test and promote it only if it is better (inline)."""
+    runs = nightly_retrain_prepare(markets=markets, params=params)
+    return training_runs_execute(run_ids=[r.pk for r in runs])
+
+
+def training_in_subprocess() -> bool:
+    """In the ml worker, training runs in its own process so that prediction serving (the same one-process
+    worker) goes on meanwhile; elsewhere (tests, eager mode, commands) it runs inline."""
+    value = conf.get("ML_TRAIN_IN_SUBPROCESS")
+    if value is None:
+        import os
+
+        return os.environ.get("OBSERVATOR_ROLE") == "worker"
+    return bool(value)
+
+
+def training_runs_spawn(*, run_ids: Sequence[int]) -> int:
+    """Start ``manage.py train --run-id ...`` detached (its own session, so a worker restart does not kill
+    it); it enforces ML_TRAIN_TIME_LIMIT_S itself, and a run whose process died is failed after two hours
+    without progress. Returns the child's pid."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "train", "--no-progress"]
+    for run_id in run_ids:
+        args += ["--run-id", str(int(run_id))]
+    log_dir = Path(getattr(settings, "VAR_DIR", Path(settings.BASE_DIR) / "var")) / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"training-{int(run_ids[0])}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            args,
+            cwd=settings.BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    TrainingRun.objects.filter(pk__in=list(run_ids), state=TrainingState.QUEUED).update(
+        stage=f"starting (process {proc.pid})"
+    )
+    logger.info("training process %s started for runs %s", proc.pid, list(run_ids))
+    return int(proc.pid)
 
 
 # ----------------------------------------------------------------------------- predictions

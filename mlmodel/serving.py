@@ -165,6 +165,10 @@ class Server:
 
         with self.lock:
             keep_ms = int(float(conf.get("ML_LIVE_KEEP_S")) * 1000)
+            max_age = conf.get("ML_MAX_DATA_AGE_S")
+            max_age_ms = None if max_age is None else int(float(max_age) * 1000)
+            now_ms = int(time.time() * 1000)
+            stale = 0
             fresh = []
             for market, data in batch.items():
                 if not isinstance(data, Mapping) or not isinstance(market, str):
@@ -175,8 +179,17 @@ class Server:
                 except (TypeError, ValueError) as exc:
                     logger.warning("bad batch for %s: %s", market, exc)
                     continue
-                if w.ts.size and int(w.ts[-1]) != w.last_predicted_ts:
-                    fresh.append(market)
+                if not w.ts.size or int(w.ts[-1]) == w.last_predicted_ts:
+                    continue
+                if max_age_ms is not None and now_ms - int(w.ts[-1]) > max_age_ms:
+                    # A backlog (the worker was busy): keep the history, but never publish a prediction
+                    # about a book that is long gone - auto-trading would act on it.
+                    w.last_predicted_ts = int(w.ts[-1])
+                    stale += 1
+                    continue
+                fresh.append(market)
+            if stale:
+                logger.warning("skipped %d stale market batch(es) (older than %s s)", stale, max_age)
             if not fresh:
                 return []
             active = model_active_map(markets=fresh)

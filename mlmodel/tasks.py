@@ -14,7 +14,11 @@ from mlmodel.serving import market_data_ingest
     name="mlmodel.tasks.train_model", soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300, acks_late=False
 )
 def train_model(*, run_id: int) -> dict[str, Any]:
-    """Run one queued TrainingRun (progress is written to its row and pushed to the admin)."""
+    """Run one queued TrainingRun (progress is written to its row and pushed to the admin). In the ml worker
+    the training itself runs in its own process, so predictions keep being served meanwhile."""
+    if services.training_in_subprocess():
+        pid = services.training_runs_spawn(run_ids=[run_id])
+        return {"run_id": run_id, "state": "spawned", "pid": pid}
     run = services.training_run_execute(run_id=run_id)
     if run is None:
         return {"run_id": run_id, "state": "missing"}
@@ -24,6 +28,11 @@ def train_model(*, run_id: int) -> dict[str, Any]:
 @shared_task(name="mlmodel.tasks.nightly_retrain", soft_time_limit=10 * 3600, time_limit=10 * 3600 + 300)
 def nightly_retrain(markets: list[str] | None = None) -> list[dict[str, Any]]:
     """Beat 00:10: retrain every market and promote a candidate only if it beats the active model."""
+    if services.training_in_subprocess():
+        runs = services.nightly_retrain_prepare(markets=markets)
+        if runs:
+            services.training_runs_spawn(run_ids=[r.pk for r in runs])
+        return [{"run_id": r.pk, "market": r.market, "state": "spawned"} for r in runs]
     runs = services.nightly_retrain(markets=markets)
     return [{"run_id": r.pk, "market": r.market, "state": r.state, "decision": r.decision} for r in runs]
 

@@ -121,6 +121,11 @@ def autotrade_start(
 
     if model_active(market=market) is None:
         raise Conflict(_("No prediction model serves %(market)s yet.") % {"market": market}, code="no_model")
+    if profile.mode == "live":
+        from accounts.selectors import exchange_credential_status
+
+        if not exchange_credential_status(user=user).stored:
+            raise errors.KeysMissing()
     if profile.auto_trading_halted:
         profile = auto_trading_resume(user=user)
     try:

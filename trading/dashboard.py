@@ -49,7 +49,8 @@ API_ENDPOINTS: dict[str, str] = {
     "auto_change": "/api/trading/auto/change/",
     "auto_stop": "/api/trading/auto/stop/",
     "auto_decisions": "/api/trading/auto/decisions/",
-    "model": "/api/ml/model/",
+    "model": "/api/ml/models/active/",
+    "prediction": "/api/ml/predictions/latest/",
 }
 
 # Every string the scripts show, translated on the server for the page's language (msgids in locale/).

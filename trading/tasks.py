@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -19,7 +20,8 @@ def fire_due_scheduled_orders() -> int:
     """Beat, every second: fire due scheduled orders exactly once (safe with many workers)."""
     from trading.services.scheduled import scheduled_orders_fire_due
 
-    return len(scheduled_orders_fire_due())
+    # Orders due before the next beat (1 s) are claimed now and fired on time.
+    return len(scheduled_orders_fire_due(lookahead=dt.timedelta(seconds=1)))
 
 
 @shared_task(name="trading.tasks.fire_scheduled_order", ignore_result=True, soft_time_limit=50, time_limit=60)

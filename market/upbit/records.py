@@ -291,7 +291,7 @@ def _ticker(d: dict[str, Any], simple: bool, recv_ts: int) -> TickerRecord:
 _PARSERS = {"orderbook": _orderbook, "trade": _trade, "ticker": _ticker}
 
 
-# -- Fast path: typed msgspec decoding of DEFAULT-format messages (no intermediate dicts) ---------------------
+# -- Fast path: typed msgspec decoding of DEFAULT-format messages (no intermediate dicts) -----------------
 
 
 class _Unit(msgspec.Struct, gc=False):
@@ -365,8 +365,8 @@ def _fast(msg: _BookMsg | _TradeMsg | _TickerMsg, recv_ts: int) -> Record:
         else:
             raise MalformedFrame("trade ask_bid is neither ASK nor BID")
         return TradeRecord(
-            msg.code, msg.trade_timestamp, recv_ts, msg.trade_price, msg.trade_volume, side, msg.sequential_id,
-            msg.prev_closing_price, msg.stream_type == "SNAPSHOT",
+            msg.code, msg.trade_timestamp, recv_ts, msg.trade_price, msg.trade_volume, side,
+            msg.sequential_id, msg.prev_closing_price, msg.stream_type == "SNAPSHOT",
         )  # fmt: skip
     t = msg
     zero = 0.0

@@ -3,7 +3,8 @@
 * one request frame per connection subscribes every type for all of its codes (large code lists, e.g. every
   KRW market, are split across ``ceil(n / codes_per_connection)`` connections opened a little apart, as
   Upbit limits upgrades to 5/s);
-* protocol pings keep the socket alive (Upbit closes idle sockets after ~60 s) and detect dead peers;
+* protocol pings keep the socket alive (Upbit closes idle sockets after ~60 s) and detect dead peers; a text
+  ``PING`` asks Upbit for ``{"status":"UP"}`` every ~10 s, so quiet markets do not look like a dead stream;
 * on any drop (close, error, ping timeout, or no frame for ``silence_timeout``) it reconnects with exponential
   backoff + full jitter and re-sends the full request, which makes Upbit send a fresh SNAPSHOT per code;
 * every disconnected period becomes a gap (``on_gap``) for each of the connection's codes — never silent;
@@ -225,6 +226,9 @@ class UpbitStreamer:
                     self._sockets.add(ws)
                     try:
                         await ws.send(request_frame(codes, self.types, fmt=self.fmt))
+                        # Text PING makes Upbit send {"status":"UP"} every ~10 s, so even a connection whose
+                        # markets are all quiet keeps receiving frames and silence really means trouble.
+                        await ws.send("PING")
                         self.stats.connects += 1
                         connected_at = self.clock()
                         if down_since is not None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -20,6 +21,7 @@ DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 375, "height": 812}
 # A port nothing listens on: outside services (other exchanges, FX, news) fail fast and show "stale".
 DEAD_URL = "http://127.0.0.1:9"
+MARKETS = "KRW-BTC,KRW-ETH"
 
 
 @dataclass
@@ -53,10 +55,26 @@ def _sim_args(port: int) -> list[str]:
         "--source",
         "synthetic",
         "--markets",
-        "KRW-BTC",
+        MARKETS,
         "--seed",
         "7",
     ]
+
+
+E2E_REDIS_DB = 13
+
+
+def _private_redis_db(url: str) -> str:
+    import redis
+
+    parts = urlsplit(url)
+    private = urlunsplit((parts.scheme, parts.netloc, f"/{E2E_REDIS_DB}", parts.query, parts.fragment))
+    client = redis.Redis.from_url(private)
+    try:
+        client.flushdb()  # leftovers of an earlier run (queued batches, results)
+    finally:
+        client.close()
+    return private
 
 
 def _worker_args(queues: str, name: str) -> list[str]:
@@ -125,7 +143,7 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
             "UPBIT_REST_URL": f"http://127.0.0.1:{sim_port}",
             "UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1",
             "MARKET_SIMULATED": "true",
-            "MARKET_CODES": "KRW-BTC",
+            "MARKET_CODES": MARKETS,
             "MARKET_DATA_DIR": str(tmp_path / "data"),
             "REALTIME_RELAY_URL": f"http://127.0.0.1:{web_port}/internal/realtime/",
             "OBSERVATOR_VAR_DIR": str(var),
@@ -140,6 +158,9 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
         }
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # for this test process only, never for the servers
+    if env.get("REDIS_URL"):
+        # A Redis database of its own: no task or event of another test reaches this stack's workers.
+        env["REDIS_URL"] = _private_redis_db(env["REDIS_URL"])
     stack = Stack(
         base_url=f"http://127.0.0.1:{web_port}",
         sim_url=f"http://127.0.0.1:{sim_port}",
@@ -158,7 +179,7 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
         stack.procs["web"] = es.enter_context(start_web(stack, web_port))
         stack.procs["collector"] = es.enter_context(
             live.running(
-                [live.PYTHON, "manage.py", "collect", "--markets", "KRW-BTC", "--flush-interval", "2"],
+                [live.PYTHON, "manage.py", "collect", "--markets", MARKETS, "--flush-interval", "2"],
                 env={**env, "OBSERVATOR_ROLE": "collector"},
                 log_path=logs / "collector.log",
             )

@@ -151,13 +151,25 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         assert "10,000,000" not in krw and "9,8" in krw  # 100,000 KRW + fee spent
         assert page.locator("[data-testid=buy-form] .form-error").inner_text() == ""
 
+        # A limit order far below the market rests on the book; cancelling it takes it off.
+        page.click("#tab-limit")
+        page.fill("#limit-price", "100000000")
+        page.fill("#limit-volume", "0.0001")
+        page.click("[data-testid=limit-submit]")
+        page.wait_for_selector("#open-orders-body tr[data-order-id]")
+        page.click("[data-testid=order-cancel]")
+        page.wait_for_selector("#toasts .toast:has-text('Order cancelled')")
+        page.wait_for_selector("#history-body tr[data-state=cancelled]")
+        page.wait_for_selector("#open-orders-body tr.empty")
+        page.click("#tab-buy")
+
         # A bad order is refused with the server's message, and nothing is placed.
         page.fill("#buy-amount", "100")
         page.click("[data-testid=buy-submit]")
         page.wait_for_function(
             "document.querySelector('[data-testid=buy-form] .form-error').textContent.length > 0"
         )
-        assert page.locator("#history-body tr").count() == 1
+        assert page.locator("#history-body tr").count() == 2  # the buy and the cancelled limit order
 
         # Scheduled order a few seconds ahead: it fires (Celery beat + worker) and the page shows it.
         page.click("#tab-scheduled")
@@ -174,6 +186,7 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
             "#scheduled-body tr[data-state=filled], #scheduled-body tr[data-state=fired]", timeout=30000
         )
         page.wait_for_selector("#history-body tr[data-state=done] >> nth=1", timeout=15000)
+        assert "Scheduled" in page.locator("#history-body tr[data-state=done] >> nth=0").inner_text()
 
         # Auto-trading: start, decisions appear, change the threshold, stop.
         page.fill("#auto-order-krw", "20000")
@@ -219,6 +232,24 @@ def test_dashboard_reconnects_by_itself(
         page.unroute("**/static/vendor/**")
         _open_trade(page)
         page.wait_for_selector("#chart[data-renderer=lightweight-charts]")
+
+        # Another market from the picker: the book, price and address follow, without a reload.
+        btc_price = page.locator("#price-now").inner_text()
+        page.select_option("#market-select", "KRW-ETH")
+        page.wait_for_url(re.compile(r"market=KRW-ETH"))
+        page.wait_for_function(
+            "document.querySelector('#price-market').textContent === 'KRW-ETH'"
+            " && document.querySelector('#price-now').textContent !== '–'"
+        )
+        page.wait_for_function(
+            "window.__trade.state.ticker && window.__trade.state.ticker.market === 'KRW-ETH'"
+        )
+        assert page.locator("#price-now").inner_text() != btc_price
+        _wait_changes(page, lambda: _ladder_text(page))
+        page.select_option("#market-select", "KRW-BTC")
+        page.wait_for_function(
+            "window.__trade.state.ticker && window.__trade.state.ticker.market === 'KRW-BTC'"
+        )
 
         # 1. The socket dies under the page (proxy reset, laptop sleep): it comes back without a reload.
         connects = page.evaluate("window.__trade.marketSocket.connects")

@@ -45,7 +45,23 @@ def test_trade_page_renders_the_dashboard_with_its_configuration(client_in: tupl
     assert config["market"] == "KRW-BTC"
     assert config["ws"] == {"market": "/ws/market/{code}/", "user": "/ws/user/"}
     # Only endpoints this server has are handed to the page; the trading and market ones are there.
-    for name in ("portfolio", "buy", "sell", "limit", "orders", "scheduled", "candles", "news", "exchanges"):
+    for name in (
+        "portfolio",
+        "buy",
+        "sell",
+        "limit",
+        "orders",
+        "scheduled",
+        "candles",
+        "news",
+        "exchanges",
+        "auto_start",
+        "auto_change",
+        "auto_stop",
+        "auto_decisions",
+        "model",
+        "prediction",
+    ):
         assert name in config["api"], name
     assert all(url.startswith("/api/") for url in config["api"].values())
     assert config["threshold"] == {"min": 0.01, "max": 0.1, "step": 0.01, "default": 0.05}

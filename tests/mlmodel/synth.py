@@ -3,6 +3,8 @@ imbalance, trade signs and (with a lag) the mid, so short-horizon returns are le
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from market.dayfiles import BookArrays, TradeArrays
@@ -57,12 +59,10 @@ def synthetic_market(
     )
 
 
-def book_from_rows(
-    ts: list[int],
-    asks: list[list[tuple[float, float]]],
-    bids: list[list[tuple[float, float]]],
-    levels: int = 3,
-) -> BookArrays:
+Levels = Sequence[Sequence[tuple[float, float]]]
+
+
+def book_from_rows(ts: Sequence[int], asks: Levels, bids: Levels, levels: int = 3) -> BookArrays:
     """A hand-written book: per snapshot a list of (price, size) per side, best first."""
     n = len(ts)
     ap, asz, bp, bsz = (np.full((n, levels), np.nan) for _ in range(4))

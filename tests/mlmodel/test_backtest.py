@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 import pytest
 
 from mlmodel.backtest import BacktestConfig, run_backtest
-from tests.mlmodel.synth import book_from_rows, synthetic_market
+from tests.mlmodel.synth import Levels, book_from_rows, synthetic_market
 
 BIG = 0.5  # a prediction far beyond any threshold + cost
 
 
-def _cfg(**kw: float | int | None | bool) -> BacktestConfig:
-    base = {
-        "threshold": 0.0,
-        "latency_ms": 0,
-        "cooldown_ms": 0,
-        "close_at_end": False,
-        "initial_cash": 100_000.0,
-        "order_krw": 5_000.0,
-    }
-    base.update(kw)
-    return BacktestConfig(**base)  # type: ignore[arg-type]
+def _cfg(**kw: Any) -> BacktestConfig:
+    """Hand-checkable defaults: no threshold, latency, cool-down or final liquidation unless asked for."""
+    base = BacktestConfig(
+        threshold=0.0,
+        latency_ms=0,
+        cooldown_ms=0,
+        close_at_end=False,
+        initial_cash=100_000.0,
+        order_krw=5_000.0,
+    )
+    return replace(base, **kw)
 
 
 def test_market_buy_walks_two_levels_and_pays_the_fee() -> None:
@@ -70,8 +73,8 @@ def test_a_position_worth_less_than_the_minimum_cannot_be_sold() -> None:
 
 @pytest.mark.parametrize(("latency", "price"), [(0, 1000.0), (99, 1000.0), (150, 1002.0), (250, 1005.0)])
 def test_latency_fills_against_the_book_in_force_at_arrival(latency: int, price: float) -> None:
-    asks = [[(1000, 100)], [(1002, 100)], [(1005, 100)]]
-    bids = [[(999, 100)], [(1001, 100)], [(1004, 100)]]
+    asks: Levels = [[(1000, 100)], [(1002, 100)], [(1005, 100)]]
+    bids: Levels = [[(999, 100)], [(1001, 100)], [(1004, 100)]]
     book = book_from_rows([0, 100, 200], asks, bids)
     res = run_backtest(book, np.array([0]), np.array([BIG]), config=_cfg(latency_ms=latency))
     (fill,) = res.fills
@@ -142,3 +145,13 @@ def test_a_buy_is_capped_by_cash_and_refused_when_cash_is_short() -> None:
     assert fill.funds + fill.fee <= 6_000.0 and fill.funds > 5_990.0
     short = run_backtest(book, np.array([0]), np.array([BIG]), config=_cfg(initial_cash=4_000.0))
     assert short.fills == [] and [r.reason for r in short.rejections] == ["insufficient_funds"]
+
+
+def test_dust_left_by_a_thin_book_closes_the_trip_and_does_not_block_new_buys() -> None:
+    # Only 6 units bid: selling 10 leaves 4 units (~4,000 KRW), under the minimum order total: dust.
+    n = 3
+    book = book_from_rows([0, 100, 200], [[(1000, 100)]] * n, [[(999, 6)]] * n)
+    res = run_backtest(book, np.arange(n), np.array([BIG, -BIG, BIG]), config=_cfg(order_krw=10_000.0))
+    assert [f.side for f in res.fills] == ["buy", "sell", "buy"]
+    assert res.fills[1].volume == 6 and res.metrics["n_round_trips"] == 1
+    assert res.rejections == []  # the dust is not retried as a sell

@@ -3,13 +3,18 @@ the promotion rules."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 import numpy as np
 import pytest
 
+from market.dayfiles import BookArrays
 from mlmodel.baselines import LinearOFI, ReturnModel, ZeroReturn
 from mlmodel.dataset import LabelledFrame, Normalizer, WindowSet, label_frame
 from mlmodel.evaluation import (
     EvalConfig,
+    ModelFactory,
+    Split,
     SplitContext,
     TestPeriodGuard,
     TestPeriodReused,
@@ -25,7 +30,7 @@ from mlmodel.ticks import constant_tick_fn
 from tests.mlmodel.synth import synthetic_market
 
 
-def _data(n: int = 3000, seed: int = 0) -> tuple[LabelledFrame, object]:
+def _data(n: int = 3000, seed: int = 0) -> tuple[LabelledFrame, BookArrays]:
     book, trades = synthetic_market(n, seed=seed)
     frame = compute_features(book, trades, tick_fn=constant_tick_fn(1.0))
     return label_frame(frame, horizon_s=5.0), book
@@ -53,56 +58,54 @@ def test_row_splits_cover_the_data_end_with_disjoint_tests() -> None:
     assert all(a[1] <= b[0] for a, b in zip(tests, tests[1:], strict=False))
 
 
+@dataclass
+class _Seen:
+    """What the spy model was given in one split."""
+
+    split: Split
+    normalizer: Normalizer
+    train_ts: np.ndarray
+    val_ts: np.ndarray
+    predicted: list[np.ndarray] = field(default_factory=list)
+
+
 class _Spy:
     """Records the windows a model is fitted and scored on."""
 
     name = "spy"
 
-    def __init__(self, ctx: SplitContext, log: list[dict[str, object]]) -> None:
+    def __init__(self, ctx: SplitContext, log: list[_Seen]) -> None:
         self.ctx, self.log = ctx, log
 
     def fit(self, train: WindowSet, val: WindowSet) -> None:
-        self.log.append(
-            {
-                "split": self.ctx.split,
-                "train_ts": train.ts.copy(),
-                "val_ts": val.ts.copy(),
-                "normalizer": self.ctx.normalizer,
-                "predicted": [],
-            }
-        )
+        self.log.append(_Seen(self.ctx.split, self.ctx.normalizer, train.ts.copy(), val.ts.copy()))
 
     def predict(self, ws: WindowSet) -> np.ndarray:
-        self.log[-1]["predicted"].append(ws.ts.copy())  # type: ignore[union-attr]
+        self.log[-1].predicted.append(ws.ts.copy())
         return np.zeros(len(ws))
+
+
+def _factories(log: list[_Seen]) -> dict[str, ModelFactory]:
+    return {"persistence": lambda ctx: ZeroReturn(), "spy": lambda ctx: _Spy(ctx, log)}
 
 
 def test_walk_forward_trains_on_the_past_and_opens_each_test_period_once() -> None:
     lf, book = _data()
     splits = walk_forward_splits_by_rows(lf.frame.ts, n_splits=3)
-    log: list[dict[str, object]] = []
+    log: list[_Seen] = []
     guard = TestPeriodGuard()
-    factories: dict[str, object] = {
-        "persistence": lambda ctx: ZeroReturn(),
-        "spy": lambda ctx: _Spy(ctx, log),
-    }
-    report, outcomes = walk_forward_evaluate(
-        lf,
-        book,
-        splits,
-        factories,
-        config=EvalConfig(window=10),  # type: ignore[arg-type]
-        guard=guard,
+    report, _ = walk_forward_evaluate(
+        lf, book, splits, _factories(log), config=EvalConfig(window=10), guard=guard
     )
     assert sorted(guard.opened) == sorted((s.index, m) for s in splits for m in ("persistence", "spy"))
     H = int(lf.horizon_s * 1000)
-    for entry, split in zip(log, splits, strict=True):
-        tr, va = entry["train_ts"], entry["val_ts"]
+    for seen, split in zip(log, splits, strict=True):
+        tr, va = seen.train_ts, seen.val_ts
         assert tr.max() + H < split.train[1] <= split.val[0]  # training labels end before validation starts
         assert va.min() >= split.val[0] and va.max() + H < split.val[1]
-        val_pred, test_pred = entry["predicted"]  # validation once, then the test once
-        assert test_pred.min() >= split.test[0] and test_pred.max() < split.test[1]
-        assert tr.max() < test_pred.min()
+        _, test_ts = seen.predicted  # validation once, then the test once
+        assert test_ts.min() >= split.test[0] and test_ts.max() < split.test[1]
+        assert tr.max() < test_ts.min()
     with pytest.raises(TestPeriodReused):
         guard.open(splits[0].index, "spy")
     assert set(report["summary"]) == {"persistence", "spy"}
@@ -111,32 +114,21 @@ def test_walk_forward_trains_on_the_past_and_opens_each_test_period_once() -> No
 def test_normalisation_statistics_come_from_the_training_window_only() -> None:
     lf, book = _data()
     splits = walk_forward_splits_by_rows(lf.frame.ts, n_splits=2)
-    log: list[dict[str, object]] = []
-    factories = {"persistence": lambda ctx: ZeroReturn(), "spy": lambda ctx: _Spy(ctx, log)}
-    walk_forward_evaluate(lf, book, splits, factories, config=EvalConfig(window=10))  # type: ignore[arg-type]
+    log: list[_Seen] = []
+    walk_forward_evaluate(lf, book, splits, _factories(log), config=EvalConfig(window=10))
     f = lf.frame
     split = splits[0]
     rows = f.valid & (f.ts >= split.train[0]) & (f.ts < split.train[1])
     expected = Normalizer.fit(f.X, rows=rows)
-    got = log[0]["normalizer"]
-    np.testing.assert_allclose(got.mean, expected.mean)  # type: ignore[union-attr]
+    np.testing.assert_allclose(log[0].normalizer.mean, expected.mean)
     # Blow up every value after the training window: the statistics must not move.
     X2 = f.X.copy()
     X2[f.ts >= split.train[1]] *= 1000.0
-    lf2 = LabelledFrame(frame=type(f)(**{**f.__dict__, "X": X2}), y=lf.y, horizon_s=lf.horizon_s)
-    log2: list[dict[str, object]] = []
-    walk_forward_evaluate(
-        lf2,
-        book,
-        splits[:1],
-        {
-            "persistence": lambda ctx: ZeroReturn(),  # type: ignore[arg-type]
-            "spy": lambda ctx: _Spy(ctx, log2),
-        },
-        config=EvalConfig(window=10),
-    )
-    np.testing.assert_allclose(log2[0]["normalizer"].mean, expected.mean)  # type: ignore[union-attr]
-    np.testing.assert_allclose(log2[0]["normalizer"].std, expected.std)  # type: ignore[union-attr]
+    lf2 = LabelledFrame(frame=replace(f, X=X2), y=lf.y, horizon_s=lf.horizon_s)
+    log2: list[_Seen] = []
+    walk_forward_evaluate(lf2, book, splits[:1], _factories(log2), config=EvalConfig(window=10))
+    np.testing.assert_allclose(log2[0].normalizer.mean, expected.mean)
+    np.testing.assert_allclose(log2[0].normalizer.std, expected.std)
 
 
 def test_prediction_metrics_by_hand() -> None:
@@ -185,11 +177,11 @@ def test_promotion_rules() -> None:
 def test_linear_baseline_finds_the_ofi_signal() -> None:
     lf, book = _data(6000, seed=2)
     splits = walk_forward_splits_by_rows(lf.frame.ts, n_splits=2)
-    factories: dict[str, object] = {
+    factories: dict[str, ModelFactory] = {
         "persistence": lambda ctx: ZeroReturn(),
         "linear_ofi": lambda ctx: LinearOFI(ctx.feature_names),
     }
-    report, _ = walk_forward_evaluate(lf, book, splits, factories, config=EvalConfig(window=5))  # type: ignore[arg-type]
+    report, _ = walk_forward_evaluate(lf, book, splits, factories, config=EvalConfig(window=5))
     s = report["summary"]
     assert s["linear_ofi"]["test"]["mse"] < s["persistence"]["test"]["mse"]
     assert s["linear_ofi"]["beats_persistence_on_validation"]

@@ -3,6 +3,8 @@ round-trip, and the predictor serves exactly what was trained."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,15 @@ import torch
 from mlmodel.dataset import Normalizer, WindowSet
 from mlmodel.features import FeatureConfig
 from mlmodel.inference import Predictor
-from mlmodel.training import TrainConfig, TrainingCancelled, load_artifact, save_artifact, train_lstm
+from mlmodel.training import (
+    ModelBundle,
+    ProgressFn,
+    TrainConfig,
+    TrainingCancelled,
+    load_artifact,
+    save_artifact,
+    train_lstm,
+)
 
 torch.set_num_threads(1)
 
@@ -31,7 +41,9 @@ def _windowsets(
     )
 
 
-def _train(cfg: TrainConfig, **kw: object):  # noqa: ANN202
+def _train(
+    cfg: TrainConfig, *, progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None
+) -> ModelBundle:
     tr, va, norm = _windowsets()
     names = tuple(f"f{i}" for i in range(tr.n_features))
     return train_lstm(
@@ -42,8 +54,9 @@ def _train(cfg: TrainConfig, **kw: object):  # noqa: ANN202
         feature_config=FeatureConfig(),
         feature_names=names,
         horizon_s=5.0,
-        **kw,
-    )  # type: ignore[arg-type]
+        progress=progress,
+        should_stop=should_stop,
+    )
 
 
 SMALL = TrainConfig(window=8, hidden=8, max_epochs=3, patience=3, batch_size=64, seed=7, device="cpu")

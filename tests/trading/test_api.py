@@ -362,6 +362,9 @@ def test_profile_page_sections_show_holdings_and_report_button(client, user, sim
     html = profile_holdings_section(request)
     assert "BTC" in html and "0.001" in html and "PAPER" in html
     assert "send-report" in profile_report_section(request)
+    client.force_login(user)
+    page = client.get("/profile").content.decode()  # registered in settings.PROFILE_SECTIONS
+    assert 'data-testid="profile-holdings"' in page and 'data-testid="send-report"' in page
 
 
 def test_schemathesis_finds_no_server_error(user, other_user, sim):

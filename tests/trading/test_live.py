@@ -294,3 +294,22 @@ def test_open_live_orders_are_refreshed_every_few_seconds(live_user, sim):
     assert sync_open_orders() == 1
     order.refresh_from_db()
     assert order.state == "done" and order.executed_volume == d("0.002")
+
+
+def test_rate_limited_order_can_be_retried_with_the_same_key(live_user, sim, monkeypatch):
+    from trading.errors import ExchangeRateLimited
+
+    real = UpbitExchange.place_order
+
+    def limited(self, **kwargs):
+        raise ExchangeRateLimited()
+
+    monkeypatch.setattr(UpbitExchange, "place_order", limited)
+    api = client_for(live_user)
+    body = {"market": "KRW-BTC", "amount_krw": "10000"}
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="busy-1")
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert not Order.objects.filter(idempotency_key="busy-1").exists()
+    monkeypatch.setattr(UpbitExchange, "place_order", real)
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="busy-1")
+    assert r.status_code == 201 and sim.order_count(live_user.sim_account_id) == 1

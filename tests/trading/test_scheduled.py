@@ -270,3 +270,16 @@ def test_precise_eta_path_fires_on_time_without_beat(user, sim_env, celery_worke
     assert (so.fired_at - so.trigger_at).total_seconds() < 1.0
     assert scheduled_orders_fire_due() == []
     assert Order.objects.filter(user=user, source="scheduled").count() == 1
+
+
+def test_beat_lookahead_fires_orders_due_before_the_next_run_on_time(user, sim):
+    from trading.tasks import fire_due_scheduled_orders
+
+    soon = schedule(user, trigger_at=timezone.now() + dt.timedelta(milliseconds=400))
+    later = schedule(user, trigger_at=timezone.now() + dt.timedelta(seconds=30))
+    assert fire_due_scheduled_orders() == 1
+    soon.refresh_from_db()
+    later.refresh_from_db()
+    assert soon.state == "filled" and soon.fired_at >= soon.trigger_at  # never early
+    assert (soon.fired_at - soon.trigger_at).total_seconds() < 0.5
+    assert later.state == "pending"

@@ -118,7 +118,10 @@ class AutoStopApi(TradingView):
 
 class AutoSessionsApi(TradingView):
     @extend_schema(
-        parameters=[OpenApiParameter("state", str, description="running or stopped")],
+        parameters=[
+            OpenApiParameter("state", str, description="running or stopped"),
+            OpenApiParameter("market", str, description="only this market's sessions"),
+        ],
         responses={200: SessionOutput(many=True)},
     )
     def get(self, request: Request) -> Response:
@@ -126,6 +129,9 @@ class AutoSessionsApi(TradingView):
         state = request.query_params.get("state")
         if state in ("running", "stopped"):
             qs = qs.filter(state=state)
+        market = (request.query_params.get("market") or "").strip().upper()
+        if market:
+            qs = qs.filter(market=market)
         sessions = [autotrade.session_data(session=x) for x in qs[:50]]
         return self.ok(request, {"sessions": sessions})
 

@@ -297,11 +297,15 @@ def order_place(
         raise errors.ExchangeUnavailable(
             _(
                 "The exchange did not confirm the order in time. It is being checked and will show up "
-                "in your "
-                "order list either way; do not send it again."
+                "in your order list either way; do not send it again."
             ),
             extra={"order_id": order.pk},
         ) from exc
+    except (errors.ExchangeRateLimited, errors.ExchangeAuthFailed):
+        # Refused at the door (rate limit, keys): nothing was placed and Upbit did not take the identifier,
+        # so the row goes and a retry with the same key can succeed later.
+        Order.objects.filter(pk=order.pk, state=OrderState.PENDING).delete()
+        raise
     except ApplicationError as exc:
         _reject(order, exc)
         raise
@@ -334,6 +338,10 @@ def _reject(order: Order, exc: ApplicationError) -> None:
         submitted_at=now,
     )
     order.refresh_from_db()
+    # A scheduled order whose order turned out rejected (e.g. settled by reconciliation) failed.
+    ScheduledOrder.objects.filter(order=order, state=ScheduledState.FIRED).update(
+        state=ScheduledState.FAILED, failure_reason=order.error_message, updated_at=now
+    )
     _publish(order)
 
 

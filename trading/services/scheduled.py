@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid as uuid_mod
 from decimal import Decimal
 from typing import Any
@@ -128,11 +129,19 @@ def scheduled_order_create(
         and trigger_at - now <= PRECISE_WINDOW
         and getattr(settings, "TRADING_PRECISE_SCHEDULE", False)
     ):
-        from trading.tasks import fire_scheduled_order
-
-        pk = so.pk
-        transaction.on_commit(lambda: fire_scheduled_order.apply_async(args=[pk], eta=trigger_at))
+        pk, eta = so.pk, trigger_at
+        transaction.on_commit(lambda: _queue_precise(pk, eta))
     return so
+
+
+def _queue_precise(pk: int, eta: dt.datetime) -> None:
+    """Queue the ETA task; if the broker is unreachable the 1 s beat still fires the order."""
+    from trading.tasks import fire_scheduled_order
+
+    try:
+        fire_scheduled_order.apply_async(args=[pk], eta=eta)
+    except Exception:  # noqa: BLE001 - the schedule is in the database; this is only the fast path
+        logger.warning("could not queue the precise firing of scheduled order %s", pk, exc_info=True)
 
 
 def scheduled_order_cancel(*, user: Any, scheduled_order_id: int) -> ScheduledOrder:
@@ -187,12 +196,22 @@ def scheduled_orders_expire(*, now: dt.datetime | None = None) -> int:
     return n
 
 
-def scheduled_orders_fire_due(*, now: dt.datetime | None = None, limit: int = 100) -> list[int]:
+def scheduled_orders_fire_due(
+    *, now: dt.datetime | None = None, limit: int = 100, lookahead: dt.timedelta = dt.timedelta(0)
+) -> list[int]:
     """Fire every due scheduled order once (time reached, price crossed); expire the overdue; re-fire
-    rows a crashed worker left in ``firing``. Returns the ids this call fired."""
+    rows a crashed worker left in ``firing``. Returns the ids this call fired.
+
+    ``lookahead`` (the beat task passes its own period): time-triggered orders due before the next run
+    are claimed now and fired at their time, so a 1 s beat fires them within milliseconds, not up to 1 s
+    late."""
     now = now or timezone.now()
     scheduled_orders_expire(now=now)
     claimed = _claim_due(Q(trigger_type=TriggerType.TIME, trigger_at__lte=now), now, limit)
+    upcoming: list[int] = []
+    if lookahead > dt.timedelta(0):
+        window = Q(trigger_type=TriggerType.TIME, trigger_at__gt=now, trigger_at__lte=now + lookahead)
+        upcoming = _claim_due(window, now, limit)
     markets = set(
         ScheduledOrder.objects.filter(state=ScheduledState.PENDING)
         .exclude(trigger_type=TriggerType.TIME)
@@ -216,11 +235,22 @@ def scheduled_orders_fire_due(*, now: dt.datetime | None = None, limit: int = 10
         ).values_list("id", flat=True)[:limit]
     )
     for pk in claimed + stale:
-        try:
-            scheduled_order_fire(scheduled_order_id=pk)
-        except Exception:  # noqa: BLE001 - one broken row must not stop the others
-            logger.exception("scheduled order %s could not be fired", pk)
-    return claimed
+        _fire_logged(pk)
+    if upcoming:
+        due = dict(ScheduledOrder.objects.filter(pk__in=upcoming).values_list("pk", "trigger_at"))
+        for pk in sorted(upcoming, key=lambda p: due[p]):
+            wait = (due[pk] - timezone.now()).total_seconds()
+            if wait > 0:
+                time.sleep(min(wait, lookahead.total_seconds()))
+            _fire_logged(pk)
+    return claimed + upcoming
+
+
+def _fire_logged(pk: int) -> None:
+    try:
+        scheduled_order_fire(scheduled_order_id=pk)
+    except Exception:  # noqa: BLE001 - one broken row must not stop the others
+        logger.exception("scheduled order %s could not be fired", pk)
 
 
 def scheduled_order_claim_one(*, scheduled_order_id: int, now: dt.datetime | None = None) -> bool:
@@ -249,7 +279,8 @@ def scheduled_order_fire(*, scheduled_order_id: int) -> ScheduledOrder:
             source=OrderSource.SCHEDULED,
             mode=so.mode,
         )
-    except errors.ExchangeUnavailable as exc:
+    except (errors.ExchangeUnavailable, errors.ExchangeRateLimited) as exc:
+        # Transient: with an order row the outcome is just unknown; without one nothing was sent.
         order_id = exc.extra.get("order_id")
         if order_id:  # sent, outcome unknown: the order row exists and reconciliation settles it
             updates = {"state": ScheduledState.FIRED, "order_id": order_id, "fired_at": now}

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--data-dir", default="", help="day-file root (without --sample)")
         parser.add_argument("--days", type=int, default=5)
-        parser.add_argument("--horizon", type=float, default=30.0, help="prediction horizon in seconds")
+        parser.add_argument("--horizon", type=float, default=10.0, help="prediction horizon in seconds")
         parser.add_argument("--window", type=int, default=30)
         parser.add_argument("--epochs", type=int, default=40)
         parser.add_argument("--splits", type=int, default=3)
@@ -334,7 +334,7 @@ class Command(BaseCommand):
             )
             L.append("")
             L.append(
-                "| horizon (s) | model | val. MSE vs persistence | test dir. acc. | moves > cost | "
+                "| horizon (s) | model | val. MSE gain over persistence | test dir. acc. | moves > cost | "
                 "net P&L, threshold 0 (KRW) | round trips | net P&L, threshold (KRW) |"
             )
             L.append("|---|---|---|---|---|---|---|---|")
@@ -367,6 +367,13 @@ class Command(BaseCommand):
             "spread and both fees, is the number that matters for auto-trading."
         )
         L.append(
+            "- The trading rule counts both fees plus *half* the spread as the cost of a round trip (as the "
+            "product specifies). Measured from the mid, a market round trip pays half the spread on entry "
+            "and half on exit, i.e. the full spread: on a market whose spread is one wide tick the rule is "
+            "therefore optimistic and may enter trades that cannot pay. The backtest fills at the recorded "
+            "book, so its P&L includes the full spread and both fees."
+        )
+        L.append(
             "- Promotion in production follows the same rule: a model that does not beat persistence on "
             "validation is never promoted, and a candidate replaces the active model only if it beats it on "
             "the same walk-forward test (net P&L and directional accuracy)."
@@ -396,6 +403,20 @@ class Command(BaseCommand):
         ]
         if beaters:
             parts.append(f"Models that beat persistence on validation: {', '.join(beaters)}.")
+        by_val = sorted(
+            (
+                (n, s.get("val", {}).get("mse"))
+                for n, s in summary.items()
+                if s.get("val", {}).get("mse") is not None
+            ),
+            key=lambda t: t[1],
+        )
+        if by_val:
+            best_val = by_val[0][0]
+            parts.append(
+                f"Lowest validation MSE: {best_val}"
+                + ("." if best_val == "lstm" else " - the LSTM is not the best model on this data.")
+            )
         else:
             parts.append("No model beats persistence on validation.")
         pnl = lstm.get("backtest", {}).get("net_pnl")

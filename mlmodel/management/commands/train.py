@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from core.errors import ApplicationError
-from mlmodel import services
+from mlmodel import conf, services
 from mlmodel.models import TrainingRun, TrainingState, TrainingTrigger
 
 
@@ -37,8 +37,18 @@ class Command(BaseCommand):
             "same walk-forward test",
         )
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--run-id",
+            type=int,
+            action="append",
+            default=[],
+            help="execute these queued training runs (how the ml worker starts training in its own process)",
+        )
 
     def handle(self, *args: Any, **o: Any) -> None:
+        if o["run_id"]:
+            self._execute_queued(o["run_id"])
+            return
         params: dict[str, Any] = {
             "market": o["market"].strip().upper(),
             "data_dir": o["data_dir"],
@@ -105,3 +115,24 @@ class Command(BaseCommand):
         v = run.result_version
         self.stdout.write(self.style.SUCCESS(f"stored {v} (id {v.pk if v else '?'})"))
         self.stdout.write(run.message)
+
+    def _execute_queued(self, run_ids: list[int]) -> None:
+        """Run queued runs under a wall-clock limit; SIGTERM or the limit fail the current run (recorded)."""
+        import signal
+
+        class TrainingInterrupted(Exception):
+            pass
+
+        def stop(signum: int, frame: Any) -> None:
+            reason = "time limit" if signum == signal.SIGALRM else "terminated"
+            raise TrainingInterrupted(f"training stopped: {reason}")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGALRM, stop)
+        signal.alarm(int(conf.get("ML_TRAIN_TIME_LIMIT_S")))
+        try:
+            runs = services.training_runs_execute(run_ids=run_ids)
+        finally:
+            signal.alarm(0)
+        for run in runs:
+            self.stdout.write(f"run {run.pk} {run.market}: {run.state} {run.message}")

@@ -358,11 +358,20 @@ export class AutoPanel {
   }
 
   async loadModel() {
+    const market = this.getMarket();
     try {
-      const data = await api("model", { query: { market: this.getMarket() } });
-      this._showModel(data);
+      const data = await api("model", { query: { market } });
+      if (market === this.getMarket()) this._showModel(data);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404 && !this.modelSeen) setText($("#model-version"), t("model_none"));
+      return;
+    }
+    try {
+      // The newest stored prediction; after that they arrive over the market socket.
+      const p = await api("prediction", { query: { market } });
+      if (market === this.getMarket() && !this.lastPredictionTs) this.onPrediction(p);
+    } catch {
+      /* none yet */
     }
   }
 
@@ -374,6 +383,7 @@ export class AutoPanel {
     }
     this.modelSeen = true;
     setText($("#model-version"), typeof m === "string" ? m : m.label || `${m.name || ""} v${m.version ?? "?"}`.trim());
+    if (m.verdict) $("#model-version").title = m.verdict;
     const p = pick(data, "prediction", "latest_prediction");
     if (p) this.onPrediction(p);
   }
@@ -457,12 +467,17 @@ export class AutoPanel {
 
   onMarket() {
     this.decisions = [];
+    this.modelSeen = false;
+    this.lastPredictionTs = 0;
+    setText($("#model-version"), "–");
+    setText($("#model-prediction"), "–");
     this.load();
   }
 
   onPrediction(p) {
     if (!p) return;
     if (p.market && p.market !== this.getMarket()) return;
+    this.lastPredictionTs = num(p.ts) || Date.now();
     const ret = num(pick(p, "predicted_return", "return"));
     const hz = num(pick(p, "horizon_s", "horizon")) || 0;
     setText($("#model-prediction"), t("predicted_return", { v: fmtPct(ret, 3), h: Math.round(hz) }));

@@ -207,3 +207,36 @@ def test_records_feed_the_live_fanout_payloads() -> None:
     assert trades_payload("KRW-BTC", [trade("KRW-BTC", 1, sid=1)])["trades"][0]["side"] == "BID"
     ticker = TickerRecord("KRW-BTC", 1, 1, 2.0, 1.0, 3.0, 0.5, 1.0, "RISE", 1.0, 1.0, 0, 0, 0, 0, 0, 1)
     assert ticker_payload(ticker)["price"] == 2
+
+
+def test_order_book_going_back_in_time_is_a_gap(tmp_path: Path) -> None:
+    collector = Collector(codes=["KRW-BTC"], ws_url="ws://127.0.0.1:9", data_dir=tmp_path)
+    now = collector.clock()
+    collector.handle_records([book("KRW-BTC", now), book("KRW-BTC", now - 5_000), book("KRW-BTC", now + 10)])
+    collector.writer.close()
+    day = dayfiles.day_of(now)
+    (gap,) = dayfiles.read_day(tmp_path, "gap", "KRW-BTC", day).to_pylist()
+    assert gap["reason"] == "timestamp" and (gap["ts_start"], gap["ts_end"]) == (now - 5_000, now)
+    assert dayfiles.read_day(tmp_path, "orderbook", "KRW-BTC", day).num_rows == 3  # kept: data, flagged
+
+
+def test_a_quiet_market_is_not_mistaken_for_a_dead_socket(tmp_path: Path) -> None:
+    config = SimConfig(markets=["KRW-BTC"], seed=9, tick_ms=20, ws_status_interval=0.3)
+    with SimulatorThread(config) as quiet_sim:
+
+        async def run() -> UpbitStreamer:
+            got: list[Any] = []
+            streamer = UpbitStreamer(quiet_sim.ws_url, ["KRW-BTC"], on_records=got.extend, silence_timeout=1.5)
+            task = asyncio.create_task(streamer.run())
+            await _until(lambda: len(got) > 0)
+            async with httpx.AsyncClient() as http:
+                await http.post(quiet_sim.rest_url + "/_sim/pause", json={"seconds": 4})
+            frames_at_pause = streamer.stats.frames
+            await asyncio.sleep(3.5)  # no market data at all, longer than the silence timeout
+            streamer.stop()
+            await asyncio.wait_for(task, timeout=5)
+            assert streamer.stats.frames > frames_at_pause  # the {"status":"UP"} keep-alives kept coming
+            return streamer
+
+        streamer = asyncio.run(run())
+    assert streamer.stats.reconnects == 0 and streamer.stats.gaps == 0

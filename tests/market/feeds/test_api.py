@@ -34,11 +34,19 @@ def test_markets_lists_krw_markets(api: APIClient) -> None:
     assert set(response.json()[0]) == {"market", "korean_name", "english_name", "warning"}
 
 
-def test_ticker_orderbook_and_trades_come_in_the_live_payload_shapes(api: APIClient) -> None:
+def test_ticker_orderbook_and_trades_come_in_the_live_payload_shapes(
+    api: APIClient, simulator: SimulatorThread
+) -> None:
+    from market.upbit.client import UpbitClient
+
     ticker = api.get("/api/market/krw-btc/ticker/").json()
+    with UpbitClient(base_url=simulator.rest_url) as client:
+        raw = client.tickers(["KRW-BTC"])[0]  # what Upbit (the simulator) said, within the 1 s cache
     assert ticker["market"] == "KRW-BTC" and ticker["price"] > 0
-    assert ticker["low"] <= ticker["price"] <= ticker["high"]
     assert ticker["change"] in ("RISE", "EVEN", "FALL")
+    assert ticker["prev_close"] == raw["prev_closing_price"]
+    assert abs(ticker["ts"] - raw["timestamp"]) < 60_000
+    assert ticker["change_rate"] == pytest.approx(ticker["change_price"] / ticker["prev_close"], rel=1e-6)
 
     book = api.get("/api/market/KRW-BTC/orderbook/?levels=5").json()
     assert len(book["asks"]) == 5 and len(book["bids"]) == 5

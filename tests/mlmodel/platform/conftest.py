@@ -29,6 +29,7 @@ def _ml_env(settings, tmp_path: Path) -> dict[str, Path]:  # noqa: ANN001
             "OPTIONS": {"location": str(paths["media"])},
         },
     }
+    settings.ML_MAX_DATA_AGE_S = None  # the synthetic days are in the past; test_serving checks the guard
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     serving.reset_server()
     yield paths

@@ -156,3 +156,23 @@ def test_live_features_on_a_bounded_tail_equal_the_offline_pipeline(_ml_env: dic
         )
     window = serving.get_server().windows[MARKET]
     assert (window.ts[-1] - window.ts[0]) <= 150_000  # memory stays bounded
+
+
+def test_a_backlog_of_old_batches_is_not_predicted_on(_ml_env: dict[str, Path], sent, settings):
+    """After the worker was busy, queued batches are minutes old: their books are gone, so no prediction
+    (and no auto-trading) comes from them; the history still feeds the next fresh prediction."""
+    import time
+
+    settings.ML_MAX_DATA_AGE_S = 15
+    book, trades = synthetic_days(_ml_env["data"])
+    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
+    services.model_promote(version=version)
+    shift = int(time.time() * 1000) - int(book.ts[199])  # the series ends now: rows 0..100 are >15 s old
+    moved = BookArrays(
+        ts=book.ts + shift, ask_px=book.ask_px, ask_sz=book.ask_sz, bid_px=book.bid_px, bid_sz=book.bid_sz
+    )
+    mtrades = TradeArrays(ts=trades.ts + shift, price=trades.price, volume=trades.volume, side=trades.side)
+    assert tasks.ingest_market_data.run(batch={MARKET: batch_of(moved, mtrades, 0, 100)}) == 0
+    assert Prediction.objects.count() == 0 and sent == []
+    assert tasks.ingest_market_data.run(batch={MARKET: batch_of(moved, mtrades, 100, 200)}) == 1
+    assert int(prediction_latest(market=MARKET).ts.timestamp() * 1000) == int(moved.ts[199])

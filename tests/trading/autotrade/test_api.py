@@ -93,3 +93,25 @@ def test_owner_scoping_and_authentication(api, user, wide_book, active_models):
     )
     assert APIClient().get("/api/trading/auto/").status_code in (401, 403)
     assert user.orders.filter(source=OrderSource.AUTO).count() == 1
+
+
+def test_live_mode_needs_keys_and_trades_on_the_exchange(api, user, live_user, wide_book, active_models):
+    from trading.models import TradingMode, TradingProfile
+
+    TradingProfile.objects.update_or_create(user=user, defaults={"mode": TradingMode.LIVE})
+    r = api.post("/api/trading/auto/start/", START, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "keys_missing"
+    live = APIClient()
+    live.force_authenticate(live_user)
+    r = live.post("/api/trading/auto/start/", START, format="json")
+    assert r.status_code == 201 and r.json()["session"]["mode"] == "live"
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    d = live.get("/api/trading/auto/decisions/").json()["decisions"][0]
+    assert d["action"] == "buy" and d["outcome"] == "placed", d
+    order = live_user.orders.get(pk=d["order_id"])
+    assert (
+        order.mode == "live" and order.source == OrderSource.AUTO and order.exchange_uuid
+    )  # on the exchange
+    assert wide_book.order_count(live_user.sim_account_id) == 1
+    assert live.get("/api/trading/auto/?market=KRW-ETH").json()["sessions"] == []
+    assert len(live.get("/api/trading/auto/?market=KRW-BTC").json()["sessions"]) == 1

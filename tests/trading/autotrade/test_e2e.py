@@ -37,6 +37,7 @@ def test_paper_session_buys_and_sells_from_live_predictions(
     torch.set_num_threads(1)
     settings.MARKET_DATA_DIR = tmp_path / "data"
     settings.ML_SPIKE_DATA_DIR = tmp_path / "spikes"
+    settings.ML_MAX_DATA_AGE_S = None  # recorded data replayed as if live
     book, trades = synthetic_days(settings.MARKET_DATA_DIR)
     version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
     services.model_promote(version=version)

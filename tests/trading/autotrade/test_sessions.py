@@ -50,8 +50,9 @@ def decisions(session: AutoTradeSession) -> list[AutoTradeDecision]:
 
 
 def test_buy_above_edge_is_filled_and_logged_with_its_costs(
-    user, wide_book, active_models, django_capture_on_commit_callbacks
+    user, wide_book, active_models, django_capture_on_commit_callbacks, settings
 ):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # listen here
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(f"user.{user.pk}", channel)

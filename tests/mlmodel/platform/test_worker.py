@@ -1,0 +1,77 @@
+"""Through a real Celery worker on Redis: "train now" runs training in its own process, and the one-process
+ml worker keeps serving predictions while it trains."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celery_app import app
+from mlmodel import services
+from mlmodel.models import ModelVersion, Prediction, TrainingRun, TrainingState
+from tests import live
+from tests.mlmodel.platform.conftest import MARKET, small_params
+from tests.mlmodel.platform.daydata import synthetic_days
+from tests.trading.autotrade.test_e2e_celery import batch, register
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def shared_media(settings: Any) -> Any:
+    """The worker process reads and writes artifacts in the test settings' default storage."""
+    media = live.ROOT / "var" / "media"
+    settings.MEDIA_ROOT = media
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media)},
+        },
+    }
+    yield media
+    for v in ModelVersion.objects.all():
+        v.artifact.delete(save=False)
+
+
+def test_training_runs_in_its_own_process_while_predictions_go_on(
+    _ml_env: dict[str, Path], shared_media, celery_worker_process
+):
+    model_promote_const = register(1, 0.001)
+    services.model_promote(version=model_promote_const)
+    synthetic_days(_ml_env["data"])
+    params = small_params(
+        data_dir=str(_ml_env["data"]),
+        epochs=40,
+        patience=40,
+        spikes=False,
+        compare_incumbent=False,
+        max_samples_per_epoch=20000,
+    )
+    run = services.training_run_start(market=MARKET, params=params)
+
+    def running() -> bool:
+        run.refresh_from_db()
+        assert run.state != TrainingState.FAILED, run.message
+        return run.state == TrainingState.RUNNING and run.epoch >= 1
+
+    live.wait_until(running, timeout=120, message="training started in its own process")
+    assert run.stage.startswith("split")
+    t0 = int(time.time() * 1000)
+    app.send_task("mlmodel.tasks.ingest_market_data", kwargs={"batch": batch(12, t0)}, queue="ml")
+    live.wait_until(
+        lambda: Prediction.objects.filter(market=MARKET).exists(),
+        timeout=30,
+        message="a prediction served while training",
+    )
+    run.refresh_from_db()
+    assert run.state == TrainingState.RUNNING  # the worker served it in the middle of the training
+    live.wait_until(
+        lambda: TrainingRun.objects.get(pk=run.pk).is_finished, timeout=240, message="training done"
+    )
+    run.refresh_from_db()
+    assert run.state == TrainingState.SUCCEEDED, run.message
+    assert run.result_version is not None and run.epoch >= 1
