@@ -82,7 +82,7 @@ if _db["ENGINE"] == "django.db.backends.mysql":
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the web, workers and beat share one SQLite file.
     _db.setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
 _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
