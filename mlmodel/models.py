@@ -103,6 +103,7 @@ class TrainingRun(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
     )
     celery_task_id = models.CharField(max_length=64, blank=True)
+    process_id = models.PositiveIntegerField(null=True, blank=True)  # the training process (ml worker host)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

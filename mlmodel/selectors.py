@@ -89,6 +89,7 @@ def training_run_progress(*, run: TrainingRun) -> dict[str, Any]:
         "message": run.message,
         "decision": run.decision,
         "result_version_id": run.result_version_id,
+        "process_id": run.process_id,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "finished": run.is_finished,

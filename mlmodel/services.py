@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -771,7 +772,8 @@ def training_run_execute(
         if run is None or run.state != TrainingState.QUEUED:
             return run
         run.state, run.started_at, run.stage = TrainingState.RUNNING, timezone.now(), "starting"
-        run.save(update_fields=["state", "started_at", "stage", "updated_at"])
+        run.process_id = os.getpid()
+        run.save(update_fields=["state", "started_at", "stage", "process_id", "updated_at"])
     realtime.publish(TRAINING_GROUP, {"type": "ml.training", "data": _run_payload(run)})
     params = TrainParams.from_dict(run.params)
 
@@ -798,6 +800,15 @@ def training_run_execute(
         decision: dict[str, Any] = {}
         if params.promote_if_better:
             decision = promotion_decision(version=result.version, report=result.report, incumbent=incumbent)
+            current = ModelVersion.objects.filter(market=params.market, status=ModelStatus.ACTIVE).first()
+            if decision["promote"] and (current.pk if current else None) != (
+                incumbent.pk if incumbent else None
+            ):
+                decision = {
+                    **decision,
+                    "promote": False,
+                    "reason": "the active model changed during training; compare again before promoting",
+                }
             if decision["promote"]:
                 model_promote(version=result.version, note=f"auto: {decision['reason']}"[:300])
         message = result.report.get("verdict", "")
@@ -889,8 +900,6 @@ def training_in_subprocess() -> bool:
     worker) goes on meanwhile; elsewhere (tests, eager mode, commands) it runs inline."""
     value = conf.get("ML_TRAIN_IN_SUBPROCESS")
     if value is None:
-        import os
-
         return os.environ.get("OBSERVATOR_ROLE") == "worker"
     return bool(value)
 
@@ -918,7 +927,7 @@ def training_runs_spawn(*, run_ids: Sequence[int]) -> int:
             start_new_session=True,
         )
     TrainingRun.objects.filter(pk__in=list(run_ids), state=TrainingState.QUEUED).update(
-        stage=f"starting (process {proc.pid})"
+        stage=f"starting (process {proc.pid})", process_id=proc.pid
     )
     logger.info("training process %s started for runs %s", proc.pid, list(run_ids))
     return int(proc.pid)

@@ -16,7 +16,12 @@ MARKETS = ["KRW-BTC", "KRW-ETH"]
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[SimulatorThread]:
+    from market.upbit.client import UpbitClient
+    from tests.live import wait_until
+
     with SimulatorThread(SimConfig(markets=MARKETS, seed=7, rate_limits={})) as sim:
+        with UpbitClient(base_url=sim.rest_url) as client:  # a market that has traded at least once
+            wait_until(lambda: all(client.trades(m, count=1) for m in MARKETS), timeout=30, message="trades")
         yield sim
 
 

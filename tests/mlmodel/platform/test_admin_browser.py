@@ -1,0 +1,79 @@
+"""The admin's live training progress page in headless Chromium against the real ASGI server: it polls
+progress.json every second, so epochs, losses, ETA and finally the report link appear without a reload."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+
+from mlmodel.models import ModelVersion, TrainingRun, TrainingState
+from tests.accounts.factories import PASSWORD, UserFactory
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.e2e, pytest.mark.live]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(base_url=asgi_server, locale="en-US")
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_progress_page_updates_live_and_links_the_report(page, artifacts_dir):
+    expect = playwright_sync.expect
+    UserFactory(username="mladmin", is_staff=True, is_superuser=True)
+    run = TrainingRun.objects.create(
+        market="KRW-BTC",
+        state=TrainingState.RUNNING,
+        stage="split 1/2: training lstm",
+        epoch=1,
+        total_epochs=10,
+        split=1,
+        total_splits=2,
+        train_loss=0.9,
+        val_loss=1.1,
+        eta_seconds=95,
+    )
+    page.goto("/admin/login/?next=/admin/mlmodel/trainingrun/")
+    page.fill("#id_username", "mladmin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.get_by_test_id("train-now")).to_be_visible()
+    page.goto(f"/admin/mlmodel/trainingrun/{run.pk}/progress/")
+    expect(page.locator("#tp-epoch")).to_have_text("1 / 10")
+    expect(page.locator("#tp-eta")).to_have_text("1 min 35 s")
+    TrainingRun.objects.filter(pk=run.pk).update(epoch=7, val_loss=0.5, train_loss=0.4, eta_seconds=12)
+    expect(page.locator("#tp-epoch")).to_have_text("7 / 10")  # no reload: the page polls
+    expect(page.locator("#tp-val")).to_have_text("0.5000")
+    expect(page.locator("#tp-eta")).to_have_text("12 s")
+    version = ModelVersion(
+        market="KRW-BTC",
+        version=1,
+        name="lstm-KRW-BTC",
+        horizon_s=10.0,
+        feature_version="ob-features-1",
+        feature_names=["x"],
+        hyperparameters={},
+    )
+    version.artifact.save("m.pt", ContentFile(b"x"), save=False)
+    version.save()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        state=TrainingState.SUCCEEDED,
+        result_version=version,
+        message="lstm: ... Beats persistence on validation",
+    )
+    expect(page.locator("#tp-state")).to_have_text("succeeded")
+    expect(page.locator("#tp-report")).to_be_visible()
+    assert page.locator("#tp-report").get_attribute("href") == f"/model/versions/{version.pk}/"
+    expect(page.locator("#tp-message")).to_contain_text("Beats persistence")
+    page.screenshot(path=str(artifacts_dir / "admin-training-progress.png"), full_page=True)
