@@ -154,7 +154,7 @@ def cmd_bench(argv: list[str]) -> int:
     names = argv or sorted(p.stem for p in (ROOT / "bench").glob("bench_*.py"))
     rc = 0
     for name in names:
-        rc |= sh(PY, "-m", f"bench.{name.removesuffix('.py')}", check=False, env=env)
+        rc |= sh(PY, ROOT / "bench" / f"{name.removesuffix('.py')}.py", check=False, env=env)
     return rc
 
 
