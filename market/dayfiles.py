@@ -42,6 +42,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 KST = ZoneInfo("Asia/Seoul")
+# The real Upbit sample ships beside the repository (../shared/data); UPBIT_SAMPLE_DIR overrides.
+_DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "upbit-krw-ada-2018"
+SAMPLE_DIR = Path(os.environ.get("UPBIT_SAMPLE_DIR", _DEFAULT_SAMPLE_DIR))
+SAMPLE_CSV = SAMPLE_DIR / "upbit_krw-ada_2018-02-18_l7.csv"
 KINDS = ("orderbook", "trade", "gap")
 COMPLETE_MARKER = "_COMPLETE"
 DEFAULT_LEVELS = 30

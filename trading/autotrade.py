@@ -487,6 +487,22 @@ def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -
     return decision
 
 
+def _cap_sell_volume(decision: AutoTradeDecision) -> None:
+    """Never try to sell more than the account holds (the user may have sold some of it by hand)."""
+    from trading.exchanges import exchange_for
+
+    session = decision.session
+    try:
+        available = exchange_for(user=session.user, mode=session.mode).order_chance(market=decision.market)
+    except ApplicationError:
+        return  # order_place reports the real problem
+    held = available.ask_balance.balance.quantize(VOLUME_Q, rounding=ROUND_DOWN)
+    if decision.volume is not None and held < decision.volume:
+        decision.detail = f"{decision.detail} | only {held} held"[:300]
+        decision.volume = held
+        AutoTradeDecision.objects.filter(pk=decision.pk).update(volume=held, detail=decision.detail)
+
+
 def _place(decision: AutoTradeDecision) -> None:
     from trading.services.orders import order_place
 
@@ -504,6 +520,7 @@ def _place(decision: AutoTradeDecision) -> None:
                 mode=session.mode,
             )
         else:
+            _cap_sell_volume(decision)
             order = order_place(
                 user=session.user,
                 market=decision.market,

@@ -67,6 +67,17 @@ def _snap(p: int) -> int:
     return max(t, p - p % t)
 
 
+def depth_scale_for(*, target_vol: float, price: float, tick: float) -> float:
+    """Queue depth multiplier that gives ``target_vol`` (see the calibration in the module docstring)."""
+    ticks_per_min = max(1e-6, target_vol * price / tick)
+    return float(np.clip((ticks_per_min / _VOL_REF_TICKS) ** (-1.0 / _VOL_GAMMA), _DEPTH_MIN, _DEPTH_MAX))
+
+
+_VOL_REF_TICKS = 17.0
+_VOL_GAMMA = 1.1
+_DEPTH_MIN, _DEPTH_MAX = 0.05, 200.0
+
+
 @dataclass(frozen=True)
 class SyntheticParams:
     levels: int = 30  # published levels per side
@@ -86,6 +97,8 @@ class SyntheticParams:
     market_tail: float = 2.2  # Pareto shape of market order sizes (heavy tail: occasional sweeps)
     spread_fill_rate: float = 12.0  # per side, per second, while the spread is wider than one tick
     empty_tick_prob: float = 0.15  # a newly exposed deep tick starts empty with this probability
+    target_vol: float = 0.00045  # target std of one-minute log mid returns (0.045 %/min; see module doc)
+    depth_scale: float = 0.0  # queue depth multiplier; 0 = derived from target_vol, tick and price
 
     def scaled(self, activity: float) -> SyntheticParams:
         """The same market on a time scale ``activity`` times faster (all rates and the Hawkes decay)."""
@@ -113,6 +126,7 @@ class _Consts:
     limit_size: float
     market_scale: float
     neg_inv_tail: float
+    spread_size: float
 
 
 class SyntheticMarket:
@@ -135,23 +149,30 @@ class SyntheticMarket:
         self.best_bid = mid
         self.best_ask = mid + _tick_up(mid)
         self.qmean = p.level_krw / price
+        self.depth_scale = p.depth_scale or depth_scale_for(
+            target_vol=p.target_vol, price=mid / NANO, tick=_tick_up(mid) / NANO
+        )
+        # Below 1 the whole resting book shrinks against the takers' orders (sweeps clear more ticks); above
+        # 1 queues deepen faster (D) than their orders grow (sqrt D): more, larger orders per queue.
+        self._size_scale = self.depth_scale if self.depth_scale <= 1.0 else math.sqrt(self.depth_scale)
         self._k = _Consts(
             imbalance=p.imbalance_feedback,
             market_rate=p.market_rate,
             lam_lim=2.0 * p.limit_rate,
-            cancel_per_unit=p.cancel_rate / self.qmean,
+            cancel_per_unit=p.cancel_rate / (self.qmean * self.depth_scale),
             lam_spread=2.0 * p.spread_fill_rate,
             neg_beta=-p.hawkes_beta,
-            limit_size=self.qmean * p.limit_size,
+            limit_size=self.qmean * p.limit_size * self._size_scale,
             market_scale=self.qmean * p.market_size * (p.market_tail - 1.0),
             neg_inv_tail=-1.0 / p.market_tail,
+            spread_size=self.qmean * p.limit_size * self._size_scale,
         )
         k = p.depth_ticks
         w = [math.exp(-p.level_decay * i) for i in range(k)]
         tot = sum(w)
         self._cum_w = list(np.cumsum(w) / tot)
         # Stationary mean queue at tick i: arrivals*size = cancels*size  =>  q_i = qmean * a_i / cancel_rate.
-        self._eq = [self.qmean * p.limit_rate * wi / tot / p.cancel_rate for wi in w]
+        self._eq = [self.depth_scale * self.qmean * p.limit_rate * wi / tot / p.cancel_rate for wi in w]
         self.ask_q = [self._draw_level(i) for i in range(k)]
         self.bid_q = [self._draw_level(i) for i in range(k)]
         self.ask_q[0] = max(self.ask_q[0], self._eq[0])
@@ -300,8 +321,9 @@ class SyntheticMarket:
                 self.e_sell += p.hawkes_alpha
                 self.e_buy += p.hawkes_cross
             return
-        # Inside the spread.
-        size = k.limit_size * self._exp()
+        # Inside the spread: a new price level, as deep (relative to the queues) as anywhere else, so a
+        # large-tick book does not flicker between one- and two-tick spreads.
+        size = k.spread_size * self._exp()
         if self._u() < 0.5:
             new = self.best_ask - _tick_down(self.best_ask)
             if new > self.best_bid:

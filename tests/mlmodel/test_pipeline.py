@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from market import dayfiles
 from market.dayfiles import book_arrays, sample_csv_tables, trade_arrays
 from mlmodel.backtest import BacktestConfig
 from mlmodel.dataset import label_frame
@@ -24,7 +25,7 @@ from mlmodel.training import TrainConfig
 from tests.mlmodel.synth import synthetic_market
 
 torch.set_num_threads(1)
-SAMPLE = Path("/work/shared/data/upbit-krw-ada-2018/upbit_krw-ada_2018-02-18_l7.csv")
+SAMPLE = dayfiles.SAMPLE_CSV
 
 
 def _finite(d: object) -> bool:

@@ -8,9 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from market import dayfiles
 from market.uploads import sample_import
 
-DEFAULT_SAMPLE = Path("/work/shared/data/upbit-krw-ada-2018/upbit_krw-ada_2018-02-18_l7.csv")
+DEFAULT_SAMPLE = dayfiles.SAMPLE_CSV
 
 
 class Command(BaseCommand):

@@ -17,9 +17,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ApplicationError
+from market import dayfiles
 from mlmodel import services
 
-DEFAULT_SAMPLE = Path("/work/shared/data/upbit-krw-ada-2018/upbit_krw-ada_2018-02-18_l7.csv")
+DEFAULT_SAMPLE = dayfiles.SAMPLE_CSV
 MODEL_ORDER = ("lstm", "linear_ofi", "gbt", "persistence")
 
 

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from market import dayfiles
 
-SAMPLE = Path("/work/shared/data/upbit-krw-ada-2018/upbit_krw-ada_2018-02-18_l7.csv")
+SAMPLE = dayfiles.SAMPLE_CSV
 
 
 @pytest.mark.skipif(not SAMPLE.is_file(), reason="the shared sample is not on this machine")

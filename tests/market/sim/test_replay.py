@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from pathlib import Path
 
@@ -13,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from market import dayfiles
 from market.dayfiles import TRADE_SCHEMA, day_dir, orderbook_schema
 from market.upbit_sim.replay import ReplaySource
 from market.upbit_sim.server import SimConfig, SimulatorThread
 
-SAMPLE_DIR = Path(os.environ.get("UPBIT_SAMPLE_DIR", "/work/shared/data/upbit-krw-ada-2018"))
+SAMPLE_DIR = dayfiles.SAMPLE_DIR
 needs_sample = pytest.mark.skipif(not SAMPLE_DIR.is_dir(), reason=f"real sample not at {SAMPLE_DIR}")
 START = 1_800_000_000_000
 

@@ -101,3 +101,37 @@ def test_ml_report_writes_an_honest_markdown_report(_ml_env: dict[str, Path], tm
         assert needle in text
     assert (tmp_path / "docs" / "report-plots" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     assert ModelVersion.objects.count() == 0  # a report stores no model
+
+
+def test_ml_bootstrap_trains_on_the_simulators_synthetic_market(_ml_env: dict[str, Path], tmp_path: Path):
+    from market import dayfiles
+
+    out = StringIO()
+    root = tmp_path / "boot"
+    call_command(
+        "ml_bootstrap",
+        "--markets",
+        "KRW-ETH",
+        "--minutes",
+        "6",
+        "--epochs",
+        "2",
+        "--data-dir",
+        str(root),
+        stdout=out,
+    )
+    assert dayfiles.list_days(root, "orderbook", "KRW-ETH") and dayfiles.list_days(root, "trade", "KRW-ETH")
+    run = TrainingRun.objects.get()
+    assert run.state == TrainingState.SUCCEEDED and run.params["data_dir"] == str(root)
+    v = run.result_version
+    # Promoted exactly when the rule says so: beating persistence on validation (no model was active).
+    assert (
+        (v.status == ModelStatus.ACTIVE)
+        == run.decision["promote"]
+        == run.decision["beats_persistence_on_validation"]
+    )
+    assert "synthetic snapshots" in out.getvalue()
+    if v.status == ModelStatus.ACTIVE:
+        again = StringIO()
+        call_command("ml_bootstrap", "--markets", "KRW-ETH", "--data-dir", str(root), stdout=again)
+        assert "a model is active already" in again.getvalue() and TrainingRun.objects.count() == 1

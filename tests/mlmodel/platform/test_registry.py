@@ -80,3 +80,24 @@ def test_rollback_without_history_and_retiring_the_active_model_are_refused():
     services.model_retire(version=v2)
     v2.refresh_from_db()
     assert v2.status == ModelStatus.RETIRED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_promotions_never_leave_two_active_models():
+    """Many promotions racing from several threads (own DB connections): the row lock serialises them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    versions = [make_version(version=i) for i in range(1, 5)]
+
+    def promote(v: ModelVersion) -> None:
+        try:
+            for _ in range(3):
+                services.model_promote(version=v.pk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(promote, versions))
+    assert len(active_of("KRW-BTC")) == 1

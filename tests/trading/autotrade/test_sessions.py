@@ -231,3 +231,16 @@ def test_old_hold_decisions_are_pruned_but_trades_are_kept(user, wide_book, acti
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert autotrade.autotrade_decisions_prune() == 1
     assert [d.action for d in decisions(s)] == ["buy", "hold"]
+
+
+def test_sell_never_exceeds_what_the_account_still_holds(user, wide_book, active_models):
+    s = start(user)
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    bought = decisions(s)[0].order.executed_volume
+    half = (bought / 2).quantize(D("0.00000001"))
+    manual = order_place(user=user, market="KRW-BTC", side=Side.ASK, ord_type=OrdType.MARKET, volume=half)
+    assert manual.state == OrderState.DONE
+    autotrade_on_prediction.run(prediction=prediction(-0.003))
+    sell = decisions(s)[-1]
+    assert sell.action == "sell" and sell.outcome == "placed", sell.detail
+    assert sell.order.volume == bought - half and "only" in sell.detail
