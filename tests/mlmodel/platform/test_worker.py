@@ -36,8 +36,12 @@ def shared_media(settings: Any) -> Any:
         },
     }
     yield media
+    from django.core.files.storage import default_storage
+
     for v in ModelVersion.objects.all():
         v.artifact.delete(save=False)
+        for path in (v.plots or {}).values():
+            default_storage.delete(path)
 
 
 def test_training_runs_in_its_own_process_while_predictions_go_on(
