@@ -84,7 +84,9 @@ def ensure_frontend() -> None:
         return
     lock = ROOT / "package-lock.json"
     stamp = ROOT / "node_modules" / ".installed"
-    digest = hashlib.sha256((ROOT / "package.json").read_bytes() + (lock.read_bytes() if lock.exists() else b"")).hexdigest()
+    digest = hashlib.sha256(
+        (ROOT / "package.json").read_bytes() + (lock.read_bytes() if lock.exists() else b"")
+    ).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
     cmd = "ci" if lock.exists() else "install"
@@ -97,7 +99,7 @@ def manage(*args: str, check: bool = True) -> int:
 
 
 def ensure_admin() -> None:
-    """Create the first admin if none exists: from DJANGO_SUPERUSER_* env, else ask (never a fixed password)."""
+    """Create the first admin if none exists: from DJANGO_SUPERUSER_* env, else ask (no fixed password)."""
     code = (
         "from django.contrib.auth import get_user_model as g;"
         "import sys; sys.exit(0 if g().objects.filter(is_superuser=True).exists() else 3)"
@@ -105,7 +107,9 @@ def ensure_admin() -> None:
     if sh(PY, "manage.py", "shell", "-c", code, check=False) == 0:
         return
     if os.environ.get("DJANGO_SUPERUSER_USERNAME") and os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
-        os.environ.setdefault("DJANGO_SUPERUSER_EMAIL", f"{os.environ['DJANGO_SUPERUSER_USERNAME']}@localhost")
+        os.environ.setdefault(
+            "DJANGO_SUPERUSER_EMAIL", f"{os.environ['DJANGO_SUPERUSER_USERNAME']}@localhost"
+        )
         manage("createsuperuser", "--noinput")
     elif sys.stdin.isatty():
         print("No admin user yet: create the first one.", flush=True)
@@ -163,8 +167,14 @@ def cmd_setup(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "test": cmd_test, "lint": cmd_lint, "bench": cmd_bench,
-            "setup": cmd_setup}
+COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "test": cmd_test,
+    "lint": cmd_lint,
+    "bench": cmd_bench,
+    "setup": cmd_setup,
+}
 
 
 def main() -> int:

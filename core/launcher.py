@@ -41,7 +41,9 @@ class _Child:
 
 def upbit_reachable(rest_url: str, timeout: float = 3.0) -> bool:
     try:
-        response = httpx.get(f"{rest_url.rstrip('/')}/v1/market/all", params={"isDetails": "false"}, timeout=timeout)
+        response = httpx.get(
+            f"{rest_url.rstrip('/')}/v1/market/all", params={"isDetails": "false"}, timeout=timeout
+        )
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -67,10 +69,16 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         env = {**os.environ, **child.spec.env, "PYTHONUNBUFFERED": "1"}
         child.proc = subprocess.Popen(
-            child.spec.args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            child.spec.args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         child.started_at = time.monotonic()
-        threading.Thread(target=_pump, args=(child.spec.name, child.proc.stdout, self._locked_write), daemon=True).start()
+        threading.Thread(
+            target=_pump, args=(child.spec.name, child.proc.stdout, self._locked_write), daemon=True
+        ).start()
         self.log(f"started {child.spec.name} (pid {child.proc.pid})")
 
     def _locked_write(self, text: str) -> None:
@@ -146,8 +154,17 @@ def build_specs(
         specs.append(
             ProcessSpec(
                 "simulator",
-                manage_args("upbit_sim", "--host", "127.0.0.1", "--port", str(sim_port), "--source", "synthetic",
-                            "--markets", ",".join(markets)),
+                manage_args(
+                    "upbit_sim",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(sim_port),
+                    "--source",
+                    "synthetic",
+                    "--markets",
+                    ",".join(markets),
+                ),
                 {"OBSERVATOR_ROLE": "sim"},
             )
         )
@@ -155,33 +172,77 @@ def build_specs(
     specs += [
         ProcessSpec(
             "web",
-            [PYTHON, "-m", "uvicorn", "observator.asgi:application", "--host", host, "--port", str(port),
-             "--ws", "websockets", "--lifespan", "off", "--no-access-log",
-             # Live market frames are small and go to hundreds of sockets: compressing each frame per socket
-             # doubles the server's CPU per frame (bench/bench_fanout.py), for little bandwidth saved.
-             "--ws-per-message-deflate", "false"],
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "observator.asgi:application",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--ws",
+                "websockets",
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                # Live market frames are small and go to hundreds of sockets: compressing each frame per
+                # socket doubles the server's CPU per frame (bench/bench_fanout.py), for little saved.
+                "--ws-per-message-deflate",
+                "false",
+            ],
             {"OBSERVATOR_ROLE": "web"},
         ),
         ProcessSpec(
             "worker",
-            [*celery, "worker", "-Q", "default", "-c", "2", "-n", "default@%h", "--without-gossip",
-             "--without-mingle", "--loglevel", "INFO"],
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "default",
+                "-c",
+                "2",
+                "-n",
+                "default@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
             {"OBSERVATOR_ROLE": "worker"},
         ),
         ProcessSpec(
             "ml",
-            [*celery, "worker", "-Q", "ml", "-c", "1", "-n", "ml@%h", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "ml",
+                "-c",
+                "1",
+                "-n",
+                "ml@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
             {"OBSERVATOR_ROLE": "worker"},
         ),
-        ProcessSpec("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="], {"OBSERVATOR_ROLE": "beat"}),
+        ProcessSpec(
+            "beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="], {"OBSERVATOR_ROLE": "beat"}
+        ),
     ]
     if "collect" in available_commands:
         collector = manage_args("collect", "--markets", ",".join(markets))
     else:  # until the market-data work lands, a placeholder the launcher still supervises
-        collector = [PYTHON, "-c", "import signal,time; signal.signal(signal.SIGTERM, lambda *a: exit(0)); "
-                     "print('collector placeholder: market data collector not installed', flush=True); "
-                     "[time.sleep(3600) for _ in iter(int, 1)]"]
+        collector = [
+            PYTHON,
+            "-c",
+            "import signal,time; signal.signal(signal.SIGTERM, lambda *a: exit(0)); "
+            "print('collector placeholder: market data collector not installed', flush=True); "
+            "[time.sleep(3600) for _ in iter(int, 1)]",
+        ]
     specs.append(ProcessSpec("collector", collector, {"OBSERVATOR_ROLE": "collector"}))
     for spec in specs:
         spec.env = {**shared, **spec.env}

@@ -131,9 +131,7 @@ def read_day(root: str | os.PathLike[str], kind: str, market: str, day: dt.date)
     return table.sort_by(sort_key)
 
 
-def read_days(
-    root: str | os.PathLike[str], kind: str, market: str, days: Iterable[dt.date]
-) -> pa.Table:
+def read_days(root: str | os.PathLike[str], kind: str, market: str, days: Iterable[dt.date]) -> pa.Table:
     tables = [read_day(root, kind, market, d) for d in days]
     tables = [t for t in tables if t.num_rows] or tables[:1]
     if not tables:

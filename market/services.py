@@ -55,9 +55,14 @@ def news_refresh(*, feed_urls: list[str] | None = None, now: dt.datetime | None 
     result = NewsRefreshResult()
     if not urls:
         return result
-    with httpx.Client(timeout=settings.FEEDS_HTTP_TIMEOUT, trust_env=False,
-                      headers={"User-Agent": "OBservator/1.0 (+news)"}) as client, \
-            ThreadPoolExecutor(max_workers=min(4, len(urls)), thread_name_prefix="news") as pool:
+    with (
+        httpx.Client(
+            timeout=settings.FEEDS_HTTP_TIMEOUT,
+            trust_env=False,
+            headers={"User-Agent": "OBservator/1.0 (+news)"},
+        ) as client,
+        ThreadPoolExecutor(max_workers=min(4, len(urls)), thread_name_prefix="news") as pool,
+    ):
         parsed = list(pool.map(lambda url: feeds.fetch_feed(client, url, now=now), urls))
 
     entries: list[feeds.NewsEntry] = []
@@ -75,12 +80,19 @@ def news_refresh(*, feed_urls: list[str] | None = None, now: dt.datetime | None 
     unique = [e for e in unique if e.published_at >= cutoff]  # older than the retention: never stored
     if unique:
         link_keys = {e.guid_key: feeds.sha1(feeds.normalise_link(e.link)) for e in unique}
-        seen_keys = set(NewsItem.objects.filter(guid_key__in=[*link_keys, *link_keys.values()])
-                        .values_list("guid_key", flat=True))
-        seen_keys |= set(NewsItem.objects.filter(link_key__in=list(link_keys.values()))
-                         .values_list("link_key", flat=True))
-        seen_titles = set(NewsItem.objects.filter(title_key__in=[e.title_key for e in unique])
-                          .values_list("title_key", flat=True))
+        seen_keys = set(
+            NewsItem.objects.filter(guid_key__in=[*link_keys, *link_keys.values()]).values_list(
+                "guid_key", flat=True
+            )
+        )
+        seen_keys |= set(
+            NewsItem.objects.filter(link_key__in=list(link_keys.values())).values_list("link_key", flat=True)
+        )
+        seen_titles = set(
+            NewsItem.objects.filter(title_key__in=[e.title_key for e in unique]).values_list(
+                "title_key", flat=True
+            )
+        )
         for entry in unique:
             link_key = link_keys[entry.guid_key]
             if entry.guid_key in seen_keys or link_key in seen_keys or entry.title_key in seen_titles:
@@ -89,9 +101,15 @@ def news_refresh(*, feed_urls: list[str] | None = None, now: dt.datetime | None 
             try:
                 with transaction.atomic():
                     NewsItem.objects.create(
-                        guid_key=entry.guid_key, link_key=link_key, title_key=entry.title_key,
-                        title=entry.title, link=entry.link, source=entry.source, feed_url=entry.feed_url,
-                        summary=entry.summary, published_at=entry.published_at,
+                        guid_key=entry.guid_key,
+                        link_key=link_key,
+                        title_key=entry.title_key,
+                        title=entry.title,
+                        link=entry.link,
+                        source=entry.source,
+                        feed_url=entry.feed_url,
+                        summary=entry.summary,
+                        published_at=entry.published_at,
                     )
             except IntegrityError:  # stored meanwhile by a concurrent refresh
                 result.duplicates += 1

@@ -47,8 +47,9 @@ def asgi_server(transactional_db, tmp_path: Path) -> Iterator[str]:  # noqa: ANN
     """The real ASGI server (uvicorn) in a subprocess on a free port, sharing the test database."""
     port = live.free_port()
     log = tmp_path / "asgi.log"
-    with live.running(live.asgi_server_args(port), env=live.child_env({"OBSERVATOR_ROLE": "web"}),
-                      log_path=log) as proc:
+    with live.running(
+        live.asgi_server_args(port), env=live.child_env({"OBSERVATOR_ROLE": "web"}), log_path=log
+    ) as proc:
         live.wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=proc)
         yield f"http://127.0.0.1:{port}"
 
@@ -57,8 +58,9 @@ def asgi_server(transactional_db, tmp_path: Path) -> Iterator[str]:  # noqa: ANN
 def celery_worker_process(transactional_db, redis_url: str, tmp_path: Path) -> Iterator[None]:  # noqa: ANN001
     """A real Celery worker process on Redis, consuming the default and ml queues."""
     log = tmp_path / "celery.log"
-    with live.running(live.celery_worker_args(), env=live.child_env({"OBSERVATOR_ROLE": "worker"}),
-                      log_path=log) as proc:
+    with live.running(
+        live.celery_worker_args(), env=live.child_env({"OBSERVATOR_ROLE": "worker"}), log_path=log
+    ) as proc:
         from celery_app import app
 
         def _ready() -> bool:

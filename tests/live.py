@@ -24,7 +24,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -82,12 +84,24 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running(args: list[str], *, env: Mapping[str, str] | None = None, log_path: Path | None = None,
-            cwd: Path = ROOT, stop_timeout: float = 10.0) -> Iterator[subprocess.Popen]:
+def running(
+    args: list[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path = ROOT,
+    stop_timeout: float = 10.0,
+) -> Iterator[subprocess.Popen]:
     """Start a subprocess in its own process group; on exit send SIGTERM, then SIGKILL after a timeout."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, cwd=cwd, env=dict(env) if env else None, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=dict(env) if env else None,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield proc
     finally:
@@ -105,10 +119,40 @@ def running(args: list[str], *, env: Mapping[str, str] | None = None, log_path: 
 
 
 def asgi_server_args(port: int) -> list[str]:
-    return [PYTHON, "-m", "uvicorn", "observator.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--ws", "websockets", "--lifespan", "off", "--log-level", "warning"]
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "observator.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws",
+        "websockets",
+        "--lifespan",
+        "off",
+        "--log-level",
+        "warning",
+    ]
 
 
 def celery_worker_args(queues: str = "default,ml", concurrency: int = 1) -> list[str]:
-    return [PYTHON, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues, "-c", str(concurrency),
-            "--pool", "prefork", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]
+    return [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "WARNING",
+    ]

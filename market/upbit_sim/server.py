@@ -123,6 +123,7 @@ class SimConfig:
     ws_status_interval: float = 10.0  # {"status":"UP"} period after a text PING
     ws_queue_max: int = 20_000  # per-connection backlog before a slow client is dropped (paced mode)
     activity: float | None = None  # synthetic event-rate scale (None: 1, or 20/len(markets) above 20)
+    volatility: float | dict[str, float] | None = None  # synthetic target 1-min vol (None: 0.045 %)
     unpaced_chunk: int = 2000  # events per market per loop turn when speed == 0 (synthetic)
     backfill: bool = True  # seeded candle history before the start (synthetic)
     json_429: bool = False  # 429 body as a JSON error envelope instead of Upbit's plain text
@@ -280,7 +281,13 @@ class Simulator:
             for m in self.markets:
                 model = getattr(self.source, "models", {}).get(m)
                 if model is not None:
-                    self.stats[m].backfill(end_ms=self._src_origin, price=model.mid, seed=config.seed)
+                    # History ends at the price the ticker is seeded with (the first book's best bid).
+                    self.stats[m].backfill(
+                        end_ms=self._src_origin,
+                        price=model.book().bids[0][0],
+                        seed=config.seed,
+                        minute_vol=model.params.target_vol,
+                    )
         self.step(self._src_origin)  # initial books/prices before the first client arrives
         for spec in config.initial_accounts:
             self.account_create(**spec)
@@ -294,7 +301,12 @@ class Simulator:
 
             start = c.start_ms if c.start_ms is not None else int(time.time() * 1000)
             return SyntheticSource(
-                c.markets, seed=c.seed, start_ms=start, record_all=record_all, activity=c.activity
+                c.markets,
+                seed=c.seed,
+                start_ms=start,
+                record_all=record_all,
+                activity=c.activity,
+                volatility=c.volatility,
             )
         if c.source == "replay":
             from .replay import ReplaySource

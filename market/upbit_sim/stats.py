@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from market.upbit.protocol import krw_tick_size_float
+
 from .source import TradeTick
 
 MINUTE = 60_000
@@ -24,6 +26,14 @@ def _utc(ts: int) -> dt.datetime:
 
 def _naive(ts: int) -> str:
     return _utc(ts).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _grid(price: float, mode: str = "nearest") -> float:
+    """``price`` on the KRW tick grid of its band (``nearest``, ``up`` or ``down``), as a clean float."""
+    tick = krw_tick_size_float(price)
+    x = price / tick
+    n = math.floor(x + 1e-9) if mode == "down" else math.ceil(x - 1e-9) if mode == "up" else math.floor(x + 0.5)
+    return round(max(1, n) * tick, 8)
 
 
 @dataclass
@@ -98,6 +108,11 @@ class MarketStats:
         self._roll_day(ts)
         if not self.prev_closing_price:
             self.prev_closing_price = price
+        # A backfilled day may not have reached this price: today's range always contains the last price.
+        self.high_price = max(self.high_price, price)
+        self.low_price = min(self.low_price, price) if self.low_price > 0 else price
+        if not self.opening_price:
+            self.opening_price = price
 
     def _roll_day(self, ts: int) -> None:
         day = ts - ts % DAY
@@ -174,7 +189,7 @@ class MarketStats:
     def ticker_fields(self, now: int) -> dict[str, Any]:
         """Fields common to REST and WebSocket tickers (DEFAULT names)."""
         price, pcp = self.trade_price, self.prev_closing_price or self.trade_price
-        diff = price - pcp
+        diff = round(price - pcp, 8)  # prices are on the tick grid: no float dust in the change
         rate = diff / pcp if pcp else 0.0
         v24, p24 = self._rolling(now)
         hi, hi_d, lo, lo_d = self._52w()
@@ -248,7 +263,7 @@ class MarketStats:
             "trade_price": t.price,
             "trade_volume": t.volume,
             "prev_closing_price": pcp,
-            "change_price": t.price - pcp,
+            "change_price": round(t.price - pcp, 8),
             "ask_bid": t.ask_bid,
             "sequential_id": t.sequential_id,
         }
@@ -256,7 +271,7 @@ class MarketStats:
     def trade_ws(self, t: TradeTick, stream_type: str) -> dict[str, Any]:
         u = _utc(t.ts)
         pcp = self.prev_closing_price or t.price
-        diff = t.price - pcp
+        diff = round(t.price - pcp, 8)
         return {
             "type": "trade",
             "code": self.market,
@@ -347,7 +362,7 @@ class MarketStats:
             if unit == "days":
                 pc = prev_close.get(k, c.open)
                 row["prev_closing_price"] = pc
-                row["change_price"] = c.close - pc
+                row["change_price"] = round(c.close - pc, 8)
                 row["change_rate"] = (c.close - pc) / pc if pc else 0.0
             elif unit in ("weeks", "months"):
                 row["first_day_of_period"] = _utc(k).strftime("%Y-%m-%d")
@@ -359,48 +374,72 @@ class MarketStats:
         return out
 
     def backfill(
-        self, *, end_ms: int, price: float, seed: int, days: int = 200, minutes: int = 2 * 1440
+        self,
+        *,
+        end_ms: int,
+        price: float,
+        seed: int,
+        days: int = 200,
+        minutes: int = 2 * 1440,
+        minute_vol: float = 0.00045,
     ) -> None:
-        """Seeded history before ``end_ms`` (a geometric random walk ending at ``price``) so charts have
-        candles at start: ``days`` day candles and ``minutes`` one-minute candles."""
+        """Seeded history before ``end_ms`` so charts have candles at start: ``minutes`` one-minute candles
+        (a geometric random walk with ``minute_vol`` per minute whose last close is exactly ``price``) and
+        ``days`` day candles (the days the minutes cover are aggregated from them; earlier days continue
+        the walk backwards). Every price is on the tick grid and every candle has low <= open/close <= high;
+        today's open/high/low, yesterday's close and the 24 h sums follow from these candles."""
         rng = np.random.default_rng([seed, sum(self.market.encode()), 7])
+        price = _grid(price)
         day0 = end_ms - end_ms % DAY
-        # Day closes walking backwards from the current price.
-        rets = rng.normal(0.0, 0.03, days)
-        closes = price * np.exp(-np.cumsum(rets))[::-1]
-        days_out: OrderedDict[int, Candle] = OrderedDict()
-        prev = float(closes[0]) * math.exp(-rets[-1])
-        for i in range(days):
-            start = day0 - (days - i) * DAY
-            close = float(closes[i])
-            hi = max(prev, close) * (1 + abs(rng.normal(0, 0.01)))
-            lo = min(prev, close) * (1 - abs(rng.normal(0, 0.01)))
-            vol = float(rng.lognormal(0, 0.4)) * 2e10 / price
-            days_out[start] = Candle(start, prev, hi, lo, close, vol, vol * (hi + lo) / 2, start + DAY - 1)
-            prev = close
         minute0 = end_ms - end_ms % MINUTE
-        mrets = rng.normal(0.0, 0.0008, minutes)
-        mcl = price * np.exp(-np.cumsum(mrets))[::-1]
-        prev = float(mcl[0])
+        # Minute closes walking backwards from the current price; open = the previous minute's close.
+        mrets = rng.normal(0.0, minute_vol, minutes)
+        back = np.exp(-np.concatenate(([0.0], np.cumsum(mrets[::-1]))))  # back[k]: k minutes before now
+        path = [_grid(float(x)) for x in (price * back)[::-1]]  # minutes + 1 prices, oldest first
+        path[-1] = price
+        wick = np.abs(rng.normal(0.0, minute_vol / 2, (minutes, 2)))
+        vols = rng.lognormal(0, 0.6, minutes) * 2e7 / price
+        minutes_out: OrderedDict[int, Candle] = OrderedDict()
         for i in range(minutes):
             start = minute0 - (minutes - i) * MINUTE
-            close = float(mcl[i])
-            hi, lo = max(prev, close), min(prev, close)
-            vol = float(rng.lognormal(0, 0.6)) * 2e7 / price
-            c = Candle(start, prev, hi, lo, close, vol, vol * close, start + MINUTE - 1)
+            o, c = path[i], path[i + 1]
+            hi = _grid(max(o, c) * (1 + float(wick[i, 0])), "up")
+            lo = _grid(min(o, c) * (1 - float(wick[i, 1])), "down")
+            vol = float(vols[i])
+            minutes_out[start] = Candle(start, o, hi, lo, c, vol, vol * c, start + MINUTE - 1)
+        # Day candles: the walk continues backwards (daily vol = sqrt(1440) minute vols) from the first
+        # minute's open, so the day before the minutes closes where they open.
+        first_min = next(iter(minutes_out)) if minutes_out else minute0
+        first_day = first_min - first_min % DAY
+        n_walk = max(0, days - (day0 - first_day) // DAY - 1)
+        day_vol = minute_vol * math.sqrt(1440)
+        drets = rng.normal(0.0, day_vol, n_walk)
+        dback = np.exp(-np.concatenate(([0.0], np.cumsum(drets[::-1]))))
+        dpath = [_grid(float(x)) for x in (path[0] * dback)[::-1]]
+        dwick = np.abs(rng.normal(0.0, day_vol / 3, (n_walk, 2)))
+        dvols = rng.lognormal(0, 0.4, n_walk) * 2e10 / price
+        days_out: OrderedDict[int, Candle] = OrderedDict()
+        for i in range(n_walk):
+            start = first_day - (n_walk - i) * DAY
+            o, c = dpath[i], dpath[i + 1]
+            hi = _grid(max(o, c) * (1 + float(dwick[i, 0])), "up")
+            lo = _grid(min(o, c) * (1 - float(dwick[i, 1])), "down")
+            vol = float(dvols[i])
+            days_out[start] = Candle(start, o, hi, lo, c, vol, vol * (hi + lo) / 2, start + DAY - 1)
+        for start, c in minutes_out.items():
             self.minutes[start] = c
             if start > end_ms - DAY:  # the rolling 24 h sums start with the history's last day
                 self._win.append((start, c.volume, c.value))
                 self._w_vol += c.volume
                 self._w_val += c.value
             d = start - start % DAY
-            if d == day0:
-                dc = days_out.get(d)
-                if dc is None:
-                    days_out[d] = Candle(d, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
-                else:
-                    dc.merge(c)
-            prev = close
+            dc = days_out.get(d)
+            if dc is None:
+                days_out[d] = Candle(d, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
+            else:
+                dc.merge(c)
+        while len(self.minutes) > self.max_minutes:
+            self.minutes.popitem(last=False)
         self.days = OrderedDict(sorted(days_out.items()))
         today = self.days.get(day0)
         yesterday = self.days.get(day0 - DAY)

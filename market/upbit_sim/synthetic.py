@@ -510,9 +510,12 @@ class SyntheticSource:
         params: SyntheticParams | dict[str, SyntheticParams] | None = None,
         record_all: bool = False,
         activity: float | None = None,
+        volatility: float | dict[str, float] | None = None,
     ) -> None:
         """``activity`` scales every market's event rates (None: 1.0, or 20/len(markets) above 20
-        markets, so a whole-exchange simulation stays within one core)."""
+        markets, so a whole-exchange simulation stays within one core; volatility then scales by
+        sqrt(activity)). ``volatility`` sets ``target_vol`` (one-minute mid std, a fraction of the price)
+        for every market, or per market with a dict."""
         self.markets = list(markets)
         self.record_all = record_all
         self._start = start_ms
@@ -521,6 +524,9 @@ class SyntheticSource:
             activity = min(1.0, 20.0 / max(1, len(self.markets)))
         for m in self.markets:
             prm = (params.get(m) if isinstance(params, dict) else params) or SyntheticParams()
+            vol = volatility.get(m) if isinstance(volatility, dict) else volatility
+            if vol is not None:
+                prm = replace(prm, target_vol=float(vol))
             if activity != 1.0:
                 prm = prm.scaled(activity)
             self.models[m] = SyntheticMarket(m, seed=seed, start_ms=start_ms, params=prm)

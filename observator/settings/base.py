@@ -82,7 +82,11 @@ if _db["ENGINE"] == "django.db.backends.mysql":
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the web, workers and beat share one SQLite file.
     _db.setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -221,7 +225,10 @@ CELERY_BEAT_SCHEDULE = {
     "trading-reconcile-open-orders": {"task": "trading.tasks.reconcile_open_orders", "schedule": 60.0},
     # Fill resting paper limit orders as the market trades through them; refresh open live orders.
     "trading-sync-open-orders": {"task": "trading.tasks.sync_open_orders", "schedule": 1.0},
-    "trading-daily-reports": {"task": "trading.tasks.send_daily_reports", "schedule": crontab(hour=8, minute=0)},
+    "trading-daily-reports": {
+        "task": "trading.tasks.send_daily_reports",
+        "schedule": crontab(hour=8, minute=0),
+    },
 }
 
 # --- REST API -------------------------------------------------------------------------------------------
@@ -248,7 +255,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "OBservator API",
-    "DESCRIPTION": "Order-book-driven trading on Upbit KRW markets: balances, orders, schedules, auto-trading.",
+    "DESCRIPTION": "Order-book-driven trading on Upbit KRW markets: balances, orders, schedules, "
+    "auto-trading.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -265,7 +273,7 @@ MARKET_RETENTION_DAYS = env.int("MARKET_RETENTION_DAYS", default=3)
 # Collector: seconds between day-file segments (a crash loses at most this much); S3 key prefix of uploads.
 MARKET_FLUSH_INTERVAL = env.float("MARKET_FLUSH_INTERVAL", default=2.0)
 MARKET_UPLOAD_PREFIX = env("MARKET_UPLOAD_PREFIX", default="marketdata")
-# Send each second's new snapshots to the ML worker for live predictions (see /work CONTRACTS: prediction path).
+# Send each second's new snapshots to the ML worker (mlmodel.tasks.ingest_market_data) for live predictions.
 MARKET_PREDICTION_FEED = env.bool("MARKET_PREDICTION_FEED", default=True)
 # Live fan-out (market/fanout.py, market/consumers.py): publish each market at most every N ms (latest wins),
 # send each browser at most every N ms, top N order-book levels per side.

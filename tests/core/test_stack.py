@@ -29,7 +29,11 @@ def test_launcher_starts_every_process_serves_login_and_stops_cleanly(transactio
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [live.PYTHON, "manage.py", "runstack", "--port", str(port), "--sim-port", str(sim_port)],
-            cwd=live.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=live.ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         response = live.wait_until(
@@ -68,7 +72,11 @@ def test_deploy_check_passes_with_production_settings():
     }
     result = subprocess.run(
         [live.PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=live.ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=live.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -77,8 +85,14 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     env["DJANGO_SETTINGS_MODULE"] = "observator.settings.production"
     env["OBSERVATOR_VAR_DIR"] = "/nonexistent-var"
-    result = subprocess.run([live.PYTHON, "manage.py", "check"], cwd=live.ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [live.PYTHON, "manage.py", "check"],
+        cwd=live.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
@@ -86,7 +100,9 @@ def test_production_settings_refuse_to_start_without_a_secret_key():
 def test_log_filter_redacts_keys_tokens_and_registered_values(caplog):
     secret = "S3cr3tValue" + "x" * 29
     register_secret(secret)
-    record = logging.LogRecord("t", logging.INFO, __file__, 1, "saving %s and secret_key=%s", ("k", secret), None)
+    record = logging.LogRecord(
+        "t", logging.INFO, __file__, 1, "saving %s and secret_key=%s", ("k", secret), None
+    )
     RedactSecretsFilter().filter(record)
     message = record.getMessage()
     assert secret not in message
@@ -99,5 +115,7 @@ def test_log_filter_redacts_keys_tokens_and_registered_values(caplog):
 
 @pytest.mark.live
 def test_realtime_relay_rejects_unauthenticated_posts(asgi_server):
-    response = httpx.post(f"{asgi_server}/internal/realtime/", json=[{"group": "g", "message": {"type": "x"}}])
+    response = httpx.post(
+        f"{asgi_server}/internal/realtime/", json=[{"group": "g", "message": {"type": "x"}}]
+    )
     assert response.status_code == 403

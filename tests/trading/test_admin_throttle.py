@@ -84,8 +84,9 @@ def test_management_commands(user, sim):
 
     from django.core.management import call_command
 
-    services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(90_000_000),
-                         volume=d("0.001"))
+    services.order_place(
+        user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(90_000_000), volume=d("0.001")
+    )
     out = StringIO()
     call_command("trading_reconcile", stdout=out)
     assert "checked 1" in out.getvalue()

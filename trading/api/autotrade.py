@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -47,7 +48,7 @@ class SessionOutput(serializers.Serializer):
 
 
 class AutoStartApi(TradingView):
-    class InputSerializer(serializers.Serializer):
+    class AutoStartInput(serializers.Serializer):
         market = serializers.CharField(max_length=20)
         threshold_pct = serializers.DecimalField(
             max_digits=12, decimal_places=8, help_text="Profit threshold in percent (0.05 = 0.05 %)."
@@ -64,6 +65,8 @@ class AutoStartApi(TradingView):
             allow_null=True,
             help_text="Sell when the bid is this many percent below the session's average cost.",
         )
+
+    InputSerializer = AutoStartInput
 
     @extend_schema(request=InputSerializer, responses={201: SessionOutput, **ERRORS})
     def post(self, request: Request) -> Response:
@@ -84,8 +87,10 @@ class AutoStartApi(TradingView):
 
 
 class AutoChangeApi(TradingView):
-    class InputSerializer(_SessionRef):
+    class AutoChangeInput(_SessionRef):
         threshold_pct = serializers.DecimalField(max_digits=12, decimal_places=8)
+
+    InputSerializer = AutoChangeInput
 
     @extend_schema(request=InputSerializer, responses={200: SessionOutput, **ERRORS})
     def put(self, request: Request) -> Response:
@@ -102,8 +107,10 @@ class AutoChangeApi(TradingView):
 
 
 class AutoStopApi(TradingView):
-    class InputSerializer(_SessionRef):
+    class AutoStopInput(_SessionRef):
         pass
+
+    InputSerializer = AutoStopInput
 
     @extend_schema(request=InputSerializer, responses={200: SessionOutput, **ERRORS})
     def post(self, request: Request) -> Response:
@@ -143,7 +150,8 @@ class AutoDecisionsApi(TradingView):
             OpenApiParameter("market", str),
             OpenApiParameter("actions_only", bool, description="only buys and sells"),
             OpenApiParameter("limit", int, description="at most 500 (default 100)"),
-        ]
+        ],
+        responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
         q = request.query_params

@@ -1,4 +1,4 @@
-"""`manage.py runstack`: run the whole stack in the foreground (web, workers, beat, collector[, simulator])."""
+"""`manage.py runstack`: run the whole stack in the foreground (web, workers, beat, collector, simulator)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--sim-port", type=int, default=8765)
-        parser.add_argument("--demo", action="store_true", help="use the local Upbit simulator even if Upbit is up")
+        parser.add_argument(
+            "--demo", action="store_true", help="use the local Upbit simulator even if Upbit is up"
+        )
         parser.add_argument("--no-fallback", action="store_true", help="never fall back to the simulator")
 
     def handle(self, *args: Any, **opts: Any) -> None:

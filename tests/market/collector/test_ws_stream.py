@@ -226,7 +226,9 @@ def test_a_quiet_market_is_not_mistaken_for_a_dead_socket(tmp_path: Path) -> Non
 
         async def run() -> UpbitStreamer:
             got: list[Any] = []
-            streamer = UpbitStreamer(quiet_sim.ws_url, ["KRW-BTC"], on_records=got.extend, silence_timeout=1.5)
+            streamer = UpbitStreamer(
+                quiet_sim.ws_url, ["KRW-BTC"], on_records=got.extend, silence_timeout=1.5
+            )
             task = asyncio.create_task(streamer.run())
             await _until(lambda: len(got) > 0)
             async with httpx.AsyncClient() as http:
