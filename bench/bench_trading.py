@@ -42,12 +42,56 @@ def fmt(name: str, values: list[float], unit: str = "ms") -> str:
     )
 
 
+class _ProcessSimulator:
+    """``manage.py upbit_sim`` in a subprocess, with the two methods the benchmark uses."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        import httpx
+
+        from tests.live import free_port, wait_for_port
+
+        port = free_port()
+        self.rest_url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "upbit_sim",
+                "--port",
+                str(port),
+                "--markets",
+                "KRW-BTC",
+                "--seed",
+                "7",
+                "--no-rate-limits",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(port, timeout=60, proc=self.proc)
+        self._http = httpx.Client(base_url=self.rest_url, timeout=10)
+
+    def create_account(self, *, krw: str, access_key: str, secret_key: str) -> dict[str, str]:
+        body = {"krw": krw, "access_key": access_key, "secret_key": secret_key}
+        response = self._http.post("/_sim/accounts", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--scheduled", type=int, default=20)
+    parser.add_argument("--in-process-sim", action="store_true", help="run the simulator in a thread")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-trading-")
@@ -77,7 +121,11 @@ def main() -> None:
     from trading.services import order_place, scheduled_order_create
     from trading.tasks import fire_due_scheduled_orders
 
-    sim = SimulatorThread(SimConfig(markets=["KRW-BTC"], rate_limits={}, seed=7)).start()
+    # The simulator runs in its own process, as Upbit is remote in production: in a thread it would share
+    # this process's GIL with the request being measured.
+    sim = _ProcessSimulator() if not args.in_process_sim else None
+    if sim is None:
+        sim = SimulatorThread(SimConfig(markets=["KRW-BTC"], rate_limits={}, seed=7)).start()
     settings.UPBIT_REST_URL = sim.rest_url
     settings.TRADING_PRECISE_SCHEDULE = False
     settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
