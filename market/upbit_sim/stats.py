@@ -32,7 +32,12 @@ def _grid(price: float, mode: str = "nearest") -> float:
     """``price`` on the KRW tick grid of its band (``nearest``, ``up`` or ``down``), as a clean float."""
     tick = krw_tick_size_float(price)
     x = price / tick
-    n = math.floor(x + 1e-9) if mode == "down" else math.ceil(x - 1e-9) if mode == "up" else math.floor(x + 0.5)
+    if mode == "down":
+        n = math.floor(x + 1e-9)
+    elif mode == "up":
+        n = math.ceil(x - 1e-9)
+    else:
+        n = math.floor(x + 0.5)
     return round(max(1, n) * tick, 8)
 
 

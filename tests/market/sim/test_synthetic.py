@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from market.upbit_sim.synthetic import SyntheticMarket, SyntheticParams, SyntheticSource
 
@@ -99,3 +100,35 @@ def test_paced_source_advances_to_the_requested_time() -> None:
     ids = [t.sequential_id for t in u.trades]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert src.advance(1_700_000_010_000) == {}  # nothing new without time passing
+
+
+def _minute_vol(model: SyntheticMarket, minutes: int = 60) -> float:
+    mids = [model.mid]
+    for k in range(1, minutes + 1):
+        model.run_until(model.start_ms + k * 60_000)
+        mids.append(model.mid)
+    return float(np.diff(np.log(mids)).std())
+
+
+@pytest.mark.parametrize(
+    ("code", "target"),
+    [
+        ("KRW-BTC", None),  # tick 1,000 at 150M KRW: a small tick, sweeps must clear many of them
+        ("KRW-ETH", None),  # tick 1,000 at 5M KRW: a large tick, the mid must move rarely
+        ("KRW-XRP", 0.001),  # a configured target (0.1 %/min)
+    ],
+)
+def test_realised_minute_volatility_of_the_mid_is_near_the_target(code: str, target: float | None) -> None:
+    """Over a simulated hour the one-minute log-return std of the mid is within 2x of the target, whatever
+    the tick size relative to the price (0.045 %/min by default, like KRW-BTC)."""
+    params = SyntheticParams() if target is None else SyntheticParams(target_vol=target)
+    vol = _minute_vol(SyntheticMarket(code, seed=21, start_ms=0, params=params))
+    assert params.target_vol / 2 <= vol <= params.target_vol * 2, (code, vol)
+
+
+def test_per_market_volatility_is_configurable_on_the_source() -> None:
+    src = SyntheticSource(["KRW-BTC", "KRW-SOL"], seed=3, volatility={"KRW-SOL": 0.002})
+    assert src.models["KRW-BTC"].params.target_vol == SyntheticParams().target_vol
+    assert src.models["KRW-SOL"].params.target_vol == 0.002
+    # A calmer target means deeper queues relative to the takers' orders (and the other way round).
+    assert src.models["KRW-SOL"].depth_scale < SyntheticMarket("KRW-SOL", seed=3).depth_scale
