@@ -56,6 +56,7 @@ class ModelVersion(models.Model):
         ]
         indexes = [models.Index(fields=["market", "status"], name="mlmodel_version_market_status")]
         verbose_name = _("model version")
+        verbose_name_plural = _("model versions")
 
     def __str__(self) -> str:
         return f"{self.market} v{self.version} ({self.status})"
@@ -112,6 +113,7 @@ class TrainingRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
 
     def __str__(self) -> str:
         return f"training #{self.pk} {self.market} ({self.state})"

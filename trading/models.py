@@ -69,6 +69,7 @@ class TradingProfile(models.Model):
 
     class Meta:
         verbose_name = _("trading profile")
+        verbose_name_plural = _("trading profiles")
 
     def __str__(self) -> str:
         return f"{self.user_id} ({self.mode})"
