@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "ML_PREDICTION_KEEP_S": 3600,  # predictions older than this are pruned
     "ML_LIVE_KEEP_S": 300,  # raw book/trade history kept per market in the ML worker
     "ML_MAX_DATA_AGE_S": 15.0,  # no prediction from a snapshot older than this (None = no check: replays)
+    "ML_SERVING_THREADS": 1,  # torch intra-op threads for a serving forward pass on CPU (None = leave as is)
     "ML_BACKTEST_THRESHOLD": 0.0005,  # the threshold the walk-forward backtest assumes (0.05 %)
     "ML_BACKTEST_ORDER_KRW": 100_000.0,
     "ML_BACKTEST_LATENCY_MS": 100,
@@ -49,6 +50,14 @@ def spike_dir() -> Path:
     """Where slices of spike/crash periods are kept (beyond the collector's local retention)."""
     default = Path(settings.MARKET_DATA_DIR).parent / (Path(settings.MARKET_DATA_DIR).name + "-ml-spikes")
     return Path(getattr(settings, "ML_SPIKE_DATA_DIR", default))
+
+
+def training_cache_dir() -> Path:
+    """Where archived day files (fetched back from S3 for training) are cached; never the collector's live
+    directory, so its retention only ever sees what it wrote itself."""
+    live = Path(settings.MARKET_DATA_DIR)
+    default = live.parent / (live.name + "-training-cache")
+    return Path(getattr(settings, "ML_TRAINING_CACHE_DIR", default))
 
 
 @functools.cache

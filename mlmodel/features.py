@@ -166,43 +166,53 @@ def compute_features(
     config: FeatureConfig | None = None,
     tick_fn: TickFn = krw_tick_size,
     gaps: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> FeatureFrame:
-    """Features for every snapshot of ``book``; row i uses only snapshots <= i and trades with ts <= ts[i]."""
+    """Features for every snapshot of ``book``; row i uses only snapshots <= i and trades with ts <= ts[i].
+
+    ``rows`` (sorted indices) limits the output to those snapshots: the per-snapshot series the rolling
+    windows need (level 1, OFI, returns, prefix sums) still cover the whole input, but the wide per-level
+    columns are computed for the selected rows only (live serving: only the newly arrived snapshots)."""
     cfg = config or FeatureConfig()
     ts = np.asarray(book.ts, dtype=np.int64)
     n = ts.shape[0]
     if n > 1 and np.any(np.diff(ts) < 0):
         raise ValueError("book timestamps must be non-decreasing")
-    ask_px_raw = np.asarray(book.ask_px, dtype=np.float64)
-    bid_px_raw = np.asarray(book.bid_px, dtype=np.float64)
-    ask_sz_raw = np.asarray(book.ask_sz, dtype=np.float64)
-    bid_sz_raw = np.asarray(book.bid_sz, dtype=np.float64)
-    if ask_px_raw.shape[1] == 0:
+    sel: Any = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
+    ask_px_in = np.asarray(book.ask_px, dtype=np.float64)
+    bid_px_in = np.asarray(book.bid_px, dtype=np.float64)
+    ask_sz_in = np.asarray(book.ask_sz, dtype=np.float64)
+    bid_sz_in = np.asarray(book.bid_sz, dtype=np.float64)
+    if ask_px_in.shape[1] == 0:
         raise ValueError("book has no levels")
     # An absent level may be stored as NaN or as price/size 0: normalise both to "missing".
-    ask_px_raw = np.where((ask_px_raw > 0) & (ask_sz_raw > 0), ask_px_raw, np.nan)
-    bid_px_raw = np.where((bid_px_raw > 0) & (bid_sz_raw > 0), bid_px_raw, np.nan)
-    a1, b1 = ask_px_raw[:, 0], bid_px_raw[:, 0]
-    qa1 = np.nan_to_num(ask_sz_raw[:, 0], nan=0.0)
-    qb1 = np.nan_to_num(bid_sz_raw[:, 0], nan=0.0)
+    a1 = np.where((ask_px_in[:, 0] > 0) & (ask_sz_in[:, 0] > 0), ask_px_in[:, 0], np.nan)
+    b1 = np.where((bid_px_in[:, 0] > 0) & (bid_sz_in[:, 0] > 0), bid_px_in[:, 0], np.nan)
+    qa1 = np.nan_to_num(ask_sz_in[:, 0], nan=0.0)
+    qb1 = np.nan_to_num(bid_sz_in[:, 0], nan=0.0)
     two_sided = np.isfinite(a1) & np.isfinite(b1) & (a1 > b1) & (qa1 > 0) & (qb1 > 0)
     mid = np.where(two_sided, (a1 + b1) / 2.0, np.nan)
-    tick = tick_fn(mid)
     seg = segments(ts, cfg.max_gap_ms, gaps)
     same_seg = np.zeros(n, dtype=bool)
     same_seg[1:] = seg[1:] == seg[:-1]
 
+    # Per-row (wide) columns: only the selected rows.
+    ts_s, a1_s, b1_s, qa1_s, qb1_s, mid_s = ts[sel], a1[sel], b1[sel], qa1[sel], qb1[sel], mid[sel]
+    ask_sz_raw, bid_sz_raw = ask_sz_in[sel], bid_sz_in[sel]
+    ask_px_raw = np.where((ask_px_in[sel] > 0) & (ask_sz_raw > 0), ask_px_in[sel], np.nan)
+    bid_px_raw = np.where((bid_px_in[sel] > 0) & (bid_sz_raw > 0), bid_px_in[sel], np.nan)
+    tick = tick_fn(mid_s)
     cols: list[np.ndarray] = []
-    spread = a1 - b1
+    spread = a1_s - b1_s
     cols.append(spread / tick)
-    cols.append(spread / mid * BPS)
-    micro = (a1 * qb1 + b1 * qa1) / np.where(qa1 + qb1 > 0, qa1 + qb1, np.nan)
-    cols.append((micro - mid) / mid * BPS)
+    cols.append(spread / mid_s * BPS)
+    micro = (a1_s * qb1_s + b1_s * qa1_s) / np.where(qa1_s + qb1_s > 0, qa1_s + qb1_s, np.nan)
+    cols.append((micro - mid_s) / mid_s * BPS)
 
     L = cfg.levels
     ask_px, ask_sz = _fill_levels(ask_px_raw, ask_sz_raw, L, step=tick)
     bid_px, bid_sz = _fill_levels(bid_px_raw, bid_sz_raw, L, step=-tick)
-    mid_col = mid[:, None]
+    mid_col = mid_s[:, None]
     cols.extend(((ask_px - mid_col) / mid_col * BPS).T)
     cols.extend(np.log1p(ask_sz).T)
     cols.extend(((mid_col - bid_px) / mid_col * BPS).T)
@@ -228,15 +238,15 @@ def compute_features(
     e_cum = _prefix(e)
     depth1 = np.where(two_sided, (qa1 + qb1) / 2.0, 0.0)
     d_cum = _prefix(depth1)
-    idx1 = np.arange(1, n + 1)
+    idx1 = np.arange(1, n + 1)[sel]
     window_lo: dict[float, np.ndarray] = {}
 
     # Book-based windows never reach back past the start of the snapshot's segment (stale pre-gap data).
-    seg_first = np.r_[0, np.nonzero(np.diff(seg))[0] + 1][seg] if n else np.zeros(0, dtype=np.int64)
+    seg_first = np.r_[0, np.nonzero(np.diff(seg))[0] + 1][seg[sel]] if n else np.zeros(0, dtype=np.int64)
 
     def lo_of(w: float) -> np.ndarray:
         if w not in window_lo:
-            window_lo[w] = np.maximum(_window_lo(ts, w * 1000), seg_first)
+            window_lo[w] = np.maximum(np.searchsorted(ts, ts_s - int(w * 1000), side="right"), seg_first)
         return window_lo[w]
 
     def mean_depth(w: float) -> np.ndarray:
@@ -261,13 +271,13 @@ def compute_features(
             side = np.asarray(trades.side, dtype=np.float64)
         sv_cum = _prefix(side * vol)
         v_cum = _prefix(vol)
-        hi = np.searchsorted(t_ts, ts, side="right")  # trades with ts <= snapshot ts
+        hi = np.searchsorted(t_ts, ts_s, side="right")  # trades with ts <= snapshot ts
     else:
         t_ts = np.zeros(0, dtype=np.int64)
         sv_cum = v_cum = np.zeros(1)
-        hi = np.zeros(n, dtype=np.int64)
+        hi = np.zeros(ts_s.shape[0], dtype=np.int64)
     for w in cfg.trade_windows_s:
-        tlo = np.searchsorted(t_ts, ts - int(w * 1000), side="right")
+        tlo = np.searchsorted(t_ts, ts_s - int(w * 1000), side="right")
         sv = sv_cum[hi] - sv_cum[tlo]
         v = v_cum[hi] - v_cum[tlo]
         md = mean_depth(w)
@@ -293,20 +303,20 @@ def compute_features(
     dt = np.zeros(n)
     if n > 1:
         dt[1:] = np.where(same_seg[1:], np.diff(ts), 0)
-    cols.append(np.log1p(dt / 1000.0))
+    cols.append(np.log1p(dt[sel] / 1000.0))
 
     X = np.column_stack(cols).astype(np.float32)
-    valid = two_sided & np.isfinite(X).all(axis=1)
+    valid = two_sided[sel] & np.isfinite(X).all(axis=1)
     names = feature_names(cfg)
     assert X.shape[1] == len(names), (X.shape, len(names))
     return FeatureFrame(
-        ts=ts,
-        mid=mid,
-        bid1=b1.copy(),
-        ask1=a1.copy(),
+        ts=ts_s,
+        mid=mid_s,
+        bid1=b1_s.copy(),
+        ask1=a1_s.copy(),
         X=X,
         valid=valid,
-        segment=seg,
+        segment=seg[sel],
         names=names,
         config=cfg,
     )

@@ -49,11 +49,19 @@ class Predictor:
             raise ValueError(
                 f"expected windows of shape (B, {self.window}, {self.n_features}), got {x.shape}"
             )
-        z = (x - self._mean) * self._inv_std
+        return self.predict_normalized(self.normalize(x))
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """Raw feature rows [..., F] -> the model's normalised float32 inputs (NaN -> 0, clipped)."""
+        z = (np.asarray(x, dtype=np.float32) - self._mean) * self._inv_std
         np.nan_to_num(z, copy=False, nan=0.0)
         np.clip(z, -self._clip, self._clip, out=z)
+        return z
+
+    def predict_normalized(self, z: np.ndarray) -> np.ndarray:
+        """[B, W, F] normalised windows (see ``normalize``) -> [B] predicted log-returns; one forward pass."""
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(z).to(self.device))
+            out = self.model(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).to(self.device))
         return out.double().cpu().numpy() * self._scale
 
     def predict_markets(self, latest: Mapping[str, np.ndarray]) -> dict[str, float]:

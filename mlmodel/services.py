@@ -151,19 +151,50 @@ class MarketData:
     book: dayfiles.BookArrays
     labelled: Any  # mlmodel.dataset.LabelledFrame
     days: list[dt.date]
+    # What was asked for and what could not be had, so the report states the real data range.
+    requested: list[dt.date] = field(default_factory=list)
+    missing: dict[dt.date, str] = field(default_factory=dict)
+    fetched: list[dt.date] = field(default_factory=list)
+
+
+@dataclass
+class DaySelection:
+    """The last N calendar days a training asked for, which ones it got (local, or fetched from the archive),
+    and which are missing entirely (never recorded, never uploaded, or refused by the checksum)."""
+
+    requested: list[dt.date]
+    days: list[dt.date]
+    fetched: list[dt.date]
+    missing: dict[dt.date, str]
+
+
+def _day_root(root: Path, kind: str, market: str, day: dt.date) -> Path:
+    """The live directory when it still has the day, else the training cache (``training_days_select`` put
+    the verified archived copy there)."""
+    if dayfiles.segment_paths(dayfiles.day_dir(root, kind, market, day)):
+        return root
+    return conf.training_cache_dir()
+
+
+def _read_days(root: Path, kind: str, market: str, days: Sequence[dt.date]) -> pa.Table:
+    tables = [dayfiles.read_day(_day_root(root, kind, market, d), kind, market, d) for d in days]
+    tables = [t for t in tables if t.num_rows] or tables[:1]
+    if not tables:
+        return dayfiles.read_days(root, kind, market, [])
+    return pa.concat_tables(tables, promote_options="default")
 
 
 def _load_days(root: Path, market: str, days: Sequence[dt.date], params: TrainParams) -> MarketData:
     from mlmodel.dataset import label_frame
     from mlmodel.features import FeatureConfig, compute_features
 
-    book_t = dayfiles.read_days(root, "orderbook", market, days)
+    book_t = _read_days(root, "orderbook", market, days)
     if book_t.num_rows == 0:
         raise TrainingFailed(
             _("No order-book data for %(market)s on the selected days.") % {"market": market}
         )
-    trade_t = dayfiles.read_days(root, "trade", market, days)
-    gap_t = dayfiles.read_days(root, "gap", market, days)
+    trade_t = _read_days(root, "trade", market, days)
+    gap_t = _read_days(root, "gap", market, days)
     gaps = None
     if gap_t.num_rows:
         gaps = np.column_stack([gap_t.column("ts_start").to_numpy(), gap_t.column("ts_end").to_numpy()])
@@ -173,12 +204,80 @@ def _load_days(root: Path, market: str, days: Sequence[dt.date], params: TrainPa
     return MarketData(book=book, labelled=label_frame(frame, horizon_s=params.horizon_s), days=list(days))
 
 
-def training_days(params: TrainParams) -> list[dt.date]:
-    days = dayfiles.list_days(params.root, "orderbook", params.market)
+def training_days_select(params: TrainParams) -> DaySelection:
+    """The last ``params.days`` calendar days up to ``end_day`` (default: the newest day recorded, locally or
+    in the archive). Local days are read in place; days retention removed are fetched from their verified
+    upload into the training cache (SHA-256 checked); the rest are logged and returned as missing."""
+    from market import archive
+
+    # DayUpload rows describe the collector's own directory; another data_dir (e.g. the real sample) is
+    # read as it is, with no archive behind it.
+    use_archive = params.root.resolve() == Path(settings.MARKET_DATA_DIR).resolve()
     if params.end_day:
-        end = dt.date.fromisoformat(params.end_day)
-        days = [d for d in days if d <= end]
-    return days[-params.days :]
+        end: dt.date | None = dt.date.fromisoformat(params.end_day)
+    elif use_archive:
+        available = archive.market_days_available(market=params.market, root=params.root)
+        end = available[-1].day if available else None
+    else:
+        local = dayfiles.list_days(params.root, "orderbook", params.market)
+        end = local[-1] if local else None
+    if end is None:
+        return DaySelection(requested=[], days=[], fetched=[], missing={})
+    requested = [end - dt.timedelta(days=i) for i in range(params.days - 1, -1, -1)]
+    cache = conf.training_cache_dir()
+    days: list[dt.date] = []
+    fetched: list[dt.date] = []
+    missing: dict[dt.date, str] = {}
+
+    def roots_of(day: dt.date) -> dict[str, Path | None]:
+        """Where each kind of ``day`` can be read (``None``: nowhere); the order book first, since a day
+        without it is not used at all."""
+        roots: dict[str, Path | None] = {}
+        for kind in dayfiles.KINDS:
+            if use_archive:
+                roots[kind] = archive.day_files_ensure_local(
+                    kind=kind, market=params.market, day=day, cache_dir=cache, root=params.root
+                )
+            else:
+                local = dayfiles.segment_paths(dayfiles.day_dir(params.root, kind, params.market, day))
+                roots[kind] = params.root if local else None
+            if roots["orderbook"] is None:
+                break
+        return roots
+
+    for day in requested:
+        try:
+            roots = roots_of(day)
+        except archive.DayArchiveError as exc:
+            logger.error("training %s: day %s not used: %s", params.market, day, exc)
+            missing[day] = str(exc)
+            continue
+        if roots["orderbook"] is None:
+            missing[day] = "no order-book data locally and no verified upload"
+            continue
+        if roots.get("trade") is None:
+            logger.warning("training %s: %s has order-book data but no trades", params.market, day)
+        days.append(day)
+        if any(r is not None and r != params.root for r in roots.values()):
+            fetched.append(day)
+    if missing:
+        logger.warning(
+            "training %s: %d of %d requested days missing entirely: %s",
+            params.market,
+            len(missing),
+            len(requested),
+            ", ".join(d.isoformat() for d in missing),
+        )
+    if fetched:
+        logger.info("training %s: fetched archived days %s", params.market, [d.isoformat() for d in fetched])
+    if use_archive:
+        archive.day_files_cache_prune(cache_dir=cache, market=params.market, before=requested[0])
+    return DaySelection(requested=requested, days=days, fetched=fetched, missing=missing)
+
+
+def training_days(params: TrainParams) -> list[dt.date]:
+    """The days a training on ``params`` uses (see :func:`training_days_select`)."""
+    return training_days_select(params).days
 
 
 def _slice_table(table: pa.Table, lo: int, hi: int, column: str = "ts") -> pa.Table:
@@ -211,9 +310,9 @@ def spike_periods_store(*, params: TrainParams, data: MarketData) -> list[SpikeP
         if any(s <= end and start <= e for s, e in existing):
             continue
         if book_t is None:
-            book_t = dayfiles.read_days(params.root, "orderbook", params.market, data.days)
-            trade_t = dayfiles.read_days(params.root, "trade", params.market, data.days)
-            gap_t = dayfiles.read_days(params.root, "gap", params.market, data.days)
+            book_t = _read_days(params.root, "orderbook", params.market, data.days)
+            trade_t = _read_days(params.root, "trade", params.market, data.days)
+            gap_t = _read_days(params.root, "gap", params.market, data.days)
         day = dayfiles.day_of(start)
         for kind, table, col in (
             ("orderbook", book_t, "ts"),
@@ -439,6 +538,9 @@ def pipeline_run(
     data_info = {
         "market": params.market,
         "days": [d.isoformat() for d in data.days],
+        "requested_days": [d.isoformat() for d in data.requested],
+        "missing_days": {d.isoformat(): why for d, why in sorted(data.missing.items())},
+        "fetched_days": [d.isoformat() for d in data.fetched],
         "rows": len(frame),
         "start_ms": int(frame.ts[0]),
         "end_ms": int(frame.ts[-1]),
@@ -486,12 +588,15 @@ def model_train(
     params.validate()
     emit = progress or (lambda _d: None)
     emit({"stage": "loading day files"})
-    days = training_days(params)
+    selection = training_days_select(params)
+    days = selection.days
     if not days:
         raise TrainingFailed(
-            _("No order-book day files for %(market)s under the data directory.") % {"market": params.market}
+            _("No order-book day files for %(market)s under the data directory or in the archive.")
+            % {"market": params.market}
         )
     data = _load_days(params.root, params.market, days, params)
+    data.requested, data.missing, data.fetched = selection.requested, selection.missing, selection.fetched
     spikes_used: list[tuple[int, int]] = []
     extra = None
     if params.spikes:

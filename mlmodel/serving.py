@@ -45,6 +45,13 @@ class MarketWindow:
     t_volume: np.ndarray = field(default_factory=lambda: np.zeros(0))
     t_side: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
     last_predicted_ts: int = -1
+    # Incremental features: the newest (<= window) rows' normalised features for one loaded model, the ts of
+    # those rows, and the earliest ts of trades appended since (they may change already featurised rows).
+    f_key: tuple[int, str] | None = None
+    f_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    f_z: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    f_valid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    f_trades_from: int | None = None
 
     def _matrix(self, rows: Any, n: int) -> np.ndarray:
         m = np.full((n, self.levels), np.nan)
@@ -73,6 +80,8 @@ class MarketWindow:
         tr = data.get("trades") or {}
         t_ts = np.asarray(tr.get("ts") or [], dtype=np.int64)
         if t_ts.size:
+            t_min = int(t_ts.min())
+            self.f_trades_from = t_min if self.f_trades_from is None else min(self.f_trades_from, t_min)
             self.t_ts = np.concatenate([self.t_ts, t_ts])
             self.t_price = np.concatenate([self.t_price, np.asarray(tr.get("price"), dtype=np.float64)])
             self.t_volume = np.concatenate([self.t_volume, np.asarray(tr.get("volume"), dtype=np.float64)])
@@ -120,6 +129,118 @@ class MarketWindow:
             return None
         return int(self.ts[-window]) - lookback_ms
 
+    def rows_to_featurise(self, key: tuple[int, str], window: int) -> int:
+        """How many of the newest rows need (re)computed features for the model ``key`` so that the newest
+        ``window`` rows all have them: the new snapshots, plus those a late trade may change, or all of the
+        window when the cache is for another model or does not reach back far enough."""
+        n = int(self.ts.size)
+        new = n - int(np.searchsorted(self.ts, int(self.f_ts[-1]), side="right")) if self.f_ts.size else n
+        if self.f_trades_from is not None:
+            new = max(new, n - int(np.searchsorted(self.ts, self.f_trades_from, side="left")))
+        need = min(max(new, 0), window, n)
+        if need >= window or self.f_key != key:
+            return min(window, n)
+        start = int(self.ts[n - need]) if need else None
+        kept = self.f_ts.size if start is None else int(np.searchsorted(self.f_ts, start, side="left"))
+        return need if kept >= window - need else min(window, n)
+
+    def store_features(
+        self, key: tuple[int, str], ts: np.ndarray, z: np.ndarray, valid: np.ndarray, window: int
+    ) -> None:
+        """Put the (re)computed newest rows into the per-market buffer (the newest ``window`` rows kept)."""
+        if self.f_key != key or not self.f_ts.size or not ts.size:
+            keep = 0
+        else:
+            keep = int(np.searchsorted(self.f_ts, int(ts[0]), side="left"))
+        self.f_key = key
+        self.f_ts = np.concatenate([self.f_ts[:keep], ts])[-window:]
+        self.f_z = np.concatenate([self.f_z[:keep].reshape(-1, z.shape[1]), z])[-window:]
+        self.f_valid = np.concatenate([self.f_valid[:keep], valid])[-window:]
+        self.f_trades_from = None
+
+    def model_input(self, window: int, max_gap_ms: int) -> np.ndarray | None:
+        """The newest ``window`` normalised feature rows if all are valid and from one recording segment
+        (no jump > ``max_gap_ms``), else None: the live twin of ``inference.latest_window``."""
+        if self.f_ts.size < window or self.ts.size < window:
+            return None
+        if not np.array_equal(self.f_ts, self.ts[-window:]) or not self.f_valid.all():
+            return None
+        if np.any(np.diff(self.ts[-window:]) > max_gap_ms):
+            return None
+        return self.f_z
+
+
+_STACK_STRIDE_MS = 10**10  # each market's tail is moved to its own ~115-day slot: no window spans two markets
+
+
+def _pad_levels(m: np.ndarray, levels: int) -> np.ndarray:
+    if m.shape[1] == levels:
+        return m
+    out = np.full((m.shape[0], levels), np.nan)
+    out[:, : m.shape[1]] = m
+    return out
+
+
+def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[int, str]) -> None:
+    """Compute the missing newest feature rows of many markets in one vectorised pass: each market's tail
+    (the rows that need features plus the features' look-back) is shifted into its own time slot and all
+    tails are stacked, so rolling windows never cross markets; only the needed rows' (wide) columns are
+    computed. The normalised rows land in each market's buffer (``store_features``)."""
+    from mlmodel.features import compute_features
+
+    cfg = predictor.bundle.feature_config
+    W = int(predictor.window)
+    parts: list[tuple[MarketWindow, int, int, int]] = []  # window, offset in the stack, tail length, need
+    ts_l, ap_l, as_l, bp_l, bs_l = [], [], [], [], []
+    tts_l, tpx_l, tvol_l, tside_l = [], [], [], []
+    offset = 0
+    for w in windows:
+        need = w.rows_to_featurise(key, W)
+        if need <= 0:
+            w.f_trades_from = None  # the new trades are later than every row: only future rows see them
+            continue
+        since = int(w.ts[-need]) - cfg.lookback_ms
+        lo = int(np.searchsorted(w.ts, since, side="left"))
+        shift = len(parts) * _STACK_STRIDE_MS - since
+        ts_l.append(w.ts[lo:] + shift)
+        ap_l.append(w.ask_px[lo:])
+        as_l.append(w.ask_sz[lo:])
+        bp_l.append(w.bid_px[lo:])
+        bs_l.append(w.bid_sz[lo:])
+        tlo = int(np.searchsorted(w.t_ts, since, side="left"))
+        tts_l.append(w.t_ts[tlo:] + shift)
+        tpx_l.append(w.t_price[tlo:])
+        tvol_l.append(w.t_volume[tlo:])
+        tside_l.append(w.t_side[tlo:])
+        n = int(w.ts.size) - lo
+        parts.append((w, offset, n, need))
+        offset += n
+    if not parts:
+        return
+    levels = max(int(m.shape[1]) for m in ap_l)
+    book = BookArrays(
+        ts=np.concatenate(ts_l),
+        ask_px=np.concatenate([_pad_levels(m, levels) for m in ap_l]),
+        ask_sz=np.concatenate([_pad_levels(m, levels) for m in as_l]),
+        bid_px=np.concatenate([_pad_levels(m, levels) for m in bp_l]),
+        bid_sz=np.concatenate([_pad_levels(m, levels) for m in bs_l]),
+    )
+    t_ts = np.concatenate(tts_l)
+    trades = (
+        TradeArrays(
+            ts=t_ts, price=np.concatenate(tpx_l), volume=np.concatenate(tvol_l), side=np.concatenate(tside_l)
+        )
+        if t_ts.size
+        else None
+    )
+    rows = np.concatenate([np.arange(off + n - need, off + n) for _, off, n, need in parts])
+    frame = compute_features(book, trades, config=cfg, rows=rows)
+    z = predictor.normalize(frame.X)
+    at = 0
+    for w, _, _, need in parts:
+        w.store_features(key, w.ts[-need:], z[at : at + need], frame.valid[at : at + need], W)
+        at += need
+
 
 @dataclass
 class LoadedModel:
@@ -158,9 +279,35 @@ class Server:
         logger.info("model loaded", extra={"version": version.label, "device": device})
         return loaded
 
+    def _predict_group(self, loaded: LoadedModel, markets: list[str]) -> dict[str, float]:
+        """Features of the new snapshots of all ``markets`` in one pass, then one batched forward pass over
+        their buffered windows (torch intra-op threads capped for the call on CPU: see ``Predictor``)."""
+        p = loaded.predictor
+        key = (loaded.version_id, loaded.sha)
+        wins = [self.windows[m] for m in markets]
+        featurise_markets(wins, p, key)
+        max_gap = int(p.bundle.feature_config.max_gap_ms)
+        names: list[str] = []
+        inputs: list[np.ndarray] = []
+        for m, w in zip(markets, wins, strict=True):
+            z = w.model_input(p.window, max_gap)
+            if z is not None:
+                names.append(m)
+                inputs.append(z)
+        if not names:
+            return {}
+        threads = conf.get("ML_SERVING_THREADS")
+        before = torch_threads() if threads and str(p.device) == "cpu" else None
+        if before is not None and before != int(threads):
+            set_torch_threads(int(threads))
+        try:
+            preds = p.predict_normalized(np.stack(inputs))
+        finally:
+            if before is not None and before != int(threads):
+                set_torch_threads(before)
+        return {m: float(v) for m, v in zip(names, preds, strict=True)}
+
     def ingest(self, batch: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-        from mlmodel.features import compute_features
-        from mlmodel.inference import latest_window
         from mlmodel.selectors import model_active_map
 
         with self.lock:
@@ -198,31 +345,23 @@ class Server:
             for vid in [v for v in self.models if v not in active_ids]:
                 if not any(m in active for m in self.windows):
                     self.models.pop(vid, None)
-            groups: dict[int, list[tuple[str, np.ndarray]]] = {}
+            groups: dict[int, list[str]] = {}
             loaded_by_id: dict[int, LoadedModel] = {}
             for market in fresh:
                 version = active.get(market)
                 if version is None:
                     continue
                 loaded = self._model_for(version)
-                if loaded is None:
+                if loaded is None or self.windows[market].ts.size < loaded.predictor.window:
                     continue
                 loaded_by_id[loaded.version_id] = loaded
-                p = loaded.predictor
-                w = self.windows[market]
-                cfg = p.bundle.feature_config
-                since = w.tail_since(p.window, cfg.lookback_ms)
-                if since is None:
-                    continue
-                frame = compute_features(w.book(since), w.trades(since), config=cfg)
-                x = latest_window(frame, p.window)
-                if x is None:
-                    continue
-                groups.setdefault(loaded.version_id, []).append((market, x))
+                groups.setdefault(loaded.version_id, []).append(market)
+            preds_by_id: dict[int, dict[str, float]] = {}
+            for vid, markets in groups.items():
+                preds_by_id[vid] = self._predict_group(loaded_by_id[vid], markets)
             rows: list[dict[str, Any]] = []
-            for vid, items in groups.items():
+            for vid, preds in preds_by_id.items():
                 loaded = loaded_by_id[vid]
-                preds = loaded.predictor.predict_markets({m: x for m, x in items})
                 for market, value in preds.items():
                     w = self.windows[market]
                     ts = int(w.ts[-1])
@@ -242,6 +381,18 @@ class Server:
                         }
                     )
             return rows
+
+
+def torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def set_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
 
 
 _server: Server | None = None

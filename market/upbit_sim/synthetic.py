@@ -498,16 +498,14 @@ def _ladder_levels(
     uniq, inv = np.unique(best, return_inverse=True)
     ladders = np.empty((len(uniq), k), dtype=np.int64)
     steps = np.arange(k, dtype=np.int64)
-    for j, b in enumerate(uniq.tolist()):
-        t = int(tick_of(b))
-        far = b + direction * t * (k - 1)
-        if int(tick_of(far)) == t:
-            ladders[j] = b + direction * t * steps
-        else:  # the ladder crosses a tick band: walk it
-            p = b
-            for s in range(k):
-                ladders[j, s] = p
-                p = p + _tick_up(p) if direction > 0 else max(1, p - _tick_down(p))
+    ticks = tick_of(uniq)
+    same = tick_of(uniq + direction * ticks * (k - 1)) == ticks  # the whole ladder in one tick band
+    ladders[same] = uniq[same, None] + direction * ticks[same, None] * steps[None, :]
+    for j in np.flatnonzero(~same).tolist():  # the ladder crosses a tick band: walk it
+        p = int(uniq[j])
+        for s in range(k):
+            ladders[j, s] = p
+            p = p + _tick_up(p) if direction > 0 else max(1, p - _tick_down(p))
     px = ladders[inv.reshape(-1)]
     mask = q > 5e-9
     order = np.argsort(~mask, axis=1, kind="stable")[:, :levels]

@@ -68,8 +68,14 @@ class TradingView(APIView):
 
     def mode(self, request: Request) -> str:
         if not hasattr(request, "_trading_mode"):
-            request._trading_mode = selectors.profile_get(user=request.user).mode  # type: ignore[attr-defined]
+            request._trading_mode = self.profile(request).mode  # type: ignore[attr-defined]
         return request._trading_mode  # type: ignore[attr-defined]
+
+    def profile(self, request: Request) -> Any:
+        """The user's trading profile, read once per request (order views pass it down to the service)."""
+        if not hasattr(request, "_trading_profile"):
+            request._trading_profile = selectors.profile_get(user=request.user)  # type: ignore[attr-defined]
+        return request._trading_profile  # type: ignore[attr-defined]
 
     def ok(self, request: Request, payload: dict[str, Any], code: int = status.HTTP_200_OK) -> Response:
         return Response({"mode": self.mode(request), **payload}, status=code)
@@ -240,6 +246,7 @@ class BuyApi(OrderThrottled):
             ord_type=OrdType.PRICE,
             price=data["amount_krw"],
             idempotency_key=_key(request, data),
+            profile=self.profile(request),
         )
         return self.ok(request, {"order": _order_out(order)}, status.HTTP_201_CREATED)
 
@@ -261,6 +268,7 @@ class SellApi(OrderThrottled):
             ord_type=OrdType.MARKET,
             volume=data["volume"],
             idempotency_key=_key(request, data),
+            profile=self.profile(request),
         )
         return self.ok(request, {"order": _order_out(order)}, status.HTTP_201_CREATED)
 
@@ -283,6 +291,7 @@ class LimitApi(OrderThrottled):
             price=data["price"],
             volume=data["volume"],
             idempotency_key=_key(request, data),
+            profile=self.profile(request),
         )
         return self.ok(request, {"order": _order_out(order)}, status.HTTP_201_CREATED)
 

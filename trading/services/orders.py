@@ -13,8 +13,9 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import time
 import uuid as uuid_mod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +28,7 @@ from core.errors import ApplicationError, NotFound
 from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, VOLUME_QUANTUM, is_on_tick
 from trading import errors, marketdata
 from trading.exchanges import exchange_for
-from trading.exchanges.base import Exchange, ExchangeOrder
+from trading.exchanges.base import Balance, Exchange, ExchangeOrder
 from trading.exchanges.matching import AVG_PRICE_QUANTUM, fee_for
 from trading.models import (
     OPEN_ORDER_STATES,
@@ -41,6 +42,7 @@ from trading.models import (
     ScheduledState,
     Side,
     TradingMode,
+    TradingProfile,
 )
 from trading.services.profiles import trading_profile_ensure
 from trading.services.realtime import user_events_publish
@@ -164,11 +166,20 @@ def _reference_price(market: str) -> Decimal:
     return ticker.price
 
 
-def _risk_and_balance_check(*, user: Any, exchange: Exchange, req: OrderRequest, profile: Any) -> None:
-    """Checks that need the account: available balance (fees included) and the user's risk limits."""
-    from django.conf import settings
+def live_balances_check_key(user_id: int) -> str:
+    return f"trading:live-balances-check:{user_id}"
 
-    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+
+def _risk_and_balance_check(
+    *, user: Any, exchange: Exchange, req: OrderRequest, profile: Any, mode: str
+) -> LiveSnapshot | None:
+    """Checks that need the account: available balance (fees included) and the user's risk limits.
+
+    Paper: the ledger's numbers (``order_chance``, local). Live: the user's balances as read from Upbit at
+    most ``LIVE_BALANCES_TTL`` seconds ago (no remote call per order); a refusal is only ever made on
+    numbers read from the exchange just now, and Upbit's own ``insufficient_funds`` stays authoritative for
+    anything the snapshot missed. A user with a position limit is always checked on current numbers.
+    Returns the live snapshot the order was checked against (None for paper)."""
     if req.ord_type == OrdType.PRICE:
         total = req.price
     elif req.ord_type == OrdType.LIMIT:
@@ -182,9 +193,89 @@ def _risk_and_balance_check(*, user: Any, exchange: Exchange, req: OrderRequest,
             _("This order (%(total)s KRW) is above your maximum order size of %(limit)s KRW.")
             % {"total": f"{total:,.0f}", "limit": f"{profile.max_order_krw:,.0f}"}
         )
-    chance = exchange.order_chance(market=req.market)
+    if mode != TradingMode.LIVE:
+        chance = exchange.order_chance(market=req.market)
+        _funds_check(req=req, profile=profile, quote=chance.bid_balance, base=chance.ask_balance, total=total)
+        return None
+    snapshot = None if profile.max_position_krw is not None else _live_snapshot_get(user.pk)
+    if snapshot is not None:
+        try:
+            _funds_check(req=req, profile=profile, **_pair(snapshot.balances, req.market), total=total)
+            return snapshot
+        except errors.InsufficientFunds:
+            pass  # the snapshot may predate a deposit or a fill: decide on the exchange's numbers
+    snapshot = _live_snapshot_fetch(user_id=user.pk, exchange=exchange)
+    _funds_check(req=req, profile=profile, **_pair(snapshot.balances, req.market), total=total)
+    return snapshot
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """Live balances as read from Upbit, and until when they may stand in for a fresh read."""
+
+    balances: list[Balance]
+    expires_at: float
+
+
+def _live_snapshot_get(user_id: int) -> LiveSnapshot | None:
+    snapshot = cache.get(live_balances_check_key(user_id))
+    if isinstance(snapshot, LiveSnapshot) and snapshot.expires_at > time.time():
+        return snapshot
+    return None
+
+
+def _live_snapshot_fetch(*, user_id: int, exchange: Exchange) -> LiveSnapshot:
+    from trading.selectors import LIVE_BALANCES_TTL
+
+    balances = exchange.balances()
+    snapshot = LiveSnapshot(balances=balances, expires_at=time.time() + LIVE_BALANCES_TTL)
+    cache.set_many(
+        {live_balances_check_key(user_id): snapshot, live_balances_cache_key(user_id): balances},
+        LIVE_BALANCES_TTL,
+    )
+    return snapshot
+
+
+def _live_snapshot_after_resting_order(*, order: Order, snapshot: LiveSnapshot, rate: Decimal) -> None:
+    """A limit order that rests unfilled only locked funds: keep the snapshot, with those funds locked, for
+    the rest of its life (any other change - a fill, a cancel - dropped it in ``_publish``)."""
+    remaining = snapshot.expires_at - time.time()
+    if remaining <= 0.05:
+        return
+    if order.side == Side.BID:
+        currency = order.market.split("-", 1)[0]
+        amount = order.price * order.volume  # type: ignore[operator]
+        amount += fee_for(amount, rate)
+    else:
+        currency = order.market.split("-", 1)[1]
+        amount = order.volume  # type: ignore[assignment]
+    balances = [
+        replace(b, balance=b.balance - amount, locked=b.locked + amount) if b.currency == currency else b
+        for b in snapshot.balances
+    ]
+    cache.set(
+        live_balances_check_key(order.user_id),
+        LiveSnapshot(balances=balances, expires_at=snapshot.expires_at),
+        remaining,
+    )
+
+
+def _pair(balances: list[Balance], market: str) -> dict[str, Balance]:
+    quote_ccy, base_ccy = market.split("-", 1)
+    by_ccy = {b.currency: b for b in balances}
+    empty = Balance(currency="", balance=ZERO, locked=ZERO, avg_buy_price=ZERO)
+    return {
+        "quote": by_ccy.get(quote_ccy) or replace(empty, currency=quote_ccy),
+        "base": by_ccy.get(base_ccy) or replace(empty, currency=base_ccy),
+    }
+
+
+def _funds_check(*, req: OrderRequest, profile: Any, quote: Balance, base: Balance, total: Decimal) -> None:
+    from django.conf import settings
+
+    rate = Decimal(str(settings.UPBIT_FEE_RATE))
     if req.side == Side.BID:
-        if chance.bid_balance.balance < total + fee_for(total, rate):
+        if quote.balance < total + fee_for(total, rate):
             raise errors.InsufficientFunds(
                 _(
                     "Not enough KRW: this order needs %(need)s KRW including the fee; "
@@ -192,20 +283,20 @@ def _risk_and_balance_check(*, user: Any, exchange: Exchange, req: OrderRequest,
                 )
                 % {
                     "need": f"{total + fee_for(total, rate):,.0f}",
-                    "have": f"{chance.bid_balance.balance:,.0f}",
+                    "have": f"{quote.balance:,.0f}",
                 }
             )
         if profile.max_position_krw is not None:
-            held = chance.ask_balance.total * _reference_price(req.market)
+            held = base.total * _reference_price(req.market)
             if held + total > profile.max_position_krw:
                 raise errors.RiskLimitExceeded(
                     _("This buy would take your %(coin)s position above your limit of %(limit)s KRW.")
                     % {"coin": req.market.split("-")[1], "limit": f"{profile.max_position_krw:,.0f}"}
                 )
-    elif chance.ask_balance.balance < req.volume:  # type: ignore[operator]
+    elif base.balance < req.volume:  # type: ignore[operator]
         raise errors.InsufficientFunds(
             _("Not enough %(coin)s: %(have)s is available.")
-            % {"coin": req.market.split("-")[1], "have": format(chance.ask_balance.balance.normalize(), "f")}
+            % {"coin": req.market.split("-")[1], "have": format(base.balance.normalize(), "f")}
         )
 
 
@@ -226,11 +317,13 @@ def order_place(
     source: str = OrderSource.MANUAL,
     mode: str | None = None,
     exchange: Exchange | None = None,
+    profile: TradingProfile | None = None,
 ) -> Order:
     """Validate and place an order; returns the ``Order`` (a retry with the same key returns the same one).
 
     ``mode`` defaults to the user's current mode (scheduled orders pass the mode they were created in);
-    ``exchange`` may be injected (tests, auto-trading)."""
+    ``exchange`` may be injected (tests, auto-trading); ``profile`` is the user's ``TradingProfile`` when the
+    caller already read it in this request (read here otherwise)."""
     from trading.selectors import kill_switch_engaged
 
     internal = source != OrderSource.MANUAL
@@ -246,7 +339,8 @@ def order_place(
         raise errors.TradingHalted(
             _("Trading is stopped by the operators (kill switch). No orders are accepted.")
         )
-    profile = trading_profile_ensure(user=user)
+    if profile is None or profile.user_id != user.pk:
+        profile = trading_profile_ensure(user=user)
     if source == OrderSource.AUTO and profile.auto_trading_halted:
         raise errors.TradingHalted(
             _("Auto-trading is halted for your account: %(reason)s")
@@ -255,7 +349,7 @@ def order_place(
     mode = mode or profile.mode
     _market_exists(req.market)
     exchange = exchange or exchange_for(user=user, mode=mode)
-    _risk_and_balance_check(user=user, exchange=exchange, req=req, profile=profile)
+    snapshot = _risk_and_balance_check(user=user, exchange=exchange, req=req, profile=profile, mode=mode)
 
     try:
         with transaction.atomic():
@@ -316,7 +410,19 @@ def order_place(
             answer = exchange.get_order(uuid=answer.uuid)
         except ApplicationError:
             pass  # reconciliation picks the fills up
-    return order_apply_exchange_state(order=order, answer=answer)
+    order = order_apply_exchange_state(order=order, answer=answer)
+    if (
+        snapshot is not None
+        and order.mode == TradingMode.LIVE
+        and order.ord_type == OrdType.LIMIT
+        and order.state == OrderState.OPEN
+        and not order.executed_volume
+    ):
+        from django.conf import settings
+
+        rate = Decimal(str(settings.UPBIT_FEE_RATE))
+        _live_snapshot_after_resting_order(order=order, snapshot=snapshot, rate=rate)
+    return order
 
 
 def _replay(existing: Order, fingerprint: str) -> Order:
@@ -349,7 +455,7 @@ def _publish(order: Order) -> None:
     from trading.selectors import order_event_data
 
     if order.mode == TradingMode.LIVE:
-        cache.delete(live_balances_cache_key(order.user_id))
+        cache.delete_many([live_balances_cache_key(order.user_id), live_balances_check_key(order.user_id)])
     # Balances moved (funds locked, filled or released). Paper balances are in our database and go out
     # with the event; live ones are only announced (the page re-reads them over REST, from the 5 s cache).
     data: dict[str, Any] = {"mode": order.mode}
