@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from market.dayfiles import BookArrays, TradeArrays  # noqa: E402
 from mlmodel.dataset import Normalizer  # noqa: E402
@@ -116,6 +117,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not settings.configured:  # no database needed: only mlmodel.conf's defaults are read
+        settings.configure(ML_SERVING_THREADS=args.threads)
     pred = predictor()
     sizes, calls = ((1, 20), 40) if args.quick else ((1, 100, 200), 200)
     print(
@@ -128,8 +131,8 @@ def main() -> None:
         p50b, p99b = np.percentile(before, [50, 99])
         p50n, p99n = np.percentile(now, [50, 99])
         print(
-            f"{n:4d} market(s): serving p50 {p50n:7.2f} ms  p99 {p99n:7.2f} ms | per-market path ({len(before)} "
-            f"calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms | speed-up x{p50b / p50n:.1f} (p50)",
+            f"{n:4d} market(s): serving p50 {p50n:7.2f} ms  p99 {p99n:7.2f} ms | per-market path "
+            f"({len(before)} calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms | speed-up x{p50b / p50n:.1f} (p50)",
             flush=True,
         )
 

@@ -35,6 +35,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-loop", action="store_true", help="replay once instead of looping")
         parser.add_argument("--no-rate-limits", action="store_true")
+        parser.add_argument(
+            "--volatility",
+            type=float,
+            default=None,
+            help="synthetic target 1-minute volatility of the mid as a fraction (default 0.00045)",
+        )
         parser.add_argument("--tick-ms", type=int, default=50, help="publishing period in paced mode")
         parser.add_argument("--idle-timeout", type=float, default=120.0, help="WebSocket idle drop, seconds")
         parser.add_argument("--account-krw", default=None, help="create one account with this much KRW")
@@ -62,6 +68,7 @@ class Command(BaseCommand):
             rate_limits={} if opts["no_rate_limits"] else None,
             tick_ms=opts["tick_ms"],
             ws_idle_timeout=opts["idle_timeout"],
+            volatility=opts["volatility"],
         )
         if opts["account_krw"] is not None:
             if not (opts["account_access_key"] and opts["account_secret_key"]):
