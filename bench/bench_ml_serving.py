@@ -132,7 +132,8 @@ def main() -> None:
         p50n, p99n = np.percentile(now, [50, 99])
         print(
             f"{n:4d} market(s): serving p50 {p50n:7.2f} ms  p99 {p99n:7.2f} ms | per-market path "
-            f"({len(before)} calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms | speed-up x{p50b / p50n:.1f} (p50)",
+            f"({len(before)} calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms"
+            f" | speed-up x{p50b / p50n:.1f} (p50)",
             flush=True,
         )
 

@@ -3,9 +3,9 @@
     .venv/bin/python bench/bench_trading.py [--orders 200] [--scheduled 20]
 
 1. ``POST /api/trading/orders/limit/`` (live mode: the whole Django + DRF stack, validation, balance check
-   via orders/chance, the pending row, the JWT-signed POST /v1/orders, the row update) until the answer,
-   p50/p99, against the baseline of the same order sent with the raw ``UpbitClient`` (no API layer).
-   Target: p99 <= 20 ms.
+   against the cached live balances, the pending row, the JWT-signed POST /v1/orders, the row update)
+   until the answer, p50/p99, against the baseline of the same order sent with the raw ``UpbitClient``
+   (no API layer). Target: p99 <= 20 ms.
 2. Scheduled orders due at spread-out times, fired by the beat task running every 1 s (as celery beat
    schedules it); delay = fired_at - due time, median/p99/max. Target: <= 1 s. Baseline: placing the same
    order directly.

@@ -167,12 +167,15 @@ def compute_features(
     tick_fn: TickFn = krw_tick_size,
     gaps: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    rows_book: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> FeatureFrame:
     """Features for every snapshot of ``book``; row i uses only snapshots <= i and trades with ts <= ts[i].
 
     ``rows`` (sorted indices) limits the output to those snapshots: the per-snapshot series the rolling
     windows need (level 1, OFI, returns, prefix sums) still cover the whole input, but the wide per-level
-    columns are computed for the selected rows only (live serving: only the newly arrived snapshots)."""
+    columns are computed for the selected rows only (live serving: only the newly arrived snapshots). With
+    ``rows_book`` (the selected rows' ask_px, ask_sz, bid_px, bid_sz with all levels) ``book`` only needs
+    level 1 (its first column) for every row."""
     cfg = config or FeatureConfig()
     ts = np.asarray(book.ts, dtype=np.int64)
     n = ts.shape[0]
@@ -198,9 +201,17 @@ def compute_features(
 
     # Per-row (wide) columns: only the selected rows.
     ts_s, a1_s, b1_s, qa1_s, qb1_s, mid_s = ts[sel], a1[sel], b1[sel], qa1[sel], qb1[sel], mid[sel]
-    ask_sz_raw, bid_sz_raw = ask_sz_in[sel], bid_sz_in[sel]
-    ask_px_raw = np.where((ask_px_in[sel] > 0) & (ask_sz_raw > 0), ask_px_in[sel], np.nan)
-    bid_px_raw = np.where((bid_px_in[sel] > 0) & (bid_sz_raw > 0), bid_px_in[sel], np.nan)
+    if rows_book is None:
+        ask_px_sel, ask_sz_raw, bid_px_sel, bid_sz_raw = (
+            ask_px_in[sel],
+            ask_sz_in[sel],
+            bid_px_in[sel],
+            bid_sz_in[sel],
+        )
+    else:
+        ask_px_sel, ask_sz_raw, bid_px_sel, bid_sz_raw = (np.asarray(m, dtype=np.float64) for m in rows_book)
+    ask_px_raw = np.where((ask_px_sel > 0) & (ask_sz_raw > 0), ask_px_sel, np.nan)
+    bid_px_raw = np.where((bid_px_sel > 0) & (bid_sz_raw > 0), bid_px_sel, np.nan)
     tick = tick_fn(mid_s)
     cols: list[np.ndarray] = []
     spread = a1_s - b1_s

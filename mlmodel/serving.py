@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,36 +30,87 @@ def _side_value(v: Any) -> int:
     return 1 if float(v) > 0 else -1
 
 
-@dataclass
-class MarketWindow:
-    """The newest raw book snapshots and trades of one market (a bounded, time-based window)."""
+_BOOK_KEYS = ("ask_px", "ask_sz", "bid_px", "bid_sz")
 
-    levels: int = 0
-    ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    ask_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    ask_sz: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    bid_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    bid_sz: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    t_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    t_price: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    t_volume: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    t_side: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
-    last_predicted_ts: int = -1
-    # Incremental features: the newest (<= window) rows' normalised features for one loaded model, the ts of
-    # those rows, and the earliest ts of trades appended since (they may change already featurised rows).
-    f_key: tuple[int, str] | None = None
-    f_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    f_z: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
-    f_valid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    f_trades_from: int | None = None
+
+class MarketWindow:
+    """The newest raw book snapshots and trades of one market (a bounded, time-based window).
+
+    Snapshots live in preallocated buffers (appending copies only the new rows; the kept rows are moved
+    down only when the buffer end is reached); ``ts``/``ask_px``/... are views of the kept rows."""
+
+    def __init__(self) -> None:
+        self.levels = 0
+        self._lo = self._hi = 0
+        self._ts = np.zeros(0, dtype=np.int64)
+        self._book: dict[str, np.ndarray] = {k: np.zeros((0, 0)) for k in _BOOK_KEYS}
+        self.t_ts = np.zeros(0, dtype=np.int64)
+        self.t_price = np.zeros(0)
+        self.t_volume = np.zeros(0)
+        self.t_side = np.zeros(0, dtype=np.int8)
+        self.last_predicted_ts = -1
+        # Incremental features: the newest (<= window) rows' normalised features for one loaded model, the
+        # ts of those rows, and the earliest ts of trades appended since (they may change featurised rows).
+        self.f_key: tuple[int, str] | None = None
+        self.f_ts = np.zeros(0, dtype=np.int64)
+        self.f_z = np.zeros((0, 0), dtype=np.float32)
+        self.f_valid = np.zeros(0, dtype=bool)
+        self.f_trades_from: int | None = None
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self._ts[self._lo : self._hi]
+
+    @property
+    def ask_px(self) -> np.ndarray:
+        return self._book["ask_px"][self._lo : self._hi]
+
+    @property
+    def ask_sz(self) -> np.ndarray:
+        return self._book["ask_sz"][self._lo : self._hi]
+
+    @property
+    def bid_px(self) -> np.ndarray:
+        return self._book["bid_px"][self._lo : self._hi]
+
+    @property
+    def bid_sz(self) -> np.ndarray:
+        return self._book["bid_sz"][self._lo : self._hi]
 
     def _matrix(self, rows: Any, n: int) -> np.ndarray:
+        if rows is not None and len(rows) == n:
+            try:
+                m = np.asarray(rows, dtype=np.float64)
+            except ValueError:  # ragged: rows with different level counts
+                m = None
+            if m is not None and m.ndim == 2:
+                if m.shape[1] >= self.levels:
+                    return m[:, : self.levels]
+                out = np.full((n, self.levels), np.nan)
+                out[:, : m.shape[1]] = m
+                return out
         m = np.full((n, self.levels), np.nan)
         for i, r in enumerate(rows or []):
             k = min(self.levels, len(r))
             if k:
                 m[i, :k] = np.asarray(r[:k], dtype=np.float64)
         return m
+
+    def _reserve(self, n: int) -> None:
+        """Room for ``n`` more rows at the buffer end (moving the kept rows down / growing when needed)."""
+        if self._hi + n <= self._ts.shape[0]:
+            return
+        kept = self._hi - self._lo
+        cap = max(self._ts.shape[0], 2 * (kept + n), 64)
+        ts = np.zeros(cap, dtype=np.int64)
+        ts[:kept] = self._ts[self._lo : self._hi]
+        self._ts = ts
+        for k in _BOOK_KEYS:
+            m = np.full((cap, self.levels), np.nan)
+            if kept:
+                m[:kept] = self._book[k][self._lo : self._hi]
+            self._book[k] = m
+        self._lo, self._hi = 0, kept
 
     def append(self, data: Mapping[str, Any], keep_ms: int) -> int:
         """Append one market's batch (contract format); returns the number of new snapshots."""
@@ -68,35 +119,37 @@ class MarketWindow:
         if n:
             if self.levels == 0:
                 self.levels = max((len(r) for r in (data.get("ask_px") or [[]])), default=0) or 1
-            newer = ts > (self.ts[-1] if self.ts.size else -1)  # replays/duplicates are dropped
-            parts = {k: self._matrix(data.get(k), n)[newer] for k in ("ask_px", "ask_sz", "bid_px", "bid_sz")}
+            newer = ts > (self._ts[self._hi - 1] if self._hi > self._lo else -1)  # replays are dropped
+            parts = {k: self._matrix(data.get(k), n)[newer] for k in _BOOK_KEYS}
             ts = ts[newer]
             n = int(ts.shape[0])
             if n:
                 order = np.argsort(ts, kind="stable")
-                self.ts = np.concatenate([self.ts, ts[order]])
+                self._reserve(n)
+                self._ts[self._hi : self._hi + n] = ts[order]
                 for k, v in parts.items():
-                    setattr(self, k, np.concatenate([getattr(self, k).reshape(-1, self.levels), v[order]]))
+                    self._book[k][self._hi : self._hi + n] = v[order]
+                self._hi += n
         tr = data.get("trades") or {}
         t_ts = np.asarray(tr.get("ts") or [], dtype=np.int64)
         if t_ts.size:
             t_min = int(t_ts.min())
             self.f_trades_from = t_min if self.f_trades_from is None else min(self.f_trades_from, t_min)
+            in_order = bool(np.all(t_ts[1:] >= t_ts[:-1])) and (
+                not self.t_ts.size or int(t_ts[0]) >= int(self.t_ts[-1])
+            )
             self.t_ts = np.concatenate([self.t_ts, t_ts])
             self.t_price = np.concatenate([self.t_price, np.asarray(tr.get("price"), dtype=np.float64)])
             self.t_volume = np.concatenate([self.t_volume, np.asarray(tr.get("volume"), dtype=np.float64)])
             sides = np.asarray([_side_value(s) for s in tr.get("side") or []], dtype=np.int8)
             self.t_side = np.concatenate([self.t_side, sides])
-            order = np.argsort(self.t_ts, kind="stable")
-            self.t_ts, self.t_price = self.t_ts[order], self.t_price[order]
-            self.t_volume, self.t_side = self.t_volume[order], self.t_side[order]
-        if self.ts.size:
-            cutoff = int(self.ts[-1]) - keep_ms
-            lo = int(np.searchsorted(self.ts, cutoff, side="left"))
-            if lo:
-                self.ts = self.ts[lo:]
-                for k in ("ask_px", "ask_sz", "bid_px", "bid_sz"):
-                    setattr(self, k, getattr(self, k)[lo:])
+            if not in_order:
+                order = np.argsort(self.t_ts, kind="stable")
+                self.t_ts, self.t_price = self.t_ts[order], self.t_price[order]
+                self.t_volume, self.t_side = self.t_volume[order], self.t_side[order]
+        if self._hi > self._lo:
+            cutoff = int(self._ts[self._hi - 1]) - keep_ms
+            self._lo += int(np.searchsorted(self.ts, cutoff, side="left"))
             tlo = int(np.searchsorted(self.t_ts, cutoff, side="left"))
             if tlo:
                 self.t_ts, self.t_price = self.t_ts[tlo:], self.t_price[tlo:]
@@ -173,14 +226,6 @@ class MarketWindow:
 _STACK_STRIDE_MS = 10**10  # each market's tail is moved to its own ~115-day slot: no window spans two markets
 
 
-def _pad_levels(m: np.ndarray, levels: int) -> np.ndarray:
-    if m.shape[1] == levels:
-        return m
-    out = np.full((m.shape[0], levels), np.nan)
-    out[:, : m.shape[1]] = m
-    return out
-
-
 def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[int, str]) -> None:
     """Compute the missing newest feature rows of many markets in one vectorised pass: each market's tail
     (the rows that need features plus the features' look-back) is shifted into its own time slot and all
@@ -191,8 +236,10 @@ def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[in
     cfg = predictor.bundle.feature_config
     W = int(predictor.window)
     parts: list[tuple[MarketWindow, int, int, int]] = []  # window, offset in the stack, tail length, need
-    ts_l, ap_l, as_l, bp_l, bs_l = [], [], [], [], []
-    tts_l, tpx_l, tvol_l, tside_l = [], [], [], []
+    ts_l: list[np.ndarray] = []
+    tts_l: list[np.ndarray] = []
+    tvol_l: list[np.ndarray] = []
+    tside_l: list[np.ndarray] = []
     offset = 0
     for w in windows:
         need = w.rows_to_featurise(key, W)
@@ -203,13 +250,8 @@ def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[in
         lo = int(np.searchsorted(w.ts, since, side="left"))
         shift = len(parts) * _STACK_STRIDE_MS - since
         ts_l.append(w.ts[lo:] + shift)
-        ap_l.append(w.ask_px[lo:])
-        as_l.append(w.ask_sz[lo:])
-        bp_l.append(w.bid_px[lo:])
-        bs_l.append(w.bid_sz[lo:])
         tlo = int(np.searchsorted(w.t_ts, since, side="left"))
         tts_l.append(w.t_ts[tlo:] + shift)
-        tpx_l.append(w.t_price[tlo:])
         tvol_l.append(w.t_volume[tlo:])
         tside_l.append(w.t_side[tlo:])
         n = int(w.ts.size) - lo
@@ -217,24 +259,35 @@ def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[in
         offset += n
     if not parts:
         return
-    levels = max(int(m.shape[1]) for m in ap_l)
-    book = BookArrays(
-        ts=np.concatenate(ts_l),
-        ask_px=np.concatenate([_pad_levels(m, levels) for m in ap_l]),
-        ask_sz=np.concatenate([_pad_levels(m, levels) for m in as_l]),
-        bid_px=np.concatenate([_pad_levels(m, levels) for m in bp_l]),
-        bid_sz=np.concatenate([_pad_levels(m, levels) for m in bs_l]),
-    )
+    # Features read level 1 of every row (rolling series) but all ``cfg.levels`` levels only of the rows
+    # computed: only those are copied, not the whole books.
+    L = max(1, min(cfg.levels, max(w.levels for w, *_ in parts)))
+    first: dict[str, list[np.ndarray]] = {k: [] for k in _BOOK_KEYS}
+    wide: dict[str, list[np.ndarray]] = {k: [] for k in _BOOK_KEYS}
+    for w, _, n, need in parts:
+        for name in _BOOK_KEYS:
+            buf = w._book[name]
+            first[name].append(buf[w._hi - n : w._hi, 0])
+            m = buf[w._hi - need : w._hi, :L]
+            if m.shape[1] < L:
+                m = np.concatenate([m, np.full((need, L - m.shape[1]), np.nan)], axis=1)
+            wide[name].append(m)
+    mats = {k: np.concatenate(first[k])[:, None] for k in _BOOK_KEYS}
+    rows_book = tuple(np.concatenate(wide[k]) for k in _BOOK_KEYS)
+    book = BookArrays(ts=np.concatenate(ts_l), **mats)
     t_ts = np.concatenate(tts_l)
     trades = (
         TradeArrays(
-            ts=t_ts, price=np.concatenate(tpx_l), volume=np.concatenate(tvol_l), side=np.concatenate(tside_l)
+            ts=t_ts,
+            price=np.zeros(t_ts.shape[0]),
+            volume=np.concatenate(tvol_l),
+            side=np.concatenate(tside_l),
         )
         if t_ts.size
         else None
     )
     rows = np.concatenate([np.arange(off + n - need, off + n) for _, off, n, need in parts])
-    frame = compute_features(book, trades, config=cfg, rows=rows)
+    frame = compute_features(book, trades, config=cfg, rows=rows, rows_book=rows_book)  # type: ignore[arg-type]
     z = predictor.normalize(frame.X)
     at = 0
     for w, _, _, need in parts:

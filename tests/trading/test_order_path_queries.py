@@ -1,5 +1,7 @@
 """The live order path stays lean: a regression that adds database queries or exchange round trips to
-``POST /api/trading/orders/limit/`` fails here."""
+``POST /api/trading/orders/limit/`` fails here. Also the safety of what made it lean: the cached balance
+snapshot never refuses an order on stale numbers (Upbit stays authoritative), and the per-process cache of
+decrypted-key exchanges is dropped when the keys change."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from tests.trading.conftest import d
 from trading.exchanges.upbit import UpbitExchange
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +49,79 @@ def test_live_limit_order_query_count(live_user: Any, sim: Any, monkeypatch: pyt
     sql = [q["sql"] for q in ctx.captured_queries]
     # profile, idempotency look-up, kill switch, pending insert, locked re-read, update, fills (response),
     # plus the savepoint/transaction statements of the two required commits.
-    real = [q for q in sql if not q.upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"))]
+    control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
+    real = [q for q in sql if not q.upper().startswith(control)]
     assert len(real) == 7, "\n".join(real)
     assert not any("exchangecredential" in q.lower() for q in sql)
     assert sum("trading_tradingprofile" in q.lower() for q in sql) == 1
+
+
+def _snapshot_set(user_id: int, krw: str, btc: str) -> None:
+    import time
+    from decimal import Decimal
+
+    from django.core.cache import cache
+
+    from trading.exchanges.base import Balance
+    from trading.services.orders import LiveSnapshot, live_balances_check_key
+
+    z = Decimal(0)
+    balances = [
+        Balance(currency="KRW", balance=Decimal(krw), locked=z, avg_buy_price=z),
+        Balance(currency="BTC", balance=Decimal(btc), locked=z, avg_buy_price=z),
+    ]
+    cache.set(live_balances_check_key(user_id), LiveSnapshot(balances, time.time() + 60), 60)
+
+
+def _bid(user: Any, volume: str) -> Any:
+    from trading import services
+
+    return services.order_place(
+        user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(90_000_000), volume=d(volume)
+    )
+
+
+def test_stale_low_snapshot_never_refuses_an_order_the_exchange_would_take(live_user: Any, sim: Any) -> None:
+    _snapshot_set(live_user.pk, krw="1", btc="0")  # says broke; the exchange holds 10,000,000 KRW
+    order = _bid(live_user, "0.0001")
+    assert order.state == "open" and sim.order_count(live_user.sim_account_id) == 1
+
+
+def test_stale_high_snapshot_leaves_the_exchange_authoritative(live_user: Any, sim: Any) -> None:
+    from trading.errors import InsufficientFunds
+    from trading.models import Order
+
+    _snapshot_set(live_user.pk, krw="100000000000", btc="0")  # says rich; the exchange holds 10,000,000 KRW
+    with pytest.raises(InsufficientFunds):
+        _bid(live_user, "1")
+    order = Order.objects.get(user=live_user)
+    assert order.state == "rejected" and order.error_code == "insufficient_funds"
+    assert sim.order_count(live_user.sim_account_id) == 0
+
+
+def test_bid_beyond_what_resting_orders_left_is_refused_before_sending(live_user: Any, sim: Any) -> None:
+    from trading.errors import InsufficientFunds
+
+    # 10,000,000 KRW: a 9,000,000 KRW bid rests (its funds locked in the snapshot), then a second one is
+    # refused on the exchange's numbers before anything is sent.
+    _bid(live_user, "0.1")
+    with pytest.raises(InsufficientFunds):
+        _bid(live_user, "0.1")
+    assert sim.order_count(live_user.sim_account_id) == 1
+
+
+def test_cached_live_exchange_is_dropped_when_keys_change(live_user: Any, sim: Any) -> None:
+    from accounts.services import exchange_credential_delete, exchange_credential_save
+    from trading.errors import KeysMissing
+    from trading.exchanges import exchange_for
+
+    first = exchange_for(user=live_user, mode="live")
+    assert exchange_for(user=live_user, mode="live") is first  # no key read/decrypt per order
+    acct = sim.account(krw=1_000_000)
+    exchange_credential_save(user=live_user, access_key=acct["access_key"], secret_key=acct["secret_key"])
+    second = exchange_for(user=live_user, mode="live")
+    assert second is not first
+    assert {b.currency: b.balance for b in second.balances()}["KRW"] == d(1_000_000)  # the new keys' account
+    exchange_credential_delete(user=live_user)
+    with pytest.raises(KeysMissing):
+        exchange_for(user=live_user, mode="live")

@@ -14,6 +14,7 @@ import pytest
 from market import archive, dayfiles, uploads
 from market.models import DayUpload
 from mlmodel import services
+from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import write_day_files
 from tests.mlmodel.synth import synthetic_market
@@ -107,13 +108,13 @@ def test_model_train_report_lists_requested_fetched_and_used_days(archived: dict
 
 
 def test_tampered_archive_is_refused_and_the_day_reported_missing(
-    archived: dict[str, Any], caplog: pytest.LogCaptureFixture
+    archived: dict[str, Any], caplog: pytest.LogCaptureFixture, client: Any
 ) -> None:
-    client, bucket = archived["client"], archived["bucket"]
+    s3_client, bucket = archived["client"], archived["bucket"]
     upload = DayUpload.objects.get(kind="orderbook", market=MARKET, day=DAYS[0])
-    body = bytearray(client.get_object(Bucket=bucket, Key=upload.key)["Body"].read())
+    body = bytearray(s3_client.get_object(Bucket=bucket, Key=upload.key)["Body"].read())
     body[len(body) // 2] ^= 0xFF  # same size, different content
-    client.put_object(Bucket=bucket, Key=upload.key, Body=bytes(body))
+    s3_client.put_object(Bucket=bucket, Key=upload.key, Body=bytes(body))
 
     with pytest.raises(archive.DayArchiveChecksumError, match="does not match the SHA-256"):
         archive.day_files_ensure_local(
@@ -130,6 +131,10 @@ def test_tampered_archive_is_refused_and_the_day_reported_missing(
     assert DAYS[0].isoformat() in caplog.text and "missing" in caplog.text
     first_ts = int(version.data_start.timestamp() * 1000)
     assert dayfiles.day_of(first_ts) == DAYS[1]  # nothing of the refused day was used
+    # The report page says so too.
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(f"/model/versions/{version.pk}/").content.decode()
+    assert "Days missing" in page and DAYS[0].isoformat() in page and "SHA-256" in page
 
 
 def test_a_day_never_uploaded_is_reported_missing(archived: dict[str, Any]) -> None:
