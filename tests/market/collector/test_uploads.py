@@ -6,11 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from django.core.files.storage import storages
@@ -18,47 +16,11 @@ from django.core.files.storage import storages
 from market import dayfiles, tasks, uploads
 from market.models import DayUpload
 from tests import live
+from tests.s3 import REGION, s3_client
 
 from .factories import FakeClock, book, kst_ms, trade
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
-REGION = "ap-northeast-2"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = live.free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    live.wait_for_port(port, timeout=20)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def _s3(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")  # fmt: skip
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, settings: Any, tmp_path: Path) -> Iterator[tuple[Any, str]]:
-    """django-storages' S3 backend as the default storage, pointed at moto; a fresh bucket per test."""
-    bucket = f"obs-{uuid.uuid4().hex[:12]}"
-    client = _s3(s3_endpoint)
-    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    settings.AWS_STORAGE_BUCKET_NAME = bucket
-    settings.AWS_S3_ENDPOINT_URL = s3_endpoint
-    settings.AWS_S3_REGION_NAME = REGION
-    settings.AWS_S3_ACCESS_KEY_ID = "testing"
-    settings.AWS_S3_SECRET_ACCESS_KEY = "testing"
-    settings.AWS_S3_ADDRESSING_STYLE = "path"
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
-    settings.MARKET_DATA_DIR = tmp_path / "data"
-    yield client, bucket
 
 
 def _closed_day(root: Path, day: dt.date, *, market: str = "KRW-BTC", segments: int = 3) -> None:
@@ -187,7 +149,9 @@ def test_beat_runs_the_upload_at_0005_seoul(settings: Any) -> None:
 def worker_s3_env(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     """Environment for a real worker process: S3 (moto) through settings read from the environment."""
     bucket = f"obs-{uuid.uuid4().hex[:12]}"
-    _s3(s3_endpoint).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3_client(s3_endpoint).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
     root = tmp_path / "worker-data"
     for name, value in {
         "AWS_STORAGE_BUCKET_NAME": bucket,
@@ -211,7 +175,7 @@ def test_upload_task_runs_in_a_real_celery_worker(
     assert sorted(result["verified"]) == sorted(f"{k}/KRW-BTC/{day}" for k in dayfiles.KINDS)
     upload = DayUpload.objects.get(kind="orderbook", market="KRW-BTC", day=day)
     assert upload.status == DayUpload.Status.VERIFIED
-    body = _s3(s3_endpoint).get_object(Bucket=bucket, Key=upload.key)["Body"].read()
+    body = s3_client(s3_endpoint).get_object(Bucket=bucket, Key=upload.key)["Body"].read()
     assert _sha(body) == upload.sha256
 
 
