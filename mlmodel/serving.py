@@ -43,7 +43,7 @@ class MarketWindow:
         self.levels = 0
         self._lo = self._hi = 0
         self._ts = np.zeros(0, dtype=np.int64)
-        self._book: dict[str, np.ndarray] = {k: np.zeros((0, 0)) for k in _BOOK_KEYS}
+        self._book: dict[str, np.ndarray] = {k: np.zeros((0, 0)) for k in _BOOK_KEYS}  # [levels, capacity]
         self.t_ts = np.zeros(0, dtype=np.int64)
         self.t_price = np.zeros(0)
         self.t_volume = np.zeros(0)
@@ -63,19 +63,19 @@ class MarketWindow:
 
     @property
     def ask_px(self) -> np.ndarray:
-        return self._book["ask_px"][self._lo : self._hi]
+        return self._book["ask_px"][:, self._lo : self._hi].T
 
     @property
     def ask_sz(self) -> np.ndarray:
-        return self._book["ask_sz"][self._lo : self._hi]
+        return self._book["ask_sz"][:, self._lo : self._hi].T
 
     @property
     def bid_px(self) -> np.ndarray:
-        return self._book["bid_px"][self._lo : self._hi]
+        return self._book["bid_px"][:, self._lo : self._hi].T
 
     @property
     def bid_sz(self) -> np.ndarray:
-        return self._book["bid_sz"][self._lo : self._hi]
+        return self._book["bid_sz"][:, self._lo : self._hi].T
 
     def _matrix(self, rows: Any, n: int) -> np.ndarray:
         if rows is not None and len(rows) == n:
@@ -106,9 +106,9 @@ class MarketWindow:
         ts[:kept] = self._ts[self._lo : self._hi]
         self._ts = ts
         for k in _BOOK_KEYS:
-            m = np.full((cap, self.levels), np.nan)
+            m = np.full((self.levels, cap), np.nan)  # level-major: one level of all rows is contiguous
             if kept:
-                m[:kept] = self._book[k][self._lo : self._hi]
+                m[:, :kept] = self._book[k][:, self._lo : self._hi]
             self._book[k] = m
         self._lo, self._hi = 0, kept
 
@@ -128,7 +128,7 @@ class MarketWindow:
                 self._reserve(n)
                 self._ts[self._hi : self._hi + n] = ts[order]
                 for k, v in parts.items():
-                    self._book[k][self._hi : self._hi + n] = v[order]
+                    self._book[k][:, self._hi : self._hi + n] = v[order].T
                 self._hi += n
         tr = data.get("trades") or {}
         t_ts = np.asarray(tr.get("ts") or [], dtype=np.int64)
@@ -267,8 +267,8 @@ def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[in
     for w, _, n, need in parts:
         for name in _BOOK_KEYS:
             buf = w._book[name]
-            first[name].append(buf[w._hi - n : w._hi, 0])
-            m = buf[w._hi - need : w._hi, :L]
+            first[name].append(buf[0, w._hi - n : w._hi])
+            m = buf[:L, w._hi - need : w._hi].T
             if m.shape[1] < L:
                 m = np.concatenate([m, np.full((need, L - m.shape[1]), np.nan)], axis=1)
             wide[name].append(m)

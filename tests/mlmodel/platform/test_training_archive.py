@@ -18,7 +18,6 @@ from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import write_day_files
 from tests.mlmodel.synth import synthetic_market
-from tests.s3 import s3, s3_endpoint  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
