@@ -96,6 +96,18 @@ class MarketWindow:
                 m[i, :k] = np.asarray(r[:k], dtype=np.float64)
         return m
 
+    def _matrices(self, data: Mapping[str, Any], n: int) -> list[np.ndarray]:
+        """The four [n, levels] book matrices; one conversion for all when the batch is rectangular."""
+        raw = [data.get(k) for k in _BOOK_KEYS]
+        if all(r is not None and len(r) == n for r in raw):
+            try:
+                m = np.asarray(raw, dtype=np.float64)
+            except ValueError:  # ragged
+                m = None
+            if m is not None and m.ndim == 3 and m.shape[2] >= self.levels:
+                return list(m[:, :, : self.levels])
+        return [self._matrix(r, n) for r in raw]
+
     def _reserve(self, n: int) -> None:
         """Room for ``n`` more rows at the buffer end (moving the kept rows down / growing when needed)."""
         if self._hi + n <= self._ts.shape[0]:
@@ -120,7 +132,7 @@ class MarketWindow:
             if self.levels == 0:
                 self.levels = max((len(r) for r in (data.get("ask_px") or [[]])), default=0) or 1
             newer = ts > (self._ts[self._hi - 1] if self._hi > self._lo else -1)  # replays are dropped
-            parts = {k: self._matrix(data.get(k), n)[newer] for k in _BOOK_KEYS}
+            parts = {k: m[newer] for k, m in zip(_BOOK_KEYS, self._matrices(data, n), strict=True)}
             ts = ts[newer]
             n = int(ts.shape[0])
             if n:
