@@ -285,7 +285,7 @@ def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[in
                 m = np.concatenate([m, np.full((need, L - m.shape[1]), np.nan)], axis=1)
             wide[name].append(m)
     mats = {k: np.concatenate(first[k])[:, None] for k in _BOOK_KEYS}
-    rows_book = tuple(np.concatenate(wide[k]) for k in _BOOK_KEYS)
+    ap, asz, bp, bsz = (np.concatenate(wide[k]) for k in _BOOK_KEYS)
     book = BookArrays(ts=np.concatenate(ts_l), **mats)
     t_ts = np.concatenate(tts_l)
     trades = (
@@ -299,7 +299,7 @@ def featurise_markets(windows: list[MarketWindow], predictor: Any, key: tuple[in
         else None
     )
     rows = np.concatenate([np.arange(off + n - need, off + n) for _, off, n, need in parts])
-    frame = compute_features(book, trades, config=cfg, rows=rows, rows_book=rows_book)  # type: ignore[arg-type]
+    frame = compute_features(book, trades, config=cfg, rows=rows, rows_book=(ap, asz, bp, bsz))
     z = predictor.normalize(frame.X)
     at = 0
     for w, _, _, need in parts:
