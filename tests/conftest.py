@@ -11,8 +11,8 @@ import pytest
 
 from tests import live
 
-# Shared fixture modules: moto S3 server (s3_endpoint, s3).
-pytest_plugins = ["tests.s3"]
+# Shared fixture modules: moto S3 server (s3_endpoint, s3), a Chromium page (page).
+pytest_plugins = ["tests.s3", "tests.browser"]
 
 _real_connect = socket.socket.connect
 _ALLOWED_PREFIXES = ("127.", "::1", "localhost")

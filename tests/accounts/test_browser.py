@@ -16,23 +16,6 @@ from tests.accounts.factories import UserFactory, upbit_key
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.e2e, pytest.mark.live]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@pytest.fixture
-def page(asgi_server: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(base_url=asgi_server, locale="en-US")
-        context.set_default_timeout(15_000)
-        page = context.new_page()
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
 
 
 def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
