@@ -139,6 +139,15 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         assert page.locator("#form-sell").is_visible() and not page.locator("#form-buy").is_visible()
         page.keyboard.press("ArrowLeft")
         assert page.locator("#form-buy").is_visible()
+        # A ladder level is reachable by keyboard: Enter on it fills the limit price.
+        level = page.locator("#ladder-bids tr.lvl:not([hidden])").first
+        picked = level.get_attribute("data-price")
+        level.focus()
+        page.keyboard.press("Enter")
+        assert page.locator("#form-limit").is_visible()
+        assert float(page.input_value("#limit-price")) == float(picked)
+        page.click("#tab-buy")
+        assert page.locator("#form-buy").is_visible()
 
         # Paper buy: balance and history update without reloading the page.
         page.wait_for_function("document.querySelector('#assets-krw').textContent.includes('10,000,000')")

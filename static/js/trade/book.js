@@ -65,8 +65,17 @@ export class OrderBookView {
       const cum = h("td", { class: "num cum" });
       const tr = h("tr", { class: `lvl ${side}` }, price, size, cum);
       tr.hidden = true;
-      tr.addEventListener("click", () => {
+      const pick = () => {
         if (this.onPick && tr.dataset.price) this.onPick(Number(tr.dataset.price), side);
+      };
+      // Keyboard users pick a level too: focus the row, Enter or Space fills the limit price.
+      tr.tabIndex = 0;
+      tr.addEventListener("click", pick);
+      tr.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          pick();
+        }
       });
       frag.append(tr);
       rows.push({ tr, price, size, cum, key: "" });
