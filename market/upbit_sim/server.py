@@ -764,15 +764,25 @@ class Simulator:
     def _known(self, codes: list[str]) -> bool:
         return all(c in self.stats for c in codes)
 
-    async def h_ticker(self, request: web.Request) -> web.Response:
-        ok, hdr = self._limit(request, "ticker")
+    def _quote_codes(
+        self, request: web.Request, group: str, *, require_known: bool = True
+    ) -> tuple[list[str], dict[str, str]] | web.Response:
+        """The prelude of the per-market quotation endpoints: rate limit, ``markets`` present, codes known."""
+        ok, hdr = self._limit(request, group)
         if not ok:
             return self._too_many(hdr)
         codes = self._codes(request)
         if codes is None:
             return _quote_error(400, MISSING_PARAM, hdr)
-        if not self._known(codes):
+        if require_known and not self._known(codes):
             return _quote_error(404, "Code not found", hdr)
+        return codes, hdr
+
+    async def h_ticker(self, request: web.Request) -> web.Response:
+        checked = self._quote_codes(request, "ticker")
+        if isinstance(checked, web.Response):
+            return checked
+        codes, hdr = checked
         now = self.now_ms()
         return _json([self.stats[c].ticker_rest(now) for c in codes if self.stats[c].started], headers=hdr)
 
@@ -790,14 +800,10 @@ class Simulator:
         return _json(out, headers=hdr)
 
     async def h_orderbook(self, request: web.Request) -> web.Response:
-        ok, hdr = self._limit(request, "orderbook")
-        if not ok:
-            return self._too_many(hdr)
-        codes = self._codes(request)
-        if codes is None:
-            return _quote_error(400, MISSING_PARAM, hdr)
-        if not self._known(codes):
-            return _quote_error(404, "Code not found", hdr)
+        checked = self._quote_codes(request, "orderbook")
+        if isinstance(checked, web.Response):
+            return checked
+        codes, hdr = checked
         level = request.query.get("level", "0").strip() or "0"
         try:
             if float(level) != 0:
@@ -819,14 +825,10 @@ class Simulator:
         return _json(out, headers=hdr)
 
     async def h_instruments(self, request: web.Request) -> web.Response:
-        ok, hdr = self._limit(request, "orderbook")
-        if not ok:
-            return self._too_many(hdr)
-        codes = self._codes(request)
-        if codes is None:
-            return _quote_error(400, MISSING_PARAM, hdr)
-        if not self._known(codes):
-            return _quote_error(404, "Code not found", hdr)
+        checked = self._quote_codes(request, "orderbook")
+        if isinstance(checked, web.Response):
+            return checked
+        codes, hdr = checked
         out = []
         for c in codes:
             price = self.stats[c].trade_price
@@ -845,12 +847,10 @@ class Simulator:
         return _json(out, headers=hdr)
 
     async def h_supported_levels(self, request: web.Request) -> web.Response:
-        ok, hdr = self._limit(request, "orderbook")
-        if not ok:
-            return self._too_many(hdr)
-        codes = self._codes(request)
-        if codes is None:
-            return _quote_error(400, MISSING_PARAM, hdr)
+        checked = self._quote_codes(request, "orderbook", require_known=False)
+        if isinstance(checked, web.Response):
+            return checked
+        codes, hdr = checked
         return _json([{"market": c, "supported_levels": [0]} for c in codes if c in self.stats], headers=hdr)
 
     async def h_trades(self, request: web.Request) -> web.Response:
