@@ -1,21 +1,24 @@
-"""Live serving benchmark: one ``ingest_market_data`` call's compute path in the ml worker (append the new
-snapshots, featurise, batch-predict) for 1, 100 and 200 markets, in the same run:
+"""Live serving benchmark: one ``ingest_market_data`` call's compute path in the ml worker for 1, 100 and 200
+markets, in the same run:
 
-- serving (now): ``Server._predict_group`` - the new snapshots' feature rows of all markets in one stacked,
-  vectorised pass, per-market buffers of normalised rows, one batched forward pass with 1 torch thread;
-- per-market (before): each market's bounded tail featurised on its own, the newest window taken, one
-  batched ``predict_markets`` call (the path serving used until now).
+- serving (now): the collector's packed batch decoded (``market.batchwire``), appended to the compiled
+  live state, the new rows featurised (``mlmodel.live``), one batched forward pass with 1 torch thread;
+- per-market (baseline): each market's bounded tail featurised with ``compute_features`` on its own, the
+  newest window taken, one batched ``predict_markets`` call (how serving worked before the live state).
 
-Prints p50/p99 and the speed-up. No database: the Django parts of a call (one active-model query, one bulk
-insert) are not included. The per-market path runs fewer calls (it is slow), so its p99 is close to its max.
+Prints p50/p99 with a breakdown (decode / append / features / forward) and the speed-up. No database: the
+Django parts of a call (one active-model query, one bulk insert) are not included. The baseline runs fewer
+calls (it is slow), so its p99 is close to its max.
 
-    .venv/bin/python bench/bench_ml_serving.py              # 1, 100 and 200 markets, 200 calls each
+    .venv/bin/python bench/bench_ml_serving.py              # 1, 100 and 200 markets, 300 calls each
     .venv/bin/python bench/bench_ml_serving.py --quick      # 1 and 20 markets, 40 calls
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from market import batchwire  # noqa: E402
 from market.dayfiles import BookArrays, TradeArrays  # noqa: E402
 from mlmodel.dataset import Normalizer  # noqa: E402
 from mlmodel.features import FeatureConfig, compute_features, feature_names  # noqa: E402
 from mlmodel.inference import Predictor, latest_window  # noqa: E402
 from mlmodel.nets import LSTMConfig, LSTMRegressor  # noqa: E402
-from mlmodel.serving import LoadedModel, MarketWindow, Server  # noqa: E402
+from mlmodel.serving import Server  # noqa: E402
 from mlmodel.training import ModelBundle, TrainConfig  # noqa: E402
 from tests.mlmodel.synth import synthetic_market  # noqa: E402
 
@@ -76,36 +80,99 @@ def batch_rows(book: BookArrays, trades: TradeArrays, lo: int, hi: int) -> dict[
     }
 
 
-def run(n_markets: int, calls: int, *, incremental: bool, pred: Predictor) -> np.ndarray:
+def packed_message(series: list[tuple[BookArrays, TradeArrays]], names: list[str], lo: int, hi: int) -> str:
+    """What the collector sends for one call, as the JSON text the broker carries."""
+    packed = batchwire.from_columns(
+        {n: batch_rows(b, t, lo, hi) for n, (b, t) in zip(names, series, strict=True)}
+    )
+    return json.dumps({"packed": batchwire.encode(packed)})
+
+
+def _cols(x: BookArrays | TradeArrays) -> list[np.ndarray]:
+    return [getattr(x, f.name) for f in dataclasses.fields(x)]
+
+
+class PerMarket:
+    """The baseline: per-market numpy history, features of each market's tail computed on their own."""
+
+    def __init__(self) -> None:
+        self.books: dict[str, BookArrays] = {}
+        self.trades: dict[str, TradeArrays] = {}
+
+    def append(self, name: str, book: BookArrays, trades: TradeArrays, lo: int, hi: int) -> None:
+        t_lo = int(np.searchsorted(trades.ts, book.ts[lo - 1], side="right")) if lo else 0
+        t_hi = int(np.searchsorted(trades.ts, book.ts[hi - 1], side="right"))
+        old, told = self.books.get(name), self.trades.get(name)
+        cut = slice(lo, hi)
+        new = BookArrays(ts=book.ts[cut], ask_px=book.ask_px[cut], ask_sz=book.ask_sz[cut],
+                         bid_px=book.bid_px[cut], bid_sz=book.bid_sz[cut])  # fmt: skip
+        tn = TradeArrays(ts=trades.ts[t_lo:t_hi], price=trades.price[t_lo:t_hi],
+                         volume=trades.volume[t_lo:t_hi], side=trades.side[t_lo:t_hi])  # fmt: skip
+        if old is not None:
+            new = BookArrays(*(np.concatenate([a, b]) for a, b in zip(_cols(old), _cols(new), strict=True)))
+            tn = TradeArrays(*(np.concatenate([a, b]) for a, b in zip(_cols(told), _cols(tn), strict=True)))
+        keep = new.ts >= new.ts[-1] - KEEP_MS
+        self.books[name] = BookArrays(*(a[keep] for a in _cols(new)))
+        tkeep = tn.ts >= new.ts[-1] - KEEP_MS
+        self.trades[name] = TradeArrays(*(a[tkeep] for a in _cols(tn)))
+
+    def predict(self, pred: Predictor) -> dict[str, float]:
+        cfg = pred.bundle.feature_config
+        latest = {}
+        for name, book in self.books.items():
+            since = int(book.ts[-pred.window]) - cfg.lookback_ms
+            lo = int(np.searchsorted(book.ts, since))
+            tr = self.trades[name]
+            tlo = int(np.searchsorted(tr.ts, since))
+            tail_book = BookArrays(*(a[lo:] for a in _cols(book)))
+            tail_trades = TradeArrays(*(a[tlo:] for a in _cols(tr)))
+            frame = compute_features(tail_book, tail_trades, config=cfg)
+            x = latest_window(frame, pred.window)
+            if x is not None:
+                latest[name] = x
+        return pred.predict_markets(latest)
+
+
+def run_now(n_markets: int, calls: int, pred: Predictor) -> dict[str, np.ndarray]:
     warm = KEEP_MS // 200  # a full kept window of history first
-    total = warm + calls * STEP + 1
-    series = [synthetic_market(total, seed=s, levels=30) for s in range(n_markets)]
+    series = [synthetic_market(warm + calls * STEP + 1, seed=s, levels=30) for s in range(n_markets)]
+    names = [f"KRW-M{m}" for m in range(n_markets)]
     server = Server()
-    names = [f"M{m}" for m in range(n_markets)]
-    for name, (book, trades) in zip(names, series, strict=True):
-        server.windows[name] = MarketWindow()
-        server.windows[name].append(batch_rows(book, trades, 0, warm), KEEP_MS)
-    loaded = LoadedModel(1, "bench", "sha", pred)
-    cfg = pred.bundle.feature_config
+    loaded = server.load(1, "bench", "sha", pred)
+    server.state.append(batchwire.from_columns(
+        {n: batch_rows(b, t, 0, warm) for n, (b, t) in zip(names, series, strict=True)}))  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in ("total", "decode", "append", "features", "forward")}
+    for c in range(calls):
+        msg = packed_message(series, names, warm + c * STEP, warm + (c + 1) * STEP)
+        t0 = time.perf_counter()
+        batch = batchwire.decode(json.loads(msg)["packed"])
+        t1 = time.perf_counter()
+        midx = server.state.append(batch)
+        t2 = time.perf_counter()
+        ok, x = server.state.model_inputs(midx, loaded.spec)
+        t3 = time.perf_counter()
+        out = pred.predict_normalized(x[ok])
+        t4 = time.perf_counter()
+        assert len(out) == n_markets
+        for k, v in zip(times, (t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            times[k].append(v * 1000)
+    return {k: np.asarray(v) for k, v in times.items()}
+
+
+def run_baseline(n_markets: int, calls: int, pred: Predictor) -> np.ndarray:
+    warm = KEEP_MS // 200
+    series = [synthetic_market(warm + calls * STEP + 1, seed=s, levels=30) for s in range(n_markets)]
+    names = [f"KRW-M{m}" for m in range(n_markets)]
+    base = PerMarket()
+    for name, (b, t) in zip(names, series, strict=True):
+        base.append(name, b, t, 0, warm)
     times = []
     for c in range(calls):
         lo, hi = warm + c * STEP, warm + (c + 1) * STEP
-        payload = [batch_rows(b, t, lo, hi) for b, t in series]  # decoded JSON, as the task receives it
         t0 = time.perf_counter()
-        for name, data in zip(names, payload, strict=True):
-            server.windows[name].append(data, KEEP_MS)
-        if incremental:
-            out = server._predict_group(loaded, names)
-        else:
-            latest = {}
-            for name in names:
-                w = server.windows[name]
-                since = w.tail_since(pred.window, cfg.lookback_ms)
-                frame = compute_features(w.book(since), w.trades(since), config=cfg)
-                x = latest_window(frame, pred.window)
-                if x is not None:
-                    latest[name] = x
-            out = pred.predict_markets(latest)
+        for name, (b, t) in zip(names, series, strict=True):
+            base.append(name, b, t, lo, hi)
+        out = base.predict(pred)
         times.append(time.perf_counter() - t0)
         assert len(out) == n_markets
     return np.asarray(times) * 1000
@@ -120,20 +187,21 @@ def main() -> None:
     if not settings.configured:  # no database needed: only mlmodel.conf's defaults are read
         settings.configure(ML_SERVING_THREADS=args.threads)
     pred = predictor()
-    sizes, calls = ((1, 20), 40) if args.quick else ((1, 100, 200), 200)
+    sizes, calls = ((1, 20), 40) if args.quick else ((1, 100, 200), 300)
     print(
         f"ingest compute path, {STEP} new snapshots per market per call, 30 levels, "
         f"{KEEP_MS // 1000} s kept, LSTM hidden 32 window 50, CPU threads {args.threads}"
     )
     for n in sizes:
-        before = run(n, calls if n == 1 else max(calls // 10, 10), incremental=False, pred=pred)
-        now = run(n, calls, incremental=True, pred=pred)
+        before = run_baseline(n, calls if n == 1 else max(calls // 15, 10), pred)
+        now = run_now(n, calls, pred)
         p50b, p99b = np.percentile(before, [50, 99])
-        p50n, p99n = np.percentile(now, [50, 99])
+        p50n, p99n = np.percentile(now["total"], [50, 99])
+        parts = "  ".join(f"{k} {np.median(v):.2f}" for k, v in now.items() if k != "total")
         print(
-            f"{n:4d} market(s): serving p50 {p50n:7.2f} ms  p99 {p99n:7.2f} ms | per-market path "
-            f"({len(before)} calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms"
-            f" | speed-up x{p50b / p50n:.1f} (p50)",
+            f"{n:4d} market(s): serving p50 {p50n:6.2f} ms  p99 {p99n:6.2f} ms  (p50 {parts}) | per-market "
+            f"baseline ({len(before)} calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms "
+            f"| speed-up x{p50b / p50n:.1f} (p50)",
             flush=True,
         )
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from market import batchwire
 from market.dayfiles import DEFAULT_LEVELS, DayFileWriter, last_recorded_ts
 from market.upbit.records import OrderbookRecord, Record, TickerRecord, TradeRecord
 from market.upbit.ws import TradeSequenceTracker, UpbitStreamer
@@ -34,52 +35,41 @@ PredictionSink = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
 class PredictionBatcher:
-    """Accumulates the new books/trades per market between sends, in the CONTRACTS batch format."""
+    """Accumulates the new books/trades per market between sends; :meth:`take` packs them into one block
+    (``market.batchwire``) with at most ``levels`` price levels per side."""
 
-    def __init__(self, max_books_per_market: int = 600) -> None:
+    def __init__(self, max_books_per_market: int = 600, levels: int | None = None) -> None:
+        from django.conf import settings
+
         self.max_books = max_books_per_market
-        self._books: dict[str, list[OrderbookRecord]] = {}
-        self._trades: dict[str, list[TradeRecord]] = {}
+        self.levels = int(levels or getattr(settings, "MARKET_PREDICTION_LEVELS", DEFAULT_LEVELS))
+        self._books: dict[str, list[tuple[int, Any]]] = {}
+        self._trades: dict[str, list[tuple[int, float, float, Any]]] = {}
 
     def add_book(self, rec: OrderbookRecord) -> None:
         books = self._books.setdefault(rec.code, [])
-        books.append(rec)
+        books.append((rec.ts, rec.packed[: self.levels * 32]))  # 4 float64 per level
         if len(books) > self.max_books:
             del books[0]
 
     def add_trade(self, rec: TradeRecord) -> None:
-        self._trades.setdefault(rec.code, []).append(rec)
+        self._trades.setdefault(rec.code, []).append((rec.ts, rec.price, rec.volume, rec.side))
 
     def take(self) -> dict[str, Any]:
+        """The packed, JSON-safe message body (empty dict when nothing arrived since the last call)."""
         books, trades = self._books, self._trades
         self._books, self._trades = {}, {}
-        batch: dict[str, Any] = {}
-        for code in set(books) | set(trades):
-            bs = books.get(code, [])
-            ts = trades.get(code, [])
-            sides = [[list(side) for side in zip(*b.rows, strict=True)] for b in bs]  # ap, bp, as, bs
-            batch[code] = {
-                "ts": [b.ts for b in bs],
-                "ask_px": [s[0] for s in sides],
-                "ask_sz": [s[2] for s in sides],
-                "bid_px": [s[1] for s in sides],
-                "bid_sz": [s[3] for s in sides],
-                "trades": {
-                    "ts": [t.ts for t in ts],
-                    "price": [t.price for t in ts],
-                    "volume": [t.volume for t in ts],
-                    "side": [t.side for t in ts],
-                },
-            }
-        return batch
+        if not books and not trades:
+            return {}
+        return batchwire.encode(batchwire.pack(books, trades))
 
 
 def celery_prediction_sink() -> Callable[[dict[str, Any]], None]:
     """Send a batch to the ML worker by task name (``send_task``; the broker call runs off the event loop)."""
     from celery_app import app
 
-    def send(batch: dict[str, Any]) -> None:
-        app.send_task(PREDICTION_TASK, kwargs={"batch": batch}, queue="ml")
+    def send(packed: dict[str, Any]) -> None:
+        app.send_task(PREDICTION_TASK, kwargs={"packed": packed}, queue="ml")
 
     return send
 

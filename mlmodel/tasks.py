@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 
+from market import batchwire
 from mlmodel import services
 from mlmodel.serving import market_data_ingest
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -38,6 +42,14 @@ def nightly_retrain(markets: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 @shared_task(name="mlmodel.tasks.ingest_market_data", soft_time_limit=20, time_limit=30, ignore_result=True)
-def ingest_market_data(*, batch: dict[str, Any]) -> int:
-    """The collector's ~1 s batches of all markets: predict with the loaded active models and publish."""
-    return len(market_data_ingest(batch=batch))
+def ingest_market_data(*, batch: dict[str, Any] | None = None, packed: dict[str, Any] | None = None) -> int:
+    """The collector's ~1 s batches of all markets: predict with the loaded active models and publish.
+    ``packed`` is the collector's binary-packed block (``market.batchwire``); ``batch`` the per-market
+    column format (replays, tests). A malformed packed block is logged and dropped."""
+    if packed is not None:
+        try:
+            return len(market_data_ingest(batch=batchwire.decode(packed)))
+        except batchwire.BatchFormatError as exc:
+            logger.warning("dropped a malformed packed batch: %s", exc)
+            return 0
+    return len(market_data_ingest(batch=batch or {}))

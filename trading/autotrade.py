@@ -1,14 +1,20 @@
 """Auto-trading: per user and market sessions that act on the ML worker's predictions.
 
-Rule (per prediction, per running session): cost = both fees + the current half-spread (relative to the
-mid, from the live book); buy ``order_krw`` when predicted return > threshold + cost; sell the session's
-position when predicted return < -(threshold + cost) or the price fell to the user's stop; nothing while
-in the cool-down, while an order of the session is still open, above the position limit, with auto-trading
-halted (daily loss limit) or the kill switch engaged. Every evaluated prediction leaves one
+Rule (per prediction, per running session): cost = both fees + ``AUTOTRADE_SPREAD_COST_FACTOR`` (default
+0.5: the half-spread) x the current spread relative to the mid, from the live book; buy ``order_krw`` when
+predicted return > threshold + cost; sell the session's position when predicted return < -(threshold +
+cost) or the price fell to the user's stop; nothing while in the cool-down, while an order of the session
+is still open, above the position limit, with auto-trading halted (daily loss limit) or the kill switch
+engaged. Every evaluated prediction leaves one
 ``AutoTradeDecision`` (unique per session and prediction, so a redelivered task changes nothing) and is
 pushed to ``user.<id>``. Orders go through ``order_place(source="auto")`` with the key
 ``auto-<session>-<prediction ts>`` *outside* the decision's transaction, so the pending order row is
 committed before the exchange is called, as order_place requires.
+
+The session's position is its own fills, but never more than the account holds of the coin: when the user
+sold some of it by other means (a manual or scheduled order), the evaluation cuts the position down to the
+balance and records the cut on that prediction's decision (``manual_adjust_volume``); the average cost
+stays the session's own, and coin the user buys by hand never joins the session's position.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -48,6 +55,24 @@ MAX_PREDICTION_AGE_S = 30.0  # a prediction that waited longer than this in the 
 
 def _fee_rate() -> Decimal:
     return Decimal(str(settings.UPBIT_FEE_RATE))
+
+
+MAX_SPREAD_COST_FACTOR = Decimal(2)
+
+
+def spread_cost_factor() -> Decimal:
+    """``AUTOTRADE_SPREAD_COST_FACTOR``: the share of the relative spread counted as cost (0.5 = half-spread,
+    1.0 = the full spread a market round trip pays); 0 to 2, anything else is a configuration error."""
+    raw = getattr(settings, "AUTOTRADE_SPREAD_COST_FACTOR", "0.5")
+    try:
+        factor = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError, TypeError):
+        factor = Decimal("NaN")
+    if not factor.is_finite() or not (ZERO <= factor <= MAX_SPREAD_COST_FACTOR):
+        raise ImproperlyConfigured(
+            f"AUTOTRADE_SPREAD_COST_FACTOR must be a number between 0 and 2, not {raw!r}."
+        )
+    return factor
 
 
 def _dec(value: Any, *, what: str) -> Decimal:
@@ -235,21 +260,49 @@ def _cancel_open_orders(session: AutoTradeSession) -> int:
 
 @dataclass(frozen=True)
 class SessionPosition:
-    volume: Decimal  # coin bought by this session and not sold yet
+    volume: Decimal  # coin bought by this session and not sold yet (nor sold by the user by hand)
     cost: Decimal  # KRW paid for it, fees included (average cost)
     open_orders: int
+    manual_reduced: Decimal = ZERO  # coin taken off the position so far because the account held less
 
     @property
     def avg_cost(self) -> Decimal | None:
         return self.cost / self.volume if self.volume > 0 else None
 
+    def cut_to(self, volume: Decimal) -> SessionPosition:
+        """This position reduced to ``volume`` at the same average cost (a manual sale took the rest)."""
+        volume = max(volume, ZERO)
+        if volume >= self.volume:
+            return self
+        cut = self.volume - volume
+        cost = self.cost * volume / self.volume if volume > 0 else ZERO
+        return SessionPosition(
+            volume=volume, cost=cost, open_orders=self.open_orders, manual_reduced=self.manual_reduced + cut
+        )
+
 
 def session_position(*, session: AutoTradeSession) -> SessionPosition:
-    """The session's own position from its orders' fills (average cost, fees in): manual trades on the
-    same coin are not the session's to sell."""
-    volume = cost = ZERO
+    """The session's own position from its orders' fills (average cost, fees in), less the cuts recorded
+    when the account held less than that (the user sold some by hand): replayed in the order they happened.
+    Manual buys of the same coin are the user's, never the session's."""
+    volume = cost = reduced = ZERO
     open_orders = 0
-    for o in _session_orders(session).order_by("created_at", "id"):
+    rows = (
+        AutoTradeDecision.objects.filter(session=session)
+        .filter(Q(order__isnull=False) | Q(manual_adjust_volume__isnull=False))
+        .select_related("order")
+        .order_by("created_at", "id")
+    )
+    for d in rows:
+        if d.manual_adjust_volume is not None and d.manual_adjust_volume > 0:
+            cut = min(d.manual_adjust_volume, volume)
+            if volume > 0:
+                cost -= cost * cut / volume
+            volume -= cut
+            reduced += d.manual_adjust_volume
+        o = d.order
+        if o is None:
+            continue
         if o.state in OPEN_ORDER_STATES:
             open_orders += 1
         if o.executed_volume <= 0:
@@ -264,7 +317,45 @@ def session_position(*, session: AutoTradeSession) -> SessionPosition:
             volume -= sold
     if volume <= 0:
         volume, cost = ZERO, ZERO
-    return SessionPosition(volume=volume, cost=cost, open_orders=open_orders)
+    return SessionPosition(volume=volume, cost=cost, open_orders=open_orders, manual_reduced=reduced)
+
+
+def _coin_held(session: AutoTradeSession, *, at_least: Decimal) -> Decimal | None:
+    """The account's balance of the session's coin (available + locked) in the session's mode, or None when
+    it cannot be read now. Live balances come from the ~5 s cache; a cached value below ``at_least`` is
+    confirmed from the exchange before anything is cut on its word."""
+    from trading.exchanges import exchange_for
+    from trading.selectors import balances_get
+
+    currency = session.market.split("-", 1)[1]
+
+    def total(balances: list[Any]) -> Decimal:
+        return sum((b.total for b in balances if b.currency == currency), ZERO)
+
+    try:
+        held = total(balances_get(user=session.user, mode=session.mode))
+        if held < at_least and session.mode == "live":
+            held = total(exchange_for(user=session.user, mode=session.mode).balances())
+    except ApplicationError:
+        return None
+    return held
+
+
+def _position_within_account(
+    session: AutoTradeSession, position: SessionPosition
+) -> tuple[SessionPosition, Decimal | None]:
+    """The position cut to what the account holds, and the cut (None: none). Only judged while nothing of
+    the session is in flight (no open order, no decision whose order is still being placed): a fill the
+    balance already shows but the order rows not yet, or the reverse, must not read as a manual sale."""
+    if position.volume <= 0 or position.open_orders:
+        return position, None
+    if AutoTradeDecision.objects.filter(session=session, outcome=AutoTradeOutcome.PENDING).exists():
+        return position, None
+    held = _coin_held(session, at_least=position.volume)
+    if held is None or held >= position.volume:
+        return position, None
+    cut = position.cut_to(held)
+    return cut, position.volume - cut.volume
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -275,21 +366,29 @@ class Costs:
     best_bid: Decimal
     best_ask: Decimal
     fee_cost: Decimal
-    half_spread: Decimal
+    half_spread: Decimal  # the spread part: AUTOTRADE_SPREAD_COST_FACTOR x spread / mid (0.5: half-spread)
 
     @property
     def total(self) -> Decimal:
         return self.fee_cost + self.half_spread
 
 
-def round_trip_cost(*, best_bid: Decimal, best_ask: Decimal, fee_rate: Decimal | None = None) -> Costs:
-    """Both fees plus the half-spread relative to the mid: what a buy-now, sell-later round trip costs
-    before the price has to move at all."""
+def round_trip_cost(
+    *,
+    best_bid: Decimal,
+    best_ask: Decimal,
+    fee_rate: Decimal | None = None,
+    spread_factor: Decimal | None = None,
+) -> Costs:
+    """Both fees plus ``spread_factor`` (default: ``AUTOTRADE_SPREAD_COST_FACTOR``, 0.5 = the half-spread)
+    x the spread relative to the mid: what a buy-now, sell-later round trip costs before the price has to
+    move at all."""
     rate = _fee_rate() if fee_rate is None else fee_rate
+    factor = spread_cost_factor() if spread_factor is None else spread_factor
     if best_bid <= 0 or best_ask <= 0 or best_ask < best_bid:
         raise errors.ExchangeUnavailable(_("The order book is not usable right now."))
     mid = (best_bid + best_ask) / 2
-    half = ((best_ask - best_bid) / 2 / mid).quantize(RATE_Q)
+    half = ((best_ask - best_bid) * factor / mid).quantize(RATE_Q)
     return Costs(best_bid=best_bid, best_ask=best_ask, fee_cost=(2 * rate).quantize(RATE_Q), half_spread=half)
 
 
@@ -413,8 +512,8 @@ def autotrade_decisions_prune(*, keep_days: float | None = None) -> int:
     days = float(keep_days if keep_days is not None else getattr(settings, "AUTOTRADE_HOLD_KEEP_DAYS", 7))
     cutoff = timezone.now() - dt.timedelta(days=days)
     deleted, _by_model = AutoTradeDecision.objects.filter(
-        action=AutoTradeAction.HOLD, created_at__lt=cutoff
-    ).delete()
+        action=AutoTradeAction.HOLD, created_at__lt=cutoff, manual_adjust_volume__isnull=True
+    ).delete()  # a hold that cut the position for a manual sale is part of the position's history: kept
     return int(deleted)
 
 
@@ -438,7 +537,7 @@ def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -
         if ts <= session.last_prediction_ts:
             return None  # out of order: a newer prediction was already judged
         profile = TradingProfile.objects.filter(user_id=session.user_id).first()
-        position = session_position(session=session)
+        position, manual_cut = _position_within_account(session, session_position(session=session))
         now = timezone.now()
         action, reason, detail = decide(
             session=session,
@@ -450,6 +549,9 @@ def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -
             kill_switch=kill_switch_engaged(),
         )
         key = f"auto-{session.pk}-{ts}" if action != AutoTradeAction.HOLD else ""
+        if manual_cut is not None:
+            note = f"position reduced by a manual trade: -{manual_cut:f} -> {position.volume:f}"
+            detail = f"{note} | {detail}" if detail else note
         decision = AutoTradeDecision.objects.create(
             session=session,
             user_id=session.user_id,
@@ -473,6 +575,7 @@ def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -
             volume=position.volume.quantize(VOLUME_Q, rounding=ROUND_DOWN)
             if action == AutoTradeAction.SELL
             else None,
+            manual_adjust_volume=manual_cut,
         )
         session.last_prediction_ts = ts
         fields = ["last_prediction_ts", "updated_at"]
@@ -600,6 +703,7 @@ def session_data(*, session: AutoTradeSession, with_position: bool = True) -> di
             "volume": _s(pos.volume),
             "cost_krw": _s(pos.cost.quantize(VOLUME_Q)),
             "open_orders": pos.open_orders,
+            "manual_reduced_volume": _s(pos.manual_reduced),
         }
     return data
 
@@ -617,8 +721,9 @@ def decision_data(*, decision: AutoTradeDecision) -> dict[str, Any]:
         "best_ask": _s(decision.best_ask),
         "threshold": _s(decision.threshold),
         "fee_cost": _s(decision.fee_cost),
-        "half_spread": _s(decision.half_spread),
+        "half_spread": _s(decision.half_spread),  # AUTOTRADE_SPREAD_COST_FACTOR x spread / mid
         "cost": _s(decision.cost),
+        "manual_adjust_volume": _s(decision.manual_adjust_volume),
         "action": decision.action,
         "reason": decision.reason,
         "detail": decision.detail,

@@ -88,8 +88,9 @@ class AutoTradeDecision(models.Model):
     best_ask = models.DecimalField(null=True, blank=True, **MONEY_FIELDS)
     threshold = models.DecimalField(**RATE)
     fee_cost = models.DecimalField(**RATE)  # both fees
+    # The spread part of the cost: AUTOTRADE_SPREAD_COST_FACTOR x spread / mid (named for the default, 0.5).
     half_spread = models.DecimalField(**RATE)
-    cost = models.DecimalField(**RATE)  # round-trip cost = both fees + half-spread
+    cost = models.DecimalField(**RATE)  # round-trip cost = both fees + the spread part
     action = models.CharField(max_length=4, choices=AutoTradeAction.choices)
     reason = models.CharField(max_length=30)
     detail = models.CharField(max_length=300, blank=True)
@@ -97,6 +98,11 @@ class AutoTradeDecision(models.Model):
     idempotency_key = models.CharField(max_length=64, blank=True)
     order_krw = models.DecimalField(null=True, blank=True, **MONEY_FIELDS)
     volume = models.DecimalField(null=True, blank=True, **MONEY_FIELDS)
+    # Coin taken off the session's position before this decision because the account held less than the
+    # session's own fills (the user sold some by hand); NULL: no cut. Replayed by session_position.
+    manual_adjust_volume = models.DecimalField(
+        _("position reduced by a manual trade"), null=True, blank=True, **MONEY_FIELDS
+    )
     order = models.ForeignKey(
         "trading.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

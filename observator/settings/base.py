@@ -275,6 +275,8 @@ MARKET_FLUSH_INTERVAL = env.float("MARKET_FLUSH_INTERVAL", default=2.0)
 MARKET_UPLOAD_PREFIX = env("MARKET_UPLOAD_PREFIX", default="marketdata")
 # Send each second's new snapshots to the ML worker (mlmodel.tasks.ingest_market_data) for live predictions.
 MARKET_PREDICTION_FEED = env.bool("MARKET_PREDICTION_FEED", default=True)
+# Price levels per side in that feed (models may use at most this many; the default feature set uses 10).
+MARKET_PREDICTION_LEVELS = env.int("MARKET_PREDICTION_LEVELS", default=15)
 # Live fan-out (market/fanout.py, market/consumers.py): publish each market at most every N ms (latest wins),
 # send each browser at most every N ms, top N order-book levels per side.
 MARKET_FANOUT_INTERVAL_MS = env.int("MARKET_FANOUT_INTERVAL_MS", default=50)
@@ -318,6 +320,27 @@ UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 PAPER_STARTING_KRW = env("PAPER_STARTING_KRW", default="10000000")
 # Also queue each time-triggered scheduled order with an ETA at its due time (the 1 s beat is the safety net).
 TRADING_PRECISE_SCHEDULE = env.bool("TRADING_PRECISE_SCHEDULE", default=True)
+# Auto-trading's round-trip cost = both fees + this factor x (spread / mid) of the live book: 0.5 (default)
+# = the half-spread, 1.0 = the full spread a market buy-then-sell pays. Between 0 and 2.
+AUTOTRADE_SPREAD_COST_FACTOR = env("AUTOTRADE_SPREAD_COST_FACTOR", default="0.5")
+
+
+def _check_spread_cost_factor(value: str) -> None:
+    from decimal import Decimal, InvalidOperation
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        factor = Decimal(str(value).strip())
+    except InvalidOperation:
+        factor = Decimal("NaN")
+    if not factor.is_finite() or not (0 <= factor <= 2):
+        raise ImproperlyConfigured(
+            f"AUTOTRADE_SPREAD_COST_FACTOR must be a number between 0 and 2, not {value!r}."
+        )
+
+
+_check_spread_cost_factor(AUTOTRADE_SPREAD_COST_FACTOR)
 
 # --- Logging: one JSON object per line; secrets are redacted by a filter on every handler ---------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

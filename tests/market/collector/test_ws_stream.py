@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 from websockets.asyncio.server import serve
 
-from market import dayfiles
+from market import batchwire, dayfiles
 from market.collector import Collector, PredictionBatcher
 from market.upbit.records import OrderbookRecord, TickerRecord, TradeRecord
 from market.upbit.ws import TradeSequenceTracker, UpbitStreamer, request_frame, split_codes
@@ -181,18 +182,26 @@ def test_collector_writes_sequence_gaps_fans_out_and_batches_predictions(tmp_pat
     gaps = dayfiles.read_day(tmp_path, "gap", "KRW-BTC", day).column("reason").to_pylist()
     assert gaps == ["duplicate", "sequence"]
     assert dayfiles.read_day(tmp_path, "trade", "KRW-BTC", day).column("sequential_id").to_pylist() == [7, 3]
-    (batch,) = batches
-    btc = batch["KRW-BTC"]
-    assert btc["ts"] == [now] and len(btc["ask_px"][0]) == 30 and btc["ask_px"][0][0] > btc["bid_px"][0][0]
-    assert btc["trades"]["side"] == [1, 1] and btc["trades"]["price"] == [150_000_000.0] * 2
+    (body,) = batches
+    batch = batchwire.decode(body)
+    assert batch.codes == ("KRW-BTC",) and batch.ts.tolist() == [now]
+    assert batch.levels == 15  # MARKET_PREDICTION_LEVELS of the 30 received
+    ask_px, bid_px = batch.book[0, 0], batch.book[0, 2]
+    assert ask_px[0] > bid_px[0] and np.all(np.diff(ask_px) > 0) and np.all(np.diff(bid_px) < 0)
+    assert batch.t_side.tolist() == [1, 1] and batch.t_price.tolist() == [150_000_000.0] * 2
 
 
 def test_prediction_batch_format_is_json_ready() -> None:
-    batcher = PredictionBatcher()
-    batcher.add_book(book("KRW-BTC", 1, levels=3))
+    batcher = PredictionBatcher(levels=15)
+    rec = book("KRW-BTC", 1, levels=3)
+    batcher.add_book(rec)
     payload = batcher.take()
     assert orjson.loads(orjson.dumps(payload)) == payload
-    assert set(payload["KRW-BTC"]) == {"ts", "ask_px", "ask_sz", "bid_px", "bid_sz", "trades"}
+    batch = batchwire.decode(payload)
+    assert batch.codes == ("KRW-BTC",) and batch.levels == 3
+    assert batch.book[0, 0].tolist() == list(rec.ask_price) and batch.book[0, 3].tolist() == list(
+        rec.bid_size
+    )
     assert batcher.take() == {}
     assert dt.date.today()  # noqa: DTZ011 - sanity: module imports fine
 

@@ -154,8 +154,10 @@ def test_live_features_on_a_bounded_tail_equal_the_offline_pipeline(_ml_env: dic
         assert latest.predicted_return == pytest.approx(
             float(predictor.predict_raw(x)[0]), rel=1e-4, abs=1e-10
         )
-    window = serving.get_server().windows[MARKET]
-    assert (window.ts[-1] - window.ts[0]) <= 150_000  # memory stays bounded
+    state = serving.get_server().state
+    m = state.index[MARKET]
+    assert state.rows(m) <= 2048 and state.ts.shape[1] == 2048  # bounded memory: compacted, never grown
+    assert state.newest_ts(m) - state.ts[m, 0] < 150_000 + 2048 * 250
 
 
 def test_a_backlog_of_old_batches_is_not_predicted_on(_ml_env: dict[str, Path], sent, settings):

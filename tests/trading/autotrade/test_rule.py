@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from trading.autotrade import Costs, SessionPosition, decide, round_trip_cost
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from trading.autotrade import Costs, SessionPosition, decide, round_trip_cost, spread_cost_factor
 from trading.models import TradingProfile
 from trading.models_autotrade import AutoTradeSession
 
@@ -59,6 +62,46 @@ def test_cost_is_both_fees_plus_half_spread():
     # A one-tick book: 1,000 / 2 / 99,999,500 = 0.0000050000 (rounded to 1e-10).
     narrow = round_trip_cost(best_bid=D(99_999_000), best_ask=D(100_000_000), fee_rate=D("0.0005"))
     assert narrow.half_spread == D("0.0000050000") and narrow.total == D("0.0010050000")
+
+
+def test_spread_cost_factor_defaults_to_the_half_spread(settings):
+    assert settings.AUTOTRADE_SPREAD_COST_FACTOR == "0.5" and spread_cost_factor() == D("0.5")
+    c = round_trip_cost(best_bid=D(99_900_000), best_ask=D(100_100_000), fee_rate=D("0.0005"))
+    assert c.half_spread == D("0.001") and c.total == D("0.002")  # 0.5 x 200,000 / 100,000,000
+
+
+def test_spread_cost_factor_one_counts_the_full_spread(settings):
+    settings.AUTOTRADE_SPREAD_COST_FACTOR = "1.0"
+    c = round_trip_cost(best_bid=D(99_900_000), best_ask=D(100_100_000), fee_rate=D("0.0005"))
+    # 1.0 x 200,000 / 100,000,000 = 0.002 (still stored as "half_spread"); + fees 0.001
+    assert c.half_spread == D("0.0020000000") and c.total == D("0.0030000000")
+    action, reason, _detail = decide(
+        session=session(),
+        profile=None,
+        predicted_return=D("0.0035"),  # edge = 0.0005 + 0.003: exactly at it, no trade
+        costs=c,
+        position=FLAT,
+        now=NOW,
+        kill_switch=False,
+    )
+    assert (action, reason) == ("hold", "below_threshold")
+    explicit = round_trip_cost(
+        best_bid=D(99_999_000), best_ask=D(100_000_000), fee_rate=D("0.0005"), spread_factor=D(0)
+    )
+    assert explicit.half_spread == 0 and explicit.total == D("0.001")
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "2.01", "abc", "", "NaN", "Infinity"])
+def test_spread_cost_factor_out_of_range_is_a_configuration_error(settings, bad):
+    from observator.settings.base import _check_spread_cost_factor
+
+    settings.AUTOTRADE_SPREAD_COST_FACTOR = bad
+    with pytest.raises(ImproperlyConfigured, match="AUTOTRADE_SPREAD_COST_FACTOR"):
+        round_trip_cost(best_bid=D(99_900_000), best_ask=D(100_100_000))
+    with pytest.raises(ImproperlyConfigured, match="AUTOTRADE_SPREAD_COST_FACTOR"):
+        _check_spread_cost_factor(bad)  # what settings run at start-up
+    for good in ("0", "1.0", "2"):
+        _check_spread_cost_factor(good)
 
 
 def test_buy_only_strictly_above_threshold_plus_cost():

@@ -81,6 +81,18 @@ def test_buy_above_edge_is_filled_and_logged_with_its_costs(
     )
 
 
+def test_full_spread_cost_factor_raises_the_edge_and_is_logged(user, wide_book, active_models, settings):
+    settings.AUTOTRADE_SPREAD_COST_FACTOR = "1.0"  # edge = 0.0005 + 0.001 fees + 0.002 spread = 0.0035
+    s = start(user)
+    autotrade_on_prediction.run(prediction=prediction(0.003))  # a buy under the default factor
+    autotrade_on_prediction.run(prediction=prediction(0.0036))
+    hold, buy = decisions(s)
+    assert (hold.action, hold.reason) == ("hold", "below_threshold")
+    assert hold.half_spread == D("0.002") and hold.cost == D("0.003") and hold.fee_cost == D("0.001")
+    assert buy.action == "buy" and buy.outcome == "placed"
+    assert autotrade.decision_data(decision=buy)["half_spread"] == "0.002"
+
+
 def test_sell_below_minus_edge_closes_the_sessions_position(user, wide_book, active_models):
     s = start(user)
     autotrade_on_prediction.run(prediction=prediction(0.003))
@@ -233,14 +245,176 @@ def test_old_hold_decisions_are_pruned_but_trades_are_kept(user, wide_book, acti
     assert [d.action for d in decisions(s)] == ["buy", "hold"]
 
 
-def test_sell_never_exceeds_what_the_account_still_holds(user, wide_book, active_models):
+def manual(user: Any, side: str, volume: Any = None, price: Any = None) -> Order:
+    """A trade the user places by hand (order service, source manual) on the session's coin."""
+    if side == Side.ASK:
+        o = order_place(user=user, market="KRW-BTC", side=Side.ASK, ord_type=OrdType.MARKET, volume=volume)
+    else:
+        o = order_place(user=user, market="KRW-BTC", side=Side.BID, ord_type=OrdType.PRICE, price=price)
+    assert o.state == OrderState.DONE and o.source == OrderSource.MANUAL
+    return o
+
+
+def test_manual_sale_cuts_the_sessions_position_and_its_sell(user, wide_book, active_models):
+    s = start(user)
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    buy = decisions(s)[0].order
+    bought, paid = buy.executed_volume, buy.executed_funds + buy.paid_fee
+    half = (bought / 2).quantize(D("0.00000001"))
+    manual(user, Side.ASK, volume=half)
+    assert autotrade.session_position(session=s).volume == bought  # nothing recorded until it is judged
+    autotrade_on_prediction.run(prediction=prediction(0.0))  # the next prediction sees the account
+    hold = decisions(s)[-1]
+    assert (hold.action, hold.reason) == ("hold", "below_threshold")
+    assert hold.manual_adjust_volume == half and "position reduced by a manual trade" in hold.detail
+    pos = autotrade.session_position(session=s)
+    assert pos.volume == bought - half and pos.manual_reduced == half
+    assert pos.avg_cost == paid / bought  # the remaining units keep the session's own cost basis
+    shown = autotrade.session_data(session=s)["position"]
+    assert shown["manual_reduced_volume"] == format(half.normalize(), "f")
+    autotrade_on_prediction.run(prediction=prediction(-0.003))
+    sell = decisions(s)[-1]
+    assert (sell.action, sell.outcome, sell.manual_adjust_volume) == ("sell", "placed", None)
+    assert sell.volume == bought - half and sell.order.volume == bought - half
+    assert "only" not in sell.detail  # sized right from the start, not capped at the exchange
+    assert autotrade.session_position(session=s).volume == 0
+
+
+def test_manual_sale_judged_on_the_sell_signal_itself(user, wide_book, active_models):
+    s = start(user)
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    bought = decisions(s)[0].order.executed_volume
+    third = (bought / 3).quantize(D("0.00000001"))
+    manual(user, Side.ASK, volume=third)
+    autotrade_on_prediction.run(prediction=prediction(-0.003))
+    sell = decisions(s)[-1]
+    assert sell.action == "sell" and sell.manual_adjust_volume == third
+    assert sell.order.volume == bought - third and sell.order.state == OrderState.DONE
+    assert autotrade.session_position(session=s).volume == 0
+
+
+def test_position_limit_uses_the_position_left_after_a_manual_sale(user, wide_book, active_models):
+    s = start(user, max_position_krw=D(150_000))
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    assert [d.reason for d in decisions(s)] == ["signal_buy", "position_limit"]  # ~99,800 + 100,000 > 150,000
+    bought = decisions(s)[0].order.executed_volume
+    manual(user, Side.ASK, volume=(bought / 2).quantize(D("0.00000001")))
+    autotrade_on_prediction.run(prediction=prediction(0.003))  # ~49,900 + 100,000 <= 150,000
+    last = decisions(s)[-1]
+    assert (last.action, last.reason) == ("buy", "signal_buy") and last.manual_adjust_volume is not None
+    held = autotrade.session_position(session=s).volume * D(99_900_000)
+    assert held <= D(150_000)
+
+
+def test_manual_sale_of_everything_leaves_no_position(user, wide_book, active_models):
+    s = start(user, stop_loss=D("0.5"))
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    manual(user, Side.ASK, volume=decisions(s)[0].order.executed_volume)
+    autotrade_on_prediction.run(prediction=prediction(-0.003))
+    last = decisions(s)[-1]
+    assert (last.action, last.reason) == ("hold", "no_position") and last.order_id is None
+    pos = autotrade.session_position(session=s)
+    assert (pos.volume, pos.cost, pos.avg_cost) == (0, 0, None)
+    autotrade_on_prediction.run(prediction=prediction(0.003))  # a fresh buy has only its own cost
+    new = decisions(s)[-1].order
+    pos = autotrade.session_position(session=s)
+    assert pos.volume == new.executed_volume and pos.cost == new.executed_funds + new.paid_fee
+
+
+def test_manual_buys_never_grow_the_sessions_position(user, wide_book, active_models):
+    s = start(user, max_position_krw=D(1_000_000))
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    bought = decisions(s)[0].order.executed_volume
+    mine = manual(user, Side.BID, price=D(300_000)).executed_volume  # the user's own coin
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume is None
+    assert autotrade.session_position(session=s).volume == bought
+    # Sold some, then bought more than that back: the cut stays, the buy is the user's.
+    half = (bought / 2).quantize(D("0.00000001"))
+    manual(user, Side.ASK, volume=mine + half)
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume == half
+    manual(user, Side.BID, price=D(500_000))
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume is None
+    assert autotrade.session_position(session=s).volume == bought - half
+    autotrade_on_prediction.run(prediction=prediction(-0.003))
+    sell = decisions(s)[-1]
+    assert sell.action == "sell" and sell.order.volume == bought - half
+
+
+def test_no_cut_while_an_order_of_the_session_is_being_placed(user, wide_book, active_models):
     s = start(user)
     autotrade_on_prediction.run(prediction=prediction(0.003))
     bought = decisions(s)[0].order.executed_volume
     half = (bought / 2).quantize(D("0.00000001"))
-    manual = order_place(user=user, market="KRW-BTC", side=Side.ASK, ord_type=OrdType.MARKET, volume=half)
-    assert manual.state == OrderState.DONE
-    autotrade_on_prediction.run(prediction=prediction(-0.003))
-    sell = decisions(s)[-1]
-    assert sell.action == "sell" and sell.outcome == "placed", sell.detail
-    assert sell.order.volume == bought - half and "only" in sell.detail
+    manual(user, Side.ASK, volume=half)
+    # A decision whose order is still on its way: the balance may already show a fill the rows do not.
+    AutoTradeDecision.objects.create(
+        session=s,
+        user=user,
+        market="KRW-BTC",
+        prediction_ts=1,
+        predicted_return=0,
+        threshold=0,
+        fee_cost=0,
+        half_spread=0,
+        cost=0,
+        action="sell",
+        reason="signal_sell",
+        outcome="pending",
+        idempotency_key="in-flight",
+    )
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume is None
+    assert autotrade.session_position(session=s).volume == bought
+    AutoTradeDecision.objects.filter(idempotency_key="in-flight").update(outcome="rejected")
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume == half
+
+
+def test_pruning_keeps_the_holds_that_cut_the_position(user, wide_book, active_models):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    s = start(user)
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    bought = decisions(s)[0].order.executed_volume
+    half = (bought / 2).quantize(D("0.00000001"))
+    manual(user, Side.ASK, volume=half)
+    autotrade_on_prediction.run(prediction=prediction(0.0))  # the cut
+    autotrade_on_prediction.run(prediction=prediction(0.0))  # a plain hold
+    AutoTradeDecision.objects.filter(session=s).update(created_at=timezone.now() - dt.timedelta(days=8))
+    assert autotrade.autotrade_decisions_prune() == 1
+    assert autotrade.session_position(session=s).volume == bought - half
+
+
+def test_live_session_is_cut_to_the_exchange_balance_not_a_stale_cache(live_user, wide_book, active_models):
+    from django.core.cache import cache
+
+    from trading.exchanges.base import Balance
+    from trading.services.orders import live_balances_cache_key
+
+    s = start(live_user)
+    assert s.mode == "live"
+    autotrade_on_prediction.run(prediction=prediction(0.003))
+    buy = decisions(s)[0].order
+    assert buy.mode == "live" and buy.state == OrderState.DONE, buy.state
+    bought = buy.executed_volume
+    # A cached snapshot from before the fill must not read as a manual sale: it is confirmed first.
+    stale = [Balance(currency="BTC", balance=D(0), locked=D(0), avg_buy_price=D(0))]
+    cache.set(live_balances_cache_key(live_user.pk), stale, 60)
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume is None
+    assert autotrade.session_position(session=s).volume == bought
+    # The user's own 1 BTC goes first; only what is sold beyond it comes off the session.
+    half = (bought / 2).quantize(D("0.00000001"))
+    sold = order_place(
+        user=live_user, market="KRW-BTC", side=Side.ASK, ord_type=OrdType.MARKET, volume=1 + half
+    )
+    assert sold.state == OrderState.DONE, sold.state
+    autotrade_on_prediction.run(prediction=prediction(0.0))
+    assert decisions(s)[-1].manual_adjust_volume == half
+    assert autotrade.session_position(session=s).volume == bought - half

@@ -1,0 +1,167 @@
+"""Live serving's compiled feature state (``mlmodel.live``) gives the model exactly the inputs the offline
+pipeline builds: ``compute_features`` over everything known so far, the newest window normalised. Random
+batch sizes, markets with different level counts, a recording gap, a one-sided stretch, trades that arrive
+one batch late, tiny buffers (so compaction, re-basing and growth all happen), two models with different
+windows and gap rules on the same markets, and the packed wire format in between."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from market import batchwire
+from market.dayfiles import BookArrays, TradeArrays
+from mlmodel.dataset import Normalizer
+from mlmodel.features import FeatureConfig, compute_features, feature_names
+from mlmodel.inference import Predictor, latest_window
+from mlmodel.live import LiveState, ModelSpec
+from mlmodel.nets import LSTMConfig, LSTMRegressor
+from mlmodel.training import ModelBundle, TrainConfig
+from tests.mlmodel.synth import synthetic_market
+
+N = 1300
+
+
+def _predictor(window: int = 20, seed: int = 0, cfg: FeatureConfig | None = None) -> Predictor:
+    cfg = cfg or FeatureConfig()
+    names = feature_names(cfg)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    bundle = ModelBundle(
+        model=LSTMRegressor(LSTMConfig(n_features=len(names), hidden=8)),
+        train_config=TrainConfig(window=window, hidden=8),
+        normalizer=Normalizer(mean=rng.normal(size=len(names)), std=rng.uniform(0.5, 3.0, size=len(names))),
+        feature_config=cfg,
+        feature_names=names,
+        horizon_s=10.0,
+        y_scale=1e-3,
+    )
+    return Predictor(bundle, device="cpu")
+
+
+def _columns(book: BookArrays, trades: TradeArrays, lo: int, hi: int, t_lo: int, t_hi: int) -> dict[str, Any]:
+    return {
+        "ts": book.ts[lo:hi].tolist(),
+        "ask_px": book.ask_px[lo:hi].tolist(),
+        "ask_sz": book.ask_sz[lo:hi].tolist(),
+        "bid_px": book.bid_px[lo:hi].tolist(),
+        "bid_sz": book.bid_sz[lo:hi].tolist(),
+        "trades": {
+            "ts": trades.ts[t_lo:t_hi].tolist(),
+            "price": trades.price[t_lo:t_hi].tolist(),
+            "volume": trades.volume[t_lo:t_hi].tolist(),
+            "side": trades.side[t_lo:t_hi].tolist(),
+        },
+    }
+
+
+def _markets() -> list[tuple[BookArrays, TradeArrays]]:
+    out = []
+    for k, (levels, gap_at) in enumerate([(30, None), (15, 900), (10, None), (5, 400)]):
+        book, trades = synthetic_market(N, seed=10 + k, levels=levels, gap_at=gap_at, price=500.0 * (k + 1))
+        if k == 2:  # a one-sided stretch: no prediction from windows that contain it
+            book.bid_px[1000:1004, 0] = 0.0
+        if k == 1:  # missing deeper levels (NaN) and a zero size at the touch
+            book.ask_px[300:310, 8:] = np.nan
+            book.bid_sz[500, 0] = 0.0
+        out.append((book, trades))
+    return out
+
+
+def _head(book: BookArrays, hi: int) -> BookArrays:
+    return BookArrays(
+        ts=book.ts[:hi], ask_px=book.ask_px[:hi], ask_sz=book.ask_sz[:hi], bid_px=book.bid_px[:hi],
+        bid_sz=book.bid_sz[:hi],
+    )  # fmt: skip
+
+
+def _trades_head(trades: TradeArrays, t_hi: int) -> TradeArrays:
+    return TradeArrays(
+        ts=trades.ts[:t_hi], price=trades.price[:t_hi], volume=trades.volume[:t_hi], side=trades.side[:t_hi]
+    )
+
+
+@pytest.mark.parametrize("rows, trades, keep_ms", [(2048, 2048, 300_000), (64, 32, 150_000)])
+def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows, trades, keep_ms) -> None:
+    models = [
+        _predictor(window=20, seed=0),
+        _predictor(window=35, seed=1, cfg=FeatureConfig(levels=5, depths=(1, 5), max_gap_ms=3_000)),
+    ]
+    specs = [ModelSpec.of(k + 1, p) for k, p in enumerate(models)]
+    series = _markets()
+    state = LiveState(keep_ms=keep_ms, rows=rows, trades=trades, ring=40)
+    rng = np.random.default_rng(3)
+    t_done = [0] * len(series)
+    lo = 0
+    compared = refused = 0
+    while lo < N:
+        hi = min(N, lo + int(rng.integers(1, 12)))
+        batch = {}
+        for m, (book, tr) in enumerate(series):
+            t_hi = int(np.searchsorted(tr.ts, book.ts[hi - 1], side="right"))
+            if m == 3 and hi < N:  # market 3's trades arrive one batch late (older than its newest rows)
+                t_hi = int(np.searchsorted(tr.ts, book.ts[max(lo - 1, 0)], side="right"))
+            t_hi = max(t_hi, t_done[m])
+            batch[f"KRW-M{m}"] = _columns(book, tr, lo, hi, t_done[m], t_hi)
+            t_done[m] = t_hi
+        midx = state.append(batchwire.decode(batchwire.encode(batchwire.from_columns(batch))))
+        # Alternate which model sees the markets: each must catch up on (only) what it has not seen.
+        for k in ([0, 1] if lo % 3 else [1]) if hi < N else [0, 1]:
+            pred, spec = models[k], specs[k]
+            ok, x = state.model_inputs(midx, spec)
+            for j, (book, tr) in enumerate(series):
+                frame = compute_features(
+                    _head(book, hi), _trades_head(tr, t_done[j]), config=pred.bundle.feature_config
+                )
+                want = latest_window(frame, pred.window)
+                assert bool(ok[j]) == (want is not None), (lo, hi, k, j)
+                if want is None:
+                    refused += 1
+                    continue
+                np.testing.assert_allclose(x[j], pred.normalize(want), rtol=2e-5, atol=2e-5)
+                compared += 1
+        lo = hi
+    assert compared > 800 and refused > 20
+    assert state.ts.shape[1] <= max(rows, 2048)  # bounded memory: compaction keeps it small
+
+
+def test_compaction_keeps_only_the_recent_rows_and_replays_are_ignored() -> None:
+    book, trades = synthetic_market(2000, seed=1, levels=10)
+    state = LiveState(keep_ms=20_000, rows=256, trades=256)
+    for lo in range(0, 2000, 50):
+        t_lo = int(np.searchsorted(trades.ts, book.ts[lo - 1], side="right")) if lo else 0
+        t_hi = int(np.searchsorted(trades.ts, book.ts[lo + 49], side="right"))
+        cols = _columns(book, trades, lo, lo + 50, t_lo, t_hi)
+        state.append(batchwire.from_columns({"KRW-A": cols}))
+        state.append(batchwire.from_columns({"KRW-A": cols}))  # a redelivered batch adds nothing
+    m = state.index["KRW-A"]
+    assert state.ts.shape[1] == 256  # never grew: the expired rows made room
+    assert state.newest_ts(m) == int(book.ts[-1])
+    kept = state.ts[m, : state.rows(m)]
+    assert np.all(np.diff(kept) > 0)
+    assert kept[-1] - kept[0] < 20_000 + 256 * 250
+
+
+def test_packed_wire_round_trip_and_bad_blocks() -> None:
+    packed = batchwire.pack(
+        {
+            "KRW-A": [
+                (1000, [(101.0, 99.0, 1.5, 2.5), (102.0, 98.0, 3.0, 4.0)]),
+                (1200, [(101.0, 100.0, 1.0, 1.0)]),
+            ]
+        },
+        {"KRW-A": [(1100, 101.0, 0.5, "BID")], "KRW-B": [(900, 5.0, 1.0, "ASK")]},
+    )
+    back = batchwire.decode(batchwire.encode(packed))
+    assert back.codes == ("KRW-A", "KRW-B")
+    assert back.book_n.tolist() == [2, 0] and back.trade_n.tolist() == [1, 1]
+    assert back.book[0, :, 1].tolist() == [102.0, 3.0, 98.0, 4.0]  # ask_px, ask_sz, bid_px, bid_sz
+    assert np.isnan(back.book[1, :, 1]).all()  # the second book has one level
+    assert back.t_side.tolist() == [1, -1]
+    body = batchwire.encode(packed)
+    for broken in ({**body, "v": 9}, {**body, "book_n": [5, 0]}, {**body, "ts": "%%%"}, {"v": 1}):
+        with pytest.raises(batchwire.BatchFormatError):
+            batchwire.decode(broken)
