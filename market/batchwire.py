@@ -157,7 +157,7 @@ def pack(
     for c in codes:
         for (t, _), m in zip(books.get(c, ()), mats[c], strict=True):
             ts[i] = t
-            k = m.shape[0]  # m: [k, 4] ask_px, bid_px, ask_sz, bid_sz; book[i]: ask_px, ask_sz, bid_px, bid_sz
+            k = m.shape[0]  # m [k, 4]: ask_px bid_px ask_sz bid_sz; book[i]: ask_px ask_sz bid_px bid_sz
             book[i, :, :k] = m[:, (0, 2, 1, 3)].T
             i += 1
     tr = [t for c in codes for t in trades.get(c, ())]
