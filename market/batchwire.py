@@ -7,7 +7,7 @@ prediction. Packed, the numbers travel as base64 of little-endian binary arrays 
 decimal round trip) inside the normal JSON Celery message, and the worker decodes them with
 ``np.frombuffer``:
 
-    {"v": 1, "codes": [...], "levels": L,
+    {"v": 1, "codes": [...], "levels": L,   (arrays: base64 text, or raw bytes)
      "book_n": [rows per market], "ts": <int64 [N]>, "book": <float64 [N, 4, L]>  (ask_px, ask_sz,
                                                                                    bid_px, bid_sz)
      "trade_n": [trades per market], "t_ts": <int64 [T]>, "t_price": <float64 [T]>,
@@ -71,21 +71,33 @@ def _b64(a: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
 
 
-def encode(batch: PackedBatch) -> dict[str, Any]:
-    """The JSON-safe message body."""
+def _raw(a: np.ndarray, dtype: str) -> bytes:
+    return np.ascontiguousarray(a, dtype=dtype).tobytes()
+
+
+def encode(batch: PackedBatch, *, binary: bool = False) -> dict[str, Any]:
+    """The message body: arrays as base64 text (JSON-safe), or with ``binary`` as raw bytes (for a
+    transport that carries bytes as they are)."""
+    enc = _raw if binary else _b64
     return {
         "v": VERSION,
         "codes": list(batch.codes),
         "levels": batch.levels,
         "book_n": [int(x) for x in batch.book_n],
         "trade_n": [int(x) for x in batch.trade_n],
-        "ts": _b64(batch.ts, _DT["ts"]),
-        "book": _b64(batch.book, _DT["book"]),
-        "t_ts": _b64(batch.t_ts, _DT["t_ts"]),
-        "t_price": _b64(batch.t_price, _DT["t_price"]),
-        "t_volume": _b64(batch.t_volume, _DT["t_volume"]),
-        "t_side": _b64(batch.t_side, _DT["t_side"]),
+        "ts": enc(batch.ts, _DT["ts"]),
+        "book": enc(batch.book, _DT["book"]),
+        "t_ts": enc(batch.t_ts, _DT["t_ts"]),
+        "t_price": enc(batch.t_price, _DT["t_price"]),
+        "t_volume": enc(batch.t_volume, _DT["t_volume"]),
+        "t_side": enc(batch.t_side, _DT["t_side"]),
     }
+
+
+def _bytes(v: Any) -> bytes:
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v)
+    return base64.b64decode(v, validate=True)
 
 
 def decode(payload: Mapping[str, Any]) -> PackedBatch:

@@ -38,9 +38,12 @@ class PredictionBatcher:
     """Accumulates the new books/trades per market between sends; :meth:`take` packs them into one block
     (``market.batchwire``) with at most ``levels`` price levels per side."""
 
-    def __init__(self, max_books_per_market: int = 600, levels: int | None = None) -> None:
+    def __init__(
+        self, max_books_per_market: int = 600, levels: int | None = None, binary: bool = False
+    ) -> None:
         from django.conf import settings
 
+        self.binary = binary  # raw bytes instead of base64 text (for a sink whose serializer carries bytes)
         self.max_books = max_books_per_market
         self.levels = int(levels or getattr(settings, "MARKET_PREDICTION_LEVELS", DEFAULT_LEVELS))
         self._books: dict[str, list[tuple[int, Any]]] = {}
@@ -61,7 +64,7 @@ class PredictionBatcher:
         self._books, self._trades = {}, {}
         if not books and not trades:
             return {}
-        return batchwire.encode(batchwire.pack(books, trades))
+        return batchwire.encode(batchwire.pack(books, trades), binary=self.binary)
 
 
 def celery_prediction_sink() -> Callable[[dict[str, Any]], None]:

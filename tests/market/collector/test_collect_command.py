@@ -37,10 +37,15 @@ def test_prediction_sink_sends_the_batch_by_task_name(monkeypatch: pytest.Monkey
     from celery_app import app
 
     sent: list[tuple[str, dict[str, Any], str]] = []
-    monkeypatch.setattr(app, "send_task", lambda name, kwargs, queue: sent.append((name, kwargs, queue)))
+    monkeypatch.setattr(
+        app,
+        "send_task",
+        lambda name, kwargs, queue: sent.append((name, kwargs, queue)),
+    )
     sink = collector_module.celery_prediction_sink()
     sink({"v": 1, "codes": ["KRW-BTC"]})
-    assert sent == [("mlmodel.tasks.ingest_market_data", {"packed": {"v": 1, "codes": ["KRW-BTC"]}}, "ml")]
+    body = {"v": 1, "codes": ["KRW-BTC"]}
+    assert sent == [("mlmodel.tasks.ingest_market_data", {"packed": body}, "ml")]
 
 
 def test_day_uploads_are_read_only_in_the_admin(admin_user: Any) -> None:

@@ -15,6 +15,8 @@ import torch
 from django.core.files.base import ContentFile
 
 from celery_app import app
+from market import batchwire
+from market.collector import celery_prediction_sink
 from mlmodel.dataset import Normalizer
 from mlmodel.features import FeatureConfig, feature_names
 from mlmodel.models import ModelVersion, Prediction
@@ -123,7 +125,9 @@ def test_session_trades_through_a_real_celery_worker(worker_env, celery_worker_p
     assert buy.predicted_return == Decimal("0.01") and buy.model_version == bull.label
     assert buy.cost == Decimal("0.001005")  # both fees + half of a one-tick spread at 100,000,000
     model_promote(version=bear)
-    app.send_task("mlmodel.tasks.ingest_market_data", kwargs={"batch": batch(3, t0 + 12 * 200)}, queue="ml")
+    # The next batch as the collector sends it: one packed block of binary arrays (base64 in the JSON).
+    packed = batchwire.encode(batchwire.from_columns(batch(3, t0 + 12 * 200)))
+    celery_prediction_sink()(packed)
     sell = live.wait_until(lambda: decided("sell"), timeout=60, message="auto sell filled by the worker")
     assert sell.predicted_return == Decimal("-0.01") and sell.model_version == bear.label
     assert sell.order.volume == buy.order.executed_volume
