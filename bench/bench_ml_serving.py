@@ -42,6 +42,7 @@ from mlmodel.training import ModelBundle, TrainConfig  # noqa: E402
 from tests.mlmodel.synth import synthetic_market  # noqa: E402
 
 KEEP_MS = 300_000
+FEED_LEVELS = 15  # MARKET_PREDICTION_LEVELS: the collector sends the first 15 of the 30 levels it records
 STEP = 5  # snapshots per market per call (~1 s at 5 Hz)
 
 
@@ -82,9 +83,11 @@ def batch_rows(book: BookArrays, trades: TradeArrays, lo: int, hi: int) -> dict[
 
 def packed_message(series: list[tuple[BookArrays, TradeArrays]], names: list[str], lo: int, hi: int) -> str:
     """What the collector sends for one call, as the JSON text the broker carries."""
-    packed = batchwire.from_columns(
-        {n: batch_rows(b, t, lo, hi) for n, (b, t) in zip(names, series, strict=True)}
-    )
+    cols = {n: batch_rows(b, t, lo, hi) for n, (b, t) in zip(names, series, strict=True)}
+    for c in cols.values():
+        for k in ("ask_px", "ask_sz", "bid_px", "bid_sz"):
+            c[k] = [row[:FEED_LEVELS] for row in c[k]]
+    packed = batchwire.from_columns(cols)
     return json.dumps({"packed": batchwire.encode(packed)})
 
 
@@ -151,7 +154,7 @@ def run_now(n_markets: int, calls: int, pred: Predictor) -> dict[str, np.ndarray
         t2 = time.perf_counter()
         ok, x = server.state.model_inputs(midx, loaded.spec)
         t3 = time.perf_counter()
-        out = pred.predict_normalized(x[ok])
+        out = pred.predict_normalized(x if ok.all() else x[ok])
         t4 = time.perf_counter()
         assert len(out) == n_markets
         for k, v in zip(times, (t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
@@ -189,7 +192,7 @@ def main() -> None:
     pred = predictor()
     sizes, calls = ((1, 20), 40) if args.quick else ((1, 100, 200), 300)
     print(
-        f"ingest compute path, {STEP} new snapshots per market per call, 30 levels, "
+        f"ingest compute path, {STEP} new snapshots per market per call, {FEED_LEVELS} of 30 levels sent, "
         f"{KEEP_MS // 1000} s kept, LSTM hidden 32 window 50, CPU threads {args.threads}"
     )
     for n in sizes:
