@@ -42,6 +42,7 @@ class Server:
         self.state = LiveState(keep_ms=int(float(conf.get("ML_LIVE_KEEP_S")) * 1000))
         self.models: dict[int, LoadedModel] = {}
         self._keys = 0
+        self._refused: set[int] = set()
         self.lock = threading.Lock()
         self.last_prune = 0.0
 
@@ -70,6 +71,25 @@ class Server:
         loaded = LoadedModel(version_id, label, sha, predictor, ModelSpec.of(self._keys, predictor))
         self.models[version_id] = loaded
         return loaded
+
+    def _feed_fits(self, loaded: LoadedModel) -> bool:
+        """A model that reads more price levels than the collector sends would be fed padding: refuse it
+        (no prediction is better than a wrong one) and say so once."""
+        from django.conf import settings
+
+        feed = int(getattr(settings, "MARKET_PREDICTION_LEVELS", 30))
+        if loaded.spec.levels <= feed:
+            return True
+        if loaded.version_id not in self._refused:
+            self._refused.add(loaded.version_id)
+            logger.error(
+                "model %s uses %d price levels but the collector sends %d (MARKET_PREDICTION_LEVELS): "
+                "not serving it",
+                loaded.label,
+                loaded.spec.levels,
+                feed,
+            )
+        return False
 
     def predict_group(self, loaded: LoadedModel, midx: np.ndarray) -> dict[int, float]:
         """The new feature rows of all markets ``midx`` (compiled, only what this model has not seen), then
@@ -133,7 +153,7 @@ class Server:
                 if version is None:
                     continue
                 loaded = self._model_for(version)
-                if loaded is None:
+                if loaded is None or not self._feed_fits(loaded):
                     continue
                 loaded_by_id[loaded.version_id] = loaded
                 groups.setdefault(loaded.version_id, []).append(st.index[market])

@@ -178,3 +178,32 @@ def test_a_backlog_of_old_batches_is_not_predicted_on(_ml_env: dict[str, Path], 
     assert Prediction.objects.count() == 0 and sent == []
     assert tasks.ingest_market_data.run(batch={MARKET: batch_of(moved, mtrades, 100, 200)}) == 1
     assert int(prediction_latest(market=MARKET).ts.timestamp() * 1000) == int(moved.ts[199])
+
+
+def test_a_model_needing_more_levels_than_the_feed_sends_is_not_served(
+    _ml_env: dict[str, Path], sent, settings, caplog
+):
+    """The collector sends MARKET_PREDICTION_LEVELS levels; a model reading deeper would be fed padding."""
+    settings.MARKET_PREDICTION_LEVELS = 3  # the trained model reads 5 levels
+    book, trades = synthetic_days(_ml_env["data"])
+    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
+    services.model_promote(version=version)
+    for k in range(4):
+        assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 10 * k, 10 * k + 10)}) == 0
+    assert Prediction.objects.count() == 0 and sent == []
+    assert sum("MARKET_PREDICTION_LEVELS" in r.getMessage() for r in caplog.records) == 1  # said once
+    settings.MARKET_PREDICTION_LEVELS = 15
+    assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 40, 50)}) == 1
+
+
+def test_packed_batches_from_the_collector_predict_like_column_batches(_ml_env: dict[str, Path], sent):
+    from market import batchwire
+
+    book, trades = synthetic_days(_ml_env["data"])
+    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
+    services.model_promote(version=version)
+    for k in range(4):
+        body = batchwire.encode(batchwire.from_columns({MARKET: batch_of(book, trades, 10 * k, 10 * k + 10)}))
+        assert tasks.ingest_market_data.run(packed=body) == (1 if k else 0)
+    assert tasks.ingest_market_data.run(packed={**body, "book_n": [99]}) == 0  # malformed: dropped, no 500
+    assert Prediction.objects.count() == 3
