@@ -22,7 +22,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,7 +38,7 @@ from mlmodel.inference import Predictor, latest_window  # noqa: E402
 from mlmodel.nets import LSTMConfig, LSTMRegressor  # noqa: E402
 from mlmodel.serving import Server  # noqa: E402
 from mlmodel.training import ModelBundle, TrainConfig  # noqa: E402
-from tests.mlmodel.synth import synthetic_market  # noqa: E402
+from tests.mlmodel.synth import column_batch, synthetic_market  # noqa: E402
 
 KEEP_MS = 300_000
 FEED_LEVELS = 15  # MARKET_PREDICTION_LEVELS: the collector sends the first 15 of the 30 levels it records
@@ -63,22 +62,7 @@ def predictor(window: int = 50, hidden: int = 32) -> Predictor:
     return Predictor(bundle, device="cpu")
 
 
-def batch_rows(book: BookArrays, trades: TradeArrays, lo: int, hi: int) -> dict[str, Any]:
-    t_lo = int(np.searchsorted(trades.ts, book.ts[lo - 1], side="right")) if lo else 0
-    t_hi = int(np.searchsorted(trades.ts, book.ts[hi - 1], side="right"))
-    return {
-        "ts": book.ts[lo:hi].tolist(),
-        "ask_px": book.ask_px[lo:hi].tolist(),
-        "ask_sz": book.ask_sz[lo:hi].tolist(),
-        "bid_px": book.bid_px[lo:hi].tolist(),
-        "bid_sz": book.bid_sz[lo:hi].tolist(),
-        "trades": {
-            "ts": trades.ts[t_lo:t_hi].tolist(),
-            "price": trades.price[t_lo:t_hi].tolist(),
-            "volume": trades.volume[t_lo:t_hi].tolist(),
-            "side": trades.side[t_lo:t_hi].tolist(),
-        },
-    }
+batch_rows = column_batch  # rows lo..hi-1 and the trades since the previous snapshot
 
 
 def packed_message(series: list[tuple[BookArrays, TradeArrays]], names: list[str], lo: int, hi: int) -> str:

@@ -4,6 +4,7 @@ imbalance, trade signs and (with a lag) the mid, so short-horizon returns are le
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,3 +73,35 @@ def book_from_rows(ts: Sequence[int], asks: Levels, bids: Levels, levels: int = 
         for j, (p, q) in enumerate(bids[i]):
             bp[i, j], bsz[i, j] = p, q
     return BookArrays(ts=np.asarray(ts, dtype=np.int64), ask_px=ap, ask_sz=asz, bid_px=bp, bid_sz=bsz)
+
+
+def column_batch(
+    book: BookArrays,
+    trades: TradeArrays,
+    lo: int,
+    hi: int,
+    t_lo: int | None = None,
+    t_hi: int | None = None,
+    *,
+    side_names: bool = False,
+) -> dict[str, Any]:
+    """Snapshots lo..hi-1 in the per-market column batch format, with trades t_lo..t_hi-1 (default: those
+    after the previous snapshot up to the last one); sides as +1/-1 or, with ``side_names``, "BID"/"ASK"."""
+    if t_lo is None:
+        t_lo = int(np.searchsorted(trades.ts, book.ts[lo - 1], side="right")) if lo else 0
+    if t_hi is None:
+        t_hi = int(np.searchsorted(trades.ts, book.ts[hi - 1], side="right"))
+    sides = trades.side[t_lo:t_hi]
+    return {
+        "ts": book.ts[lo:hi].tolist(),
+        "ask_px": book.ask_px[lo:hi].tolist(),
+        "ask_sz": book.ask_sz[lo:hi].tolist(),
+        "bid_px": book.bid_px[lo:hi].tolist(),
+        "bid_sz": book.bid_sz[lo:hi].tolist(),
+        "trades": {
+            "ts": trades.ts[t_lo:t_hi].tolist(),
+            "price": trades.price[t_lo:t_hi].tolist(),
+            "volume": trades.volume[t_lo:t_hi].tolist(),
+            "side": ["BID" if s > 0 else "ASK" for s in sides] if side_names else sides.tolist(),
+        },
+    }

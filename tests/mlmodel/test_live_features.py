@@ -6,8 +6,6 @@ windows and gap rules on the same markets, and the packed wire format in between
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
@@ -20,7 +18,7 @@ from mlmodel.inference import Predictor, latest_window
 from mlmodel.live import LiveState, ModelSpec
 from mlmodel.nets import LSTMConfig, LSTMRegressor
 from mlmodel.training import ModelBundle, TrainConfig
-from tests.mlmodel.synth import synthetic_market
+from tests.mlmodel.synth import column_batch, synthetic_market
 
 N = 1300
 
@@ -40,22 +38,6 @@ def _predictor(window: int = 20, seed: int = 0, cfg: FeatureConfig | None = None
         y_scale=1e-3,
     )
     return Predictor(bundle, device="cpu")
-
-
-def _columns(book: BookArrays, trades: TradeArrays, lo: int, hi: int, t_lo: int, t_hi: int) -> dict[str, Any]:
-    return {
-        "ts": book.ts[lo:hi].tolist(),
-        "ask_px": book.ask_px[lo:hi].tolist(),
-        "ask_sz": book.ask_sz[lo:hi].tolist(),
-        "bid_px": book.bid_px[lo:hi].tolist(),
-        "bid_sz": book.bid_sz[lo:hi].tolist(),
-        "trades": {
-            "ts": trades.ts[t_lo:t_hi].tolist(),
-            "price": trades.price[t_lo:t_hi].tolist(),
-            "volume": trades.volume[t_lo:t_hi].tolist(),
-            "side": trades.side[t_lo:t_hi].tolist(),
-        },
-    }
 
 
 def _markets() -> list[tuple[BookArrays, TradeArrays]]:
@@ -105,7 +87,7 @@ def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows,
             if m == 3 and hi < N:  # market 3's trades arrive one batch late (older than its newest rows)
                 t_hi = int(np.searchsorted(tr.ts, book.ts[max(lo - 1, 0)], side="right"))
             t_hi = max(t_hi, t_done[m])
-            batch[f"KRW-M{m}"] = _columns(book, tr, lo, hi, t_done[m], t_hi)
+            batch[f"KRW-M{m}"] = column_batch(book, tr, lo, hi, t_done[m], t_hi)
             t_done[m] = t_hi
         midx = state.append(batchwire.decode(batchwire.encode(batchwire.from_columns(batch))))
         # Alternate which model sees the markets: each must catch up on (only) what it has not seen.
@@ -134,7 +116,7 @@ def test_compaction_keeps_only_the_recent_rows_and_replays_are_ignored() -> None
     for lo in range(0, 2000, 50):
         t_lo = int(np.searchsorted(trades.ts, book.ts[lo - 1], side="right")) if lo else 0
         t_hi = int(np.searchsorted(trades.ts, book.ts[lo + 49], side="right"))
-        cols = _columns(book, trades, lo, lo + 50, t_lo, t_hi)
+        cols = column_batch(book, trades, lo, lo + 50, t_lo, t_hi)
         state.append(batchwire.from_columns({"KRW-A": cols}))
         state.append(batchwire.from_columns({"KRW-A": cols}))  # a redelivered batch adds nothing
     m = state.index["KRW-A"]

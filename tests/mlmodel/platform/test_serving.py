@@ -19,27 +19,14 @@ from mlmodel.selectors import prediction_latest
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
 from tests.mlmodel.platform.test_training import drain, listen
+from tests.mlmodel.synth import column_batch
 
 pytestmark = pytest.mark.django_db
 
 
 def batch_of(book: BookArrays, trades: TradeArrays, lo: int, hi: int) -> dict[str, Any]:
-    """Rows lo..hi-1 in the collector's batch format (and the trades up to the last snapshot)."""
-    t_lo = int(np.searchsorted(trades.ts, book.ts[lo - 1], side="right")) if lo else 0
-    t_hi = int(np.searchsorted(trades.ts, book.ts[hi - 1], side="right"))
-    return {
-        "ts": book.ts[lo:hi].tolist(),
-        "ask_px": book.ask_px[lo:hi].tolist(),
-        "ask_sz": book.ask_sz[lo:hi].tolist(),
-        "bid_px": book.bid_px[lo:hi].tolist(),
-        "bid_sz": book.bid_sz[lo:hi].tolist(),
-        "trades": {
-            "ts": trades.ts[t_lo:t_hi].tolist(),
-            "price": trades.price[t_lo:t_hi].tolist(),
-            "volume": trades.volume[t_lo:t_hi].tolist(),
-            "side": ["BID" if s > 0 else "ASK" for s in trades.side[t_lo:t_hi]],
-        },
-    }
+    """Rows lo..hi-1 in the collector's column format (and the trades up to the last snapshot)."""
+    return column_batch(book, trades, lo, hi, side_names=True)
 
 
 @pytest.fixture
