@@ -22,6 +22,14 @@ pytestmark = pytest.mark.django_db
 D = Decimal
 
 
+def bare_decision(session, **fields):  # noqa: ANN001, ANN003, ANN201
+    """A decision row with zero figures (the tests only need its action, outcome and order)."""
+    zero = {k: 0 for k in ("predicted_return", "threshold", "fee_cost", "half_spread", "cost")}
+    return AutoTradeDecision.objects.create(
+        session=session, user=session.user, market=session.market, prediction_ts=1, **zero, **fields
+    )
+
+
 def drain(channel: str) -> list[dict]:
     """Every message waiting on an in-memory channel (stops after 50 ms of silence)."""
     import asyncio
@@ -167,21 +175,7 @@ def test_stop_cancels_the_sessions_open_orders_and_ends_trading(user, wide_book,
         source=OrderSource.AUTO,
     )
     assert resting.state == OrderState.OPEN
-    AutoTradeDecision.objects.create(
-        session=s,
-        user=user,
-        market="KRW-BTC",
-        prediction_ts=1,
-        predicted_return=0,
-        threshold=0,
-        fee_cost=0,
-        half_spread=0,
-        cost=0,
-        action="buy",
-        reason="signal_buy",
-        outcome="placed",
-        order=resting,
-    )
+    bare_decision(s, action="buy", reason="signal_buy", outcome="placed", order=resting)
     autotrade_on_prediction.run(prediction=prediction(0.003))
     assert decisions(s)[-1].reason == "order_in_flight"
     stopped = autotrade.autotrade_stop(user=user, market="KRW-BTC")
@@ -351,21 +345,7 @@ def test_no_cut_while_an_order_of_the_session_is_being_placed(user, wide_book, a
     half = (bought / 2).quantize(D("0.00000001"))
     manual(user, Side.ASK, volume=half)
     # A decision whose order is still on its way: the balance may already show a fill the rows do not.
-    AutoTradeDecision.objects.create(
-        session=s,
-        user=user,
-        market="KRW-BTC",
-        prediction_ts=1,
-        predicted_return=0,
-        threshold=0,
-        fee_cost=0,
-        half_spread=0,
-        cost=0,
-        action="sell",
-        reason="signal_sell",
-        outcome="pending",
-        idempotency_key="in-flight",
-    )
+    bare_decision(s, action="sell", reason="signal_sell", outcome="pending", idempotency_key="in-flight")
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume is None
     assert autotrade.session_position(session=s).volume == bought
