@@ -28,18 +28,10 @@ import numba
 import numpy as np
 
 from market.batchwire import PackedBatch
-from market.upbit.protocol import KRW_TICK_TABLE
+from mlmodel.ticks import tick_table_arrays
 
 NONE_TS = np.iinfo(np.int64).max
 BPS = 1e4
-
-
-def tick_table_arrays(table=KRW_TICK_TABLE) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """(bounds ascending with -inf first, ticks) - the same lookup as ``mlmodel.ticks.tick_table_fn``."""
-    bounds = np.array([float(b) for b, _ in table][::-1], dtype=np.float64)
-    ticks = np.array([float(t) for _, t in table][::-1], dtype=np.float64)
-    bounds[0] = -np.inf
-    return bounds, ticks
 
 
 # ---------------------------------------------------------------------------------------------- kernels
@@ -754,11 +746,6 @@ class LiveState:
 
     def rows(self, m: int) -> int:
         return int(self.n[m])
-
-    def span_ms(self, code: str) -> int:
-        m = self.index[code]
-        nm = int(self.n[m])
-        return int(self.ts[m, nm - 1] - self.ts[m, 0]) if nm else 0
 
     def best(self, m: int) -> tuple[float, float]:
         """(best ask, best bid) of the newest row."""

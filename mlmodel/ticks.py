@@ -12,12 +12,20 @@ from market.upbit.protocol import KRW_TICK_TABLE, KRW_TICK_TABLE_2024
 TickFn = Callable[[np.ndarray], np.ndarray]
 
 
-def tick_table_fn(table: Sequence[tuple[Decimal | float, Decimal | float]] = KRW_TICK_TABLE) -> TickFn:
-    """A vectorised ``price -> tick`` function for a (lower bound, tick) table sorted highest first
-    (``market.upbit.protocol`` holds Upbit's tables)."""
+def tick_table_arrays(
+    table: Sequence[tuple[Decimal | float, Decimal | float]] = KRW_TICK_TABLE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower bounds ascending, -inf first; ticks): the lookup arrays of a table sorted highest first."""
     bounds = np.array([float(b) for b, _ in table][::-1], dtype=np.float64)
     ticks = np.array([float(t) for _, t in table][::-1], dtype=np.float64)
     bounds[0] = -np.inf  # below the smallest bound the smallest tick applies
+    return bounds, ticks
+
+
+def tick_table_fn(table: Sequence[tuple[Decimal | float, Decimal | float]] = KRW_TICK_TABLE) -> TickFn:
+    """A vectorised ``price -> tick`` function for a (lower bound, tick) table sorted highest first
+    (``market.upbit.protocol`` holds Upbit's tables)."""
+    bounds, ticks = tick_table_arrays(table)
 
     def tick(price: np.ndarray) -> np.ndarray:
         p = np.asarray(price, dtype=np.float64)
