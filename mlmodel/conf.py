@@ -46,6 +46,13 @@ def get(name: str) -> Any:
     return getattr(settings, name, DEFAULTS[name])
 
 
+def spread_cost_factor() -> float:
+    """The share of the relative spread counted as a decision's cost, the same number auto-trading uses
+    (``AUTOTRADE_SPREAD_COST_FACTOR``, validated 0..2 when the settings load; 0.5 = the half-spread), so the
+    backtest that decides promotion trades by the rule the users' sessions will follow."""
+    return float(getattr(settings, "AUTOTRADE_SPREAD_COST_FACTOR", 0.5))
+
+
 def spike_dir() -> Path:
     """Where slices of spike/crash periods are kept (beyond the collector's local retention)."""
     default = Path(settings.MARKET_DATA_DIR).parent / (Path(settings.MARKET_DATA_DIR).name + "-ml-spikes")

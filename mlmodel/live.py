@@ -518,9 +518,36 @@ def _featurise(
 
 
 @numba.njit(cache=True, nogil=True)
+def _store(stage, k, is_size, mean, inv_std, clip, rowok, dm, ds, z, zvalid):  # noqa: ANN001, ANN201
+    """The kernel's raw rows into the model's ring, exactly as ``Predictor.normalize`` does offline: level
+    sizes log1p'd, float32, ``(x - mean) * inv_std``, NaN -> 0, clipped; a row with a non-finite raw value
+    is marked invalid (no window containing it is served). No fastmath: the NaN checks must hold."""
+    F = stage.shape[1]
+    lo = np.float32(-clip)
+    hi = np.float32(clip)
+    for i in range(k):
+        good = rowok[i]
+        m = dm[i]
+        s = ds[i]
+        for f in range(F):
+            v = stage[i, f]
+            if is_size[f]:
+                v = np.log1p(v)
+            v32 = np.float32(v)
+            if not np.isfinite(v32):
+                good = False
+            zz = (v32 - mean[f]) * inv_std[f]
+            if np.isnan(zz):
+                zz = np.float32(0.0)
+            z[m, s, f] = min(max(zz, lo), hi)
+        zvalid[m, s] = good
+
+
+@numba.njit(cache=True, nogil=True)
 def _gather(midx, key, window, n, base, dtp, f_key, f_first, f_last, z, zvalid, zabs, gap, out):  # noqa: ANN001, ANN201
-    """The newest ``window`` normalised rows of each market into ``out[k]`` when they are all valid, of
-    this model and from one segment; returns the ok mask."""
+    """The newest ``window`` normalised rows of each market into ``out[:, k]`` (time-major: the layout
+    the CPU LSTM kernel reads without a copy) when they are all valid, of this model and from one segment;
+    returns the ok mask."""
     WR = z.shape[1]
     F = out.shape[2]
     ok = np.zeros(midx.shape[0], dtype=np.bool_)
@@ -547,7 +574,7 @@ def _gather(midx, key, window, n, base, dtp, f_key, f_first, f_last, z, zvalid, 
                 good = False
                 break
             for f in range(F):
-                out[k, q, f] = z[m, s, f]
+                out[q, k, f] = z[m, s, f]
         ok[k] = good
     return ok
 
@@ -560,8 +587,10 @@ class ModelSpec:
     """What the kernels need of a model: its feature config as arrays and its normalisation."""
 
     key: int
-    normalize: Any  # the predictor's own: raw float32 rows -> model inputs, exactly as offline
-    size_cols: tuple[tuple[int, int], ...]  # the level-size columns (log1p applied after the kernel)
+    mean: np.ndarray  # float32 [F]: the predictor's normalisation (``Predictor.normalize``)
+    inv_std: np.ndarray  # float32 [F]
+    clip: float
+    is_size: np.ndarray  # bool [F]: the level-size columns (log1p applied after the kernel)
     window: int
     levels: int
     depths: np.ndarray
@@ -589,11 +618,13 @@ class ModelSpec:
         ]
         wins = np.unique(np.concatenate(groups))
         ofi_k, trade_k, vol_k, ret_k = (np.searchsorted(wins, g).astype(np.int64) for g in groups)
-        L = int(cfg.levels)
+        is_size = np.array(["_logsz_" in n for n in predictor.feature_names], dtype=np.bool_)
         return cls(
             key=key,
-            normalize=predictor.normalize,
-            size_cols=((3 + L, 3 + 2 * L), (3 + 3 * L, 3 + 4 * L)),
+            mean=np.ascontiguousarray(predictor._mean, dtype=np.float32),
+            inv_std=np.ascontiguousarray(predictor._inv_std, dtype=np.float32),
+            clip=float(predictor._clip),
+            is_size=is_size,
             window=int(predictor.window),
             levels=int(cfg.levels),
             depths=np.array(cfg.depths, dtype=np.int64),
@@ -755,7 +786,8 @@ class LiveState:
     # ---- features and model input
     def model_inputs(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         """Featurise what ``spec``'s model has not seen for these markets, then return (ok mask, inputs
-        [len(midx), window, F] float32; rows of markets not ok are undefined)."""
+        [ok.sum(), window, F] float32 for the ok markets, in ``midx`` order). The inputs are a batch-major
+        view of a time-major buffer (``Predictor.predict_normalized`` hands it to the LSTM without a copy)."""
         W, F = spec.window, spec.n_features
         if self.z.shape[1] < W or self.z.shape[2] < F:
             self._resize(z_rows=max(self.z.shape[1], W), z_features=max(self.z.shape[2], F))
@@ -777,17 +809,15 @@ class LiveState:
             self._dst[1], self._rowok,
         )  # fmt: skip
         if k:
-            x = self._stage[:k]
-            for lo, hi in spec.size_cols:
-                np.log1p(x[:, lo:hi], out=x[:, lo:hi])
-            x32 = x.astype(np.float32)
-            valid = self._rowok[:k] & np.isfinite(x32).all(axis=1)
-            dm, ds = self._dst[0, :k], self._dst[1, :k]
-            z[dm, ds] = spec.normalize(x32)
-            self.zvalid[dm, ds] = valid
-        out = np.empty((midx.shape[0], W, F), dtype=np.float32)
+            _store(
+                self._stage, k, spec.is_size, spec.mean, spec.inv_std, spec.clip, self._rowok, self._dst[0],
+                self._dst[1], z, self.zvalid,
+            )  # fmt: skip
+        out = np.empty((W, midx.shape[0], F), dtype=np.float32)
         ok = _gather(
             midx, spec.key, W, self.n, self.base, self.dtp, self.f_key, self.f_first, self.f_last, z,
             self.zvalid, self.zabs, spec.gap_ms, out,
         )  # fmt: skip
-        return ok, out
+        if not ok.all():
+            out = np.ascontiguousarray(out[:, ok])  # still time-major, only the markets with a window
+        return ok, out.transpose(1, 0, 2)

@@ -498,6 +498,7 @@ def pipeline_run(
         order_krw=params.backtest_order_krw,
         latency_ms=params.backtest_latency_ms,
         min_total_krw=float(getattr(settings, "UPBIT_MIN_ORDER_KRW", 5000)),
+        spread_cost_factor=conf.spread_cost_factor(),
     )
     eval_cfg = EvalConfig(
         window=params.window,

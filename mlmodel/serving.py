@@ -99,8 +99,6 @@ class Server:
         ok, x = self.state.model_inputs(midx, loaded.spec)
         if not ok.any():
             return {}
-        if not ok.all():
-            x = x[ok]
         threads = conf.get("ML_SERVING_THREADS")
         before = torch_threads() if threads and str(p.device) == "cpu" else None
         if before is not None and before != int(threads):

@@ -94,6 +94,7 @@ def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows,
         for k in ([0, 1] if lo % 3 else [1]) if hi < N else [0, 1]:
             pred, spec = models[k], specs[k]
             ok, x = state.model_inputs(midx, spec)
+            assert x.shape == (int(ok.sum()), pred.window, spec.n_features)
             for j, (book, tr) in enumerate(series):
                 frame = compute_features(
                     _head(book, hi), _trades_head(tr, t_done[j]), config=pred.bundle.feature_config
@@ -103,7 +104,8 @@ def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows,
                 if want is None:
                     refused += 1
                     continue
-                np.testing.assert_allclose(x[j], pred.normalize(want), rtol=2e-5, atol=2e-5)
+                row = int(ok[:j].sum())  # the inputs hold only the ok markets, in order
+                np.testing.assert_allclose(x[row], pred.normalize(want), rtol=2e-5, atol=2e-5)
                 compared += 1
         lo = hi
     assert compared > 800 and refused > 20
@@ -147,3 +149,34 @@ def test_packed_wire_round_trip_and_bad_blocks() -> None:
     for broken in ({**body, "v": 9}, {**body, "book_n": [5, 0]}, {**body, "ts": "%%%"}, {"v": 1}):
         with pytest.raises(batchwire.BatchFormatError):
             batchwire.decode(broken)
+    raw = batchwire.decode(batchwire.encode(packed, binary=True))  # a transport that carries bytes as they are
+    assert raw.codes == back.codes and np.array_equal(raw.book, back.book, equal_nan=True)
+
+
+@pytest.mark.parametrize("n", [*range(0, 12), 100, 4097])
+def test_compiled_base64_matches_the_standard_library(n: int) -> None:
+    import base64
+
+    data = np.random.default_rng(n).integers(0, 256, size=n, dtype=np.uint8).tobytes()
+    text = base64.b64encode(data).decode()
+    assert batchwire.b64decode(text).tobytes() == data == batchwire.b64decode(text.encode()).tobytes()
+
+
+@pytest.mark.parametrize("text", ["A===", "AB=C", "ab$d", "abc", "Zm9v\n", "Zm9vYg=", "é===", "====", "Zm 9"])
+def test_compiled_base64_refuses_what_validate_refuses(text: str) -> None:
+    import base64
+    import binascii
+
+    with pytest.raises((binascii.Error, ValueError)):
+        base64.b64decode(text, validate=True)
+    with pytest.raises(ValueError):
+        batchwire.b64decode(text)
+
+
+def test_time_major_inputs_predict_exactly_like_a_batch_major_copy() -> None:
+    pred = _predictor(window=20)
+    F = len(pred.feature_names)
+    time_major = np.random.default_rng(3).normal(size=(20, 7, F)).astype(np.float32)
+    view = time_major.transpose(1, 0, 2)  # what LiveState.model_inputs returns
+    assert not view.flags.c_contiguous
+    np.testing.assert_array_equal(pred.predict_normalized(view), pred.predict_normalized(view.copy()))

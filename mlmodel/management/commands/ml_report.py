@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ApplicationError
 from market import dayfiles
-from mlmodel import services
+from mlmodel import conf, services
 
 DEFAULT_SAMPLE = dayfiles.SAMPLE_CSV
 MODEL_ORDER = ("lstm", "linear_ofi", "gbt", "persistence")
@@ -137,7 +137,10 @@ class Command(BaseCommand):
             splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=p.n_splits)
             y = data.labelled.y
             fin = np.isfinite(y)
-            cost = decision_costs(data.book, np.nonzero(fin)[0], BacktestConfig(fee_rate=fee))
+            spread_k = conf.spread_cost_factor()
+            cost = decision_costs(
+                data.book, np.nonzero(fin)[0], BacktestConfig(fee_rate=fee, spread_cost_factor=spread_k)
+            )
             beyond = float(np.mean(np.abs(y[fin]) > cost)) if fin.any() else 0.0
             by_threshold = {}
             for thr in (0.0, p.backtest_threshold):
@@ -146,6 +149,7 @@ class Command(BaseCommand):
                     fee_rate=fee,
                     order_krw=p.backtest_order_krw,
                     latency_ms=p.backtest_latency_ms,
+                    spread_cost_factor=spread_k,
                 )
                 cfg = EvalConfig(window=p.window, move_threshold=2 * fee, backtest=bt)
                 factories = {
@@ -203,7 +207,8 @@ class Command(BaseCommand):
         same_mid = float(np.mean(mid[1:] == mid[:-1])) if len(mid) > 1 else 0.0
         fin = np.isfinite(y)
         moves = float(np.mean(np.abs(y[fin]) > 2 * fee)) if fin.any() else 0.0
-        cost = 2 * fee + 0.5 * float(np.nanmedian(rel_spread))
+        spread_k = conf.spread_cost_factor()
+        cost = 2 * fee + spread_k * float(np.nanmedian(rel_spread))
         edge = params.backtest_threshold + cost
         beyond_edge = float(np.mean(np.abs(y[fin]) > edge)) if fin.any() else 0.0
         start = dt.datetime.fromtimestamp(int(frame.ts[0]) / 1000, tz=dt.UTC)
@@ -265,7 +270,7 @@ class Command(BaseCommand):
         L.append(
             f"Backtest: the auto-trading rule (buy {params.backtest_order_krw:,.0f} KRW when the "
             "prediction > "
-            f"threshold {params.backtest_threshold * 100:.3f}% + both fees + half-spread; sell "
+            f"threshold {params.backtest_threshold * 100:.3f}% + both fees + {_spread_words(spread_k)}; sell "
             "the position when "
             f"it is < −(threshold + cost)); orders arrive {params.backtest_latency_ms} ms later and walk the "
             "recorded book (market orders pay the spread), fees on both sides, 5,000 KRW "
@@ -441,3 +446,11 @@ class Command(BaseCommand):
                 f"({edge * 1e4:.1f} bps): there is little a fee-paying strategy can capture here."
             )
         return " ".join(parts)
+
+
+def _spread_words(k: float) -> str:
+    if k == 0.5:
+        return "half-spread"
+    if k == 1.0:
+        return "the full spread"
+    return f"{k:g} x the spread"

@@ -64,7 +64,16 @@ def test_model_train_stores_a_candidate_with_artifact_report_and_plots(_ml_env: 
     assert v.metrics["promotable"] is True
     assert {"pred_vs_realised", "calibration", "equity_split_0", "equity_split_1"} <= set(v.plots)
     assert all(default_storage.exists(p) for p in v.plots.values())
+    # The backtest that decides promotion charges the spread the way auto-trading does (the setting).
+    assert v.report["evaluation"]["config"]["backtest"]["spread_cost_factor"] == 0.5
     assert train().version.version == 2  # numbers go on per market
+
+
+def test_the_walk_forward_backtest_follows_the_auto_trading_spread_cost(_ml_env: dict[str, Path], settings):
+    synthetic_days(_ml_env["data"])
+    settings.AUTOTRADE_SPREAD_COST_FACTOR = "1.0"  # a market round trip pays the full spread
+    v = train(epochs=1).version
+    assert v.report["evaluation"]["config"]["backtest"]["spread_cost_factor"] == 1.0
 
 
 def test_train_model_task_writes_progress_rows_and_pushes_them(
