@@ -95,10 +95,9 @@ def encode(batch: PackedBatch, *, binary: bool = False) -> dict[str, Any]:
     }
 
 
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_LUT = np.full(256, 255, dtype=np.uint8)
-_B64_LUT[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", dtype=np.uint8)] = (
-    np.arange(64, dtype=np.uint8)
-)
+_B64_LUT[np.frombuffer(_B64_ALPHABET, dtype=np.uint8)] = np.arange(64, dtype=np.uint8)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -164,9 +163,7 @@ def decode(payload: Mapping[str, Any]) -> PackedBatch:
         levels = int(payload["levels"])
         book_n = np.asarray(payload["book_n"], dtype=np.int64)
         trade_n = np.asarray(payload["trade_n"], dtype=np.int64)
-        arr = {
-            k: np.frombuffer(_bytes(payload[k]), dtype=dt) for k, dt in _DT.items()
-        }
+        arr = {k: np.frombuffer(_bytes(payload[k]), dtype=dt) for k, dt in _DT.items()}
     except BatchFormatError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

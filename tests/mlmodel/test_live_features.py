@@ -149,7 +149,7 @@ def test_packed_wire_round_trip_and_bad_blocks() -> None:
     for broken in ({**body, "v": 9}, {**body, "book_n": [5, 0]}, {**body, "ts": "%%%"}, {"v": 1}):
         with pytest.raises(batchwire.BatchFormatError):
             batchwire.decode(broken)
-    raw = batchwire.decode(batchwire.encode(packed, binary=True))  # a transport that carries bytes as they are
+    raw = batchwire.decode(batchwire.encode(packed, binary=True))  # a transport that carries raw bytes
     assert raw.codes == back.codes and np.array_equal(raw.book, back.book, equal_nan=True)
 
 
