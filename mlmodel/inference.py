@@ -27,9 +27,11 @@ class Predictor:
         self.feature_names = bundle.feature_names
         self.feature_version = bundle.feature_version
         self.horizon_s = bundle.horizon_s
-        self._mean = bundle.normalizer.mean.astype(np.float32)
-        self._inv_std = (1.0 / bundle.normalizer.std).astype(np.float32)
-        self._clip = np.float32(bundle.normalizer.clip)
+        # The normalisation as float32 arrays: ``normalize`` uses them, and so does the live kernels' copy
+        # of it (``mlmodel.live._store``), so both read the same numbers.
+        self.mean = np.ascontiguousarray(bundle.normalizer.mean, dtype=np.float32)
+        self.inv_std = np.ascontiguousarray(1.0 / bundle.normalizer.std, dtype=np.float32)
+        self.clip = np.float32(bundle.normalizer.clip)
         self._scale = float(bundle.y_scale)
 
     @classmethod
@@ -53,9 +55,9 @@ class Predictor:
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """Raw feature rows [..., F] -> the model's normalised float32 inputs (NaN -> 0, clipped)."""
-        z = (np.asarray(x, dtype=np.float32) - self._mean) * self._inv_std
+        z = (np.asarray(x, dtype=np.float32) - self.mean) * self.inv_std
         np.nan_to_num(z, copy=False, nan=0.0)
-        np.clip(z, -self._clip, self._clip, out=z)
+        np.clip(z, -self.clip, self.clip, out=z)
         return z
 
     def predict_normalized(self, z: np.ndarray) -> np.ndarray:

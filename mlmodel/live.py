@@ -620,9 +620,9 @@ class ModelSpec:
         is_size = np.array(["_logsz_" in n for n in predictor.feature_names], dtype=np.bool_)
         return cls(
             key=key,
-            mean=np.ascontiguousarray(predictor._mean, dtype=np.float32),
-            inv_std=np.ascontiguousarray(predictor._inv_std, dtype=np.float32),
-            clip=float(predictor._clip),
+            mean=predictor.mean,
+            inv_std=predictor.inv_std,
+            clip=float(predictor.clip),
             is_size=is_size,
             window=int(predictor.window),
             levels=int(cfg.levels),

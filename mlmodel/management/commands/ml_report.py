@@ -130,6 +130,7 @@ class Command(BaseCommand):
         from mlmodel.evaluation import EvalConfig, walk_forward_evaluate, walk_forward_splits_by_rows
 
         fee = float(settings.UPBIT_FEE_RATE)
+        spread_k = conf.spread_cost_factor()
         rows: list[dict[str, Any]] = []
         for horizon in sorted({10.0, 30.0, 60.0, 120.0, params.horizon_s}):
             p = services.TrainParams.from_dict({**params.to_dict(), "horizon_s": horizon})
@@ -137,7 +138,6 @@ class Command(BaseCommand):
             splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=p.n_splits)
             y = data.labelled.y
             fin = np.isfinite(y)
-            spread_k = conf.spread_cost_factor()
             cost = decision_costs(
                 data.book, np.nonzero(fin)[0], BacktestConfig(fee_rate=fee, spread_cost_factor=spread_k)
             )
