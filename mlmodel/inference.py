@@ -32,7 +32,7 @@ class Predictor:
         self.mean = np.ascontiguousarray(bundle.normalizer.mean, dtype=np.float32)
         self.inv_std = np.ascontiguousarray(1.0 / bundle.normalizer.std, dtype=np.float32)
         self.clip = np.float32(bundle.normalizer.clip)
-        self._scale = float(bundle.y_scale)
+        self.y_scale = float(bundle.y_scale)  # the model's raw outputs times this = predicted log-returns
 
     @classmethod
     def from_bytes(cls, data: bytes, *, device: str = "cpu", threads: int | None = None) -> Predictor:
@@ -73,7 +73,7 @@ class Predictor:
             x = torch.from_numpy(np.ascontiguousarray(z))
         with torch.inference_mode():
             out = self.model(x.to(self.device))
-        return out.double().cpu().numpy() * self._scale
+        return out.double().cpu().numpy() * self.y_scale
 
     def predict_markets(self, latest: Mapping[str, np.ndarray]) -> dict[str, float]:
         """One batched forward pass for many markets; each value holds at least W rows of raw features

@@ -27,6 +27,8 @@ import numba
 import numpy as np
 
 from market.batchwire import PackedBatch
+from mlmodel import lstm_kernel
+from mlmodel.lstm_kernel import LSTMWeights
 from mlmodel.ticks import tick_table_arrays
 
 NONE_TS = np.iinfo(np.int64).max
@@ -543,12 +545,10 @@ def _store(stage, k, is_size, mean, inv_std, clip, rowok, dm, ds, z, zvalid):  #
 
 
 @numba.njit(cache=True, nogil=True)
-def _gather(midx, key, window, n, base, dtp, f_key, f_first, f_last, z, zvalid, zabs, gap, out):  # noqa: ANN001, ANN201
-    """The newest ``window`` normalised rows of each market into ``out[:, k]`` (time-major: the layout
-    the CPU LSTM kernel reads without a copy) when they are all valid, of this model and from one segment;
-    returns the ok mask."""
-    WR = z.shape[1]
-    F = out.shape[2]
+def _windows(midx, key, window, n, base, dtp, f_key, f_first, f_last, zvalid, zabs, gap, first):  # noqa: ANN001, ANN201
+    """Which markets have a servable newest window - ``window`` rows all valid, featurised by this model,
+    from one segment - with each one's first absolute row in ``first``; returns the ok mask."""
+    WR = zabs.shape[1]
     ok = np.zeros(midx.shape[0], dtype=np.bool_)
     for k in range(midx.shape[0]):
         m = midx[k]
@@ -556,26 +556,40 @@ def _gather(midx, key, window, n, base, dtp, f_key, f_first, f_last, z, zvalid, 
         if nm < window or f_key[m] != key:
             continue
         newest = base[m] + nm - 1
-        first = newest - window + 1
-        if f_last[m] != newest or f_first[m] > first:
+        lo = newest - window + 1
+        if f_last[m] != newest or f_first[m] > lo:
             continue
         good = True
         for i in range(nm - window + 1, nm):
             if dtp[m, i] < 0 or dtp[m, i] > gap:
                 good = False
                 break
-        if not good:
-            continue
-        for q in range(window):
-            ab = first + q
-            s = ab % WR
-            if zabs[m, s] != ab or not zvalid[m, s]:
-                good = False
+        for ab in range(lo, newest + 1):
+            if not good:
                 break
-            for f in range(F):
-                out[q, k, f] = z[m, s, f]
+            s = ab % WR
+            good = zabs[m, s] == ab and zvalid[m, s]
         ok[k] = good
+        first[k] = lo
     return ok
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather(midx, ok, first, window, z, out):  # noqa: ANN001, ANN201
+    """The ok markets' windows into ``out[:, j]`` (time-major: the layout the CPU LSTM kernel reads without
+    a copy), in ``midx`` order."""
+    WR = z.shape[1]
+    F = out.shape[2]
+    j = 0
+    for k in range(midx.shape[0]):
+        if not ok[k]:
+            continue
+        m = midx[k]
+        for q in range(window):
+            s = (first[k] + q) % WR
+            for f in range(F):
+                out[q, j, f] = z[m, s, f]
+        j += 1
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -601,9 +615,12 @@ class ModelSpec:
     ret_k: np.ndarray
     gap_ms: int
     n_features: int
+    lstm: LSTMWeights | None = None  # set: served by ``mlmodel.lstm_kernel`` over cached projections
 
     @classmethod
-    def of(cls, key: int, predictor) -> ModelSpec:  # noqa: ANN001
+    def of(cls, key: int, predictor, *, compiled: bool = False) -> ModelSpec:  # noqa: ANN001
+        """``compiled``: serve with the compiled LSTM kernel when the model is one it computes exactly and
+        the predictor runs on the CPU (a GPU forward pass stays with torch)."""
         cfg = predictor.bundle.feature_config
 
         def ms(ws: tuple[float, ...]) -> np.ndarray:
@@ -635,6 +652,7 @@ class ModelSpec:
             ret_k=ret_k,
             gap_ms=int(cfg.max_gap_ms),
             n_features=len(predictor.feature_names),
+            lstm=LSTMWeights.of(predictor.model) if compiled and str(predictor.device) == "cpu" else None,
         )
 
 
@@ -648,14 +666,17 @@ class LiveState:
         self.index: dict[str, int] = {}
         self.names: list[str] = []
         self._m = 0
-        self._alloc(16, rows, trades, ring, levels, z_rows=64, z_features=1)
+        self._alloc(16, rows, trades, ring, levels, z_rows=64, z_features=1, zp_gates=1)
         self._bounds, self._ticks = tick_table_arrays()
         self._stage = np.empty((0, 0))
         self._dst = np.empty((2, 0), dtype=np.int64)
         self._rowok = np.empty(0, dtype=np.bool_)
 
     # ---- allocation
-    def _alloc(self, mc: int, rows: int, trades: int, ring: int, levels: int, z_rows: int, z_features: int):  # noqa: ANN202
+    def _alloc(  # noqa: ANN202
+        self, mc: int, rows: int, trades: int, ring: int, levels: int, z_rows: int, z_features: int,
+        zp_gates: int,
+    ):  # fmt: skip
         old = self.__dict__.copy()
 
         def grow(name: str, shape: tuple[int, ...], dtype, fill) -> None:  # noqa: ANN001
@@ -695,18 +716,28 @@ class LiveState:
         else:
             self.ring = np.full((mc, ring, 4, levels), np.nan)
             self.ring_abs = np.full((mc, ring), -1, dtype=np.int64)
-        prev_z = old.get("z")
-        if prev_z is not None and prev_z.shape[1:] == (z_rows, z_features):
+        # The projection ring (``lstm_kernel.project``) shares the feature ring's slots and validity.
+        prev_z, prev_zp = old.get("z"), old.get("zp")
+        if (
+            prev_z is not None
+            and prev_z.shape[1:] == (z_rows, z_features)
+            and prev_zp is not None
+            and prev_zp.shape[2] == zp_gates
+        ):
             grow("z", (mc, z_rows, z_features), np.float32, 0.0)
+            grow("zp", (mc, z_rows, zp_gates), np.float32, 0.0)
             grow("zvalid", (mc, z_rows), np.bool_, False)
             grow("zabs", (mc, z_rows), np.int64, -1)
         else:
             self.z = np.zeros((mc, z_rows, z_features), dtype=np.float32)
+            self.zp = np.zeros((mc, z_rows, zp_gates), dtype=np.float32)
             self.zvalid = np.zeros((mc, z_rows), dtype=np.bool_)
             self.zabs = np.full((mc, z_rows), -1, dtype=np.int64)
             self.f_key[:] = -1  # every market's feature rows must be recomputed
 
-    def _resize(self, *, mc=None, rows=None, trades=None, ring=None, z_rows=None, z_features=None) -> None:  # noqa: ANN001
+    def _resize(
+        self, *, mc=None, rows=None, trades=None, ring=None, z_rows=None, z_features=None, zp_gates=None
+    ) -> None:  # noqa: ANN001, E501
         self._alloc(
             mc or self.n.shape[0],
             rows or self.ts.shape[1],
@@ -715,6 +746,7 @@ class LiveState:
             self.ring.shape[3],
             z_rows or self.z.shape[1],
             z_features or self.z.shape[2],
+            zp_gates or self.zp.shape[2],
         )
 
     def market_index(self, code: str) -> int:
@@ -783,13 +815,14 @@ class LiveState:
         return float(self.a1[m, nm - 1]), float(self.b1[m, nm - 1])
 
     # ---- features and model input
-    def model_inputs(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-        """Featurise what ``spec``'s model has not seen for these markets, then return (ok mask, inputs
-        [ok.sum(), window, F] float32 for the ok markets, in ``midx`` order). The inputs are a batch-major
-        view of a time-major buffer (``Predictor.predict_normalized`` hands it to the LSTM without a copy)."""
+    def _featurise_new(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Featurise (normalise, and project for a compiled model) what ``spec``'s model has not seen for
+        these markets. Returns (midx as contiguous int64, the feature ring as this model's [.., F] view)."""
         W, F = spec.window, spec.n_features
         if self.z.shape[1] < W or self.z.shape[2] < F:
             self._resize(z_rows=max(self.z.shape[1], W), z_features=max(self.z.shape[2], F))
+        if spec.lstm is not None and self.zp.shape[2] < spec.lstm.gates:
+            self._resize(zp_gates=spec.lstm.gates)  # every market's rows are featurised (and projected) anew
         if self.ring.shape[1] < W:
             self._resize(ring=max(2 * self.ring.shape[1], W))
         z = self.z[:, :, :F] if self.z.shape[2] != F else self.z  # a view: the kernels write through it
@@ -812,11 +845,39 @@ class LiveState:
                 self._stage, k, spec.is_size, spec.mean, spec.inv_std, spec.clip, self._rowok, self._dst[0],
                 self._dst[1], z, self.zvalid,
             )  # fmt: skip
-        out = np.empty((W, midx.shape[0], F), dtype=np.float32)
-        ok = _gather(
-            midx, spec.key, W, self.n, self.base, self.dtp, self.f_key, self.f_first, self.f_last, z,
-            self.zvalid, self.zabs, spec.gap_ms, out,
+            w = spec.lstm
+            if w is not None:
+                lstm_kernel.project(z, k, self._dst[0], self._dst[1], w.wih_t, w.bias, self.zp)
+        return midx, z
+
+    def _servable(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+        first = np.empty(midx.shape[0], dtype=np.int64)
+        ok = _windows(
+            midx, spec.key, spec.window, self.n, self.base, self.dtp, self.f_key, self.f_first, self.f_last,
+            self.zvalid, self.zabs, spec.gap_ms, first,
         )  # fmt: skip
-        if not ok.all():
-            out = np.ascontiguousarray(out[:, ok])  # still time-major, only the markets with a window
+        return ok, first
+
+    def model_inputs(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Featurise what ``spec``'s model has not seen for these markets, then return (ok mask, inputs
+        [ok.sum(), window, F] float32 for the ok markets, in ``midx`` order). The inputs are a batch-major
+        view of a time-major buffer (``Predictor.predict_normalized`` hands it to the LSTM without a copy)."""
+        midx, z = self._featurise_new(midx, spec)
+        ok, first = self._servable(midx, spec)
+        out = np.empty((spec.window, int(ok.sum()), spec.n_features), dtype=np.float32)
+        _gather(midx, ok, first, spec.window, z, out)
         return ok, out.transpose(1, 0, 2)
+
+    def lstm_outputs(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+        """For a model with compiled weights (``spec.lstm``): featurise and project what it has not seen,
+        then run the LSTM over each servable window straight from the projection ring. Returns (ok mask,
+        the model's raw outputs float32 [ok.sum()] - before ``y_scale`` - in ``midx`` order)."""
+        w = spec.lstm
+        if w is None:
+            raise ValueError("this model is served with torch: use model_inputs")
+        midx, _ = self._featurise_new(midx, spec)
+        ok, first = self._servable(midx, spec)
+        out = np.empty(int(ok.sum()), dtype=np.float32)
+        if out.size:
+            lstm_kernel.forward(midx[ok], first[ok], spec.window, self.zp, w.whh_t, w.head_w, w.head_b, out)
+        return ok, out

@@ -1,7 +1,8 @@
 """Live prediction serving inside the ml worker process: the recent rows of every market in one compiled
 feature state (``mlmodel.live``), the active models kept loaded (reloaded when the active version changes),
-one batched forward pass per model per call, predictions stored, published to ``market.<CODE>`` and handed
-to auto-trading by task name."""
+one batched forward pass per model per call - on CPU a single-layer LSTM runs the compiled kernel over cached
+input projections (``mlmodel.lstm_kernel``), anything else torch - predictions stored, published to
+``market.<CODE>`` and handed to auto-trading by task name."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Server:
         self._refused: set[int] = set()
         self.lock = threading.Lock()
         self.last_prune = 0.0
+        self._blas: Any = None  # threadpoolctl controller, made on first use (~3 ms)
 
     def _model_for(self, version: Any) -> LoadedModel | None:
         loaded = self.models.get(version.pk)
@@ -68,7 +70,8 @@ class Server:
     def load(self, version_id: int, label: str, sha: str, predictor: Any) -> LoadedModel:
         """Keep ``predictor`` loaded under a new feature key (a reloaded artifact re-featurises)."""
         self._keys += 1
-        loaded = LoadedModel(version_id, label, sha, predictor, ModelSpec.of(self._keys, predictor))
+        spec = ModelSpec.of(self._keys, predictor, compiled=bool(conf.get("ML_SERVING_COMPILED")))
+        loaded = LoadedModel(version_id, label, sha, predictor, spec)
         self.models[version_id] = loaded
         return loaded
 
@@ -93,21 +96,34 @@ class Server:
 
     def predict_group(self, loaded: LoadedModel, midx: np.ndarray) -> dict[int, float]:
         """The new feature rows of all markets ``midx`` (compiled, only what this model has not seen), then
-        one batched forward pass over their windows (torch intra-op threads capped for the call on CPU: see
+        one batched forward pass over their windows: the compiled LSTM kernel when the model has one (BLAS
+        threads capped for the call), else torch (intra-op threads capped for the call on CPU: see
         ``Predictor``). Returns {market index: predicted return} for the markets with a full valid window."""
         p = loaded.predictor
-        ok, x = self.state.model_inputs(midx, loaded.spec)
-        if not ok.any():
-            return {}
         threads = conf.get("ML_SERVING_THREADS")
-        before = torch_threads() if threads and str(p.device) == "cpu" else None
-        if before is not None and before != int(threads):
-            set_torch_threads(int(threads))
-        try:
-            preds = p.predict_normalized(x)
-        finally:
+        if loaded.spec.lstm is not None:
+            if threads:
+                if self._blas is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._blas = ThreadpoolController()
+                with self._blas.limit(limits=int(threads), user_api="blas"):
+                    ok, raw = self.state.lstm_outputs(midx, loaded.spec)
+            else:
+                ok, raw = self.state.lstm_outputs(midx, loaded.spec)
+            preds = raw.astype(np.float64) * p.y_scale
+        else:
+            ok, x = self.state.model_inputs(midx, loaded.spec)
+            if not ok.any():
+                return {}
+            before = torch_threads() if threads and str(p.device) == "cpu" else None
             if before is not None and before != int(threads):
-                set_torch_threads(before)
+                set_torch_threads(int(threads))
+            try:
+                preds = p.predict_normalized(x)
+            finally:
+                if before is not None and before != int(threads):
+                    set_torch_threads(before)
         return {int(m): float(v) for m, v in zip(midx[ok], preds, strict=True)}
 
     def ingest(self, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
