@@ -2,13 +2,17 @@
 markets, in the same run:
 
 - serving (now): the collector's packed batch decoded (``market.batchwire``), appended to the compiled
-  live state, the new rows featurised (``mlmodel.live``), one batched forward pass with 1 torch thread;
-- per-market (baseline): each market's bounded tail featurised with ``compute_features`` on its own, the
+  live state, the new rows featurised and their LSTM input projections stored (``mlmodel.live``), the
+  recurrence run by the compiled kernel straight from the projection ring (``mlmodel.lstm_kernel``);
+- torch forward (baseline 1): the same live state and features, the windows gathered and one batched torch
+  forward pass (how serving worked before the kernel), run interleaved with "now" on the same batches;
+- per-market (baseline 2): each market's bounded tail featurised with ``compute_features`` on its own, the
   newest window taken, one batched ``predict_markets`` call (how serving worked before the live state).
 
-Prints p50/p99 with a breakdown (decode / append / features / forward) and the speed-up. No database: the
-Django parts of a call (one active-model query, one bulk insert) are not included. The baseline runs fewer
-calls (it is slow), so its p99 is close to its max.
+1 torch / BLAS thread. Prints p50/p99 with a breakdown (decode / append / features + forward) and the
+speed-ups; checks that both paths predict the same. No database: the Django parts of a call (one
+active-model query, one bulk insert) are not included. The per-market baseline runs fewer calls (it is slow),
+so its p99 is close to its max.
 
     .venv/bin/python bench/bench_ml_serving.py              # 1, 100 and 200 markets, 300 calls each
     .venv/bin/python bench/bench_ml_serving.py --quick      # 1 and 20 markets, 40 calls
@@ -32,11 +36,12 @@ from django.conf import settings  # noqa: E402
 
 from market import batchwire  # noqa: E402
 from market.dayfiles import BookArrays, TradeArrays  # noqa: E402
+from mlmodel import lstm_kernel  # noqa: E402
 from mlmodel.dataset import Normalizer  # noqa: E402
 from mlmodel.features import FeatureConfig, compute_features, feature_names  # noqa: E402
 from mlmodel.inference import Predictor, latest_window  # noqa: E402
+from mlmodel.live import LiveState, ModelSpec  # noqa: E402
 from mlmodel.nets import LSTMConfig, LSTMRegressor  # noqa: E402
-from mlmodel.serving import Server  # noqa: E402
 from mlmodel.training import ModelBundle, TrainConfig  # noqa: E402
 from tests.mlmodel.synth import column_batch, synthetic_market  # noqa: E402
 
@@ -120,30 +125,43 @@ class PerMarket:
         return pred.predict_markets(latest)
 
 
-def run_now(n_markets: int, calls: int, pred: Predictor) -> dict[str, np.ndarray]:
+def run_now(n_markets: int, calls: int, pred: Predictor) -> dict[str, dict[str, np.ndarray]]:
+    """The compiled path and the torch path, each with its own live state, fed the same messages in turn."""
     warm = KEEP_MS // 200  # a full kept window of history first
     series = [synthetic_market(warm + calls * STEP + 1, seed=s, levels=30) for s in range(n_markets)]
     names = [f"KRW-M{m}" for m in range(n_markets)]
-    server = Server()
-    loaded = server.load(1, "bench", "sha", pred)
-    server.state.append(batchwire.from_columns(
-        {n: batch_rows(b, t, 0, warm) for n, (b, t) in zip(names, series, strict=True)}))  # fmt: skip
-    times: dict[str, list[float]] = {k: [] for k in ("total", "decode", "append", "features", "forward")}
+    paths = {"now": ModelSpec.of(1, pred, compiled=True), "torch": ModelSpec.of(2, pred, compiled=False)}
+    assert paths["now"].lstm is not None
+    states = {k: LiveState(keep_ms=KEEP_MS) for k in paths}
+    first = batchwire.from_columns(
+        {n: batch_rows(b, t, 0, warm) for n, (b, t) in zip(names, series, strict=True)}
+    )
+    for st in states.values():
+        st.append(first)
+    times = {k: {p: [] for p in ("total", "decode", "append", "predict")} for k in paths}
     for c in range(calls):
         msg = packed_message(series, names, warm + c * STEP, warm + (c + 1) * STEP)
-        t0 = time.perf_counter()
-        batch = batchwire.decode(json.loads(msg)["packed"])
-        t1 = time.perf_counter()
-        midx = server.state.append(batch)
-        t2 = time.perf_counter()
-        ok, x = server.state.model_inputs(midx, loaded.spec)
-        t3 = time.perf_counter()
-        out = pred.predict_normalized(x)
-        t4 = time.perf_counter()
-        assert len(out) == n_markets
-        for k, v in zip(times, (t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            times[k].append(v * 1000)
-    return {k: np.asarray(v) for k, v in times.items()}
+        outs = {}
+        for k, spec in paths.items():
+            st = states[k]
+            t0 = time.perf_counter()
+            batch = batchwire.decode(json.loads(msg)["packed"])
+            t1 = time.perf_counter()
+            midx = st.append(batch)
+            t2 = time.perf_counter()
+            if spec.lstm is not None:
+                ok, raw = st.lstm_outputs(midx, spec)
+                out = raw.astype(np.float64) * pred.y_scale
+            else:
+                ok, x = st.model_inputs(midx, spec)
+                out = pred.predict_normalized(x)
+            t3 = time.perf_counter()
+            assert len(out) == n_markets
+            outs[k] = out
+            for p, v in zip(times[k], (t3 - t0, t1 - t0, t2 - t1, t3 - t2), strict=True):
+                times[k][p].append(v * 1000)
+        np.testing.assert_allclose(outs["now"], outs["torch"], rtol=1e-4, atol=1e-9)
+    return {k: {p: np.asarray(v) for p, v in d.items()} for k, d in times.items()}
 
 
 def run_baseline(n_markets: int, calls: int, pred: Predictor) -> np.ndarray:
@@ -171,6 +189,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    lstm_kernel.blas_threads(args.threads).__enter__()  # the kernel's BLAS products, for the whole run
     if not settings.configured:  # no database needed: only mlmodel.conf's defaults are read
         settings.configure(ML_SERVING_THREADS=args.threads)
     pred = predictor()
@@ -181,14 +200,17 @@ def main() -> None:
     )
     for n in sizes:
         before = run_baseline(n, calls if n == 1 else max(calls // 15, 10), pred)
-        now = run_now(n, calls, pred)
+        res = run_now(n, calls, pred)
+        now, tor = res["now"], res["torch"]
         p50b, p99b = np.percentile(before, [50, 99])
         p50n, p99n = np.percentile(now["total"], [50, 99])
+        p50t, p99t = np.percentile(tor["total"], [50, 99])
         parts = "  ".join(f"{k} {np.median(v):.2f}" for k, v in now.items() if k != "total")
         print(
-            f"{n:4d} market(s): serving p50 {p50n:6.2f} ms  p99 {p99n:6.2f} ms  (p50 {parts}) | per-market "
-            f"baseline ({len(before)} calls) p50 {p50b:7.2f} ms  p99 {p99b:7.2f} ms "
-            f"| speed-up x{p50b / p50n:.1f} (p50)",
+            f"{n:4d} market(s): serving p50 {p50n:6.2f} ms  p99 {p99n:6.2f} ms  (p50 {parts}; features + "
+            f"forward {np.median(tor['predict']):.2f} with torch) | torch forward p50 {p50t:6.2f} ms  p99 "
+            f"{p99t:6.2f} ms (x{p50t / p50n:.2f}) | per-market ({len(before)} calls) p50 {p50b:7.2f} ms  "
+            f"p99 {p99b:7.2f} ms (x{p50b / p50n:.1f})",
             flush=True,
         )
 

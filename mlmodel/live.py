@@ -671,6 +671,7 @@ class LiveState:
         self._stage = np.empty((0, 0))
         self._dst = np.empty((2, 0), dtype=np.int64)
         self._rowok = np.empty(0, dtype=np.bool_)
+        self._xs = np.empty(0, dtype=np.float32)  # the compiled forward's work buffer
 
     # ---- allocation
     def _alloc(  # noqa: ANN202
@@ -716,21 +717,23 @@ class LiveState:
         else:
             self.ring = np.full((mc, ring, 4, levels), np.nan)
             self.ring_abs = np.full((mc, ring), -1, dtype=np.int64)
-        # The projection ring (``lstm_kernel.project``) shares the feature ring's slots and validity.
-        prev_z, prev_zp = old.get("z"), old.get("zp")
+        # The projection ring (``lstm_kernel.project``: [market, slot * gates + gate]) shares the feature
+        # ring's slots and validity.
+        prev_z = old.get("z")
+        zp_stride = lstm_kernel.ring_stride(z_rows, zp_gates)
         if (
             prev_z is not None
             and prev_z.shape[1:] == (z_rows, z_features)
-            and prev_zp is not None
-            and prev_zp.shape[2] == zp_gates
+            and old.get("zp_gates") == zp_gates
         ):
             grow("z", (mc, z_rows, z_features), np.float32, 0.0)
-            grow("zp", (mc, z_rows, zp_gates), np.float32, 0.0)
+            grow("zp", (mc, zp_stride), np.float32, 0.0)
             grow("zvalid", (mc, z_rows), np.bool_, False)
             grow("zabs", (mc, z_rows), np.int64, -1)
         else:
             self.z = np.zeros((mc, z_rows, z_features), dtype=np.float32)
-            self.zp = np.zeros((mc, z_rows, zp_gates), dtype=np.float32)
+            self.zp = np.zeros((mc, zp_stride), dtype=np.float32)
+            self.zp_gates = zp_gates
             self.zvalid = np.zeros((mc, z_rows), dtype=np.bool_)
             self.zabs = np.full((mc, z_rows), -1, dtype=np.int64)
             self.f_key[:] = -1  # every market's feature rows must be recomputed
@@ -746,7 +749,7 @@ class LiveState:
             self.ring.shape[3],
             z_rows or self.z.shape[1],
             z_features or self.z.shape[2],
-            zp_gates or self.zp.shape[2],
+            zp_gates or self.zp_gates,
         )
 
     def market_index(self, code: str) -> int:
@@ -821,7 +824,7 @@ class LiveState:
         W, F = spec.window, spec.n_features
         if self.z.shape[1] < W or self.z.shape[2] < F:
             self._resize(z_rows=max(self.z.shape[1], W), z_features=max(self.z.shape[2], F))
-        if spec.lstm is not None and self.zp.shape[2] < spec.lstm.gates:
+        if spec.lstm is not None and self.zp_gates < spec.lstm.gates:
             self._resize(zp_gates=spec.lstm.gates)  # every market's rows are featurised (and projected) anew
         if self.ring.shape[1] < W:
             self._resize(ring=max(2 * self.ring.shape[1], W))
@@ -879,5 +882,11 @@ class LiveState:
         ok, first = self._servable(midx, spec)
         out = np.empty(int(ok.sum()), dtype=np.float32)
         if out.size:
-            lstm_kernel.forward(midx[ok], first[ok], spec.window, self.zp, w.whh_t, w.head_w, w.head_b, out)
+            need = spec.window * out.size * w.gates
+            if self._xs.size < need:
+                self._xs = np.empty(need, dtype=np.float32)
+            lstm_kernel.forward(
+                midx[ok], first[ok], spec.window, self.z.shape[1], self.zp, w.whh_t, w.head_w, w.head_b,
+                self._xs, out,
+            )  # fmt: skip
         return ok, out

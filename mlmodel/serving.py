@@ -19,7 +19,7 @@ from django.db import transaction
 from core import realtime
 from market import batchwire
 from market.batchwire import PackedBatch
-from mlmodel import conf
+from mlmodel import conf, lstm_kernel
 from mlmodel.live import LiveState, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ class Server:
         self._refused: set[int] = set()
         self.lock = threading.Lock()
         self.last_prune = 0.0
-        self._blas: Any = None  # threadpoolctl controller, made on first use (~3 ms)
 
     def _model_for(self, version: Any) -> LoadedModel | None:
         loaded = self.models.get(version.pk)
@@ -103,11 +102,7 @@ class Server:
         threads = conf.get("ML_SERVING_THREADS")
         if loaded.spec.lstm is not None:
             if threads:
-                if self._blas is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    self._blas = ThreadpoolController()
-                with self._blas.limit(limits=int(threads), user_api="blas"):
+                with lstm_kernel.blas_threads(int(threads)):
                     ok, raw = self.state.lstm_outputs(midx, loaded.spec)
             else:
                 ok, raw = self.state.lstm_outputs(midx, loaded.spec)

@@ -2,7 +2,8 @@
 pipeline builds: ``compute_features`` over everything known so far, the newest window normalised. Random
 batch sizes, markets with different level counts, a recording gap, a one-sided stretch, trades that arrive
 one batch late, tiny buffers (so compaction, re-basing and growth all happen), two models with different
-windows and gap rules on the same markets, and the packed wire format in between."""
+windows and gap rules on the same markets, and the packed wire format in between. The compiled LSTM path
+(projections cached per row, ``LiveState.lstm_outputs``) predicts what torch predicts from those inputs."""
 
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ from tests.mlmodel.synth import column_batch, synthetic_market
 N = 1300
 
 
-def _predictor(window: int = 20, seed: int = 0, cfg: FeatureConfig | None = None) -> Predictor:
+def _predictor(
+    window: int = 20, seed: int = 0, cfg: FeatureConfig | None = None, hidden: int = 8
+) -> Predictor:
     cfg = cfg or FeatureConfig()
     names = feature_names(cfg)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     bundle = ModelBundle(
-        model=LSTMRegressor(LSTMConfig(n_features=len(names), hidden=8)),
-        train_config=TrainConfig(window=window, hidden=8),
+        model=LSTMRegressor(LSTMConfig(n_features=len(names), hidden=hidden)),
+        train_config=TrainConfig(window=window, hidden=hidden),
         normalizer=Normalizer(mean=rng.normal(size=len(names)), std=rng.uniform(0.5, 3.0, size=len(names))),
         feature_config=cfg,
         feature_names=names,
@@ -70,15 +73,22 @@ def _trades_head(trades: TradeArrays, t_hi: int) -> TradeArrays:
 def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows, trades, keep_ms) -> None:
     models = [
         _predictor(window=20, seed=0),
-        _predictor(window=35, seed=1, cfg=FeatureConfig(levels=5, depths=(1, 5), max_gap_ms=3_000)),
+        _predictor(
+            window=35, seed=1, cfg=FeatureConfig(levels=5, depths=(1, 5), max_gap_ms=3_000), hidden=12
+        ),
     ]
     specs = [ModelSpec.of(k + 1, p) for k, p in enumerate(models)]
+    # The compiled path on its own state, fed the same batches (the second model's wider projections make
+    # the ring grow mid-stream, so every market is featurised and projected anew).
+    cspecs = [ModelSpec.of(k + 1, p, compiled=True) for k, p in enumerate(models)]
+    assert all(s.lstm is not None for s in cspecs)
     series = _markets()
     state = LiveState(keep_ms=keep_ms, rows=rows, trades=trades, ring=40)
+    cstate = LiveState(keep_ms=keep_ms, rows=rows, trades=trades, ring=40)
     rng = np.random.default_rng(3)
     t_done = [0] * len(series)
     lo = 0
-    compared = refused = 0
+    compared = refused = compiled = 0
     while lo < N:
         hi = min(N, lo + int(rng.integers(1, 12)))
         batch = {}
@@ -89,12 +99,21 @@ def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows,
             t_hi = max(t_hi, t_done[m])
             batch[f"KRW-M{m}"] = column_batch(book, tr, lo, hi, t_done[m], t_hi)
             t_done[m] = t_hi
-        midx = state.append(batchwire.decode(batchwire.encode(batchwire.from_columns(batch))))
+        packed = batchwire.decode(batchwire.encode(batchwire.from_columns(batch)))
+        midx = state.append(packed)
+        cmidx = cstate.append(packed)
         # Alternate which model sees the markets: each must catch up on (only) what it has not seen.
         for k in ([0, 1] if lo % 3 else [1]) if hi < N else [0, 1]:
             pred, spec = models[k], specs[k]
             ok, x = state.model_inputs(midx, spec)
             assert x.shape == (int(ok.sum()), pred.window, spec.n_features)
+            cok, raw = cstate.lstm_outputs(cmidx, cspecs[k])
+            assert np.array_equal(cok, ok)
+            if ok.any():
+                np.testing.assert_allclose(
+                    raw * pred.y_scale, pred.predict_normalized(x), rtol=1e-4, atol=1e-9
+                )
+                compiled += int(ok.sum())
             for j, (book, tr) in enumerate(series):
                 frame = compute_features(
                     _head(book, hi), _trades_head(tr, t_done[j]), config=pred.bundle.feature_config
@@ -108,7 +127,7 @@ def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows,
                 np.testing.assert_allclose(x[row], pred.normalize(want), rtol=2e-5, atol=2e-5)
                 compared += 1
         lo = hi
-    assert compared > 800 and refused > 20
+    assert compared > 800 and refused > 20 and compiled == compared
     assert state.ts.shape[1] <= max(rows, 2048)  # bounded memory: compaction keeps it small
 
 
