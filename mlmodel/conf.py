@@ -1,4 +1,6 @@
-"""ML settings with their defaults (overridable in Django settings / the environment as ``ML_*``)."""
+"""ML settings with their defaults, overridable in Django settings; ``ML_RETRAIN_AT``, ``ML_DEVICE``,
+``ML_SERVING_THREADS`` and ``ML_SERVING_COMPILED`` are also read from the environment
+(``observator/settings/base.py``)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "ML_PREDICTION_KEEP_S": 3600,  # predictions older than this are pruned
     "ML_LIVE_KEEP_S": 300,  # raw book/trade history kept per market in the ML worker
     "ML_MAX_DATA_AGE_S": 15.0,  # no prediction from a snapshot older than this (None = no check: replays)
-    "ML_SERVING_THREADS": 1,  # torch / BLAS threads for a serving forward pass on CPU (None = leave as is)
+    "ML_SERVING_THREADS": 1,  # torch / BLAS threads for a serving forward pass on CPU (None/0 = leave as is)
     "ML_SERVING_COMPILED": True,  # single-layer LSTMs on CPU: compiled kernel over cached projections
     "ML_BACKTEST_THRESHOLD": 0.0005,  # the threshold the walk-forward backtest assumes (0.05 %)
     "ML_BACKTEST_ORDER_KRW": 100_000.0,

@@ -211,6 +211,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 _upload_h, _upload_m = (int(x) for x in env("MARKET_UPLOAD_AT", default="00:05").split(":"))
 _train_h, _train_m = (int(x) for x in env("ML_RETRAIN_AT", default="00:10").split(":"))
+# Prediction serving in the ml worker (the other ML_* knobs: mlmodel/conf.py, set in Django settings).
+ML_DEVICE = env("ML_DEVICE", default="auto")
+ML_SERVING_THREADS = env.int("ML_SERVING_THREADS", default=1)  # 0 = leave torch / BLAS threads as they are
+ML_SERVING_COMPILED = env.bool("ML_SERVING_COMPILED", default=True)
 CELERY_BEAT_SCHEDULE = {
     "market-upload-finished-days": {
         "task": "market.tasks.upload_finished_days",

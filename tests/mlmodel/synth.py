@@ -105,3 +105,31 @@ def column_batch(
             "side": ["BID" if s > 0 else "ASK" for s in sides] if side_names else sides.tolist(),
         },
     }
+
+
+def random_predictor(
+    *, window: int = 20, seed: int = 0, cfg: Any = None, hidden: int = 8, layers: int = 1
+) -> Any:
+    """An untrained LSTM predictor (seeded weights, a random normalisation) for serving tests."""
+    import torch
+
+    from mlmodel.dataset import Normalizer
+    from mlmodel.features import FeatureConfig, feature_names
+    from mlmodel.inference import Predictor
+    from mlmodel.nets import LSTMConfig, LSTMRegressor
+    from mlmodel.training import ModelBundle, TrainConfig
+
+    cfg = cfg or FeatureConfig()
+    names = feature_names(cfg)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    bundle = ModelBundle(
+        model=LSTMRegressor(LSTMConfig(n_features=len(names), hidden=hidden, layers=layers)),
+        train_config=TrainConfig(window=window, hidden=hidden, layers=layers),
+        normalizer=Normalizer(mean=rng.normal(size=len(names)), std=rng.uniform(0.5, 3.0, size=len(names))),
+        feature_config=cfg,
+        feature_names=names,
+        horizon_s=10.0,
+        y_scale=1e-3,
+    )
+    return Predictor(bundle, device="cpu")

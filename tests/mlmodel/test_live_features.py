@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from market import batchwire
 from market.dayfiles import BookArrays, TradeArrays
-from mlmodel.dataset import Normalizer
-from mlmodel.features import FeatureConfig, compute_features, feature_names
+from mlmodel.features import FeatureConfig, compute_features
 from mlmodel.inference import Predictor, latest_window
 from mlmodel.live import LiveState, ModelSpec
-from mlmodel.nets import LSTMConfig, LSTMRegressor
-from mlmodel.training import ModelBundle, TrainConfig
-from tests.mlmodel.synth import column_batch, synthetic_market
+from tests.mlmodel.synth import column_batch, random_predictor, synthetic_market
 
 N = 1300
 
@@ -27,20 +23,7 @@ N = 1300
 def _predictor(
     window: int = 20, seed: int = 0, cfg: FeatureConfig | None = None, hidden: int = 8
 ) -> Predictor:
-    cfg = cfg or FeatureConfig()
-    names = feature_names(cfg)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    bundle = ModelBundle(
-        model=LSTMRegressor(LSTMConfig(n_features=len(names), hidden=hidden)),
-        train_config=TrainConfig(window=window, hidden=hidden),
-        normalizer=Normalizer(mean=rng.normal(size=len(names)), std=rng.uniform(0.5, 3.0, size=len(names))),
-        feature_config=cfg,
-        feature_names=names,
-        horizon_s=10.0,
-        y_scale=1e-3,
-    )
-    return Predictor(bundle, device="cpu")
+    return random_predictor(window=window, seed=seed, cfg=cfg, hidden=hidden)
 
 
 def _markets() -> list[tuple[BookArrays, TradeArrays]]:

@@ -12,15 +12,11 @@ from threadpoolctl import threadpool_info
 
 from market import batchwire
 from mlmodel import lstm_kernel
-from mlmodel.dataset import Normalizer
-from mlmodel.features import FeatureConfig, feature_names
-from mlmodel.inference import Predictor
 from mlmodel.live import ModelSpec
 from mlmodel.lstm_kernel import LSTMWeights
 from mlmodel.nets import LSTMConfig, LSTMRegressor
 from mlmodel.serving import Server
-from mlmodel.training import ModelBundle, TrainConfig
-from tests.mlmodel.synth import column_batch, synthetic_market
+from tests.mlmodel.synth import column_batch, random_predictor, synthetic_market
 
 
 def _torch_out(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -80,26 +76,9 @@ def test_blas_threads_caps_the_blas_numba_calls() -> None:
         assert openblas() and set(openblas()) == {1}
 
 
-def _predictor(layers: int, hidden: int = 8, seed: int = 0) -> Predictor:
-    cfg = FeatureConfig()
-    names = feature_names(cfg)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    bundle = ModelBundle(
-        model=LSTMRegressor(LSTMConfig(n_features=len(names), hidden=hidden, layers=layers)),
-        train_config=TrainConfig(window=20, hidden=hidden, layers=layers),
-        normalizer=Normalizer(mean=rng.normal(size=len(names)), std=rng.uniform(0.5, 3.0, size=len(names))),
-        feature_config=cfg,
-        feature_names=names,
-        horizon_s=10.0,
-        y_scale=1e-3,
-    )
-    return Predictor(bundle, device="cpu")
-
-
 def test_server_serves_single_layer_lstms_compiled_and_others_with_torch(settings) -> None:
     settings.MARKET_PREDICTION_LEVELS = 30
-    one, two = _predictor(layers=1), _predictor(layers=2, seed=1)
+    one, two = random_predictor(), random_predictor(layers=2, seed=1)
     markets = {f"KRW-M{k}": synthetic_market(300, seed=k, levels=30) for k in range(5)}
 
     def serve(compiled: bool) -> dict[str, list[dict[int, float]]]:
