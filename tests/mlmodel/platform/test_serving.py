@@ -141,7 +141,9 @@ def test_live_features_on_a_bounded_tail_equal_the_offline_pipeline(_ml_env: dic
         assert latest.predicted_return == pytest.approx(
             float(predictor.predict_raw(x)[0]), rel=1e-4, abs=1e-10
         )
-    state = serving.get_server().state
+    server = serving.get_server()
+    assert server.models[version.pk].spec.lstm is not None  # served by the compiled kernel (CPU, 1 layer)
+    state = server.state
     m = state.index[MARKET]
     assert state.rows(m) <= 2048 and state.ts.shape[1] == 2048  # bounded memory: compacted, never grown
     assert state.newest_ts(m) - state.ts[m, 0] < 150_000 + 2048 * 250
