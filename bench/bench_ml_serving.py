@@ -42,6 +42,7 @@ from mlmodel.features import FeatureConfig, compute_features, feature_names  # n
 from mlmodel.inference import Predictor, latest_window  # noqa: E402
 from mlmodel.live import LiveState, ModelSpec  # noqa: E402
 from mlmodel.nets import LSTMConfig, LSTMRegressor  # noqa: E402
+from mlmodel.serving import live_predictions  # noqa: E402
 from mlmodel.training import ModelBundle, TrainConfig  # noqa: E402
 from tests.mlmodel.synth import column_batch, synthetic_market  # noqa: E402
 
@@ -151,12 +152,7 @@ def run_now(n_markets: int, calls: int, pred: Predictor) -> dict[str, dict[str, 
             t1 = time.perf_counter()
             midx = st.append(batch)
             t2 = time.perf_counter()
-            if spec.lstm is not None:
-                ok, raw = st.lstm_outputs(midx, spec)
-                out = raw.astype(np.float64) * pred.y_scale
-            else:
-                ok, x = st.model_inputs(midx, spec)
-                out = pred.predict_normalized(x)
+            ok, out = live_predictions(st, spec, pred, midx)
             t3 = time.perf_counter()
             assert len(out) == n_markets
             outs[k] = out
@@ -191,7 +187,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    lstm_kernel.blas_threads(args.threads).__enter__()  # the kernel's BLAS products, for the whole run
     if not settings.configured:  # no database needed: only mlmodel.conf's defaults are read
         settings.configure(ML_SERVING_THREADS=args.threads)
     pred = predictor()
@@ -202,7 +197,8 @@ def main() -> None:
     )
     for n in sizes:
         before = run_baseline(n, calls if n == 1 else max(calls // 15, 10), pred)
-        res = run_now(n, calls, pred)
+        with lstm_kernel.blas_threads(args.threads):  # the kernel's BLAS products
+            res = run_now(n, calls, pred)
         now, tor = res["now"], res["torch"]
         p50b, p99b = np.percentile(before, [50, 99])
         p50n, p99n = np.percentile(now["total"], [50, 99])

@@ -740,7 +740,7 @@ class LiveState:
 
     def _resize(
         self, *, mc=None, rows=None, trades=None, ring=None, z_rows=None, z_features=None, zp_gates=None
-    ) -> None:  # noqa: ANN001, E501
+    ) -> None:  # noqa: ANN001
         self._alloc(
             mc or self.n.shape[0],
             rows or self.ts.shape[1],

@@ -6,10 +6,11 @@ input projections (``mlmodel.lstm_kernel``), anything else torch - predictions s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,31 +95,11 @@ class Server:
         return False
 
     def predict_group(self, loaded: LoadedModel, midx: np.ndarray) -> dict[int, float]:
-        """The new feature rows of all markets ``midx`` (compiled, only what this model has not seen), then
-        one batched forward pass over their windows: the compiled LSTM kernel when the model has one (BLAS
-        threads capped for the call), else torch (intra-op threads capped for the call on CPU: see
-        ``Predictor``). Returns {market index: predicted return} for the markets with a full valid window."""
-        p = loaded.predictor
-        threads = conf.get("ML_SERVING_THREADS")
-        if loaded.spec.lstm is not None:
-            if threads:
-                with lstm_kernel.blas_threads(int(threads)):
-                    ok, raw = self.state.lstm_outputs(midx, loaded.spec)
-            else:
-                ok, raw = self.state.lstm_outputs(midx, loaded.spec)
-            preds = raw.astype(np.float64) * p.y_scale
-        else:
-            ok, x = self.state.model_inputs(midx, loaded.spec)
-            if not ok.any():
-                return {}
-            before = torch_threads() if threads and str(p.device) == "cpu" else None
-            if before is not None and before != int(threads):
-                set_torch_threads(int(threads))
-            try:
-                preds = p.predict_normalized(x)
-            finally:
-                if before is not None and before != int(threads):
-                    set_torch_threads(before)
+        """``live_predictions`` for markets ``midx`` with the CPU threads capped for the call (BLAS for the
+        compiled kernel, torch's intra-op threads otherwise: see ``Predictor``). Returns {market index:
+        predicted return} for the markets with a full valid window."""
+        with _capped_threads(loaded):
+            ok, preds = live_predictions(self.state, loaded.spec, loaded.predictor, midx)
         return {int(m): float(v) for m, v in zip(midx[ok], preds, strict=True)}
 
     def ingest(self, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -188,6 +169,39 @@ class Server:
                         }
                     )
             return rows
+
+
+def live_predictions(
+    state: LiveState, spec: ModelSpec, predictor: Any, midx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The new feature rows of markets ``midx`` (only what this model has not seen), then one batched
+    forward pass over their windows: the compiled LSTM kernel when ``spec`` has its weights, else torch.
+    Returns (ok mask over ``midx``, predicted log-returns float64 for the ok markets)."""
+    if spec.lstm is not None:
+        ok, raw = state.lstm_outputs(midx, spec)
+        return ok, raw.astype(np.float64) * predictor.y_scale
+    ok, x = state.model_inputs(midx, spec)
+    return ok, predictor.predict_normalized(x) if ok.any() else np.empty(0)
+
+
+@contextlib.contextmanager
+def _capped_threads(loaded: LoadedModel) -> Iterator[None]:
+    threads = conf.get("ML_SERVING_THREADS")
+    if not threads:
+        yield
+    elif loaded.spec.lstm is not None:
+        with lstm_kernel.blas_threads(int(threads)):
+            yield
+    else:
+        n = int(threads)
+        before = torch_threads() if str(loaded.predictor.device) == "cpu" else n
+        if before != n:
+            set_torch_threads(n)
+        try:
+            yield
+        finally:
+            if before != n:
+                set_torch_threads(before)
 
 
 def torch_threads() -> int:

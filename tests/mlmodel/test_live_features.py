@@ -13,17 +13,11 @@ import pytest
 from market import batchwire
 from market.dayfiles import BookArrays, TradeArrays
 from mlmodel.features import FeatureConfig, compute_features
-from mlmodel.inference import Predictor, latest_window
+from mlmodel.inference import latest_window
 from mlmodel.live import LiveState, ModelSpec
 from tests.mlmodel.synth import column_batch, random_predictor, synthetic_market
 
 N = 1300
-
-
-def _predictor(
-    window: int = 20, seed: int = 0, cfg: FeatureConfig | None = None, hidden: int = 8
-) -> Predictor:
-    return random_predictor(window=window, seed=seed, cfg=cfg, hidden=hidden)
 
 
 def _markets() -> list[tuple[BookArrays, TradeArrays]]:
@@ -55,8 +49,8 @@ def _trades_head(trades: TradeArrays, t_hi: int) -> TradeArrays:
 @pytest.mark.parametrize("rows, trades, keep_ms", [(2048, 2048, 300_000), (64, 32, 150_000)])
 def test_live_inputs_equal_the_offline_features_of_everything_known_so_far(rows, trades, keep_ms) -> None:
     models = [
-        _predictor(window=20, seed=0),
-        _predictor(
+        random_predictor(window=20, seed=0),
+        random_predictor(
             window=35, seed=1, cfg=FeatureConfig(levels=5, depths=(1, 5), max_gap_ms=3_000), hidden=12
         ),
     ]
@@ -176,7 +170,7 @@ def test_compiled_base64_refuses_what_validate_refuses(text: str) -> None:
 
 
 def test_time_major_inputs_predict_exactly_like_a_batch_major_copy() -> None:
-    pred = _predictor(window=20)
+    pred = random_predictor(window=20)
     F = len(pred.feature_names)
     time_major = np.random.default_rng(3).normal(size=(20, 7, F)).astype(np.float32)
     view = time_major.transpose(1, 0, 2)  # what LiveState.model_inputs returns
