@@ -6,16 +6,15 @@ import re
 from typing import Any
 
 from django import forms
-from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
-from accounts.selectors import USERNAME_TAKEN_MESSAGE, username_is_taken
+from accounts.selectors import EMAIL_TAKEN_MESSAGE, USERNAME_TAKEN_MESSAGE, email_is_taken, username_is_taken
 from accounts.services import EMAIL_DOMAINS
-from accounts.validators import normalize_phone, validate_username
+from accounts.validators import normalize_phone, validate_new_password, validate_username
 
 CUSTOM_DOMAIN = "custom"
 EMAIL_LOCAL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}$")
@@ -148,13 +147,16 @@ class SignupForm(forms.Form):
             except ValidationError:
                 self.add_error("email_local", _("Enter a valid e-mail address."))
             else:
-                cleaned["email"] = email.lower()
+                if email_is_taken(email=email):
+                    self.add_error("email_local", EMAIL_TAKEN_MESSAGE)
+                else:
+                    cleaned["email"] = email.lower()
 
         password1, password2 = cleaned.get("password1"), cleaned.get("password2")
         if password1:
             candidate = User(username=cleaned.get("username") or "", email=cleaned.get("email") or "")
             try:
-                password_validation.validate_password(password1, user=candidate)
+                validate_new_password(password1, user=candidate)
             except ValidationError as exc:
                 self.add_error("password1", exc)
         if password1 and password2 and password1 != password2:

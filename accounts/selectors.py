@@ -15,6 +15,7 @@ from accounts.validators import USERNAME_MESSAGE, USERNAME_RE
 from core.logging import register_secret
 
 USERNAME_TAKEN_MESSAGE = _("This username is already taken.")
+EMAIL_TAKEN_MESSAGE = _("Another account already uses this e-mail address.")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,14 @@ class ExchangeCredentialStatus:
 def username_is_taken(*, username: str) -> bool:
     # Case-insensitive: "Alice" and "alice" would be indistinguishable to people reading them.
     return User.objects.filter(username__iexact=username).exists()
+
+
+def email_is_taken(*, email: str, exclude_user_id: int | None = None) -> bool:
+    # Case-insensitive: mail systems treat the two spellings as one mailbox in practice.
+    users = User.objects.filter(email__iexact=(email or "").strip())
+    if exclude_user_id is not None:
+        users = users.exclude(pk=exclude_user_id)
+    return users.exists()
 
 
 def username_availability(*, username: str) -> UsernameAvailability:

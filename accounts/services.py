@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -17,8 +16,8 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts import crypto
 from accounts.models import ExchangeCredential, User
-from accounts.selectors import USERNAME_TAKEN_MESSAGE, username_is_taken
-from accounts.validators import is_upbit_key, normalize_phone, validate_username
+from accounts.selectors import EMAIL_TAKEN_MESSAGE, USERNAME_TAKEN_MESSAGE, email_is_taken, username_is_taken
+from accounts.validators import is_upbit_key, normalize_phone, validate_new_password, validate_username
 from core.logging import register_secret
 
 logger = logging.getLogger(__name__)
@@ -81,10 +80,12 @@ def user_create(
         if username_is_taken(username=username):
             _add(errors, "username", USERNAME_TAKEN_MESSAGE)
     email = _clean_email(email, errors)
+    if "email" not in errors and email_is_taken(email=email):
+        _add(errors, "email", EMAIL_TAKEN_MESSAGE)
     phone = _clean_phone(phone, errors)
     candidate = User(username=username, email=email)
     try:
-        password_validation.validate_password(password or "", user=candidate)
+        validate_new_password(password or "", user=candidate)
     except ValidationError as exc:
         _add(errors, "password", exc)
     if not privacy_consent:
@@ -123,6 +124,8 @@ def user_update_profile(*, user: User, data: Mapping[str, Any]) -> User:
     changes: dict[str, Any] = {}
     if "email" in data:
         changes["email"] = _clean_email(data["email"], errors)
+        if "email" not in errors and email_is_taken(email=changes["email"], exclude_user_id=user.pk):
+            _add(errors, "email", EMAIL_TAKEN_MESSAGE)
     if "phone" in data:
         changes["phone"] = _clean_phone(data["phone"], errors)
     if "email_opt_in" in data:

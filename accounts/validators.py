@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -49,3 +50,17 @@ class PasswordPolicyValidator:
 
     def get_help_text(self) -> str:
         return _("8 to 16 characters, including at least one special character.")
+
+
+def validate_new_password(password: str, *, user: Any = None) -> None:
+    """Check a new password against AUTH_PASSWORD_VALIDATORS, raising with the first failure only.
+
+    The product's own policy (8-16 characters with a special character) is checked first, so a too-short
+    password gets that one clear message rather than one per validator that notices it.
+    """
+    validators = sorted(
+        password_validation.get_default_password_validators(),
+        key=lambda validator: not isinstance(validator, PasswordPolicyValidator),
+    )
+    for validator in validators:
+        validator.validate(password, user)

@@ -66,6 +66,15 @@ def test_patch_me_rejects_bad_values_with_field_messages(api: APIClient, user):
     assert api.patch(ME, {"preferred_language": "fr"}, format="json").status_code == 400
 
 
+def test_patch_me_refuses_an_e_mail_another_account_uses_but_keeps_ones_own(api: APIClient, user, other_user):
+    response = api.patch(ME, {"email": other_user.email.upper()}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["email"] == [
+        "Another account already uses this e-mail address."
+    ]
+    assert api.patch(ME, {"email": user.email.upper()}, format="json").status_code == 200
+
+
 def test_put_and_delete_exchange_keys(api: APIClient, user):
     access, secret = upbit_key(), upbit_key()
     response = api.put(KEYS, {"access_key": access, "secret_key": secret}, format="json")

@@ -213,3 +213,47 @@ def test_logged_in_users_are_sent_home_from_signup(client):
     client.force_login(UserFactory())
     response = client.get("/signup")
     assert response.status_code == 302 and response["Location"] == "/home"
+
+
+def test_an_e_mail_another_account_uses_is_refused_case_insensitively(client):
+    UserFactory(username="firstowner", email="Owner@Naver.com")
+    response = client.post("/signup", valid_data(email_local="OWNER", email_domain="naver.com"))
+    assert response.status_code == 400
+    assert "Another account already uses this e-mail address." in field_errors(
+        response.content.decode(), "email"
+    )
+    assert User.objects.count() == 1
+
+
+def test_user_create_service_refuses_a_taken_e_mail_itself():
+    UserFactory(username="firstowner", email="owner@daum.net")
+    with pytest.raises(ValidationError) as info:
+        user_create(
+            username="secondowner",
+            email=" OWNER@daum.net ",
+            phone="01011112222",
+            password="Gr8!pass",
+            privacy_consent=True,
+        )
+    assert info.value.message_dict == {"email": ["Another account already uses this e-mail address."]}
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize("password", ["Ab1!", "abc", "1234567", "Abcdefgh1234567!x"])
+def test_a_password_of_the_wrong_length_gets_one_message(client, password):
+    response = client.post("/signup", valid_data(password1=password, password2=password))
+    errors = field_errors(response.content.decode(), "password1")
+    assert errors.count("<li>") == 1, errors
+    assert "Password must be 8 to 16 characters long." in errors
+
+
+def test_user_create_service_reports_one_password_message():
+    with pytest.raises(ValidationError) as info:
+        user_create(
+            username="serviceuser",
+            email="s@daum.net",
+            phone="01011112222",
+            password="1234",
+            privacy_consent=True,
+        )
+    assert info.value.message_dict == {"password": ["Password must be 8 to 16 characters long."]}
