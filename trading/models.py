@@ -62,6 +62,13 @@ class TradingProfile(models.Model):
     auto_trading_halted = models.BooleanField(_("auto-trading halted"), default=False)
     halted_reason = models.CharField(_("halt reason"), max_length=200, blank=True)
     halted_at = models.DateTimeField(_("halted at"), null=True, blank=True)
+    # The user's chosen auto-trading threshold (fraction): kept while nothing runs, used by the next start.
+    autotrade_threshold = models.DecimalField(
+        _("auto-trading profit threshold (fraction)"),
+        max_digits=20,
+        decimal_places=10,
+        default=Decimal("0.0005"),
+    )
     daily_report = models.BooleanField(_("daily e-mail report"), default=False)
     last_report_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
