@@ -139,6 +139,7 @@ def build_specs(
     sim_port: int,
     markets: Sequence[str],
     available_commands: set[str],
+    sim_speed: float = 1.0,
 ) -> tuple[list[ProcessSpec], dict[str, str]]:
     """The processes of the stack and the environment they share."""
     shared: dict[str, str] = {"REALTIME_RELAY_URL": f"http://127.0.0.1:{port}/internal/realtime/"}
@@ -164,6 +165,8 @@ def build_specs(
                     "synthetic",
                     "--markets",
                     ",".join(markets),
+                    # N simulated seconds per wall second: an hour of market in minutes (soak tests).
+                    *(["--speed", f"{sim_speed:g}"] if sim_speed != 1.0 else []),
                 ),
                 {"OBSERVATOR_ROLE": "sim"},
             )

@@ -23,6 +23,12 @@ class Command(BaseCommand):
             "--demo", action="store_true", help="use the local Upbit simulator even if Upbit is up"
         )
         parser.add_argument("--no-fallback", action="store_true", help="never fall back to the simulator")
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=1.0,
+            help="simulator only: N simulated seconds per wall second (e.g. 60: an hour in a minute)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         simulate = bool(opts["demo"] or settings.MARKET_SIMULATED)
@@ -41,6 +47,7 @@ class Command(BaseCommand):
             sim_port=opts["sim_port"],
             markets=settings.MARKET_CODES,
             available_commands=set(get_commands()),
+            sim_speed=opts["speed"],
         )
         supervisor = launcher.Supervisor(specs)
         signal.signal(signal.SIGINT, supervisor.request_stop)
