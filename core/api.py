@@ -7,12 +7,23 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions as drf_exceptions
+from rest_framework import parsers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser; nesting too deep for the decoder (``RecursionError``) is a 400 like bad JSON."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise drf_exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -61,6 +61,6 @@ class RealtimeRelayFastPath:
             layer = get_channel_layer()
             for item in items:
                 await layer.group_send(str(item["group"]), dict(item["message"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return 400
         return 204

@@ -31,6 +31,6 @@ async def realtime_relay(request: HttpRequest) -> HttpResponse:
         layer = get_channel_layer()
         for item in items:
             await layer.group_send(str(item["group"]), dict(item["message"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return HttpResponse(status=400)
     return HttpResponse(status=204)

@@ -15,11 +15,11 @@ import logging
 from collections import deque
 from typing import Any
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
+from core.websocket import SafeJsonConsumer
 from market.hub import dumps, get_hub
 from market.selectors import MARKET_CODE_RE, market_is_listed
 
@@ -50,7 +50,7 @@ async def _listed(code: str) -> bool:
     return await asyncio.to_thread(market_is_listed, code=code)
 
 
-class MarketConsumer(AsyncJsonWebsocketConsumer):
+class MarketConsumer(SafeJsonConsumer):
     # No per-connection channel: the per-process hub is the only channel-layer subscriber (see market.hub).
     channel_layer_alias = "__market_hub_only__"
 
@@ -58,10 +58,10 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         code = str(self.scope["url_route"]["kwargs"].get("code", "")).upper()
-        if not await _listed(code):
-            await self.close(code=CLOSE_INVALID_MARKET)
-            return
         self.language = _language(self.scope)
+        if not await _listed(code):
+            await self.refuse(CLOSE_INVALID_MARKET)
+            return
         self.throttle = max(0.0, float(getattr(settings, "MARKET_WS_THROTTLE_MS", 50)) / 1000.0)
         self._pending: dict[str, str] = {}
         self._pending_trades: deque[str] = deque(maxlen=_PENDING_TRADE_FRAMES)
@@ -101,11 +101,8 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
             text = str(message)
         await self.send_json({"type": "error", "code": code, "message": text})
 
-    async def decode_json(self, text_data: str) -> Any:
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None
+    async def frame_error(self, code: str, message: Any) -> None:
+        await self._error(code, message)
 
     # -- hub side -------------------------------------------------------------------------------------
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core.websocket import CLOSE_UNAUTHENTICATED, SafeJsonConsumer
 from trading.services.realtime import user_group
 
 
-class UserConsumer(AsyncJsonWebsocketConsumer):
+class UserConsumer(SafeJsonConsumer):
     group: str | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -35,6 +35,9 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"kind": "pong"})
+
+    async def frame_error(self, code: str, message: Any) -> None:
+        await self.send_json({"kind": "error", "code": code, "message": str(message)})
 
     async def user_event(self, event: dict[str, Any]) -> None:
         await self.send_json(event.get("data") or {})

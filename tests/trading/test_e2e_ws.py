@@ -59,4 +59,19 @@ def test_socket_without_a_session_is_refused(asgi_server):
             return exc.response.status_code
         return None
 
-    assert asyncio.run(scenario()) in (403, 4401)
+    assert asyncio.run(scenario()) == 4401
+
+
+@pytest.mark.parametrize("path", ["/ws/nope/", f"/ws/market/KRW-{'X' * 37}/", "/ws/user/extra/"])
+def test_unknown_socket_paths_are_closed_not_500(asgi_server, path):
+    ws_url = asgi_server.replace("http://", "ws://") + path
+
+    async def scenario() -> int | None:
+        try:
+            async with websockets.connect(ws_url, origin=asgi_server, open_timeout=10) as ws:
+                await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+        return None
+
+    assert asyncio.run(scenario()) in (4404, 4400)

@@ -56,6 +56,8 @@ class DecimalJSONParser(JSONParser):
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
 
 
 def _refuse_constant(name: str) -> Any:

@@ -50,7 +50,7 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=40)
         parser.add_argument("--splits", type=int, default=3)
         parser.add_argument(
-            "--threshold-pct", type=float, default=0.05, help="backtest profit threshold in %"
+            "--threshold-pct", type=float, default=0.05, help="backtest profit threshold in %%"
         )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="auto")

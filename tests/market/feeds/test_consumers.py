@@ -150,13 +150,12 @@ def test_subscribe_switches_market_and_predictions_are_forwarded() -> None:
 
 def test_invalid_market_is_refused_and_bad_messages_get_an_error() -> None:
     async def scenario() -> None:
-        comm = WebsocketCommunicator(_app(), "/ws/market/BTC-ETH/")
-        connected, code = await comm.connect(timeout=5)
-        assert not connected and code == 4400
-
-        comm = WebsocketCommunicator(_app(), "/ws/market/KRW-NOPE/")  # well-formed but not listed by Upbit
-        connected, code = await comm.connect(timeout=5)
-        assert not connected and code == 4400
+        # Accepted, then closed with the documented code: a browser cannot read a refused handshake's status.
+        for path in ("/ws/market/BTC-ETH/", "/ws/market/KRW-NOPE/", f"/ws/market/KRW-{'A' * 37}/"):
+            comm = WebsocketCommunicator(_app(), path)  # KRW-NOPE: well-formed but not listed by Upbit
+            connected, _ = await comm.connect(timeout=5)
+            assert connected
+            assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4400}
 
         comm = await _connect()
         await _recv(comm)
@@ -165,7 +164,16 @@ def test_invalid_market_is_refused_and_bad_messages_get_an_error() -> None:
         await comm.send_json_to({"action": "subscribe", "market": "DROP TABLE"})
         assert (await _recv(comm))["code"] == "invalid_market"
         await comm.send_to(text_data="not json")
+        assert (await _recv(comm))["code"] == "invalid_frame"
+        await comm.send_json_to(["subscribe"])
         assert (await _recv(comm))["code"] == "invalid_action"
+        # Deeply nested JSON (a RecursionError in the decoder) and binary frames keep the socket open.
+        await comm.send_to(text_data="[" * 100_000 + "]" * 100_000)
+        assert (await _recv(comm))["code"] == "invalid_frame"
+        await comm.send_to(text_data="[" * 5000 + "]" * 5000)
+        assert (await _recv(comm))["code"] == "invalid_frame"
+        await comm.send_to(bytes_data=b"\x00\x01")
+        assert (await _recv(comm))["code"] == "binary_frame"
         await comm.send_json_to({"action": "ping"})
         assert (await _recv(comm)) == {"type": "pong"}
         await comm.disconnect()
