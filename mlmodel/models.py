@@ -103,9 +103,13 @@ class TrainingRun(models.Model):
     result_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
     )
+    # 0..100, only ever raised by the service that writes progress (the admin's bar never goes backwards).
+    progress = models.FloatField(_("progress (%)"), default=0.0)
     celery_task_id = models.CharField(max_length=64, blank=True)
     process_id = models.PositiveIntegerField(null=True, blank=True)  # the training process (ml worker host)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True)  # when it was queued
+    # When an ml worker took the message; a run still without it after ML_TRAINING_PICKUP_TIMEOUT_S is failed.
+    picked_up_at = models.DateTimeField(_("picked up at"), null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
