@@ -98,14 +98,15 @@ def autotrade_start(
     *,
     user: Any,
     market: str,
-    threshold: Decimal,
+    threshold: Decimal | None = None,
     order_krw: Decimal,
     cooldown_s: int | None = None,
     max_position_krw: Decimal | None = None,
     stop_loss: Decimal | None = None,
 ) -> AutoTradeSession:
     """Start auto-trading ``market`` for ``user`` in the user's current mode (paper for new accounts).
-    ``threshold`` and ``stop_loss`` are fractions (0.0005 = 0.05 %). Starting again after a halt (daily loss
+    ``threshold`` and ``stop_loss`` are fractions (0.0005 = 0.05 %); without a threshold the user's kept
+    choice is used, and the one given is kept for next time. Starting again after a halt (daily loss
     limit) is the user's acknowledgement: the halt is lifted unless the kill switch is engaged."""
     from trading.selectors import kill_switch_engaged
     from trading.services.orders import MARKET_RE
@@ -114,6 +115,8 @@ def autotrade_start(
     market = (market or "").strip().upper()
     if not MARKET_RE.match(market):
         raise errors.MarketNotFound(_("Only KRW markets like KRW-BTC can be traded."))
+    if threshold is None:
+        threshold = autotrade_threshold_get(user=user)
     threshold = _validate_threshold(_dec(threshold, what=_("The threshold")))
     order_krw = _dec(order_krw, what=_("The order size"))
     min_total = Decimal(settings.UPBIT_MIN_ORDER_KRW)
@@ -170,6 +173,7 @@ def autotrade_start(
         raise Conflict(
             _("Auto-trading is already running on %(market)s.") % {"market": market}, code="already_running"
         ) from None
+    _threshold_keep(user=user, threshold=threshold)
     _push_session(session)
     return session
 
@@ -191,18 +195,55 @@ def _own_session(
     return session
 
 
+def _threshold_keep(*, user: Any, threshold: Decimal) -> None:
+    """Remember the user's chosen threshold on their trading profile (the next start and the page use it)."""
+    from trading.services.profiles import trading_profile_ensure
+
+    profile = trading_profile_ensure(user=user)
+    if profile.autotrade_threshold != threshold:
+        TradingProfile.objects.filter(pk=profile.pk).update(
+            autotrade_threshold=threshold, updated_at=timezone.now()
+        )
+
+
+def autotrade_threshold_get(*, user: Any) -> Decimal:
+    """The user's chosen profit threshold (fraction), the default for a user who never chose one."""
+    value = (
+        TradingProfile.objects.filter(user_id=user.pk).values_list("autotrade_threshold", flat=True).first()
+    )
+    if value is None:
+        return TradingProfile._meta.get_field("autotrade_threshold").get_default()
+    return value
+
+
 def autotrade_change(
     *, user: Any, threshold: Decimal, session_id: int | None = None, market: str | None = None
-) -> AutoTradeSession:
-    """Change the threshold of a running session; the next prediction is judged with it."""
+) -> AutoTradeSession | None:
+    """Set the user's profit threshold: kept on their trading profile even while nothing runs (the next start
+    uses it), and applied to the running session of ``market`` (or ``session_id``) when there is one, whose
+    next prediction is judged with it. A stopped session keeps the threshold it ran with.
+
+    Returns the running session, or None when nothing runs; a ``session_id`` that is not the user's is
+    NotFound.
+    """
     threshold = _validate_threshold(_dec(threshold, what=_("The threshold")))
+    session: AutoTradeSession | None
     with transaction.atomic():
-        session = _own_session(user=user, session_id=session_id, market=market, lock=True)
-        if not session.is_running:
-            raise Conflict(_("This auto-trading session is stopped."), code="stopped")
-        session.threshold = threshold
-        session.save(update_fields=["threshold", "updated_at"])
-    _push_session(session)
+        if session_id is not None:
+            session = _own_session(user=user, session_id=session_id, lock=True)
+        elif market:
+            qs = AutoTradeSession.objects.select_for_update().filter(user=user)
+            session = qs.filter(running_key=market.strip().upper()).first()
+        else:
+            raise ValidationFailed(_("Say which session: its id or its market."), code="invalid")
+        _threshold_keep(user=user, threshold=threshold)
+        if session is not None and not session.is_running:
+            session = None
+        if session is not None:
+            session.threshold = threshold
+            session.save(update_fields=["threshold", "updated_at"])
+    if session is not None:
+        _push_session(session)
     return session
 
 
@@ -679,6 +720,11 @@ def autotrade_decisions_list(
 
 def _s(v: Decimal | None) -> str | None:
     return None if v is None else format(v.normalize(), "f")
+
+
+def threshold_str(value: Decimal) -> str:
+    """A threshold as the API writes it: plain decimal, no exponent, no trailing zeros."""
+    return format(value.normalize(), "f")
 
 
 def session_data(*, session: AutoTradeSession, with_position: bool = True) -> dict[str, Any]:

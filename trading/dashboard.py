@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from accounts.selectors import exchange_credential_status
+from trading.autotrade import MAX_THRESHOLD, autotrade_threshold_get
 
 DEFAULT_MARKET = "KRW-BTC"
 KRW_MARKET_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
@@ -170,7 +171,13 @@ def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, 
         "has_keys": keys.stored,
         "fee_rate": str(settings.UPBIT_FEE_RATE),
         "min_order_krw": int(settings.UPBIT_MIN_ORDER_KRW),
-        "threshold": {"min": 0.01, "max": 0.1, "step": 0.01, "default": 0.05},
+        # Percent: the whole range the server accepts, and the user's kept choice.
+        "threshold": {
+            "min": 0,
+            "max": float(MAX_THRESHOLD * 100),
+            "step": 0.01,
+            "default": float(autotrade_threshold_get(user=user) * 100),
+        },
         # No market update for this long: the page says the market may be closed or the feed interrupted.
         "stale_after_s": int(getattr(settings, "DASHBOARD_STALE_AFTER_S", 10)),
         "vendor_chart": _vendor_chart_url(),

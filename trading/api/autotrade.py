@@ -51,7 +51,10 @@ class AutoStartApi(TradingView):
     class AutoStartInput(serializers.Serializer):
         market = serializers.CharField(max_length=20)
         threshold_pct = serializers.DecimalField(
-            max_digits=12, decimal_places=8, help_text="Profit threshold in percent (0.05 = 0.05 %)."
+            max_digits=12,
+            decimal_places=8,
+            required=False,
+            help_text="Profit threshold in percent, 0 to 5 (0.05 = 0.05 %); omitted: the user's kept choice.",
         )
         order_krw = serializers.DecimalField(max_digits=20, decimal_places=8)
         cooldown_s = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
@@ -77,7 +80,7 @@ class AutoStartApi(TradingView):
         session = autotrade.autotrade_start(
             user=request.user,
             market=v["market"],
-            threshold=v["threshold_pct"] / PCT,
+            threshold=v["threshold_pct"] / PCT if "threshold_pct" in v else None,
             order_krw=v["order_krw"],
             cooldown_s=v.get("cooldown_s"),
             max_position_krw=v.get("max_position_krw"),
@@ -86,13 +89,25 @@ class AutoStartApi(TradingView):
         return self.ok(request, {"session": autotrade.session_data(session=session)}, status.HTTP_201_CREATED)
 
 
+class AutoChangeOutput(serializers.Serializer):
+    session = SessionOutput(
+        allow_null=True, help_text="The running session it applies to; null if none runs."
+    )
+    threshold = serializers.CharField(help_text="The user's kept threshold as a fraction.")
+    threshold_pct = serializers.CharField(help_text="The same in percent.")
+
+
 class AutoChangeApi(TradingView):
+    """Set the profit threshold: kept for the user even while stopped, applied to the running session."""
+
     class AutoChangeInput(_SessionRef):
-        threshold_pct = serializers.DecimalField(max_digits=12, decimal_places=8)
+        threshold_pct = serializers.DecimalField(
+            max_digits=12, decimal_places=8, help_text="Profit threshold in percent, 0 to 5."
+        )
 
     InputSerializer = AutoChangeInput
 
-    @extend_schema(request=InputSerializer, responses={200: SessionOutput, **ERRORS})
+    @extend_schema(request=InputSerializer, responses={200: AutoChangeOutput, **ERRORS})
     def put(self, request: Request) -> Response:
         s = self.InputSerializer(data=request.data)
         s.is_valid(raise_exception=True)
@@ -103,7 +118,15 @@ class AutoChangeApi(TradingView):
             session_id=v.get("session_id"),
             market=v.get("market"),
         )
-        return self.ok(request, {"session": autotrade.session_data(session=session)})
+        threshold = autotrade.autotrade_threshold_get(user=request.user)
+        return self.ok(
+            request,
+            {
+                "session": autotrade.session_data(session=session) if session is not None else None,
+                "threshold": autotrade.threshold_str(threshold),
+                "threshold_pct": autotrade.threshold_str(threshold * 100),
+            },
+        )
 
 
 class AutoStopApi(TradingView):

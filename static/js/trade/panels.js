@@ -299,8 +299,8 @@ export class AutoPanel {
     this.orderInput.addEventListener("input", () => (this.orderInput.dataset.touched = "1"));
     this.sessionStart = new Date();
     const th = config.threshold || {};
-    this.slider.min = th.min ?? 0.01;
-    this.slider.max = th.max ?? 0.1;
+    this.slider.min = th.min ?? 0;
+    this.slider.max = th.max ?? 5;
     this.slider.step = th.step ?? 0.01;
     this.slider.value = th.default ?? 0.05;
     this._showThreshold();
@@ -393,9 +393,10 @@ export class AutoPanel {
     const prevId = this.session && this.session.id;
     this.session = s && s.id ? s : null;
     this.running = !!(this.session && this.session.state === "running");
-    if (this.session && this.session.threshold_pct !== undefined && this.session.threshold_pct !== null) {
+    // A running session shows its threshold; a stopped one keeps the user's current (kept) choice.
+    if (this.running && this.session.threshold_pct !== undefined && this.session.threshold_pct !== null) {
       const pct = num(this.session.threshold_pct);
-      if (Number.isFinite(pct) && pct > 0) {
+      if (Number.isFinite(pct)) {
         this.slider.value = String(Math.min(num(this.slider.max), Math.max(num(this.slider.min), pct)));
         this._showThreshold();
       }
@@ -403,7 +404,9 @@ export class AutoPanel {
     if (this.session && this.session.order_krw && !this.orderInput.dataset.touched) {
       this.orderInput.value = String(Math.round(num(this.session.order_krw)));
     }
-    if (this.session && this.session.stop_reason && this.session.state === "stopped" && prevId === this.session.id && this._wasRunning) {
+    // A stop this page did not ask for (daily loss halt, kill switch) is announced with its reason; the
+    // user's own Stop is confirmed once, by stop().
+    if (this.session && this.session.stop_reason && this.session.state === "stopped" && prevId === this.session.id && this._wasRunning && !this._stopping) {
       toast(`${t("auto_stopped")} ${this.session.stop_reason}`, "info");
     }
     this._wasRunning = this.running;
@@ -423,7 +426,8 @@ export class AutoPanel {
     buttons.forEach((b) => (b.disabled = true));
     try {
       const data = await api(name, { method, body });
-      this._applySession(data || {});
+      // auto_change answers session: null when nothing runs; the stopped session shown stays.
+      if (data && data.session) this._applySession(data);
       if (okMsg) toast(okMsg);
       return true;
     } catch (e) {
@@ -451,18 +455,21 @@ export class AutoPanel {
 
   async stop() {
     const body = this.session ? { session_id: this.session.id } : { market: this.getMarket() };
-    await this._call("auto_stop", "POST", body, t("auto_stopped"));
+    this._stopping = true;
+    try {
+      await this._call("auto_stop", "POST", body, t("auto_stopped"));
+    } finally {
+      this._stopping = false;
+    }
   }
 
   async apply() {
     const v = `${this._threshold()}%`;
-    if (!this.running) {
-      // Nothing running: the value is used by the next start.
-      toast(t("threshold_applied", { v }));
-      return;
-    }
-    await this._call("auto_change", "PUT", { session_id: this.session.id, threshold_pct: this._threshold() },
-      t("threshold_applied", { v }));
+    // Kept on the server even while stopped (the next start and a reload use it).
+    const body = this.running && this.session
+      ? { session_id: this.session.id, threshold_pct: this._threshold() }
+      : { market: this.getMarket(), threshold_pct: this._threshold() };
+    await this._call("auto_change", "PUT", body, t("threshold_applied", { v }));
   }
 
   onMarket() {

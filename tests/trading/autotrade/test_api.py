@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -37,12 +39,12 @@ def test_start_list_decisions_and_stop(api, user, wide_book, active_models):
     r = api.post("/api/trading/auto/stop/", {"session_id": session["id"]}, format="json")
     assert r.status_code == 200 and r.json()["session"]["state"] == "stopped"
     assert api.post("/api/trading/auto/stop/", {"market": "KRW-BTC"}, format="json").status_code == 404
-    assert (
-        api.put(
-            "/api/trading/auto/change/", {"session_id": session["id"], "threshold_pct": "0.1"}, format="json"
-        ).status_code
-        == 409
+    # A stopped session keeps the threshold it ran with; the user's choice is kept for the next start.
+    r = api.put(
+        "/api/trading/auto/change/", {"session_id": session["id"], "threshold_pct": "0.1"}, format="json"
     )
+    assert r.status_code == 200 and r.json()["session"] is None and r.json()["threshold_pct"] == "0.1"
+    assert api.get("/api/trading/auto/").json()["sessions"][0]["threshold_pct"] == "0.05"
 
 
 @pytest.mark.parametrize(
@@ -115,3 +117,39 @@ def test_live_mode_needs_keys_and_trades_on_the_exchange(api, user, live_user, w
     assert wide_book.order_count(live_user.sim_account_id) == 1
     assert live.get("/api/trading/auto/?market=KRW-ETH").json()["sessions"] == []
     assert len(live.get("/api/trading/auto/?market=KRW-BTC").json()["sessions"]) == 1
+
+
+def test_threshold_applied_while_stopped_is_kept_and_used_by_the_next_start(api, user, active_models, client):
+    r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": "0.3"}, format="json")
+    assert r.status_code == 200, r.content
+    assert (
+        r.json()["session"] is None
+        and r.json()["threshold"] == "0.003"
+        and r.json()["threshold_pct"] == "0.3"
+    )
+    client.force_login(user)
+    config = client.get("/trade").context["config"]
+    assert config["threshold"] == {"min": 0, "max": 5.0, "step": 0.01, "default": 0.3}
+    start = {k: v for k, v in START.items() if k != "threshold_pct"}
+    r = api.post("/api/trading/auto/start/", start, format="json")
+    assert r.status_code == 201 and r.json()["session"]["threshold_pct"] == "0.3"
+    r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": "4.99"}, format="json")
+    assert r.json()["session"]["threshold_pct"] == "4.99" and r.json()["threshold_pct"] == "4.99"
+
+
+@pytest.mark.parametrize(
+    ("value", "code"), [("5.01", "invalid_threshold"), ("-0.01", "invalid_threshold"), ("x", "invalid")]
+)
+def test_threshold_out_of_range_is_a_clear_400_and_changes_nothing(api, user, value, code):
+    r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": value}, format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+    from trading.autotrade import autotrade_threshold_get
+
+    assert autotrade_threshold_get(user=user) == Decimal("0.0005")
+
+
+def test_threshold_bounds_are_accepted(api, user):
+    for value, kept in (("0", "0"), ("5", "5")):
+        r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": value}, format="json")
+        assert r.status_code == 200 and r.json()["threshold_pct"] == kept
