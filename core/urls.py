@@ -1,5 +1,6 @@
 """Operational routes."""
 
+from django.conf import settings
 from django.urls import path
 from django.views.generic import RedirectView
 
@@ -7,6 +8,8 @@ from core import views
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/home", permanent=False)),
+    # Browsers ask for /favicon.ico on pages that do not link an icon (the admin, the API docs).
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),
     path("healthz", views.health, name="health"),
     path("internal/realtime/", views.realtime_relay, name="realtime-relay"),
 ]

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from static: the docs work offline
     "django_celery_beat",
     "axes",
     "core",
@@ -215,6 +216,8 @@ _train_h, _train_m = (int(x) for x in env("ML_RETRAIN_AT", default="00:10").spli
 ML_DEVICE = env("ML_DEVICE", default="auto")
 ML_SERVING_THREADS = env.int("ML_SERVING_THREADS", default=1)  # 0 = leave torch / BLAS threads as they are
 ML_SERVING_COMPILED = env.bool("ML_SERVING_COMPILED", default=True)
+# A queued training run that no ml worker has taken after this many seconds is failed as "undelivered".
+ML_TRAINING_PICKUP_TIMEOUT_S = env.float("ML_TRAINING_PICKUP_TIMEOUT_S", default=90.0)
 CELERY_BEAT_SCHEDULE = {
     "market-upload-finished-days": {
         "task": "market.tasks.upload_finished_days",
@@ -244,12 +247,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": [
     "DEFAULT_PARSER_CLASSES": [
         "core.api.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",
     ],
@@ -269,6 +272,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI / ReDoc from drf-spectacular-sidecar (static files), never a CDN: /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No ReDoc page is routed (its bundle always loads a logo from cdn.redoc.ly); the setting keeps it local.
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Market data ----------------------------------------------------------------------------------------
