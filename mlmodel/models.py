@@ -78,6 +78,7 @@ class TrainingTrigger(models.TextChoices):
     NIGHTLY = "nightly", _("Nightly retrain")
     COMMAND = "command", _("Management command")
     API = "api", _("API")
+    BOOTSTRAP = "bootstrap", _("First model (automatic)")
 
 
 class TrainingRun(models.Model):
@@ -125,6 +126,28 @@ class TrainingRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in (TrainingState.SUCCEEDED, TrainingState.FAILED)
+
+
+class ModelBootstrap(models.Model):
+    """Per market, while no model is active: how much order-book data the collector has recorded and how
+    much the next automatic first training waits for (``mlmodel.bootstrap``; doubled after each attempt)."""
+
+    market = models.CharField(_("market"), max_length=20, unique=True)
+    collected_s = models.FloatField(_("recorded (s)"), default=0.0)
+    rows = models.PositiveBigIntegerField(_("snapshots"), default=0)
+    next_at_s = models.FloatField(_("next attempt at (s of data)"), default=0.0)  # 0 = the setting's minimum
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("first-model bootstrap")
+        verbose_name_plural = _("first-model bootstraps")
+
+    def __str__(self) -> str:
+        return f"{self.market} bootstrap ({self.collected_s / 60:.1f} min, {self.attempts} attempts)"
 
 
 class Prediction(models.Model):
