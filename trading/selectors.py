@@ -128,6 +128,7 @@ class Portfolio:
     realized_pnl: Decimal = ZERO
     unrealized_pnl: Decimal = ZERO
     pnl_today: Decimal | None = None
+    pnl_total: Decimal = ZERO
     prices_available: bool = True
     as_of: dt.datetime = field(default_factory=timezone.now)
 
@@ -138,9 +139,23 @@ def trading_day_start(now: dt.datetime | None = None) -> dt.datetime:
     return now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _cost_basis(*, volume: Decimal, exchange_avg: Decimal, position: Position | None) -> Decimal:
+    """What the held volume cost, buy fees included: our own fills at their fee-inclusive average (the
+    Position), coins they do not cover (deposited, bought elsewhere) at the exchange's average price."""
+    covered = min(position.volume, volume) if position is not None else ZERO
+    own = covered * position.avg_buy_price if position is not None else ZERO
+    return (own + (volume - covered) * exchange_avg).quantize(Q8)
+
+
 def portfolio_get(*, user: Any, mode: str | None = None) -> Portfolio:
     """Holdings with average buy price, value and unrealized P&L; totals; realized P&L (our fills, fees
-    included) and P&L today = value now - value at the day's open, net of today's own trades."""
+    included) and P&L today = value now - value at the day's open, net of today's own trades.
+
+    One basis for every figure, so Total, P&L today and P&L total move together: each coin is marked at
+    the ticker's last trade price (as Upbit values holdings), and fees count wherever money changed hands
+    (the cost basis of unrealized P&L includes buy fees, as P&L today's cash flows and realized P&L do).
+    ``avg_buy_price`` stays the exchange's own figure (Upbit's excludes fees).
+    """
     mode = mode or profile_get(user=user).mode
     balances = balances_get(user=user, mode=mode)
     krw = next((b for b in balances if b.currency == "KRW"), Balance("KRW", ZERO, ZERO, ZERO))
@@ -173,6 +188,12 @@ def portfolio_get(*, user: Any, mode: str | None = None) -> Portfolio:
         except ApplicationError:
             prices_available = False
 
+    positions = {
+        p.currency: p
+        for p in Position.objects.filter(user=user, mode=mode).only(
+            "currency", "volume", "avg_buy_price", "realized_pnl"
+        )
+    }
     holdings: list[Holding] = []
     total = krw.total
     unrealized = ZERO
@@ -183,7 +204,7 @@ def portfolio_get(*, user: Any, mode: str | None = None) -> Portfolio:
         market = f"KRW-{b.currency}"
         t = tickers.get(market)
         price = t.price if t else None
-        cost = (b.total * b.avg_buy_price).quantize(Q8)
+        cost = _cost_basis(volume=b.total, exchange_avg=b.avg_buy_price, position=positions.get(b.currency))
         value = (b.total * price).quantize(Q8) if price is not None else None
         upnl = (value - cost) if value is not None else None
         rate = (upnl / cost).quantize(Decimal("0.0001")) if upnl is not None and cost > 0 else None
@@ -216,9 +237,7 @@ def portfolio_get(*, user: Any, mode: str | None = None) -> Portfolio:
                 pnl_today = None
             continue
         pnl_today += qty_now * t.price - qty_start * t.opening_price
-    realized = sum(
-        (p.realized_pnl for p in Position.objects.filter(user=user, mode=mode).only("realized_pnl")), ZERO
-    )
+    realized = sum((p.realized_pnl for p in positions.values()), ZERO)
     return Portfolio(
         mode=mode,
         krw_balance=krw.balance,
@@ -228,6 +247,7 @@ def portfolio_get(*, user: Any, mode: str | None = None) -> Portfolio:
         invested_krw=invested,
         realized_pnl=realized,
         unrealized_pnl=unrealized.quantize(Q8),
+        pnl_total=(realized + unrealized).quantize(Q8),
         pnl_today=pnl_today.quantize(Q8) if pnl_today is not None else None,
         prices_available=prices_available and all(h.price is not None for h in holdings),
     )

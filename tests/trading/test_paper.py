@@ -138,3 +138,37 @@ def test_paper_fill_ledger_matches_orders(user, sim):
     assert (
         PaperTrade.objects.filter(order__user=user).count() == Order.objects.get(user=user).fills.count() == 2
     )
+
+
+def _agree(p: selectors.Portfolio, starting: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+    # Cost bases are averages kept to 4 decimal places: agreement is to well under one won.
+    cent = Decimal("0.01")
+    return (
+        (p.total_assets_krw - starting).quantize(cent),
+        p.pnl_today.quantize(cent),
+        p.pnl_total.quantize(cent),
+    )
+
+
+def test_total_pnl_today_and_pnl_total_agree_right_after_the_first_paper_buy(user, sim, api):
+    starting = d(10_000_000)
+    services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(100_000))
+    p = selectors.portfolio_get(user=user)
+    change, today, total = _agree(p, starting)
+    assert change == today == total, (change, today, total)
+    assert change <= d(-50)  # at least the 50 KRW fee is gone, and every figure says so
+    body = api.get("/api/trading/portfolio/").json()["portfolio"]
+    assert Decimal(body["pnl_total"]).quantize(Decimal("0.01")) == total
+    assert Decimal(body["pnl_today"]).quantize(Decimal("0.01")) == today
+    [h] = p.holdings
+    assert h.cost_krw == d(100_050)  # the cost the unrealized P&L is measured from includes the fee
+
+
+def test_the_three_figures_still_agree_after_more_buys_and_a_partial_sell(user, sim):
+    for market, krw_amount in (("KRW-BTC", 100_000), ("KRW-ETH", 600_000), ("KRW-BTC", 30_000)):
+        services.order_place(user=user, market=market, side="bid", ord_type="price", price=d(krw_amount))
+    services.order_place(user=user, market="KRW-BTC", side="ask", ord_type="market", volume=d("0.0005"))
+    p = selectors.portfolio_get(user=user)
+    assert p.realized_pnl != 0
+    change, today, total = _agree(p, d(10_000_000))
+    assert change == today == total, (change, today, total)

@@ -207,6 +207,7 @@ class PortfolioOutput(serializers.Serializer):
     realized_pnl = Money()
     unrealized_pnl = Money()
     pnl_today = Money(allow_null=True)
+    pnl_total = Money(help_text="Realized + unrealized P&L, fees included, on the same prices as the total.")
     prices_available = serializers.BooleanField()
     as_of = serializers.DateTimeField()
 

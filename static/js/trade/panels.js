@@ -94,18 +94,25 @@ export class AssetsPanel {
     this.badge.className = `badge badge-mode badge-${mode}`;
     this.badge.title = mode === "live" ? "" : t("mode_paper_hint");
     const hs = this.holdings();
+    // The server marks every figure at one price per coin (fees included); between loads the live price
+    // moves a holding's value, and that same change moves Total, P&L today and P&L total together.
     let total = num(pick(d, "krw_balance", "krw")) + num(pick(d, "krw_locked") ?? 0);
     let unrealized = 0;
+    let drift = 0; // live value - the server's value of the holdings it priced
+    let unpriced = 0; // P&L of holdings only the live price could value
     const rows = hs.map((x) => {
       const vol = num(pick(x, "volume", "total", "balance"));
       const avg = num(pick(x, "avg_buy_price", "avg_price"));
       const price = num(pick(x, "price", "current_price"));
-      const value = Number.isFinite(price) ? vol * price : num(pick(x, "value_krw", "value"));
+      const serverValue = x.value_krw === null || x.value_krw === undefined ? NaN : num(x.value_krw);
+      const value = Number.isFinite(price) ? vol * price : serverValue;
       const cost = Number.isFinite(num(x.cost_krw)) ? num(x.cost_krw) : vol * avg;
       const pnl = Number.isFinite(value) ? value - cost : NaN;
       const rate = cost > 0 && Number.isFinite(pnl) ? pnl / cost : NaN;
       if (Number.isFinite(value)) total += value;
       if (Number.isFinite(pnl)) unrealized += pnl;
+      if (Number.isFinite(value) && Number.isFinite(serverValue)) drift += value - serverValue;
+      else if (Number.isFinite(pnl)) unpriced += pnl;
       return h(
         "tr",
         { "data-currency": x.currency },
@@ -121,13 +128,17 @@ export class AssetsPanel {
     if (!hs.length && Number.isFinite(apiTotal)) total = apiTotal;
     setText($("#assets-total"), `${fmtKRW(total)} KRW`);
     setText($("#assets-krw"), `${fmtKRW(pick(d, "krw_balance", "krw"))} KRW`);
-    const today = pick(d, "pnl_today");
+    const apiToday = pick(d, "pnl_today");
+    const today = apiToday === undefined || apiToday === null ? apiToday : num(apiToday) + drift;
     const pToday = $("#assets-pnl-today");
-    setText(pToday, today === undefined ? "–" : `${fmtSignedKRW(today)} KRW`);
+    setText(pToday, today === undefined || today === null ? "–" : `${fmtSignedKRW(today)} KRW`);
     pToday.className = dirClass(today);
     const realized = num(pick(d, "realized_pnl") ?? 0);
     const pTotal = $("#assets-pnl-total");
-    const totalPnl = realized + unrealized;
+    const apiPnlTotal = pick(d, "pnl_total");
+    const totalPnl = apiPnlTotal === undefined || apiPnlTotal === null
+      ? realized + unrealized
+      : num(apiPnlTotal) + drift + unpriced;
     setText(pTotal, `${fmtSignedKRW(totalPnl)} KRW`);
     pTotal.className = dirClass(totalPnl);
   }
