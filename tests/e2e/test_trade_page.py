@@ -64,7 +64,8 @@ def test_trade_page_renders_the_dashboard_with_its_configuration(client_in: tupl
     ):
         assert name in config["api"], name
     assert all(url.startswith("/api/") for url in config["api"].values())
-    assert config["threshold"] == {"min": 0.01, "max": 0.1, "step": 0.01, "default": 0.05}
+    # 0 to 5 % (the range the server accepts) in 0.01 % steps; the default is the user's kept choice.
+    assert config["threshold"] == {"min": 0, "max": 5.0, "step": 0.01, "default": 0.05}
     assert config["has_keys"] is False
     assert 'data-testid="no-keys-notice"' in html and 'href="/profile"' in html
     for testid in (

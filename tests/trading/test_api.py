@@ -482,3 +482,22 @@ def test_browser_session_needs_the_csrf_token(user, sim):
     browser.cookies["csrftoken"] = token
     r = browser.post(BUY, body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
     assert r.status_code == 201 and Order.objects.count() == 1
+
+
+def test_a_cancelled_limit_order_keeps_what_was_ordered_in_the_history(api, user, sim):
+    placed = api.post(
+        "/api/trading/orders/limit/",
+        {"market": "KRW-BTC", "side": "bid", "price": "90000000", "volume": "0.001"},
+        format="json",
+    )
+    assert placed.status_code == 201, placed.content
+    order_id = placed.json()["order"]["id"]
+    assert api.post(f"/api/trading/orders/{order_id}/cancel/", {}, format="json").status_code == 200
+    [row] = api.get("/api/trading/orders/").json()["results"]
+    assert (row["state"], row["ord_type"], row["price"], row["volume"], row["executed_volume"]) == (
+        "cancelled",
+        "limit",
+        "90000000",
+        "0.001",
+        "0",
+    )

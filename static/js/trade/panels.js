@@ -145,7 +145,30 @@ export class AssetsPanel {
 }
 
 // ---- orders ------------------------------------------------------------------------------------------------
+// Dispatched on document when an order action succeeded (placed, cancelled): stale form errors go.
+const ACTION_DONE = "trade:action-done";
 const OPEN_STATES = new Set(["pending", "open", "wait", "watch"]);
+
+/** What a closed order's row shows: the average fill price when something filled, else what was ordered
+ * (the limit price, or the KRW amount of a market buy); the volume as "executed / ordered" when the order
+ * did not fill completely (a cancelled limit order reads "0.00000000 / 0.00100000"). */
+export function historyFigures(o) {
+  const executed = num(o.executed_volume);
+  const ordered = num(o.volume);
+  const filled = executed > 0;
+  const avg = num(pick(o, "avg_price")) || (filled ? num(o.executed_funds) / executed : NaN);
+  let price = fmtPrice(avg);
+  let priceTitle = t("avg_fill_price");
+  if (!filled) {
+    if (o.ord_type === "price") price = `${fmtKRW(o.price)} KRW`;
+    else price = fmtPrice(o.price);
+    priceTitle = o.ord_type === "limit" ? t("limit_price") : t("ordered_amount");
+  }
+  const partial = Number.isFinite(ordered) && ordered > 0 && !(executed >= ordered);
+  const volume = partial ? `${fmtVol(Number.isFinite(executed) ? executed : 0)} / ${fmtVol(ordered)}` : fmtVol(executed);
+  const volumeTitle = partial ? t("executed_of_ordered") : t("executed_volume");
+  return { price, priceTitle, volume, volumeTitle };
+}
 
 export class OrdersPanel {
   constructor() {
@@ -217,10 +240,12 @@ export class OrdersPanel {
           try {
             if (kind === "order") {
               await api("order_cancel", { method: "POST", params: { id }, body: {} });
+              document.dispatchEvent(new CustomEvent(ACTION_DONE));
               toast(t("order_cancelled"));
               this.loadOrders();
             } else {
               await api("scheduled_cancel", { method: "POST", params: { id }, body: {} });
+              document.dispatchEvent(new CustomEvent(ACTION_DONE));
               toast(t("scheduled_cancelled"));
               this.loadScheduled();
             }
@@ -250,16 +275,15 @@ export class OrdersPanel {
     );
     fillRows($("#open-orders-body"), openRows, t("no_open_orders"), 7);
     const histRows = this.history.map((o) => {
-      const vol = num(o.executed_volume);
-      const avg = num(pick(o, "avg_price")) || (vol > 0 ? num(o.executed_funds) / vol : NaN);
+      const { price, priceTitle, volume, volumeTitle } = historyFigures(o);
       return h(
         "tr",
         { "data-order-id": o.id, "data-state": o.state, title: o.error_message || "" },
         h("td", null, fmtDateTime(pick(o, "closed_at", "created_at"))),
         h("td", null, o.market),
         this._sideCell(o.side),
-        h("td", { class: "num" }, fmtPrice(avg)),
-        h("td", { class: "num" }, fmtVol(vol)),
+        h("td", { class: "num", "data-col": "price", title: priceTitle }, price),
+        h("td", { class: "num", "data-col": "volume", title: volumeTitle }, volume),
         h("td", { class: "num" }, fmtKRW(o.paid_fee)),
         h("td", null, t(`source_${o.source || "manual"}`)),
         h("td", { class: `state state-${o.state}` }, t(`state_${o.state}`), o.error_message ? h("span", { class: "fine muted" }, ` ${o.error_message}`) : null),
@@ -604,9 +628,15 @@ export class OrderForms {
     this._wire("#form-sell", (f) => this._sell(f));
     this._wire("#form-limit", (f) => this._limit(f));
     this._wire("#form-scheduled", (f) => this._scheduled(f));
-    $$("[data-fill]").forEach((b) => b.addEventListener("click", () => ($(`#${b.dataset.fill}`).value = b.dataset.value)));
+    $$("[data-fill]").forEach((b) =>
+      b.addEventListener("click", () => {
+        $(`#${b.dataset.fill}`).value = b.dataset.value;
+        this.clearErrors(b.closest("form"));
+      }),
+    );
     $$("[data-fraction]").forEach((b) =>
       b.addEventListener("click", () => {
+        this.clearErrors(b.closest("form"));
         const avail = this.assets.available(this.getMarket().split("-")[1]);
         const v = Math.floor(avail * num(b.dataset.fraction) * 1e8) / 1e8;
         $("#sell-volume").value = v > 0 ? v.toFixed(8) : "";
@@ -630,6 +660,18 @@ export class OrderForms {
     };
     $("#limit-price").addEventListener("input", updTotal);
     $("#limit-volume").addEventListener("input", updTotal);
+    // Another action succeeded elsewhere on the page (an order cancelled, ...): old refusals are history.
+    document.addEventListener(ACTION_DONE, () => this.clearErrors());
+  }
+
+  /** Empty the error line of one order form, or of all of them: an error stays only while it is true. */
+  clearErrors(form = null) {
+    $$(".order-form").forEach((f) => {
+      if (!form || f === form) {
+        const err = $(".form-error", f);
+        if (err) err.textContent = "";
+      }
+    });
   }
 
   _tabs() {
@@ -641,6 +683,7 @@ export class OrderForms {
         other.tabIndex = on ? 0 : -1;
         $(`#${other.getAttribute("aria-controls")}`).hidden = !on;
       }
+      this.clearErrors(); // an error belongs to the form it was shown on, not to the next visit
       if (focus) tab.focus();
     };
     tabs.forEach((tab, i) => {
@@ -662,6 +705,9 @@ export class OrderForms {
 
   _wire(sel, handler) {
     const form = $(sel);
+    // Editing the form makes its last refusal (e.g. a price off the tick) out of date.
+    form.addEventListener("input", () => this.clearErrors(form));
+    form.addEventListener("change", () => this.clearErrors(form));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const err = $(".form-error", form);
@@ -680,6 +726,7 @@ export class OrderForms {
         if (msg) toast(msg);
         form.reset();
         if (sel === "#form-scheduled") $("#sched-at").value = toLocalInput(new Date(Date.now() + 60000));
+        document.dispatchEvent(new CustomEvent(ACTION_DONE));
         this.afterAction();
       } catch (e2) {
         err.textContent = e2.message;
@@ -745,11 +792,13 @@ export class OrderForms {
 
   pickPrice(price) {
     $("#limit-price").value = String(price);
+    this.clearErrors($("#form-limit"));
     this.selectTab("tab-limit");
     $("#limit-volume").focus();
   }
 
   onMarket() {
+    this.clearErrors(); // a tick size or a balance refused on the last market says nothing about this one
     $$(".coin-sym").forEach((el) => setText(el, this.getMarket().split("-")[1]));
   }
 }
