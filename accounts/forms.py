@@ -208,6 +208,8 @@ class ExchangeKeysForm(forms.Form):
         error_messages={"required": _("Enter your Upbit secret key.")},
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
     )
+    # Shown only after Upbit refused the keys or could not be asked: storing them then needs this consent.
+    save_anyway = forms.BooleanField(label=_("Save these keys anyway"), required=False)
 
 
 class ProfileSettingsForm(forms.Form):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 from accounts import crypto
@@ -149,8 +151,8 @@ def _hint(access_key: str) -> str:
     return f"{access_key[:4]}…{access_key[-4:]}"
 
 
-def exchange_credential_save(*, user: User, access_key: str, secret_key: str) -> ExchangeCredential:
-    """Validate and store the user's Upbit keys, both encrypted; replaces keys saved before."""
+def _clean_keys(access_key: str, secret_key: str) -> tuple[str, str]:
+    """The keys stripped, or a ValidationError per field when they cannot be Upbit keys."""
     access_key = (access_key or "").strip()
     secret_key = (secret_key or "").strip()
     # Registered before anything can fail, so even an error path cannot log them.
@@ -169,7 +171,12 @@ def exchange_credential_save(*, user: User, access_key: str, secret_key: str) ->
         _add(errors, "secret_key", _("The secret key must differ from the access key."))
     if errors:
         raise ValidationError(errors)
+    return access_key, secret_key
 
+
+def exchange_credential_save(*, user: User, access_key: str, secret_key: str) -> ExchangeCredential:
+    """Validate and store the user's Upbit keys, both encrypted; replaces keys saved before."""
+    access_key, secret_key = _clean_keys(access_key, secret_key)
     access_encrypted = crypto.encrypt(access_key)
     secret_encrypted = crypto.encrypt(secret_key)
     with transaction.atomic():
@@ -184,6 +191,48 @@ def exchange_credential_save(*, user: User, access_key: str, secret_key: str) ->
         credential.save()
     logger.info("exchange keys saved", extra={"user_id": user.pk, "key_hint": credential.access_key_hint})
     return credential
+
+
+class KeyCheckStatus(StrEnum):
+    VALID = "valid"  # the exchange answered a read-only call made with the keys
+    INVALID = "invalid"  # the exchange refused them (unknown, wrong secret, expired, IP not allowed, ...)
+    UNREACHABLE = "unreachable"  # the exchange could not be asked: nothing is known about the keys
+
+
+@dataclass(frozen=True)
+class KeyCheckResult:
+    status: KeyCheckStatus
+    error_name: str = ""  # the exchange's error name when it refused them, e.g. "invalid_access_key"
+
+
+@dataclass(frozen=True)
+class KeySubmitResult:
+    check: KeyCheckResult
+    credential: ExchangeCredential | None  # None: not stored (the check failed and the user did not confirm)
+
+
+def exchange_credential_check(*, access_key: str, secret_key: str) -> KeyCheckResult:
+    """Ask the exchange whether the keys work, through the checker a higher app registers in
+    settings.EXCHANGE_KEY_CHECK (a dotted path to ``callable(*, access_key, secret_key) -> KeyCheckResult``;
+    the market app makes a read-only Upbit call). Without one nothing can be asked: UNREACHABLE."""
+    if not settings.EXCHANGE_KEY_CHECK:
+        return KeyCheckResult(KeyCheckStatus.UNREACHABLE)
+    checker = import_string(settings.EXCHANGE_KEY_CHECK)
+    return checker(access_key=access_key, secret_key=secret_key)
+
+
+def exchange_credential_submit(
+    *, user: User, access_key: str, secret_key: str, save_anyway: bool = False
+) -> KeySubmitResult:
+    """Check the keys with the exchange, then store them: at once when they work, otherwise only when the
+    user confirmed (``save_anyway``) after being told why they were not accepted."""
+    access_key, secret_key = _clean_keys(access_key, secret_key)
+    check = exchange_credential_check(access_key=access_key, secret_key=secret_key)
+    logger.info("exchange keys checked", extra={"user_id": user.pk, "key_check": check.status.value})
+    if check.status is not KeyCheckStatus.VALID and not save_anyway:
+        return KeySubmitResult(check=check, credential=None)
+    credential = exchange_credential_save(user=user, access_key=access_key, secret_key=secret_key)
+    return KeySubmitResult(check=check, credential=credential)
 
 
 def exchange_credential_delete(*, user: User) -> bool:

@@ -20,6 +20,7 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.module_loading import import_string
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.forms import (
@@ -33,8 +34,10 @@ from accounts.forms import (
 from accounts.selectors import exchange_credential_status
 from accounts.services import (
     EMAIL_DOMAINS,
+    KeyCheckResult,
+    KeyCheckStatus,
     exchange_credential_delete,
-    exchange_credential_save,
+    exchange_credential_submit,
     user_create,
     user_update_profile,
 )
@@ -105,11 +108,14 @@ def _render_profile(
     *,
     keys_form: ExchangeKeysForm | None = None,
     settings_form: ProfileSettingsForm | None = None,
+    key_check: KeyCheckResult | None = None,
     status: int = 200,
 ) -> HttpResponse:
     user = request.user
     context = {
         "keys_form": keys_form or ExchangeKeysForm(),
+        "key_check": key_check,
+        "key_check_reason": key_check_reason(key_check) if key_check else "",
         "settings_form": settings_form
         or ProfileSettingsForm(
             initial={"email": user.email, "phone": user.phone, "email_opt_in": user.email_opt_in}
@@ -127,15 +133,49 @@ def profile_view(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _render_profile(request)
     form = ExchangeKeysForm(request.POST)
+    key_check = None
     if form.is_valid():
         try:
-            exchange_credential_save(user=request.user, **form.cleaned_data)
+            result = exchange_credential_submit(user=request.user, **form.cleaned_data)
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, _("Your Upbit keys have been saved and encrypted."))
-            return redirect("profile")
-    return _render_profile(request, keys_form=form, status=400)
+            if result.credential is not None:
+                if result.check.status is KeyCheckStatus.VALID:
+                    messages.success(
+                        request, _("Upbit accepted your keys. They have been saved and encrypted.")
+                    )
+                else:
+                    messages.warning(
+                        request,
+                        format_html(
+                            "{} {}",
+                            _("Your Upbit keys were saved without a successful check."),
+                            key_check_reason(result.check),
+                        ),
+                    )
+                return redirect("profile")
+            key_check = result.check
+    return _render_profile(request, keys_form=form, key_check=key_check, status=400)
+
+
+# Why Upbit refused keys, by its error name (shared/upbit-api.md §2.4); anything else gets the general line.
+KEY_REFUSAL_REASONS = {
+    "invalid_access_key": gettext_lazy("Upbit does not know this access key."),
+    "jwt_verification": gettext_lazy("The secret key does not belong to this access key."),
+    "expired_access_key": gettext_lazy("These keys have expired. Issue new ones on Upbit."),
+    "no_authorization_ip": gettext_lazy("These keys are not allowed from this server's IP address."),
+    "no_authorization_i_p": gettext_lazy("These keys are not allowed from this server's IP address."),
+    "out_of_scope": gettext_lazy("These keys lack the permission to view your assets."),
+}
+
+
+def key_check_reason(check: KeyCheckResult) -> str:
+    """One sentence a user understands, with Upbit's error name for support; never the keys."""
+    if check.status is KeyCheckStatus.UNREACHABLE:
+        return str(_("Upbit could not be reached, so the keys could not be verified."))
+    reason = KEY_REFUSAL_REASONS.get(check.error_name, gettext_lazy("Upbit did not accept these keys."))
+    return f"{reason} ({check.error_name})" if check.error_name else str(reason)
 
 
 @login_required

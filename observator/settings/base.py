@@ -127,6 +127,9 @@ PROFILE_SECTIONS: list[str] = [
     "trading.views.profile_holdings_section",
     "trading.views.profile_report_section",
 ]
+# Checks Upbit keys before they are stored (a read-only GET /v1/accounts against UPBIT_REST_URL):
+# ``callable(*, access_key, secret_key) -> accounts.services.KeyCheckResult`` (see exchange_credential_check).
+EXCHANGE_KEY_CHECK = "market.keycheck.upbit_keys_check"
 
 # --- i18n -----------------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
+from accounts.services import KeyCheckResult, KeyCheckStatus
 from tests.accounts.factories import UserFactory
 
 _THROTTLE_SCOPES = ("username_check", "auth_token")
@@ -16,6 +17,17 @@ _THROTTLE_SCOPES = ("username_check", "auth_token")
 def _reset_throttles() -> None:
     # Only our own keys: in CI the cache is the shared Redis, so never clear() it.
     cache.delete_many([f"throttle_{scope}_127.0.0.1" for scope in _THROTTLE_SCOPES])
+
+
+def accept_keys(*, access_key: str, secret_key: str) -> KeyCheckResult:
+    return KeyCheckResult(KeyCheckStatus.VALID)
+
+
+@pytest.fixture(autouse=True)
+def _keys_check_accepts(settings) -> None:  # noqa: ANN001
+    """The profile tests store keys without asking Upbit (tests must not reach it); test_key_check.py
+    puts the real check back, against the local simulator."""
+    settings.EXCHANGE_KEY_CHECK = "tests.accounts.conftest.accept_keys"
 
 
 @pytest.fixture

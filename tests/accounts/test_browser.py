@@ -7,18 +7,29 @@ Sign up (the live duplicate check must pass before the form submits), switch to 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 
 from accounts.models import User
 from accounts.selectors import exchange_credential_status, exchange_credentials_get
+from market.upbit_sim.server import SimConfig, SimulatorThread
 from tests.accounts.factories import UserFactory, upbit_key
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.e2e, pytest.mark.live]
 
 
-def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
+@pytest.fixture(autouse=True)
+def _sim_upbit(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorThread]:
+    """The key check of the (subprocess) ASGI server asks this simulator, never the real Upbit. Autouse, so
+    it is set up before the server starts and the server inherits UPBIT_REST_URL."""
+    with SimulatorThread(SimConfig(markets=["KRW-BTC"], seed=3, tick_ms=50)) as sim:
+        monkeypatch.setenv("UPBIT_REST_URL", sim.rest_url)
+        yield sim
+
+
+def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir, _sim_upbit):
     UserFactory(username="takenname")
     expect = playwright_sync.expect
     page.goto("/signup")
@@ -70,7 +81,16 @@ def test_signup_switch_to_korean_save_keys_log_out_and_in(page, artifacts_dir):
     expect(page.locator("#keys-help-dialog")).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.locator("#keys-help-dialog")).to_be_hidden()
+    # Keys Upbit (the simulator here) does not know are refused, in Korean, and not stored.
+    page.fill("#id_access_key", upbit_key())
+    page.fill("#id_secret_key", upbit_key())
+    page.get_by_role("button", name="키 저장").click()
+    expect(page.get_by_test_id("key-check")).to_contain_text("invalid_access_key")
+    expect(page.locator("#id_save_anyway")).to_be_visible()
+    assert exchange_credentials_get(user=user) is None
+    # Keys of a real (simulated) account pass the check and are stored.
     access, secret = upbit_key(), upbit_key()
+    _sim_upbit.create_account(krw="1000000", access_key=access, secret_key=secret)
     page.fill("#id_access_key", access)
     page.fill("#id_secret_key", secret)
     page.get_by_role("button", name="키 저장").click()

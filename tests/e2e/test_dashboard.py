@@ -113,11 +113,17 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         page.wait_for_selector("html[lang=en]")
         assert "Order book" in page.locator("#book-h").inner_text()
 
-        # Save (syntactically valid) Upbit keys; the page says they are stored, never shows the secret.
+        # Save (syntactically valid) Upbit keys the simulator does not know: the check refuses them, and
+        # they are stored only once the user ticks "Save these keys anyway"; the secret is never shown.
         page.goto("/profile")
-        secret = _key()
-        page.fill("input[name=access_key]", _key())
+        access, secret = _key(), _key()
+        page.fill("input[name=access_key]", access)
         page.fill("input[name=secret_key]", secret)
+        page.click("form[action='/profile'] button[type=submit]")
+        page.wait_for_selector("[data-testid=key-check][data-status=invalid]")
+        page.fill("input[name=access_key]", access)
+        page.fill("input[name=secret_key]", secret)
+        page.check("input[name=save_anyway]")
         page.click("form[action='/profile'] button[type=submit]")
         page.wait_for_selector("[data-testid=key-summary]")
         assert secret not in page.content()
