@@ -1,26 +1,37 @@
-"""The stack launcher: starts web (ASGI), Celery workers (default + ml), beat and the collector as one
-supervised foreground process group; falls back to the local Upbit simulator when Upbit is unreachable.
+"""The stack launcher: starts web (ASGI), Celery workers (default + ml), beat and the collector, supervises
+them, and falls back to the local Upbit simulator when Upbit is unreachable.
 
-Children inherit the launcher's process group, so Ctrl-C in the terminal reaches all of them at once;
-the launcher then waits for each to stop, escalating to SIGTERM and SIGKILL after a grace period.
-A child that dies on its own is restarted with exponential backoff.
+Each child runs in its own session (its own process group), so a stop never depends on who else a signal
+reached: Ctrl-C (SIGINT to the terminal's foreground group), SIGTERM or SIGHUP to the launcher all end in
+the same shutdown, which asks each child to stop, waits a grace period, then SIGKILLs the child's whole
+process group (Celery's pool processes included) and returns only when every group is empty. A child that
+dies on its own is restarted with exponential backoff (never once a stop has begun), after the remains of
+its group are killed. The console may go away under us (``| tee`` killed by the same Ctrl-C, a closed
+terminal): output is then dropped, children's pipes are still drained, and the shutdown goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import httpx
 
 PYTHON = sys.executable
 GRACE_SECONDS = 15.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_CONSOLE_LEVEL = "WARNING"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -28,6 +39,9 @@ class ProcessSpec:
     name: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # The processes after this one start once it accepts connections here (the collector would otherwise
+    # log a failed connect and a data gap at every start).
+    listens_on: int | None = None
 
 
 @dataclass
@@ -37,6 +51,18 @@ class _Child:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = 0.0
+
+
+def console_level(environ: Mapping[str, str]) -> str:
+    """The stack's log level from ``LOG_LEVEL``: warnings and errors only unless asked for more."""
+    level = (environ.get("LOG_LEVEL") or DEFAULT_CONSOLE_LEVEL).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return level
+
+
+def verbose(level: str) -> bool:
+    return LOG_LEVELS.index(level) <= LOG_LEVELS.index("INFO")
 
 
 def upbit_reachable(rest_url: str, timeout: float = 3.0) -> bool:
@@ -49,23 +75,80 @@ def upbit_reachable(rest_url: str, timeout: float = 3.0) -> bool:
     return response.status_code == 200
 
 
-def _pump(name: str, stream, write: Callable[[str], None]) -> None:  # noqa: ANN001
-    for raw in iter(stream.readline, b""):
-        write(f"{name:>10} | {raw.decode(errors='replace').rstrip()}\n")
-    stream.close()
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group; on systems without /proc, [pgid] while any exists."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses, so split after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 class Supervisor:
-    def __init__(self, specs: Sequence[ProcessSpec], *, write: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        specs: Sequence[ProcessSpec],
+        *,
+        write: Callable[[str], None] | None = None,
+        grace: float = GRACE_SECONDS,
+        ready: Callable[[], str] | None = None,
+    ) -> None:
+        """``ready``, if given, runs in a thread once every child is started; the line it returns (the
+        URL banner, or what is not up) is printed when it returns, unless a stop began meanwhile."""
         self.children = [_Child(spec) for spec in specs]
         self.stopping = threading.Event()
-        self._write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        self.grace = grace
+        self._hurry = threading.Event()
+        self._ready = ready
+        self._write = write or _stdout_write
         self._lock = threading.Lock()
+        self._console_gone = False
+
+    # -- output ---------------------------------------------------------------------------------------
+    def emit(self, text: str) -> None:
+        """Write to the console; if it is gone (broken pipe, closed terminal), drop output from now on."""
+        with self._lock:
+            if self._console_gone:
+                return
+            try:
+                self._write(text)
+            except (OSError, ValueError):
+                self._console_gone = True
+                _detach_stdout()
 
     def log(self, message: str) -> None:
-        with self._lock:
-            self._write(f"{'launcher':>10} | {message}\n")
+        self.emit(f"{'launcher':>10} | {message}\n")
 
+    def _pump(self, name: str, stream: IO[bytes]) -> None:
+        # Keeps reading even when the console is gone: a child blocked on a full pipe would never stop.
+        with contextlib.suppress(OSError, ValueError):
+            for raw in iter(stream.readline, b""):
+                self.emit(f"{name:>10} | {raw.decode(errors='replace').rstrip()}\n")
+        stream.close()
+
+    # -- children -------------------------------------------------------------------------------------
     def _start(self, child: _Child) -> None:
         env = {**os.environ, **child.spec.env, "PYTHONUNBUFFERED": "1"}
         child.proc = subprocess.Popen(
@@ -74,25 +157,61 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own session and process group: the launcher alone decides when and how it stops, and
+            # one killpg reaches everything it forked.
+            start_new_session=True,
         )
         child.started_at = time.monotonic()
-        threading.Thread(
-            target=_pump, args=(child.spec.name, child.proc.stdout, self._locked_write), daemon=True
-        ).start()
+        threading.Thread(target=self._pump, args=(child.spec.name, child.proc.stdout), daemon=True).start()
         self.log(f"started {child.spec.name} (pid {child.proc.pid})")
 
-    def _locked_write(self, text: str) -> None:
-        with self._lock:
-            self._write(text)
+    def _wait_listening(self, child: _Child, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if child.proc is None or child.proc.poll() is not None:
+                return  # it died: the supervision loop reports and restarts it
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+            self.stopping.wait(0.1)
+        if not self.stopping.is_set():
+            self.log(f"{child.spec.name} is not listening on {port} after {timeout:g} s; starting the rest")
+
+    def install_signal_handlers(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self.request_stop)
+
+    def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
+        if self.stopping.is_set():
+            self._hurry.set()  # a second Ctrl-C: do not wait for the grace period
+        self.stopping.set()
+
+    def _announce_when_ready(self) -> None:
+        assert self._ready is not None
+        try:
+            line = self._ready()
+        except Exception as exc:  # noqa: BLE001 - a failed check must not take the launcher down
+            line = f"readiness check failed: {exc!r}"
+        if not self.stopping.is_set():
+            self.emit(line + "\n")
 
     def run(self) -> int:
         for child in self.children:
+            if self.stopping.is_set():
+                break
             self._start(child)
+            if child.spec.listens_on is not None:
+                self._wait_listening(child, child.spec.listens_on)
+        if self._ready is not None and not self.stopping.is_set():
+            threading.Thread(target=self._announce_when_ready, daemon=True).start()
         while not self.stopping.is_set():
             now = time.monotonic()
             for child in self.children:
                 proc = child.proc
                 if proc is not None and proc.poll() is not None:
+                    # Whatever it forked (e.g. Celery pool processes) must not outlive it.
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    if self.stopping.is_set():
+                        break
                     self.log(f"{child.spec.name} exited with {proc.returncode}; restarting")
                     # A child that ran a while is healthy again: reset its backoff.
                     if now - child.started_at > 60:
@@ -105,26 +224,68 @@ class Supervisor:
             self.stopping.wait(0.2)
         return self.shutdown()
 
-    def request_stop(self, *_: object) -> None:
-        self.stopping.set()
-
     def shutdown(self) -> int:
+        """Stop every child and everything it forked; return once none is left (0), or 1 if some could
+        not be killed."""
         self.log("stopping all processes")
-        alive = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
-        for proc in alive:
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + GRACE_SECONDS
-        for proc in alive:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        running = [c for c in self.children if c.proc is not None]
+        for child in running:
+            assert child.proc is not None
+            if child.proc.poll() is None:
+                # The main process only: it stops its own workers in order (Celery's warm shutdown lets
+                # running tasks finish); a signal to the whole group would kill those tasks mid-way.
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        orphans_told: set[int] = set()
+        while time.monotonic() < deadline and not self._hurry.is_set():
+            left = False
+            for child in running:
+                assert child.proc is not None
+                if child.proc.poll() is None:
+                    left = True
+                elif group_members(child.proc.pid):
+                    left = True
+                    if child.proc.pid not in orphans_told:  # its main process is gone: the rest go too
+                        orphans_told.add(child.proc.pid)
+                        _signal_group(child.proc.pid, signal.SIGTERM)
+            if not left:
+                break
+            time.sleep(0.1)
+        for child in running:
+            assert child.proc is not None
+            if child.proc.poll() is None or group_members(child.proc.pid):
+                self.log(f"{child.spec.name} did not stop within {self.grace:g} s: killing its process group")
+                _signal_group(child.proc.pid, signal.SIGKILL)
+        stuck: list[str] = []
+        for child in running:
+            assert child.proc is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=5)
+            end = time.monotonic() + 5
+            while group_members(child.proc.pid) and time.monotonic() < end:
+                time.sleep(0.05)
+            if child.proc.poll() is None or group_members(child.proc.pid):
+                stuck.append(child.spec.name)
+        if stuck:
+            self.log(f"could not stop: {', '.join(stuck)}")
+            return 1
         self.log("all processes stopped")
         return 0
+
+
+def _stdout_write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _detach_stdout() -> None:
+    """Point fd 1 at /dev/null so that nothing later (buffered output, the interpreter's exit flush)
+    raises on the broken console."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def manage_args(*args: str) -> list[str]:
@@ -140,9 +301,18 @@ def build_specs(
     markets: Sequence[str],
     available_commands: set[str],
     sim_speed: float = 1.0,
+    log_level: str = DEFAULT_CONSOLE_LEVEL,
 ) -> tuple[list[ProcessSpec], dict[str, str]]:
-    """The processes of the stack and the environment they share."""
-    shared: dict[str, str] = {"REALTIME_RELAY_URL": f"http://127.0.0.1:{port}/internal/realtime/"}
+    """The processes of the stack and the environment they share.
+
+    ``log_level`` (``LOG_LEVEL``) sets every child's threshold: at WARNING, the default, the console shows
+    warnings, errors and the launcher's own lines; INFO adds startup banners, task and access logs.
+    """
+    shared: dict[str, str] = {
+        "REALTIME_RELAY_URL": f"http://127.0.0.1:{port}/internal/realtime/",
+        "LOG_LEVEL": log_level,
+    }
+    chatty = verbose(log_level)
     specs: list[ProcessSpec] = []
     if simulate:
         shared.update(
@@ -169,9 +339,17 @@ def build_specs(
                     *(["--speed", f"{sim_speed:g}"] if sim_speed != 1.0 else []),
                 ),
                 {"OBSERVATOR_ROLE": "sim"},
+                listens_on=sim_port,
             )
         )
-    celery = [PYTHON, "-m", "celery", "-A", "celery_app"]
+    # --quiet: no startup banner (30 lines a worker); the log level does the rest.
+    celery = [PYTHON, "-m", "celery", "-A", "celery_app", *([] if chatty else ["--quiet"])]
+    celery_env: dict[str, str] = {}
+    if not chatty and os.name == "posix" and os.geteuid() == 0:
+        # Run as root (containers, CI), a worker warns on every start; this stack never accepts pickle, so
+        # the warning has nothing to act on. Filtered by its text only, without C_FORCE_ROOT.
+        ignore = "ignore:You're running the worker with superuser privileges"
+        celery_env["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), ignore)))
     specs += [
         ProcessSpec(
             "web",
@@ -185,10 +363,13 @@ def build_specs(
                 "--port",
                 str(port),
                 "--ws",
-                "websockets",
+                # The sans-I/O implementation of the websockets library: the legacy one is deprecated.
+                "websockets-sansio",
                 "--lifespan",
                 "off",
-                "--no-access-log",
+                "--log-level",
+                log_level.lower(),
+                *([] if chatty else ["--no-access-log"]),
                 # Live market frames are small and go to hundreds of sockets: compressing each frame per
                 # socket doubles the server's CPU per frame (bench/bench_fanout.py), for little saved.
                 "--ws-per-message-deflate",
@@ -210,9 +391,9 @@ def build_specs(
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel",
-                "INFO",
+                log_level,
             ],
-            {"OBSERVATOR_ROLE": "worker"},
+            {"OBSERVATOR_ROLE": "worker", **celery_env},
         ),
         ProcessSpec(
             "ml",
@@ -228,12 +409,12 @@ def build_specs(
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel",
-                "INFO",
+                log_level,
             ],
-            {"OBSERVATOR_ROLE": "worker"},
+            {"OBSERVATOR_ROLE": "worker", **celery_env},
         ),
         ProcessSpec(
-            "beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="], {"OBSERVATOR_ROLE": "beat"}
+            "beat", [*celery, "beat", "--loglevel", log_level, "--pidfile="], {"OBSERVATOR_ROLE": "beat"}
         ),
     ]
     if "collect" in available_commands:
@@ -250,3 +431,40 @@ def build_specs(
     for spec in specs:
         spec.env = {**shared, **spec.env}
     return specs, shared
+
+
+def http_ok(url: str, deadline: float) -> bool:
+    """Whether ``url`` answers 200 before ``deadline`` (monotonic), asking every half second."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return True
+        time.sleep(0.5)
+    return False
+
+
+def readiness(
+    *,
+    url: str,
+    health_url: str,
+    queues: Sequence[str],
+    ping: Callable[[str, float], bool],
+    timeout: float = 180.0,
+) -> Callable[[], str]:
+    """A check for ``Supervisor(ready=...)``: the web answers ``health_url`` and a worker answers a ping
+    on each queue; it returns the URL banner, or says what did not come up."""
+
+    def check() -> str:
+        start = time.monotonic()
+        deadline = start + timeout
+        missing = [] if http_ok(health_url, deadline) else ["web"]
+        missing += [f"{queue} worker" for queue in queues if not ping(queue, deadline)]
+        if missing:
+            return (
+                f"OBservator on {url} -- NOT READY after {timeout:g} s: {', '.join(missing)} did not "
+                "answer (LOG_LEVEL=INFO shows more; Ctrl-C stops everything)"
+            )
+        took = time.monotonic() - start
+        return f"OBservator on {url} (ready in {took:.0f} s; Ctrl-C stops everything)"
+
+    return check

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -46,6 +47,37 @@ def _http() -> httpx.Client:
         return _client
 
 
+class _RelayState:
+    """One warning when the relay stops taking pushes and one when it takes them again, not one a push
+    (the collector pushes ten times a second a market: a web restart would flood the console)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._dropped = 0
+
+    def failed(self, reason: str) -> None:
+        with self._lock:
+            self._dropped += 1
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+        logger.warning("realtime relay unavailable (%s): live pushes dropped until it answers", reason)
+
+    def succeeded(self) -> None:
+        if self._down_since is None:  # the common case, without the lock
+            return
+        with self._lock:
+            if self._down_since is None:
+                return
+            down_for, dropped = time.monotonic() - self._down_since, self._dropped
+            self._down_since, self._dropped = None, 0
+        logger.warning("realtime relay back after %.0f s (%d pushes dropped)", down_for, dropped)
+
+
+_relay_state = _RelayState()
+
+
 def publish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
     """Send ``(group, message)`` pairs; each message is a Channels event dict with a ``type``."""
     if not messages:
@@ -53,14 +85,19 @@ def publish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
     if _must_relay():
         body = json.dumps([{"group": g, "message": m} for g, m in messages], default=str)
         try:
-            _http().post(
+            response = _http().post(
                 settings.REALTIME_RELAY_URL,
                 content=body,
                 headers={RELAY_HEADER: relay_token(), "Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
             # The web process may be restarting; realtime data is best-effort and re-synced by clients.
-            logger.warning("realtime relay unavailable: %s", exc.__class__.__name__)
+            _relay_state.failed(exc.__class__.__name__)
+        else:
+            if response.is_success:
+                _relay_state.succeeded()
+            else:
+                _relay_state.failed(f"HTTP {response.status_code}")
         return
     layer = get_channel_layer()
     if layer is None:

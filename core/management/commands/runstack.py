@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import signal
+import os
+import sys
+import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management import get_commands
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from celery_app import app as celery_app
 from core import launcher
+from core.tasks import PING
 
 
 class Command(BaseCommand):
@@ -31,6 +35,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        try:
+            log_level = launcher.console_level(os.environ)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         simulate = bool(opts["demo"] or settings.MARKET_SIMULATED)
         if not simulate and not opts["no_fallback"]:
             if launcher.upbit_reachable(settings.UPBIT_REST_URL):
@@ -48,10 +56,29 @@ class Command(BaseCommand):
             markets=settings.MARKET_CODES,
             available_commands=set(get_commands()),
             sim_speed=opts["speed"],
+            log_level=log_level,
         )
-        supervisor = launcher.Supervisor(specs)
-        signal.signal(signal.SIGINT, supervisor.request_stop)
-        signal.signal(signal.SIGTERM, supervisor.request_stop)
-        self.stdout.write(f"OBservator on http://{opts['host']}:{opts['port']} (Ctrl-C stops everything)")
+        local = "127.0.0.1" if opts["host"] in ("0.0.0.0", "::", "") else opts["host"]
+        ready = launcher.readiness(
+            url=f"http://{opts['host']}:{opts['port']}",
+            health_url=f"http://{local}:{opts['port']}/healthz",
+            queues=("default", "ml"),
+            ping=_ping_worker,
+        )
         self.stdout.flush()
-        supervisor.run()
+        supervisor = launcher.Supervisor(specs, ready=ready)
+        supervisor.install_signal_handlers()
+        # The banner comes from the readiness check, once the web answers and both workers answer a ping.
+        sys.exit(supervisor.run())
+
+
+def _ping_worker(queue: str, deadline: float) -> bool:
+    """Whether a worker on ``queue`` runs a ping before ``deadline`` (the broker may still be starting)."""
+    while time.monotonic() < deadline:
+        remaining = deadline - time.monotonic()
+        try:
+            result = celery_app.send_task(PING, queue=queue, expires=max(1.0, remaining))
+            return result.get(timeout=max(0.1, min(remaining, 30.0))) == "pong"
+        except Exception:  # noqa: BLE001 - broker not up yet, or no answer in time: ask again
+            time.sleep(1.0)
+    return False
