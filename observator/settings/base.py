@@ -363,7 +363,9 @@ def _check_spread_cost_factor(value: str) -> None:
 _check_spread_cost_factor(AUTOTRADE_SPREAD_COST_FACTOR)
 
 # --- Logging: one JSON object per line; secrets are redacted by a filter on every handler ---------------
-LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()  # runstack's children: WARNING unless LOG_LEVEL is set
+# httpx logs every request at INFO (the collector's relay POSTs: 10 a second a market): only at DEBUG.
+_HTTP_CLIENT_LOG_LEVEL = "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -383,5 +385,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        "httpx": {"level": _HTTP_CLIENT_LOG_LEVEL},
+        "httpcore": {"level": _HTTP_CLIENT_LOG_LEVEL},
     },
 }
