@@ -104,7 +104,7 @@ def ensure_admin() -> None:
         "from django.contrib.auth import get_user_model as g;"
         "import sys; sys.exit(0 if g().objects.filter(is_superuser=True).exists() else 3)"
     )
-    if sh(PY, "manage.py", "shell", "-c", code, check=False) == 0:
+    if sh(PY, "manage.py", "shell", "--no-imports", "-c", code, check=False) == 0:
         return
     if os.environ.get("DJANGO_SUPERUSER_USERNAME") and os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
         os.environ.setdefault(
