@@ -451,7 +451,7 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "ticker": 10,
     "orderbook": 10,
     "default": 30,
-    "order": 8,
+    "order": 12,  # KR since 2026-08-21 (§3.1; the global docs still say 8)
     "order-test": 8,
     "order-cancel-all": 1,
     "websocket-connect": 5,

@@ -36,7 +36,10 @@ private WebSocket ``myOrder``/``myAsset`` with the Bearer JWT on the upgrade.
 Exchange endpoints: ``GET /v1/accounts``, ``GET /v1/orders/chance``, ``POST /v1/orders`` (limit, price,
 market, best; ioc/fok/post_only; smp_type), ``POST /v1/orders/test``, ``POST /v1/orders/cancel_and_new``,
 ``GET /v1/order``, ``DELETE /v1/order``, ``GET /v1/orders/open|closed|uuids``, legacy ``GET /v1/orders``,
-``DELETE /v1/orders/uuids``, ``DELETE /v1/orders/open``. Names Upbit does not document are marked in
+``DELETE /v1/orders/uuids``, ``DELETE /v1/orders/open``; an unknown exchange path answers 404 ``not_found``
+with the ``default`` group's ``Remaining-Req``. Candles: ``seconds``, ``minutes/{1..240}``, ``days``,
+``weeks``, ``months``, ``years``. ``POST /v1/orders`` is limited to 12/s (KR, §3.1). Names Upbit does
+not document are marked in
 ``protocol.ERRORS`` (``duplicate_identifier``, ``order_not_cancelable``). Not simulated: stop (``watch``)
 orders, the 418 block after repeated 429s, the ``Origin`` rate-limit group, ``level`` price grouping (a
 non-zero level answers ``[]``/no data), WebSocket ``candle.*`` types.
@@ -145,6 +148,12 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
         content_type="application/json",
         charset="utf-8",
     )
+
+
+# Exchange API paths (JWT, snake_case error names, §4.1); other unknown /v1/ paths answer as quotation.
+_EXCHANGE_PREFIXES = (
+    "/v1/order/", "/v1/orders", "/v1/accounts", "/v1/deposit", "/v1/withdraw", "/v1/api_keys", "/v1/status/",
+)  # fmt: skip
 
 
 def _quote_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -655,6 +664,12 @@ class Simulator:
         try:
             return await handler(request)
         except web.HTTPException as exc:
+            exchange = request.path == "/v1/order" or request.path.startswith(_EXCHANGE_PREFIXES)
+            if exc.status >= 400 and exchange:
+                # The exchange API's envelope: a snake_case name, counted in the exchange ``default`` group.
+                _, hdr = self._limit(request, "default")
+                name = "not_found" if exc.status == 404 else exc.reason.lower().replace(" ", "_")
+                return _json(error_body(name, exc.reason), exc.status, hdr)
             if exc.status >= 400 and request.path.startswith("/v1/"):
                 return _json(error_body(exc.status, exc.reason), exc.status)
             raise
@@ -673,7 +688,7 @@ class Simulator:
         r.add_get("/v1/orderbook/supported_levels", self.h_supported_levels)
         r.add_get("/v1/trades/ticks", self.h_trades)
         r.add_get("/v1/candles/minutes/{unit}", self.h_candles)
-        r.add_get("/v1/candles/{unit:days|weeks|months}", self.h_candles)
+        r.add_get("/v1/candles/{unit:seconds|days|weeks|months|years}", self.h_candles)
         r.add_get("/v1/accounts", self.h_accounts)
         r.add_get("/v1/orders/chance", self.h_chance)
         r.add_post("/v1/orders", self.h_order_create)

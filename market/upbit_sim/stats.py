@@ -75,6 +75,7 @@ class Candle:
 class MarketStats:
     market: str
     max_minutes: int = 7 * 1440
+    max_seconds: int = 6 * 3600  # /v1/candles/seconds (Upbit keeps ~3 months; a simulator run is shorter)
     max_trades: int = 50_000
     trade_price: float = 0.0
     trade_volume: float = 0.0
@@ -90,6 +91,7 @@ class MarketStats:
     acc_ask_volume: float = 0.0
     acc_bid_volume: float = 0.0
     minutes: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
+    seconds: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
     days: OrderedDict[int, Candle] = field(default_factory=OrderedDict)
     trades: deque[TradeTick] = field(default_factory=deque)
     # Rolling 24 h sums from minute buckets.
@@ -153,6 +155,13 @@ class MarketStats:
             while len(self.minutes) > self.max_minutes:
                 self.minutes.popitem(last=False)
         c.add(price, vol, ts)
+        s = ts - ts % 1000
+        sc = self.seconds.get(s)
+        if sc is None:
+            sc = self.seconds[s] = Candle(s, price, price, price, price)
+            while len(self.seconds) > self.max_seconds:
+                self.seconds.popitem(last=False)
+        sc.add(price, vol, ts)
         d = ts - ts % DAY
         dc = self.days.get(d)
         if dc is None:
@@ -319,11 +328,13 @@ class MarketStats:
     # ------------------------------------------------------------------------------------------ candles
 
     def candles(self, unit: str, *, count: int, to_ms: int | None) -> list[dict[str, Any]]:
-        """``unit``: a minute count as a string, ``days``, ``weeks`` or ``months``. Newest first."""
-        src = self.days if unit in ("days", "weeks", "months") else self.minutes
+        """``unit``: a minute count as a string, ``seconds``, ``days``, ``weeks``, ``months`` or ``years``.
+        Newest first."""
+        periods = ("days", "weeks", "months", "years")
+        src = self.days if unit in periods else self.seconds if unit == "seconds" else self.minutes
         groups: OrderedDict[int, Candle] = OrderedDict()
         for start, c in src.items():
-            if unit == "days":
+            if unit in ("days", "seconds"):
                 key = start
             elif unit == "weeks":
                 d = _utc(start).date()
@@ -334,6 +345,9 @@ class MarketStats:
             elif unit == "months":
                 d = _utc(start).date()
                 key = int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp() * 1000)
+            elif unit == "years":
+                d = _utc(start).date()
+                key = int(dt.datetime(d.year, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
             else:
                 span = int(unit) * MINUTE
                 key = start - start % span
@@ -369,9 +383,9 @@ class MarketStats:
                 row["prev_closing_price"] = pc
                 row["change_price"] = round(c.close - pc, 8)
                 row["change_rate"] = (c.close - pc) / pc if pc else 0.0
-            elif unit in ("weeks", "months"):
+            elif unit in ("weeks", "months", "years"):
                 row["first_day_of_period"] = _utc(k).strftime("%Y-%m-%d")
-            else:
+            elif unit != "seconds":
                 row["unit"] = int(unit)
             out.append(row)
             if len(out) >= count:

@@ -406,3 +406,51 @@ def test_ticker_rolls_24h_sums_and_day_fields_from_history_and_live_trades(sim: 
     assert t["signed_change_price"] == pytest.approx(t["trade_price"] - t["prev_closing_price"])
     assert t["change_rate"] == pytest.approx(abs(t["signed_change_rate"]))
     assert t["lowest_52_week_price"] <= t["trade_price"] <= t["highest_52_week_price"]
+
+
+# ------------------------------------------------------------------------------------------- issue 12 gaps
+
+
+def test_order_rate_limit_is_upbits_kr_12_per_second() -> None:
+    """Upbit KR allows 12 POST /v1/orders a second (§3.1, since 2026-08-21); the 13th in a second is a 429."""
+    with SimulatorThread(SimConfig(markets=["KRW-BTC"], backfill=False)) as sim:
+        sim.call(lambda s: s.step(s.now_ms() + 1000))
+        acct = sim.create_account(krw="1")
+        now = [1_000.0]
+        sim.call(lambda s: setattr(s.limiter, "clock", lambda: now[0]))
+        body = {"market": "KRW-BTC", "side": "bid", "ord_type": "price", "price": "1000"}
+        seen = [_signed(sim, "POST", "/v1/orders", acct, body=body) for _ in range(13)]
+        assert [r.status_code for r in seen[:12]] == [400] * 12  # validated (too small), not limited
+        assert seen[12].status_code == 429
+        hdr = parse_remaining_req(seen[0].headers["Remaining-Req"])
+        assert (hdr.group, hdr.sec) == ("order", 11)
+
+
+def test_second_and_year_candles(sim: SimulatorThread) -> None:
+    sim.call(lambda s: s.step(s.now_ms() + 5_000))
+    secs = _get(sim, "/v1/candles/seconds", market="KRW-BTC", count="3")
+    assert secs.status_code == 200 and parse_remaining_req(secs.headers["Remaining-Req"]).group == "candles"
+    rows = secs.json()
+    assert len(rows) == 3 and rows[0]["candle_date_time_utc"] > rows[1]["candle_date_time_utc"]
+    assert {"opening_price", "high_price", "low_price", "trade_price", "timestamp"} <= set(rows[0])
+    assert "unit" not in rows[0] and rows[0]["market"] == "KRW-BTC"
+    for r in rows:
+        assert r["low_price"] <= r["trade_price"] <= r["high_price"]
+    years = _get(sim, "/v1/candles/years", market="KRW-BTC", count="5").json()
+    assert 1 <= len(years) <= 2  # the backfilled history is ~200 days
+    assert years[0]["candle_date_time_utc"].endswith("-01-01T00:00:00")
+    assert years[0]["first_day_of_period"].endswith("-01-01")
+    days = _get(sim, "/v1/candles/days", market="KRW-BTC", count="1").json()
+    assert years[0]["trade_price"] == days[0]["trade_price"]  # the year's close is the last day's
+    bad = _get(sim, "/v1/candles/seconds", market="KRW-NOPE")
+    assert bad.status_code == 404 and bad.json()["error"]["name"] == 404
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/orders/nope"), ("POST", "/v1/accounts/x")])
+def test_unknown_exchange_paths_answer_like_the_exchange_api(
+    sim: SimulatorThread, method: str, path: str
+) -> None:
+    r = requests.request(method, sim.rest_url + path, timeout=5)
+    assert r.status_code == 404
+    assert r.json()["error"]["name"] == "not_found"  # a snake_case name, not the quotation API's 404
+    assert parse_remaining_req(r.headers["Remaining-Req"]).group == "default"
