@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 MONEY = {"max_digits": 30, "decimal_places": 8}
 ZERO = Decimal(0)
@@ -15,7 +16,7 @@ ZERO = Decimal(0)
 
 class TradingMode(models.TextChoices):
     PAPER = "paper", _("Paper")
-    LIVE = "live", _("Live")
+    LIVE = "live", pgettext_lazy("trading mode", "Live")  # not the "Live" (real-time) of the chart
 
 
 class Side(models.TextChoices):
