@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "ML_SPIKE_PAD_S": 600.0,
     "ML_TRAIN_IN_SUBPROCESS": None,  # None = yes inside the ml worker (serving goes on), no elsewhere
     "ML_TRAIN_TIME_LIMIT_S": 6 * 3600,
+    # The automatic first model (mlmodel/bootstrap.py): on, once this much order-book data is recorded.
+    "ML_BOOTSTRAP": True,
+    "ML_BOOTSTRAP_MIN_MINUTES": 10.0,
     "ML_PREDICTION_KEEP_S": 3600,  # predictions older than this are pruned
     "ML_LIVE_KEEP_S": 300,  # raw book/trade history kept per market in the ML worker
     "ML_MAX_DATA_AGE_S": 15.0,  # no prediction from a snapshot older than this (None = no check: replays)

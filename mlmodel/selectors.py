@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from mlmodel.models import ModelStatus, ModelVersion, Prediction, TrainingRun
+from mlmodel import bootstrap
+from mlmodel.models import ModelBootstrap, ModelStatus, ModelVersion, Prediction, TrainingRun, TrainingState
 
 
 def model_active(*, market: str) -> ModelVersion | None:
@@ -107,3 +111,108 @@ def prediction_latest(*, market: str) -> Prediction | None:
 
 def predictions_recent(*, market: str, limit: int = 300) -> list[Prediction]:
     return list(Prediction.objects.filter(market=market).order_by("-ts", "-id")[:limit])
+
+def prediction_data(*, prediction: Prediction) -> dict[str, Any]:
+    """A stored prediction as the dashboard reads it."""
+    p = prediction
+    return {
+        "market": p.market,
+        "ts": int(p.ts.timestamp() * 1000),
+        "predicted_return": p.predicted_return,
+        "predicted_return_pct": p.predicted_return * 100,
+        "horizon_s": p.horizon_s,
+        "mid": p.mid,
+        "model_version": p.model_version.label if p.model_version_id else None,
+        "age_s": max(0.0, (dt.datetime.now(dt.UTC) - p.created_at).total_seconds()),
+    }
+
+
+# Reasons the promotion rule gives (mlmodel.services.promotion_decision), in the reader's language.
+_REASONS = {
+    "does not beat persistence on validation": gettext_lazy(
+        "its predictions were not better than assuming no change (persistence) on the validation data"
+    ),
+}
+
+
+def _refusal(run: TrainingRun) -> str:
+    if run.state == TrainingState.FAILED:
+        first = (run.message or "").strip().splitlines()
+        text = first[0] if first else ""
+        return (text[:197] + "…") if len(text) > 200 else text or _("the training run failed")
+    decision = run.decision or {}
+    if not decision:
+        return _("its candidate waits for an operator to promote it")
+    reason = str(decision.get("reason", ""))
+    return str(_REASONS.get(reason, reason))
+
+
+def model_state_get(*, market: str) -> dict[str, Any]:
+    """Which state a market's prediction model is in, in words a user reads on the dashboard: ``active``
+    (model vN), ``training`` (the first model, with its progress), ``not_promoted`` (the last attempt's
+    candidate failed the promotion rule, or the run failed: why, and when the next try comes),
+    ``collecting`` (N of M minutes of data recorded), ``not_recorded`` (the collector does not record the
+    market) or ``none`` (no model and no automatic first model)."""
+    out: dict[str, Any] = {
+        "market": market,
+        "state": "none",
+        "message": "",
+        "model": None,
+        "prediction": None,
+        "collected_minutes": None,
+        "needed_minutes": None,
+        "progress": None,
+        "run_id": None,
+        "reason": "",
+    }
+    version = model_active(market=market)
+    if version is not None:
+        latest = prediction_latest(market=market)
+        out.update(
+            state="active",
+            model=model_summary(version=version),
+            prediction=prediction_data(prediction=latest) if latest is not None else None,
+            message=_("Model v%(version)s active") % {"version": version.version},
+        )
+        return out
+    run = (
+        TrainingRun.objects.filter(market=market, state__in=[TrainingState.QUEUED, TrainingState.RUNNING])
+        .order_by("-id")
+        .first()
+    )
+    if run is not None:
+        pct = int(run.progress)
+        out.update(state="training", progress=pct, run_id=run.pk)
+        if run.state == TrainingState.QUEUED:
+            out["message"] = _("Training the first model: waiting for the ml worker")
+        else:
+            out["message"] = _("Training the first model: %(pct)s %%") % {"pct": pct}
+        return out
+    row = ModelBootstrap.objects.filter(market=market).first()
+    auto = bootstrap.enabled() and market in bootstrap.bootstrap_markets()
+    collected = bootstrap.minutes(row.collected_s if row else 0.0)
+    needed = bootstrap.minutes(bootstrap.needed_seconds(row), up=True)
+    if auto:
+        out.update(collected_minutes=collected, needed_minutes=needed)
+    last = TrainingRun.objects.filter(market=market).order_by("-id").first()
+    if last is not None:
+        out.update(state="not_promoted", run_id=last.pk, reason=_refusal(last))
+        out["message"] = _("No model passed: %(reason)s.") % {"reason": out["reason"]}
+        if auto:
+            out["message"] += " " + _("Next try at %(needed)s minutes of data (%(collected)s recorded).") % {
+                "needed": needed,
+                "collected": collected,
+            }
+        return out
+    if auto:
+        out["state"] = "collecting"
+        out["message"] = _("Collecting market data: %(collected)s of %(needed)s minutes") % {
+            "collected": collected,
+            "needed": needed,
+        }
+    elif market not in bootstrap.bootstrap_markets():
+        out["state"] = "not_recorded"
+        out["message"] = _("No model for this market: its data is not recorded.")
+    else:
+        out["message"] = _("No active model yet")
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ from celery import shared_task
 
 from market import batchwire
 from mlmodel import services
+from mlmodel.bootstrap import model_bootstrap_check
 from mlmodel.serving import market_data_ingest
 
 logger = logging.getLogger(__name__)
@@ -53,3 +55,11 @@ def ingest_market_data(*, batch: dict[str, Any] | None = None, packed: dict[str,
             logger.warning("dropped a malformed packed batch: %s", exc)
             return 0
     return len(market_data_ingest(batch=batch or {}))
+
+@shared_task(
+    name="mlmodel.tasks.bootstrap_first_model", soft_time_limit=60, time_limit=90, ignore_result=True
+)
+def bootstrap_first_model() -> list[dict[str, Any]]:
+    """Beat (every ML_BOOTSTRAP_CHECK_S, default queue): queue the first model's training run of a market with
+    no active model once enough data is recorded (``mlmodel.bootstrap``)."""
+    return [dataclasses.asdict(o) for o in model_bootstrap_check()]

@@ -50,7 +50,7 @@ API_ENDPOINTS: dict[str, str] = {
     "auto_change": "/api/trading/auto/change/",
     "auto_stop": "/api/trading/auto/stop/",
     "auto_decisions": "/api/trading/auto/decisions/",
-    "model": "/api/ml/models/active/",
+    "model_state": "/api/ml/models/state/",
     "prediction": "/api/ml/predictions/latest/",
 }
 

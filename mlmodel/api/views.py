@@ -1,13 +1,12 @@
-"""ML REST API: the active model of a market and its latest prediction (for the dashboard)."""
+"""ML REST API: the state of a market's model (what the dashboard shows), the active model and its latest
+prediction."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from typing import Any
 
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -44,7 +43,16 @@ class ActiveModelOutput(serializers.Serializer):
 
 
 class ActiveModelApi(APIView):
-    @extend_schema(parameters=[MARKET_PARAM], responses={200: ActiveModelOutput})
+    @extend_schema(
+        parameters=[MARKET_PARAM],
+        responses={
+            200: ActiveModelOutput,
+            404: OpenApiResponse(
+                description="No model serves the market (code ``no_model``). Pages use "
+                "``/api/ml/models/state/``, which answers 200 in every state."
+            ),
+        },
+    )
     def get(self, request: Request) -> Response:
         market = _market(request)
         version = selectors.model_active(market=market)
@@ -72,14 +80,38 @@ class LatestPredictionApi(APIView):
         p = selectors.prediction_latest(market=market)
         if p is None:
             raise NotFound(_("No prediction for %(market)s yet.") % {"market": market}, code="no_prediction")
-        data: dict[str, Any] = {
-            "market": p.market,
-            "ts": int(p.ts.timestamp() * 1000),
-            "predicted_return": p.predicted_return,
-            "predicted_return_pct": p.predicted_return * 100,
-            "horizon_s": p.horizon_s,
-            "mid": p.mid,
-            "model_version": p.model_version.label if p.model_version_id else None,
-            "age_s": max(0.0, (dt.datetime.now(dt.UTC) - p.created_at).total_seconds()),
-        }
-        return Response(PredictionOutput(data).data)
+        return Response(PredictionOutput(selectors.prediction_data(prediction=p)).data)
+
+
+class ModelStateOutput(serializers.Serializer):
+    market = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=["active", "training", "not_promoted", "collecting", "not_recorded", "none"],
+        help_text="active: a model serves predictions; training: the first model is being trained "
+        "(progress); not_promoted: the last attempt's candidate failed the promotion rule or the run "
+        "failed (reason); collecting: recording data until the first model is trained by itself "
+        "(collected_minutes of needed_minutes); not_recorded: the collector does not record this market; "
+        "none: no model and no automatic first model.",
+    )
+    message = serializers.CharField(help_text="the state in one sentence, in the user's language")
+    model = ActiveModelOutput(allow_null=True, help_text="the active model (state active), else null")
+    prediction = PredictionOutput(allow_null=True, help_text="its newest stored prediction, if any")
+    collected_minutes = serializers.IntegerField(allow_null=True)
+    needed_minutes = serializers.IntegerField(
+        allow_null=True, help_text="recorded data the next automatic training waits for"
+    )
+    progress = serializers.IntegerField(allow_null=True, help_text="0-100 while training")
+    run_id = serializers.IntegerField(allow_null=True, help_text="the training run shown")
+    reason = serializers.CharField(allow_blank=True, help_text="why no model passed (not_promoted)")
+
+
+class ModelStateApi(APIView):
+    @extend_schema(
+        parameters=[MARKET_PARAM],
+        responses={200: ModelStateOutput},
+        description="The state of the market's prediction model, answered with 200 in every state "
+        "(no model is a state, not an error): what the dashboard and /model show.",
+    )
+    def get(self, request: Request) -> Response:
+        market = _market(request)
+        return Response(ModelStateOutput(selectors.model_state_get(market=market)).data)

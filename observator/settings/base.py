@@ -221,6 +221,11 @@ ML_SERVING_THREADS = env.int("ML_SERVING_THREADS", default=1)  # 0 = leave torch
 ML_SERVING_COMPILED = env.bool("ML_SERVING_COMPILED", default=True)
 # A queued training run that no ml worker has taken after this many seconds is failed as "undelivered".
 ML_TRAINING_PICKUP_TIMEOUT_S = env.float("ML_TRAINING_PICKUP_TIMEOUT_S", default=90.0)
+# The first model of a market with none active is trained by itself once this much data is recorded
+# (mlmodel/bootstrap.py; checked every ML_BOOTSTRAP_CHECK_S on the default queue).
+ML_BOOTSTRAP = env.bool("ML_BOOTSTRAP", default=True)
+ML_BOOTSTRAP_MIN_MINUTES = env.float("ML_BOOTSTRAP_MIN_MINUTES", default=10.0)
+ML_BOOTSTRAP_CHECK_S = env.float("ML_BOOTSTRAP_CHECK_S", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "market-upload-finished-days": {
         "task": "market.tasks.upload_finished_days",
@@ -230,6 +235,12 @@ CELERY_BEAT_SCHEDULE = {
     "mlmodel-nightly-retrain": {
         "task": "mlmodel.tasks.nightly_retrain",
         "schedule": crontab(hour=_train_h, minute=_train_m),
+    },
+    # A quick look at the recorded data; not on the ml queue, whose one process serves predictions.
+    "mlmodel-bootstrap-first-model": {
+        "task": "mlmodel.tasks.bootstrap_first_model",
+        "schedule": ML_BOOTSTRAP_CHECK_S,
+        "options": {"queue": "default", "expires": ML_BOOTSTRAP_CHECK_S},
     },
     "trading-fire-scheduled-orders": {"task": "trading.tasks.fire_due_scheduled_orders", "schedule": 1.0},
     "trading-reconcile-open-orders": {"task": "trading.tasks.reconcile_open_orders", "schedule": 60.0},

@@ -392,35 +392,38 @@ export class AutoPanel {
     this.renderLog();
   }
 
+  /** The model's state (active vN, training the first model, collecting data, no model passed and why):
+   * one request that answers 200 in every state, polled while no model is active (so the page follows the
+   * first model's training) and now and then after that (a nightly retrain may promote a new version). */
   async loadModel() {
     const market = this.getMarket();
+    clearTimeout(this.modelTimer);
+    let data = null;
     try {
-      const data = await api("model", { query: { market } });
-      if (market === this.getMarket()) this._showModel(data);
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404 && !this.modelSeen) setText($("#model-version"), t("model_none"));
-      return;
-    }
-    try {
-      // The newest stored prediction; after that they arrive over the market socket.
-      const p = await api("prediction", { query: { market } });
-      if (market === this.getMarket() && !this.lastPredictionTs) this.onPrediction(p);
+      data = await api("model_state", { query: { market } });
     } catch {
-      /* none yet */
+      /* keep what is shown; try again below */
     }
+    if (market !== this.getMarket()) return;
+    if (data) this._showModel(data);
+    const active = data && data.state === "active";
+    this.modelTimer = setTimeout(() => this.loadModel(), active ? 60000 : 5000);
   }
 
   _showModel(data) {
-    const m = pick(data, "model", "active", "model_version") || data;
-    if (!m || (!m.version && !m.name && !m.label)) {
-      if (!this.modelSeen) setText($("#model-version"), t("model_none"));
+    const el = $("#model-version");
+    el.dataset.modelState = data.state || "";
+    if (data.state !== "active" || !data.model) {
+      this.modelSeen = false;
+      setText(el, data.message || t("model_none"));
+      el.title = data.reason || "";
       return;
     }
+    const m = data.model;
     this.modelSeen = true;
-    setText($("#model-version"), typeof m === "string" ? m : m.label || `${m.name || ""} v${m.version ?? "?"}`.trim());
-    if (m.verdict) $("#model-version").title = m.verdict;
-    const p = pick(data, "prediction", "latest_prediction");
-    if (p) this.onPrediction(p);
+    setText(el, `${m.name || ""} v${m.version ?? "?"}`.trim());
+    el.title = m.verdict || data.message || "";
+    if (data.prediction && !this.lastPredictionTs) this.onPrediction(data.prediction);
   }
 
   _applySession(data) {
