@@ -1,5 +1,6 @@
 """Admin: model versions (promote / roll back / retire, report link), training runs with a "Train now"
-form that queues training on the ml queue and a live progress page (polls a small JSON endpoint)."""
+form (linked from both lists) that queues training on the ml queue and a live progress page (polls a small
+JSON endpoint). Runs no ml worker took in time are failed as undelivered whenever these pages are read."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core.errors import ApplicationError
 from mlmodel import selectors, services
-from mlmodel.models import ModelVersion, Prediction, SpikePeriod, TrainingRun, TrainingTrigger
+from mlmodel.models import ModelVersion, Prediction, SpikePeriod, TrainingRun, TrainingState, TrainingTrigger
 
 
 def _metric(obj: ModelVersion, *path: str) -> Any:
@@ -48,9 +49,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     actions = ["promote", "roll_back", "retire"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "report"] + ["report_link"]
     exclude = ("report",)
+    change_list_template = "admin/mlmodel/modelversion/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from training only
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # "Train now" where admins look for it: the training-run admin's form, linked from here too.
+        run_admin = self.admin_site._registry.get(TrainingRun)
+        can_train = bool(run_admin and run_admin.has_change_permission(request))
+        return super().changelist_view(request, {**(extra_context or {}), "can_train_now": can_train})
 
     @admin.display(description=_("val. MSE"))
     def val_mse(self, obj: ModelVersion) -> str:
@@ -143,8 +151,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "epoch",
         "total_epochs",
         "val_loss",
+        "progress_pct",
         "created_at",
         "result_version",
+        "note",
         "progress_link",
     )
     list_filter = ("state", "trigger", "market")
@@ -154,7 +164,31 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.display(description=_("progress"))
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        services.training_runs_fail_undelivered()
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        services.training_runs_fail_undelivered()
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=_("progress"), ordering="progress")
+    def progress_pct(self, obj: TrainingRun) -> str:
+        return f"{obj.progress:.0f}%"
+
+    @admin.display(description=_("message"))
+    def note(self, obj: TrainingRun) -> str:
+        text = obj.message.strip().splitlines()[0] if obj.message.strip() else ""
+        text = text if len(text) <= 120 else text[:119] + "…"
+        if obj.stage == "undelivered":
+            return format_html(
+                '<strong style="color: var(--error-fg)">{}</strong> {}', _("Undelivered:"), text
+            )
+        return text
+
+    @admin.display(description=_("live progress"))
     def progress_link(self, obj: TrainingRun) -> str:
         return format_html(
             '<a href="{}">{}</a>',
@@ -201,7 +235,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 form.add_error(None, str(exc.message))
             else:
-                self.message_user(request, _("Training queued on the ml queue."), messages.SUCCESS)
+                if run.state == TrainingState.FAILED:  # the broker refused the message (sent after commit)
+                    self.message_user(request, run.message, messages.ERROR)
+                else:
+                    self.message_user(request, _("Training queued on the ml queue."), messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:mlmodel_trainingrun_progress", args=[run.pk]))
         ctx = {
             **self.admin_site.each_context(request),
@@ -213,6 +250,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def progress_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
         self._check(request)
+        services.training_runs_fail_undelivered()
         run = get_object_or_404(TrainingRun, pk=run_id)
         ctx = {
             **self.admin_site.each_context(request),
@@ -225,6 +263,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def progress_json(self, request: HttpRequest, run_id: int) -> JsonResponse:
         self._check(request)
+        services.training_runs_fail_undelivered()
         run = get_object_or_404(TrainingRun, pk=run_id)
         data = selectors.training_run_progress(run=run)
         if run.result_version_id:

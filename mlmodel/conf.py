@@ -1,6 +1,6 @@
 """ML settings with their defaults, overridable in Django settings; ``ML_RETRAIN_AT``, ``ML_DEVICE``,
-``ML_SERVING_THREADS`` and ``ML_SERVING_COMPILED`` are also read from the environment
-(``observator/settings/base.py``)."""
+``ML_SERVING_THREADS``, ``ML_SERVING_COMPILED`` and ``ML_TRAINING_PICKUP_TIMEOUT_S`` are also read from the
+environment (``observator/settings/base.py``)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "ML_SPIKE_PAD_S": 600.0,
     "ML_TRAIN_IN_SUBPROCESS": None,  # None = yes inside the ml worker (serving goes on), no elsewhere
     "ML_TRAIN_TIME_LIMIT_S": 6 * 3600,
+    "ML_TRAINING_PICKUP_TIMEOUT_S": 90.0,  # a queued run no ml worker took by then is failed as undelivered
     # The automatic first model (mlmodel/bootstrap.py): on, once this much order-book data is recorded.
     "ML_BOOTSTRAP": True,
     "ML_BOOTSTRAP_MIN_MINUTES": 10.0,

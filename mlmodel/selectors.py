@@ -77,6 +77,10 @@ def model_summary(*, version: ModelVersion, staff: bool = False) -> dict[str, An
     return out
 
 
+def training_run_get(*, run_id: int) -> TrainingRun | None:
+    return TrainingRun.objects.filter(pk=run_id).first()
+
+
 def training_run_progress(*, run: TrainingRun) -> dict[str, Any]:
     return {
         "id": run.pk,
@@ -90,10 +94,13 @@ def training_run_progress(*, run: TrainingRun) -> dict[str, Any]:
         "train_loss": run.train_loss,
         "val_loss": run.val_loss,
         "eta_seconds": run.eta_seconds,
+        "progress": run.progress,  # 0..100, never decreasing (services.training_progress_percent)
+        "undelivered": run.stage == "undelivered",
         "message": run.message,
         "decision": run.decision,
         "result_version_id": run.result_version_id,
         "process_id": run.process_id,
+        "picked_up_at": run.picked_up_at.isoformat() if run.picked_up_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "finished": run.is_finished,
@@ -111,6 +118,7 @@ def prediction_latest(*, market: str) -> Prediction | None:
 
 def predictions_recent(*, market: str, limit: int = 300) -> list[Prediction]:
     return list(Prediction.objects.filter(market=market).order_by("-ts", "-id")[:limit])
+
 
 def prediction_data(*, prediction: Prediction) -> dict[str, Any]:
     """A stored prediction as the dashboard reads it."""

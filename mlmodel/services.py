@@ -815,6 +815,7 @@ def training_run_start(
 
     p = TrainParams.from_dict({**(params or {}), "market": market})
     training_runs_fail_stale()
+    training_runs_fail_undelivered()
     if TrainingRun.objects.filter(
         market=market, state__in=[TrainingState.QUEUED, TrainingState.RUNNING]
     ).exists():
@@ -834,9 +835,70 @@ def training_run_start(
     def _send() -> None:
         from mlmodel.tasks import train_model
 
-        train_model.apply_async(kwargs={"run_id": run.pk}, queue="ml", task_id=task_id)
+        try:
+            train_model.apply_async(kwargs={"run_id": run.pk}, queue="ml", task_id=task_id)
+        except Exception as exc:  # noqa: BLE001 - any broker error: the run says so instead of waiting
+            logger.warning("training run %s could not be queued", run.pk, exc_info=True)
+            reason = f"{exc.__class__.__name__}: {exc}"[:300]
+            _training_run_fail_undelivered(
+                run_id=run.pk,
+                message=f"The training run could not be sent to the ml queue ({reason}). "
+                "Is the broker running? Start it again once it is.",
+            )
+            run.refresh_from_db()
 
     transaction.on_commit(_send)
+    return run
+
+
+def pickup_timeout_s() -> float:
+    """How long a queued run may wait for an ml worker to take it (``ML_TRAINING_PICKUP_TIMEOUT_S``)."""
+    return float(conf.get("ML_TRAINING_PICKUP_TIMEOUT_S"))
+
+
+def _training_run_fail_undelivered(*, run_id: int, message: str) -> bool:
+    # Conditional on "still queued, not picked up": it races training_run_pickup and exactly one wins.
+    now = timezone.now()
+    changed = TrainingRun.objects.filter(
+        pk=run_id, state=TrainingState.QUEUED, picked_up_at__isnull=True
+    ).update(
+        state=TrainingState.FAILED, stage="undelivered", finished_at=now, updated_at=now, message=message
+    )
+    return bool(changed)
+
+
+def training_runs_fail_undelivered(*, timeout_s: float | None = None) -> int:
+    """Fail queued runs that no ml worker took within ``timeout_s`` (default: the setting), so that the admin
+    says so within a minute or two and "Train now" works again; a late delivery is then refused."""
+    timeout = pickup_timeout_s() if timeout_s is None else float(timeout_s)
+    cutoff = timezone.now() - dt.timedelta(seconds=timeout)
+    message = (
+        f"No ml worker picked this run up within {timeout:.0f} s; is the ml worker running? "
+        "(python3 dev.py run starts it; with Redis, check that the worker and the web server use the same "
+        "REDIS_URL.) Start it again once it is."
+    )
+    changed = 0
+    stuck = TrainingRun.objects.filter(
+        state=TrainingState.QUEUED, picked_up_at__isnull=True, created_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    for run_id in list(stuck):
+        if _training_run_fail_undelivered(run_id=run_id, message=message):
+            logger.warning("training run %s: no ml worker picked it up within %.0f s", run_id, timeout)
+            changed += 1
+    return changed
+
+
+def training_run_pickup(*, run_id: int) -> TrainingRun | None:
+    """The ml worker took the message: mark the run picked up and return it, or None when it must not run
+    (missing, already finished, or failed as undelivered before the worker got to it)."""
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=run_id, state=TrainingState.QUEUED, picked_up_at__isnull=True).update(
+        picked_up_at=now, stage="picked up by the ml worker", updated_at=now
+    )
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or run.state != TrainingState.QUEUED:
+        return None
+    realtime.publish(TRAINING_GROUP, {"type": "ml.training", "data": _run_payload(run)})
     return run
 
 
@@ -852,6 +914,19 @@ def training_runs_fail_stale(*, max_silence_s: float = 2 * 3600) -> int:
         finished_at=timezone.now(),
         message="No progress for a long time: the worker running it stopped. Start it again.",
     )
+
+
+def training_progress_percent(*, run: TrainingRun, **fields: Any) -> float:
+    """Share of the run done, 0..99 until it finishes: whole splits done plus the current split's epochs.
+    Early stopping jumps forward; callers keep the maximum so that the bar never goes backwards."""
+    split = int(fields.get("split", run.split) or 0)
+    total_splits = max(int(fields.get("total_splits", run.total_splits) or 0), 1)
+    epoch = int(fields.get("epoch", run.epoch) or 0)
+    total_epochs = max(int(fields.get("total_epochs", run.total_epochs) or 0), 1)
+    if split < 1:
+        return 0.0
+    done = (min(split, total_splits) - 1 + min(epoch, total_epochs) / total_epochs) / total_splits
+    return round(min(99.0, 100.0 * done), 1)
 
 
 def _run_payload(run: TrainingRun) -> dict[str, Any]:
@@ -878,8 +953,9 @@ def training_run_execute(
         if run is None or run.state != TrainingState.QUEUED:
             return run
         run.state, run.started_at, run.stage = TrainingState.RUNNING, timezone.now(), "starting"
+        run.picked_up_at = run.picked_up_at or run.started_at
         run.process_id = os.getpid()
-        run.save(update_fields=["state", "started_at", "stage", "process_id", "updated_at"])
+        run.save(update_fields=["state", "started_at", "picked_up_at", "stage", "process_id", "updated_at"])
     realtime.publish(TRAINING_GROUP, {"type": "ml.training", "data": _run_payload(run)})
     params = TrainParams.from_dict(run.params)
 
@@ -890,10 +966,13 @@ def training_run_execute(
             if k in d
         }
         if "split" in d:
+            if d["split"] != run.split and "epoch" not in d:
+                fields["epoch"] = 0  # a new split starts at epoch 0, not at the last split's final epoch
             fields["split"] = d["split"]
             fields["total_splits"] = d.get("total_splits", run.total_splits)
         if "stage" in fields:
             fields["stage"] = str(fields["stage"])[:120]
+        fields["progress"] = max(run.progress, training_progress_percent(run=run, **fields))
         training_run_update(run=run, **fields)
         if on_progress is not None:
             on_progress(run, d)
@@ -929,6 +1008,7 @@ def training_run_execute(
             message=message,
             decision=decision,
             eta_seconds=0.0,
+            progress=100.0,
         )
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
@@ -952,6 +1032,7 @@ def nightly_retrain_prepare(
 ) -> list[TrainingRun]:
     """Queued nightly runs, one per market that has day files and no run in progress."""
     training_runs_fail_stale()
+    training_runs_fail_undelivered()
     runs = []
     for market in list(markets or settings.MARKET_CODES):
         p = TrainParams.from_dict(
@@ -973,6 +1054,7 @@ def nightly_retrain_prepare(
                 total_epochs=p.epochs,
                 total_splits=p.n_splits,
                 stage="queued",
+                picked_up_at=timezone.now(),  # created by the worker that runs it: never undelivered
             )
         )
     return runs

@@ -9,7 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from market import batchwire
-from mlmodel import services
+from mlmodel import selectors, services
 from mlmodel.bootstrap import model_bootstrap_check
 from mlmodel.serving import market_data_ingest
 
@@ -21,7 +21,11 @@ logger = logging.getLogger(__name__)
 )
 def train_model(*, run_id: int) -> dict[str, Any]:
     """Run one queued TrainingRun (progress is written to its row and pushed to the admin). In the ml worker
-    the training itself runs in its own process, so predictions keep being served meanwhile."""
+    the training itself runs in its own process, so predictions keep being served meanwhile. A run already
+    failed as undelivered (no worker took it in time) or finished is not started again."""
+    if services.training_run_pickup(run_id=run_id) is None:
+        run = selectors.training_run_get(run_id=run_id)
+        return {"run_id": run_id, "state": run.state if run else "missing", "started": False}
     if services.training_in_subprocess():
         pid = services.training_runs_spawn(run_ids=[run_id])
         return {"run_id": run_id, "state": "spawned", "pid": pid}
@@ -55,6 +59,7 @@ def ingest_market_data(*, batch: dict[str, Any] | None = None, packed: dict[str,
             logger.warning("dropped a malformed packed batch: %s", exc)
             return 0
     return len(market_data_ingest(batch=batch or {}))
+
 
 @shared_task(
     name="mlmodel.tasks.bootstrap_first_model", soft_time_limit=60, time_limit=90, ignore_result=True

@@ -154,3 +154,88 @@ def test_admin_train_now_queues_on_the_ml_queue_and_shows_progress(
     client = Client()
     client.force_login(UserFactory())
     assert client.get(f"/admin/mlmodel/trainingrun/{run.pk}/progress.json").status_code == 302
+
+
+def test_admin_shows_a_run_no_worker_picked_up_and_train_now_works_again(
+    staff_client: Client, monkeypatch: pytest.MonkeyPatch, settings, django_capture_on_commit_callbacks
+):
+    from mlmodel import tasks
+
+    settings.ML_TRAINING_PICKUP_TIMEOUT_S = 90
+    queued = []
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda **kw: queued.append(kw))  # nobody consumes
+    form = {"market": MARKET, "days": 2, "epochs": 3, "horizon_s": 10, "n_splits": 2}
+    with django_capture_on_commit_callbacks(execute=True):
+        r = staff_client.post("/admin/mlmodel/trainingrun/train-now/", form)
+    run = TrainingRun.objects.get()
+    assert r.status_code == 302 and len(queued) == 1
+    progress_json = f"/admin/mlmodel/trainingrun/{run.pk}/progress.json"
+    data = staff_client.get(progress_json).json()
+    assert data["state"] == "queued" and not data["undelivered"] and data["progress"] == 0
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(seconds=91))
+    data = staff_client.get(progress_json).json()  # reading the progress is enough to notice
+    assert data["state"] == "failed" and data["finished"] and data["undelivered"]
+    assert "No ml worker picked this run up within 90 s; is the ml worker running?" in data["message"]
+    page = staff_client.get(f"/admin/mlmodel/trainingrun/{run.pk}/progress/").content.decode()
+    assert "is the ml worker running?" in page and "never reached an ml worker" in page
+    listing = staff_client.get("/admin/mlmodel/trainingrun/").content.decode()
+    assert "Undelivered:" in listing and "No ml worker picked this run up within 90 s" in listing
+    detail = staff_client.get(f"/admin/mlmodel/trainingrun/{run.pk}/change/").content.decode()
+    assert "is the ml worker running?" in detail
+    with django_capture_on_commit_callbacks(execute=True):
+        again = staff_client.post("/admin/mlmodel/trainingrun/train-now/", form)
+    assert again.status_code == 302 and TrainingRun.objects.filter(state=TrainingState.QUEUED).count() == 1
+    assert len(queued) == 2
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit as in the web server: the message goes at once
+def test_admin_train_now_when_the_broker_refuses_says_so(
+    staff_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    from kombu.exceptions import OperationalError
+
+    from mlmodel import tasks
+
+    def refuse(**_kw):  # noqa: ANN003, ANN202
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(tasks.train_model, "apply_async", refuse)
+    form = {"market": MARKET, "days": 2, "epochs": 3, "horizon_s": 10, "n_splits": 2}
+    r = staff_client.post("/admin/mlmodel/trainingrun/train-now/", form, follow=True)
+    run = TrainingRun.objects.get()
+    assert run.state == TrainingState.FAILED and run.stage == "undelivered"
+    page = r.content.decode()
+    assert "could not be sent to the ml queue" in page and "Connection refused" in page
+    assert "Training queued on the ml queue." not in page
+
+
+def test_train_now_is_on_the_model_versions_page_too(
+    staff_client: Client, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+):
+    from mlmodel import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda **kw: queued.append(kw))
+    page = staff_client.get("/admin/mlmodel/modelversion/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    link = "/admin/mlmodel/trainingrun/train-now/"
+    assert f'href="{link}"' in html and 'data-testid="train-now"' in html and "Train now" in html
+    assert staff_client.get(link).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        r = staff_client.post(
+            link, {"market": MARKET, "days": 2, "epochs": 3, "horizon_s": 10, "n_splits": 2}
+        )
+    run = TrainingRun.objects.get()
+    assert r.status_code == 302 and queued == [
+        {"kwargs": {"run_id": run.pk}, "queue": "ml", "task_id": run.celery_task_id}
+    ]
+    # Staff who may only view model versions do not get a link to a form they cannot use.
+    from django.contrib.auth.models import Permission
+
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_modelversion"))
+    c = Client()
+    c.force_login(viewer)
+    html = c.get("/admin/mlmodel/modelversion/").content.decode()
+    assert link not in html

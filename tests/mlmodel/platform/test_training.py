@@ -84,9 +84,12 @@ def test_train_model_task_writes_progress_rows_and_pushes_them(
     app.conf.task_always_eager = True
     channel = listen(services.TRAINING_GROUP)
     seen_epochs: list[int] = []
+    seen_progress: list[float] = []
     real_update = services.training_run_update
 
     def spy(*, run, **fields):  # noqa: ANN001, ANN003
+        if "progress" in fields:
+            seen_progress.append(fields["progress"])
         if "epoch" in fields:
             seen_epochs.append(fields["epoch"])
             assert TrainingRun.objects.get(pk=run.pk).state == TrainingState.RUNNING
@@ -103,9 +106,11 @@ def test_train_model_task_writes_progress_rows_and_pushes_them(
     assert run.result_version is not None and run.celery_task_id
     assert run.epoch == 3 and run.total_epochs == 3 and run.split == 2 and run.total_splits == 2
     assert run.train_loss is not None and run.val_loss is not None and run.eta_seconds == 0.0
-    assert seen_epochs == [1, 2, 3, 1, 2, 3]  # both walk-forward splits
+    assert seen_epochs == [0, 1, 2, 3, 0, 1, 2, 3]  # both walk-forward splits, each from epoch 0
+    assert seen_progress == sorted(seen_progress) and seen_progress[-1] == 100.0 == run.progress
     pushed = [m["data"] for m in drain(channel) if m["type"] == "ml.training"]
-    assert pushed[0]["state"] == "running" and pushed[-1]["state"] == "succeeded"
+    assert pushed[0]["state"] == "queued" and pushed[0]["picked_up_at"]  # the worker took it
+    assert pushed[1]["state"] == "running" and pushed[-1]["state"] == "succeeded"
     assert any(p["epoch"] == 2 and p["val_loss"] is not None for p in pushed)
 
 
@@ -192,3 +197,112 @@ def test_a_run_whose_worker_died_does_not_block_training_forever(_ml_env: dict[s
     run = services.training_run_start(market=MARKET, params=small_params())
     stuck.refresh_from_db()
     assert stuck.state == TrainingState.FAILED and run.state == TrainingState.QUEUED
+
+
+def _old_bars(events: list[dict], total_splits: int, total_epochs: int) -> list[float]:
+    """The admin page's former bar: computed in the browser from the split and epoch columns as they were
+    written (each event overwrote only the columns it carried)."""
+    row, out = {"split": 0, "epoch": 0}, []
+    for d in events:
+        row.update({k: d[k] for k in ("split", "epoch") if k in d})
+        done = max(0, row["split"] - 1) * total_epochs + row["epoch"]
+        out.append(min(99.0, 100.0 * done / (total_splits * total_epochs)))
+    return out
+
+
+def test_training_progress_never_goes_backwards_across_splits(
+    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+):
+    """Seen in the admin: 73 % -> 69 %. A split's "fitting" event came with the new split number while the
+    epoch column still held the previous split's last (early-stopped) epoch; the next epoch row went back."""
+
+    def fake_train(*, params, incumbent, progress):  # noqa: ANN001, ANN202
+        progress({"stage": "loading day files"})
+        for split, last_epoch in ((1, 30), (2, 6), (3, 30)):
+            for model in ("persistence", "linear_ofi", "lstm"):
+                progress({"stage": f"split {split}/3: fitting {model}", "split": split, "total_splits": 3})
+            for epoch in range(1, last_epoch + 1):
+                progress(
+                    {"stage": "training lstm", "split": split, "total_splits": 3, "epoch": epoch,
+                     "total_epochs": 30, "train_loss": 1.0, "val_loss": 1.0, "eta_seconds": 1.0}
+                )  # fmt: skip
+        raise services.TrainingFailed("stop here")
+
+    monkeypatch.setattr(services, "model_train", fake_train)
+    run = TrainingRun.objects.create(market=MARKET, params=small_params(epochs=30, n_splits=3))
+    rows: list[dict] = []
+    events: list[dict] = []
+
+    def on_progress(r: TrainingRun, d: dict) -> None:
+        rows.append({f: getattr(r, f) for f in ("split", "epoch", "progress")})
+        events.append(d)
+
+    services.training_run_execute(run_id=run.pk, on_progress=on_progress)
+    old = _old_bars(events, 3, 30)
+    assert any(b < a for a, b in zip(old, old[1:], strict=False))  # the old bar did go backwards here
+    new = [r["progress"] for r in rows]
+    assert new == sorted(new) and new[-1] == 99.0
+    assert TrainingRun.objects.get(pk=run.pk).progress == 99.0
+    # Each split starts at epoch 0 in the table, not at the previous split's last epoch.
+    assert [r["epoch"] for r in rows if r["split"] == 3][0] == 0
+
+
+def test_a_run_the_broker_refuses_says_so_and_train_now_works_again(
+    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    def refuse(**_kw):  # noqa: ANN003, ANN202
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.train_model, "apply_async", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.training_run_start(market=MARKET, params=small_params())
+    assert run.state == TrainingState.FAILED and run.stage == "undelivered"  # the caller's object too
+    run.refresh_from_db()
+    assert run.state == TrainingState.FAILED and run.stage == "undelivered"
+    assert "could not be sent to the ml queue" in run.message and "Connection refused" in run.message
+    sent = []
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda **kw: sent.append(kw))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.training_run_start(market=MARKET, params=small_params())
+    assert again.state == TrainingState.QUEUED and sent[0]["kwargs"] == {"run_id": again.pk}
+
+
+def test_a_run_no_worker_picks_up_fails_after_the_pickup_timeout(
+    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, settings, django_capture_on_commit_callbacks
+):
+    import datetime as dt
+
+    settings.ML_TRAINING_PICKUP_TIMEOUT_S = 90
+    monkeypatch.setattr(tasks.train_model, "apply_async", lambda **kw: None)  # sent; nobody consumes
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.training_run_start(market=MARKET, params=small_params())
+    assert services.training_runs_fail_undelivered() == 0  # within the timeout: still queued
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(seconds=91))
+    # Pressing "Train now" again fails the stuck run first, then queues a new one.
+    with django_capture_on_commit_callbacks(execute=True):
+        again = services.training_run_start(market=MARKET, params=small_params())
+    run.refresh_from_db()
+    assert run.state == TrainingState.FAILED and run.stage == "undelivered" and run.finished_at
+    assert "No ml worker picked this run up within 90 s; is the ml worker running?" in run.message
+    assert again.state == TrainingState.QUEUED
+    # The message arrives late (a worker started after all): the worker refuses to start the failed run.
+    out = tasks.train_model.run(run_id=run.pk)
+    assert out == {"run_id": run.pk, "state": "failed", "started": False}
+    run.refresh_from_db()
+    assert run.state == TrainingState.FAILED and run.picked_up_at is None and run.stage == "undelivered"
+
+
+def test_a_picked_up_run_is_never_failed_as_undelivered(_ml_env: dict[str, Path], settings):
+    import datetime as dt
+
+    settings.ML_TRAINING_PICKUP_TIMEOUT_S = 1
+    run = TrainingRun.objects.create(market=MARKET, params=small_params())
+    assert services.training_run_pickup(run_id=run.pk) is not None
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(minutes=10))
+    assert services.training_runs_fail_undelivered() == 0
+    run.refresh_from_db()
+    assert (
+        run.state == TrainingState.QUEUED and run.picked_up_at and run.stage == "picked up by the ml worker"
+    )
