@@ -65,7 +65,9 @@ def model_page(request: HttpRequest) -> HttpResponse:
     market = (request.GET.get("market") or (markets[0] if markets else "KRW-BTC")).upper()[:20]
     version = selectors.model_active(market=market)
     ctx: dict[str, Any] = {"market": market, "markets": markets}
-    if version is not None:
+    if version is None:  # collecting data, training the first model, or why no model passed
+        ctx["state"] = selectors.model_state_get(market=market)
+    else:
         ctx.update(_context(version, staff=request.user.is_staff))
     return render(request, "mlmodel/model.html", ctx)
 

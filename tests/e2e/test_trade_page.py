@@ -59,7 +59,7 @@ def test_trade_page_renders_the_dashboard_with_its_configuration(client_in: tupl
         "auto_change",
         "auto_stop",
         "auto_decisions",
-        "model",
+        "model_state",
         "prediction",
     ):
         assert name in config["api"], name

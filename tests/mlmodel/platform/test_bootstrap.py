@@ -211,7 +211,7 @@ def test_state_api_answers_200_without_a_model_and_is_in_the_schema(
     assert body["message"] == "Collecting market data: 0 of 10 minutes"
     assert api.get(f"{url}?market=bad!").status_code == 400
     ko = api.get(f"{url}?market={MARKET}", HTTP_ACCEPT_LANGUAGE="ko")
-    assert ko.status_code == 200
+    assert ko.json()["message"] == "시장 데이터 수집 중: 10분 중 0분"
     schema = api.get("/api/schema/?format=json").json()
     assert "/api/ml/models/state/" in schema["paths"]
     assert "404" in schema["paths"]["/api/ml/models/active/"]["get"]["responses"]
@@ -223,3 +223,15 @@ def test_beat_runs_the_check_on_the_default_queue(settings: Any):
     entry = settings.CELERY_BEAT_SCHEDULE["mlmodel-bootstrap-first-model"]
     assert entry["task"] == tasks.bootstrap_first_model.name
     assert app.amqp.router.route(dict(entry["options"]), entry["task"])["queue"].name == "default"
+
+
+def test_model_page_says_which_state_the_market_is_in(
+    _ml_env: dict[str, Path], small_model: None, client: Any
+):
+    client.force_login(UserFactory())
+    TrainingRun.objects.create(
+        market=MARKET, trigger=TrainingTrigger.BOOTSTRAP, state=TrainingState.RUNNING, progress=42
+    )
+    html = client.get(f"/model?market={MARKET}").content.decode()
+    assert 'data-model-state="training"' in html and "Training the first model: 42 %" in html
+    assert '<progress max="100" value="42"' in html
