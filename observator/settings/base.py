@@ -186,19 +186,18 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    # A broker that needs no server: kombu's filesystem transport in var/celery.
-    _broker_dir = VAR_DIR / "celery" / "broker"
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir),
-        "data_folder_out": str(_broker_dir),
-        "processed_folder": str(VAR_DIR / "celery" / "processed"),
-        "control_folder": str(VAR_DIR / "celery" / "control"),
-        "store_processed": False,
-    }
-    CELERY_RESULT_BACKEND = f"db+sqlite:///{VAR_DIR / 'celery' / 'results.sqlite'}"
-    for _d in (_broker_dir, VAR_DIR / "celery" / "processed", VAR_DIR / "celery" / "control"):
-        _d.mkdir(parents=True, exist_ok=True)
+    # A broker that needs no server: one SQLite file in WAL mode (core/broker.py says why not kombu's
+    # filesystem transport; bench/bench_broker.py measures both). The file and folder are made on first use.
+    from functools import partial
+
+    from core.broker import sqlite_connect
+
+    CELERY_BROKER_URL = f"sqlite:///{VAR_DIR / 'celery' / 'broker.sqlite'}"
+    CELERY_BROKER_TRANSPORT = "core.broker:Transport"
+    _results_db = VAR_DIR / "celery" / "results.sqlite"
+    CELERY_RESULT_BACKEND = f"db+sqlite:///{_results_db}"
+    # Results in WAL mode with a busy timeout too: the workers' children write them while others read.
+    CELERY_DATABASE_ENGINE_OPTIONS = {"creator": partial(sqlite_connect, _results_db, autocommit=False)}
 
 # Where processes other than the web server send realtime pushes when the channel layer is in-memory
 # (embedded mode): the web process relays them into its own layer. See core/realtime.py.

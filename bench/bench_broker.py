@@ -1,0 +1,146 @@
+"""Celery broker benchmark: the embedded broker before issue 12 (kombu's filesystem transport), the embedded
+broker now (core/broker.py: one SQLite file in WAL mode) and Redis, each under the same soak.
+
+    .venv/bin/python bench/bench_broker.py [--tasks 3000] [--publishers 4] [--rate 10] [--brokers ...]
+
+Both real workers start with the launcher's own arguments (``-Q default -c 2`` and ``-Q ml -c 1``); several
+publisher processes send a cheap default-queue task and the collector's real ``ingest_market_data`` with
+small packed batches (20 % of the tasks), paced at ``--rate`` tasks/s each. Printed per broker: tasks/s
+(done / first publish to last result), publish -> done latency p50 / p99 (every result's ``date_done``),
+lost tasks (no result within 3 minutes), failed tasks, crashes (a worker exited, or CRITICAL /
+Unrecoverable / WorkerLostError / a traceback in its log), then a worker's idle CPU (the price of polling),
+and the ratios against the filesystem transport measured in the same run. Runs on a throw-away SQLite
+database; Redis is skipped when nothing answers on ``REDIS_URL`` (default redis://127.0.0.1:6379).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REDIS_DB = 10
+SETTINGS = {"filesystem": "tests.core.settings_filesystem_broker", "sqlite": "", "redis": ""}
+LABELS = {"filesystem": "filesystem (before)", "sqlite": "sqlite WAL (now)", "redis": "redis"}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children (the pool), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def idle_cpu(env: dict[str, str], seconds: float) -> float:
+    """Per cent of one core the default worker uses while no task arrives (after its start settles)."""
+    from tests import live
+    from tests.core.broker_soak import _worker_specs
+
+    spec = _worker_specs()["worker"]
+    with live.running(list(spec.args), env={**env, **spec.env}) as proc:
+        time.sleep(15)  # start-up
+        before, t0 = _cpu_s(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        return 100 * (_cpu_s(proc.pid) - before) / (time.monotonic() - t0)
+
+
+def redis_available(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=3000, help="tasks per broker (20 %% of them to ml)")
+    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=10.0, help="tasks/s per publisher")
+    parser.add_argument("--idle-seconds", type=float, default=20.0, help="0 skips the idle CPU figure")
+    parser.add_argument("--brokers", default="filesystem,sqlite,redis")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-broker-"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "observator.settings.test"
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'db.sqlite3'}"
+    os.environ.pop("REDIS_URL", None)
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tests.core.broker_soak import private_redis_url, run_soak, soak_env
+
+    call_command("migrate", verbosity=0)
+    ml = args.tasks // 5
+    results = {}
+    idle = {}
+    print(
+        f"{args.tasks} tasks per broker ({args.tasks - ml} default, {ml} ml), {args.publishers} publishers "
+        f"x {args.rate:g} tasks/s"
+    )
+    for name in args.brokers.split(","):
+        url = ""
+        if name == "redis":
+            if not redis_available(redis_url):
+                print(f"{LABELS[name]:<22} skipped: nothing answers on {redis_url}")
+                continue
+            url = private_redis_url(redis_url, REDIS_DB)
+        env = soak_env(var_dir=tmp / name / "var", redis_url=url, settings_module=SETTINGS[name])
+        try:
+            result = run_soak(
+                broker=LABELS[name],
+                env=env,
+                work_dir=tmp / name / "soak",
+                default_tasks=args.tasks - ml,
+                ml_tasks=ml,
+                publishers=args.publishers,
+                rate=args.rate,
+            )
+        except Exception as exc:  # noqa: BLE001 - a broker that breaks is a result, not the end of the bench
+            print(f"{LABELS[name]:<22} FAILED: {exc!r}"[:2000])
+            continue
+        results[name] = result
+        print(result.summary(), flush=True)
+        for line in result.crash_lines[:5]:
+            print(f"    {line[:200]}")
+        if args.idle_seconds > 0:
+            idle[name] = idle_cpu(env, args.idle_seconds)
+            print(f"{LABELS[name]:<22} idle default worker: {idle[name]:.1f} % of a core", flush=True)
+    base = results.get("filesystem")
+    if base is not None:
+        for name, r in results.items():
+            if name == "filesystem":
+                continue
+            print(
+                f"{LABELS[name]} vs filesystem: tasks/s x{r.tasks_per_s / base.tasks_per_s:.2f}, "
+                f"p50 x{base.percentile(50) / r.percentile(50):.2f} faster, "
+                f"p99 x{base.percentile(99) / r.percentile(99):.2f} faster; lost {r.lost} vs {base.lost}, "
+                f"crashes {r.crashes} vs {base.crashes}"
+            )
+
+
+if __name__ == "__main__":
+    main()
