@@ -15,29 +15,9 @@ import pytest
 
 from core import launcher
 from tests import live
+from tests.core.procs import alive, family, processes
 
 DRIVER = Path(__file__).with_name("launcher_driver.py")
-
-
-def processes() -> dict[int, tuple[int, int, str, str]]:
-    """pid -> (ppid, pgid, state, command line) of every process on the machine (from /proc)."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0], cmdline)
-    return table
-
-
-def alive(pids: set[int]) -> set[int]:
-    table = processes()
-    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
 
 
 def children_of(pid: int) -> dict[str, int]:
@@ -47,11 +27,6 @@ def children_of(pid: int) -> dict[str, int]:
         if ppid == pid and state != "Z" and "#child=" in cmd:
             found[cmd.split("#child=")[1].split()[0]] = child
     return found
-
-
-def family(pgids: set[int]) -> set[int]:
-    """Every live process in these process groups (children and what they forked)."""
-    return {pid for pid, (_p, pgid, state, _c) in processes().items() if pgid in pgids and state != "Z"}
 
 
 def launcher_pid(session: int) -> int:

@@ -4,28 +4,61 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from core.logging import RedactSecretsFilter, register_secret
 from tests import live
+from tests.core.procs import alive, family, processes
+
+BANNER = re.compile(r"^OBservator on http://\S+ \(ready in .*$", re.M)
+# What filled the console before (issue 12): deprecation and root warnings, broker chatter, requests.
+NOISE = ("Deprecat", "superuser", "No hostname", "objects imported", "HTTP Request", "Traceback")
 
 
-def _pids_in_session(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True, check=True).stdout
-    return [int(p) for p, s in (line.split() for line in out.splitlines()) if int(s) == sid]
+def _pid_of(text: str, name: str, nth: int = -1) -> int:
+    """The pid of ``name`` from the launcher's "started NAME (pid N)" lines (the last start by default)."""
+    return int(re.findall(rf"started {name} \(pid (\d+)\)", text)[nth])
+
+
+def _started(log: Path, name: str, times: int = 1) -> bool:
+    return log.exists() and len(re.findall(rf"started {name} \(pid \d+\)", log.read_text())) >= times
+
+
+def _kill_and_wait_restart(log: Path, name: str) -> tuple[int, int]:
+    """SIGKILL a child's main process (its pool processes stay behind) and wait until the launcher has
+    restarted it and the new one has its pool again. Returns (old pid, new pid)."""
+    old = _pid_of(log.read_text(), name)
+    live.wait_until(lambda: len(family({old})) >= 2, timeout=60, message=f"{name}'s pool process")
+    os.kill(old, signal.SIGKILL)
+    live.wait_until(lambda: _started(log, name, times=2), timeout=60, message=f"{name} restarted")
+    new = _pid_of(log.read_text(), name)
+    live.wait_until(lambda: len(family({new})) >= 2, timeout=90, message=f"restarted {name}'s pool process")
+    return old, new
+
+
+def _everything_started(log: Path, launcher: int) -> set[int]:
+    """The launcher and every process of every group it started, past ones included."""
+    pgids = {int(pid) for pid in re.findall(r"started \w+ \(pid (\d+)\)", log.read_text())}
+    return family(pgids) | pgids | {launcher}
 
 
 @pytest.mark.live
-def test_launcher_starts_every_process_serves_login_and_stops_cleanly(transactional_db, tmp_path):
+def test_launcher_falls_back_to_the_simulator_and_sigterm_stops_every_process(transactional_db, tmp_path):
+    """Upbit unreachable: every process starts, the simulator stands in, /login answers; then the ml worker
+    dies and is restarted, and a SIGTERM to the launcher stops all of it, Celery pool processes included."""
     port, sim_port = live.free_port(), live.free_port()
     log = tmp_path / "stack.log"
-    env = live.child_env({"UPBIT_REST_URL": "https://api.upbit.invalid"})
+    env = live.child_env(
+        {"UPBIT_REST_URL": "https://api.upbit.invalid", "OBSERVATOR_VAR_DIR": str(tmp_path / "var")}
+    )
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [live.PYTHON, "manage.py", "runstack", "--port", str(port), "--sim-port", str(sim_port)],
@@ -44,15 +77,78 @@ def test_launcher_starts_every_process_serves_login_and_stops_cleanly(transactio
             assert f"started {name}" in text, name
         # Upbit is unreachable here, so the launcher fell back to the simulator and every page says so.
         assert 'data-testid="simulated-banner"' in response.text
-        assert len(_pids_in_session(proc.pid)) >= 6
+        _kill_and_wait_restart(log, "ml")
+        everyone = _everything_started(log, proc.pid)
+        assert len(everyone) >= 10  # launcher, 6 children, pool processes of both workers
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        proc.wait(timeout=40)
-    deadline = time.monotonic() + 10
-    while _pids_in_session(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _pids_in_session(proc.pid) == []
-    assert "all processes stopped" in log.read_text()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert alive(everyone | _everything_started(log, proc.pid)) == set()
+    assert log.read_text().rstrip().endswith("all processes stopped")
+
+
+@pytest.mark.live
+def test_demo_stack_console_is_quiet_and_ctrl_c_on_a_tee_stops_everything(transactional_db, tmp_path):
+    """`python3 dev.py run --demo | tee run.log`: start-up says one line a process, the URL banner comes
+    once everything answers, then the console stays quiet; Ctrl-C (SIGINT to the whole foreground group,
+    tee included) stops every process, the ml worker the launcher had restarted and its pool included."""
+    port, sim_port = live.free_port(), live.free_port()
+    log = tmp_path / "run.log"
+    env = live.child_env({"OBSERVATOR_VAR_DIR": str(tmp_path / "var")})
+    env.pop("LOG_LEVEL", None)  # the default, as a new user has it
+    runstack = f"'{live.PYTHON}' manage.py runstack --demo --port {port} --sim-port {sim_port}"
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", f"{runstack} 2>&1 | tee '{log}' > /dev/null"],
+        cwd=live.ROOT,
+        env=env,
+        start_new_session=True,  # the test's stand-in for the terminal's foreground process group
+    )
+    try:
+        banner = live.wait_until(
+            lambda: (
+                log.exists() and re.search(r"^OBservator on http://\S+ \(ready in .*$", log.read_text(), re.M)
+            ),
+            timeout=180,
+            message="the URL banner",
+        )
+        # Printed only once the web answers and both workers answered a ping (else it says NOT READY).
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        startup = log.read_text().splitlines()
+        assert startup.index(banner.group(0)) == len(startup) - 1  # the last line, nothing scrolls it away
+        launcher = next(
+            pid
+            for pid, (_pp, pg, state, cmd) in processes().items()
+            if state != "Z" and pg == shell.pid and cmd.split()[1:3] == ["manage.py", "runstack"]
+        )
+        time.sleep(60)
+        lines = log.read_text().splitlines()
+        after = lines[len(startup) :]
+        print(f"console: {len(startup)} lines to the banner, {len(after)} in the next minute")  # noqa: T201
+        # One line a process (the launcher's "started ...") and a few of the processes' own; was ~1,700/min.
+        assert len(startup) <= 20, "\n".join(startup)
+        assert len(after) <= 6, "\n".join(after)
+        for noise in (
+            "Deprecat",
+            "superuser",
+            "No hostname",
+            "objects imported",
+            "HTTP Request",
+            "Traceback",
+        ):
+            assert noise not in "\n".join(lines), noise
+
+        _kill_and_wait_restart(log, "ml")
+        everyone = _everything_started(log, launcher)
+        os.killpg(shell.pid, signal.SIGINT)  # Ctrl-C: the launcher, sh and tee all get it; tee dies
+        live.wait_until(lambda: not alive({launcher}), timeout=60, message="the launcher exited")
+        assert alive(everyone | _everything_started(log, launcher)) == set()
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait(timeout=10)
 
 
 def _get(url: str) -> httpx.Response | None:
