@@ -6,7 +6,7 @@
     python3 dev.py lint | bench | setup | demo
 
 Environment: see .env.example (DATABASE_URL, REDIS_URL, ...). Without any, it runs embedded:
-SQLite, in-memory channel layer, local files, a filesystem Celery broker.
+SQLite, in-memory channel layer, local files, a SQLite (WAL) Celery broker.
 """
 
 from __future__ import annotations
