@@ -42,6 +42,7 @@ from trading.models_autotrade import (
     AutoTradeSession,
     AutoTradeState,
 )
+from trading.services.profiles import auto_trading_resume, trading_profile_ensure
 from trading.services.realtime import user_event_publish
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,6 @@ def autotrade_start(
     limit) is the user's acknowledgement: the halt is lifted unless the kill switch is engaged."""
     from trading.selectors import kill_switch_engaged
     from trading.services.orders import MARKET_RE
-    from trading.services.profiles import auto_trading_resume, trading_profile_ensure
 
     market = (market or "").strip().upper()
     if not MARKET_RE.match(market):
@@ -197,8 +197,6 @@ def _own_session(
 
 def _threshold_keep(*, user: Any, threshold: Decimal) -> None:
     """Remember the user's chosen threshold on their trading profile (the next start and the page use it)."""
-    from trading.services.profiles import trading_profile_ensure
-
     profile = trading_profile_ensure(user=user)
     if profile.autotrade_threshold != threshold:
         TradingProfile.objects.filter(pk=profile.pk).update(
