@@ -63,6 +63,8 @@ JS_STRINGS: dict[str, Any] = {
     "offline": _("You are offline. Waiting for the network…"),
     "stale": _("No market data for {s} s: the market may be closed or the feed interrupted."),
     "stale_short": _("stale"),
+    "fx_note": _("USD/KRW {rate} (daily reference rate: {source})"),
+    "fx_source": _("Exchange rate: {source}"),
     "no_data": _("No data yet"),
     "loading": _("Loading…"),
     "error_generic": _("Something went wrong. Please try again."),

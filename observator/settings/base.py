@@ -323,7 +323,7 @@ BITFLYER_API_URL = env("BITFLYER_API_URL", default="https://api.bitflyer.com")
 BINANCE_API_URL = env("BINANCE_API_URL", default="https://api.binance.com")
 OKX_API_URL = env("OKX_API_URL", default="https://www.okx.com")
 FX_SOURCE_URL = env("FX_SOURCE_URL", default="https://open.er-api.com/v6/latest/USD")
-FX_SOURCE_NAME = env("FX_SOURCE_NAME", default="ExchangeRate-API (open.er-api.com), daily reference rates")
+FX_SOURCE_NAME = env("FX_SOURCE_NAME", default="ExchangeRate-API (open.er-api.com)")  # a name, in no language
 MARKET_USDT_SOURCE = env("MARKET_USDT_SOURCE", default="upbit")
 EXCHANGES_CACHE_SECONDS = env.int("EXCHANGES_CACHE_SECONDS", default=10)
 FX_CACHE_SECONDS = env.int("FX_CACHE_SECONDS", default=3600)

@@ -14,7 +14,7 @@ import {
   config,
   debounce,
   dirClass,
-  fmtCompact,
+  fmtVolume,
   fmtKRW,
   fmtPct,
   fmtPrice,
@@ -94,7 +94,7 @@ function renderTicker(tk) {
   setText(priceEls.high, fmtPrice(tk.high));
   setText(priceEls.low, fmtPrice(tk.low));
   setText(priceEls.prev, fmtPrice(tk.prev_close));
-  setText(priceEls.vol, `${fmtCompact(tk.volume_24h)} ${coin()}`);
+  setText(priceEls.vol, `${fmtVolume(tk.volume_24h)} ${coin()}`);
   document.title = `${priceText} ${state.market} · OBservator`;
   assets.onPrice(state.market, num(tk.price));
 }
@@ -379,7 +379,8 @@ async function loadExchanges() {
     rows.unshift(h("tr", { class: "upbit" }, h("th", { scope: "row" }, "Upbit ", h("span", { class: "muted" }, "BTC")), h("td", { class: "num" }, upbit.price ? fmtKRW(upbit.price) : "–"), h("td", { class: "num muted" }, "")));
     body.replaceChildren(...rows);
     const fx = data.fx || {};
-    setText($("#fx-source"), fx.source ? `FX: ${fx.source}${fx.usd_krw ? ` · USD/KRW ${fmtKRW(fx.usd_krw)}` : ""}${fx.stale ? ` (${t("stale_short")})` : ""}` : "");
+    const fxNote = fx.usd_krw ? t("fx_note", { rate: fmtKRW(fx.usd_krw), source: fx.source }) : t("fx_source", { source: fx.source });
+    setText($("#fx-source"), fx.source ? `${fxNote}${fx.stale ? ` (${t("stale_short")})` : ""}` : "");
   } catch (e) {
     body.replaceChildren(h("tr", null, h("td", { colspan: 3, class: "muted" }, e.message)));
   }

@@ -61,7 +61,16 @@ export function fmtVol(v, digits = 8) {
   return Number.isFinite(n) ? nf({ minimumFractionDigits: digits, maximumFractionDigits: digits }).format(n) : "–";
 }
 
-/** A compact number for axes and 24 h volumes. */
+/** Traded volume in full digits with separators (1,160 BTC, 0.532 BTC): Korean readers expect digits, not
+ *  compact units like "1.16천". */
+export function fmtVolume(v) {
+  const n = Math.abs(num(v));
+  if (!Number.isFinite(n)) return "–";
+  const digits = n >= 1000 ? 0 : n >= 1 ? 3 : 8;
+  return nf({ maximumFractionDigits: digits }).format(num(v));
+}
+
+/** A compact number for chart axes. */
 export function fmtCompact(v) {
   const n = num(v);
   return Number.isFinite(n) ? nf({ notation: "compact", maximumFractionDigits: 2 }).format(n) : "–";
