@@ -320,6 +320,9 @@ def build_specs(
                 "UPBIT_REST_URL": f"http://127.0.0.1:{sim_port}",
                 "UPBIT_WS_URL": f"ws://127.0.0.1:{sim_port}/websocket/v1",
                 "MARKET_SIMULATED": "true",
+                # The demo market plants predictable order flow (docs/simulator.md) unless told otherwise;
+                # the simulator reads it, the web shows it in the "simulated market" banner.
+                "SIM_SIGNAL_STRENGTH": os.environ.get("SIM_SIGNAL_STRENGTH") or "1",
             }
         )
         specs.append(

@@ -22,7 +22,7 @@ Admin API (not part of Upbit; unauthenticated, bind the simulator to localhost):
   Upbit's idle drop; ``?mode=close``: close frame 1001) -> ``{"dropped": n}``.
 * ``POST /_sim/pause`` (``{"seconds": 5}`` optional; without it until ``POST /_sim/resume``): the market
   stops (no new books/trades, source time frozen) while sockets stay open.
-* ``GET /_sim/state``: markets, source time, connections, paused.
+* ``GET /_sim/state``: markets, source time, connections, paused, the synthetic ``signal_strength``.
 
 Upbit protocol facts implemented (see ``shared/upbit-api.md``): quotation REST with JSON numbers and
 integer error names; exchange REST with decimal strings, JWT verification in §2.4 order (HS256/HS512,
@@ -127,6 +127,7 @@ class SimConfig:
     ws_queue_max: int = 20_000  # per-connection backlog before a slow client is dropped (paced mode)
     activity: float | None = None  # synthetic event-rate scale (None: 1, or 20/len(markets) above 20)
     volatility: float | dict[str, float] | None = None  # synthetic target 1-min vol (None: 0.045 %)
+    signal_strength: float = 0.0  # synthetic planted order-flow signal (0 = off, 1 = the demo's default)
     unpaced_chunk: int = 2000  # events per market per loop turn when speed == 0 (synthetic)
     backfill: bool = True  # seeded candle history before the start (synthetic)
     json_429: bool = False  # 429 body as a JSON error envelope instead of Upbit's plain text
@@ -316,6 +317,7 @@ class Simulator:
                 record_all=record_all,
                 activity=c.activity,
                 volatility=c.volatility,
+                signal_strength=c.signal_strength,
             )
         if c.source == "replay":
             from .replay import ReplaySource
@@ -1509,6 +1511,7 @@ class Simulator:
                 "paused": self._paused_at is not None,
                 "published_books": self.published_books,
                 "accounts": len(self.engine.accounts),
+                "signal_strength": self.config.signal_strength if self.config.source == "synthetic" else 0.0,
             }
         )
 

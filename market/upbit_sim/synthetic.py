@@ -127,6 +127,13 @@ class SyntheticParams:
     empty_tick_prob: float = 0.15  # a newly exposed deep tick starts empty with this probability
     target_vol: float = 0.00045  # target std of one-minute log mid returns (0.045 %/min; see module doc)
     depth_scale: float = 0.0  # queue depth multiplier; 0 = derived from target_vol, tick and price
+    # Planted, predictable order flow (module doc, "Signal strength"): 0 = off, 1 = the demo's default.
+    # With ``x`` a unit Ornstein-Uhlenbeck process of time scale ``signal_tau``, takers lean by
+    # ``signal_strength * signal_taker * x`` and limit orders behind the best by ``... * signal_book * x``.
+    signal_strength: float = 0.0
+    signal_tau: float = 60.0  # seconds
+    signal_taker: float = 0.02
+    signal_book: float = 0.9
 
     def scaled(self, activity: float) -> SyntheticParams:
         """The same market on a time scale ``activity`` times faster (all rates and the Hawkes decay)."""
@@ -140,6 +147,7 @@ class SyntheticParams:
             hawkes_cross=self.hawkes_cross * k,
             hawkes_beta=self.hawkes_beta * k,
             spread_fill_rate=self.spread_fill_rate * k,
+            signal_tau=self.signal_tau / k,
         )
 
 
@@ -211,6 +219,12 @@ class SyntheticMarket:
         self.e_buy = 0.0
         self.e_sell = 0.0
         self._trades: list[tuple[float, int, float, int]] = []  # (t, price_nano, volume, +1 buy/-1 sell)
+        # The latent drift has its own stream: switching it on leaves the main stream's draws in place.
+        self._sig_rng = np.random.Generator(np.random.PCG64(ss.spawn(1)[0]))
+        self._sig_x = 0.0
+        self._sig_t = 0.0
+        self.signal = 0.0  # the takers' current tilt: > 0 buyers lead
+        self._sig_book = 0.0  # the resting limit orders' tilt: > 0 bids build up
         self.events = 0
         self._next_t: float | None = None
         for _ in range(2000):  # burn-in towards the stationary regime (deterministic)
@@ -218,6 +232,7 @@ class SyntheticMarket:
         self._trades.clear()
         assert self._next_t is not None
         self._next_t -= self.t
+        self._sig_t = max(0.0, self._sig_t - self.t)
         self.t = 0.0
 
     # ------------------------------------------------------------------------------------------ randomness
@@ -263,6 +278,35 @@ class SyntheticMarket:
                 b.append(p)
         self._ask_px, self._bid_px = a, b
         self._wide = self.best_bid + _tick_up(self.best_bid) < self.best_ask
+        # Empty ticks between the quotes (0 with a one-tick spread): ask ladder prices below the best bid's
+        # next tick, counted on the grid (exact across a tick-band boundary too).
+        gap = 0
+        if self._wide:
+            p = self.best_bid + _tick_up(self.best_bid)
+            gap = (self.best_ask - p) // _tick_up(p)
+            if _tick_up(self.best_ask - 1) != _tick_up(p):  # the spread crosses a band: walk it
+                gap = 0
+                while p < self.best_ask:
+                    p += _tick_up(p)
+                    gap += 1
+        self._gap = gap
+
+    def _improve(self, side_ask: bool, n: int, size: float) -> None:
+        """A limit order ``n`` ticks inside the spread from its own best (``n`` <= the gap): a new best
+        price; the ticks it jumps over are empty."""
+        q = self.ask_q if side_ask else self.bid_q
+        p = self.best_ask if side_ask else self.best_bid
+        for _ in range(n):
+            p = p - _tick_down(p) if side_ask else p + _tick_up(p)
+        if (side_ask and p <= self.best_bid) or (not side_ask and p >= self.best_ask):
+            return
+        q[0:0] = [size] + [0.0] * (n - 1)
+        del q[-n:]
+        if side_ask:
+            self.best_ask = p
+        else:
+            self.best_bid = p
+        self._reladder()
 
     def _shift_out(self, q: list[float], side: int) -> None:
         """The best queue of a side is empty: move the best to the next non-empty tick."""
@@ -294,6 +338,11 @@ class SyntheticMarket:
         g = k.imbalance
         lam_buy = (k.market_rate + self.e_buy) * (1.0 + g * imb)
         lam_sell = (k.market_rate + self.e_sell) * (1.0 - g * imb)
+        sig = 0.0
+        if p.signal_strength:
+            sig = self._signal_at(self.t)
+            lam_buy *= 1.0 + sig
+            lam_sell *= 1.0 - sig
         lam_lim = k.lam_lim
         sa, sb = sum(aq), sum(bq)
         lam_ca = k.cancel_per_unit * sa
@@ -312,12 +361,24 @@ class SyntheticMarket:
         self.events += 1
         x = self._u() * total
         if x < lam_lim:
+            # With a planted signal, limit orders behind the best lean the same way as the takers (bids
+            # build up before buyers lift the asks): the depth imbalance shows the drift before the mid moves.
+            # The distance of a limit order is drawn from the *opposite* best (Cont-Stoikov-Talreja): with a
+            # one-tick spread that is the own queue i; with a wider one, the nearest ticks lie inside the
+            # spread, so liquidity flows into a gap at a rate that grows with it: the spread stays stationary.
+            d = bisect.bisect_left(self._cum_w, self._u())
             side_ask = x < lam_lim / 2
-            i = bisect.bisect_left(self._cum_w, self._u())
+            if sig and d >= 2:  # resting interest behind the best leans with the drift; the best does not
+                side_ask = x < lam_lim / 2 * (1.0 - self._sig_book)
+            i = d - self._gap
+            size = k.limit_size * self._exp()
+            if i < 0:
+                self._improve(side_ask, -i, size)
+                return
             q = aq if side_ask else bq
             if i >= len(q):
                 i = len(q) - 1
-            q[i] += k.limit_size * self._exp()
+            q[i] += size
             return
         x -= lam_lim
         if x < lam_ca + lam_cb:
@@ -365,6 +426,21 @@ class SyntheticMarket:
                 bq.pop()
                 self.best_bid = new
         self._reladder()
+
+    def _signal_at(self, t: float) -> float:
+        """The planted tilt at model time ``t``: the OU state, advanced on a 0.25 s grid (exact steps)."""
+        if t >= self._sig_t:
+            p = self.params
+            h = 0.25
+            rho = math.exp(-h / p.signal_tau)
+            c = math.sqrt(1.0 - rho * rho)
+            n = int((t - self._sig_t) / h) + 1
+            for z in self._sig_rng.standard_normal(n).tolist():
+                self._sig_x = self._sig_x * rho + c * z
+            self._sig_t += n * h
+            self.signal = max(-0.9, min(0.9, p.signal_strength * p.signal_taker * self._sig_x))
+            self._sig_book = max(-0.9, min(0.9, p.signal_strength * p.signal_book * self._sig_x))
+        return self.signal
 
     def _market(self, buy: bool, size: float) -> None:
         q = self.ask_q if buy else self.bid_q
@@ -530,11 +606,13 @@ class SyntheticSource:
         record_all: bool = False,
         activity: float | None = None,
         volatility: float | dict[str, float] | None = None,
+        signal_strength: float = 0.0,
     ) -> None:
         """``activity`` scales every market's event rates (None: 1.0, or 20/len(markets) above 20
         markets, so a whole-exchange simulation stays within one core; volatility then scales by
         sqrt(activity)). ``volatility`` sets ``target_vol`` (one-minute mid std, a fraction of the price)
-        for every market, or per market with a dict."""
+        for every market, or per market with a dict. ``signal_strength`` plants predictable order flow
+        (module doc; 0 = off)."""
         self.markets = list(markets)
         self.record_all = record_all
         self._start = start_ms
@@ -546,6 +624,8 @@ class SyntheticSource:
             vol = volatility.get(m) if isinstance(volatility, dict) else volatility
             if vol is not None:
                 prm = replace(prm, target_vol=float(vol))
+            if signal_strength:
+                prm = replace(prm, signal_strength=float(signal_strength))
             if activity != 1.0:
                 prm = prm.scaled(activity)
             self.models[m] = SyntheticMarket(m, seed=seed, start_ms=start_ms, params=prm)

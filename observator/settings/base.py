@@ -297,6 +297,8 @@ UPBIT_REST_URL = env("UPBIT_REST_URL", default="https://api.upbit.com")
 UPBIT_WS_URL = env("UPBIT_WS_URL", default="wss://api.upbit.com/websocket/v1")
 # True when the launcher fell back to the local Upbit simulator (or it was chosen): every page says so.
 MARKET_SIMULATED = env.bool("MARKET_SIMULATED", default=False)
+# The simulator's planted order-flow signal (docs/simulator.md), shown in the banner; the launcher sets it.
+SIM_SIGNAL_STRENGTH = env.float("SIM_SIGNAL_STRENGTH", default=0.0)
 MARKET_CODES = env.list("MARKET_CODES", default=["KRW-BTC"])
 MARKET_DATA_DIR = env.path("MARKET_DATA_DIR", default=VAR_DIR / "data")
 MARKET_RETENTION_DAYS = env.int("MARKET_RETENTION_DAYS", default=3)

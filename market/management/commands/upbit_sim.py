@@ -7,12 +7,14 @@ Examples::
     manage.py upbit_sim --account-krw 10000000 --account-access-key demo-ak --account-secret-key demo-sk
 
 Accounts are created through ``POST /_sim/accounts`` (see ``market.upbit_sim.server``) or at start with
-``--account-*``.
+``--account-*``. ``--signal-strength`` (env ``SIM_SIGNAL_STRENGTH``) plants predictable order flow in the
+synthetic market (docs/simulator.md); the launcher turns it on for the demo.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -41,6 +43,13 @@ class Command(BaseCommand):
             default=None,
             help="synthetic target 1-minute volatility of the mid as a fraction (default 0.00045)",
         )
+        parser.add_argument(
+            "--signal-strength",
+            type=float,
+            default=float(os.environ.get("SIM_SIGNAL_STRENGTH") or 0.0),
+            help="synthetic: planted predictable order flow, 0 = off (default: env SIM_SIGNAL_STRENGTH or 0; "
+            "1 = the demo's default; see docs/simulator.md)",
+        )
         parser.add_argument("--tick-ms", type=int, default=50, help="publishing period in paced mode")
         parser.add_argument("--idle-timeout", type=float, default=120.0, help="WebSocket idle drop, seconds")
         parser.add_argument("--account-krw", default=None, help="create one account with this much KRW")
@@ -56,6 +65,8 @@ class Command(BaseCommand):
             raise CommandError("--source replay needs --replay-path")
         if opts["speed"] < 0:
             raise CommandError("--speed must be >= 0")
+        if not 0 <= opts["signal_strength"] <= 5:
+            raise CommandError("--signal-strength must be between 0 and 5")
         config = SimConfig(
             host=opts["host"],
             port=opts["port"],
@@ -69,6 +80,7 @@ class Command(BaseCommand):
             tick_ms=opts["tick_ms"],
             ws_idle_timeout=opts["idle_timeout"],
             volatility=opts["volatility"],
+            signal_strength=opts["signal_strength"],
         )
         if opts["account_krw"] is not None:
             if not (opts["account_access_key"] and opts["account_secret_key"]):

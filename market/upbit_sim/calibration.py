@@ -1,0 +1,163 @@
+"""Long-run statistics of the synthetic model, unpaced: spread in ticks, one-minute volatility against the
+target and the depth shape hour by hour, for each market class (used by the drift test and the bench)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .synthetic import NANO, SyntheticMarket, SyntheticParams, _tick_up
+
+# One market per price class (KRW, tick): a 150M coin with a 1,000 tick ... a sub-10 KRW coin.
+MARKET_CLASSES: dict[str, float] = {
+    "KRW-BTC": 150_000_000.0,  # tick 1,000 (0.0007 % of the price)
+    "KRW-ETH": 5_000_000.0,  # tick 1,000 (0.02 %)
+    "KRW-SOL": 250_000.0,  # tick 100 (0.04 %)
+    "KRW-XRP": 3_000.0,  # tick 1 (0.03 %)
+    "KRW-DOGE": 300.0,  # tick 1 (0.33 %)
+    "KRW-SUB10": 5.0,  # tick 0.01 (0.2 %)
+}
+
+
+@dataclass(frozen=True)
+class SoakStats:
+    code: str
+    seed: int
+    hours: float
+    target_vol: float
+    minute_vol: float  # std of one-minute log mid returns over the run
+    spread_ticks: np.ndarray  # spread in ticks, sampled once a second
+    depth_by_hour: np.ndarray  # mean KRW within the first 10 published levels (both sides), per hour
+    events: int
+
+    @property
+    def spread_median(self) -> float:
+        return float(np.median(self.spread_ticks))
+
+    @property
+    def spread_p99(self) -> float:
+        return float(np.percentile(self.spread_ticks, 99))
+
+    @property
+    def vol_ratio(self) -> float:
+        return self.minute_vol / self.target_vol
+
+    @property
+    def depth_ratio(self) -> float:
+        """Depth in the last hour over depth in the first (1.0: a stable book shape)."""
+        return float(self.depth_by_hour[-1] / self.depth_by_hour[0])
+
+
+def market_soak(
+    *, code: str, hours: float, seed: int = 1, params: SyntheticParams | None = None
+) -> SoakStats:
+    """Run one market unpaced for ``hours`` of model time, sampling the book once a second."""
+    prm = params or SyntheticParams()
+    if code in MARKET_CLASSES and not prm.start_price:
+        prm = replace(prm, start_price=MARKET_CLASSES[code])
+    m = SyntheticMarket(code, seed=seed, start_ms=0, params=prm)
+    seconds = int(hours * 3600)
+    spread = np.empty(seconds)
+    depth = np.empty(seconds)
+    mids = [m.mid]
+    for s in range(1, seconds + 1):
+        m.run_until(s * 1000)
+        ba, bb = m.best_ask, m.best_bid
+        spread[s - 1] = (ba - bb) / _tick_up(bb)
+        book = m.book(10)
+        depth[s - 1] = sum(p * v for p, v in book.asks) + sum(p * v for p, v in book.bids)
+        if s % 60 == 0:
+            mids.append(m.mid)
+    per_hour = [depth[i : i + 3600].mean() for i in range(0, seconds, 3600) if seconds - i >= 1800]
+    return SoakStats(
+        code=code,
+        seed=seed,
+        hours=hours,
+        target_vol=prm.target_vol,
+        minute_vol=float(np.diff(np.log(mids)).std()),
+        spread_ticks=spread,
+        depth_by_hour=np.asarray(per_hour or [depth.mean()]),
+        events=m.events,
+    )
+
+
+def minute_tick_vol(*, depth_scale: float, code: str, hours: float, seed: int) -> float:
+    """Std of one-minute mid changes in ticks at depth scale ``depth_scale`` (``_VOL_CALIBRATION``'s unit)."""
+    prm = replace(SyntheticParams(depth_scale=depth_scale), start_price=MARKET_CLASSES.get(code, 0.0))
+    m = SyntheticMarket(code, seed=seed, start_ms=0, params=prm)
+    tick = _tick_up(m.best_bid) / NANO
+    mids = [m.mid]
+    for k in range(1, int(hours * 60) + 1):
+        m.run_until(k * 60_000)
+        mids.append(m.mid)
+    return float(np.diff(mids).std() / tick)
+
+
+@dataclass(frozen=True)
+class SignalReport:
+    """How predictable the next ``horizon_s`` seconds are from the book's imbalance (out of sample)."""
+
+    strength: float
+    horizon_s: int
+    r2: float  # out-of-sample R^2 of a ridge on imbalance features
+    tradable_share: float  # share of seconds whose |predicted return| exceeds the round-trip cost
+    net_per_trade: float  # mean realised return (in the predicted direction) minus cost on those seconds
+    minute_vol: float  # realised one-minute volatility with the signal on
+
+
+def _imbalance_features(asks: np.ndarray, bids: np.ndarray) -> np.ndarray:
+    cols = []
+    for n in (1, 3, 5, 10):
+        a, b = asks[:, :n].sum(axis=1), bids[:, :n].sum(axis=1)
+        cols.append((b - a) / np.maximum(a + b, 1e-12))
+    return np.column_stack(cols)
+
+
+def signal_report(
+    *,
+    code: str = "KRW-BTC",
+    strength: float,
+    hours: float = 2.0,
+    horizon_s: int = 30,
+    seed: int = 1,
+    fee_round_trip: float = 0.001,
+    ridge: float = 1e-3,
+) -> SignalReport:
+    """Run one market unpaced with ``signal_strength=strength``; fit a ridge regression of the next
+    ``horizon_s`` log mid return on order-book imbalance (levels 1, 3, 5, 10) over the first half, score the
+    second half. A "trade" is a second whose |prediction| beats Upbit's fees both ways plus the spread."""
+    prm = SyntheticParams(signal_strength=strength, start_price=MARKET_CLASSES.get(code, 0.0))
+    m = SyntheticMarket(code, seed=seed, start_ms=0, params=prm)
+    n = int(hours * 3600)
+    asks = np.empty((n, 10))
+    bids = np.empty((n, 10))
+    mid = np.empty(n)
+    spread = np.empty(n)
+    for s in range(n):
+        m.run_until((s + 1) * 1000)
+        book = m.book(10)
+        asks[s] = [v for _, v in book.asks]
+        bids[s] = [v for _, v in book.bids]
+        mid[s] = m.mid
+        spread[s] = (m.best_ask - m.best_bid) / NANO / m.mid
+    x = _imbalance_features(asks, bids)
+    y = np.log(mid[horizon_s:] / mid[:-horizon_s])
+    x, cost = x[:-horizon_s], fee_round_trip + spread[:-horizon_s]
+    half = len(y) // 2
+    xa = np.column_stack([np.ones(len(x)), x])
+    a, b = xa[:half], y[:half]
+    w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]) * np.var(b), a.T @ b)
+    pred, real, c = xa[half:] @ w, y[half:], cost[half:]
+    r2 = 1.0 - float(np.mean((real - pred) ** 2) / np.var(real))
+    go = np.abs(pred) > c
+    net = float(np.mean(np.sign(pred[go]) * real[go] - c[go])) if go.any() else 0.0
+    minute = mid[59::60]
+    return SignalReport(
+        strength=strength,
+        horizon_s=horizon_s,
+        r2=r2,
+        tradable_share=float(go.mean()),
+        net_per_trade=net,
+        minute_vol=float(np.diff(np.log(minute)).std()),
+    )
