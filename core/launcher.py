@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -42,6 +42,8 @@ class ProcessSpec:
     # The processes after this one start once it accepts connections here (the collector would otherwise
     # log a failed connect and a data gap at every start).
     listens_on: int | None = None
+    # Stopped after the others (what they connect to: the web server, the simulator).
+    stop_last: bool = False
 
 
 @dataclass
@@ -75,18 +77,23 @@ def upbit_reachable(rest_url: str, timeout: float = 3.0) -> bool:
     return response.status_code == 200
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group; on systems without /proc, [pgid] while any exists."""
+def live_groups(pgids: Iterable[int]) -> set[int]:
+    """Those of ``pgids`` whose process group has a live (non-zombie) member: one pass over /proc, or a
+    signal 0 to each group where there is no /proc (zombies then count as live)."""
+    wanted = set(pgids)
     proc = Path("/proc")
     if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        except PermissionError:
-            pass
-        return [pgid]
-    members = []
+        found = set()
+        for pgid in wanted:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            found.add(pgid)
+        return found
+    found = set()
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -96,9 +103,9 @@ def group_members(pgid: int) -> list[int]:
             continue
         # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses, so split after the last ')'.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) in wanted:
+            found.add(int(fields[2]))
+    return found
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -226,52 +233,52 @@ class Supervisor:
 
     def shutdown(self) -> int:
         """Stop every child and everything it forked; return once none is left (0), or 1 if some could
-        not be killed."""
+        not be killed. Clients first, then what they talk to (``stop_last``: the web, the simulator), so
+        that nothing logs a lost connection on the way out."""
         self.log("stopping all processes")
         running = [c for c in self.children if c.proc is not None]
-        for child in running:
-            assert child.proc is not None
-            if child.proc.poll() is None:
-                # The main process only: it stops its own workers in order (Celery's warm shutdown lets
-                # running tasks finish); a signal to the whole group would kill those tasks mid-way.
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        orphans_told: set[int] = set()
-        while time.monotonic() < deadline and not self._hurry.is_set():
-            left = False
-            for child in running:
+        for wave in ([c for c in running if not c.spec.stop_last], [c for c in running if c.spec.stop_last]):
+            for child in wave:
                 assert child.proc is not None
                 if child.proc.poll() is None:
-                    left = True
-                elif group_members(child.proc.pid):
-                    left = True
-                    if child.proc.pid not in orphans_told:  # its main process is gone: the rest go too
-                        orphans_told.add(child.proc.pid)
-                        _signal_group(child.proc.pid, signal.SIGTERM)
-            if not left:
-                break
-            time.sleep(0.1)
-        for child in running:
+                    # The main process only: it stops its own workers in order (Celery's warm shutdown lets
+                    # running tasks finish); a signal to the whole group would kill those tasks mid-way.
+                    with contextlib.suppress(ProcessLookupError):
+                        child.proc.send_signal(signal.SIGTERM)
+            self._wait_stopped(wave, deadline)
+        left = self._unstopped(running)
+        for child in left:
+            self.log(f"{child.spec.name} did not stop within {self.grace:g} s: killing its process group")
             assert child.proc is not None
-            if child.proc.poll() is None or group_members(child.proc.pid):
-                self.log(f"{child.spec.name} did not stop within {self.grace:g} s: killing its process group")
-                _signal_group(child.proc.pid, signal.SIGKILL)
-        stuck: list[str] = []
-        for child in running:
-            assert child.proc is not None
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.proc.wait(timeout=5)
-            end = time.monotonic() + 5
-            while group_members(child.proc.pid) and time.monotonic() < end:
-                time.sleep(0.05)
-            if child.proc.poll() is None or group_members(child.proc.pid):
-                stuck.append(child.spec.name)
+            _signal_group(child.proc.pid, signal.SIGKILL)
+        self._hurry.clear()
+        self._wait_stopped(left, time.monotonic() + 5)
+        stuck = self._unstopped(running)
         if stuck:
-            self.log(f"could not stop: {', '.join(stuck)}")
+            self.log(f"could not stop: {', '.join(c.spec.name for c in stuck)}")
             return 1
         self.log("all processes stopped")
         return 0
+
+    def _unstopped(self, children: Sequence[_Child]) -> list[_Child]:
+        """Those whose main process runs or whose process group still has a live member."""
+        groups = live_groups(c.proc.pid for c in children if c.proc is not None)
+        return [c for c in children if c.proc is not None and (c.proc.poll() is None or c.proc.pid in groups)]
+
+    def _wait_stopped(self, children: Sequence[_Child], deadline: float) -> None:
+        orphans_told: set[int] = set()
+        while time.monotonic() < deadline and not self._hurry.is_set():
+            left = self._unstopped(children)
+            if not left:
+                return
+            for child in left:
+                assert child.proc is not None
+                if child.proc.poll() is not None and child.proc.pid not in orphans_told:
+                    # Its main process is gone but something it forked is not: that goes too.
+                    orphans_told.add(child.proc.pid)
+                    _signal_group(child.proc.pid, signal.SIGTERM)
+            time.sleep(0.1)
 
 
 def _stdout_write(text: str) -> None:
@@ -343,6 +350,7 @@ def build_specs(
                 ),
                 {"OBSERVATOR_ROLE": "sim"},
                 listens_on=sim_port,
+                stop_last=True,
             )
         )
     # --quiet: no startup banner (30 lines a worker); the log level does the rest.
@@ -379,6 +387,7 @@ def build_specs(
                 "false",
             ],
             {"OBSERVATOR_ROLE": "web"},
+            stop_last=True,
         ),
         ProcessSpec(
             "worker",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -169,3 +170,29 @@ def test_output_to_a_dead_console_is_dropped_and_the_stop_goes_on():
     finally:
         os.dup2(saved, 1)  # the supervisor pointed fd 1 at /dev/null once the console broke
         os.close(saved)
+
+
+def test_clients_stop_before_what_they_connect_to():
+    """The collector and workers stop before the web server and the simulator, so none of them logs a lost
+    connection on the way out."""
+    code = (
+        "import signal as s, sys, time\n"
+        "s.signal(s.SIGTERM, lambda *_: (print('stopping', sys.argv[1], flush=True), sys.exit(0)))\n"
+        "print('up', flush=True)\n"
+        "while True: time.sleep(0.05)\n"
+    )
+    specs = [
+        launcher.ProcessSpec("server", [live.PYTHON, "-c", code, "server"], stop_last=True),
+        launcher.ProcessSpec("client", [live.PYTHON, "-c", code, "client"]),
+    ]
+    lines: list[str] = []
+    supervisor = launcher.Supervisor(specs, write=lines.append, grace=10.0)
+
+    def stop_once_both_are_up() -> None:
+        live.wait_until(lambda: sum("| up" in line for line in lines) == 2, timeout=30)
+        supervisor.request_stop()
+
+    threading.Thread(target=stop_once_both_are_up, daemon=True).start()
+    assert supervisor.run() == 0
+    stops = [line.split("|")[1].strip() for line in lines if "| stopping " in line and "all" not in line]
+    assert stops == ["stopping client", "stopping server"], lines
