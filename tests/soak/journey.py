@@ -82,7 +82,7 @@ def new_context(browser: Any, run: StackRun, offline: Offline) -> Any:  # noqa: 
         timezone_id="Asia/Seoul",
         viewport={"width": 1440, "height": 900},
     )
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(60_000)  # a loaded 2-core machine: slow is not the fault looked for
     offline.watch(context)
     return context
 
@@ -119,7 +119,12 @@ def paper_buy(page: Any, krw: int = 100_000) -> None:  # noqa: ANN401
     page.click("#tab-buy")
     page.fill("#buy-amount", str(krw))
     page.click("[data-testid=buy-submit]")
-    page.wait_for_selector(f"#history-body tr[data-state=done] >> nth={before}", timeout=20_000)
+    # Counted in the page (the history re-renders on every push, so a located row can be replaced under it).
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('#history-body tr[data-state=done]').length > n",
+        arg=before,
+        timeout=45_000,
+    )
 
 
 def schedule_buy(page: Any, krw: int = 20_000, seconds_ahead: int = 5) -> None:  # noqa: ANN401
@@ -134,10 +139,8 @@ def schedule_buy(page: Any, krw: int = 20_000, seconds_ahead: int = 5) -> None: 
         seconds_ahead,
     )
     page.click("[data-testid=sched-submit]")
-    page.wait_for_selector("#scheduled-body tr[data-state]")
-    page.wait_for_selector(
-        "#scheduled-body tr[data-state=filled], #scheduled-body tr[data-state=fired]", timeout=60_000
-    )
+    fired = "#scheduled-body tr[data-state=filled], #scheduled-body tr[data-state=fired]"
+    page.wait_for_function("(sel) => document.querySelector(sel) !== null", arg=fired, timeout=60_000)
 
 
 def user_part(page: Any, result: JourneyResult) -> None:  # noqa: ANN401
