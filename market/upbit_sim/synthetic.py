@@ -4,8 +4,12 @@ The model is queue-reactive with self-exciting (Hawkes) market orders, on Upbit'
 
 * each side holds ``depth_ticks`` consecutive grid prices from the best quote outwards (gaps allowed: the
   published book is the first 30 *non-empty* prices, as on Upbit);
-* limit orders arrive at tick distance ``i`` from the best with rate ``limit_rate * w_i``
-  (``w_i ~ exp(-level_decay * i)``) and lognormal-ish sizes;
+* limit orders arrive at tick distance ``i`` from the *opposite* best with rate ``limit_rate * w_i``
+  (``w_i ~ exp(-level_decay * i)``) and exponential sizes (Cont-Stoikov-Talreja): with a one-tick spread that
+  is distance ``i - 1`` from their own best; when a sweep opens a gap, the nearest distances lie inside it,
+  so the gap refills at a rate that grows with its width. (Drawing the distance from the order's *own* best,
+  as before issue 12, left nothing to close a gap but the spread-fill flow: at ``D < 1`` the KRW-BTC spread
+  grew without bound, 12,000 ticks after 30 minutes.)
 * cancellations hit a queue with rate proportional to its size (``cancel_rate`` per mean-sized queue);
 * market buys/sells arrive with Hawkes intensity ``mu + sum alpha*exp(-beta*(t - t_k))`` (self- and
   cross-excitation), tilted by the best-level queue imbalance (a heavier bid queue attracts buyers), with
@@ -30,10 +34,19 @@ relative to the takers' market orders, which keep their KRW size):
 Event rates are unchanged by ``D`` (throughput and trade counts stay the same). The needed ticks per minute,
 ``target_vol * price / tick``, are mapped to ``D`` by log-log interpolation of ``_VOL_CALIBRATION``: the
 realised std of one-minute mid changes in ticks, measured with the default parameters for D = 0.1 ... 100
-(3 seeds x 2-7 simulated hours each). Measured afterwards over one hour (seed 1): KRW-BTC 0.042 %, ETH
-0.047 %, SOL 0.044 %, XRP 0.044 %, ADA 0.036 %, DOGE 0.061 % (its tick is 0.33 % of the price), a
-10,000-KRW coin 0.051 %. ``SyntheticParams(depth_scale=...)`` sets ``D`` directly; ``activity`` scaling
-(many markets) scales volatility by ``sqrt(activity)``.
+(3 seeds x 2-7 simulated hours each); re-measured after the issue-12 change for D = 0.5 ... 2 within
+the noise of one hour (e.g. D = 1: 17.2 vs 16.5 ticks; D = 2: 9.5 vs 9.45), a little higher below D = 0.5
+(D = 0.2: 74 vs 67). Long-run figures per price class (6 h x 3 seeds, spread, volatility over target, depth
+stability): docs/simulator.md, from ``bench/bench_sim_stationarity.py``. ``SyntheticParams(depth_scale=...)``
+sets ``D`` directly; ``activity`` scaling (many markets) scales volatility by ``sqrt(activity)``.
+
+Signal strength (``signal_strength``, 0 = off: the dynamics above, stream unchanged). A latent drift ``x``
+(unit Ornstein-Uhlenbeck, time scale ``signal_tau`` = 60 s, its own random stream) tilts the takers
+(buy/sell intensities times ``1 +- strength * signal_taker * x``) and, more strongly, limit orders two or
+more ticks behind the best (side choice tilted by ``strength * signal_book * x``): the depth imbalance shows
+the drift before the mid moves, so book features predict the next 10-60 s. At 1 (the demo's default) a
+ridge on imbalance predicts KRW-BTC's 30-s return with R^2 ~0.3-0.5 out of sample and the one-minute
+volatility rises to ~0.3 % (figures: docs/simulator.md).
 
 Randomness comes from ``numpy.random.Generator`` (PCG64) seeded per market from ``(seed, market)``: the
 same seed and market give the same stream regardless of which other markets run.
