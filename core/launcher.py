@@ -237,8 +237,13 @@ class Supervisor:
         that nothing logs a lost connection on the way out."""
         self.log("stopping all processes")
         running = [c for c in self.children if c.proc is not None]
-        deadline = time.monotonic() + self.grace
-        for wave in ([c for c in running if not c.spec.stop_last], [c for c in running if c.spec.stop_last]):
+        start = time.monotonic()
+        # The clients get two thirds of the grace period; what they connect to then has a third at least.
+        waves = (
+            ([c for c in running if not c.spec.stop_last], start + self.grace * 2 / 3),
+            ([c for c in running if c.spec.stop_last], start + self.grace),
+        )
+        for wave, deadline in waves:
             for child in wave:
                 assert child.proc is not None
                 if child.proc.poll() is None:
