@@ -9,6 +9,7 @@ import requests
 from django.test import Client
 
 from core import launcher
+from market.management.commands.upbit_sim import Command
 from market.upbit_sim.calibration import signal_report
 from market.upbit_sim.server import SimConfig, SimulatorThread
 from market.upbit_sim.synthetic import SyntheticMarket, SyntheticParams
@@ -62,3 +63,12 @@ def test_the_banner_shows_the_strength(client: Client, settings) -> None:  # noq
     settings.SIM_SIGNAL_STRENGTH = 0.0
     html = client.get("/home").content.decode()
     assert 'data-testid="simulated-banner"' in html and 'data-testid="signal-strength"' not in html
+
+
+def test_the_command_takes_the_strength_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIM_SIGNAL_STRENGTH", "1")
+    assert Command().create_parser("manage.py", "upbit_sim").parse_args([]).signal_strength == 1.0
+    monkeypatch.delenv("SIM_SIGNAL_STRENGTH")
+    opts = Command().create_parser("manage.py", "upbit_sim").parse_args(["--signal-strength", "0.5"])
+    assert opts.signal_strength == 0.5
+    assert Command().create_parser("manage.py", "upbit_sim").parse_args([]).signal_strength == 0.0
