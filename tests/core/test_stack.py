@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from channels.layers import InMemoryChannelLayer
 
+from core import realtime
 from core.logging import RedactSecretsFilter, register_secret
 from tests import live
 from tests.core.procs import alive, family, processes
@@ -215,3 +217,32 @@ def test_realtime_relay_rejects_unauthenticated_posts(asgi_server):
         f"{asgi_server}/internal/realtime/", json=[{"group": "g", "message": {"type": "x"}}]
     )
     assert response.status_code == 403
+
+
+def test_relay_outage_is_logged_once_and_its_end_once(monkeypatch, settings, caplog):
+    """The collector pushes ten times a second a market: a web restart must not log one warning a push."""
+
+    class Client:
+        up = False
+
+        def post(self, *args: object, **kwargs: object) -> httpx.Response:
+            if not self.up:
+                raise httpx.ConnectError("refused")
+            return httpx.Response(204)
+
+    client = Client()
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setenv("OBSERVATOR_ROLE", "collector")
+    monkeypatch.setattr(realtime, "get_channel_layer", lambda: InMemoryChannelLayer())
+    monkeypatch.setattr(realtime, "_http", lambda: client)
+    monkeypatch.setattr(realtime, "_relay_state", realtime._RelayState())
+    with caplog.at_level(logging.WARNING, logger="core.realtime"):
+        for _ in range(50):
+            realtime.publish("market.KRW-BTC", {"type": "market.update"})
+        client.up = True
+        for _ in range(50):
+            realtime.publish("market.KRW-BTC", {"type": "market.update"})
+    messages = [r.getMessage() for r in caplog.records if r.name == "core.realtime"]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("realtime relay unavailable (ConnectError)")
+    assert messages[1].startswith("realtime relay back after") and "(50 pushes dropped)" in messages[1]
