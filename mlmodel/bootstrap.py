@@ -47,8 +47,10 @@ def min_seconds() -> float:
 
 
 def bootstrap_markets() -> list[str]:
-    """The markets the collector records (the dashboard's default market first)."""
-    return list(settings.MARKET_CODES)
+    """The markets whose first model is trained by itself: ``ML_BOOTSTRAP_MARKETS``, by default every market
+    the collector records (``MARKET_CODES``; the dashboard's default market is the first)."""
+    chosen = list(conf.get("ML_BOOTSTRAP_MARKETS") or settings.MARKET_CODES)
+    return [m for m in chosen if m in settings.MARKET_CODES]
 
 
 def needed_seconds(row: ModelBootstrap | None) -> float:

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     # The automatic first model (mlmodel/bootstrap.py): on, once this much order-book data is recorded.
     "ML_BOOTSTRAP": True,
     "ML_BOOTSTRAP_MIN_MINUTES": 10.0,
+    "ML_BOOTSTRAP_MARKETS": [],  # empty = every market in MARKET_CODES
     "ML_PREDICTION_KEEP_S": 3600,  # predictions older than this are pruned
     "ML_LIVE_KEEP_S": 300,  # raw book/trade history kept per market in the ML worker
     "ML_MAX_DATA_AGE_S": 15.0,  # no prediction from a snapshot older than this (None = no check: replays)

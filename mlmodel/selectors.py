@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -218,7 +219,7 @@ def model_state_get(*, market: str) -> dict[str, Any]:
             "collected": collected,
             "needed": needed,
         }
-    elif market not in bootstrap.bootstrap_markets():
+    elif market not in settings.MARKET_CODES:
         out["state"] = "not_recorded"
         out["message"] = _("No model for this market: its data is not recorded.")
     else:

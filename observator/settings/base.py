@@ -225,6 +225,7 @@ ML_TRAINING_PICKUP_TIMEOUT_S = env.float("ML_TRAINING_PICKUP_TIMEOUT_S", default
 ML_BOOTSTRAP = env.bool("ML_BOOTSTRAP", default=True)
 ML_BOOTSTRAP_MIN_MINUTES = env.float("ML_BOOTSTRAP_MIN_MINUTES", default=10.0)
 ML_BOOTSTRAP_CHECK_S = env.float("ML_BOOTSTRAP_CHECK_S", default=30.0)
+ML_BOOTSTRAP_MARKETS = env.list("ML_BOOTSTRAP_MARKETS", default=[])  # empty = every market in MARKET_CODES
 CELERY_BEAT_SCHEDULE = {
     "market-upload-finished-days": {
         "task": "market.tasks.upload_finished_days",

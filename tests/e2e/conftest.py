@@ -128,7 +128,13 @@ def start_web(stack: Stack, port: int) -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture
-def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa: ANN401
+def stack_env() -> dict[str, str]:
+    """Extra environment for every process of the stack (a test module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def e2e_stack(transactional_db: Any, tmp_path: Path, stack_env: dict[str, str]) -> Iterator[Stack]:  # noqa: ANN401
     """Simulator + uvicorn + collector + Celery worker and beat, sharing the test database.
 
     With REDIS_URL set, the channel layer and the broker are Redis; otherwise the in-memory layer (the web
@@ -155,6 +161,7 @@ def e2e_stack(transactional_db: Any, tmp_path: Path) -> Iterator[Stack]:  # noqa
             "FEEDS_HTTP_TIMEOUT": "0.5",
             "DASHBOARD_STALE_AFTER_S": "4",
             "TZ": "Asia/Seoul",
+            **stack_env,
         }
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # for this test process only, never for the servers
@@ -268,6 +275,21 @@ def page(browser: Any, e2e_stack: Stack) -> Iterator[Any]:  # noqa: ANN401
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.errors = errors  # type: ignore[attr-defined]
+    # What a user would see in the browser console: failing requests (any 4xx/5xx) and console errors.
+    failed: list[str] = []
+    pg.on(
+        "response",
+        lambda r: failed.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None,
+    )
+    pg.on(
+        "console",
+        lambda m: (
+            failed.append(f"console {m.type}: {m.text} ({m.location.get('url')})")
+            if m.type == "error"
+            else None
+        ),
+    )
+    pg.failed_requests = failed  # type: ignore[attr-defined]
     try:
         yield pg
     finally:

@@ -190,8 +190,12 @@ def test_a_failed_run_says_why_and_a_market_not_recorded_says_so(
     )
     state = selectors.model_state_get(market="KRW-DOGE")
     assert state["state"] == "not_recorded" and state["collected_minutes"] is None
-    settings.ML_BOOTSTRAP = False
     settings.MARKET_CODES = [MARKET, "KRW-ETH"]
+    settings.ML_BOOTSTRAP_MARKETS = [MARKET]  # recorded, but no automatic first model
+    assert selectors.model_state_get(market="KRW-ETH")["state"] == "none"
+    assert [o.market for o in bootstrap.model_bootstrap_check()] == [MARKET]
+    settings.ML_BOOTSTRAP_MARKETS = []
+    settings.ML_BOOTSTRAP = False
     state = selectors.model_state_get(market="KRW-ETH")
     assert state["state"] == "none" and state["message"] == "No active model yet"
     assert bootstrap.model_bootstrap_check(markets=[MARKET])[0].state == "disabled"
