@@ -7,7 +7,7 @@ Both real workers start with the launcher's own arguments (``-Q default -c 2`` a
 publisher processes send a cheap default-queue task and the collector's real ``ingest_market_data`` with
 small packed batches (20 % of the tasks), paced at ``--rate`` tasks/s each. Printed per broker: tasks/s
 (done / first publish to last result), publish -> done latency p50 / p99 (every result's ``date_done``),
-lost tasks (no result within 3 minutes), failed tasks, crashes (a worker exited, or CRITICAL /
+lost tasks (no result 3 minutes after the last publish), failed tasks, crashes (a worker exited, or CRITICAL /
 Unrecoverable / WorkerLostError / a traceback in its log), then a worker's idle CPU (the price of polling),
 and the ratios against the filesystem transport measured in the same run. Runs on a throw-away SQLite
 database; Redis is skipped when nothing answers on ``REDIS_URL`` (default redis://127.0.0.1:6379).
@@ -26,38 +26,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REDIS_DB = 10
-SETTINGS = {"filesystem": "tests.core.settings_filesystem_broker", "sqlite": "", "redis": ""}
-LABELS = {"filesystem": "filesystem (before)", "sqlite": "sqlite WAL (now)", "redis": "redis"}
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its children (the pool), from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+FS_SETTINGS = "tests.core.settings_filesystem_broker"
+SETTINGS = {"filesystem": FS_SETTINGS, "filesystem-fast": FS_SETTINGS, "sqlite": "", "redis": ""}
+LABELS = {
+    "filesystem": "filesystem (before)",
+    "filesystem-fast": "filesystem, 20 ms poll",
+    "sqlite": "sqlite WAL (now)",
+    "redis": "redis",
+}
 
 
 def idle_cpu(env: dict[str, str], seconds: float) -> float:
     """Per cent of one core the default worker uses while no task arrives (after its start settles)."""
     from tests import live
-    from tests.core.broker_soak import _worker_specs
+    from tests.core.broker_soak import _worker_specs, process_tree_cpu_s
 
     spec = _worker_specs()["worker"]
     with live.running(list(spec.args), env={**env, **spec.env}) as proc:
         time.sleep(15)  # start-up
-        before, t0 = _cpu_s(proc.pid), time.monotonic()
+        before, t0 = process_tree_cpu_s(proc.pid), time.monotonic()
         time.sleep(seconds)
-        return 100 * (_cpu_s(proc.pid) - before) / (time.monotonic() - t0)
+        return 100 * (process_tree_cpu_s(proc.pid) - before) / (time.monotonic() - t0)
 
 
 def redis_available(url: str) -> bool:
@@ -78,7 +67,7 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--rate", type=float, default=10.0, help="tasks/s per publisher")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="0 skips the idle CPU figure")
-    parser.add_argument("--brokers", default="filesystem,sqlite,redis")
+    parser.add_argument("--brokers", default="filesystem,filesystem-fast,sqlite,redis")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-broker-"))
@@ -91,6 +80,7 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
+    from core.broker import POLLING_INTERVAL_S
     from tests.core.broker_soak import private_redis_url, run_soak, soak_env
 
     call_command("migrate", verbosity=0)
@@ -109,6 +99,8 @@ def main() -> None:
                 continue
             url = private_redis_url(redis_url, REDIS_DB)
         env = soak_env(var_dir=tmp / name / "var", redis_url=url, settings_module=SETTINGS[name])
+        if name == "filesystem-fast":  # the same polling as the SQLite broker: the race has more chances
+            env["FILESYSTEM_BROKER_POLLING_INTERVAL"] = str(POLLING_INTERVAL_S)
         try:
             result = run_soak(
                 broker=LABELS[name],
@@ -132,7 +124,7 @@ def main() -> None:
     base = results.get("filesystem")
     if base is not None:
         for name, r in results.items():
-            if name == "filesystem":
+            if name.startswith("filesystem"):
                 continue
             print(
                 f"{LABELS[name]} vs filesystem: tasks/s x{r.tasks_per_s / base.tasks_per_s:.2f}, "

@@ -21,13 +21,15 @@ import threading
 from json import dumps, loads
 from pathlib import Path
 from queue import Empty
+from time import monotonic, sleep
 from typing import Any
 
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 
 BUSY_TIMEOUT_S = 30.0
-POLLING_INTERVAL_S = 0.02
+POLLING_INTERVAL_S = 0.05  # queues empty: ~0.5 % of a core per idle worker, ~25 ms added latency (median)
+BUSY_POLLING_INTERVAL_S = 0.005  # prefetch full: only Python checks, no query, until a task frees a slot
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS message (
@@ -183,3 +185,21 @@ class Transport(virtual.Transport):
 
     def driver_version(self) -> str:
         return sqlite3.sqlite_version
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:  # noqa: ANN401
+        """kombu's loop, except that "nothing to take because the prefetch is full" waits 5 ms, not the
+        polling interval: kombu sleeps the full interval after either, so a worker whose task just
+        finished would sit idle for the rest of it (a throughput cap of prefetch / interval)."""
+        start = monotonic()
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                if timeout is not None and monotonic() - start >= timeout:
+                    raise TimeoutError() from None
+                busy = any(ch._consumers and not ch.qos.can_consume() for ch in self.channels)  # noqa: SLF001
+                pause = BUSY_POLLING_INTERVAL_S if busy else self.polling_interval
+                if timeout is not None:
+                    pause = min(pause, max(0.0, timeout - (monotonic() - start)))
+                sleep(pause)

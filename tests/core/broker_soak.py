@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -41,6 +42,7 @@ class SoakResult:
     wall_s: float
     latency_ms: list[float] = field(default_factory=list)
     phases_s: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_task: dict[str, float] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -61,10 +63,28 @@ class SoakResult:
             f"{self.broker:<22} sent {sum(self.sent.values()):>5} (default {self.sent['default']}, ml "
             f"{self.sent['ml']})  done {sum(self.done.values()):>5}  lost {self.lost}  failed {self.failed}  "
             f"crashes {self.crashes}  {self.tasks_per_s:7.1f} tasks/s  publish->done p50 "
-            f"{self.percentile(50):7.1f} ms  p99 {self.percentile(99):8.1f} ms  ("
+            f"{self.percentile(50):7.1f} ms  p99 {self.percentile(99):8.1f} ms  CPU per task: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in self.cpu_ms_per_task.items())
+            + "  ("
             + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases_s.items())
             + ")"
         )
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its direct children (a worker's pool), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def small_packed_batch(seq: int) -> dict[str, Any]:
@@ -100,6 +120,7 @@ def publish_main(argv: list[str]) -> None:
     every_ml = total / args.ml if args.ml else float("inf")
     sent: dict[str, tuple[str, float]] = {}
     start = time.monotonic()
+    cpu0 = time.process_time()
     n_ml = 0
     for i in range(total):
         delay = start + i / args.rate - time.monotonic()
@@ -116,7 +137,7 @@ def publish_main(argv: list[str]) -> None:
         else:
             r = app.send_task(CHEAP_TASK, args=(i,))
             sent[r.id] = ("default", at)
-    Path(args.out).write_text(json.dumps(sent))
+    Path(args.out).write_text(json.dumps({"sent": sent, "cpu_s": time.process_time() - cpu0}))
 
 
 def _worker_specs() -> dict[str, Any]:
@@ -227,6 +248,7 @@ def run_soak(
     logs = {name: work_dir / f"{name}.log" for name in specs}
     client_env = {**env, "OBSERVATOR_ROLE": "web"}
     sent: dict[str, tuple[str, float]] = {}
+    publish_cpu = 0.0
     with contextlib.ExitStack() as stack:
         workers = {
             name: stack.enter_context(
@@ -237,6 +259,7 @@ def run_soak(
         t0 = time.monotonic()
         _run_child(["warmup"], env=client_env, log=work_dir / "warmup.log", timeout=180)
         start = time.monotonic()
+        cpu0 = {name: process_tree_cpu_s(proc.pid) for name, proc in workers.items()}
         pubs = []
         for k in range(publishers):
             out = work_dir / f"publisher-{k}.json"
@@ -250,7 +273,9 @@ def run_soak(
             rc = proc.wait(timeout=drain_timeout + (default_tasks + ml_tasks) / max(rate, 1e-9))
             if rc != 0:
                 raise RuntimeError(f"publisher exited with {rc}:\n{log.read_text(errors='replace')[-3000:]}")
-            sent.update({k: (q, t) for k, (q, t) in json.loads(out.read_text()).items()})
+            report = json.loads(out.read_text())
+            sent.update({k: (q, t) for k, (q, t) in report["sent"].items()})
+            publish_cpu += report["cpu_s"]
         published = time.monotonic()
         ids = work_dir / "ids.json"
         ids.write_text(json.dumps(sorted(sent)))
@@ -262,6 +287,7 @@ def run_soak(
             timeout=drain_timeout + 120,
         )
         collected = time.monotonic()
+        worker_cpu = {name: process_tree_cpu_s(proc.pid) - cpu0[name] for name, proc in workers.items()}
         elapsed = collected - start
         exits = [
             f"{name}: exited with {proc.returncode}"
@@ -307,6 +333,13 @@ def run_soak(
         crash_lines=crash_lines,
         wall_s=wall,
         latency_ms=latency,
+        cpu_ms_per_task={
+            "publish": 1000 * publish_cpu / max(1, len(sent)),
+            **{
+                f"{q} worker": 1000 * worker_cpu[n] / max(1, done[q])
+                for n, q in (("worker", "default"), ("ml", "ml"))
+            },
+        },
         phases_s={
             "start+warmup": start - t0,
             "publish": published - start,

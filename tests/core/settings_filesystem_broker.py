@@ -1,6 +1,8 @@
 """Test settings with the embedded broker as it was before issue 12 (kombu's filesystem transport): the
 baseline of bench/bench_broker.py, never used by the product."""
 
+import os
+
 from observator.settings.test import *  # noqa: F403
 
 _fs = VAR_DIR / "celery" / "filesystem-broker"  # noqa: F405
@@ -15,3 +17,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 for _d in ("data", "processed", "control"):
     (_fs / _d).mkdir(parents=True, exist_ok=True)
+# The bench also runs it polling as often as the SQLite broker does (kombu's default is once a second).
+if os.environ.get("FILESYSTEM_BROKER_POLLING_INTERVAL"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = float(
+        os.environ["FILESYSTEM_BROKER_POLLING_INTERVAL"]
+    )
