@@ -129,7 +129,7 @@ def asgi_server_args(port: int) -> list[str]:
         "--port",
         str(port),
         "--ws",
-        "websockets",
+        "websockets-sansio",  # what the launcher runs (the legacy implementation is deprecated)
         "--lifespan",
         "off",
         "--log-level",
