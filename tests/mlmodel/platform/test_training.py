@@ -10,7 +10,6 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.files.storage import default_storage
 
-from celery_app import app
 from mlmodel import services, tasks
 from mlmodel.models import ModelStatus, ModelVersion, TrainingRun, TrainingState
 from mlmodel.training import load_artifact
@@ -80,6 +79,8 @@ def test_train_model_task_writes_progress_rows_and_pushes_them(
     _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
 ):
     synthetic_days(_ml_env["data"])
+    app = tasks.train_model.app  # the project's app in every process (observator/__init__.py)
+    assert app.main == "observator"
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     channel = listen(services.TRAINING_GROUP)

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from celery_app import app
-from mlmodel import services
+from mlmodel import services, tasks
 from mlmodel.models import ModelVersion, Prediction, TrainingRun, TrainingState
 from tests import live
 from tests.mlmodel.platform.conftest import MARKET, small_params
@@ -84,7 +83,7 @@ def _check(run: TrainingRun) -> None:
     live.wait_until(running, timeout=120, message="training started in its own process")
     assert run.stage.startswith("split")
     t0 = int(time.time() * 1000)
-    app.send_task("mlmodel.tasks.ingest_market_data", kwargs={"batch": batch(12, t0)}, queue="ml")
+    tasks.ingest_market_data.apply_async(kwargs={"batch": batch(12, t0)}, queue="ml")
     live.wait_until(
         lambda: Prediction.objects.filter(market=MARKET).exists(),
         timeout=30,
