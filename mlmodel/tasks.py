@@ -68,3 +68,10 @@ def bootstrap_first_model() -> list[dict[str, Any]]:
     """Beat (every ML_BOOTSTRAP_CHECK_S, default queue): queue the first model's training run of a market with
     no active model once enough data is recorded (``mlmodel.bootstrap``)."""
     return [dataclasses.asdict(o) for o in model_bootstrap_check()]
+
+
+@shared_task(name="mlmodel.tasks.training_runs_check", soft_time_limit=20, time_limit=30, ignore_result=True)
+def training_runs_check() -> int:
+    """Beat, on the default queue (the ml worker may be the one missing): fail runs no ml worker took within
+    ML_TRAINING_PICKUP_TIMEOUT_S, so that the dashboard and the admin say so even when nobody reads them."""
+    return services.training_runs_fail_undelivered()

@@ -242,6 +242,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ML_BOOTSTRAP_CHECK_S,
         "options": {"queue": "default", "expires": ML_BOOTSTRAP_CHECK_S},
     },
+    # Training runs no ml worker took in time are failed as undelivered (mlmodel.tasks.training_runs_check).
+    "mlmodel-training-runs-check": {
+        "task": "mlmodel.tasks.training_runs_check",
+        "schedule": 30.0,
+        "options": {"queue": "default", "expires": 30.0},
+    },
     "trading-fire-scheduled-orders": {"task": "trading.tasks.fire_due_scheduled_orders", "schedule": 1.0},
     "trading-reconcile-open-orders": {"task": "trading.tasks.reconcile_open_orders", "schedule": 60.0},
     # Fill resting paper limit orders as the market trades through them; refresh open live orders.

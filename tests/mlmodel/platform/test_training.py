@@ -307,3 +307,20 @@ def test_a_picked_up_run_is_never_failed_as_undelivered(_ml_env: dict[str, Path]
     assert (
         run.state == TrainingState.QUEUED and run.picked_up_at and run.stage == "picked up by the ml worker"
     )
+
+
+def test_beat_fails_undelivered_runs_from_the_default_queue(_ml_env: dict[str, Path], settings):
+    """Nobody needs to open the admin: beat's check (on the default queue, since the ml worker may be the
+    missing one) fails the run, so the dashboard's "training" state ends too."""
+    import datetime as dt
+
+    entry = settings.CELERY_BEAT_SCHEDULE["mlmodel-training-runs-check"]
+    assert entry["task"] == tasks.training_runs_check.name and entry["options"]["queue"] == "default"
+    assert entry["schedule"] <= 60
+    settings.ML_TRAINING_PICKUP_TIMEOUT_S = 90
+    run = TrainingRun.objects.create(market=MARKET, params=small_params())
+    assert tasks.training_runs_check.run() == 0
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(seconds=95))
+    assert tasks.training_runs_check.run() == 1
+    run.refresh_from_db()
+    assert run.state == TrainingState.FAILED and run.stage == "undelivered"
