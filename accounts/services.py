@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 from accounts import crypto
+from accounts.keycheck import KeyCheckResult, KeyCheckStatus
 from accounts.models import ExchangeCredential, User
 from accounts.selectors import EMAIL_TAKEN_MESSAGE, USERNAME_TAKEN_MESSAGE, email_is_taken, username_is_taken
 from accounts.validators import is_upbit_key, normalize_phone, validate_new_password, validate_username
@@ -191,18 +191,6 @@ def exchange_credential_save(*, user: User, access_key: str, secret_key: str) ->
         credential.save()
     logger.info("exchange keys saved", extra={"user_id": user.pk, "key_hint": credential.access_key_hint})
     return credential
-
-
-class KeyCheckStatus(StrEnum):
-    VALID = "valid"  # the exchange answered a read-only call made with the keys
-    INVALID = "invalid"  # the exchange refused them (unknown, wrong secret, expired, IP not allowed, ...)
-    UNREACHABLE = "unreachable"  # the exchange could not be asked: nothing is known about the keys
-
-
-@dataclass(frozen=True)
-class KeyCheckResult:
-    status: KeyCheckStatus
-    error_name: str = ""  # the exchange's error name when it refused them, e.g. "invalid_access_key"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.module_loading import import_string
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.forms import (
@@ -31,11 +30,10 @@ from accounts.forms import (
     SignupForm,
     add_service_errors,
 )
+from accounts.keycheck import KeyCheckResult, KeyCheckStatus, key_check_reason
 from accounts.selectors import exchange_credential_status
 from accounts.services import (
     EMAIL_DOMAINS,
-    KeyCheckResult,
-    KeyCheckStatus,
     exchange_credential_delete,
     exchange_credential_submit,
     user_create,
@@ -157,25 +155,6 @@ def profile_view(request: HttpRequest) -> HttpResponse:
                 return redirect("profile")
             key_check = result.check
     return _render_profile(request, keys_form=form, key_check=key_check, status=400)
-
-
-# Why Upbit refused keys, by its error name (shared/upbit-api.md §2.4); anything else gets the general line.
-KEY_REFUSAL_REASONS = {
-    "invalid_access_key": gettext_lazy("Upbit does not know this access key."),
-    "jwt_verification": gettext_lazy("The secret key does not belong to this access key."),
-    "expired_access_key": gettext_lazy("These keys have expired. Issue new ones on Upbit."),
-    "no_authorization_ip": gettext_lazy("These keys are not allowed from this server's IP address."),
-    "no_authorization_i_p": gettext_lazy("These keys are not allowed from this server's IP address."),
-    "out_of_scope": gettext_lazy("These keys lack the permission to view your assets."),
-}
-
-
-def key_check_reason(check: KeyCheckResult) -> str:
-    """One sentence a user understands, with Upbit's error name for support; never the keys."""
-    if check.status is KeyCheckStatus.UNREACHABLE:
-        return str(_("Upbit could not be reached, so the keys could not be verified."))
-    reason = KEY_REFUSAL_REASONS.get(check.error_name, gettext_lazy("Upbit did not accept these keys."))
-    return f"{reason} ({check.error_name})" if check.error_name else str(reason)
 
 
 @login_required

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 from django.conf import settings
 
-from accounts.services import KeyCheckResult, KeyCheckStatus
+from accounts.keycheck import KeyCheckResult, KeyCheckStatus
 from market.upbit.client import UpbitClient
 from market.upbit.errors import UpbitAuthError, UpbitError, UpbitUnavailable
 

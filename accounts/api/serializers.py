@@ -41,6 +41,11 @@ class MeInputSerializer(serializers.Serializer):
 class ExchangeKeysInputSerializer(serializers.Serializer):
     access_key = serializers.CharField(max_length=200, write_only=True, trim_whitespace=True)
     secret_key = serializers.CharField(max_length=200, write_only=True, trim_whitespace=True)
+    save_anyway = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Store the keys even when Upbit refuses them or cannot be asked (they are checked first).",
+    )
 
 
 class UsernameAvailabilityInputSerializer(serializers.Serializer):

@@ -26,9 +26,10 @@ from accounts.api.serializers import (
     UsernameAvailabilityInputSerializer,
     UsernameAvailabilityOutputSerializer,
 )
+from accounts.errors import ExchangeKeysNotAccepted
 from accounts.models import User
 from accounts.selectors import exchange_credential_status, username_availability
-from accounts.services import exchange_credential_delete, exchange_credential_save, user_update_profile
+from accounts.services import exchange_credential_delete, exchange_credential_submit, user_update_profile
 from core.errors import ApplicationError, ValidationFailed
 from core.logging import register_secret
 
@@ -131,12 +132,24 @@ class ExchangeKeysApi(APIView):
     @extend_schema(
         operation_id="accounts_exchange_keys_save",
         request=ExchangeKeysInputSerializer,
-        responses={200: ExchangeKeyStatusSerializer, 400: OpenApiResponse(description="Invalid key format.")},
+        responses={
+            200: ExchangeKeyStatusSerializer,
+            400: OpenApiResponse(
+                description="Bad key format, or Upbit refused the keys (error.code exchange_keys_refused)."
+            ),
+            503: OpenApiResponse(
+                description="Upbit could not be asked (exchange_keys_unverified); save_anyway stores them."
+            ),
+        },
     )
     def put(self, request: Request) -> Response:
+        """The keys are checked with a read-only Upbit call first and stored only when Upbit accepts them,
+        or when ``save_anyway`` is true."""
         serializer = ExchangeKeysInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        exchange_credential_save(user=request.user, **serializer.validated_data)
+        result = exchange_credential_submit(user=request.user, **serializer.validated_data)
+        if result.credential is None:
+            raise ExchangeKeysNotAccepted(result.check)
         return Response(ExchangeKeyStatusSerializer(exchange_credential_status(user=request.user)).data)
 
     @extend_schema(operation_id="accounts_exchange_keys_delete", responses={204: None})

@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
 
-from accounts.services import KeyCheckResult, KeyCheckStatus
+from accounts.keycheck import KeyCheckResult, KeyCheckStatus
 from tests.accounts.factories import UserFactory
 
 _THROTTLE_SCOPES = ("username_check", "auth_token")

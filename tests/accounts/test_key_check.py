@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client
 
+from accounts.keycheck import KeyCheckStatus
 from accounts.selectors import exchange_credentials_get
-from accounts.services import KeyCheckStatus, exchange_credential_check
+from accounts.services import exchange_credential_check
 from market.upbit_sim.server import SimConfig, SimulatorThread
 from tests import live
 from tests.accounts.factories import upbit_key
@@ -111,3 +112,37 @@ def test_the_check_service_reports_each_outcome(real_check, sim_keys):
     assert exchange_credential_check(access_key=access, secret_key=secret).status is KeyCheckStatus.VALID
     refused = exchange_credential_check(access_key=upbit_key(), secret_key=secret)
     assert refused.status is KeyCheckStatus.INVALID and refused.error_name == "invalid_access_key"
+
+
+# --- the same rule through the REST API -------------------------------------------------------------------
+
+KEYS_API = "/api/accounts/me/exchange-keys/"
+
+
+def test_api_stores_keys_upbit_accepts(api, user, sim_keys):
+    access, secret = sim_keys
+    response = api.put(KEYS_API, {"access_key": access, "secret_key": secret}, format="json")
+    assert response.status_code == 200 and response.json()["stored"] is True
+    assert exchange_credentials_get(user=user) == (access, secret)
+
+
+def test_api_refused_keys_are_a_400_and_stored_only_with_save_anyway(api, user, real_check):
+    access, secret = upbit_key(), upbit_key()
+    response = api.put(KEYS_API, {"access_key": access, "secret_key": secret}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "exchange_keys_refused" and error["upbit_error"] == "invalid_access_key"
+    assert error["saved"] is False and secret not in response.content.decode()
+    assert exchange_credentials_get(user=user) is None
+    body = {"access_key": access, "secret_key": secret, "save_anyway": True}
+    assert api.put(KEYS_API, body, format="json").status_code == 200
+    assert exchange_credentials_get(user=user) == (access, secret)
+
+
+def test_api_unreachable_upbit_is_a_503_that_says_so(api, user, settings):
+    settings.EXCHANGE_KEY_CHECK = "market.keycheck.upbit_keys_check"
+    settings.UPBIT_REST_URL = f"http://127.0.0.1:{live.free_port()}"
+    response = api.put(KEYS_API, {"access_key": upbit_key(), "secret_key": upbit_key()}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "exchange_keys_unverified"
+    assert exchange_credentials_get(user=user) is None
