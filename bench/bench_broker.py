@@ -7,10 +7,11 @@ Both real workers start with the launcher's own arguments (``-Q default -c 2`` a
 publisher processes send a cheap default-queue task and the collector's real ``ingest_market_data`` with
 small packed batches (20 % of the tasks), paced at ``--rate`` tasks/s each. Printed per broker: tasks/s
 (done / first publish to last result), publish -> done latency p50 / p99 (every result's ``date_done``),
-lost tasks (no result 3 minutes after the last publish), failed tasks, crashes (a worker exited, or CRITICAL /
-Unrecoverable / WorkerLostError / a traceback in its log), then a worker's idle CPU (the price of polling),
-and the ratios against the filesystem transport measured in the same run. Runs on a throw-away SQLite
-database; Redis is skipped when nothing answers on ``REDIS_URL`` (default redis://127.0.0.1:6379).
+tasks not done 3 minutes after the last publish (lost, or still queued), failed tasks, crashes (a worker
+exited, or CRITICAL / Unrecoverable / WorkerLostError / a traceback in its log), CPU per task (publisher,
+each worker with its pool), then a worker's idle CPU (the price of polling), and the ratios against the
+filesystem transport measured in the same run. Runs on a throw-away SQLite database; Redis is skipped when
+nothing answers on ``BENCH_REDIS_URL`` (default redis://127.0.0.1:6379, database 10, emptied first).
 """
 
 from __future__ import annotations
@@ -49,6 +50,68 @@ def idle_cpu(env: dict[str, str], seconds: float) -> float:
         return 100 * (process_tree_cpu_s(proc.pid) - before) / (time.monotonic() - t0)
 
 
+def _race_connection(kind: str, folder: str):  # noqa: ANN202 - a kombu Connection
+    from kombu import Connection
+
+    if kind == "sqlite":
+        return Connection(f"sqlite:///{folder}/broker.sqlite", transport="core.broker:Transport")
+    data = f"{folder}/data"
+    options = {"data_folder_in": data, "data_folder_out": data, "control_folder": f"{folder}/control"}
+    return Connection("filesystem://", transport_options=options)
+
+
+def _race_publish(kind: str, folder: str, seconds: float, size: int) -> None:
+    from kombu import Exchange, Queue
+
+    queue = Queue("race", Exchange("race"), routing_key="race")
+    body = {"pad": "x" * size}
+    end = time.monotonic() + seconds
+    with _race_connection(kind, folder) as conn, conn.Producer() as producer:
+        while time.monotonic() < end:
+            producer.publish(body, exchange=queue.exchange, routing_key="race", declare=[queue])
+
+
+def _race_consume(kind: str, folder: str, seconds: float, out) -> None:  # noqa: ANN001
+    from queue import Empty
+
+    got = errors = 0
+    first = ""
+    end = time.monotonic() + seconds
+    with _race_connection(kind, folder) as conn:
+        channel = conn.default_channel
+        while time.monotonic() < end:
+            try:
+                channel._get("race")  # noqa: SLF001 - what a worker's poll does, without Celery around it
+                got += 1
+            except Empty:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the failure being counted
+                errors += 1
+                first = first or repr(exc)[:120]
+    out.put((got, errors, first))
+
+
+def race_probe(kind: str, seconds: float, size: int = 65536) -> tuple[int, int, str]:
+    """Two publishers and two consumers on one queue, as fast as they go, for ``seconds``: messages taken,
+    and reads that failed (for the filesystem transport: a reader that took a file its writer was still
+    writing, the worker-killing JSONDecodeError of issue 12)."""
+    import multiprocessing
+
+    folder = tempfile.mkdtemp(prefix=f"race-{kind}-")
+    for sub in ("data", "control"):
+        Path(folder, sub).mkdir()
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_race_publish, args=(kind, folder, seconds, size)) for _ in range(2)]
+    procs += [ctx.Process(target=_race_consume, args=(kind, folder, seconds, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=seconds + 120) for _ in range(2)]
+    for p in procs:
+        p.join(timeout=60)
+    return sum(r[0] for r in results), sum(r[1] for r in results), next((r[2] for r in results if r[2]), "")
+
+
 def redis_available(url: str) -> bool:
     import redis
 
@@ -68,7 +131,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="tasks/s per publisher")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="0 skips the idle CPU figure")
     parser.add_argument("--brokers", default="filesystem,filesystem-fast,sqlite,redis")
+    parser.add_argument("--race-seconds", type=float, default=20.0, help="0 skips the race probe")
     args = parser.parse_args()
+    if args.race_seconds > 0:
+        print(f"race probe: 2 publishers + 2 consumers of 64 KB messages, {args.race_seconds:g} s each")
+        for kind in ("filesystem", "sqlite"):
+            taken, errors, first = race_probe(kind, args.race_seconds)
+            print(f"  {kind:<10} taken {taken:>6}  failed reads {errors:>4}  {first}", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-broker-"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "observator.settings.test"
@@ -91,7 +160,10 @@ def main() -> None:
         f"{args.tasks} tasks per broker ({args.tasks - ml} default, {ml} ml), {args.publishers} publishers "
         f"x {args.rate:g} tasks/s"
     )
-    for name in args.brokers.split(","):
+    for name in [b for b in args.brokers.split(",") if b]:
+        if name not in SETTINGS:
+            print(f"{name}: unknown broker (choose from {', '.join(SETTINGS)})")
+            continue
         url = ""
         if name == "redis":
             if not redis_available(redis_url):
@@ -129,7 +201,8 @@ def main() -> None:
             print(
                 f"{LABELS[name]} vs filesystem: tasks/s x{r.tasks_per_s / base.tasks_per_s:.2f}, "
                 f"p50 x{base.percentile(50) / r.percentile(50):.2f} faster, "
-                f"p99 x{base.percentile(99) / r.percentile(99):.2f} faster; lost {r.lost} vs {base.lost}, "
+                f"p99 x{base.percentile(99) / r.percentile(99):.2f} faster; "
+                f"not done {r.lost} vs {base.lost}, "
                 f"crashes {r.crashes} vs {base.crashes}"
             )
 

@@ -61,9 +61,10 @@ class SoakResult:
     def summary(self) -> str:
         return (
             f"{self.broker:<22} sent {sum(self.sent.values()):>5} (default {self.sent['default']}, ml "
-            f"{self.sent['ml']})  done {sum(self.done.values()):>5}  lost {self.lost}  failed {self.failed}  "
-            f"crashes {self.crashes}  {self.tasks_per_s:7.1f} tasks/s  publish->done p50 "
-            f"{self.percentile(50):7.1f} ms  p99 {self.percentile(99):8.1f} ms  CPU per task: "
+            f"{self.sent['ml']})  done {sum(self.done.values()):>5}  not done {self.lost}  "
+            f"failed {self.failed}  crashes {self.crashes}  {self.tasks_per_s:7.1f} tasks/s  "
+            f"publish->done p50 {self.percentile(50):7.1f} ms  p99 {self.percentile(99):8.1f} ms  "
+            "CPU per task: "
             + ", ".join(f"{k} {v:.2f} ms" for k, v in self.cpu_ms_per_task.items())
             + "  ("
             + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases_s.items())
