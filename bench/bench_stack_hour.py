@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.soak import journey  # noqa: E402
-from tests.soak.stack import TARGET_VOL, StackRun, private_redis, running_stack  # noqa: E402
+from tests.soak.stack import StackRun, private_redis, running_stack  # noqa: E402
 
 
 def _ms(values: list[float]) -> str:
@@ -38,7 +38,13 @@ def _latencies(run: StackRun, sql: str) -> list[float]:
     return [float(r[0]) * 86_400_000 for r in run.db_rows(sql) if r[0] is not None]
 
 
-def report(run: StackRun, result: journey.JourneyResult, stop: object, offline: journey.Offline) -> None:
+def report(
+    run: StackRun,
+    result: journey.JourneyResult,
+    stop: object,
+    offline: journey.Offline,
+    expected_vol: float | None,
+) -> None:
     console = run.console_figures(until_wall=run.stopped_wall)
     book = run.book_figures()
     wall_h = ((run.stopped_wall or time.monotonic()) - run.ready_wall) / 3600
@@ -56,14 +62,15 @@ def report(run: StackRun, result: journey.JourneyResult, stop: object, offline: 
         f"{book.spread_last_sixth:.2f} (x{drift:.2f})"
     )
     vol = (
-        f"{book.vol * 100:.4f} % (x{book.vol / TARGET_VOL:.2f} the target {TARGET_VOL * 100:.3f} %)"
-        if book.vol
+        f"{book.vol * 100:.4f} % (x{book.vol / expected_vol:.2f} the calibrated {expected_vol * 100:.3f} % "
+        "for the simulator's signal strength)"
+        if book.vol and expected_vol
         else "-"
     )
     print(f"one-minute volatility of the mid: {vol}")
-    print("RSS per process (MiB, first -> last, growth per wall hour):")
+    print("RSS per role (MiB, after the first sixth -> at the end, growth per wall hour over the rest):")
     for name, (first, last) in sorted(run.rss_figures().items()):
-        per_h = (last - first) / 1024 / wall_h if wall_h > 0 else float("nan")
+        per_h = (last - first) / 1024 / (wall_h * 5 / 6) if wall_h > 0 else float("nan")
         print(
             f"  {name:>10}: {first / 1024:7.1f} -> {last / 1024:7.1f}  ({per_h:+.1f} MiB/h, x{last / first:.2f})"  # noqa: E501
         )
@@ -91,7 +98,8 @@ def report(run: StackRun, result: journey.JourneyResult, stop: object, offline: 
         "substr(message, 1, 160) FROM mlmodel_trainingrun ORDER BY id"
     )
     print(f"training runs (id, trigger, state, seconds, message): {runs}")
-    print(f"active models: {run.db_rows('SELECT market, version FROM mlmodel_modelversion WHERE is_active')}")
+    active = run.db_rows("SELECT market, version FROM mlmodel_modelversion WHERE status = 'active'")
+    print(f"active models: {active}")
     print(f"journey: {result}")
     print(f"offline: outside requests {sorted(set(offline.outside))[:5]}, failed assets {offline.failed[:5]}")
     print(
@@ -174,8 +182,9 @@ def main() -> int:
                     time.sleep(2.0)
             finally:
                 browser.close()
+        expected_vol = run.expected_vol()
         stop = run.stop()
-    report(run, result, stop, offline)
+    report(run, result, stop, offline, expected_vol)
     return 0
 
 

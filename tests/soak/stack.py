@@ -28,6 +28,9 @@ from market.upbit.protocol import krw_tick_size_float
 ROOT = Path(__file__).resolve().parents[2]
 MARKET = "KRW-BTC"  # the default MARKET_CODES
 TARGET_VOL = 0.00045  # the simulator's documented default one-minute volatility of the mid
+# One-minute volatility of KRW-BTC by the simulator's signal strength (docs/simulator.md: the planted order
+# flow of the demo, strength 1, makes the market about seven times as volatile as the target).
+CALIBRATED_VOL = {0.0: TARGET_VOL, 0.5: 0.0020, 1.0: 0.0033}
 ADMIN_USER = "soakadmin"
 ADMIN_PASSWORD = "S0ak-admin-pass!"
 # A port nothing listens on: the outside services (other exchanges, FX, news) fail fast, as offline.
@@ -105,6 +108,7 @@ def role(cmdline: str) -> str:
         ("-Q ml", "ml"),
         (" beat", "beat"),
         (" collect", "collector"),
+        (" train", "training"),  # the ml worker's detached training process
         ("runstack", "launcher"),
     ):
         if needle in cmdline:
@@ -177,8 +181,7 @@ class StackRun:
     ready_line: int = 0  # console lines before the stack answered (start-up chatter)
     stopped_wall: float | None = None
     seen: dict[tuple[int, int], Proc] = field(default_factory=dict)
-    rss_first: dict[tuple[int, int], int] = field(default_factory=dict)
-    rss_last: dict[tuple[int, int], int] = field(default_factory=dict)
+    rss: dict[tuple[int, int], list[tuple[float, int]]] = field(default_factory=dict)  # (wall, KiB) samples
     books: list[BookSample] = field(default_factory=list)
     book_errors: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -274,9 +277,17 @@ class StackRun:
                         self.seen.setdefault(key, p)
                         rss = rss_kib(p.pid)
                         if rss:
-                            self.rss_first.setdefault(key, rss)
-                            self.rss_last[key] = rss
+                            self.rss.setdefault(key, []).append((now, rss))
                 self._stop.wait(0.5)
+
+    def expected_vol(self) -> float | None:
+        """The calibrated one-minute volatility for the simulator's signal strength (``GET /_sim/state``);
+        None for a strength without a documented figure."""
+        try:
+            state = httpx.get(f"{self.sim_url}/_sim/state", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return CALIBRATED_VOL.get(float(state.get("signal_strength") or 0.0))
 
     def sim_elapsed_s(self) -> float:
         """Simulated seconds covered by the book samples so far."""
@@ -345,14 +356,16 @@ class StackRun:
             vol=one_minute_vol(self.books),
         )
 
-    def rss_figures(self) -> dict[str, tuple[int, int]]:
-        """Per role: (first, last) RSS in KiB, summed over that role's processes still seen at the end."""
+    def rss_figures(self, *, warm_up: float = 1 / 6) -> dict[str, tuple[int, int]]:
+        """Per role: RSS in KiB once warmed up (the first sample after ``warm_up`` of the run: models and
+        libraries loaded) and at the end, summed over that role's processes."""
+        end = self.stopped_wall or time.monotonic()
+        after = self.ready_wall + warm_up * (end - self.ready_wall)
         out: dict[str, tuple[int, int]] = {}
-        for key, last in self.rss_last.items():
-            name = self.seen[key].name
-            first = self.rss_first[key]
-            a, b = out.get(name, (0, 0))
-            out[name] = (a + first, b + last)
+        for key, series in self.rss.items():
+            warm = next((kib for t, kib in series if t >= after), series[-1][1])
+            a, b = out.get(self.seen[key].name, (0, 0))
+            out[self.seen[key].name] = (a + warm, b + series[-1][1])
         return out
 
     def db_rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

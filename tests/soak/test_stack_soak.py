@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.soak import journey
-from tests.soak.stack import TARGET_VOL, running_stack
+from tests.soak.stack import running_stack
 
 pytestmark = [pytest.mark.soak, pytest.mark.live, pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -42,7 +42,13 @@ def _wait(predicate: Any, timeout: float) -> None:  # noqa: ANN401
         time.sleep(1)
 
 
-def _checks(run: Any, result: journey.JourneyResult, offline: journey.Offline, stop: Any) -> list[str]:  # noqa: ANN401
+def _checks(
+    run: Any,  # noqa: ANN401
+    result: journey.JourneyResult,
+    offline: journey.Offline,
+    stop: Any,  # noqa: ANN401
+    expected_vol: float | None,
+) -> list[str]:
     failures: list[str] = []
     console = run.console_figures(until_wall=run.stopped_wall)
     book = run.book_figures()
@@ -64,8 +70,10 @@ def _checks(run: Any, result: journey.JourneyResult, offline: journey.Offline, s
             f"{book.spread_p99:.1f}, first sixth {book.spread_first_sixth:.1f}, last sixth "
             f"{book.spread_last_sixth:.1f}, max {book.spread_max:.0f}"
         )
-    if book.vol is None or not VOL_BAND[0] * TARGET_VOL <= book.vol <= VOL_BAND[1] * TARGET_VOL:
-        failures.append(f"one-minute volatility {book.vol} outside {VOL_BAND} x {TARGET_VOL}")
+    if expected_vol is None:
+        failures.append("the simulator's signal strength has no calibrated volatility (docs/simulator.md)")
+    elif book.vol is None or not VOL_BAND[0] * expected_vol <= book.vol <= VOL_BAND[1] * expected_vol:
+        failures.append(f"one-minute volatility {book.vol} outside {VOL_BAND} x {expected_vol}")
     if offline.outside:
         failures.append(f"pages reached outside hosts: {sorted(set(offline.outside))[:8]}")
     if offline.failed:
@@ -172,12 +180,13 @@ def test_the_stack_as_launched_holds_for_a_simulated_hour_of_use(
                     raise
                 finally:
                     browser.close()
+            expected_vol = run.expected_vol()
             stop = run.stop()
         finally:
             shutil.copy(run.log_path, artifacts_dir / f"soak-{broker}-console.log")
             print(f"[soak {broker}] console tail:\n{run.tail(40)}")
 
-    failures = _checks(run, result, offline, stop)
+    failures = _checks(run, result, offline, stop, expected_vol)
     if progress and any(b < a for a, b in zip(progress, progress[1:], strict=False)):
         failures.append(f"training progress went backwards: {progress}")
     if result.model_active and not auto_orders:
@@ -188,7 +197,8 @@ def test_the_stack_as_launched_holds_for_a_simulated_hour_of_use(
     print(
         f"[soak {broker}] speed {SPEED:g}: {book.sim_hours:.2f} sim h, "
         f"spread median {book.spread_median:.1f} "
-        f"ticks (p99 {book.spread_p99:.1f}), vol {book.vol}, {console.lines_per_min:.0f} lines/min, "
+        f"ticks (p99 {book.spread_p99:.1f}), vol {book.vol} (expected {expected_vol}), "
+        f"{console.lines_per_min:.0f} lines/min, "
         f"training {result.training_state} in {result.training_finished_s}s (picked up after "
         f"{result.training_picked_up_s}s): {result.training_message[:200]!r}; model active "
         f"{result.model_active} (states {result.model_states}), auto orders {auto_orders}; "
