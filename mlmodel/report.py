@@ -11,6 +11,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+# Korean labels need a CJK font: matplotlib falls back per glyph to the next family (fonts-noto-cjk).
+plt.rcParams["font.family"] = ["DejaVu Sans", "Noto Sans CJK KR", "Noto Sans CJK JP", "NanumGothic"]
 import numpy as np  # noqa: E402
 
 from mlmodel.evaluation import PERSISTENCE, SplitOutcome, promotable  # noqa: E402
@@ -97,6 +100,39 @@ def build_report(
     )
 
 
+# Plot wording per language; render_plots draws each plot once per language (pages show the reader's own).
+PLOT_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "binned_mean": "binned mean",
+        "predicted": "predicted return (bps)",
+        "realised": "realised return (bps)",
+        "model": "model",
+        "ideal": "ideal",
+        "decile_predicted": "mean predicted return per decile (bps)",
+        "decile_realised": "mean realised return (bps)",
+        "minutes": "minutes",
+        "equity": "equity (KRW)",
+    },
+    "ko": {
+        "binned_mean": "구간 평균",
+        "predicted": "예측 수익률 (bp)",
+        "realised": "실현 수익률 (bp)",
+        "model": "모델",
+        "ideal": "이상적",
+        "decile_predicted": "10분위별 평균 예측 수익률 (bp)",
+        "decile_realised": "평균 실현 수익률 (bp)",
+        "minutes": "분",
+        "equity": "자산 (원)",
+    },
+}
+PLOT_LANGUAGES = tuple(PLOT_LABELS)
+
+
+def localized_plot_name(name: str, language: str) -> str:
+    """Stored name of a plot in a language; English keeps the plain name (older versions have only that)."""
+    return name if language == "en" else f"{name}-{language}"
+
+
 def _fig_bytes(fig: Any, fmt: str) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=90, bbox_inches="tight")
@@ -104,46 +140,55 @@ def _fig_bytes(fig: Any, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def plot_pred_vs_realised(y: np.ndarray, p: np.ndarray, *, fmt: str = "png", max_points: int = 5000) -> bytes:
+def plot_pred_vs_realised(
+    y: np.ndarray, p: np.ndarray, *, fmt: str = "png", max_points: int = 5000, language: str = "en"
+) -> bytes:
+    words = PLOT_LABELS[language]
     y = np.asarray(y, dtype=np.float64) * 1e4
     p = np.asarray(p, dtype=np.float64) * 1e4
     step = max(1, y.size // max_points)
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.scatter(p[::step], y[::step], s=3, alpha=0.3)
     cal = calibration_table(y, p)
-    ax.plot([c["pred_mean"] for c in cal], [c["real_mean"] for c in cal], "r-o", ms=3, label="binned mean")
+    pred_means, real_means = [c["pred_mean"] for c in cal], [c["real_mean"] for c in cal]
+    ax.plot(pred_means, real_means, "r-o", ms=3, label=words["binned_mean"])
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel("predicted return (bps)")
-    ax.set_ylabel("realised return (bps)")
+    ax.set_xlabel(words["predicted"])
+    ax.set_ylabel(words["realised"])
     ax.legend(loc="best")
     return _fig_bytes(fig, fmt)
 
 
-def plot_calibration(y: np.ndarray, p: np.ndarray, *, fmt: str = "png") -> bytes:
+def plot_calibration(y: np.ndarray, p: np.ndarray, *, fmt: str = "png", language: str = "en") -> bytes:
+    words = PLOT_LABELS[language]
     cal = calibration_table(np.asarray(y) * 1e4, np.asarray(p) * 1e4)
     fig, ax = plt.subplots(figsize=(5, 4))
     xs = [c["pred_mean"] for c in cal]
-    ax.plot(xs, [c["real_mean"] for c in cal], "o-", label="model")
+    ax.plot(xs, [c["real_mean"] for c in cal], "o-", label=words["model"])
     lim = max([abs(v) for v in xs] + [1e-9])
-    ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="ideal")
-    ax.set_xlabel("mean predicted return per decile (bps)")
-    ax.set_ylabel("mean realised return (bps)")
+    ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label=words["ideal"])
+    ax.set_xlabel(words["decile_predicted"])
+    ax.set_ylabel(words["decile_realised"])
     ax.legend(loc="best")
     return _fig_bytes(fig, fmt)
 
 
 def plot_equity(
-    curves: Mapping[str, tuple[list[int] | np.ndarray, list[float] | np.ndarray]], *, fmt: str = "png"
+    curves: Mapping[str, tuple[list[int] | np.ndarray, list[float] | np.ndarray]],
+    *,
+    fmt: str = "png",
+    language: str = "en",
 ) -> bytes:
     """Equity curves (KRW) by name, x = minutes since the first point."""
+    words = PLOT_LABELS[language]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, (ts, eq) in curves.items():
         t = np.asarray(ts, dtype=np.float64)
         if t.size:
             ax.plot((t - t[0]) / 60000.0, np.asarray(eq, dtype=np.float64), lw=1, label=name)
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("equity (KRW)")
+    ax.set_xlabel(words["minutes"])
+    ax.set_ylabel(words["equity"])
     ax.legend(loc="best", fontsize=8)
     return _fig_bytes(fig, fmt)
 
@@ -151,16 +196,20 @@ def plot_equity(
 def render_plots(
     outcomes: Mapping[int, Mapping[str, SplitOutcome]], *, model: str = "lstm", fmt: str = "png"
 ) -> dict[str, bytes]:
-    """``pred_vs_realised``, ``calibration`` (test periods pooled) and ``equity_split_<k>`` per split."""
+    """``pred_vs_realised``, ``calibration`` (test periods pooled) and ``equity_split_<k>`` per split, once
+    per language of PLOT_LABELS (``calibration-ko``, ...)."""
     ys = [o[model].test_y for o in outcomes.values() if model in o]
     ps = [o[model].test_pred for o in outcomes.values() if model in o]
     y = np.concatenate(ys) if ys else np.zeros(0)
     p = np.concatenate(ps) if ps else np.zeros(0)
-    plots = {
-        "pred_vs_realised": plot_pred_vs_realised(y, p, fmt=fmt),
-        "calibration": plot_calibration(y, p, fmt=fmt),
-    }
-    for k, per in outcomes.items():
-        curves = {n: (o.backtest["equity_ts"], o.backtest["equity"]) for n, o in per.items()}
-        plots[f"equity_split_{k}"] = plot_equity(curves, fmt=fmt)
+    plots: dict[str, bytes] = {}
+    for lang in PLOT_LANGUAGES:
+        drawn = {
+            "pred_vs_realised": plot_pred_vs_realised(y, p, fmt=fmt, language=lang),
+            "calibration": plot_calibration(y, p, fmt=fmt, language=lang),
+        }
+        for k, per in outcomes.items():
+            curves = {n: (o.backtest["equity_ts"], o.backtest["equity"]) for n, o in per.items()}
+            drawn[f"equity_split_{k}"] = plot_equity(curves, fmt=fmt, language=lang)
+        plots.update({localized_plot_name(base, lang): png for base, png in drawn.items()})
     return plots

@@ -8,10 +8,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from mlmodel import selectors
 from mlmodel.models import ModelStatus, ModelVersion
+from mlmodel.report import localized_plot_name
 
 MODEL_ORDER = ("lstm", "incumbent", "linear_ofi", "gbt", "persistence")
 
@@ -38,7 +41,8 @@ def _rows(version: ModelVersion) -> list[dict[str, Any]]:
 
 def _context(version: ModelVersion, *, staff: bool) -> dict[str, Any]:
     report = version.report or {}
-    plots = sorted(version.plots or {})
+    # One name per plot; the image view serves the reader's language (calibration-ko) when it was drawn.
+    plots = sorted(name for name in (version.plots or {}) if "-" not in name)
     return {
         "version": version,
         "summary": selectors.model_summary(version=version, staff=staff),
@@ -91,9 +95,12 @@ def model_plot(request: HttpRequest, version_id: int, name: str) -> FileResponse
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None or not (request.user.is_staff or version.status == ModelStatus.ACTIVE):
         raise Http404
-    path = (version.plots or {}).get(name)
+    stored = version.plots or {}
+    localized = localized_plot_name(name, translation.get_language() or "en")
+    path = stored.get(localized) or stored.get(name)
     if not path or not default_storage.exists(path):
         raise Http404
     response = FileResponse(default_storage.open(path, "rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
+    patch_vary_headers(response, ("Cookie", "Accept-Language"))  # the same URL in the reader's language
     return response
