@@ -37,17 +37,26 @@ LABELS = {
 }
 
 
-def idle_cpu(env: dict[str, str], seconds: float) -> float:
-    """Per cent of one core the default worker uses while no task arrives (after its start settles)."""
-    from tests import live
-    from tests.core.broker_soak import _worker_specs, process_tree_cpu_s
+def idle_cpu(env: dict[str, str], work_dir: Path, seconds: float) -> dict[str, float]:
+    """Per cent of one core each worker uses while no task arrives, measured once a warm-up task has gone
+    through both (so start-up is not counted)."""
+    import contextlib
 
-    spec = _worker_specs()["worker"]
-    with live.running(list(spec.args), env={**env, **spec.env}) as proc:
-        time.sleep(15)  # start-up
-        before, t0 = process_tree_cpu_s(proc.pid), time.monotonic()
+    from tests import live
+    from tests.core.broker_soak import _run_child, _worker_specs, process_tree_cpu_s
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        procs = {
+            name: stack.enter_context(live.running(list(spec.args), env={**env, **spec.env}))
+            for name, spec in _worker_specs().items()
+        }
+        _run_child(["warmup"], env=env, log=work_dir / "idle-warmup.log", timeout=180)
+        time.sleep(2)
+        before, t0 = {n: process_tree_cpu_s(p.pid) for n, p in procs.items()}, time.monotonic()
         time.sleep(seconds)
-        return 100 * (process_tree_cpu_s(proc.pid) - before) / (time.monotonic() - t0)
+        wall = time.monotonic() - t0
+        return {n: 100 * (process_tree_cpu_s(p.pid) - before[n]) / wall for n, p in procs.items()}
 
 
 def _race_connection(kind: str, folder: str):  # noqa: ANN202 - a kombu Connection
@@ -191,8 +200,9 @@ def main() -> None:
         for line in result.crash_lines[:5]:
             print(f"    {line[:200]}")
         if args.idle_seconds > 0:
-            idle[name] = idle_cpu(env, args.idle_seconds)
-            print(f"{LABELS[name]:<22} idle default worker: {idle[name]:.1f} % of a core", flush=True)
+            idle[name] = idle_cpu(env, tmp / name / "idle", args.idle_seconds)
+            shares = ", ".join(f"{n} {v:.1f} %" for n, v in idle[name].items())
+            print(f"{LABELS[name]:<22} idle workers: {shares} of a core", flush=True)
     base = results.get("filesystem")
     if base is not None:
         for name, r in results.items():
