@@ -159,7 +159,7 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         env = {**os.environ, **child.spec.env, "PYTHONUNBUFFERED": "1"}
         child.proc = subprocess.Popen(
-            child.spec.args,
+            _with_parent_death_signal(child.spec.args),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -284,6 +284,23 @@ class Supervisor:
                     orphans_told.add(child.proc.pid)
                     _signal_group(child.proc.pid, signal.SIGTERM)
             time.sleep(0.1)
+
+
+# Linux: a child gets SIGTERM should the launcher die without stopping it (kill -9, the OOM killer), since
+# being in its own session no terminal signal reaches it. Set by a stub that then execs the child (the
+# setting survives exec), as preexec_fn is unsafe in a process with threads.
+_PDEATHSIG_STUB = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1)  # the launcher died before that\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _with_parent_death_signal(args: list[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return args
+    return [PYTHON, "-S", "-c", _PDEATHSIG_STUB, str(os.getpid()), *args]
 
 
 def _stdout_write(text: str) -> None:

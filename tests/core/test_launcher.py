@@ -5,6 +5,7 @@ the real stack the same way."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -196,3 +197,34 @@ def test_clients_stop_before_what_they_connect_to():
     assert supervisor.run() == 0
     stops = [line.split("|")[1].strip() for line in lines if "| stopping " in line and "all" not in line]
     assert stops == ["stopping client", "stopping server"], lines
+
+
+def test_children_stop_even_if_the_launcher_is_killed(tmp_path):
+    """kill -9 (or the OOM killer) gives the launcher no chance to stop anything: each child is still told
+    (SIGTERM from the kernel), so none runs on for good in its own session."""
+    shell = start(tmp_path, pipe=None)
+    pid, kids = 0, {}
+    try:
+        pid = launcher_pid(shell.pid)
+        kids = live.wait_until(
+            lambda: (k := children_of(pid)) and {"pool", "deaf", "leaky"} <= k.keys() and k,
+            timeout=20,
+            message="children started",
+        )
+        pool = live.wait_until(
+            lambda: len(f := family({kids["pool"]})) >= 2 and f, timeout=20, message="pool"
+        )
+        os.kill(pid, signal.SIGKILL)
+        # The well-behaved ones stop with what they started; "deaf" ignores SIGTERM by design.
+        live.wait_until(
+            lambda: not alive(pool | {kids["leaky"]}),
+            timeout=20,
+            message="children stopped with the launcher",
+        )
+    finally:
+        for pgid in {*(children_of(pid).values() if pid else ()), *kids.values()}:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait(timeout=10)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
 import re
 import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from channels.layers import InMemoryChannelLayer
 
 from core import realtime
@@ -23,6 +27,25 @@ from tests.core.procs import alive, family, processes
 BANNER = re.compile(r"^OBservator on http://\S+ \(ready in .*$", re.M)
 # What filled the console before (issue 12): deprecation and root warnings, broker chatter, requests.
 NOISE = ("Deprecat", "superuser", "No hostname", "objects imported", "HTTP Request", "Traceback")
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for a stack of our own: its own var dir (embedded broker, data files) and, on Redis,
+    an empty database of its own, so that no other run's queued tasks reach its workers."""
+    extra = {"OBSERVATOR_VAR_DIR": str(tmp_path / "var")}
+    url = os.environ.get("REDIS_URL", "")
+    client = None
+    if url:
+        base = url.rsplit("/", 1)[0] if url.rsplit("/", 1)[-1].isdigit() else url.rstrip("/")
+        for db in random.sample(range(1, 16), 15):
+            candidate = redis.Redis.from_url(f"{base}/{db}")
+            if candidate.dbsize() == 0:
+                client, extra["REDIS_URL"] = candidate, f"{base}/{db}"
+                break
+    yield live.child_env(extra)
+    if client is not None:
+        client.flushdb()
 
 
 def _pid_of(text: str, name: str, nth: int = -1) -> int:
@@ -53,14 +76,14 @@ def _everything_started(log: Path, launcher: int) -> set[int]:
 
 
 @pytest.mark.live
-def test_launcher_falls_back_to_the_simulator_and_sigterm_stops_every_process(transactional_db, tmp_path):
+def test_launcher_falls_back_to_the_simulator_and_sigterm_stops_every_process(
+    transactional_db, tmp_path, stack_env
+):
     """Upbit unreachable: every process starts, the simulator stands in, /login answers; then the ml worker
     dies and is restarted, and a SIGTERM to the launcher stops all of it, Celery pool processes included."""
     port, sim_port = live.free_port(), live.free_port()
     log = tmp_path / "stack.log"
-    env = live.child_env(
-        {"UPBIT_REST_URL": "https://api.upbit.invalid", "OBSERVATOR_VAR_DIR": str(tmp_path / "var")}
-    )
+    env = {**stack_env, "UPBIT_REST_URL": "https://api.upbit.invalid"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [live.PYTHON, "manage.py", "runstack", "--port", str(port), "--sim-port", str(sim_port)],
@@ -85,21 +108,22 @@ def test_launcher_falls_back_to_the_simulator_and_sigterm_stops_every_process(tr
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        _clean_up(log, proc.pid)
+        proc.wait(timeout=10)
     assert alive(everyone | _everything_started(log, proc.pid)) == set()
     assert log.read_text().rstrip().endswith("all processes stopped")
 
 
 @pytest.mark.live
-def test_demo_stack_console_is_quiet_and_ctrl_c_on_a_tee_stops_everything(transactional_db, tmp_path):
+def test_demo_stack_console_is_quiet_and_ctrl_c_on_a_tee_stops_everything(
+    transactional_db, tmp_path, stack_env
+):
     """`python3 dev.py run --demo | tee run.log`: start-up says one line a process, the URL banner comes
     once everything answers, then the console stays quiet; Ctrl-C (SIGINT to the whole foreground group,
     tee included) stops every process, the ml worker the launcher had restarted and its pool included."""
     port, sim_port = live.free_port(), live.free_port()
     log = tmp_path / "run.log"
-    env = live.child_env({"OBSERVATOR_VAR_DIR": str(tmp_path / "var")})
+    env = dict(stack_env)
     env.pop("LOG_LEVEL", None)  # the default, as a new user has it
     runstack = f"'{live.PYTHON}' manage.py runstack --demo --port {port} --sim-port {sim_port}"
     shell = subprocess.Popen(
@@ -148,9 +172,22 @@ def test_demo_stack_console_is_quiet_and_ctrl_c_on_a_tee_stops_everything(transa
         live.wait_until(lambda: not alive({launcher}), timeout=60, message="the launcher exited")
         assert alive(everyone | _everything_started(log, launcher)) == set()
     finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
+        _clean_up(log, shell.pid)
         shell.wait(timeout=10)
+
+
+def _clean_up(log: Path, group: int) -> None:
+    """After a failure: what the launcher started lives in sessions of its own, so a SIGKILL of the test's
+    process group alone would leave it running. Stop the launcher politely, then kill every group."""
+    text = log.read_text() if log.exists() else ""
+    started = {int(pid) for pid in re.findall(r"started \w+ \(pid (\d+)\)", text)}
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        live.wait_until(lambda: not family({group} | started), timeout=40)
+    for pgid in {group} | started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _get(url: str) -> httpx.Response | None:
