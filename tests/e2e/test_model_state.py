@@ -30,6 +30,12 @@ def stack_env() -> dict[str, str]:
     return {"ML_BOOTSTRAP_MIN_MINUTES": "0.5", "ML_BOOTSTRAP_CHECK_S": "2", "ML_BOOTSTRAP_MARKETS": "KRW-BTC"}
 
 
+def _snap(page: Any, path: Path, **kw: Any) -> None:  # noqa: ANN401
+    """A screenshot for the artifacts; never the reason a test fails (a loaded box can take long to paint)."""
+    with contextlib.suppress(Exception):
+        page.screenshot(path=str(path), timeout=30_000, **kw)
+
+
 def _state(page: Any) -> str:  # noqa: ANN401
     return page.locator("#model-version").get_attribute("data-model-state") or ""
 
@@ -56,7 +62,7 @@ def test_dashboard_follows_the_first_model_without_a_failing_request(
                 "document.querySelector('#model-version').dataset.modelState !== 'collecting'", timeout=90_000
             )
             seen.append(_state(page))
-        page.screenshot(path=str(artifacts_dir / "first-model-training.png"))
+        _snap(page, artifacts_dir / "first-model-training.png")
         page.wait_for_function(
             f"{list(FINAL)!r}.includes(document.querySelector('#model-version').dataset.modelState)",
             timeout=200_000,
@@ -64,7 +70,7 @@ def test_dashboard_follows_the_first_model_without_a_failing_request(
         seen.append(_state(page))
         text = page.locator("#model-version").inner_text()
         page.locator("#model-version").scroll_into_view_if_needed()
-        page.screenshot(path=str(artifacts_dir / "first-model-done.png"))
+        _snap(page, artifacts_dir / "first-model-done.png")
         run = TrainingRun.objects.get(market="KRW-BTC")  # exactly one run, queued by beat
         print(f"[e2e] first model: states {seen}, {text!r}; run {run.pk} {run.state}: {run.message[:300]}")
         assert run.trigger == TrainingTrigger.BOOTSTRAP and run.is_finished, (run.state, run.message)
@@ -80,8 +86,8 @@ def test_dashboard_follows_the_first_model_without_a_failing_request(
         assert not page.failed_requests, page.failed_requests
         assert not page.errors, page.errors
     except Exception:
-        page.screenshot(path=str(artifacts_dir / "failure-first-model.png"), full_page=True)
         print(e2e_stack.all_logs())
+        _snap(page, artifacts_dir / "failure-first-model.png", full_page=True)
         raise
     finally:  # never leave a detached training process behind
         for r in TrainingRun.objects.filter(process_id__isnull=False):
