@@ -86,6 +86,7 @@ class _Connections(threading.local):
 _connections = _Connections()
 _schema_ready: set[tuple[int, str]] = set()
 _schema_lock = threading.Lock()
+_inherited: list[sqlite3.Connection] = []
 
 
 def _connection(path: str) -> sqlite3.Connection:
@@ -93,6 +94,8 @@ def _connection(path: str) -> sqlite3.Connection:
     cached = _connections.by_path.get(path)
     if cached is not None and cached[0] == pid:
         return cached[1]
+    if cached is not None:  # inherited through a fork: never used, never closed here (SQLite's advice)
+        _inherited.append(cached[1])
     conn = sqlite_connect(path)
     with _schema_lock:
         if (pid, path) not in _schema_ready:

@@ -107,3 +107,28 @@ def test_embedded_settings_use_the_sqlite_broker(settings) -> None:  # noqa: ANN
     assert settings.CELERY_BROKER_TRANSPORT == TRANSPORT
     assert broker_path(settings.CELERY_BROKER_URL).endswith("celery/broker.sqlite")
     assert not hasattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS")  # no filesystem folders any more
+
+
+def test_a_forked_child_gets_its_own_sqlite_connection(tmp_path: Path) -> None:
+    """Celery's prefork pool forks after the parent used the broker; the child must not reuse (or close)
+    the parent's SQLite connection, and the parent keeps working afterwards."""
+    import os
+
+    db = tmp_path / "broker.sqlite"
+    with _connection(db) as conn:
+        conn.Producer().publish(
+            {"who": "parent"}, exchange=QUEUE.exchange, routing_key="work", declare=[QUEUE]
+        )
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's exit code is the assertion
+            try:
+                with _connection(db) as child:
+                    child.Producer().publish(
+                        {"who": "child"}, exchange=QUEUE.exchange, routing_key="work", declare=[QUEUE]
+                    )
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        got = [QUEUE(conn.default_channel).get(no_ack=True) for _ in range(2)]
+        assert [m.payload["who"] for m in got if m is not None] == ["parent", "child"]
