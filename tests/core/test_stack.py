@@ -133,13 +133,10 @@ def test_demo_stack_console_is_quiet_and_ctrl_c_on_a_tee_stops_everything(
         start_new_session=True,  # the test's stand-in for the terminal's foreground process group
     )
     try:
-        banner = live.wait_until(
-            lambda: (
-                log.exists() and re.search(r"^OBservator on http://\S+ \(ready in .*$", log.read_text(), re.M)
-            ),
-            timeout=180,
-            message="the URL banner",
-        )
+        try:
+            banner = live.wait_until(lambda: log.exists() and BANNER.search(log.read_text()), timeout=240)
+        except TimeoutError:
+            pytest.fail("no URL banner within 240 s:\n" + (log.read_text() if log.exists() else ""))
         # Printed only once the web answers and both workers answered a ping (else it says NOT READY).
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         startup = log.read_text().splitlines()
