@@ -143,7 +143,8 @@ class Supervisor:
                 self._write(text)
             except (OSError, ValueError):
                 self._console_gone = True
-                _detach_stdout()
+                if self._write is _stdout_write:
+                    _detach_stdout()
 
     def log(self, message: str) -> None:
         self.emit(f"{'launcher':>10} | {message}\n")
