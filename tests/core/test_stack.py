@@ -76,6 +76,7 @@ def _everything_started(log: Path, launcher: int) -> set[int]:
 
 
 @pytest.mark.live
+@pytest.mark.timeout(600)  # a whole stack, a restart and a stop on a shared 2-core box
 def test_launcher_falls_back_to_the_simulator_and_sigterm_stops_every_process(
     transactional_db, tmp_path, stack_env
 ):
@@ -115,6 +116,7 @@ def test_launcher_falls_back_to_the_simulator_and_sigterm_stops_every_process(
 
 
 @pytest.mark.live
+@pytest.mark.timeout(600)  # a whole stack, a restart and a stop on a shared 2-core box
 def test_demo_stack_console_is_quiet_and_ctrl_c_on_a_tee_stops_everything(
     transactional_db, tmp_path, stack_env
 ):
