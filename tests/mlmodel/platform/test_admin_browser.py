@@ -36,8 +36,12 @@ def test_progress_page_updates_live_and_links_the_report(page, artifacts_dir):
     page.goto(f"/admin/mlmodel/trainingrun/{run.pk}/progress/")
     expect(page.locator("#tp-epoch")).to_have_text("1 / 10")
     expect(page.locator("#tp-eta")).to_have_text("1 min 35 s")
-    TrainingRun.objects.filter(pk=run.pk).update(epoch=7, val_loss=0.5, train_loss=0.4, eta_seconds=12)
+    expect(page.get_by_test_id("training-undelivered")).to_be_hidden()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        epoch=7, val_loss=0.5, train_loss=0.4, eta_seconds=12, progress=35.0
+    )
     expect(page.locator("#tp-epoch")).to_have_text("7 / 10")  # no reload: the page polls
+    expect(page.locator("#tp-bar")).to_have_attribute("value", "35")  # the service's monotonic progress
     expect(page.locator("#tp-val")).to_have_text("0.5000")
     expect(page.locator("#tp-eta")).to_have_text("12 s")
     version = ModelVersion(
@@ -60,4 +64,26 @@ def test_progress_page_updates_live_and_links_the_report(page, artifacts_dir):
     expect(page.locator("#tp-report")).to_be_visible()
     assert page.locator("#tp-report").get_attribute("href") == f"/model/versions/{version.pk}/"
     expect(page.locator("#tp-message")).to_contain_text("Beats persistence")
+    expect(page.locator("#tp-bar")).to_have_attribute("value", "100")
     page.screenshot(path=str(artifacts_dir / "admin-training-progress.png"), full_page=True)
+
+
+def test_progress_page_says_when_no_ml_worker_picked_the_run_up(page, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    expect = playwright_sync.expect
+    UserFactory(username="mladmin", is_staff=True, is_superuser=True)
+    run = TrainingRun.objects.create(market="KRW-BTC", total_epochs=10, total_splits=2, stage="queued")
+    page.goto("/admin/login/?next=/admin/mlmodel/trainingrun/")
+    page.fill("#id_username", "mladmin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.goto(f"/admin/mlmodel/trainingrun/{run.pk}/progress/")
+    expect(page.locator("#tp-state")).to_have_text("queued")
+    # The server's pickup timeout (90 s by default) passes without a worker: the next poll says so.
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - dt.timedelta(minutes=5))
+    expect(page.locator("#tp-state")).to_have_text("failed")
+    expect(page.get_by_test_id("training-undelivered")).to_be_visible()
+    expect(page.locator("#tp-message")).to_contain_text("is the ml worker running?")
