@@ -207,7 +207,7 @@ class StackRun:
 
     # ------------------------------------------------------------------ start / watch / stop
 
-    def start(self, *, timeout: float = 240.0) -> None:
+    def start(self, *, timeout: float = 400.0) -> None:
         python3 = shutil.which("python3") or sys.executable
         args = [
             python3,
