@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions as drf_exceptions
-from rest_framework import parsers
+from rest_framework import parsers, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -24,6 +27,58 @@ class JSONParser(parsers.JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise drf_exceptions.ParseError("JSON parse error - nested too deeply") from None
+
+
+# A decimal written as text: ASCII digits with an optional point, nothing else ('+5000', '５０００', '٥٠٠٠',
+# '1e3', '5,000' are refused, not read as 5000). A JSON number is a number already and passes as it is.
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_SIGNED_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+class StrictDecimalField(serializers.DecimalField):
+    """A DecimalField that reads only ASCII digits: Python's ``Decimal`` would take full-width or
+    Arabic-Indic digits, a '+' or an exponent, which no form of ours writes and a user could not check.
+    ``signed=False`` (amounts) refuses a '-' too, with a message that says so."""
+
+    default_error_messages = {
+        "ascii": _("Write the number with the digits 0-9 and an optional decimal point only."),
+        "unsigned": _("Write the amount without a sign: digits 0-9 and an optional decimal point only."),
+    }
+
+    def __init__(self, *, signed: bool = True, **kwargs: Any) -> None:
+        self.signed = signed
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            text = data.strip()
+            if not self.signed and text.startswith("-") and _PLAIN_DECIMAL.fullmatch(text[1:]):
+                self.fail("unsigned")
+            if not (_SIGNED_DECIMAL if self.signed else _PLAIN_DECIMAL).fullmatch(text):
+                self.fail("ascii")
+        return super().to_internal_value(data)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time that must name its time zone ('Z' or '+09:00'): a bare '2026-12-04T10:00' is
+    refused rather than silently read in the server's zone."""
+
+    default_error_messages = {
+        "naive": _("Give the time zone too, e.g. 2026-12-04T10:00:00+09:00 or ...Z."),
+    }
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text.isascii():
+                self.fail("invalid", format="ISO 8601")
+            try:
+                parsed = parse_datetime(text)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

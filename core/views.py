@@ -7,6 +7,7 @@ import json
 
 from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -34,3 +35,32 @@ async def realtime_relay(request: HttpRequest) -> HttpResponse:
     except (ValueError, KeyError, TypeError, RecursionError):
         return HttpResponse(status=400)
     return HttpResponse(status=204)
+
+
+# -- error pages: JSON under /api/ (the schema documents an ApiError body), Django's pages elsewhere ---
+
+
+def _api_error(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse | None:
+    if not request.path.startswith("/api/"):
+        return None
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 400, "bad_request", "Bad request.") or defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 403, "forbidden", "Not allowed.") or defaults.permission_denied(
+        request, exception
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _api_error(request, 404, "not_found", "No such API endpoint.") or defaults.page_not_found(
+        request, exception
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _api_error(request, 500, "server_error", "Server error.") or defaults.server_error(request)

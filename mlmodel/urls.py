@@ -7,6 +7,6 @@ from mlmodel import views
 app_name = "mlmodel"
 urlpatterns = [
     path("model", views.model_page, name="model"),
-    path("model/versions/<int:version_id>/", views.model_report, name="report"),
-    path("model/versions/<int:version_id>/plots/<slug:name>.png", views.model_plot, name="plot"),
+    path("model/versions/<id:version_id>/", views.model_report, name="report"),
+    path("model/versions/<id:version_id>/plots/<slug:name>.png", views.model_plot, name="plot"),
 ]

@@ -25,5 +25,11 @@ urlpatterns = [
     path("", include("mlmodel.urls")),
     path("", include("trading.urls")),
 ]
+# JSON error bodies under /api/ (an unmatched /api/ path is a JSON 404, not an HTML page).
+handler400 = "core.views.bad_request"
+handler403 = "core.views.permission_denied"
+handler404 = "core.views.page_not_found"
+handler500 = "core.views.server_error"
+
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -10,11 +10,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from core.websocket import CLOSE_UNAUTHENTICATED, SafeJsonConsumer
+from core.websocket import CLOSE_UNAUTHENTICATED, SafeJsonConsumer, SessionWatchMixin
 from trading.services.realtime import user_group
 
 
-class UserConsumer(SafeJsonConsumer):
+class UserConsumer(SessionWatchMixin, SafeJsonConsumer):
     group: str | None = None
 
     async def connect(self) -> None:
@@ -27,13 +27,16 @@ class UserConsumer(SafeJsonConsumer):
         await self.accept()
         mode = await database_sync_to_async(_mode)(user)
         await self.send_json({"kind": "hello", "mode": mode, "resync": True})
+        self.session_watch_start()  # a session deleted server-side closes the socket with 4401
 
     async def disconnect(self, code: int) -> None:
+        self.session_watch_stop()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "ping":
+        is_ping = isinstance(content, dict) and content.get("type") == "ping"
+        if is_ping and await self.session_check():
             await self.send_json({"kind": "pong"})
 
     async def frame_error(self, code: str, message: Any) -> None:

@@ -260,9 +260,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- REST API -------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: DRF answers a missing credential with the first class's authenticate_header, so an
+    # anonymous call is a 401 with "WWW-Authenticate: Token" (session-only would make it a 403). Forbidden
+    # (authenticated) and CSRF failures stay 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -297,6 +300,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # No ReDoc page is routed (its bundle always loads a logo from cdn.redoc.ly); the setting keeps it local.
     "REDOC_DIST": "SIDECAR",
+    # <id:...> path parameters are bounded integers (core.converters); every operation documents the common
+    # error answers (core.schema).
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1},
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.add_error_responses",
+    ],
 }
 
 # --- Market data ----------------------------------------------------------------------------------------
@@ -320,6 +332,8 @@ MARKET_PREDICTION_LEVELS = env.int("MARKET_PREDICTION_LEVELS", default=15)
 # send each browser at most every N ms, top N order-book levels per side.
 MARKET_FANOUT_INTERVAL_MS = env.int("MARKET_FANOUT_INTERVAL_MS", default=50)
 MARKET_WS_THROTTLE_MS = env.int("MARKET_WS_THROTTLE_MS", default=50)
+# An open /ws/user/ socket re-reads its session this often (and on each ping); gone -> closed with 4401.
+WS_SESSION_RECHECK_S = env.float("WS_SESSION_RECHECK_S", default=10.0)
 # The /trade page marks the market "stale" (closed or feed interrupted) after this long without an update.
 DASHBOARD_STALE_AFTER_S = env.int("DASHBOARD_STALE_AFTER_S", default=10)
 MARKET_FANOUT_LEVELS = env.int("MARKET_FANOUT_LEVELS", default=15)

@@ -12,6 +12,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api import StrictDecimalField
+from core.converters import MAX_ID
 from trading import autotrade
 from trading.api.views import ERRORS, TradingView
 
@@ -19,7 +21,7 @@ PCT = Decimal(100)
 
 
 class _SessionRef(serializers.Serializer):
-    session_id = serializers.IntegerField(required=False, min_value=1)
+    session_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     market = serializers.CharField(required=False, max_length=20)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -47,21 +49,26 @@ class SessionOutput(serializers.Serializer):
     position = serializers.DictField(required=False)
 
 
+class SessionsOutput(serializers.Serializer):
+    mode = serializers.CharField()
+    sessions = SessionOutput(many=True, help_text="newest first, at most 50")
+
+
 class AutoStartApi(TradingView):
     class AutoStartInput(serializers.Serializer):
         market = serializers.CharField(max_length=20)
-        threshold_pct = serializers.DecimalField(
+        threshold_pct = StrictDecimalField(
             max_digits=12,
             decimal_places=8,
             required=False,
             help_text="Profit threshold in percent, 0 to 5 (0.05 = 0.05 %); omitted: the user's kept choice.",
         )
-        order_krw = serializers.DecimalField(max_digits=20, decimal_places=8)
+        order_krw = StrictDecimalField(signed=False, max_digits=20, decimal_places=8)
         cooldown_s = serializers.IntegerField(required=False, min_value=0, max_value=86_400)
-        max_position_krw = serializers.DecimalField(
-            max_digits=20, decimal_places=8, required=False, allow_null=True
+        max_position_krw = StrictDecimalField(
+            signed=False, max_digits=20, decimal_places=8, required=False, allow_null=True
         )
-        stop_loss_pct = serializers.DecimalField(
+        stop_loss_pct = StrictDecimalField(
             max_digits=12,
             decimal_places=8,
             required=False,
@@ -101,7 +108,7 @@ class AutoChangeApi(TradingView):
     """Set the profit threshold: kept for the user even while stopped, applied to the running session."""
 
     class AutoChangeInput(_SessionRef):
-        threshold_pct = serializers.DecimalField(
+        threshold_pct = StrictDecimalField(
             max_digits=12, decimal_places=8, help_text="Profit threshold in percent, 0 to 5."
         )
 
@@ -152,7 +159,7 @@ class AutoSessionsApi(TradingView):
             OpenApiParameter("state", str, description="running or stopped"),
             OpenApiParameter("market", str, description="only this market's sessions"),
         ],
-        responses={200: SessionOutput(many=True)},
+        responses={200: SessionsOutput, **ERRORS},
     )
     def get(self, request: Request) -> Response:
         qs = autotrade.autotrade_sessions_list(user=request.user)
@@ -166,27 +173,26 @@ class AutoSessionsApi(TradingView):
         return self.ok(request, {"sessions": sessions})
 
 
-class AutoDecisionsApi(TradingView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("session_id", int),
-            OpenApiParameter("market", str),
-            OpenApiParameter("actions_only", bool, description="only buys and sells"),
-            OpenApiParameter("limit", int, description="at most 500 (default 100)"),
-        ],
-        responses={200: OpenApiTypes.OBJECT},
+class AutoDecisionsFilter(serializers.Serializer):
+    session_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    market = serializers.CharField(required=False, max_length=20)
+    actions_only = serializers.BooleanField(required=False, default=False, help_text="only buys and sells")
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=500, default=100, help_text="at most 500 (default 100)"
     )
+
+
+class AutoDecisionsApi(TradingView):
+    @extend_schema(parameters=[AutoDecisionsFilter], responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def get(self, request: Request) -> Response:
-        q = request.query_params
-        try:
-            session_id = int(q["session_id"]) if q.get("session_id") else None
-            limit = min(max(int(q.get("limit", 100)), 1), 500)
-        except ValueError:
-            raise serializers.ValidationError({"limit": "must be a number"}) from None
+        s = AutoDecisionsFilter(data=request.query_params)
+        s.is_valid(raise_exception=True)
+        v = s.validated_data
         qs = autotrade.autotrade_decisions_list(
             user=request.user,
-            session_id=session_id,
-            market=q.get("market"),
-            actions_only=q.get("actions_only") in ("1", "true", "yes"),
+            session_id=v.get("session_id"),
+            market=v.get("market"),
+            actions_only=v["actions_only"],
         )
-        return self.ok(request, {"decisions": [autotrade.decision_data(decision=d) for d in qs[:limit]]})
+        decisions = [autotrade.decision_data(decision=d) for d in qs[: v["limit"]]]
+        return self.ok(request, {"decisions": decisions})

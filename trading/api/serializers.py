@@ -9,6 +9,7 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from core.api import AwareDateTimeField, StrictDecimalField
 from trading.models import (
     OrderSource,
     OrderState,
@@ -22,8 +23,9 @@ from trading.models import (
 POSITIVE = Decimal("0.00000001")
 
 
-class Money(serializers.DecimalField):
-    """A Decimal, written without exponent or needless zeros ("5000", "0.0012")."""
+class Money(StrictDecimalField):
+    """A Decimal, written without exponent or needless zeros ("5000", "0.0012"); read from ASCII digits only
+    (core.api.StrictDecimalField)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", 30)
@@ -39,6 +41,7 @@ class Money(serializers.DecimalField):
 
 def MoneyIn(**kwargs: Any) -> Money:  # noqa: N802 - reads like a field class
     kwargs.setdefault("min_value", POSITIVE)
+    kwargs.setdefault("signed", False)  # '-5000' is refused as written, not only for being below the minimum
     return Money(**kwargs)
 
 
@@ -103,11 +106,11 @@ class ScheduledOrderInput(serializers.Serializer):
     )
     volume = MoneyIn(required=False, allow_null=True)
     trigger_type = serializers.ChoiceField(choices=TriggerType.choices)
-    trigger_at = serializers.DateTimeField(
+    trigger_at = AwareDateTimeField(
         required=False, allow_null=True, help_text=_("ISO 8601 with a time zone; must be in the future.")
     )
     trigger_price = MoneyIn(required=False, allow_null=True)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = AwareDateTimeField(required=False, allow_null=True)
     client_order_id = serializers.CharField(max_length=64, required=False, help_text=_KEY_HELP)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -31,6 +32,11 @@ ERRORS = {
     429: OpenApiResponse(s.ErrorEnvelope, description="Rate limited"),
     503: OpenApiResponse(s.ErrorEnvelope, description="Exchange unavailable"),
 }
+MAX_OFFSET = 2**31 - 1
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="default 50"),
+    OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
+]
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -313,7 +319,7 @@ class OrderCancelApi(OrderThrottled):
 class OrderListApi(TradingView):
     @extend_schema(
         operation_id="trading_orders_list",
-        parameters=[s.OrderListFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=[s.OrderListFilter, *PAGE_PARAMETERS],
         responses={200: s.OrderPage, **ERRORS},
         summary="My orders with fills (newest first)",
     )
@@ -345,7 +351,7 @@ class ScheduledListCreateApi(TradingView):
 
     @extend_schema(
         operation_id="trading_scheduled_list",
-        parameters=[s.ScheduledListFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=[s.ScheduledListFilter, *PAGE_PARAMETERS],
         responses={200: s.ScheduledPage, **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -414,6 +420,13 @@ def _valid(serializer_cls: type, data: Any) -> dict[str, Any]:
 class _Pagination(LimitOffsetPagination):
     default_limit = 50
     max_limit = 200
+
+    def get_offset(self, request: Request) -> int:
+        # An offset past any real page is a 400, not an OverflowError in the database's OFFSET (500).
+        raw = request.query_params.get(self.offset_query_param)
+        if raw is not None and raw.isdigit() and int(raw) > MAX_OFFSET:
+            raise ValidationError({"offset": [f"at most {MAX_OFFSET}"]})
+        return super().get_offset(request)
 
 
 def _page(view: TradingView, request: Request, qs: Any, render: Any) -> Response:

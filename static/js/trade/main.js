@@ -47,6 +47,12 @@ const connText = $(".conn-text", connEl);
 let countdownTimer = null;
 function showConn(sockState, info = {}) {
   clearInterval(countdownTimer);
+  if (connEl.dataset.session === "expired") {
+    // Market data is public and may still flow, but this page's account view is dead until a new login.
+    connEl.dataset.state = "refused";
+    setText(connText, t("session_expired"));
+    return;
+  }
   connEl.dataset.state = sockState;
   if (sockState === "open") setText(connText, t("live"));
   else if (sockState === "connecting") setText(connText, t("connecting"));
@@ -261,8 +267,14 @@ const userSocket = new LiveSocket(() => wsUrl(config.ws.user), {
   onMessage: onUserMessage,
   pingEvery: 25000,
   pingMessage: { type: "ping" },
+  // 4401: the session is gone (deleted server-side, logged out elsewhere, expired); the server re-checks it
+  // every few seconds on an open socket. Retrying cannot help, only logging in again: stop, say so once.
+  stopOn: [4401],
   onState: (s, info) => {
-    // 4401: the session ended (logged out elsewhere, expired): say so once, with the way back.
+    if (s === "refused" && info.code === 4401) {
+      connEl.dataset.session = "expired";
+      showConn("refused", info);
+    }
     if (s === "refused" && info.code === 4401 && !sessionNoticeShown) {
       sessionNoticeShown = true;
       const notice = h("div", { class: "notice notice-warning", role: "alert", "data-testid": "session-notice" },

@@ -18,7 +18,9 @@ export function backoffDelay(n, { base = 500, max = 30000, random = Math.random 
 export class LiveSocket {
   /**
    * @param {() => string} urlFn  URL of the socket (called on every connect: the market may change)
-   * @param {{onMessage: Function, onState: Function, onOpen?: Function, pingEvery?: number, idleTimeout?: number}} opts
+   * @param {{onMessage: Function, onState: Function, onOpen?: Function, pingEvery?: number, idleTimeout?: number,
+   *          stopOn?: number[]}} opts  stopOn: close codes after which retrying cannot help (4401: the session
+   *          is gone; only a new login fixes it), so the socket reports "refused" once and stops.
    */
   constructor(urlFn, opts) {
     this.urlFn = urlFn;
@@ -28,6 +30,7 @@ export class LiveSocket {
     this.pingEvery = opts.pingEvery ?? 20000;
     this.idleTimeout = opts.idleTimeout ?? 60000;
     this.pingMessage = opts.pingMessage || { action: "ping" };
+    this.stopOn = opts.stopOn || [];
     this.ws = null;
     this.attempt = 0;
     this.state = "idle";
@@ -93,6 +96,11 @@ export class LiveSocket {
       this.ws = null;
       this._stopPing();
       if (this.stopped) return;
+      if (this.stopOn.includes(ev.code)) {
+        this.stop();
+        this._setState("refused", { code: ev.code, reason: ev.reason, final: true });
+        return;
+      }
       if (ev.code >= TERMINAL_CLOSE_MIN && ev.code <= TERMINAL_CLOSE_MAX) {
         this._setState("refused", { code: ev.code, reason: ev.reason });
         // Still retry, slowly: a login in another tab or a fixed market makes it work again.
