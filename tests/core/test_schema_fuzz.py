@@ -17,10 +17,13 @@ from django.utils import timezone
 from tests.trading.conftest import d, other_user, sim, user  # noqa: F401 - fixtures
 from trading import services
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(900)]
 
-# Small enough for ~1 min on a loaded CI box; derandomized so a failure reproduces.
-MAX_EXAMPLES = 8
+# Small enough for ~1-2 min on a loaded CI box; derandomized so a failure reproduces. Each operation gets
+# schema-valid requests (positive) and requests that break the schema (negative: wrong types, values out of
+# range, missing fields), which must be refused with a documented 4xx.
+MAX_EXAMPLES = 6
+NEGATIVE_EXAMPLES = 4
 STATEFUL_STEPS = 12
 STATEFUL_EXAMPLES = 8
 
@@ -45,10 +48,27 @@ def wsgi_app(settings: Any) -> Iterator[Any]:
         request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def token_headers(user: Any, other_user: Any, sim: Any) -> dict[str, str]:  # noqa: F811
-    from rest_framework.authtoken.models import Token
+class TokenAuth:
+    """The test user's API token; DELETE /api/accounts/token/ revokes it, so ``restore`` puts it back before
+    the next request (later requests stay authenticated)."""
 
+    def __init__(self, owner: Any) -> None:
+        from rest_framework.authtoken.models import Token
+
+        self.user = owner
+        self.key = Token.objects.create(user=owner).key
+        self.headers = {"Authorization": f"Token {self.key}"}
+
+    def restore(self) -> None:
+        from rest_framework.authtoken.models import Token
+
+        if not Token.objects.filter(key=self.key).exists():
+            Token.objects.filter(user=self.user).delete()
+            Token.objects.create(user=self.user, key=self.key)
+
+
+@pytest.fixture
+def token(user: Any, other_user: Any, sim: Any) -> TokenAuth:  # noqa: F811
     services.order_place(
         user=user, market="KRW-BTC", side="bid", ord_type="limit", price=d(90_000_000), volume=d("0.001")
     )
@@ -61,22 +81,7 @@ def token_headers(user: Any, other_user: Any, sim: Any) -> dict[str, str]:  # no
         trigger_type="time",
         trigger_at=timezone.now() + dt.timedelta(hours=1),
     )
-    token = Token.objects.create(user=user)
-    _token_user[token.key] = user
-    return {"Authorization": f"Token {token.key}"}
-
-
-def _keep_token(headers: dict[str, str]) -> None:
-    """DELETE /api/accounts/token/ revokes the token: put it back so later requests stay authenticated."""
-    from rest_framework.authtoken.models import Token
-
-    key = headers["Authorization"].split()[1]
-    if not Token.objects.filter(key=key).exists():
-        Token.objects.filter(user=_token_user[key]).delete()
-        Token.objects.create(user=_token_user[key], key=key)
-
-
-_token_user: dict[str, Any] = {}
+    return TokenAuth(user)
 
 
 def _checks() -> list[Any]:
@@ -102,13 +107,15 @@ def _describe(case: Any, response: Any, exc: BaseException) -> str:
 
 def test_every_operation_answers_without_a_server_error_and_as_documented(
     wsgi_app: Any,
-    token_headers: dict[str, str],
+    token: TokenAuth,
     other_user: Any,  # noqa: F811
 ) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given
     from hypothesis import settings as hsettings
     from hypothesis import strategies as st
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
     from schemathesis.core.failures import FailureGroup
 
     from trading.models import ScheduledOrder
@@ -120,9 +127,9 @@ def test_every_operation_answers_without_a_server_error_and_as_documented(
     failures: list[str] = []
     checks = _checks()
 
-    def fuzz(op: Any) -> None:
+    def fuzz(op: Any, mode: Any, examples: int) -> None:
         @hsettings(
-            max_examples=MAX_EXAMPLES,
+            max_examples=examples,
             deadline=None,
             database=None,
             derandomize=True,
@@ -130,19 +137,23 @@ def test_every_operation_answers_without_a_server_error_and_as_documented(
         )
         @given(data=st.data())
         def run(data: Any) -> None:
-            case = data.draw(op.as_strategy())
-            response = case.call(headers=token_headers)
-            _keep_token(token_headers)
+            case = data.draw(op.as_strategy(mode))
+            response = case.call(headers=token.headers)
+            token.restore()
             statuses[response.status_code] += 1
             try:
-                case.validate_response(response, checks=checks, headers=token_headers)
+                case.validate_response(response, checks=checks, headers=token.headers)
             except (AssertionError, FailureGroup) as exc:  # FailureGroup is a BaseExceptionGroup
                 failures.append(_describe(case, response, exc))
 
         run()
 
     for op in operations:
-        fuzz(op)
+        fuzz(op, GenerationMode.POSITIVE, MAX_EXAMPLES)
+        try:
+            fuzz(op, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)
+        except Unsatisfiable:  # nothing to break: no parameters and no body
+            pass
 
     total = sum(statuses.values())
     server_errors = sum(n for code, n in statuses.items() if code >= 500)
@@ -155,7 +166,7 @@ def test_every_operation_answers_without_a_server_error_and_as_documented(
     assert ScheduledOrder.objects.filter(user=other_user, state="pending").count() == 1
 
 
-def test_stateful_links_find_no_server_error(wsgi_app: Any, token_headers: dict[str, str]) -> None:
+def test_stateful_links_find_no_server_error(wsgi_app: Any, token: TokenAuth) -> None:
     """Schemathesis' state machine over the links it infers (a created order's id reused by detail, cancel,
     ...)."""
     import schemathesis
@@ -169,12 +180,12 @@ def test_stateful_links_find_no_server_error(wsgi_app: Any, token_headers: dict[
 
     class Machine(machine):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            _keep_token(token_headers)
-            return {"headers": token_headers}
+            token.restore()
+            return {"headers": token.headers}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             statuses[response.status_code] += 1
-            case.validate_response(response, checks=checks, headers=token_headers)
+            case.validate_response(response, checks=checks, headers=token.headers)
 
     Machine.run(
         settings=hsettings(

@@ -63,3 +63,29 @@ def test_anonymous_socket_is_refused(db):
         assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize("how", ["ping", "timer"])
+def test_open_socket_is_closed_with_4401_once_the_session_is_deleted(client, user, settings, how):
+    """Issue 13: a page stayed "Live" after its session was deleted server-side. The socket now re-reads the
+    session on every ping and every WS_SESSION_RECHECK_S."""
+    from django.contrib.sessions.models import Session
+
+    settings.WS_SESSION_RECHECK_S = 0.2 if how == "timer" else 3600
+    comm = _communicator(client, user)
+
+    async def scenario() -> None:
+        from channels.db import database_sync_to_async
+
+        connected, _ = await comm.connect(timeout=5)
+        assert connected
+        assert (await comm.receive_json_from(timeout=5))["kind"] == "hello"
+        await comm.send_json_to({"type": "ping"})
+        assert await comm.receive_json_from(timeout=5) == {"kind": "pong"}  # still valid: answered
+        await database_sync_to_async(lambda: Session.objects.all().delete())()
+        if how == "ping":
+            await comm.send_json_to({"type": "ping"})
+        assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+        await comm.wait(timeout=5)
+
+    async_to_sync(scenario)()
