@@ -180,6 +180,7 @@ class StackRun:
     ready_wall: float = 0.0
     ready_line: int = 0  # console lines before the stack answered (start-up chatter)
     stopped_wall: float | None = None
+    signal_strength: float | None = None
     seen: dict[tuple[int, int], Proc] = field(default_factory=dict)
     rss: dict[tuple[int, int], list[tuple[float, int]]] = field(default_factory=dict)  # (wall, KiB) samples
     books: list[BookSample] = field(default_factory=list)
@@ -245,6 +246,7 @@ class StackRun:
             raise TimeoutError(f"the stack did not answer within {timeout}s:\n{self.tail()}")
         self.ready_wall = time.monotonic()
         self.ready_line = len(self.lines())
+        self.expected_vol()  # the simulator's signal strength, read while it is fresh
         self._thread = threading.Thread(target=self._watch, name="soak-watch", daemon=True)
         self._thread.start()
 
@@ -283,11 +285,16 @@ class StackRun:
     def expected_vol(self) -> float | None:
         """The calibrated one-minute volatility for the simulator's signal strength (``GET /_sim/state``);
         None for a strength without a documented figure."""
-        try:
-            state = httpx.get(f"{self.sim_url}/_sim/state", timeout=5).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        return CALIBRATED_VOL.get(float(state.get("signal_strength") or 0.0))
+        if self.signal_strength is None:
+            for _ in range(5):  # a busy simulator may time out once
+                try:
+                    state = httpx.get(f"{self.sim_url}/_sim/state", timeout=10).json()
+                except (httpx.HTTPError, ValueError):
+                    time.sleep(1)
+                    continue
+                self.signal_strength = float(state.get("signal_strength") or 0.0)
+                break
+        return None if self.signal_strength is None else CALIBRATED_VOL.get(self.signal_strength)
 
     def sim_elapsed_s(self) -> float:
         """Simulated seconds covered by the book samples so far."""
