@@ -111,6 +111,10 @@ class Order(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # Paper orders: the order book the fill was priced on ("live": the collector's stream; "rest": fetched
+    # because the live one was missing or older than PAPER_BOOK_MAX_AGE_MS) and its age; blank for live.
+    book_source = models.CharField(max_length=4, blank=True, default="")
+    book_age_ms = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -281,6 +285,9 @@ class PaperOrder(models.Model):
     trades_seen_ms = models.BigIntegerField(default=0)
     # The order book snapshot (its epoch ms) this order last traded against; only a newer book can fill it.
     book_seen_ms = models.BigIntegerField(default=0)
+    # The book the order was placed against: "live" (the collector's stream) or "rest", and its age (ms).
+    book_source = models.CharField(max_length=4, blank=True, default="")
+    book_age_ms = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -66,6 +66,8 @@ class ExchangeOrder:
     executed_funds: Decimal | None = None
     trades: list[ExchangeTrade] | None = None  # None: this response does not carry trades
     created_at: dt.datetime | None = None
+    book_source: str = ""  # paper: "live" or "rest", the book the order was placed against
+    book_age_ms: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -165,3 +167,5 @@ class Book:
     asks: list[tuple[Decimal, Decimal]] = field(default_factory=list)
     bids: list[tuple[Decimal, Decimal]] = field(default_factory=list)
     ts: int = 0
+    source: str = "rest"  # "live": the collector's stream (market/livebook.py); "rest": fetched now
+    age_ms: int | None = None
