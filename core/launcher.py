@@ -322,6 +322,16 @@ def manage_args(*args: str) -> list[str]:
     return [PYTHON, "manage.py", *args]
 
 
+def forwarded_args(trusted_proxies: Sequence[str]) -> list[str]:
+    """uvicorn's arguments for ``X-Forwarded-For``/``-Proto``: believed only from ``TRUSTED_PROXIES``.
+
+    uvicorn's own default believes them from 127.0.0.1, so any local client (or a proxy that passes the
+    header through) could choose its address, e.g. a fresh one per failed login; none listed: not read."""
+    if not trusted_proxies:
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", ",".join(trusted_proxies)]
+
+
 def build_specs(
     *,
     host: str,
@@ -332,11 +342,13 @@ def build_specs(
     available_commands: set[str],
     sim_speed: float = 1.0,
     log_level: str = DEFAULT_CONSOLE_LEVEL,
+    trusted_proxies: Sequence[str] = (),
 ) -> tuple[list[ProcessSpec], dict[str, str]]:
     """The processes of the stack and the environment they share.
 
     ``log_level`` (``LOG_LEVEL``) sets every child's threshold: at WARNING, the default, the console shows
     warnings, errors and the launcher's own lines; INFO adds startup banners, task and access logs.
+    ``trusted_proxies`` (``TRUSTED_PROXIES``): the only peers whose forwarded headers the web server reads.
     """
     shared: dict[str, str] = {
         "REALTIME_RELAY_URL": f"http://127.0.0.1:{port}/internal/realtime/",
@@ -408,6 +420,7 @@ def build_specs(
                 # socket doubles the server's CPU per frame (bench/bench_fanout.py), for little saved.
                 "--ws-per-message-deflate",
                 "false",
+                *forwarded_args(trusted_proxies),
             ],
             {"OBSERVATOR_ROLE": "web"},
             stop_last=True,

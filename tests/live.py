@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+
+from core.launcher import forwarded_args
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -118,7 +120,7 @@ def running(
             out.close()  # type: ignore[union-attr]
 
 
-def asgi_server_args(port: int) -> list[str]:
+def asgi_server_args(port: int, *, trusted_proxies: Sequence[str] = ()) -> list[str]:
     return [
         PYTHON,
         "-m",
@@ -134,6 +136,7 @@ def asgi_server_args(port: int) -> list[str]:
         "off",
         "--log-level",
         "warning",
+        *forwarded_args(trusted_proxies),  # as the launcher runs it: forwarded headers from nobody by default
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 from celery.schedules import crontab
 
 from observator.env import BASE_DIR, VAR_DIR, env
@@ -10,6 +12,12 @@ SECRET_KEY = env("SECRET_KEY")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Reverse proxies whose X-Forwarded-For (and -Proto) is believed: IP addresses or CIDR networks. Empty (the
+# default): none, the connecting peer is the client. The launcher passes them to uvicorn
+# (--forwarded-allow-ips); the login lockout uses them too (accounts.client_ip).
+TRUSTED_PROXIES = [
+    str(ip_network(p.strip(), strict=False)) for p in env.list("TRUSTED_PROXIES", default=[]) if p.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -114,7 +122,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A username locks after AXES_FAILURE_LIMIT failures from any mix of addresses (a rotating X-Forwarded-For,
+# or many machines, cannot sidestep it); the username + address pair is counted too. The price: anyone can
+# lock a known username out for the cool-off period.
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"]]
+# The address recorded and locked: the peer, or what a TRUSTED_PROXIES proxy forwarded (accounts.client_ip).
+AXES_CLIENT_IP_CALLABLE = "accounts.client_ip.client_ip_get"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.views.lockout_response"
 AXES_SENSITIVE_PARAMETERS = ["password", "access_key", "secret_key"]
@@ -275,6 +288,9 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # Throttles count REMOTE_ADDR: the web server has already put a TRUSTED_PROXIES proxy's client there
+    # (DRF's default would key on the raw X-Forwarded-For text, a new bucket per made-up header).
+    "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.UserRateThrottle",
         "rest_framework.throttling.AnonRateThrottle",
@@ -371,6 +387,8 @@ UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 
 # --- Trading --------------------------------------------------------------------------------------------
 PAPER_STARTING_KRW = env("PAPER_STARTING_KRW", default="10000000")
+# Paper fills use the collector's live book when it is at most this old (ms), else a REST snapshot (0: always).
+PAPER_BOOK_MAX_AGE_MS = env.int("PAPER_BOOK_MAX_AGE_MS", default=2000)
 # Also queue each time-triggered scheduled order with an ETA at its due time (the 1 s beat is the safety net).
 TRADING_PRECISE_SCHEDULE = env.bool("TRADING_PRECISE_SCHEDULE", default=True)
 # Auto-trading's round-trip cost = both fees + this factor x (spread / mid) of the live book: 0.5 (default)

@@ -57,6 +57,7 @@ class Command(BaseCommand):
             available_commands=set(get_commands()),
             sim_speed=opts["speed"],
             log_level=log_level,
+            trusted_proxies=settings.TRUSTED_PROXIES,
         )
         local = "127.0.0.1" if opts["host"] in ("0.0.0.0", "::", "") else opts["host"]
         ready = launcher.readiness(
