@@ -17,10 +17,11 @@ Schemas (all timestamps are integer epoch milliseconds, UTC):
 * trade: ``ts``, ``recv_ts``, ``price`` (float64), ``volume`` (float64), ``side`` (int8: +1 buyer-initiated
   i.e. Upbit ``ask_bid == "BID"``, -1 seller-initiated), ``sequential_id`` (int64).
 * gap: ``ts_start``, ``ts_end``, ``reason`` (string: ``reconnect``, ``restart``, ``duplicate``, ``sequence``,
-  ``timestamp``), ``detail`` (string).
+  ``timestamp``; ``import`` from ``import_book``: a pause longer than its segment gap), ``detail``.
 
-Writing (collector, import_sample): :class:`DayFileWriter` (atomic segments, KST midnight rollover, resume
-after restart) and :func:`compact_day`; see docs/market.md.
+Writing (collector): :class:`DayFileWriter` (atomic segments, KST midnight rollover, resume
+after restart) and :func:`compact_day`; imports (``import_sample``, ``import_book``):
+:func:`write_closed_days` (whole closed days, staged and moved into place). See docs/market.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -148,6 +150,8 @@ class BookArrays:
     ask_sz: np.ndarray
     bid_px: np.ndarray
     bid_sz: np.ndarray
+    # The segment gap the data's importer declared (``import_book --segment-gap``); None: the reader's own.
+    segment_gap_ms: int | None = None
 
     @property
     def levels(self) -> int:
@@ -190,6 +194,7 @@ def book_arrays(table: pa.Table) -> BookArrays:
         ask_sz=block("ask_size"),
         bid_px=block("bid_price"),
         bid_sz=block("bid_size"),
+        segment_gap_ms=table_segment_gap_ms(table),
     )
 
 
@@ -397,6 +402,95 @@ def compact_day(root: str | os.PathLike[str], kind: str, market: str, day: dt.da
     _fsync_dir(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
     return directory / f"{PART_PREFIX}00000.parquet"
+
+
+# Parquet metadata key where an importer (``import_book``) records the data's segment gap.
+SEGMENT_GAP_KEY = b"segment_gap_ms"
+
+
+def table_segment_gap_ms(table: pa.Table) -> int | None:
+    """The segment gap (ms) the data's importer declared; ``None`` for collector data (readers' default)."""
+    raw = (table.schema.metadata or {}).get(SEGMENT_GAP_KEY)
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _split_by_day(table: pa.Table, column: str, tz: dt.tzinfo) -> dict[dt.date, pa.Table]:
+    """A table sorted by ``column`` cut into its local days (each a contiguous run of rows)."""
+    if table.num_rows == 0:
+        return {}
+    ts = table.column(column).to_numpy().astype(np.int64)
+    out: dict[dt.date, pa.Table] = {}
+    t = int(ts[0])
+    while True:
+        day, start, end = kst_day_bounds(t, tz)
+        lo, hi = (int(i) for i in np.searchsorted(ts, [start, end], side="left"))
+        if hi > lo:
+            out[day] = table.slice(lo, hi - lo)
+        if hi >= len(ts):
+            return out
+        t = int(ts[hi])
+
+
+def write_closed_days(
+    root: str | os.PathLike[str],
+    market: str,
+    tables: dict[str, pa.Table],
+    *,
+    replace: bool = False,
+    tz: dt.tzinfo = KST,
+    on_day: Callable[[str, dt.date, int], None] | None = None,
+) -> dict[str, Any]:
+    """Write whole, closed days of ``market`` from in-memory tables (kind -> table sorted by time), as
+    imports do: one ``part-00000.parquet`` + ``_COMPLETE`` per kind and day.
+
+    Everything is staged in a temporary directory under ``root`` first and moved into place only once all of
+    it is written, so a failure leaves ``root`` as it was. The days touched are replaced whole (every kind:
+    a stale trade or gap file of a previous import never survives) when ``replace``; otherwise a day that
+    already holds files is refused (``FileExistsError``) before anything is written.
+    Returns ``{"rows": {kind: n}, "days": [dates]}``; ``on_day(kind, day, rows)`` after each staged file.
+    """
+    root_path = Path(root)
+    by_kind = {
+        kind: _split_by_day(table, "ts_end" if kind == "gap" else "ts", tz) for kind, table in tables.items()
+    }
+    days = sorted({d for per_day in by_kind.values() for d in per_day})
+    targets = [(kind, d, day_dir(root_path, kind, market, d)) for d in days for kind in KINDS]
+    occupied = [f"{kind}/{market}/{d}" for kind, d, path in targets if path.exists()]
+    if occupied and not replace:
+        raise FileExistsError(
+            f"{len(occupied)} day director{'y' if len(occupied) == 1 else 'ies'} already exist "
+            f"(first: {occupied[0]}); pass replace to overwrite them"
+        )
+    root_path.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root_path))
+    rows: dict[str, int] = {kind: 0 for kind in tables}
+    try:
+        for kind, per_day in by_kind.items():
+            for d, part in per_day.items():
+                directory = day_dir(staging, kind, market, d)
+                directory.mkdir(parents=True)
+                write_table_atomic(part, directory / f"{PART_PREFIX}00000.parquet")
+                mark_complete(directory)
+                rows[kind] += part.num_rows
+                if on_day is not None:
+                    on_day(kind, d, part.num_rows)
+        for kind, d, target in targets:
+            staged = day_dir(staging, kind, market, d)
+            old = target.with_name(target.name + OLD_SUFFIX)
+            if target.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+            if staged.is_dir():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+                _fsync_dir(target.parent)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"rows": rows, "days": days}
 
 
 def kst_day_bounds(ts_ms: int, tz: dt.tzinfo = KST) -> tuple[dt.date, int, int]:

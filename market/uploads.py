@@ -269,23 +269,6 @@ def sample_import(
 
     Re-running replaces what a previous import wrote for those days (the import is the only writer there).
     """
-    root_path = _root(root)
     book, trades = dayfiles.sample_csv_tables(csv_path)
-    written = {"orderbook": 0, "trade": 0, "days": 0}
-    days: set[dt.date] = set()
-    for kind, table in (("orderbook", book), ("trade", trades)):
-        ts = table.column("ts").to_pylist()
-        by_day: dict[dt.date, list[int]] = {}
-        for i, t in enumerate(ts):
-            by_day.setdefault(dayfiles.day_of(int(t)), []).append(i)
-        for day, idx in sorted(by_day.items()):
-            directory = dayfiles.day_dir(root_path, kind, market, day)
-            if directory.exists():
-                shutil.rmtree(directory)
-            directory.mkdir(parents=True)
-            dayfiles.write_table_atomic(table.take(idx), directory / "part-00000.parquet")
-            dayfiles.mark_complete(directory)
-            written[kind] += len(idx)
-            days.add(day)
-    written["days"] = len(days)
-    return written
+    out = dayfiles.write_closed_days(_root(root), market, {"orderbook": book, "trade": trades}, replace=True)
+    return {"orderbook": out["rows"]["orderbook"], "trade": out["rows"]["trade"], "days": len(out["days"])}

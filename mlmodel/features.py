@@ -6,7 +6,7 @@ never nearest-in-time; every rolling quantity is a difference of prefix sums ove
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,10 @@ def compute_features(
     ``rows_book`` (the selected rows' ask_px, ask_sz, bid_px, bid_sz with all levels) ``book`` only needs
     level 1 (its first column) for every row."""
     cfg = config or FeatureConfig()
+    declared_gap = getattr(book, "segment_gap_ms", None)
+    if declared_gap and declared_gap != cfg.max_gap_ms:
+        # Imported data declares its own segment gap (import_book --segment-gap); the model keeps it.
+        cfg = replace(cfg, max_gap_ms=int(declared_gap))
     ts = np.asarray(book.ts, dtype=np.int64)
     n = ts.shape[0]
     if n > 1 and np.any(np.diff(ts) < 0):
