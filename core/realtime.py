@@ -77,6 +77,25 @@ class _RelayState:
 
 _relay_state = _RelayState()
 
+# Functions that see every message the relay delivers into this process's layer, by message type (the market
+# app keeps the latest order book per market this way: paper fills read it instead of calling REST).
+_relay_taps: dict[str, list[Any]] = {}
+
+
+def relay_tap_add(*, message_type: str, fn: Any) -> None:
+    """Call ``fn(message)`` for every relayed message of this type (on the event loop: keep it O(1))."""
+    taps = _relay_taps.setdefault(message_type, [])
+    if fn not in taps:
+        taps.append(fn)
+
+
+def relay_taps_run(message: dict[str, Any]) -> None:
+    for fn in _relay_taps.get(str(message.get("type", "")), ()):
+        try:
+            fn(message)
+        except Exception:  # noqa: BLE001 - a tap must never stop the relay
+            logger.exception("realtime relay tap failed")
+
 
 def publish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
     """Send ``(group, message)`` pairs; each message is a Channels event dict with a ``type``."""

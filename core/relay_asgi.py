@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from core.realtime import RELAY_HEADER, relay_token
+from core.realtime import RELAY_HEADER, relay_taps_run, relay_token
 
 _LOOPBACK = {"127.0.0.1", "::1"}
 _MAX_BODY = 8 * 1024 * 1024
@@ -60,7 +60,9 @@ class RealtimeRelayFastPath:
             items = json.loads(b"".join(chunks))
             layer = get_channel_layer()
             for item in items:
-                await layer.group_send(str(item["group"]), dict(item["message"]))
+                message = dict(item["message"])
+                relay_taps_run(message)
+                await layer.group_send(str(item["group"]), message)
         except (ValueError, KeyError, TypeError, RecursionError):
             return 400
         return 204

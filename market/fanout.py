@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from core import realtime
+from market.livebook import alivebook_share
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +295,7 @@ class MarketFanout:
         levels: int | None = None,
         max_trades: int = DEFAULT_MAX_TRADES,
         publisher: Publisher | None = None,
+        share_books: bool = True,
     ) -> None:
         if interval is None or levels is None:
             from django.conf import settings
@@ -306,6 +308,8 @@ class MarketFanout:
         self.levels = levels
         self.max_trades = max_trades
         self._publish: Publisher = publisher or realtime.apublish_many
+        # Only the real publisher shares books: a test or benchmark publisher's books are not the market's.
+        self.share_books = share_books and publisher is None
         self._pending: dict[str, _Pending] = {}
         self._next_at: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -425,6 +429,13 @@ class MarketFanout:
                 self.published_events += len(messages)
             except Exception:  # noqa: BLE001 - realtime is best effort; keep the collector running
                 logger.exception("fanout: publish failed")
+            if self.share_books:
+                books = [m["data"] for _g, m in messages if m["type"] == "market.orderbook"]
+                try:
+                    # With Redis, every process's paper fills read these (market/livebook.py).
+                    await alivebook_share(books=books)
+                except Exception:  # noqa: BLE001 - the REST fallback still fills paper orders
+                    logger.exception("fanout: sharing the live books failed")
 
     def _next_delay(self) -> float | None:
         now = time.monotonic()

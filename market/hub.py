@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from market.fanout import group_name
+from market.livebook import livebook_record
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,8 @@ class MarketHub:
             return
         self.events_received += 1
         self.states.setdefault(market, MarketState()).apply(kind, data)
+        if kind == "orderbook":
+            livebook_record(data=data)  # paper fills in this process read it (market/livebook.py)
         subs = self._subs.get(market)
         if not subs:
             return

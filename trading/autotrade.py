@@ -436,7 +436,7 @@ def _live_costs(market: str, prediction: dict[str, Any]) -> Costs:
     from trading import marketdata
 
     try:
-        book = marketdata.orderbook_get(market=market)
+        book = marketdata.orderbook_for_fill(market=market)  # the live stream's; REST when stale
         if book.bids and book.asks:
             return round_trip_cost(best_bid=book.bids[0][0], best_ask=book.asks[0][0])
     except ApplicationError:

@@ -1,13 +1,14 @@
 """Market data as trading needs it: the current order book, last prices, recent public trades and the
 list of markets, as REST snapshots from Upbit (or the simulator) through ``market.upbit.client.UpbitClient``
-at settings.UPBIT_REST_URL. The book is read fresh for every paper fill; tickers and the market list are
-cached briefly and shared by all users.
+at settings.UPBIT_REST_URL, and the collector's live book (``market.livebook``) for paper fills, REST only
+when it is stale; tickers and the market list are cached briefly and shared by all users.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from market.livebook import livebook_get
 from trading.errors import ExchangeUnavailable, from_upbit
 from trading.exchanges.base import Book
 
@@ -74,6 +76,26 @@ def orderbook_get(*, market: str) -> Book:
     if not data:
         raise ExchangeUnavailable()
     return _book_from_wire(market, data[0])
+
+
+def orderbook_for_fill(*, market: str) -> Book:
+    """The book a paper fill is priced on: the collector's live book when it is at most
+    settings.PAPER_BOOK_MAX_AGE_MS old (no REST call, so no quotation rate limit), else a REST snapshot.
+    ``Book.source``/``age_ms`` say which."""
+    max_age = int(settings.PAPER_BOOK_MAX_AGE_MS)
+    live = livebook_get(market=market, max_age_ms=max_age) if max_age > 0 else None
+    if live is not None:
+        return Book(
+            market=market,
+            asks=[(_d(p), _d(s)) for p, s, *_ in live.asks if p > 0 and s > 0],
+            bids=[(_d(p), _d(s)) for p, s, *_ in live.bids if p > 0 and s > 0],
+            ts=live.ts,
+            source="live",
+            age_ms=live.age_ms(),
+        )
+    book = orderbook_get(market=market)
+    book.age_ms = max(0, int(time.time() * 1000) - book.ts) if book.ts else None
+    return book
 
 
 def _book_from_wire(market: str, snap: dict[str, Any]) -> Book:

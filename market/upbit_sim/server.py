@@ -22,7 +22,8 @@ Admin API (not part of Upbit; unauthenticated, bind the simulator to localhost):
   Upbit's idle drop; ``?mode=close``: close frame 1001) -> ``{"dropped": n}``.
 * ``POST /_sim/pause`` (``{"seconds": 5}`` optional; without it until ``POST /_sim/resume``): the market
   stops (no new books/trades, source time frozen) while sockets stay open.
-* ``GET /_sim/state``: markets, source time, connections, paused, the synthetic ``signal_strength``.
+* ``GET /_sim/state``: markets, source time, connections, paused, the synthetic ``signal_strength``,
+  ``requests`` and ``refused`` (429s) per rate-limit group since start.
 
 Upbit protocol facts implemented (see ``shared/upbit-api.md``): quotation REST with JSON numbers and
 integer error names; exchange REST with decimal strings, JWT verification in §2.4 order (HS256/HS512,
@@ -48,6 +49,7 @@ non-zero level answers ``[]``/no data), WebSocket ``candle.*`` types.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -198,8 +200,12 @@ class RateLimiter:
         self.limits = limits
         self.clock = clock  # tests freeze it to pin a burst into one window
         self._buckets: dict[tuple[str, str], list[int]] = {}
+        # Requests and 429s per group since start (tests and benchmarks count e.g. order-book calls).
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.refused: collections.Counter[str] = collections.Counter()
 
     def hit(self, group: str, scope: str) -> tuple[bool, int]:
+        self.requests[group] += 1
         limit = self.limits.get(group)
         if limit is None:
             return True, 999
@@ -211,6 +217,7 @@ class RateLimiter:
                 self._buckets = {k: v for k, v in self._buckets.items() if v[0] == sec}
                 self._buckets[(group, scope)] = b
         if b[1] >= limit:
+            self.refused[group] += 1
             return False, 0
         b[1] += 1
         return True, limit - b[1]
@@ -1512,6 +1519,8 @@ class Simulator:
                 "published_books": self.published_books,
                 "accounts": len(self.engine.accounts),
                 "signal_strength": self.config.signal_strength if self.config.source == "synthetic" else 0.0,
+                "requests": dict(self.limiter.requests),  # per rate-limit group, since start
+                "refused": dict(self.limiter.refused),  # 429s per group
             }
         )
 

@@ -1,5 +1,5 @@
 """The paper exchange: per-user virtual balances in the database, orders filled against the current live
-order book by walking its levels, with Upbit's fee (0.05 % a side, in KRW), tick sizes and 5,000 KRW
+order book (the collector's stream, REST when it is stale: ``marketdata.orderbook_for_fill``) by walking its levels, with Upbit's fee (0.05 % a side, in KRW), tick sizes and 5,000 KRW
 minimum. Limit orders that rest are filled later by :func:`paper_match_market` as the market trades at or
 through their price, or the book moves across it. The ``PaperTrade`` rows are the ledger of fills.
 """
@@ -46,7 +46,7 @@ def min_total() -> Decimal:
 def _default_book(market: str) -> Book:
     from trading import marketdata
 
-    return marketdata.orderbook_get(market=market)
+    return marketdata.orderbook_for_fill(market=market)
 
 
 def _default_trades(market: str) -> list[Any]:
@@ -162,6 +162,8 @@ class PaperExchange:
                     state="wait",
                     trades_seen_ms=now_ms,
                     book_seen_ms=book.ts,
+                    book_source=book.source,
+                    book_age_ms=book.age_ms,
                 )
                 if side == "bid":
                     total = price if ord_type == "price" else price * volume  # type: ignore[operator]
@@ -412,4 +414,6 @@ def _wire(order: PaperOrder, *, with_trades: bool) -> ExchangeOrder:
         executed_funds=order.executed_funds,
         trades=trades,
         created_at=order.created_at,
+        book_source=order.book_source,
+        book_age_ms=order.book_age_ms,
     )

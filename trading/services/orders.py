@@ -497,6 +497,8 @@ def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
         previous_state = order.state
         if answer.uuid:
             order.exchange_uuid = answer.uuid
+        if answer.book_source and not order.book_source:
+            order.book_source, order.book_age_ms = answer.book_source, answer.book_age_ms
         if answer.trades is not None:
             known = set(order.fills.values_list("trade_uuid", flat=True))
             for t in answer.trades:
