@@ -158,8 +158,8 @@ class OrderOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
     book_source = serializers.CharField(
-        help_text='Paper orders: the order book the fills were priced on, "live" (the collector\'s stream) or '
-        '"rest" (fetched because the live one was older than PAPER_BOOK_MAX_AGE_MS); empty for live orders.'
+        help_text='Paper orders: the order book the fills were priced on, "live" (the collector\'s stream) '
+        'or "rest" (fetched because the live one was older than PAPER_BOOK_MAX_AGE_MS); empty for live.'
     )
     book_age_ms = serializers.IntegerField(allow_null=True, help_text="Paper orders: that book's age (ms).")
     fills = FillOutput(many=True)

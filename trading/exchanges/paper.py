@@ -1,5 +1,6 @@
 """The paper exchange: per-user virtual balances in the database, orders filled against the current live
-order book (the collector's stream, REST when it is stale: ``marketdata.orderbook_for_fill``) by walking its levels, with Upbit's fee (0.05 % a side, in KRW), tick sizes and 5,000 KRW
+order book (the collector's stream; REST when that is stale: ``marketdata.orderbook_for_fill``) by walking
+its levels, with Upbit's fee (0.05 % a side, in KRW), tick sizes and 5,000 KRW
 minimum. Limit orders that rest are filled later by :func:`paper_match_market` as the market trades at or
 through their price, or the book moves across it. The ``PaperTrade`` rows are the ledger of fills.
 """
