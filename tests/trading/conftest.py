@@ -12,6 +12,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from market.livebook import livebook_clear
 from market.upbit_sim.server import SimConfig, SimulatorThread
 from market.upbit_sim.source import BookSnapshot, MarketUpdate, TradeTick
 from tests.accounts.factories import ExchangeCredentialFactory, UserFactory, upbit_key
@@ -135,6 +136,7 @@ def sim(settings: Any) -> Iterator[Sim]:
     settings.TRADING_PRECISE_SCHEDULE = False
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     cache.clear()
+    livebook_clear()  # books other tests' streams left in this process are not this market's
     try:
         yield simulator
     finally:
