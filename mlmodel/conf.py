@@ -16,12 +16,15 @@ DEFAULTS: dict[str, Any] = {
     "ML_DEVICE": "auto",  # "auto" = CUDA when available
     "ML_TRAIN_DAYS": 5,
     "ML_HORIZON_S": 10.0,
-    "ML_WINDOW": 50,
+    # One set of training defaults (mlmodel/config.py): train, ml_report, nightly retrain, Train now and the
+    # first-model bootstrap all start from these. Window 30: at 50 the test sets of sparse data shrink.
+    "ML_WINDOW": 30,
+    "ML_FEATURE_LEVELS": 10,
     "ML_HIDDEN": 32,
     "ML_LAYERS": 1,
     "ML_DROPOUT": 0.0,
-    "ML_EPOCHS": 30,
-    "ML_PATIENCE": 5,
+    "ML_EPOCHS": 40,
+    "ML_PATIENCE": 6,
     "ML_BATCH_SIZE": 256,
     "ML_LR": 1e-3,
     "ML_SEED": 0,
@@ -47,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "ML_BACKTEST_THRESHOLD": 0.0005,  # the threshold the walk-forward backtest assumes (0.05 %)
     "ML_BACKTEST_ORDER_KRW": 100_000.0,
     "ML_BACKTEST_LATENCY_MS": 100,
+    # The promotion gate (mlmodel/gate.py): significance level of the loss tests, the backtest round trips a
+    # candidate needs over all test periods (5 days of data), and the smallest test period (samples) below
+    # which a training fails instead of reporting a figure of noise.
+    "ML_GATE_ALPHA": 0.05,
+    "ML_GATE_MIN_ROUND_TRIPS": 20,
+    "ML_MIN_TEST_SAMPLES": 200,
 }
 
 

@@ -16,11 +16,11 @@ from mlmodel.evaluation import (
     EventFn,
     ModelFactory,
     SplitContext,
-    beats,
     walk_forward_evaluate,
     walk_forward_splits_by_rows,
 )
-from mlmodel.report import build_report, render_plots
+from mlmodel.gate import GateConfig, gate_decide
+from mlmodel.report import build_report, json_safe, render_plots
 from mlmodel.training import FrozenModel, LSTMModel, ModelBundle, ProgressFn, TrainConfig, save_artifact
 
 INCUMBENT = "incumbent"
@@ -36,6 +36,7 @@ class PipelineConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baselines: tuple[str, ...] = (PERSISTENCE, "linear_ofi", "gbt")
     plot_format: str = "png"
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 @dataclass
@@ -44,8 +45,8 @@ class PipelineResult:
     plots: dict[str, bytes]
     bundle: ModelBundle | None  # the LSTM of the newest split (trained on the most recent train/val periods)
     artifact: bytes | None
-    promotable: bool  # beats persistence on validation
-    beats_incumbent: bool  # promotable and better than the incumbent on the same test periods
+    promotable: bool  # passes the promotion gate (mlmodel/gate.py)
+    beats_incumbent: bool  # passes it including "not worse than the incumbent on the same test periods"
 
 
 def _baseline_factories(names: tuple[str, ...], seed: int) -> dict[str, ModelFactory]:
@@ -119,8 +120,14 @@ def run_pipeline(
     if bundle is not None:
         training.update({"history": bundle.history, "best_epoch": bundle.best_epoch, "meta": bundle.meta})
     report = build_report(eval_report, outcomes, model="lstm", data=data_info, training=training)
+    # The one promotion gate (mlmodel/gate.py), as nightly retraining applies it.
+    gate = gate_decide(
+        outcomes, candidate="lstm", config=cfg.gate, incumbent=INCUMBENT if incumbent is not None else None
+    )
+    report["gate"] = json_safe({"lstm": gate.to_dict()})
+    report["promotable"] = gate.passed
     if incumbent is not None:
-        report["beats_incumbent"] = beats(eval_report, eval_report, model="lstm", incumbent_model=INCUMBENT)
+        report["beats_incumbent"] = gate.passed
     plots = render_plots(outcomes, model="lstm", fmt=cfg.plot_format) if outcomes else {}
     ok = bool(report["promotable"])
     better = bool(report.get("beats_incumbent", ok))

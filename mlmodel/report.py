@@ -82,9 +82,9 @@ def build_report(
         f"backtest net P&L {s.get('backtest', {}).get('net_pnl', 0.0):,.0f}"
         f" KRW (buy-and-hold {s.get('backtest', {}).get('buy_hold_pnl', 0.0):,.0f}). "
         + (
-            "Beats persistence on validation: promotable."
+            "Beats persistence on validation (the promotion gate, on the test periods, decides)."
             if ok
-            else "Does NOT beat persistence on validation: not promotable."
+            else "Does NOT beat persistence on validation."
         )
     )
     return json_safe(

@@ -29,6 +29,7 @@ from core import realtime
 from core.errors import Conflict, NotFound, ValidationFailed
 from market import dayfiles
 from mlmodel import conf
+from mlmodel.config import training_config
 from mlmodel.models import (
     ModelStatus,
     ModelVersion,
@@ -52,6 +53,11 @@ class TrainingFailed(ValidationFailed):
 # ----------------------------------------------------------------------------- parameters
 
 
+def _default(name: str) -> Callable[[], Any]:
+    """A TrainParams default from the one training config (mlmodel/config.py)."""
+    return lambda: getattr(training_config(), name)
+
+
 @dataclass
 class TrainParams:
     """Everything a training run needs besides the data; stored on the TrainingRun and the ModelVersion."""
@@ -60,26 +66,29 @@ class TrainParams:
     data_dir: str = ""  # empty = settings.MARKET_DATA_DIR
     days: int = field(default_factory=lambda: int(conf.get("ML_TRAIN_DAYS")))
     end_day: str = ""  # ISO date; empty = newest day on disk
-    horizon_s: float = field(default_factory=lambda: float(conf.get("ML_HORIZON_S")))
-    window: int = field(default_factory=lambda: int(conf.get("ML_WINDOW")))
+    horizon_s: float = field(default_factory=_default("horizon_s"))
+    window: int = field(default_factory=_default("window"))
     hidden: int = field(default_factory=lambda: int(conf.get("ML_HIDDEN")))
     layers: int = field(default_factory=lambda: int(conf.get("ML_LAYERS")))
     dropout: float = field(default_factory=lambda: float(conf.get("ML_DROPOUT")))
-    epochs: int = field(default_factory=lambda: int(conf.get("ML_EPOCHS")))
-    patience: int = field(default_factory=lambda: int(conf.get("ML_PATIENCE")))
-    batch_size: int = field(default_factory=lambda: int(conf.get("ML_BATCH_SIZE")))
-    lr: float = field(default_factory=lambda: float(conf.get("ML_LR")))
+    epochs: int = field(default_factory=_default("epochs"))
+    patience: int = field(default_factory=_default("patience"))
+    batch_size: int = field(default_factory=_default("batch_size"))
+    lr: float = field(default_factory=_default("lr"))
     seed: int = field(default_factory=lambda: int(conf.get("ML_SEED")))
     max_samples_per_epoch: int = field(default_factory=lambda: int(conf.get("ML_MAX_SAMPLES_PER_EPOCH")))
-    n_splits: int = field(default_factory=lambda: int(conf.get("ML_N_SPLITS")))
+    n_splits: int = field(default_factory=_default("n_splits"))
     train_stride: int = field(default_factory=lambda: int(conf.get("ML_TRAIN_STRIDE")))
     eval_stride: int = field(default_factory=lambda: int(conf.get("ML_EVAL_STRIDE")))
     baselines: tuple[str, ...] = ("linear_ofi", "gbt")
     device: str = field(default_factory=lambda: str(conf.get("ML_DEVICE")))
-    backtest_threshold: float = field(default_factory=lambda: float(conf.get("ML_BACKTEST_THRESHOLD")))
-    backtest_order_krw: float = field(default_factory=lambda: float(conf.get("ML_BACKTEST_ORDER_KRW")))
-    backtest_latency_ms: int = field(default_factory=lambda: int(conf.get("ML_BACKTEST_LATENCY_MS")))
-    feature_levels: int = 10
+    backtest_threshold: float = field(default_factory=_default("backtest_threshold"))
+    backtest_order_krw: float = field(default_factory=_default("backtest_order_krw"))
+    backtest_latency_ms: int = field(default_factory=_default("backtest_latency_ms"))
+    feature_levels: int = field(default_factory=_default("feature_levels"))
+    gate_alpha: float = field(default_factory=_default("gate_alpha"))
+    gate_min_round_trips: int = field(default_factory=_default("gate_min_round_trips"))
+    min_test_samples: int = field(default_factory=_default("min_test_samples"))
     spikes: bool = True
     promote_if_better: bool = False
     compare_incumbent: bool = True
@@ -115,9 +124,13 @@ class TrainParams:
             "eval_stride",
             "max_samples_per_epoch",
             "feature_levels",
+            "gate_min_round_trips",
+            "min_test_samples",
         ):
             if int(getattr(self, name)) < 1:
                 errors.append(name)
+        if not (0 < self.gate_alpha < 1):
+            errors.append("gate_alpha")
         if not (self.horizon_s > 0 and math.isfinite(self.horizon_s)):
             errors.append("horizon_s")
         if not (0 <= self.dropout < 1):
@@ -533,6 +546,7 @@ def pipeline_run(
     last = [k for k in sorted(outcomes) if "lstm" in outcomes[k]]
     if not last:
         raise TrainingFailed(_("No walk-forward split had enough labelled windows to train on."))
+    _test_sizes_check(eval_report, minimum=params.min_test_samples)
     bundle = outcomes[last[-1]]["lstm"].fitted.bundle
     emit({"stage": "writing report"})
     frame = data.labelled.frame
@@ -552,6 +566,7 @@ def pipeline_run(
     }
     training_info = {"history": bundle.history, "best_epoch": bundle.best_epoch, **bundle.meta}
     report = build_report(eval_report, outcomes, model="lstm", data=data_info, training=training_info)
+    _gate_apply(report, outcomes, params=params, frame=frame, has_incumbent="incumbent" in factories)
     plots = render_plots(outcomes, model="lstm")
     summary = eval_report["summary"]
     metrics = json_safe(
@@ -571,6 +586,68 @@ def pipeline_run(
         train_config=train_cfg,
         metrics=metrics,
     )
+
+
+def _test_sizes_check(eval_report: dict[str, Any], *, minimum: int) -> None:
+    """A test period with fewer labelled samples than ``minimum`` gives a figure of noise: fail with the
+    numbers instead (fewer splits, a shorter window or more days make them larger)."""
+    sizes = [int(s.get("samples", {}).get("test", 0)) for s in eval_report.get("splits", [])]
+    if sizes and min(sizes) < minimum:
+        raise TrainingFailed(
+            _(
+                "Test periods too small: %(sizes)s labelled samples (at least %(min)s needed, "
+                "ML_MIN_TEST_SAMPLES); use more days, fewer splits or a shorter window."
+            )
+            % {"sizes": ", ".join(str(n) for n in sizes), "min": minimum}
+        )
+
+
+def _gate_apply(
+    report: dict[str, Any],
+    outcomes: dict[int, dict[str, Any]],
+    *,
+    params: TrainParams,
+    frame: Any,
+    has_incumbent: bool,
+) -> None:
+    """Run the promotion gate (mlmodel/gate.py) for the LSTM (against the active model and the live feed)
+    and, for the report, for every other model; the LSTM's result decides ``promotable``."""
+    from mlmodel import gate
+    from mlmodel.gate import GateConfig, LiveFit, gate_all, gate_decide
+    from mlmodel.report import json_safe
+
+    gate_cfg = GateConfig(
+        alpha=params.gate_alpha, min_round_trips=params.gate_min_round_trips, baselines=gate.CHEAP_BASELINES
+    )
+    ts = np.asarray(frame.ts, dtype=np.int64)
+    interval_s = float(np.median(np.diff(ts))) / 1000.0 if ts.size > 1 else 1.0
+    overlap = int(math.ceil(params.horizon_s / interval_s)) if interval_s > 0 else 0
+    live = LiveFit(
+        model_levels=params.feature_levels,
+        feed_levels=int(getattr(settings, "MARKET_PREDICTION_LEVELS", 15)),
+        window_rows=params.window,
+        row_interval_s=interval_s,
+        lookback_s=frame.config.lookback_ms / 1000.0,
+        keep_s=float(conf.get("ML_LIVE_KEEP_S")),
+    )
+    results = gate_all(outcomes, config=gate_cfg, label_overlap_rows=overlap)
+    results["lstm"] = gate_decide(
+        outcomes,
+        candidate="lstm",
+        config=gate_cfg,
+        incumbent="incumbent" if has_incumbent else None,
+        label_overlap_rows=overlap,
+        live=live,
+    )
+    lstm = results["lstm"]
+    passed = [n for n, r in results.items() if r.passed]
+    report["gate"] = json_safe({n: r.to_dict() for n, r in results.items()})
+    report["gate_config"] = {**asdict(gate_cfg), "label_overlap_rows": overlap, "row_interval_s": interval_s}
+    report["promotable"] = lstm.passed
+    report["verdict"] = (
+        f"{report.get('verdict', '')} Gate: {'passed' if lstm.passed else 'refused'} - {lstm.reason}."
+        + (f" Would have passed: {', '.join(passed)}." if passed else " No model passed.")
+    ).strip()
 
 
 def model_train(
@@ -767,37 +844,26 @@ def model_retire(*, version: ModelVersion | int, note: str = "") -> ModelVersion
 def promotion_decision(
     *, version: ModelVersion, report: dict[str, Any], incumbent: ModelVersion | None
 ) -> dict[str, Any]:
-    """Apply the promotion rule: the candidate must beat persistence on validation and, when a model is
-    active, beat it on the same walk-forward test (higher net P&L, at least the same directional accuracy)."""
-    from mlmodel.evaluation import beats, promotable
-
-    evaluation = report.get("evaluation", {})
-    summary = evaluation.get("summary", {})
-    cand = summary.get("lstm", {})
+    """Apply the promotion gate (mlmodel/gate.py, run on the walk-forward test in ``pipeline_run``): the
+    candidate must beat persistence and the best cheap baseline with significance, make a positive net
+    P&L over enough round trips, do no worse than the active model on the same periods and fit the live
+    feed. An active model that could not be scored on the same test leaves the choice to an operator."""
+    gate = (report.get("gate") or {}).get("lstm") or {}
     out: dict[str, Any] = {
         "candidate": version.label,
-        "beats_persistence_on_validation": promotable(evaluation, model="lstm"),
-        "candidate_net_pnl": cand.get("backtest", {}).get("net_pnl"),
-        "candidate_dir_acc": cand.get("test", {}).get("dir_acc"),
+        "gate": gate,
+        "candidate_net_pnl": gate.get("net_pnl"),
+        "candidate_round_trips": gate.get("round_trips"),
     }
-    if not out["beats_persistence_on_validation"]:
-        return {**out, "promote": False, "reason": "does not beat persistence on validation"}
-    if incumbent is None:
-        return {**out, "promote": True, "reason": "no active model; beats persistence on validation"}
-    inc = summary.get("incumbent")
-    out["incumbent"] = incumbent.label
-    if not inc or not inc.get("n_splits"):
-        note = report.get("data", {}).get("incumbent_note") or "active model could not be scored"
-        return {**out, "promote": False, "reason": f"{note}; promote by hand after reading the report"}
-    out["incumbent_net_pnl"] = inc.get("backtest", {}).get("net_pnl")
-    out["incumbent_dir_acc"] = inc.get("test", {}).get("dir_acc")
-    ok = beats(evaluation, evaluation, model="lstm", incumbent_model="incumbent")
-    reason = (
-        "beats the active model on the same walk-forward test"
-        if ok
-        else "does not beat the active model on the same walk-forward test (net P&L and directional accuracy)"
-    )
-    return {**out, "promote": ok, "reason": reason}
+    if not gate:
+        return {**out, "promote": False, "reason": "the candidate's report has no gate result"}
+    if incumbent is not None:
+        out["incumbent"] = incumbent.label
+        out["incumbent_net_pnl"] = gate.get("incumbent_net_pnl")
+        if gate.get("incumbent_net_pnl") is None and gate.get("passed"):
+            note = report.get("data", {}).get("incumbent_note") or "active model could not be scored"
+            return {**out, "promote": False, "reason": f"{note}; promote by hand after reading the report"}
+    return {**out, "promote": bool(gate.get("passed")), "reason": str(gate.get("reason", ""))}
 
 
 # ----------------------------------------------------------------------------- training runs
@@ -996,6 +1062,9 @@ def training_run_execute(
                 }
             if decision["promote"]:
                 model_promote(version=result.version, note=f"auto: {decision['reason']}"[:300])
+            else:  # the admin's and /model's version list say why it does not trade
+                result.version.status_note = f"not promoted: {decision['reason']}"[:300]
+                result.version.save(update_fields=["status_note"])
         message = result.report.get("verdict", "")
         if decision:
             message += f"\nPromotion: {'yes' if decision['promote'] else 'no'} - {decision['reason']}."

@@ -44,16 +44,20 @@ class Command(BaseCommand):
             "--market", default="", help="market of the day files (default KRW-ADA with --sample)"
         )
         parser.add_argument("--data-dir", default="", help="day-file root (without --sample)")
-        parser.add_argument("--days", type=int, default=5)
-        parser.add_argument("--horizon", type=float, default=10.0, help="prediction horizon in seconds")
-        parser.add_argument("--window", type=int, default=30)
-        parser.add_argument("--epochs", type=int, default=40)
-        parser.add_argument("--splits", type=int, default=3)
+        # Defaults: the one training config (mlmodel/config.py), the same as train and nightly retraining.
+        parser.add_argument("--days", type=int, default=None, help="last N days (default ML_TRAIN_DAYS)")
+        parser.add_argument("--horizon", type=float, default=None, help="prediction horizon in seconds")
+        parser.add_argument("--window", type=int, default=None, help="snapshots per LSTM input window")
+        parser.add_argument("--epochs", type=int, default=None)
+        parser.add_argument("--splits", type=int, default=None, help="walk-forward splits")
         parser.add_argument(
-            "--threshold-pct", type=float, default=0.05, help="backtest profit threshold in %%"
+            "--threshold-pct",
+            type=float,
+            default=None,
+            help="backtest profit threshold in %% (0.05 = 0.05 %%)",
         )
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--device", default="auto")
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--device", default=None, help="auto | cpu | cuda")
         parser.add_argument(
             "--no-sensitivity",
             dest="sensitivity",
@@ -80,20 +84,22 @@ class Command(BaseCommand):
                 root = o["data_dir"] or str(settings.MARKET_DATA_DIR)
                 source = f"day files under `{root}`"
             try:
+                given = {
+                    "days": o["days"],
+                    "horizon_s": o["horizon"],
+                    "window": o["window"],
+                    "epochs": o["epochs"],
+                    "n_splits": o["splits"],
+                    "seed": o["seed"],
+                    "device": o["device"],
+                    "backtest_threshold": None if o["threshold_pct"] is None else o["threshold_pct"] / 100.0,
+                }
                 params = services.TrainParams.from_dict(
                     {
                         "market": market,
                         "data_dir": root,
-                        "days": o["days"],
-                        "horizon_s": o["horizon"],
-                        "window": o["window"],
-                        "epochs": o["epochs"],
-                        "patience": 6,
-                        "n_splits": o["splits"],
-                        "seed": o["seed"],
-                        "device": o["device"],
-                        "feature_levels": 7 if o["sample"] else 10,
-                        "backtest_threshold": o["threshold_pct"] / 100.0,
+                        **{k: v for k, v in given.items() if v is not None},
+                        **({"feature_levels": 7} if o["sample"] else {}),  # the sample CSV has 7 levels
                         "spikes": False,
                     }
                 )
@@ -224,6 +230,7 @@ class Command(BaseCommand):
         L.append(result.report.get("verdict", "") + "\n")
         lstm, base = summary.get("lstm", {}), summary.get("persistence", {})
         L.append(self._verdict_words(lstm, base, summary, moves, beyond_edge, edge) + "\n")
+        L += self._gate_section(result.report)
         L.append("## Data\n")
         L.append(
             f"- {len(frame):,} order-book snapshots, {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC, "
@@ -380,11 +387,44 @@ class Command(BaseCommand):
             "book, so its P&L includes the full spread and both fees."
         )
         L.append(
-            "- Promotion in production follows the same rule: a model that does not beat persistence on "
-            "validation is never promoted, and a candidate replaces the active model only if it beats it on "
-            "the same walk-forward test (net P&L and directional accuracy)."
+            "- Promotion in production follows the same gate (mlmodel/gate.py) as the table above: nightly "
+            "retraining, Train now, `train --promote-if-better` and the first-model bootstrap promote the "
+            "LSTM only if it passes; otherwise the active model (or none) stays."
         )
         return "\n".join(L) + "\n"
+
+    @staticmethod
+    def _gate_section(report: dict[str, Any]) -> list[str]:
+        """Which model would have passed the promotion gate, with the p-values and the HAC lag."""
+        gate, cfg = report.get("gate") or {}, report.get("gate_config") or {}
+        if not gate:
+            return []
+        L = ["## Promotion gate\n"]
+        L.append(
+            f"One-sided Diebold-Mariano tests on the test periods' squared errors (Newey-West variance, lag "
+            f"{cfg.get('label_overlap_rows', '?')} rows at least: the label overlap), alpha "
+            f"{cfg.get('alpha', '?')}; net P&L after both fees, the full spread and latency > 0 over at "
+            f"least {cfg.get('min_round_trips', '?')} round trips; the LSTM also "
+            "against the active model and the live feed.\n"
+        )
+        L.append(
+            "| model | passes | p vs persistence | p vs best baseline | lag | round trips | net P&L | why |"
+        )
+        L.append("|---|---|---|---|---|---|---|---|")
+        for name in (*MODEL_ORDER, *sorted(set(gate) - set(MODEL_ORDER))):
+            g = gate.get(name)
+            if not g:
+                continue
+            comps = {c["against"]: c for c in g.get("comparisons", [])}
+            p_pers = comps.get("persistence", {}).get("p_value")
+            others = [c for a, c in comps.items() if a != "persistence"]
+            p_best = f"{others[0]['against']} {_f(others[0]['p_value'], '.2g')}" if others else "–"
+            lag = max((int(c.get("lag") or 0) for c in comps.values()), default=0)
+            L.append(
+                f"| {name} | {'yes' if g.get('passed') else 'no'} | {_f(p_pers, '.2g')} | {p_best} | {lag} | "
+                f"{g.get('round_trips', 0)} | {_f(g.get('net_pnl'), ',.0f')} | {g.get('reason', '')} |"
+            )
+        return [*L, ""]
 
     @staticmethod
     def _verdict_words(

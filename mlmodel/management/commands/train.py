@@ -18,9 +18,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--market", default="KRW-BTC")
-        parser.add_argument("--days", type=int, default=None, help="last N days (default ML_TRAIN_DAYS = 5)")
+        parser.add_argument("--days", type=int, default=None, help="last N days (default ML_TRAIN_DAYS)")
         parser.add_argument("--data-dir", default="", help="day-file root (default settings.MARKET_DATA_DIR)")
         parser.add_argument("--end-day", default="", help="YYYY-MM-DD: train on days up to this one")
+        # Unset options take the one training config (mlmodel/config.py), as ml_report and retraining do.
         parser.add_argument("--epochs", type=int, default=None)
         parser.add_argument("--horizon", type=float, default=None, help="prediction horizon in seconds")
         parser.add_argument("--window", type=int, default=None, help="snapshots per LSTM input window")
@@ -33,8 +34,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--promote-if-better",
             action="store_true",
-            help="promote when it beats persistence on validation and the active model on the "
-            "same walk-forward test",
+            help="promote only when it passes the promotion gate (beats persistence and the best cheap "
+            "baseline with significance, positive net P&L over enough round trips, no worse than the active "
+            "model, fits the live feed)",
         )
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(

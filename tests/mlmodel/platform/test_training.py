@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.files.storage import default_storage
 
-from mlmodel import services, tasks
+from mlmodel import gate, services, tasks
 from mlmodel.models import ModelStatus, ModelVersion, TrainingRun, TrainingState
 from mlmodel.training import load_artifact
 from tests.mlmodel.platform.conftest import MARKET, small_params
@@ -60,7 +60,11 @@ def test_model_train_stores_a_candidate_with_artifact_report_and_plots(_ml_env: 
     summary = v.report["evaluation"]["summary"]
     assert {"persistence", "linear_ofi", "lstm"} <= set(summary)
     assert summary["lstm"]["beats_persistence_on_validation"] is True
-    assert v.metrics["promotable"] is True
+    # Promotable only through the gate, whose reason is in the report and its verdict.
+    gate = v.report["gate"]["lstm"]
+    assert v.metrics["promotable"] is gate["passed"] is v.report["promotable"]
+    assert gate["reason"] and gate["reason"] in v.report["verdict"]
+    assert {c["against"] for c in gate["comparisons"]} == {"persistence", "linear_ofi"}
     assert {"pred_vs_realised", "calibration", "equity_split_0", "equity_split_1"} <= set(v.plots)
     assert all(default_storage.exists(p) for p in v.plots.values())
     # The backtest that decides promotion charges the spread the way auto-trading does (the setting).
@@ -133,23 +137,30 @@ def test_nightly_retrain_does_not_promote_a_worse_candidate(_ml_env: dict[str, P
     assert len(runs) == 1 and runs[0].state == TrainingState.SUCCEEDED
     decision = runs[0].decision
     assert decision["promote"] is False
-    assert decision["beats_persistence_on_validation"] is False
+    assert decision["gate"]["checks"]["beats_persistence"] is False
+    assert decision["reason"] == decision["gate"]["reason"] and "persistence" in decision["reason"]
     cand = runs[0].result_version
     assert cand.status == ModelStatus.CANDIDATE
+    assert cand.status_note == f"not promoted: {decision['reason']}"[:300]  # shown in the admin and /model
     assert ModelVersion.objects.get(status=ModelStatus.ACTIVE).pk == good.pk
     # The active model was scored on the same walk-forward test as the candidate.
     assert cand.report["evaluation"]["summary"]["incumbent"]["n_splits"] == 2
 
 
-def test_nightly_retrain_promotes_a_better_candidate(_ml_env: dict[str, Path]):
+def test_nightly_retrain_promotes_a_better_candidate(
+    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+):
     synthetic_days(_ml_env["data"])
+    # This small market's signal is linear in the OFI: ridge-OFI finds it as well as the LSTM, so the gate
+    # would (rightly) refuse it. Without the cheap-baseline bar, the rest of the real gate decides here.
+    monkeypatch.setattr(gate, "CHEAP_BASELINES", ())
     weak = train(lr=0.0).version
     services.model_promote(version=weak)
-    runs = services.nightly_retrain(markets=[MARKET], params=small_params())
+    runs = services.nightly_retrain(markets=[MARKET], params=small_params(gate_min_round_trips=5))
     decision = runs[0].decision
     assert decision["promote"] is True, decision
     assert decision["candidate_net_pnl"] > decision["incumbent_net_pnl"]
-    assert decision["candidate_dir_acc"] >= decision["incumbent_dir_acc"]
+    assert decision["gate"]["checks"]["not_worse_than_active"] is True
     active = ModelVersion.objects.get(status=ModelStatus.ACTIVE)
     assert active.pk == runs[0].result_version_id
     weak.refresh_from_db()
