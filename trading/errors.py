@@ -117,6 +117,24 @@ class ExchangeUnavailable(ServiceUnavailable):
         super().__init__(message or _("The exchange cannot be reached right now. Try again shortly."), **kw)
 
 
+class OrderUnconfirmed(ExchangeUnavailable):
+    """A retry of an order whose first attempt got no answer, while the exchange cannot yet say whether it
+    took it (trading.services.orders): not placed so far, and a new key could place it twice."""
+
+    code = "order_unconfirmed"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(
+            message
+            or _(
+                "The order is not confirmed: the first attempt with this idempotency key got no answer from "
+                "the exchange, and the exchange does not show the order so far. Send it again with the same "
+                "key in a minute or two to learn the outcome; a new key could place it twice."
+            ),
+            **kw,
+        )
+
+
 class ExchangeOrderNotFound(NotFound):
     code = "exchange_order_not_found"
 

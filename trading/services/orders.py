@@ -5,6 +5,14 @@ balance) -> the ``Order`` row is committed as ``pending`` with the idempotency k
 called with that key as Upbit ``identifier`` -> the row is updated from the answer. A crash between the
 commit and the answer leaves a ``pending`` row that ``orders_reconcile`` settles by looking the identifier
 up on the exchange, so an order is never placed twice.
+
+When the exchange gives no answer (503) the outcome is unknown, unless the exchange certainly never took
+the order: the paper exchange runs in our database, so a failure there placed nothing, and a live request
+cannot still be in flight after ``PENDING_GRACE``. A retry with the same key asks the exchange first
+(``_unconfirmed_settle``): known there -> the order as it stands; certainly never placed -> the key is free
+again and this request places it (the identifier, unique forever on Upbit, also keeps a late first attempt
+from ever placing a second one); otherwise 503 ``order_unconfirmed``. A retry never answers "pending" for an
+order nobody took.
 """
 
 from __future__ import annotations
@@ -333,7 +341,13 @@ def order_place(
 
     existing = Order.objects.filter(user=user, idempotency_key=key).first()
     if existing is not None:
-        return _replay(existing, fingerprint)
+        if not _unconfirmed(existing):
+            return _replay(existing, fingerprint)
+        _replay(existing, fingerprint)  # a different request under this key: 409, nothing asked
+        settled = _unconfirmed_settle(order=existing, exchange=_exchange_in(existing.mode, exchange, user))
+        if settled is not None:
+            return settled
+        mode = mode or existing.mode  # never placed: placed now, in the mode of the first attempt
 
     if kill_switch_engaged():
         raise errors.TradingHalted(
@@ -383,6 +397,13 @@ def order_place(
             identifier=key,
         )
     except errors.ExchangeUnavailable as exc:
+        if _forget_if_never_placed(order=order, exchange=exchange):
+            raise errors.ExchangeUnavailable(
+                _(
+                    "The order was not placed: the exchange could not be reached. Nothing is reserved; try "
+                    "again shortly (the same idempotency key may be used)."
+                )
+            ) from exc
         # The outcome is unknown (the request may have reached Upbit): keep ``pending`` for reconciliation.
         Order.objects.filter(pk=order.pk).update(
             error_code=exc.code, error_message=str(exc.message)[:300], submitted_at=timezone.now()
@@ -423,6 +444,65 @@ def order_place(
         rate = Decimal(str(settings.UPBIT_FEE_RATE))
         _live_snapshot_after_resting_order(order=order, snapshot=snapshot, rate=rate)
     return order
+
+
+def _unconfirmed(order: Order) -> bool:
+    """Whether ``order``'s first attempt got no answer from the exchange (its row kept ``pending``)."""
+    return order.state == OrderState.PENDING and order.error_code == errors.ExchangeUnavailable.code
+
+
+def _exchange_in(mode: str, exchange: Exchange | None, user: Any) -> Exchange:
+    if exchange is not None and exchange.mode == mode:
+        return exchange
+    return exchange_for(user=user, mode=mode)
+
+
+def _never_placed(order: Order) -> bool:
+    """Whether an order the exchange does not know can no longer turn up there: the paper exchange stores an
+    order in the call that places it; a live request is over after ``PENDING_GRACE`` (the client's timeouts
+    and retries)."""
+    return order.mode == TradingMode.PAPER or timezone.now() - order.created_at > PENDING_GRACE
+
+
+def _free_key(order: Order) -> bool:
+    """Delete a ``pending`` row nothing was placed for: its key may place the order again."""
+    return Order.objects.filter(pk=order.pk, state=OrderState.PENDING).delete()[0] > 0
+
+
+def _forget_if_never_placed(*, order: Order, exchange: Exchange) -> bool:
+    """Delete ``order``'s ``pending`` row when the exchange does not know it and never will; False when it
+    may still be there or on its way."""
+    if not _never_placed(order):
+        return False
+    try:
+        exchange.get_order(identifier=order.idempotency_key)
+    except errors.ExchangeOrderNotFound:
+        return _free_key(order)
+    except ApplicationError:
+        return False
+    return False
+
+
+def _unconfirmed_settle(*, order: Order, exchange: Exchange) -> Order | None:
+    """A retry of an order whose first attempt got no answer: the order as the exchange knows it, or None when
+    it certainly never took it (the row is gone and the caller places the order). Raises ``OrderUnconfirmed``
+    (503, with the order's id) while that cannot be told yet."""
+    try:
+        answer = exchange.get_order(identifier=order.idempotency_key)
+    except errors.ExchangeOrderNotFound:
+        if _never_placed(order) and _free_key(order):
+            return None
+    except (errors.ExchangeUnavailable, errors.ExchangeRateLimited):
+        pass
+    else:
+        return order_apply_exchange_state(order=order, answer=answer)
+    try:
+        order.refresh_from_db()
+    except Order.DoesNotExist:
+        return None  # a concurrent retry found it never placed and freed the key
+    if not _unconfirmed(order):  # settled meanwhile (reconciliation, a concurrent retry)
+        return _replay(order, order.request_fingerprint)
+    raise errors.OrderUnconfirmed(extra={"order_id": order.pk})
 
 
 def _replay(existing: Order, fingerprint: str) -> Order:
