@@ -296,3 +296,25 @@ def test_days_split_at_kst_midnight(tmp_path: Path) -> None:
     assert result.days == [dt.date(2023, 11, 15), dt.date(2023, 11, 16)]
     for day in result.days:
         assert dayfiles.read_day(tmp_path / "data", "orderbook", "KRW-TEST", day).num_rows == 2
+
+
+def test_train_and_ml_report_read_what_it_wrote(tmp_path: Path) -> None:
+    """``train`` and ``ml_report`` pick days with ``training_days_select``, read them with ``_load_days``."""
+    from mlmodel import services
+
+    cols = _book(40)
+    cols["ts"] = [T0 + s * 15_000 for s in range(40)]  # one snapshot every 15 s
+    trades = _write(tmp_path / "t.csv", {"ts": [T0 + 7_000], "price": [1001.0], "volume": [2.0]})
+    _import(tmp_path, _write(tmp_path / "b.csv", cols), trades, segment_gap_s=20.0)
+    params = services.TrainParams(
+        market="KRW-TEST", data_dir=str(tmp_path / "data"), days=2, feature_levels=LEVELS, horizon_s=15.0
+    )
+    selection = services.training_days_select(params)
+    assert selection.days == [DAY]
+    data = services._load_days(params.root, "KRW-TEST", selection.days, params)
+    frame = data.labelled.frame
+    assert len(frame) == 40 and frame.config.max_gap_ms == 20_000
+    assert (
+        int(frame.segment.max()) == 0
+    )  # 15 s apart is one segment with a 20 s gap (split with today's 10 s)
+    assert np.isfinite(data.labelled.y).sum() > 30
