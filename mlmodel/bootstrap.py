@@ -176,6 +176,14 @@ def model_bootstrap_params(*, recorded: Recorded) -> dict[str, Any]:
     }
 
 
+def _enough_test_samples(recorded: Recorded, params: dict[str, Any]) -> bool:
+    """Each walk-forward test block must hold ML_MIN_TEST_SAMPLES labelled windows (the pipeline's rule)."""
+    test_rows = recorded.rows / (4 + int(params["n_splits"]))
+    labelled = test_rows - int(params["window"]) - float(params["horizon_s"]) * recorded.rate_hz
+    minimum = getattr(settings, "ML_MIN_TEST_SAMPLES", conf.DEFAULTS.get("ML_MIN_TEST_SAMPLES", 200))
+    return labelled >= int(minimum)
+
+
 @dataclass(frozen=True)
 class BootstrapOutcome:
     market: str
@@ -233,6 +241,9 @@ def _check_market(market: str, recorded: Recorded) -> BootstrapOutcome:
             row.save(update_fields=["collected_s", "rows", "checked_at"])
             return BootstrapOutcome(market, "collecting", recorded.seconds, needed)
         params = model_bootstrap_params(recorded=recorded)
+        if not _enough_test_samples(recorded, params):  # a run would only fail "test periods too small"
+            row.save(update_fields=["collected_s", "rows", "checked_at"])
+            return BootstrapOutcome(market, "collecting", recorded.seconds, needed)
         run = services.training_run_start(market=market, params=params, trigger=TrainingTrigger.BOOTSTRAP)
         row.attempts += 1
         row.last_run = run
