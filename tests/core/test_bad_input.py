@@ -193,3 +193,22 @@ def test_a_logged_in_browser_without_the_csrf_token_is_still_a_403() -> None:
         content_type="application/json",
     )
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("amount", "korean"),
+    [
+        ("５０００", "숫자는 0-9와 소수점만으로 입력하세요."),
+        ("-5000", "금액은 부호 없이 0-9 숫자와 소수점만으로 입력하세요."),
+    ],
+)
+def test_the_digits_rule_speaks_the_users_language(api_user: APIClient, amount: str, korean: str) -> None:
+    response = api_user.post(
+        "/api/trading/orders/buy/",
+        data={"market": "KRW-BTC", "amount_krw": amount},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="ko",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["amount_krw"] == [korean]
