@@ -1,0 +1,281 @@
+"""Paper trading throughput: fills from the collector's live book vs a REST order book per fill.
+
+    .venv/bin/python bench/bench_paper.py [--orders 600] [--rest-orders 150] [--users 20] [--redis URL]
+
+Starts, on free ports, the Upbit simulator (its own process, Upbit's quotation rate limits on), the collector
+(`manage.py collect`, streaming the simulator's KRW-BTC book and publishing it as in production) and two
+uvicorn web servers on one SQLite database: one as configured (PAPER_BOOK_MAX_AGE_MS=2000: the live book),
+one with PAPER_BOOK_MAX_AGE_MS=0 (a REST /v1/orderbook per fill, the path before issue 13) as the baseline.
+20 users with API tokens each send market buys (6,000 KRW) back to back over HTTP, all at once. Prints
+orders/s, p50/p99 latency, refused (429) and failed answers, the simulator's order-book requests and 429s,
+which book the orders used, and the ledger check (per user: KRW == start - sum of fills and fees, BTC ==
+sum of filled volume, the order's fills == the paper ledger). Embedded default (in-memory channel layer,
+relay to the web process); with --redis (or REDIS_URL) the same again on Redis (cache, channel layer,
+broker): there the web process reads the book the fan-out wrote to the shared cache.
+Targets: >= 300 orders/s, p99 <= 50 ms, 0 upstream 429s, 0 ledger differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+START_KRW = Decimal("10000000")
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def _users(n: int, tag: str) -> list[tuple[Any, str]]:
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import User
+
+    out = []
+    for i in range(n):
+        u = User.objects.create_user(username=f"{tag}{i}", email=f"{tag}{i}@example.com", password="x" * 12)
+        out.append((u, Token.objects.create(user=u).key))
+    return out
+
+
+def _sim_state(base: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(f"{base}/_sim/state", timeout=10).json()
+
+
+def _run_load(url: str, users: list[tuple[Any, str]], orders: int) -> dict[str, Any]:
+    """Every user sends its share of market buys back to back; all users at once."""
+    import httpx
+
+    per_user = max(1, orders // len(users))
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    sources: dict[str, int] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(users) + 1)
+
+    def worker(token: str) -> None:
+        mine: list[float] = []
+        my_codes: dict[int, int] = {}
+        my_sources: dict[str, int] = {}
+        with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=30) as client:
+            barrier.wait()
+            for _ in range(per_user):
+                t0 = time.perf_counter()
+                r = client.post(
+                    "/api/trading/orders/buy/",
+                    json={"market": "KRW-BTC", "amount_krw": "6000"},
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
+                mine.append((time.perf_counter() - t0) * 1000)
+                my_codes[r.status_code] = my_codes.get(r.status_code, 0) + 1
+                if r.status_code == 201:
+                    src = r.json()["order"].get("book_source") or "?"
+                    my_sources[src] = my_sources.get(src, 0) + 1
+        with lock:
+            latencies.extend(mine)
+            for k, v in my_codes.items():
+                codes[k] = codes.get(k, 0) + v
+            for k, v in my_sources.items():
+                sources[k] = sources.get(k, 0) + v
+
+    threads = [threading.Thread(target=worker, args=(tok,)) for _u, tok in users]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ok = codes.get(201, 0)
+    return {
+        "orders": sum(codes.values()),
+        "ok": ok,
+        "per_s": ok / wall,
+        "p50": statistics.median(latencies),
+        "p99": pct(latencies, 99),
+        "codes": codes,
+        "sources": sources,
+    }
+
+
+def _ledger_differences(users: list[tuple[Any, str]]) -> int:
+    from trading.models import Fill, PaperBalance, PaperTrade
+
+    bad = 0
+    for user, _tok in users:
+        trades = list(PaperTrade.objects.filter(order__user=user).select_related("order"))
+        spent = sum((t.funds + t.fee for t in trades if t.order.side == "bid"), Decimal(0))
+        got = sum((t.funds - t.fee for t in trades if t.order.side == "ask"), Decimal(0))
+        coins = sum((t.volume if t.order.side == "bid" else -t.volume for t in trades), Decimal(0))
+        bal = {b.currency: b for b in PaperBalance.objects.filter(user=user)}
+        krw = bal["KRW"].balance + bal["KRW"].locked if "KRW" in bal else START_KRW
+        btc = bal["BTC"].balance + bal["BTC"].locked if "BTC" in bal else Decimal(0)
+        fills = sorted((f.price, f.volume, f.funds, f.fee) for f in Fill.objects.filter(order__user=user))
+        ledger = sorted((t.price, t.volume, t.funds, t.fee) for t in trades)
+        bad += int(krw != START_KRW - spent + got) + int(btc != coins) + int(fills != ledger)
+    return bad
+
+
+def _wait_live(url: str, token: str, timeout: float = 120.0) -> str:
+    """Place buys until one is priced on the live book (the collector's stream has reached the web)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    src = "?"
+    while time.monotonic() < deadline:
+        r = httpx.post(
+            f"{url}/api/trading/orders/buy/",
+            json={"market": "KRW-BTC", "amount_krw": "6000"},
+            headers={"Authorization": f"Token {token}", "Idempotency-Key": uuid.uuid4().hex},
+            timeout=30,
+        )
+        if r.status_code == 201:
+            src = r.json()["order"]["book_source"]
+            if src == "live":
+                return src
+        time.sleep(0.5)
+    return src
+
+
+def run_backend(name: str, redis_url: str, tmp: Path, args: argparse.Namespace, env0: dict[str, str]) -> None:
+    from tests.live import asgi_server_args, free_port, running, wait_for_http, wait_for_port
+
+    sim_port, live_port, rest_port = free_port(), free_port(), free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    env = dict(env0)
+    env.update(
+        UPBIT_REST_URL=sim_url,
+        UPBIT_WS_URL=f"ws://127.0.0.1:{sim_port}/websocket/v1",
+        REALTIME_RELAY_URL=f"http://127.0.0.1:{live_port}/internal/realtime/",
+        MARKET_DATA_DIR=str(tmp / f"data-{name}"),
+        MARKET_CODES="KRW-BTC",
+    )
+    env.pop("REDIS_URL", None)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    logs = tmp / f"logs-{name}"
+    logs.mkdir(exist_ok=True)
+    sim_args = [
+        PYTHON,
+        "manage.py",
+        "upbit_sim",
+        "--port",
+        str(sim_port),
+        "--markets",
+        "KRW-BTC",
+        "--seed",
+        "7",
+    ]
+    collect = [PYTHON, "manage.py", "collect", "--markets", "KRW-BTC", "--no-predictions"]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(running(sim_args, env=env, log_path=logs / "sim.log"))
+        wait_for_port(sim_port, timeout=120)
+        live_env = {**env, "PAPER_BOOK_MAX_AGE_MS": "2000", "OBSERVATOR_ROLE": "web"}
+        rest_env = {**env, "PAPER_BOOK_MAX_AGE_MS": "0", "OBSERVATOR_ROLE": "web"}
+        stack.enter_context(
+            running(asgi_server_args(live_port), env=live_env, log_path=logs / "web-live.log")
+        )
+        stack.enter_context(
+            running(asgi_server_args(rest_port), env=rest_env, log_path=logs / "web-rest.log")
+        )
+        coll_env = {**env, "OBSERVATOR_ROLE": "collector"}
+        stack.enter_context(running(collect, env=coll_env, log_path=logs / "collector.log"))
+        live_url, rest_url = f"http://127.0.0.1:{live_port}", f"http://127.0.0.1:{rest_port}"
+        wait_for_http(f"{live_url}/healthz", timeout=180)
+        wait_for_http(f"{rest_url}/healthz", timeout=180)
+
+        rest_users = _users(args.users, f"r{name}")
+        live_users = _users(args.users, f"l{name}")
+        # Baseline: a REST order book per fill, as before (Upbit's quotation limit applies to it).
+        before = _sim_state(sim_url)
+        rest = _run_load(rest_url, rest_users, args.rest_orders)
+        mid = _sim_state(sim_url)
+        first = _wait_live(live_url, live_users[0][1])
+        mid = _sim_state(sim_url)
+        live = _run_load(live_url, live_users, args.orders)
+        after = _sim_state(sim_url)
+
+    def upstream(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int]:
+        req = b["requests"].get("orderbook", 0) - a["requests"].get("orderbook", 0)
+        return req, b["refused"].get("orderbook", 0) - a["refused"].get("orderbook", 0)
+
+    rest_up, live_up = upstream(before, mid), upstream(mid, after)
+    rest_bad, live_bad = _ledger_differences(rest_users), _ledger_differences(live_users)
+    print(f"\n== {name} ({'Redis' if redis_url else 'embedded: in-memory layer + relay, SQLite'}) ==")
+    if first != "live":
+        print(f"   the live book never reached the web server (last order used {first!r}); see {logs}")
+    for label, r, up, bad in (
+        ("REST book per fill", rest, rest_up, rest_bad),
+        ("live book", live, live_up, live_bad),
+    ):
+        print(
+            f"{label:<20} {r['ok']:>5}/{r['orders']:<5} placed  {r['per_s']:7.1f} orders/s  "
+            f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  answers {r['codes']}  books {r['sources']}  "
+            f"upstream /v1/orderbook {up[0]} (429: {up[1]})  ledger differences {bad}"
+        )
+    print(
+        f"ratio live/REST: {live['per_s'] / max(rest['per_s'], 1e-9):.1f}x orders/s, "
+        f"p99 {rest['p99'] / max(live['p99'], 1e-9):.1f}x lower"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=600)
+    parser.add_argument("--rest-orders", type=int, default=150, help="baseline orders (slow: ~10/s)")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", ""), help="also run on this Redis")
+    parser.add_argument("--only-redis", action="store_true")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-paper-"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "observator.settings.test"
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/bench.sqlite3"
+    os.environ["OBSERVATOR_VAR_DIR"] = str(tmp)
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ.pop("REDIS_URL", None)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    env0 = dict(os.environ)
+    env0["SECRET_KEY"] = settings.SECRET_KEY
+    env0["FIELD_ENCRYPTION_KEYS"] = ",".join(settings.FIELD_ENCRYPTION_KEYS)
+    env0["PAPER_STARTING_KRW"] = str(START_KRW)
+    env0["PYTHONUNBUFFERED"] = "1"
+    print(f"{args.users} users, market buys of 6,000 KRW; temporary files in {tmp}")
+    if not args.only_redis:
+        run_backend("embedded", "", tmp, args, env0)
+    if args.redis:
+        import redis
+
+        redis_url = args.redis.rsplit("/", 1)[0] + "/13"  # a database of its own, emptied first
+        redis.Redis.from_url(redis_url).flushdb()
+        run_backend("redis", redis_url, tmp, args, env0)
+
+
+if __name__ == "__main__":
+    main()
