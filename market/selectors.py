@@ -279,12 +279,18 @@ def _remembered(key: str, ttl: int, fetch: Callable[[], dict[str, Any]]) -> dict
         try:
             value = fetch()
         except Exception as exc:  # noqa: BLE001 - any failure of an outside source is "stale", never a 500
-            logger.warning(
-                "feed %s failed: %s", key, exc if isinstance(exc, feeds.FeedError) else type(exc).__name__
-            )
+            reason = exc if isinstance(exc, feeds.FeedError) else type(exc).__name__
+            # A dead source is logged once when it goes down and once when it is back (offline, every
+            # feed fails every ttl: the repeats would fill the console); the repeats at DEBUG.
+            if cache.add(f"{key}:down", str(reason), _LAST_GOOD_TTL):
+                logger.warning("feed %s unavailable: %s (logged again when it is back)", key, reason)
+            else:
+                logger.debug("feed %s still unavailable: %s", key, reason)
             cache.set(f"{key}:failed", str(exc), ttl)
         else:
             cache.set(key, {"value": value, "fetched": now}, _LAST_GOOD_TTL)
+            if cache.delete(f"{key}:down"):
+                logger.warning("feed %s is back", key)
             return {**value, "stale": False}
     if entry:
         return {**entry["value"], "stale": True}

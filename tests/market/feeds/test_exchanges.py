@@ -130,3 +130,35 @@ def test_premium_arithmetic_is_decimal_exact() -> None:
     assert feeds.premium_pct(Decimal("99"), Decimal("100")) == Decimal("-1.00")
     assert feeds.to_krw(Decimal("0.1"), Decimal("3")) == Decimal("0")  # 0.3 KRW rounds to 0
     assert feeds.to_krw(Decimal("0.5"), Decimal("1")) == Decimal("1")  # half up
+
+
+def test_an_offline_source_is_logged_once_when_it_fails_and_once_when_it_is_back(
+    world: FakeHttp, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    def warnings_about(key: str) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.WARNING and r.name == "market.selectors" and key in r.getMessage()
+        ]
+
+    caplog.set_level(logging.DEBUG, logger="market.selectors")
+    good = world.routes["/api/v3/ticker/price"]
+    world.routes["/api/v3/ticker/price"] = (500, "text/plain", b"boom")
+    for _ in range(5):  # offline: every poll fails (the cache TTL is 0 here, as if 30 s had passed)
+        selectors.exchanges_btc_get()
+    assert len(warnings_about("binance")) == 1 and "unavailable" in warnings_about("binance")[0]
+    assert (
+        sum("still unavailable" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG) >= 4
+    )
+    world.routes["/api/v3/ticker/price"] = good
+    for _ in range(3):
+        selectors.exchanges_btc_get()
+    assert len(warnings_about("binance")) == 2 and "is back" in warnings_about("binance")[1]
+    world.routes["/api/v3/ticker/price"] = (500, "text/plain", b"boom")
+    selectors.exchanges_btc_get()
+    selectors.exchanges_btc_get()
+    assert len(warnings_about("binance")) == 3  # a new outage is a new state change
+    assert not warnings_about("bitflyer")  # the healthy sources say nothing
