@@ -62,5 +62,9 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     )
 
 
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"error": {"code": "not_found", "message": "No such API endpoint."}}, status=404)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     return _api_error(request, 500, "server_error", "Server error.") or defaults.server_error(request)

@@ -3,8 +3,10 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core import views as core_views
 
 api_patterns = [
     path("", include("accounts.api.urls")),
@@ -19,6 +21,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include(api_patterns)),
+    # Any other /api/.../ path (an id past the database's range included) is a JSON 404, with DEBUG on too.
+    re_path(r"^api/.+/$", core_views.api_not_found),
     path("", include("core.urls")),
     path("", include("accounts.urls")),
     path("", include("market.urls")),

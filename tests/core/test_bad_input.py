@@ -212,3 +212,13 @@ def test_the_digits_rule_speaks_the_users_language(api_user: APIClient, amount: 
     )
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["amount_krw"] == [korean]
+
+
+@pytest.mark.django_db
+def test_unknown_api_paths_are_a_json_404_with_debug_on_too(api_user: APIClient, settings) -> None:  # noqa: ANN001
+    settings.DEBUG = True  # the local default: Django would answer its HTML debug page
+    for path in ["/api/nope/", "/api/trading/orders/99999999999999999999/", "/api/trading/orders/x/"]:
+        response = api_user.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    assert api_user.get("/api/trading/orders").status_code == 301  # APPEND_SLASH still redirects
