@@ -92,23 +92,39 @@ class PaperExchange:
             if b.currency == "KRW" or b.balance > 0 or b.locked > 0
         ]
 
+    def _balances_of(self, currencies: list[str]) -> dict[str, Balance]:
+        """The account's rows of these currencies in one query (zero where it has none); the KRW account is
+        opened on first use."""
+        rows = {b.currency: b for b in PaperBalance.objects.filter(user=self.user, currency__in=currencies)}
+        if "KRW" in currencies and "KRW" not in rows:
+            paper_account_ensure(user=self.user)
+            rows = {
+                b.currency: b for b in PaperBalance.objects.filter(user=self.user, currency__in=currencies)
+            }
+        out = {}
+        for c in currencies:
+            b = rows.get(c)
+            out[c] = (
+                Balance(currency=c, balance=b.balance, locked=b.locked, avg_buy_price=b.avg_buy_price)
+                if b is not None
+                else Balance(currency=c, balance=ZERO, locked=ZERO, avg_buy_price=ZERO)
+            )
+        return out
+
     def _balance(self, currency: str) -> Balance:
-        paper_account_ensure(user=self.user)
-        b = PaperBalance.objects.filter(user=self.user, currency=currency).first()
-        if b is None:
-            return Balance(currency=currency, balance=ZERO, locked=ZERO, avg_buy_price=ZERO)
-        return Balance(currency=currency, balance=b.balance, locked=b.locked, avg_buy_price=b.avg_buy_price)
+        return self._balances_of([currency])[currency]
 
     def order_chance(self, *, market: str) -> OrderChance:
         quote, base = market.split("-", 1)
+        bals = self._balances_of([quote, base])
         return OrderChance(
             market=market,
             bid_fee=fee_rate(),
             ask_fee=fee_rate(),
             min_total=min_total(),
             max_total=MAX_ORDER_TOTAL_KRW,
-            bid_balance=self._balance(quote),
-            ask_balance=self._balance(base),
+            bid_balance=bals[quote],
+            ask_balance=bals[base],
         )
 
     def get_order(self, *, uuid: str | None = None, identifier: str | None = None) -> ExchangeOrder:
@@ -146,7 +162,7 @@ class PaperExchange:
         # The book is read before any lock is taken: a slow market-data call must not hold row locks.
         book = self.book_source(market)
         now_ms = int(time.time() * 1000)
-        paper_account_ensure(user=self.user)
+        made: list[PaperTrade] = []
         try:
             with transaction.atomic():
                 bals = _lock_balances(self.user, [quote, base])
@@ -194,7 +210,7 @@ class PaperExchange:
                 fills = _taker_fills(order, book)
                 ts = timezone.now()
                 for fprice, fvol in fills:
-                    _apply_fill(order, krw, coin, fprice, fvol, is_maker=False, at=ts, rate=rate)
+                    made.append(_apply_fill(order, krw, coin, fprice, fvol, is_maker=False, at=ts, rate=rate))
                 if ord_type in ("price", "market") or order.remaining_volume == 0:
                     _close(order, krw, coin, "done" if _fully_filled(order) else "cancel")
                 order.save()
@@ -203,7 +219,7 @@ class PaperExchange:
         except IntegrityError:
             # Upbit refuses a reused identifier (unique forever per account); so does the paper exchange.
             raise errors.ExchangeRejected(_("This order identifier was already used.")) from None
-        return _wire(order, with_trades=True)
+        return _wire(order, with_trades=True, trades=made)  # its trades are the ones just made: no re-read
 
     def cancel_order(self, *, uuid: str | None = None, identifier: str | None = None) -> ExchangeOrder:
         found = self._find(uuid=uuid, identifier=identifier)
@@ -244,14 +260,26 @@ def _check_total(total: Decimal, side: str) -> None:
 
 
 def _lock_balances(user: Any, currencies: list[str]) -> dict[str, PaperBalance]:
+    """Lock the account's rows of these currencies (in a fixed order), opening missing ones first: KRW with
+    the starting balance, others at zero."""
+
+    def locked() -> dict[str, PaperBalance]:
+        rows = (
+            PaperBalance.objects.select_for_update()
+            .filter(user=user, currency__in=currencies)
+            .order_by("currency")
+        )
+        return {b.currency: b for b in rows}
+
+    rows = locked()
+    if len(rows) == len(set(currencies)):
+        return rows  # the common case: one query
     for c in currencies:
-        PaperBalance.objects.get_or_create(user=user, currency=c)
-    rows = (
-        PaperBalance.objects.select_for_update()
-        .filter(user=user, currency__in=currencies)
-        .order_by("currency")
-    )
-    return {b.currency: b for b in rows}
+        if c == "KRW":
+            paper_account_ensure(user=user)
+        else:
+            PaperBalance.objects.get_or_create(user=user, currency=c)
+    return locked()
 
 
 def _taker_fills(order: PaperOrder, book: Book) -> list[tuple[Decimal, Decimal]]:
@@ -273,7 +301,7 @@ def _apply_fill(
     is_maker: bool,
     at: dt.datetime,
     rate: Decimal,
-) -> None:
+) -> PaperTrade:
     funds = price * volume
     fee = matching.fee_for(funds, rate)
     if order.side == "bid":
@@ -309,7 +337,7 @@ def _apply_fill(
         order.remaining_volume -= volume
     if order.pk is None:
         order.save()
-    PaperTrade.objects.create(
+    return PaperTrade.objects.create(
         order=order,
         uuid=str(uuid_mod.uuid4()),
         price=price,
@@ -391,14 +419,14 @@ def paper_match_market(
     return changed
 
 
-def _wire(order: PaperOrder, *, with_trades: bool) -> ExchangeOrder:
-    trades = None
+def _wire(order: PaperOrder, *, with_trades: bool, trades: list[PaperTrade] | None = None) -> ExchangeOrder:
+    wired = None
     if with_trades:
-        trades = [
+        wired = [
             ExchangeTrade(
                 uuid=t.uuid, price=t.price, volume=t.volume, funds=t.funds, created_at=t.created_at, fee=t.fee
             )
-            for t in order.trades.all()
+            for t in (trades if trades is not None else order.trades.all())
         ]
     return ExchangeOrder(
         uuid=order.uuid,
@@ -413,7 +441,7 @@ def _wire(order: PaperOrder, *, with_trades: bool) -> ExchangeOrder:
         executed_volume=order.executed_volume,
         paid_fee=order.paid_fee,
         executed_funds=order.executed_funds,
-        trades=trades,
+        trades=wired,
         created_at=order.created_at,
         book_source=order.book_source,
         book_age_ms=order.book_age_ms,
