@@ -6,12 +6,13 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
+from core.streaming import asgi_streaming
 from mlmodel import selectors
 from mlmodel.models import ModelStatus, ModelVersion
 from mlmodel.report import localized_plot_name
@@ -91,7 +92,7 @@ def model_report(request: HttpRequest, version_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def model_plot(request: HttpRequest, version_id: int, name: str) -> FileResponse:
+def model_plot(request: HttpRequest, version_id: int, name: str) -> HttpResponseBase:
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None or not (request.user.is_staff or version.status == ModelStatus.ACTIVE):
         raise Http404
@@ -103,4 +104,4 @@ def model_plot(request: HttpRequest, version_id: int, name: str) -> FileResponse
     response = FileResponse(default_storage.open(path, "rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     patch_vary_headers(response, ("Cookie", "Accept-Language"))  # the same URL in the reader's language
-    return response
+    return asgi_streaming(request, response)

@@ -42,7 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.streaming.WhiteNoiseMiddleware",  # WhiteNoise, streamed asynchronously under ASGI
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -186,6 +186,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="OBservator <no-reply@obs
 
 # --- Redis: cache, channel layer, Celery -----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
+# /metrics answers loopback peers, and others that send "Authorization: Bearer <METRICS_TOKEN>" (docs/ops).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
