@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.utils.translation import gettext_lazy as _
+
+logger = logging.getLogger(__name__)
 
 CLOSE_INVALID_INPUT = 4400  # unknown market, malformed path
 CLOSE_UNAUTHENTICATED = 4401  # no session (or it expired)
@@ -97,7 +100,11 @@ class SessionWatchMixin:
         scope = self.scope  # type: ignore[attr-defined]
         user, session = scope.get("user"), scope.get("session")
         key = getattr(session, "session_key", None)
-        user_id = await database_sync_to_async(session_user_id)(key)
+        try:
+            user_id = await database_sync_to_async(session_user_id)(key)
+        except Exception:  # a database or cache blip must not log anyone out (nor crash the socket)
+            logger.warning("session re-check failed; keeping the socket open", exc_info=True)
+            return True
         return user is not None and user_id is not None and user_id == user.pk
 
     async def session_check(self) -> bool:
