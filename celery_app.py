@@ -15,3 +15,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Market feeds (news) keep their tasks in market/tasks_feeds.py, registered as market.tasks.*.
 app.autodiscover_tasks(related_name="tasks_feeds")
+
+# Task failures/successes, worker and beat heartbeats (core/metrics.py, docs/ops/runbook.md).
+from core.metrics import celery_signals_connect  # noqa: E402
+
+celery_signals_connect()

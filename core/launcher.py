@@ -332,6 +332,13 @@ def forwarded_args(trusted_proxies: Sequence[str]) -> list[str]:
     return ["--proxy-headers", "--forwarded-allow-ips", ",".join(trusted_proxies)]
 
 
+def metrics_dir(port: int) -> str:
+    """The stack's prometheus multiprocess folder: ``var/metrics/<web port>``."""
+    from observator.env import VAR_DIR
+
+    return str(VAR_DIR / "metrics" / str(port))
+
+
 def build_specs(
     *,
     host: str,
@@ -353,6 +360,9 @@ def build_specs(
     shared: dict[str, str] = {
         "REALTIME_RELAY_URL": f"http://127.0.0.1:{port}/internal/realtime/",
         "LOG_LEVEL": log_level,
+        # One folder per stack for prometheus-client's multiprocess files (core/metrics.py); runstack
+        # empties it before the children start.
+        "PROMETHEUS_MULTIPROC_DIR": os.environ.get("PROMETHEUS_MULTIPROC_DIR") or metrics_dir(port),
     }
     chatty = verbose(log_level)
     specs: list[ProcessSpec] = []

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core import metrics
 from market import batchwire
 from market.dayfiles import DEFAULT_LEVELS, DayFileWriter, last_recorded_ts
 from market.upbit.records import OrderbookRecord, Record, TickerRecord, TradeRecord
@@ -120,6 +121,7 @@ class Collector:
 
     # -- hot path ------------------------------------------------------------------------------------
     def handle_records(self, records: list[Record]) -> None:
+        metrics.collector_records(records)
         writer, fanout, batcher = self.writer, self.fanout, self.batcher
         feed = self.prediction_sink is not None
         last_book = self._last_book_ts
@@ -157,6 +159,7 @@ class Collector:
 
     def handle_gap(self, code: str, ts_start: int, ts_end: int, reason: str, detail: str) -> None:
         self.counts["gap"] += 1
+        metrics.collector_gap(code, ts_start, ts_end, reason)
         self.writer.add_gap(code, ts_start, ts_end, reason, detail)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -208,6 +211,7 @@ class Collector:
                 self.writer.tick()
             except Exception:  # noqa: BLE001 - e.g. disk full: keep streaming, retry at the next tick
                 logger.exception("collector: writing day files failed")
+            metrics.collector_observe(self)  # at most once a second; also the collector's heartbeat
             now = time.monotonic()
             if now - last_prediction >= self.prediction_interval:
                 last_prediction = now

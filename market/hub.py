@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from core import metrics
 from market.fanout import group_name
 from market.livebook import livebook_record
 
@@ -106,6 +107,7 @@ class MarketHub:
     async def subscribe(self, market: str, sub: Subscriber) -> None:
         subs = self._subs.setdefault(market, set())
         subs.add(sub)
+        metrics.fanout_clients(self.subscriber_count())
         if self.layer is None:
             return
         if market not in self._receivers:
@@ -125,6 +127,7 @@ class MarketHub:
         if not subs:
             return
         subs.discard(sub)
+        metrics.fanout_clients(self.subscriber_count())
         if subs:
             return
         del self._subs[market]
@@ -197,6 +200,7 @@ class MarketHub:
         if not subs:
             return
         frame = dumps({"type": kind, "market": market, "data": data})
+        metrics.fanout_lag(kind, data)
         for sub in subs:
             sub.offer(kind, frame)
 

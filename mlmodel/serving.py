@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
-from core import realtime
+from core import metrics, realtime
 from market import batchwire
 from market.batchwire import PackedBatch
 from mlmodel import conf, lstm_kernel
@@ -102,6 +102,7 @@ class Server:
             ok, preds = live_predictions(self.state, loaded.spec, loaded.predictor, midx)
         return {int(m): float(v) for m, v in zip(midx[ok], preds, strict=True)}
 
+    @metrics.timed(metrics.PREDICTION_SECONDS)
     def ingest(self, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         from mlmodel.selectors import model_active_map
 

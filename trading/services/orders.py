@@ -32,6 +32,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core import metrics
 from core.errors import ApplicationError, NotFound
 from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, VOLUME_QUANTUM, is_on_tick
 from trading import errors, marketdata
@@ -313,6 +314,7 @@ def _funds_check(*, req: OrderRequest, profile: Any, quote: Balance, base: Balan
 # ----------------------------------------------------------------------------------------------------------
 
 
+@metrics.order_place_observed  # placed / rejected by code, ack latency (core/metrics.py)
 def order_place(
     *,
     user: Any,

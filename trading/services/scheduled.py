@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core import metrics
 from core.errors import ApplicationError, NotFound, ValidationFailed
 from trading import errors, marketdata
 from trading.models import OrderSource, OrderState, ScheduledOrder, ScheduledState, TriggerType
@@ -267,6 +268,7 @@ def scheduled_order_fire(*, scheduled_order_id: int) -> ScheduledOrder:
     if so.state != ScheduledState.FIRING:
         return so
     now = timezone.now()
+    metrics.scheduled_fire_delay(so, now)
     try:
         order = order_place(
             user=so.user,

@@ -12,7 +12,7 @@ from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError
 
 from celery_app import app as celery_app
-from core import launcher
+from core import launcher, metrics
 from core.tasks import PING
 
 
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.WARNING("Upbit cannot be reached: falling back to the local Upbit simulator.")
                 )
-        specs, _ = launcher.build_specs(
+        specs, shared = launcher.build_specs(
             host=opts["host"],
             port=opts["port"],
             simulate=simulate,
@@ -59,6 +59,7 @@ class Command(BaseCommand):
             log_level=log_level,
             trusted_proxies=settings.TRUSTED_PROXIES,
         )
+        metrics.metrics_dir_prepare(shared["PROMETHEUS_MULTIPROC_DIR"])
         local = "127.0.0.1" if opts["host"] in ("0.0.0.0", "::", "") else opts["host"]
         ready = launcher.readiness(
             url=f"http://{opts['host']}:{opts['port']}",

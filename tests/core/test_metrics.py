@@ -1,0 +1,177 @@
+"""/metrics, /readyz and `manage.py health`: the named metrics after a collector message and a task
+failure written by another process (multiprocess mode), liveness per role (core/metrics.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from prometheus_client.parser import text_string_to_metric_families
+
+from core import metrics
+from market.collector import Collector
+from market.upbit.records import TradeRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the exposition text (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def scrape(client, **extra) -> str:
+    answer = client.get("/metrics", **extra)
+    assert answer.status_code == 200, answer.content[:200]
+    return answer.content.decode()
+
+
+@pytest.mark.django_db
+def test_collector_records_and_gaps_show_up(client, tmp_path):
+    before = scrape(client)
+    collector = Collector(codes=["KRW-MET"], ws_url="ws://127.0.0.1:9/none", data_dir=tmp_path)
+    now = int(time.time() * 1000)
+    collector.handle_records(
+        [
+            TradeRecord("KRW-MET", now, now, 100.0, 1.0, 1, 1),
+            TradeRecord("KRW-MET", now, now, 101.0, 1.0, -1, 2),
+        ]
+    )
+    collector.handle_gap("KRW-MET", now - 4000, now, "reconnect", "test")
+    metrics.collector_observe(collector, force=True)
+    text = scrape(client)
+    name = "observator_collector_records_total"
+    assert sample(text, name, market="KRW-MET", kind="trade") - sample(before, name, market="KRW-MET") == 2
+    gap = "observator_collector_gap_seconds_total"
+    assert sample(text, gap, market="KRW-MET", reason="reconnect") == pytest.approx(4.0)
+    assert sample(text, "observator_collector_markets_owned", shard="0") == 1
+    for family in ("observator_celery_queue_depth", "observator_day_uploads", "observator_model_age_seconds"):
+        assert f"# TYPE {family} gauge" in text
+
+
+def test_metrics_refuses_remote_peers_without_the_token(client, settings):
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
+    settings.METRICS_TOKEN = "s3cret-token"
+    assert (
+        client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    )
+    ok = client.get("/metrics", REMOTE_ADDR="10.1.2.3", HTTP_AUTHORIZATION="Bearer s3cret-token")
+    assert ok.status_code == 200
+
+
+_FAILING_TASK = """
+import django, os
+django.setup()
+from celery_app import app
+app.conf.task_always_eager = True
+app.conf.task_eager_propagates = False
+
+@app.task(name="tests.metrics.boom")
+def boom():
+    raise RuntimeError("boom")
+
+boom.apply()
+print("applied")
+"""
+
+
+@pytest.mark.django_db
+def test_task_failure_in_another_process_shows_in_the_web_metrics(client, tmp_path, monkeypatch):
+    """Multiprocess: a Celery task failing in a child process (its own PROMETHEUS_MULTIPROC_DIR files)
+    is counted by this process's /metrics."""
+    mp = metrics.metrics_dir_prepare(tmp_path / "mp")
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(mp), "DJANGO_SETTINGS_MODULE": "observator.settings.test"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_TASK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "applied" in done.stdout, done.stderr[-2000:]
+    assert list(mp.glob("counter_*.db")), "the child wrote no multiprocess files"
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(mp))
+    text = scrape(client)
+    assert sample(text, "observator_celery_task_failures_total", task="tests.metrics.boom") == 1
+
+
+@pytest.mark.django_db
+def test_readyz_checks_database_cache_and_channel_layer(client):
+    answer = client.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.json()["checks"] == ["cache", "channel_layer", "database"]
+
+
+@pytest.mark.django_db
+def test_readyz_names_what_failed(client, monkeypatch):
+    from core import ops_views
+
+    def broken() -> None:
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(ops_views, "_check_cache", broken)
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unavailable", "failed": {"cache": "ConnectionError"}}
+
+
+def _health(role: str, capsys, **opts) -> tuple[int, dict]:
+    with pytest.raises(SystemExit) as exit_:
+        call_command("health", role=role, **opts)
+    return exit_.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_health_answers_per_role(settings, tmp_path, capsys):
+    settings.HEALTH_DIR = tmp_path / "health"
+    metrics._last_beat.clear()
+    for role in metrics.ROLES:
+        code, _ = _health(role, capsys)
+        assert code == 1, role  # nothing beat yet
+    metrics.heartbeat("collector")
+    metrics.heartbeat_thread_start("beat", interval=60)
+    deadline = time.monotonic() + 10
+    while not list((tmp_path / "health").glob("beat-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, body = _health("collector", capsys)
+    assert code == 0 and body["fresh"][0]["pid"] == os.getpid()
+    assert _health("beat", capsys)[0] == 0
+    assert _health("worker", capsys)[0] == 1  # another role's heartbeat says nothing about workers
+    # A stale heartbeat is not alive.
+    beat = next((tmp_path / "health").glob("collector-*.json"))
+    data = json.loads(beat.read_text())
+    beat.write_text(json.dumps({**data, "ts": data["ts"] - 120}))
+    code, body = _health("collector", capsys)
+    assert code == 1 and body["stale"]
+
+
+def test_health_of_a_dead_process_is_not_alive(settings, tmp_path, capsys):
+    settings.HEALTH_DIR = tmp_path / "health"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    (tmp_path / "health").mkdir()
+    import socket
+
+    (tmp_path / "health" / f"worker-{socket.gethostname()}-{child.pid}.json").write_text(
+        json.dumps({"role": "worker", "pid": child.pid, "ts": time.time()})
+    )
+    assert _health("worker", capsys)[0] == 1
+
+
+def test_launcher_gives_every_child_one_multiprocess_dir(tmp_path):
+    from core import launcher
+
+    specs, shared = launcher.build_specs(
+        host="127.0.0.1", port=8123, simulate=False, sim_port=1, markets=["KRW-BTC"], available_commands=set()
+    )
+    path = shared["PROMETHEUS_MULTIPROC_DIR"]
+    assert path.endswith(os.path.join("metrics", "8123"))
+    assert all(spec.env["PROMETHEUS_MULTIPROC_DIR"] == path for spec in specs)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "counter_1.db").write_bytes(b"x")
+    assert not list(metrics.metrics_dir_prepare(tmp_path / "m").iterdir())
