@@ -231,6 +231,9 @@ def fanout_clients(count: int) -> None:
 def fanout_lag(kind: str, data: dict[str, Any]) -> None:
     """Lag of one event offered to browsers: now minus the exchange's timestamp (ms) of the event."""
     ts = data.get("ts") or data.get("timestamp")
+    trades = data.get("trades")
+    if ts is None and isinstance(trades, list) and trades and isinstance(trades[-1], dict):
+        ts = trades[-1].get("ts")
     if isinstance(ts, int | float) and ts > 0:
         FANOUT_LAG.labels(kind).observe(max(0.0, time.time() - ts / 1000))
 

@@ -175,3 +175,37 @@ def test_launcher_gives_every_child_one_multiprocess_dir(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "counter_1.db").write_bytes(b"x")
     assert not list(metrics.metrics_dir_prepare(tmp_path / "m").iterdir())
+
+
+@pytest.mark.django_db
+def test_fanout_clients_and_tick_to_browser_lag(client):
+    import asyncio
+
+    from market.hub import MarketHub
+
+    class Sub:
+        def __init__(self) -> None:
+            self.frames: list[str] = []
+
+        def offer(self, kind: str, frame: str) -> None:
+            self.frames.append(frame)
+
+    before = scrape(client)
+    hub, sub = MarketHub(), Sub()
+    hub.layer = None  # no channel layer receiver: only the local bookkeeping
+    asyncio.run(hub.subscribe("KRW-LAG", sub))
+    assert sample(scrape(client), "observator_fanout_clients") == hub.subscriber_count() == 1
+    ts = int(time.time() * 1000) - 250
+    hub.dispatch(
+        "KRW-LAG", {"type": "market.ticker", "data": {"market": "KRW-LAG", "ts": ts, "trade_price": 1}}
+    )
+    assert sub.frames
+    text = scrape(client)
+    count = "observator_fanout_lag_seconds_count"
+    assert sample(text, count, kind="ticker") - sample(before, count, kind="ticker") == 1
+    lag = sample(text, "observator_fanout_lag_seconds_sum", kind="ticker") - sample(
+        before, "observator_fanout_lag_seconds_sum", kind="ticker"
+    )
+    assert lag >= 0.25
+    asyncio.run(hub.unsubscribe("KRW-LAG", sub))
+    assert sample(scrape(client), "observator_fanout_clients") == 0
