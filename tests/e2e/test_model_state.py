@@ -59,7 +59,8 @@ def test_dashboard_follows_the_first_model_without_a_failing_request(
                 r"Collecting market data: \d+ of 2 minutes", page.locator("#model-version").inner_text()
             )
             page.wait_for_function(
-                "document.querySelector('#model-version').dataset.modelState !== 'collecting'", timeout=90_000
+                "document.querySelector('#model-version').dataset.modelState !== 'collecting'",
+                timeout=240_000,
             )
             seen.append(_state(page))
         _snap(page, artifacts_dir / "first-model-training.png")
