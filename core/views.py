@@ -62,6 +62,7 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     )
 
 
+@csrf_exempt  # nothing to protect, and a CSRF refusal would be Django's HTML 403 instead of this JSON 404
 def api_not_found(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"error": {"code": "not_found", "message": "No such API endpoint."}}, status=404)
 

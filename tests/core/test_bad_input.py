@@ -222,3 +222,15 @@ def test_unknown_api_paths_are_a_json_404_with_debug_on_too(api_user: APIClient,
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
     assert api_user.get("/api/trading/orders").status_code == 301  # APPEND_SLASH still redirects
+
+
+@pytest.mark.django_db
+def test_unknown_api_paths_are_a_json_404_for_a_browser_without_the_csrf_token() -> None:
+    from django.test import Client
+
+    user = get_user_model().objects.create_user(username="csrf404", password="pw-long-enough-1")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    for method in ("post", "delete"):
+        response = getattr(browser, method)("/api/trading/scheduled-orders/-5/cancel/")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
