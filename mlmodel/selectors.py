@@ -25,6 +25,15 @@ def model_active_map(*, markets: list[str]) -> dict[str, ModelVersion]:
     return {v.market: v for v in rows}
 
 
+def model_active_all() -> list[ModelVersion]:
+    """Every active version (the ml worker loads them when it starts)."""
+    return list(
+        ModelVersion.objects.filter(status=ModelStatus.ACTIVE).only(
+            "id", "market", "version", "name", "artifact", "artifact_sha256", "horizon_s"
+        )
+    )
+
+
 def model_versions_list(*, market: str | None = None) -> QuerySet[ModelVersion]:
     qs = ModelVersion.objects.all()
     if market:

@@ -26,6 +26,9 @@ from mlmodel.live import LiveState, ModelSpec
 logger = logging.getLogger(__name__)
 
 AUTOTRADE_TASK = "trading.tasks.autotrade_on_prediction"
+# How long a batch waits for a model that is loading in the background (well inside the task's 20 s soft
+# limit); past it the batch goes on without that model and a later one uses it.
+LOAD_WAIT_S = 8.0
 
 
 @dataclass
@@ -47,11 +50,63 @@ class Server:
         self._refused: set[int] = set()
         self.lock = threading.Lock()
         self.last_prune = 0.0
+        # In the ml worker (``warm_up``) models load in a thread of their own: an import or torch.load is
+        # never interrupted by a task's soft time limit (an interrupted torch import leaves torch half
+        # registered and every later import fails). A batch waits at most ML_LOAD_WAIT_S for its model.
+        self.background_loads = False
+        self._loading: dict[tuple[int, str], threading.Event] = {}
+        self._load_lock = threading.Lock()
 
     def _model_for(self, version: Any) -> LoadedModel | None:
         loaded = self.models.get(version.pk)
         if loaded is not None and loaded.sha == version.artifact_sha256:
             return loaded
+        if self.background_loads:
+            return self._model_in_background(version, wait=LOAD_WAIT_S)
+        return self._load_now(version)
+
+    def _model_in_background(self, version: Any, *, wait: float) -> LoadedModel | None:
+        key = (int(version.pk), str(version.artifact_sha256))
+        with self._load_lock:
+            done = self._loading.get(key)
+            if done is None:
+                done = self._loading[key] = threading.Event()
+                threading.Thread(
+                    target=self._load_thread, args=(version, key, done), name="model-load", daemon=True
+                ).start()
+        if not done.wait(wait):
+            logger.debug("model %s still loading: no prediction from it in this batch", version.pk)
+            return None
+        loaded = self.models.get(version.pk)
+        return loaded if loaded is not None and loaded.sha == version.artifact_sha256 else None
+
+    def _load_thread(self, version: Any, key: tuple[int, str], done: threading.Event) -> None:
+        try:
+            self._load_now(version)
+        finally:
+            done.set()
+            with self._load_lock:
+                self._loading.pop(key, None)
+
+    def warm_up(self) -> None:
+        """The ml worker's start: import torch and load every active model, in the background."""
+        from mlmodel import inference, training  # noqa: F401 - the imports are the point
+        from mlmodel.selectors import model_active_all
+
+        self.background_loads = True
+        try:
+            versions = model_active_all()
+        finally:
+            from django.db import connection
+
+            connection.close()  # this thread's own connection
+        for version in versions:
+            loaded = self.models.get(version.pk)
+            if loaded is None or loaded.sha != version.artifact_sha256:
+                self._model_in_background(version, wait=0)
+        logger.debug("ml worker warm-up: %d active model(s) loading", len(versions))
+
+    def _load_now(self, version: Any) -> LoadedModel | None:
         from mlmodel.inference import Predictor
         from mlmodel.training import pick_device
 
@@ -69,8 +124,10 @@ class Server:
 
     def load(self, version_id: int, label: str, sha: str, predictor: Any) -> LoadedModel:
         """Keep ``predictor`` loaded under a new feature key (a reloaded artifact re-featurises)."""
-        self._keys += 1
-        spec = ModelSpec.of(self._keys, predictor, compiled=bool(conf.get("ML_SERVING_COMPILED")))
+        with self._load_lock:
+            self._keys += 1
+            key = self._keys
+        spec = ModelSpec.of(key, predictor, compiled=bool(conf.get("ML_SERVING_COMPILED")))
         loaded = LoadedModel(version_id, label, sha, predictor, spec)
         self.models[version_id] = loaded
         return loaded
@@ -134,7 +191,7 @@ class Server:
                 return []
             active = model_active_map(markets=fresh)
             active_ids = {v.pk for v in active.values()}
-            for vid in [v for v in self.models if v not in active_ids]:
+            for vid in [v for v in list(self.models) if v not in active_ids]:
                 if not any(m in active for m in st.index):
                     self.models.pop(vid, None)
             groups: dict[int, list[int]] = {}
@@ -225,6 +282,22 @@ def get_server() -> Server:
     if _server is None:
         _server = Server()
     return _server
+
+
+def server_warm_up_start() -> threading.Thread:
+    """Called in the ml worker's pool process at start (``worker_process_init``): import torch and load the
+    active models in a thread, outside any task and its time limits."""
+
+    def run() -> None:
+        try:
+            get_server().warm_up()
+        except Exception:  # noqa: BLE001 - serving loads on demand if the warm-up fails
+            logger.exception("ml worker warm-up failed; models load on first use")
+
+    thread = threading.Thread(target=run, name="ml-warm-up", daemon=True)
+    get_server().background_loads = True
+    thread.start()
+    return thread
 
 
 def reset_server() -> None:

@@ -7,9 +7,11 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_init, worker_process_init
 
 from market import batchwire
-from mlmodel import selectors, services
+from mlmodel import selectors, services, serving
 from mlmodel.bootstrap import model_bootstrap_check
 from mlmodel.serving import market_data_ingest
 
@@ -51,14 +53,50 @@ def nightly_retrain(markets: list[str] | None = None) -> list[dict[str, Any]]:
 def ingest_market_data(*, batch: dict[str, Any] | None = None, packed: dict[str, Any] | None = None) -> int:
     """The collector's ~1 s batches of all markets: predict with the loaded active models and publish.
     ``packed`` is the collector's binary-packed block (``market.batchwire``); ``batch`` the per-market
-    column format (replays, tests). A malformed packed block is logged and dropped."""
-    if packed is not None:
-        try:
-            return len(market_data_ingest(batch=batchwire.decode(packed)))
-        except batchwire.BatchFormatError as exc:
-            logger.warning("dropped a malformed packed batch: %s", exc)
-            return 0
-    return len(market_data_ingest(batch=batch or {}))
+    column format (replays, tests). A malformed packed block is logged and dropped; so is a batch that runs
+    past the soft time limit (models load outside the task, so the limit never interrupts an import)."""
+    try:
+        if packed is not None:
+            try:
+                return len(market_data_ingest(batch=batchwire.decode(packed)))
+            except batchwire.BatchFormatError as exc:
+                logger.warning("dropped a malformed packed batch: %s", exc)
+                return 0
+        return len(market_data_ingest(batch=batch or {}))
+    except SoftTimeLimitExceeded:
+        logger.warning("a prediction batch ran past its time limit and was dropped")
+        return 0
+
+
+# ------------------------------------------------------------------------------------ ml worker start-up
+_WARM_UP = False
+
+
+def _consumes_ml(worker: Any) -> bool:
+    try:
+        return "ml" in worker.app.amqp.queues.consume_from
+    except Exception:  # noqa: BLE001 - an unknown worker shape: no warm-up, models load on demand
+        return False
+
+
+@worker_init.connect
+def _ml_worker_init(sender: Any = None, **_: Any) -> None:
+    """The ml queue's worker imports torch once in its main process, before the pool forks (no task, no time
+    limit), so a pool process - the first and any replacement - starts with it imported."""
+    global _WARM_UP
+    if sender is None or not _consumes_ml(sender):
+        return
+    _WARM_UP = True
+    from mlmodel import inference  # noqa: F401 - imports torch
+
+    logger.debug("ml worker: torch imported")
+
+
+@worker_process_init.connect
+def _ml_worker_process_init(**_: Any) -> None:
+    """Each pool process of the ml worker loads the active models in the background when it starts."""
+    if _WARM_UP:
+        serving.server_warm_up_start()
 
 
 @shared_task(
