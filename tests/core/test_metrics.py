@@ -209,3 +209,29 @@ def test_fanout_clients_and_tick_to_browser_lag(client):
     assert lag >= 0.25
     asyncio.run(hub.unsubscribe("KRW-LAG", sub))
     assert sample(scrape(client), "observator_fanout_clients") == 0
+
+
+def _defined_names() -> set[str]:
+    """Every metric family name /metrics can show: the registered ones and the scrape-time ones."""
+    from prometheus_client import REGISTRY
+
+    names = {m.name for m in REGISTRY.collect()}
+    names |= {m.name for m in metrics._StateCollector().collect()}
+    return names
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("doc", ["grafana-observator.json", "prometheus-alerts.yml"])
+def test_dashboard_and_alerts_use_only_defined_metrics(doc):
+    import re
+
+    text = (ROOT / "docs" / "ops" / doc).read_text()
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in re.findall(r"observator_[a-z_]+", text)}
+    used -= {"observator_ops"}  # the dashboard uid
+    assert used, doc
+    assert used <= _defined_names(), used - _defined_names()
+    if doc.endswith(".json"):
+        json.loads(text)
+    runbook = (ROOT / "docs" / "ops" / "runbook.md").read_text()
+    for alert in re.findall(r"- alert: (\w+)", text):
+        assert f"### {alert}" in runbook, alert
