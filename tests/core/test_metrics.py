@@ -235,3 +235,36 @@ def test_dashboard_and_alerts_use_only_defined_metrics(doc):
     runbook = (ROOT / "docs" / "ops" / "runbook.md").read_text()
     for alert in re.findall(r"- alert: (\w+)", text):
         assert f"### {alert}" in runbook, alert
+
+
+@pytest.mark.django_db(transaction=True)
+def test_real_worker_failure_and_heartbeat(client, redis_url, tmp_path, monkeypatch, settings, capsys):
+    """A real Celery worker (prefork child) writes its task failure to the shared multiprocess folder and
+    this process's /metrics shows it; the worker's heartbeat makes `health --role worker` answer 0."""
+    from tests import live
+
+    mp = metrics.metrics_dir_prepare(tmp_path / "mp")
+    var = tmp_path / "var"
+    settings.HEALTH_DIR = var / "health"
+    env = live.child_env(
+        {"OBSERVATOR_ROLE": "worker", metrics.MULTIPROC_ENV: str(mp), "OBSERVATOR_VAR_DIR": str(var)}
+    )
+    queue = f"metrics-{os.getpid()}"
+    with live.running(
+        live.celery_worker_args(queues=queue), env=env, log_path=tmp_path / "worker.log"
+    ) as proc:
+        from celery_app import app
+
+        def beat_ok() -> bool:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+            return bool(list((var / "health").glob("worker-*.json")))
+
+        live.wait_until(beat_ok, timeout=90, message="worker heartbeat")
+        assert _health("worker", capsys)[0] == 0
+        # An unexpected argument fails inside the worker (send_task skips the client-side check).
+        app.send_task("core.ping", kwargs={"unexpected": 1}, queue=queue)
+        monkeypatch.setenv(metrics.MULTIPROC_ENV, str(mp))
+        name = "observator_celery_task_failures_total"
+        live.wait_until(
+            lambda: sample(scrape(client), name, task="core.ping") == 1, timeout=60, message="failure counted"
+        )
