@@ -206,14 +206,18 @@ class PaperExchange:
                     raise errors.InvalidOrder(_("The order is larger than all the offers on the order book."))
                 if ord_type == "market" and matching.side_depth_volume(book.bids) < volume:  # type: ignore[operator]
                     raise errors.InvalidOrder(_("The order is larger than all the bids on the order book."))
-                order.save()
                 fills = _taker_fills(order, book)
                 ts = timezone.now()
                 for fprice, fvol in fills:
-                    made.append(_apply_fill(order, krw, coin, fprice, fvol, is_maker=False, at=ts, rate=rate))
+                    made.append(
+                        _apply_fill(
+                            order, krw, coin, fprice, fvol, is_maker=False, at=ts, rate=rate, save=False
+                        )
+                    )
                 if ord_type in ("price", "market") or order.remaining_volume == 0:
                     _close(order, krw, coin, "done" if _fully_filled(order) else "cancel")
-                order.save()
+                order.save()  # once, in its final state; then its fills in one statement
+                PaperTrade.objects.bulk_create(made)
                 krw.save()
                 coin.save()
         except IntegrityError:
@@ -301,7 +305,10 @@ def _apply_fill(
     is_maker: bool,
     at: dt.datetime,
     rate: Decimal,
+    save: bool = True,
 ) -> PaperTrade:
+    """Apply one fill to the order and the balances (not saved); returns its ledger row, saved unless
+    ``save`` is False (the caller saves the order first, then the rows)."""
     funds = price * volume
     fee = matching.fee_for(funds, rate)
     if order.side == "bid":
@@ -335,9 +342,7 @@ def _apply_fill(
     order.paid_fee += fee
     if order.remaining_volume is not None:
         order.remaining_volume -= volume
-    if order.pk is None:
-        order.save()
-    return PaperTrade.objects.create(
+    trade = PaperTrade(
         order=order,
         uuid=str(uuid_mod.uuid4()),
         price=price,
@@ -347,6 +352,9 @@ def _apply_fill(
         is_maker=is_maker,
         created_at=at,
     )
+    if save:
+        trade.save()
+    return trade
 
 
 def _fully_filled(order: PaperOrder) -> bool:
