@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from market.dayfiles import BookArrays
-from mlmodel.backtest import BacktestConfig, run_backtest
+from mlmodel.backtest import BacktestConfig, decision_costs, run_backtest
 from mlmodel.baselines import ReturnModel
 from mlmodel.dataset import LabelledFrame, Normalizer, concat_labelled, make_windowset, window_ends
 from mlmodel.features import FeatureConfig
@@ -113,44 +113,152 @@ def walk_forward_splits_by_rows(
     return splits
 
 
-def prediction_metrics(y: np.ndarray, p: np.ndarray, *, move_threshold: float) -> dict[str, float]:
-    """MSE, MAE, correlation, directional accuracy on moves beyond the round-trip fee, the same for the
-    model's confident calls, and macro F1 of the up/down classes with the fee as the dead band."""
+def confusion3(y_cls: np.ndarray, p_cls: np.ndarray) -> np.ndarray:
+    """3 x 3 confusion matrix (rows = true DOWN/FLAT/UP, columns = predicted); invalid (-1) rows dropped."""
+    y_cls = np.asarray(y_cls, dtype=np.int64)
+    p_cls = np.asarray(p_cls, dtype=np.int64)
+    ok = (y_cls >= 0) & (p_cls >= 0)
+    return np.bincount(3 * y_cls[ok] + p_cls[ok], minlength=9).reshape(3, 3)
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    """Macro F1 over the three classes (DOWN, FLAT, UP); a class never true nor predicted scores 0 (as
+    scikit-learn's ``zero_division=0``); NaN for an empty matrix."""
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.sum() == 0:
+        return math.nan
+    tp = np.diag(cm)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)  # 2 tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros(3), where=denom > 0)
+    return float(f1.mean())
+
+
+def mcc(cm: np.ndarray) -> float:
+    """Matthews correlation (Gorodkin's multi-class form) of a confusion matrix: 1 perfect, 0 no better than
+    chance or a constant prediction, < 0 worse; NaN for an empty matrix."""
+    cm = np.asarray(cm, dtype=np.float64)
+    s = cm.sum()
+    if s == 0:
+        return math.nan
+    c = np.trace(cm)
+    t, p = cm.sum(axis=1), cm.sum(axis=0)
+    den = math.sqrt(max(s * s - float(p @ p), 0.0)) * math.sqrt(max(s * s - float(t @ t), 0.0))
+    return float((c * s - float(t @ p)) / den) if den > 0 else 0.0
+
+
+def label_overlap_rows(ts: np.ndarray, horizon_s: float) -> int:
+    """How many consecutive rows share part of a label's horizon (horizon over the median row spacing)."""
+    ts = np.asarray(ts, dtype=np.int64)
+    if ts.size < 2:
+        return 1
+    dt_ms = float(np.median(np.diff(ts)))
+    return max(1, int(math.ceil(horizon_s * 1000.0 / dt_ms))) if dt_ms > 0 else 1
+
+
+def bootstrap_block(n: int, overlap: int) -> int:
+    """Block length of the block bootstrap: at least the label overlap, at least n^(1/3)."""
+    return max(1, int(overlap), int(math.ceil(max(n, 1) ** (1.0 / 3.0))))
+
+
+def block_bootstrap_ci(
+    y_cls: list[np.ndarray] | np.ndarray,
+    p_cls: list[np.ndarray] | np.ndarray,
+    *,
+    block: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.90,
+) -> dict[str, list[float] | None]:
+    """Percentile intervals of macro-F1 and MCC by a circular block bootstrap that respects time: blocks of
+    ``block`` consecutive samples, drawn within each period (periods are not contiguous) and pooled.
+    Neighbouring labels overlap, so resampling single samples would make the intervals too narrow."""
+    ys = [np.asarray(a, np.int64) for a in (y_cls if isinstance(y_cls, list) else [y_cls])]
+    ps = [np.asarray(a, np.int64) for a in (p_cls if isinstance(p_cls, list) else [p_cls])]
+    pairs = [(y, p) for y, p in zip(ys, ps, strict=True) if y.size]
+    if not pairs or n_boot < 1:
+        return {"macro_f1": None, "mcc": None}
+    rng = np.random.default_rng(seed)
+    codes = [3 * np.clip(y, 0, 2) + np.clip(p, 0, 2) + 9 * ((y < 0) | (p < 0)) for y, p in pairs]
+    f1s, mccs = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):
+        cm = np.zeros(9, dtype=np.int64)
+        for code in codes:
+            n = code.size
+            L = min(block, n)
+            starts = rng.integers(0, n, size=int(math.ceil(n / L)))
+            idx = ((starts[:, None] + np.arange(L)[None, :]) % n).ravel()[:n]
+            cm += np.bincount(code[idx], minlength=18)[:9]
+        f1s[b], mccs[b] = macro_f1(cm.reshape(3, 3)), mcc(cm.reshape(3, 3))
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+
+    def ci(v: np.ndarray) -> list[float] | None:
+        v = v[np.isfinite(v)]
+        return [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
+
+    return {"macro_f1": ci(f1s), "mcc": ci(mccs)}
+
+
+def prediction_metrics(
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    move_threshold: float,
+    dead_band: float | np.ndarray | None = None,
+) -> dict[str, float]:
+    """MSE, MAE, correlation; directional accuracy over the samples that moved beyond the round-trip fee
+    (NaN when none moved: no moves is no evidence, not 0 %), the same for the model's confident calls; and
+    3-class (down / flat / up) macro-F1 and MCC with ``dead_band`` (per sample: both fees + half the spread +
+    the threshold; default the fee) as the flat band, with the number of tradeable moves beyond it."""
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     n = int(y.shape[0])
+    band = np.broadcast_to(
+        np.asarray(move_threshold if dead_band is None else dead_band, dtype=np.float64), y.shape
+    )
     if n == 0:
         return {
             "n": 0.0,
             "mse": math.nan,
             "mae": math.nan,
             "corr": 0.0,
-            "dir_acc": 0.0,
-            "dir_acc_calls": 0.0,
+            "dir_acc": math.nan,
+            "dir_hits": 0.0,
+            "dir_acc_calls": math.nan,
             "calls": 0.0,
             "f1_moves": 0.0,
             "moves": 0.0,
+            "macro_f1": math.nan,
+            "mcc": math.nan,
+            "tradeable": 0.0,
+            "dead_band_mean": math.nan,
         }
     corr = 0.0
     if np.std(y) > 0 and np.std(p) > 0:
         corr = float(np.corrcoef(y, p)[0, 1])
     moves = np.abs(y) > move_threshold
-    dir_acc = float(np.mean(np.sign(p[moves]) == np.sign(y[moves]))) if moves.any() else 0.0
+    hits = int(np.sum(np.sign(p[moves]) == np.sign(y[moves])))
+    dir_acc = hits / int(moves.sum()) if moves.any() else math.nan
     calls = np.abs(p) > move_threshold
-    dir_calls = float(np.mean(np.sign(p[calls]) == np.sign(y[calls]))) if calls.any() else 0.0
+    dir_calls = float(np.mean(np.sign(p[calls]) == np.sign(y[calls]))) if calls.any() else math.nan
     yc = three_class(y, dead_band=move_threshold)
     pc = three_class(p, dead_band=move_threshold)
     f1 = float(f1_score(yc, pc, labels=[DOWN, UP], average="macro", zero_division=0))
+    cm = confusion3(three_class(y, dead_band=band), three_class(p, dead_band=band))
     return {
         "n": float(n),
         "mse": float(np.mean((p - y) ** 2)),
         "mae": float(np.mean(np.abs(p - y))),
         "corr": corr,
-        "dir_acc": dir_acc,
+        "dir_acc": float(dir_acc),
+        "dir_hits": float(hits),
         "dir_acc_calls": dir_calls,
         "calls": float(calls.sum()),
         "f1_moves": f1,
         "moves": float(moves.sum()),
+        "macro_f1": macro_f1(cm),
+        "mcc": mcc(cm),
+        "tradeable": float(cm[[DOWN, UP]].sum()),
+        "dead_band_mean": float(np.mean(band)),
     }
 
 
@@ -178,6 +286,11 @@ class EvalConfig:
     move_threshold: float = 0.001  # round-trip fee (2 x 0.05 %)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     max_plot_points: int = 2000
+    # Intervals of macro-F1 / MCC: circular block bootstrap over time; block None = max(label overlap,
+    # n^(1/3)) rows.
+    bootstrap_samples: int = 1000
+    bootstrap_block: int | None = None
+    bootstrap_seed: int = 0
 
 
 @dataclass
@@ -190,6 +303,14 @@ class SplitOutcome:
     fitted: ReturnModel
     test_pred: np.ndarray
     test_y: np.ndarray
+    # Per test sample: the 3-class dead band (both fees + spread share + threshold) its labels used.
+    test_band: np.ndarray | None = None
+
+
+def dead_band(book: BookArrays, idx: np.ndarray, config: BacktestConfig) -> np.ndarray:
+    """The flat band of the 3-class labels per decision: the trading rule's threshold plus its round-trip
+    cost (both fees + ``spread_cost_factor`` x the relative spread at that snapshot)."""
+    return config.threshold + decision_costs(book, np.asarray(idx, dtype=np.int64), config)
 
 
 def _sub(book: BookArrays, lo: int, hi: int) -> BookArrays:
@@ -233,6 +354,7 @@ def walk_forward_evaluate(
         offset = len(extra_train)
     f = combined.frame
     W = cfg.window
+    overlap = label_overlap_rows(data.frame.ts, combined.horizon_s)
     outcomes: dict[int, dict[str, SplitOutcome]] = {}
     split_reports = []
     for split in splits:
@@ -276,17 +398,23 @@ def walk_forward_evaluate(
         book_hi = int(np.searchsorted(book.ts, split.test[1], side="left"))
         test_book = _sub(book, book_lo, book_hi)
         dec_idx = te_ends - offset - book_lo
+        band_va = dead_band(book, va_ends - offset, cfg.backtest)
+        band_te = dead_band(test_book, dec_idx[te_lab], cfg.backtest)
         per_model: dict[str, SplitOutcome] = {}
         for name, factory in factories.items():
             if on_event:
                 on_event({"stage": "fit", "split": split.index, "model": name, "n_splits": len(splits)})
             model = factory(ctx)
             model.fit(ws_tr, ws_va)
-            val_m = prediction_metrics(ws_va.y, model.predict(ws_va), move_threshold=cfg.move_threshold)
+            val_m = prediction_metrics(
+                ws_va.y, model.predict(ws_va), move_threshold=cfg.move_threshold, dead_band=band_va
+            )
             guard.open(split.index, name)  # from here on the model is fixed; the test period is used once
             p_te = model.predict(ws_te)
             y_te = ws_te.y[te_lab].astype(np.float64)
-            test_m = prediction_metrics(y_te, p_te[te_lab], move_threshold=cfg.move_threshold)
+            test_m = prediction_metrics(
+                y_te, p_te[te_lab], move_threshold=cfg.move_threshold, dead_band=band_te
+            )
             bt = run_backtest(test_book, dec_idx, p_te, config=cfg.backtest)
             per_model[name] = SplitOutcome(
                 val=val_m,
@@ -295,8 +423,11 @@ def walk_forward_evaluate(
                 fitted=model,
                 test_pred=p_te[te_lab],
                 test_y=y_te,
+                test_band=band_te,
             )
         outcomes[split.index] = per_model
+        for o in per_model.values():
+            o.test["ci"] = _class_ci([o], cfg, overlap)  # type: ignore[assignment]
         split_reports.append(
             {
                 "split": split.to_dict(),
@@ -324,38 +455,91 @@ def walk_forward_evaluate(
             "backtest": cfg.backtest.to_dict(),
             "horizon_s": combined.horizon_s,
             "train_stride": cfg.train_stride,
+            "eval_stride": cfg.eval_stride,
+            "dead_band": "threshold + both fees + spread_cost_factor x relative spread, per sample",
+            "label_overlap_rows": overlap,
+            "bootstrap": {
+                "samples": cfg.bootstrap_samples,
+                "block_rows": cfg.bootstrap_block,  # None: max(label overlap, n^(1/3)) per period
+                "seed": cfg.bootstrap_seed,
+                "level": 0.90,
+            },
         },
         "splits": split_reports,
-        "summary": summarize(outcomes),
+        "summary": summarize(outcomes, config=cfg, overlap=overlap),
     }
     return report, outcomes
 
 
+def _class_ci(rows: list[SplitOutcome], cfg: EvalConfig, overlap: int) -> dict[str, Any]:
+    """Bootstrap intervals of the test macro-F1 and MCC over ``rows`` (one per test period)."""
+    ys, ps = [], []
+    for r in rows:
+        band = r.test_band if r.test_band is not None else cfg.move_threshold
+        ys.append(three_class(r.test_y, dead_band=band))
+        ps.append(three_class(r.test_pred, dead_band=band))
+    n = max((y.size for y in ys), default=0)
+    block = cfg.bootstrap_block or bootstrap_block(n, overlap)
+    out: dict[str, Any] = dict(
+        block_bootstrap_ci(ys, ps, block=block, n_boot=cfg.bootstrap_samples, seed=cfg.bootstrap_seed)
+    )
+    out["block_rows"] = block
+    return out
+
+
 def _pooled(outcomes: dict[int, dict[str, SplitOutcome]], name: str, part: str) -> dict[str, float]:
+    """Pooled over the periods: MSE/MAE/correlation weighted by samples; directional accuracy as hits over
+    moves (periods without moves add nothing; NaN when no period moved); counts summed."""
     rows = [o[name] for o in outcomes.values() if name in o]
     if not rows:
         return {}
-    n = np.array([getattr(r, part)["n"] for r in rows])
+    parts = [getattr(r, part) for r in rows]
+    n = np.array([m["n"] for m in parts])
     out: dict[str, float] = {}
-    for key in ("mse", "mae", "corr", "dir_acc", "dir_acc_calls", "f1_moves"):
-        vals = np.array([getattr(r, part)[key] for r in rows], dtype=np.float64)
+    for key in ("mse", "mae", "corr", "f1_moves"):
+        vals = np.array([m.get(key, math.nan) for m in parts], dtype=np.float64)
         out[key] = float(np.sum(vals * n) / max(n.sum(), 1))  # sample-weighted over splits
+    for key in ("moves", "dir_hits", "calls", "tradeable"):
+        out[key] = float(sum(m.get(key, 0.0) for m in parts))
+    out["dir_acc"] = out["dir_hits"] / out["moves"] if out["moves"] else math.nan
+    calls = [(m.get("dir_acc_calls", math.nan), m.get("calls", 0.0)) for m in parts]
+    hit_calls = sum(a * c for a, c in calls if c)
+    out["dir_acc_calls"] = hit_calls / out["calls"] if out["calls"] else math.nan
     out["n"] = float(n.sum())
     return out
 
 
-def summarize(outcomes: dict[int, dict[str, SplitOutcome]]) -> dict[str, dict[str, Any]]:
-    """Per model, pooled over splits: validation and test metrics, summed backtest P&L, and whether it beat
-    persistence on validation (the condition for promotion)."""
+def _pooled_classes(rows: list[SplitOutcome], cfg: EvalConfig) -> dict[str, float]:
+    """Macro-F1 and MCC of the test periods' samples taken together (one confusion matrix)."""
+    cm = np.zeros((3, 3), dtype=np.int64)
+    for r in rows:
+        band = r.test_band if r.test_band is not None else cfg.move_threshold
+        cm += confusion3(three_class(r.test_y, dead_band=band), three_class(r.test_pred, dead_band=band))
+    return {"macro_f1": macro_f1(cm), "mcc": mcc(cm)}
+
+
+def summarize(
+    outcomes: dict[int, dict[str, SplitOutcome]],
+    *,
+    config: EvalConfig | None = None,
+    overlap: int = 1,
+) -> dict[str, dict[str, Any]]:
+    """Per model, pooled over splits: validation and test metrics (test macro-F1 and MCC on the pooled
+    samples, with block-bootstrap intervals), summed backtest P&L, and whether it beat persistence on
+    validation."""
+    cfg = config or EvalConfig()
     names: list[str] = []
     for per in outcomes.values():
         names += [n for n in per if n not in names]
     summary: dict[str, dict[str, Any]] = {}
     for name in names:
-        bts = [o[name].backtest["metrics"] for o in outcomes.values() if name in o]
+        rows = [o[name] for o in outcomes.values() if name in o]
+        bts = [r.backtest["metrics"] for r in rows]
+        test = _pooled(outcomes, name, "test")
+        test.update(_pooled_classes(rows, cfg))
         summary[name] = {
             "val": _pooled(outcomes, name, "val"),
-            "test": _pooled(outcomes, name, "test"),
+            "test": {**test, "ci": _class_ci(rows, cfg, overlap)},
             "backtest": {
                 "net_pnl": float(sum(b["net_pnl"] for b in bts)),
                 "return": float(sum(b["return"] for b in bts)),
@@ -403,3 +587,12 @@ def beats(
         cand["backtest"]["net_pnl"] > inc["backtest"]["net_pnl"]
         and cand["test"].get("dir_acc", 0.0) >= inc["test"].get("dir_acc", 0.0)
     )
+
+
+def shuffled_labels(data: LabelledFrame, *, seed: int) -> LabelledFrame:
+    """The null-label control: the same features and books with the defined labels permuted at random, so
+    any skill a model shows on it is what the pipeline finds where there is nothing to find."""
+    y = np.array(data.y, dtype=np.float64, copy=True)
+    fin = np.flatnonzero(np.isfinite(y))
+    y[fin] = y[np.random.default_rng(seed).permutation(fin)]
+    return LabelledFrame(frame=data.frame, y=y, horizon_s=data.horizon_s)

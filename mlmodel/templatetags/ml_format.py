@@ -46,3 +46,14 @@ def krw(value: Any) -> str:
 def num(value: Any, digits: int = 3) -> str:
     f = _f(value)
     return "–" if f is None else f"{f:.{int(digits)}f}"
+
+
+@register.filter
+def ci(value: Any, digits: int = 3) -> str:
+    """A bootstrap interval ``[lo, hi]`` as "[0.012, 0.051]"; empty when there is none."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return ""
+    lo, hi = _f(value[0]), _f(value[1])
+    if lo is None or hi is None:
+        return ""
+    return f"[{lo:.{int(digits)}f}, {hi:.{int(digits)}f}]"

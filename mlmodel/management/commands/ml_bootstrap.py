@@ -20,14 +20,18 @@ from mlmodel import selectors, services
 from mlmodel.models import TrainingRun, TrainingState, TrainingTrigger
 
 
-def synthetic_day_files(root: Path, market: str, *, minutes: float, seed: int, every_ms: int = 200) -> int:
+def synthetic_day_files(
+    root: Path, market: str, *, minutes: float, seed: int, every_ms: int = 200, signal_strength: float = 0.0
+) -> int:
     """Run the simulator's synthetic market for ``minutes`` (ending now), sample its book every ``every_ms``
-    like the collector, and write order-book and trade day files. Returns the number of snapshots."""
-    from market.upbit_sim.synthetic import SyntheticMarket
+    like the collector, and write order-book and trade day files. Returns the number of snapshots.
+    ``signal_strength`` plants the simulator's predictable order flow (0 = off, docs/simulator.md)."""
+    from market.upbit_sim.synthetic import SyntheticMarket, SyntheticParams
 
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - int(minutes * 60_000)
-    sim = SyntheticMarket(market, seed=seed, start_ms=start_ms)
+    params = SyntheticParams(signal_strength=float(signal_strength)) if signal_strength else None
+    sim = SyntheticMarket(market, seed=seed, start_ms=start_ms, params=params)
     books, trades = [], []
     while True:
         b, t = sim.generate(200_000)
