@@ -217,3 +217,45 @@ def test_null_labels_are_refused_by_significance_not_only_by_trades() -> None:
                 assert not res.checks["beats_persistence"] or not res.checks["beats_best_baseline"]
                 assert not res.passed
     assert lucky  # the case the significance tests exist for did occur
+
+
+def test_the_real_walk_forward_refuses_null_labels_a_persistence_only_rule_would_pass() -> None:
+    """The real evaluation (features, cheap baselines, the recorded-book backtest) on a synthetic market with
+    shuffled or circularly shifted labels: no model passes, although some beat persistence - the old rule
+    (a loss gain over persistence) let such models through."""
+    from mlmodel.backtest import BacktestConfig
+    from mlmodel.baselines import LinearOFI, TreeModel, ZeroReturn
+    from mlmodel.dataset import LabelledFrame, label_frame
+    from mlmodel.evaluation import EvalConfig, walk_forward_evaluate, walk_forward_splits_by_rows
+    from mlmodel.features import FeatureConfig, compute_features
+    from mlmodel.ticks import constant_tick_fn
+    from tests.mlmodel.synth import synthetic_market
+
+    beat_persistence = []
+    for seed in (0, 1):
+        book, trades = synthetic_market(6000, seed=seed, signal_strength=3.0)
+        cfg = FeatureConfig(levels=5, depths=(1, 3, 5))
+        frame = compute_features(book, trades, config=cfg, tick_fn=constant_tick_fn(1.0))
+        data = label_frame(frame, horizon_s=5.0)
+        nulls = {
+            "shuffled": np.random.default_rng(seed).permutation(data.y),
+            "shifted": np.roll(data.y, len(data.y) // 3),
+        }
+        for kind, y in nulls.items():
+            _report, outcomes = walk_forward_evaluate(
+                LabelledFrame(frame=data.frame, y=y, horizon_s=data.horizon_s),
+                book,
+                walk_forward_splits_by_rows(frame.ts, n_splits=3),
+                {
+                    "persistence": lambda c: ZeroReturn(),
+                    "linear_ofi": lambda c: LinearOFI(c.feature_names),
+                    "gbt": lambda c: TreeModel(max_iter=40),
+                },
+                config=EvalConfig(window=5, backtest=BacktestConfig(cooldown_ms=1000)),
+            )
+            overlap = int(np.ceil(5.0 / (np.median(np.diff(frame.ts)) / 1000)))
+            for name, res in gate_all(outcomes, label_overlap_rows=overlap).items():
+                assert not res.passed, (seed, kind, name, res.reason)
+                if res.checks["beats_persistence"]:
+                    beat_persistence.append((seed, kind, name))
+    assert beat_persistence  # the failure mode of the old rule occurred, and the gate held
