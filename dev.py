@@ -147,9 +147,20 @@ def cmd_test(argv: list[str]) -> int:
 
 
 def cmd_lint(argv: list[str]) -> int:
+    """Style (ruff), the layer contracts (import-linter, .importlinter) and the type checks (mypy, the
+    [tool.mypy] section of pyproject.toml). Every check runs; the exit status is the first failure's."""
     ensure_venv(dev=True)
-    rc = sh(PY, "-m", "ruff", "check", ".", check=False)
-    return rc or sh(PY, "-m", "ruff", "format", "--check", ".", check=False)
+    checks: list[list[str | Path]] = [
+        [PY, "-m", "ruff", "check", "."],
+        [PY, "-m", "ruff", "format", "--check", "."],
+        [VENV / "bin" / "lint-imports", "--no-cache"],
+        [PY, "-m", "mypy"],
+    ]
+    rc = 0
+    for args in checks:
+        result = sh(*args, check=False)
+        rc = rc or result
+    return rc
 
 
 def cmd_bench(argv: list[str]) -> int:

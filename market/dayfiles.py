@@ -346,12 +346,6 @@ def remove_stale_temp_files(directory: Path) -> int:
     return removed
 
 
-def _schema_for(kind: str, levels: int = DEFAULT_LEVELS) -> pa.Schema:
-    if kind == "orderbook":
-        return orderbook_schema(levels)
-    return TRADE_SCHEMA if kind == "trade" else GAP_SCHEMA
-
-
 def recover_compaction(day_path: Path) -> None:
     """Finish or undo a compaction interrupted by a crash (see :func:`compact_day`)."""
     staged = day_path.with_name(day_path.name + COMPACT_SUFFIX)
@@ -499,13 +493,6 @@ def kst_day_bounds(ts_ms: int, tz: dt.tzinfo = KST) -> tuple[dt.date, int, int]:
     start = int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp() * 1000)
     end = int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz).timestamp() * 1000)
     return day, start, end
-
-
-class _Buffer:
-    __slots__ = ("rows", "day")
-
-    def __init__(self) -> None:
-        self.rows: list[Any] = []
 
 
 class DayFileWriter:
@@ -716,17 +703,6 @@ def _trade_rows_table(rows: list[tuple[int, int, float, float, int, int]]) -> pa
         },
         schema=TRADE_SCHEMA,
     )
-
-
-def orderbook_table(records: list[Any], levels: int = DEFAULT_LEVELS) -> pa.Table:
-    """Order-book records -> a table in the day-file schema (wire zero padding becomes NaN)."""
-    rows = [(r.ts, r.recv_ts, r.total_ask_size, r.total_bid_size, r.packed) for r in records]
-    return _orderbook_rows_table(rows, levels)
-
-
-def trade_table(records: list[Any]) -> pa.Table:
-    """Trade records -> a table in the day-file schema."""
-    return _trade_rows_table([(r.ts, r.recv_ts, r.price, r.volume, r.side, r.sequential_id) for r in records])
 
 
 def finished_days(

@@ -456,15 +456,3 @@ class MarketFanout:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-
-
-_default: MarketFanout | None = None
-
-
-async def get_fanout() -> MarketFanout:
-    """The process-wide fan-out, started on first use in the running loop."""
-    global _default
-    if _default is None or _default._loop is not asyncio.get_running_loop():
-        _default = MarketFanout()
-        await _default.start()
-    return _default

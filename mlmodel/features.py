@@ -135,11 +135,6 @@ def _prefix(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window_lo(ts: np.ndarray, w_ms: float) -> np.ndarray:
-    """Index of the first snapshot in the window (t - w, t] for every t (snapshot i itself included)."""
-    return np.searchsorted(ts, ts - int(w_ms), side="right")
-
-
 def _fill_levels(
     px: np.ndarray, sz: np.ndarray, levels: int, step: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -32,13 +31,6 @@ def model_active_all() -> list[ModelVersion]:
             "id", "market", "version", "name", "artifact", "artifact_sha256", "horizon_s"
         )
     )
-
-
-def model_versions_list(*, market: str | None = None) -> QuerySet[ModelVersion]:
-    qs = ModelVersion.objects.all()
-    if market:
-        qs = qs.filter(market=market)
-    return qs.order_by("market", "-version")
 
 
 def _num(d: dict[str, Any], *path: str) -> Any:
@@ -124,10 +116,6 @@ def prediction_latest(*, market: str) -> Prediction | None:
         .order_by("-ts", "-id")
         .first()
     )
-
-
-def predictions_recent(*, market: str, limit: int = 300) -> list[Prediction]:
-    return list(Prediction.objects.filter(market=market).order_by("-ts", "-id")[:limit])
 
 
 def prediction_data(*, prediction: Prediction) -> dict[str, Any]:

@@ -328,12 +328,6 @@ def build_jwt(
     return signing_input + "." + _b64url(signature)
 
 
-def authorization_header(
-    access_key: str, secret_key: str, params: Params | None = None, alg: str = "HS256"
-) -> dict[str, str]:
-    return {"Authorization": "Bearer " + build_jwt(access_key, secret_key, params, alg=alg)}
-
-
 @dataclass(frozen=True)
 class JwtParts:
     header: dict[str, Any]
@@ -640,7 +634,3 @@ def iso_kst(ts_ms: int, micro: bool = False) -> str:
     t = dt.datetime.fromtimestamp(ts_ms / 1000, tz=KST)
     spec = "microseconds" if micro else "seconds"
     return t.isoformat(timespec=spec)
-
-
-def utc_parts(ts_ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC)

@@ -389,7 +389,7 @@ UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 
 # --- Trading --------------------------------------------------------------------------------------------
 PAPER_STARTING_KRW = env("PAPER_STARTING_KRW", default="10000000")
-# Paper fills use the collector's live book when it is at most this old (ms), else a REST snapshot (0: always).
+# Paper fills use the collector's live book when at most this old (ms), else a REST snapshot (0: always).
 PAPER_BOOK_MAX_AGE_MS = env.int("PAPER_BOOK_MAX_AGE_MS", default=2000)
 # Also queue each time-triggered scheduled order with an ETA at its due time (the 1 s beat is the safety net).
 TRADING_PRECISE_SCHEDULE = env.bool("TRADING_PRECISE_SCHEDULE", default=True)
