@@ -16,15 +16,16 @@ Every call site is one line and never raises: a metrics failure must not stop tr
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
 import logging
+import operator
 import os
 import socket
 import threading
 import time
-from collections import Counter as _Tally
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,15 +47,20 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 NS = "observator"
 F = TypeVar("F", bound=Callable[..., Any])
 
+# A multiprocess folder that does not exist yet would make every metric below fail to open its file.
+if os.environ.get(MULTIPROC_ENV):
+    with contextlib.suppress(OSError):
+        Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 # -- collector --------------------------------------------------------------------------------------
 COLLECTOR_RECORDS = Counter(
-    f"{NS}_collector_records", "Market-data records received by the collector.", ["market", "kind"]
+    f"{NS}_collector_records", "Market-data records (books, trades, tickers) received, by market.", ["market"]
 )
-COLLECTOR_BYTES = Counter(
-    f"{NS}_collector_bytes", "Approximate bytes of market data received (record payload size).", ["market"]
+COLLECTOR_RECORDS_BY_KIND = Counter(
+    f"{NS}_collector_records_by_kind", "Records received by kind (duplicate: trades dropped).", ["kind"]
 )
 COLLECTOR_RECONNECTS = Counter(f"{NS}_collector_reconnects", "WebSocket reconnects of the collector.")
 COLLECTOR_FRAMES = Counter(f"{NS}_collector_frames", "WebSocket frames the collector received.")
@@ -153,7 +159,7 @@ def mark_process_dead(pid: int | None = None) -> None:
 # -- hot-path helpers -------------------------------------------------------------------------------
 class _CollectorTally:
     __slots__ = (
-        "bytes",
+        "kinds",
         "last_flush",
         "last_frames",
         "last_malformed",
@@ -163,25 +169,23 @@ class _CollectorTally:
     )
 
     def __init__(self) -> None:
-        self.n: _Tally[tuple[str, str]] = _Tally()
-        self.bytes: _Tally[str] = _Tally()
+        self.n: collections.Counter[str] = collections.Counter()
+        self.kinds: dict[str, int] = {}
         self.last_flush = 0.0
         self.last_frames = self.last_malformed = self.last_reconnects = self.last_dropped = 0
 
 
 _tally = _CollectorTally()
-_KIND = {"OrderbookRecord": "orderbook", "TradeRecord": "trade", "TickerRecord": "ticker"}
+_code = operator.attrgetter("code")
 
 
-@_safe
 def collector_records(records: list[Any]) -> None:
-    """Count a batch of parsed records by market and kind (plain dict updates; flushed once a second)."""
-    n, nbytes = _tally.n, _tally.bytes
-    for rec in records:
-        code = rec.code
-        n[code, _KIND.get(type(rec).__name__, "other")] += 1
-        packed = getattr(rec, "packed", None)
-        nbytes[code] += len(packed) if packed is not None else 64
+    """Count a batch of parsed records by market: one C-level counter update (flushed once a second).
+    Kinds come from the collector's own counts (:func:`collector_observe`)."""
+    try:
+        _tally.n.update(map(_code, records))
+    except Exception:  # noqa: BLE001
+        logger.debug("metrics: collector_records failed", exc_info=True)
 
 
 @_safe
@@ -198,12 +202,13 @@ def collector_observe(collector: Any, *, force: bool = False) -> None:
     if not force and now - _tally.last_flush < 1.0:
         return
     _tally.last_flush = now
-    counts, _tally.n = _tally.n, _Tally()
-    sizes, _tally.bytes = _tally.bytes, _Tally()
-    for (code, kind), value in counts.items():
-        COLLECTOR_RECORDS.labels(code, kind).inc(value)
-    for code, value in sizes.items():
-        COLLECTOR_BYTES.labels(code).inc(value)
+    counts, _tally.n = _tally.n, collections.Counter()
+    for code, value in counts.items():
+        COLLECTOR_RECORDS.labels(code).inc(value)
+    for kind, value in dict(getattr(collector, "counts", None) or {}).items():
+        if kind in ("orderbook", "trade", "ticker", "duplicate") and value > _tally.kinds.get(kind, 0):
+            COLLECTOR_RECORDS_BY_KIND.labels(kind).inc(value - _tally.kinds.get(kind, 0))
+            _tally.kinds[kind] = value
     stats = getattr(getattr(collector, "streamer", None), "stats", None)
     for attr, metric, last in (
         ("frames", COLLECTOR_FRAMES, "last_frames"),

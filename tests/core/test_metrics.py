@@ -51,7 +51,9 @@ def test_collector_records_and_gaps_show_up(client, tmp_path):
     metrics.collector_observe(collector, force=True)
     text = scrape(client)
     name = "observator_collector_records_total"
-    assert sample(text, name, market="KRW-MET", kind="trade") - sample(before, name, market="KRW-MET") == 2
+    assert sample(text, name, market="KRW-MET") - sample(before, name, market="KRW-MET") == 2
+    kind = "observator_collector_records_by_kind_total"
+    assert sample(text, kind, kind="trade") - sample(before, kind, kind="trade") == 2
     gap = "observator_collector_gap_seconds_total"
     assert sample(text, gap, market="KRW-MET", reason="reconnect") == pytest.approx(4.0)
     assert sample(text, "observator_collector_markets_owned", shard="0") == 1
