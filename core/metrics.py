@@ -385,7 +385,8 @@ def health_check(*, role: str, max_age: float = HEARTBEAT_MAX_AGE, host: str | N
     ``ok`` when at least one is younger than ``max_age`` seconds."""
     host = host or socket.gethostname()
     now = time.time()
-    fresh, stale = [], []
+    fresh: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     for path in sorted(heartbeat_dir().glob(f"{role}-{host}-*.json")):
         try:
             beat = json.loads(path.read_text())
