@@ -270,3 +270,34 @@ def test_real_worker_failure_and_heartbeat(client, redis_url, tmp_path, monkeypa
         live.wait_until(
             lambda: sample(scrape(client), name, task="core.ping") == 1, timeout=60, message="failure counted"
         )
+
+
+def test_queue_depth_on_the_embedded_broker(tmp_path, settings):
+    from core.broker import _SCHEMA, sqlite_connect
+
+    path = tmp_path / "broker.sqlite"
+    settings.CELERY_BROKER_URL = f"sqlite:///{path}"
+    assert metrics.queue_depths() == {"default": 0, "ml": 0}  # no broker file yet
+    db = sqlite_connect(str(path))
+    db.executescript(_SCHEMA)
+    db.executemany(
+        "INSERT INTO message (queue, payload) VALUES (?, ?)", [("ml", "{}")] * 3 + [("default", "{}")]
+    )
+    db.commit()
+    db.close()
+    assert metrics.queue_depths() == {"default": 1, "ml": 3}
+
+
+def test_queue_depth_on_redis(redis_url, settings):
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    settings.CELERY_BROKER_URL = url
+    client = redis.Redis.from_url(url)
+    client.delete("default", "ml")
+    client.rpush("ml", "a", "b")
+    try:
+        assert metrics.queue_depths() == {"default": 0, "ml": 2}
+    finally:
+        client.delete("default", "ml")
+        client.close()
