@@ -938,11 +938,11 @@ def training_runs_fail_undelivered(*, timeout_s: float | None = None) -> int:
     says so within a minute or two and "Train now" works again; a late delivery is then refused."""
     timeout = pickup_timeout_s() if timeout_s is None else float(timeout_s)
     cutoff = timezone.now() - dt.timedelta(seconds=timeout)
-    message = (
-        f"No ml worker picked this run up within {timeout:.0f} s; is the ml worker running? "
+    message = _(
+        "No ml worker picked this run up within %(timeout)s s; is the ml worker running? "
         "(python3 dev.py run starts it; with Redis, check that the worker and the web server use the same "
         "REDIS_URL.) Start it again once it is."
-    )
+    ) % {"timeout": f"{timeout:.0f}"}
     changed = 0
     stuck = TrainingRun.objects.filter(
         state=TrainingState.QUEUED, picked_up_at__isnull=True, created_at__lt=cutoff

@@ -215,3 +215,19 @@ def test_model_page_comparison_shows_macro_f1_mcc_intervals_and_a_dash_without_m
     assert "[0.380, 0.440]" in html and "class-metrics-note" in html
     dir_row = html.split("Dir. accuracy")[1].split("</tr>")[0]
     assert dir_row.count("–") == 2  # no moves (persistence) and no value (lstm): a dash, never 0 %
+
+
+def test_new_report_and_admin_strings_are_in_korean() -> None:
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    with translation.override("ko"):
+        html = render_to_string("mlmodel/_comparison.html", {"rows": [], "config": {}, "plots": []})
+        assert "매크로 F1 (3개 클래스)" in html and "거래 가능한 변동" in html and "블록 부트스트랩" in html
+        assert translation.gettext("Undelivered:") == "전달되지 않음:"
+        msg = translation.gettext(
+            "No ml worker picked this run up within %(timeout)s s; is the ml worker running? "
+            "(python3 dev.py run starts it; with Redis, check that the worker and the web server use the "
+            "same REDIS_URL.) Start it again once it is."
+        ) % {"timeout": "90"}
+        assert msg.startswith("90초 안에")
