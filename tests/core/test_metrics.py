@@ -301,3 +301,48 @@ def test_queue_depth_on_redis(redis_url, settings):
     finally:
         client.delete("default", "ml")
         client.close()
+
+
+@pytest.mark.django_db
+def test_model_age_last_retrain_and_day_uploads_from_the_database(client):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from market.models import DayUpload
+    from mlmodel.models import ModelVersion, TrainingRun
+
+    v = ModelVersion.objects.create(
+        name="lstm",
+        market="KRW-AGE",
+        version=1,
+        status="active",
+        horizon_s=10,
+        feature_version="t",
+        artifact="x.pt",
+    )
+    ModelVersion.objects.filter(pk=v.pk).update(created_at=timezone.now() - dt.timedelta(hours=2))
+    now = timezone.now()
+    TrainingRun.objects.create(market="KRW-AGE", state="succeeded", finished_at=now - dt.timedelta(hours=1))
+    TrainingRun.objects.create(market="KRW-AGE", state="failed", finished_at=now)
+    TrainingRun.objects.create(market="KRW-OK", state="succeeded", finished_at=now)
+    day = dt.date(2026, 1, 1)
+    DayUpload.objects.create(kind="orderbook", market="KRW-AGE", day=day, status="verified")
+    DayUpload.objects.create(kind="trade", market="KRW-AGE", day=day, status="failed")
+    DayUpload.objects.create(kind="orderbook", market="KRW-OK", day=day, status="verified")
+    text = scrape(client)
+    assert 7100 < sample(text, "observator_model_age_seconds", market="KRW-AGE") < 7400
+    assert sample(text, "observator_retrain_last_success", market="KRW-AGE") == 0  # the latest run failed
+    assert sample(text, "observator_retrain_last_success", market="KRW-OK") == 1
+    assert sample(text, "observator_day_uploads", status="verified") == 2
+    assert sample(text, "observator_day_uploads", status="failed") == 1
+
+
+def test_prediction_latency_is_observed(client):
+    from mlmodel.serving import Server
+
+    name = "observator_prediction_seconds_count"
+    before = sample(scrape(client), name)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any outcome of a bad batch is timed
+        Server().ingest(object())  # type: ignore[arg-type]
+    assert sample(scrape(client), name) - before == 1
