@@ -506,11 +506,26 @@ def _last_runs() -> list[tuple[str, bool, float]]:
     return [(market, ok, ts) for market, (ok, ts) in seen.items()]
 
 
+def live_gauges_reap(path: str | Path) -> list[int]:
+    """Drop the live gauges (``gauge_live*_<pid>.db``) of processes that are gone: a SIGKILLed collector
+    must stop counting its markets as owned. The folder is per host, so the pids are this host's."""
+    dead = set()
+    for file in Path(path).glob("gauge_live*_*.db"):
+        pid = file.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            dead.add(int(pid))
+    for pid in dead:
+        with contextlib.suppress(Exception):
+            multiprocess.mark_process_dead(pid, str(path))
+    return sorted(dead)
+
+
 def metrics_render() -> tuple[bytes, str]:
     """The exposition text for ``/metrics``: every process's values (multiprocess) plus the scrape-time
     state."""
     path = os.environ.get(MULTIPROC_ENV)
     if path and Path(path).is_dir():
+        live_gauges_reap(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)
     else:

@@ -346,3 +346,23 @@ def test_prediction_latency_is_observed(client):
     with pytest.raises(Exception):  # noqa: B017, PT011 - any outcome of a bad batch is timed
         Server().ingest(object())  # type: ignore[arg-type]
     assert sample(scrape(client), name) - before == 1
+
+
+@pytest.mark.django_db
+def test_a_killed_collector_stops_counting_its_markets(client, tmp_path, monkeypatch):
+    """Live gauges of a process that died without cleaning up (SIGKILL) leave the sum at the next scrape."""
+    mp = metrics.metrics_dir_prepare(tmp_path / "mp")
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(mp), "DJANGO_SETTINGS_MODULE": "observator.settings.test"}
+    code = (
+        "import django; django.setup()\n"
+        "from core import metrics\n"
+        "metrics.COLLECTOR_MARKETS.labels('{shard}').set({n})\n"
+        "import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    for shard, n in (("a", 3), ("b", 4)):
+        subprocess.run([sys.executable, "-c", code.format(shard=shard, n=n)], cwd=ROOT, env=env, timeout=120)
+    assert len(list(mp.glob("gauge_livesum_*.db"))) == 2
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(mp))
+    text = scrape(client)
+    assert sample(text, "observator_collector_markets_owned", shard="a") == 0
+    assert not list(mp.glob("gauge_livesum_*.db"))
