@@ -1161,14 +1161,24 @@ def training_in_subprocess() -> bool:
     return bool(value)
 
 
+def training_runs_stop(*, run_ids: Sequence[int], message: str) -> int:
+    """Fail the unfinished runs of ``run_ids`` with ``message`` (the training process was stopped)."""
+    return TrainingRun.objects.filter(
+        pk__in=list(run_ids), state__in=[TrainingState.QUEUED, TrainingState.RUNNING]
+    ).update(state=TrainingState.FAILED, finished_at=timezone.now(), stage="failed", message=message[:2000])
+
+
 def training_runs_spawn(*, run_ids: Sequence[int]) -> int:
-    """Start ``manage.py train --run-id ...`` detached (its own session, so a worker restart does not kill
-    it); it enforces ML_TRAIN_TIME_LIMIT_S itself, and a run whose process died is failed after two hours
-    without progress. Returns the child's pid."""
+    """Start ``manage.py train --run-id ...`` in the background. It stops with the stack: it stays in the ml
+    worker's process group (the launcher's SIGTERM to the group reaches it) and watches its parent
+    (``--parent-pid``: SIGTERM to itself when the worker is gone, even killed with SIGKILL); stopped, it
+    fails its runs "training stopped: the stack was shut down". It enforces ML_TRAIN_TIME_LIMIT_S itself, and
+    a run whose process died is failed after two hours without progress. Returns the child's pid."""
     import subprocess
     import sys
 
     args = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "train", "--no-progress"]
+    args += ["--parent-pid", str(os.getpid())]
     for run_id in run_ids:
         args += ["--run-id", str(int(run_id))]
     log_dir = Path(getattr(settings, "VAR_DIR", Path(settings.BASE_DIR) / "var")) / "log"
@@ -1181,7 +1191,6 @@ def training_runs_spawn(*, run_ids: Sequence[int]) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
         )
     TrainingRun.objects.filter(pk__in=list(run_ids), state=TrainingState.QUEUED).update(
         stage=f"starting (process {proc.pid})", process_id=proc.pid

@@ -3,6 +3,7 @@ when it beats the active model on the same walk-forward test."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -46,10 +47,16 @@ class Command(BaseCommand):
             default=[],
             help="execute these queued training runs (how the ml worker starts training in its own process)",
         )
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            default=0,
+            help="stop (SIGTERM to itself) when this process - the ml worker that started it - is gone",
+        )
 
     def handle(self, *args: Any, **o: Any) -> None:
         if o["run_id"]:
-            self._execute_queued(o["run_id"])
+            self._execute_queued(o["run_id"], parent_pid=o["parent_pid"])
             return
         params: dict[str, Any] = {
             "market": o["market"].strip().upper(),
@@ -118,23 +125,53 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"stored {v} (id {v.pk if v else '?'})"))
         self.stdout.write(run.message)
 
-    def _execute_queued(self, run_ids: list[int]) -> None:
-        """Run queued runs under a wall-clock limit; SIGTERM or the limit fail the current run (recorded)."""
+    def _execute_queued(self, run_ids: list[int], *, parent_pid: int = 0) -> None:
+        """Run queued runs under a wall-clock limit; SIGTERM (the stack stopping, or the parent worker gone)
+        or the limit stop them all, each unfinished run failed with the reason."""
         import signal
 
-        class TrainingInterrupted(Exception):
+        class TrainingInterrupted(BaseException):  # not an Exception: no run goes on after it
             pass
 
         def stop(signum: int, frame: Any) -> None:
-            reason = "time limit" if signum == signal.SIGALRM else "terminated"
+            reason = "time limit" if signum == signal.SIGALRM else "the stack was shut down"
             raise TrainingInterrupted(f"training stopped: {reason}")
 
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, stop)
         signal.signal(signal.SIGALRM, stop)
+        if parent_pid:
+            _stop_with_parent(parent_pid)
         signal.alarm(int(conf.get("ML_TRAIN_TIME_LIMIT_S")))
         try:
             runs = services.training_runs_execute(run_ids=run_ids)
+        except TrainingInterrupted as exc:
+            signal.alarm(0)
+            services.training_runs_stop(run_ids=run_ids, message=str(exc))
+            self.stderr.write(str(exc))
+            raise SystemExit(1) from None
         finally:
             signal.alarm(0)
         for run in runs:
             self.stdout.write(f"run {run.pk} {run.market}: {run.state} {run.message}")
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """SIGTERM to this process when ``parent_pid`` (the ml worker) is gone: the kernel's parent-death signal
+    on Linux, and a watch thread everywhere (it also covers a parent gone before this started)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    with contextlib.suppress(Exception):  # Linux only; the watch thread below is enough elsewhere
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
