@@ -366,3 +366,26 @@ def test_a_killed_collector_stops_counting_its_markets(client, tmp_path, monkeyp
     text = scrape(client)
     assert sample(text, "observator_collector_markets_owned", shard="a") == 0
     assert not list(mp.glob("gauge_livesum_*.db"))
+
+
+def test_metrics_serve_answers_without_a_web(tmp_path, monkeypatch):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    import httpx
+
+    from core.management.commands.metrics_serve import _Handler
+
+    mp = metrics.metrics_dir_prepare(tmp_path / "mp")
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(mp))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        answer = httpx.get(f"{base}/metrics", timeout=10)
+        assert answer.status_code == 200 and "observator_celery_queue_depth" in answer.text
+        assert httpx.get(f"{base}/other", timeout=10).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
