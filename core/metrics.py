@@ -509,11 +509,11 @@ def _last_runs() -> list[tuple[str, bool, float]]:
 def live_gauges_reap(path: str | Path) -> list[int]:
     """Drop the live gauges (``gauge_live*_<pid>.db``) of processes that are gone: a SIGKILLed collector
     must stop counting its markets as owned. The folder is per host, so the pids are this host's."""
-    dead = set()
+    dead: set[int] = set()
     for file in Path(path).glob("gauge_live*_*.db"):
-        pid = file.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            dead.add(int(pid))
+        tail = file.stem.rsplit("_", 1)[-1]
+        if tail.isdigit() and not _pid_alive(int(tail)):
+            dead.add(int(tail))
     for pid in dead:
         with contextlib.suppress(Exception):
             multiprocess.mark_process_dead(pid, str(path))
