@@ -426,7 +426,13 @@ class Command(BaseCommand):
             "the last-trade columns by the tick rule) and from 2018: it shows the pipeline runs on real data "
             "and what the model finds there; it does not show a model would earn money today."
             if "sample" in source
-            else "- Results on recorded data do not promise future profits."
+            else (
+                "- The simulator's synthetic market with a planted order-flow signal (docs/simulator.md): a "
+                "model that passes here has learned the planted signal; it says the pipeline and the gate "
+                "can find signal where there is some, not that a real market offers it."
+                if "synthetic" in source
+                else "- Results on recorded data do not promise future profits."
+            )
         )
         L.append(
             "- The persistence bar is strict: with a one-tick spread far above the fee, most snapshots carry "
