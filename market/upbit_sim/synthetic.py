@@ -147,6 +147,7 @@ class SyntheticParams:
     signal_tau: float = 60.0  # seconds
     signal_taker: float = 0.02
     signal_book: float = 0.9
+    signal_lag: float = 0.0  # seconds: takers act on the drift as it was this long ago (the book leads)
 
     def scaled(self, activity: float) -> SyntheticParams:
         """The same market on a time scale ``activity`` times faster (all rates and the Hawkes decay)."""
@@ -161,6 +162,7 @@ class SyntheticParams:
             hawkes_beta=self.hawkes_beta * k,
             spread_fill_rate=self.spread_fill_rate * k,
             signal_tau=self.signal_tau / k,
+            signal_lag=self.signal_lag / k,
         )
 
 
@@ -236,6 +238,7 @@ class SyntheticMarket:
         self._sig_rng = np.random.Generator(np.random.PCG64(ss.spawn(1)[0]))
         self._sig_x = 0.0
         self._sig_t = 0.0
+        self._sig_hist: list[float] = []  # past drift values on the 0.25 s grid (signal_lag > 0)
         self.signal = 0.0  # the takers' current tilt: > 0 buyers lead
         self._sig_book = 0.0  # the resting limit orders' tilt: > 0 bids build up
         self.events = 0
@@ -448,10 +451,19 @@ class SyntheticMarket:
             rho = math.exp(-h / p.signal_tau)
             c = math.sqrt(1.0 - rho * rho)
             n = int((t - self._sig_t) / h) + 1
+            lag = int(round(p.signal_lag / h))
+            hist = self._sig_hist
             for z in self._sig_rng.standard_normal(n).tolist():
                 self._sig_x = self._sig_x * rho + c * z
+                if lag:
+                    hist.append(self._sig_x)
             self._sig_t += n * h
-            self.signal = max(-0.9, min(0.9, p.signal_strength * p.signal_taker * self._sig_x))
+            x_taker = self._sig_x
+            if lag:
+                if len(hist) > lag + 1:
+                    del hist[: len(hist) - lag - 1]
+                x_taker = hist[0] if len(hist) > lag else 0.0
+            self.signal = max(-0.9, min(0.9, p.signal_strength * p.signal_taker * x_taker))
             self._sig_book = max(-0.9, min(0.9, p.signal_strength * p.signal_book * self._sig_x))
         return self.signal
 
