@@ -10,8 +10,8 @@ period the largest predictions and the backtest's round trips and net P&L. Simul
 signal (``SyntheticParams.signal_*``) can be set with ``--sim signal_lag=20,signal_tau=60``.
 
 Usage: ``python bench/bench_first_model.py [--seeds 1,2,3] [--strength 1] [--minutes 20] [--horizon 20]
-[--window 60] [--epochs 8] [--hidden 16] [--sim k=v,...]``. Figures: docs/ml.md ("The first model on the
-demo market").
+[--window 60] [--epochs 8] [--hidden 16] [--sim k=v,...]``. Figures: docs/simulator.md ("Does the first
+model pass the gate on the demo market?").
 """
 
 from __future__ import annotations

@@ -46,7 +46,9 @@ Signal strength (``signal_strength``, 0 = off: the dynamics above, stream unchan
 more ticks behind the best (side choice tilted by ``strength * signal_book * x``): the depth imbalance shows
 the drift before the mid moves, so book features predict the next 10-60 s. At 1 (the demo's default) a
 ridge on imbalance predicts KRW-BTC's 30-s return with R^2 ~0.3-0.5 out of sample and the one-minute
-volatility rises to ~0.3 % (figures: docs/simulator.md).
+volatility rises to ~0.3 % (figures: docs/simulator.md). ``signal_lag`` (seconds, default 0) makes the
+takers act on the drift as it was that long ago while the book leans with it now (the book's history then
+leads the mid; an experiment knob for the first-model gate, docs/simulator.md).
 
 Randomness comes from ``numpy.random.Generator`` (PCG64) seeded per market from ``(seed, market)``: the
 same seed and market give the same stream regardless of which other markets run.
