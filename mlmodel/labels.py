@@ -46,8 +46,9 @@ def future_log_return(
     return out
 
 
-def three_class(returns: np.ndarray, *, dead_band: float) -> np.ndarray:
-    """DOWN (0) / FLAT (1) / UP (2) with |r| <= dead_band as FLAT; INVALID_CLASS (-1) where r is NaN."""
+def three_class(returns: np.ndarray, *, dead_band: float | np.ndarray) -> np.ndarray:
+    """DOWN (0) / FLAT (1) / UP (2) with |r| <= dead_band (a scalar or one per sample) as FLAT;
+    INVALID_CLASS (-1) where r is NaN."""
     r = np.asarray(returns, dtype=np.float64)
     out = np.full(r.shape, INVALID_CLASS, dtype=np.int64)
     fin = np.isfinite(r)

@@ -5,6 +5,7 @@ Markdown report with its plots. Stores no model."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import sys
 import tempfile
@@ -177,8 +178,13 @@ class Command(BaseCommand):
     def _sensitivity(self, params: services.TrainParams, days: list[dt.date]) -> list[dict[str, Any]]:
         """Baselines only (fast) at several horizons, backtested with threshold 0 and with the threshold."""
         from mlmodel.backtest import BacktestConfig, decision_costs
-        from mlmodel.baselines import LinearOFI, TreeModel, ZeroReturn
-        from mlmodel.evaluation import EvalConfig, walk_forward_evaluate, walk_forward_splits_by_rows
+        from mlmodel.baselines import LinearOFI, ZeroReturn
+        from mlmodel.evaluation import (
+            EvalConfig,
+            ModelFactory,
+            walk_forward_evaluate,
+            walk_forward_splits_by_rows,
+        )
 
         fee = float(settings.UPBIT_FEE_RATE)
         spread_k = conf.spread_cost_factor()
@@ -203,10 +209,10 @@ class Command(BaseCommand):
                     spread_cost_factor=spread_k,
                 )
                 cfg = EvalConfig(window=p.window, move_threshold=2 * fee, backtest=bt)
-                factories = {
+                factories: dict[str, ModelFactory] = {
                     "persistence": lambda ctx: ZeroReturn(),
                     "linear_ofi": lambda ctx: LinearOFI(ctx.feature_names),
-                    "gbt": lambda ctx, seed=p.seed: TreeModel(seed=seed),
+                    "gbt": functools.partial(_tree, seed=p.seed),
                 }
                 report, _ = walk_forward_evaluate(data.labelled, data.book, splits, factories, config=cfg)
                 by_threshold[thr] = report["summary"]
@@ -696,7 +702,8 @@ def null_section(null: services.PipelineResult) -> list[str]:
 
 def signal_words(summary: dict[str, Any], null_summary: dict[str, Any] | None) -> str:
     """One sentence per model that found signal: MCC interval above 0 and above the null control's."""
-    found, none = [], []
+    found: list[str] = []
+    none: list[str] = []
     for name in [n for n in MODEL_ORDER if n in summary and n != "persistence"]:
         t = summary[name].get("test", {})
         lo = ((t.get("ci") or {}).get("mcc") or [math.nan])[0]
@@ -731,3 +738,9 @@ def _spread_words(k: float) -> str:
     if k == 1.0:
         return "the full spread"
     return f"{k:g} x the spread"
+
+
+def _tree(ctx: Any, *, seed: int) -> Any:
+    from mlmodel.baselines import TreeModel
+
+    return TreeModel(seed=seed)
