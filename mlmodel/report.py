@@ -75,10 +75,13 @@ def build_report(
     ok = promotable(eval_report, model=model)
     s = summary.get(model, {})
     base = summary.get(PERSISTENCE, {})
+    dir_acc = s.get("test", {}).get("dir_acc", math.nan)
+    # No move beyond the fee in the test periods: there is no accuracy to state (not 0, not "nan").
+    dir_acc_text = "-" if dir_acc is None or not math.isfinite(float(dir_acc)) else f"{float(dir_acc):.3f}"
     verdict = (
         f"{model}: validation MSE {s.get('val', {}).get('mse', math.nan):.3e} vs persistence "
         f"{base.get('val', {}).get('mse', math.nan):.3e}; test directional accuracy on moves beyond the fee "
-        f"{s.get('test', {}).get('dir_acc', 0.0):.3f}; "
+        f"{dir_acc_text}; "
         f"backtest net P&L {s.get('backtest', {}).get('net_pnl', 0.0):,.0f}"
         f" KRW (buy-and-hold {s.get('backtest', {}).get('buy_hold_pnl', 0.0):,.0f}). "
         + (

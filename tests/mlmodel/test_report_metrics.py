@@ -231,3 +231,16 @@ def test_new_report_and_admin_strings_are_in_korean() -> None:
             "same REDIS_URL.) Start it again once it is."
         ) % {"timeout": "90"}
         assert msg.startswith("90초 안에")
+
+
+def test_report_verdict_shows_a_dash_when_no_test_sample_moved() -> None:
+    from mlmodel.report import build_report
+
+    summary = {
+        "lstm": {"val": {"mse": 1e-6}, "test": {"dir_acc": float("nan")}, "backtest": {}},
+        "persistence": {"val": {"mse": 2e-6}},
+    }
+    verdict = build_report({"summary": summary}, {}, model="lstm")["verdict"]
+    assert "beyond the fee -;" in verdict and "nan" not in verdict
+    summary["lstm"]["test"]["dir_acc"] = 0.5
+    assert "beyond the fee 0.500;" in build_report({"summary": summary}, {}, model="lstm")["verdict"]
