@@ -30,6 +30,24 @@ def _block_outside_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
+_APP_LOGGERS = ("core", "accounts", "market", "mlmodel", "trading")
+
+
+@pytest.fixture(autouse=True)
+def _app_loggers_reach_caplog() -> None:
+    """Every test starts with the project's loggers enabled and propagating to the root, where caplog listens.
+    A library configured in-process by an earlier test (Django/Celery logging setup) can leave a logger
+    disabled or not propagating, which made "logged once" tests pass alone and fail in the full run."""
+    import logging
+
+    logging.disable(logging.NOTSET)
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in _APP_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.disabled = False
+            logger.propagate = True
+
+
 @pytest.fixture
 def artifacts_dir() -> Path:
     path = Path(os.environ.get("TEST_ARTIFACTS_DIR", live.ROOT / "var" / "test-artifacts"))
