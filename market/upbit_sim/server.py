@@ -222,6 +222,10 @@ class RateLimiter:
         b[1] += 1
         return True, limit - b[1]
 
+    def reset(self) -> None:
+        """Empty every bucket (tests sharing one simulator start each case with a fresh second)."""
+        self._buckets.clear()
+
 
 @dataclass
 class ApiKey:
