@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -15,8 +14,8 @@ from market.upbit_sim.server import SimConfig, SimulatorThread
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_buckets(request: pytest.FixtureRequest) -> None:
-    """The module's simulator is shared: a case must not inherit the previous case's requests in the same second
-    (a burst of candle reads there made a later case meet a 429 under load)."""
+    """The module's simulator is shared: a case must not inherit the previous case's requests in the same
+    second (a burst of candle reads there made a later case meet a 429 under load)."""
     if "sim" in request.fixturenames:
         sim: SimulatorThread = request.getfixturevalue("sim")
         sim.call(lambda s: s.limiter.reset())
