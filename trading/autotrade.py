@@ -3,7 +3,9 @@
 Rule (per prediction, per running session): cost = both fees + ``AUTOTRADE_SPREAD_COST_FACTOR`` (default
 0.5: the half-spread) x the current spread relative to the mid, from the live book; buy ``order_krw`` when
 predicted return > threshold + cost; sell the session's position when predicted return < -(threshold +
-cost) or the price fell to the user's stop; nothing while in the cool-down, while an order of the session
+cost), when the prediction's horizon has passed since the position was opened and the prediction no longer
+exceeds threshold + cost (``mlmodel.rule.exit_reason``: the one exit rule the backtest simulates too), or
+the price fell to the user's stop; nothing while in the cool-down, while an order of the session
 is still open, above the position limit, with auto-trading halted (daily loss limit) or the kill switch
 engaged. Every evaluated prediction leaves one
 ``AutoTradeDecision`` (unique per session and prediction, so a redelivered task changes nothing) and is
@@ -33,6 +35,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
+from mlmodel.rule import exit_reason
 from trading import errors
 from trading.models import OPEN_ORDER_STATES, Order, OrderSource, OrdType, Side, TradingProfile
 from trading.models_autotrade import (
@@ -303,6 +306,7 @@ class SessionPosition:
     cost: Decimal  # KRW paid for it, fees included (average cost)
     open_orders: int
     manual_reduced: Decimal = ZERO  # coin taken off the position so far because the account held less
+    opened_at: dt.datetime | None = None  # when the buy that opened this position was decided
 
     @property
     def avg_cost(self) -> Decimal | None:
@@ -316,7 +320,11 @@ class SessionPosition:
         cut = self.volume - volume
         cost = self.cost * volume / self.volume if volume > 0 else ZERO
         return SessionPosition(
-            volume=volume, cost=cost, open_orders=self.open_orders, manual_reduced=self.manual_reduced + cut
+            volume=volume,
+            cost=cost,
+            open_orders=self.open_orders,
+            manual_reduced=self.manual_reduced + cut,
+            opened_at=self.opened_at if volume > 0 else None,
         )
 
 
@@ -326,6 +334,7 @@ def session_position(*, session: AutoTradeSession) -> SessionPosition:
     Manual buys of the same coin are the user's, never the session's."""
     volume = cost = reduced = ZERO
     open_orders = 0
+    opened_at: dt.datetime | None = None
     rows = (
         AutoTradeDecision.objects.filter(session=session)
         .filter(Q(order__isnull=False) | Q(manual_adjust_volume__isnull=False))
@@ -347,6 +356,8 @@ def session_position(*, session: AutoTradeSession) -> SessionPosition:
         if o.executed_volume <= 0:
             continue
         if o.side == Side.BID:
+            if volume <= 0:
+                opened_at = d.created_at
             volume += o.executed_volume
             cost += o.executed_funds + o.paid_fee
         else:
@@ -354,9 +365,13 @@ def session_position(*, session: AutoTradeSession) -> SessionPosition:
             if volume > 0:
                 cost -= cost * sold / volume
             volume -= sold
+        if volume <= 0:
+            opened_at = None
     if volume <= 0:
-        volume, cost = ZERO, ZERO
-    return SessionPosition(volume=volume, cost=cost, open_orders=open_orders, manual_reduced=reduced)
+        volume, cost, opened_at = ZERO, ZERO, None
+    return SessionPosition(
+        volume=volume, cost=cost, open_orders=open_orders, manual_reduced=reduced, opened_at=opened_at
+    )
 
 
 def _coin_held(session: AutoTradeSession, *, at_least: Decimal) -> Decimal | None:
@@ -456,8 +471,11 @@ def decide(
     position: SessionPosition,
     now: dt.datetime,
     kill_switch: bool,
+    horizon_s: float | None = None,
 ) -> tuple[str, str, str]:
-    """(action, reason, detail) for one prediction. Pure given its inputs (tested by hand-computed cases)."""
+    """(action, reason, detail) for one prediction. Pure given its inputs (tested by hand-computed cases).
+    ``horizon_s`` is the prediction's horizon: a position held that long is sold once the model would not
+    buy it now (``mlmodel.rule.exit_reason``)."""
     edge = session.threshold + costs.total
     if kill_switch:
         return AutoTradeAction.HOLD, "kill_switch", str(_("Trading is stopped by the operators."))
@@ -486,14 +504,22 @@ def decide(
         if cooling:
             return AutoTradeAction.HOLD, "cooldown", ""
         return AutoTradeAction.BUY, "signal_buy", f"{predicted_return} > {edge}"
-    if predicted_return < -edge:
+    held_s = (now - position.opened_at).total_seconds() if position.opened_at is not None else None
+    why = exit_reason(predicted_return=predicted_return, edge=edge, held_s=held_s, horizon_s=horizon_s)
+    if why is not None:
         if position.volume <= 0:
             return AutoTradeAction.HOLD, "no_position", ""
         if position.volume * costs.best_bid < Decimal(settings.UPBIT_MIN_ORDER_KRW):
             return AutoTradeAction.HOLD, "under_min_total", ""
         if cooling:
             return AutoTradeAction.HOLD, "cooldown", ""
-        return AutoTradeAction.SELL, "signal_sell", f"{predicted_return} < -{edge}"
+        if why == "horizon_exit":
+            return (
+                AutoTradeAction.SELL,
+                why,
+                f"held {held_s:.0f} s >= {horizon_s:g} s; {predicted_return} <= {edge}",
+            )
+        return AutoTradeAction.SELL, why, f"{predicted_return} < -{edge}"
     return AutoTradeAction.HOLD, "below_threshold", ""
 
 
@@ -507,6 +533,14 @@ def _prediction_fields(prediction: dict[str, Any]) -> tuple[str, int, Decimal]:
     if not pred.is_finite():
         raise ValidationFailed(_("Malformed prediction."), code="invalid")
     return market, ts, pred
+
+
+def _horizon(prediction: dict[str, Any]) -> float | None:
+    try:
+        h = float(prediction.get("horizon_s") or 0)
+    except (TypeError, ValueError):
+        return None
+    return h if h > 0 else None
 
 
 def autotrade_on_prediction(*, prediction: dict[str, Any]) -> list[AutoTradeDecision]:
@@ -586,6 +620,7 @@ def autotrade_session_evaluate(*, session_id: int, prediction: dict[str, Any]) -
             position=position,
             now=now,
             kill_switch=kill_switch_engaged(),
+            horizon_s=_horizon(prediction),
         )
         key = f"auto-{session.pk}-{ts}" if action != AutoTradeAction.HOLD else ""
         if manual_cut is not None:

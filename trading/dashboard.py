@@ -137,6 +137,7 @@ JS_STRINGS: dict[str, Any] = {
     "reason_below_threshold": _("prediction within threshold + costs"),
     "reason_signal_buy": _("buy signal"),
     "reason_signal_sell": _("sell signal"),
+    "reason_horizon_exit": _("horizon passed, no longer above threshold + costs"),
     "reason_no_position": _("sell signal, nothing to sell"),
     "reason_under_min_total": _("position below the minimum order"),
     "reason_cooldown": _("cool-down after the last order"),

@@ -156,3 +156,33 @@ def test_halt_kill_switch_and_orders_in_flight_stop_everything():
     assert run("0.01", profile=TradingProfile(auto_trading_halted=True)) == ("hold", "halted")
     busy = SessionPosition(volume=D(0), cost=D(0), open_orders=1)
     assert run("0.01", pos=busy) == ("hold", "order_in_flight")
+
+
+def test_a_position_held_past_the_horizon_is_sold_once_the_model_would_not_buy_it_now():
+    # edge = 0.0005 + 0.002 = 0.0025; the prediction's horizon is 10 s; the lot was bought 10 s ago.
+    pos = SessionPosition(
+        volume=D("0.001"), cost=D(100_100), open_orders=0, opened_at=NOW - dt.timedelta(seconds=10)
+    )
+
+    def at(pred: str, *, horizon: float | None = 10.0, p: SessionPosition = pos) -> tuple[str, str]:
+        action, reason, _detail = decide(
+            session=session(),
+            profile=None,
+            predicted_return=D(pred),
+            costs=costs(),
+            position=p,
+            now=NOW,
+            kill_switch=False,
+            horizon_s=horizon,
+        )
+        return action, reason
+
+    assert at("0.0025") == ("sell", "horizon_exit")  # at the edge: the model would not buy it now
+    assert at("0") == ("sell", "horizon_exit")
+    assert at("0.0025000001") == ("hold", "position_limit")  # still a buy: keep the lot
+    assert at("-0.0025000001") == ("sell", "signal_sell")
+    assert at("0", horizon=None) == ("hold", "below_threshold")  # no horizon: only the sell signal
+    young = SessionPosition(
+        volume=D("0.001"), cost=D(100_100), open_orders=0, opened_at=NOW - dt.timedelta(seconds=9)
+    )
+    assert at("0", p=young) == ("hold", "below_threshold")  # bought 9 s ago: the 10-s move is not over

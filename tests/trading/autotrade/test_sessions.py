@@ -234,7 +234,8 @@ def test_old_hold_decisions_are_pruned_but_trades_are_kept(user, wide_book, acti
     autotrade_on_prediction.run(prediction=prediction(0.003))
     autotrade_on_prediction.run(prediction=prediction(0.0))
     AutoTradeDecision.objects.filter(session=s).update(created_at=timezone.now() - dt.timedelta(days=8))
-    autotrade_on_prediction.run(prediction=prediction(0.0))
+    # Still a buy signal, so the 8-day-old lot is kept (a flat prediction would sell it: horizon passed).
+    autotrade_on_prediction.run(prediction=prediction(0.003))
     assert autotrade.autotrade_decisions_prune() == 1
     assert [d.action for d in decisions(s)] == ["buy", "hold"]
 
