@@ -140,6 +140,17 @@ PROFILE_SECTIONS: list[str] = [
     "trading.views.profile_holdings_section",
     "trading.views.profile_report_section",
 ]
+# Typed messages between apps (core.messages): a lower app publishes a msgspec Struct of a topic; the Celery
+# tasks declared here receive it as keyword argument ``arg`` on ``queue``. A publisher never names a higher
+# app's task; this is the one place that wires them (catalogue: docs/architecture.md).
+MESSAGE_SUBSCRIBERS: dict[str, list[dict[str, str]]] = {
+    # market.messages.MarketBatch: the collector's ~1 s batch of every market's books and trades
+    "market.batch": [{"task": "mlmodel.tasks.ingest_market_data", "queue": "ml", "arg": "packed"}],
+    # mlmodel.messages.Prediction: every new prediction of an active model
+    "mlmodel.prediction": [
+        {"task": "trading.tasks.autotrade_on_prediction", "queue": "default", "arg": "prediction"}
+    ],
+}
 # Checks Upbit keys before they are stored (a read-only GET /v1/accounts against UPBIT_REST_URL):
 # ``callable(*, access_key, secret_key) -> accounts.services.KeyCheckResult`` (see exchange_credential_check).
 EXCHANGE_KEY_CHECK = "market.keycheck.upbit_keys_check"
@@ -426,8 +437,11 @@ LOGGING = {
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            # ISO 8601 in UTC with its offset: the process runs in TIME_ZONE (Asia/Seoul), and a bare local
+            # time without a zone read as the next day's early morning next to UTC timestamps elsewhere.
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
         },
     },
     "handlers": {
