@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from market.dayfiles import BookArrays
+from mlmodel.rule import HORIZON_EXIT, exit_reason
 from mlmodel.ticks import TickFn, krw_tick_size, round_to_tick
 
 YEAR_S = 365.0 * 24 * 3600  # crypto trades every day
@@ -30,6 +31,9 @@ class BacktestConfig:
     limit_ticks: int | None = None  # None = market order; k = marketable limit capped k ticks past the touch
     close_at_end: bool = True
     sharpe_bar_s: float = 60.0
+    # The prediction horizon: a held lot is sold once this long after its buy when the prediction no longer
+    # exceeds the edge (``mlmodel.rule.exit_reason``, the product's rule). None = the sell signal only.
+    horizon_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +50,7 @@ class Fill:
     fee: float
     prediction: float
     cost: float  # threshold-free round-trip cost used by the rule at decision time
-    reason: str  # "signal" / "end"
+    reason: str  # "signal" (buy or sell signal) / "horizon" (horizon exit) / "end"
     levels_walked: int
 
 
@@ -143,11 +147,14 @@ def run_backtest(
 ) -> BacktestResult:
     """Replay ``book`` with a prediction at each decision snapshot ``decision_idx`` (sorted row indices).
 
-    Rule: buy ``order_krw`` when prediction > threshold + cost and the position limit allows it; sell the
-    whole position when prediction < -(threshold + cost). An order arrives ``latency_ms`` after the decision
-    and is filled against the book in force then (the last snapshot with ts <= arrival); while one is in
-    flight and for ``cooldown_ms`` after its fill no new order is sent. Signals are vectorised; only the
-    (few) snapshots that signal enter the Python loop: a day of 5 Hz snapshots replays in well under a second.
+    Rule (the product's, ``trading.autotrade.decide``): buy ``order_krw`` when prediction > threshold + cost
+    and the position limit allows it; sell the whole position when prediction < -(threshold + cost), or, with
+    ``horizon_s``, once that long has passed since the buy that opened it and the prediction no longer
+    exceeds threshold + cost (``mlmodel.rule.exit_reason``). An order arrives ``latency_ms`` after the
+    decision and is filled against the book in force then (the last snapshot with ts <= arrival); while one
+    is in flight and for ``cooldown_ms`` after its fill no new order is sent. Signals are vectorised; only
+    the (few) snapshots that signal, or may exit a held lot, enter the Python loop: a day of 5 Hz snapshots
+    replays in well under a second.
     """
     cfg = config or BacktestConfig()
     idx = np.asarray(decision_idx, dtype=np.int64)
@@ -164,8 +171,14 @@ def run_backtest(
     with np.errstate(invalid="ignore"):
         buy_sig = np.isfinite(pred) & np.isfinite(edge) & (pred > edge)
         sell_sig = np.isfinite(pred) & np.isfinite(edge) & (pred < -edge)
+    finite = np.isfinite(pred) & np.isfinite(edge)
     cand = np.nonzero(buy_sig | sell_sig)[0]
     dec_ts = ts[idx]
+    horizon_ms = None if cfg.horizon_s is None or cfg.horizon_s <= 0 else int(round(cfg.horizon_s * 1000))
+    # Decisions where a lot held past the horizon would be sold: every one that is not a buy signal.
+    exit_ok = np.nonzero(finite & ~buy_sig)[0] if horizon_ms is not None else np.zeros(0, np.int64)
+    exit_ok_ts = dec_ts[exit_ok]
+    opened_ts: int | None = None  # decision time of the buy that opened the held lot
     arrival_idx_all = np.searchsorted(ts, dec_ts + cfg.latency_ms, side="right") - 1
 
     cash, pos, basis = float(cfg.initial_cash), 0.0, 0.0
@@ -179,16 +192,35 @@ def run_backtest(
     cand_ts = dec_ts[cand]
     n_cand = int(cand.shape[0])
     p = 0
-    while p < n_cand:
-        k = int(cand[p])
-        p += 1
+    after = -1  # the last decision looked at: the horizon exit is searched after it
+    while True:
+        k_sig = int(cand[p]) if p < n_cand else None
+        k_exit = None
+        if opened_ts is not None and horizon_ms is not None and basis > 0:
+            q = int(np.searchsorted(exit_ok_ts, opened_ts + horizon_ms, side="left"))
+            q = max(q, int(np.searchsorted(exit_ok, after, side="right")))
+            k_exit = int(exit_ok[q]) if q < exit_ok.size else None
+        if k_sig is None and k_exit is None:
+            break
+        if k_exit is None or (k_sig is not None and k_sig <= k_exit):
+            k = k_sig
+            p += 1
+        else:
+            k = k_exit
+        assert k is not None
+        after = k
         t = int(dec_ts[k])
-        if t < next_free:  # busy (order in flight or cooling down): jump to the first candidate after it
+        if t < next_free:  # busy (order in flight or cooling down): jump to the first decision after it
             p = max(p, int(np.searchsorted(cand_ts, next_free, side="left")))
+            after = max(after, int(np.searchsorted(dec_ts, next_free, side="left")) - 1)
             continue
         j = int(arrival_idx_all[k])
         arrival = t + cfg.latency_ms
-        if buy_sig[k]:
+        held_s = (t - opened_ts) / 1000.0 if opened_ts is not None and basis > 0 else None
+        why = exit_reason(
+            predicted_return=float(pred[k]), edge=float(edge[k]), held_s=held_s, horizon_s=cfg.horizon_s
+        )
+        if buy_sig[k] and why is None:
             # A position worth less than the minimum order total is dust: it cannot be sold and does not
             # count as a held lot.
             holding = pos * float(b1[idx[k]]) >= cfg.min_total_krw
@@ -215,6 +247,8 @@ def run_backtest(
                 continue
             fee = funds * fee_rate
             cash -= funds + fee
+            if basis <= 0:
+                opened_ts = t
             pos = round(pos + vol, dec)
             basis += funds + fee
             trip_cash -= funds + fee
@@ -236,7 +270,7 @@ def run_backtest(
                 )
             )
             next_free = arrival + cfg.cooldown_ms
-        elif sell_sig[k] and pos > 0:
+        elif why is not None and pos > 0:
             volume = _floor_dec(pos, dec)
             ref_bid = float(b1[j])
             if not math.isfinite(ref_bid) or volume * ref_bid < cfg.min_total_krw:
@@ -273,13 +307,14 @@ def run_backtest(
                     fee,
                     float(pred[k]),
                     float(cost[k]),
-                    "signal",
+                    "horizon" if why == HORIZON_EXIT else "signal",
                     used,
                 )
             )
             if pos <= 10.0**-dec or pos * ref_bid < cfg.min_total_krw:  # flat, or only dust left
                 pos = max(pos, 0.0)
                 basis = 0.0
+                opened_ts = None
                 trips.append(trip_cash)
                 trip_cash = 0.0
             next_free = arrival + cfg.cooldown_ms

@@ -512,6 +512,7 @@ def pipeline_run(
         latency_ms=params.backtest_latency_ms,
         min_total_krw=float(getattr(settings, "UPBIT_MIN_ORDER_KRW", 5000)),
         spread_cost_factor=conf.spread_cost_factor(),
+        horizon_s=params.horizon_s,  # the product's exit rule: sold after the horizon (mlmodel.rule)
     )
     eval_cfg = EvalConfig(
         window=params.window,

@@ -155,3 +155,32 @@ def test_dust_left_by_a_thin_book_closes_the_trip_and_does_not_block_new_buys() 
     assert [f.side for f in res.fills] == ["buy", "sell", "buy"]
     assert res.fills[1].volume == 6 and res.metrics["n_round_trips"] == 1
     assert res.rejections == []  # the dust is not retried as a sell
+
+
+def test_a_lot_is_sold_once_the_horizon_has_passed_and_the_prediction_no_longer_clears_the_edge() -> None:
+    # One row a second; buy at 0 on a strong call; the prediction then fades to 0 (inside the edge) at 2 s.
+    n = 12
+    book = book_from_rows(list(range(0, n * 1000, 1000)), [[(1000, 100)]] * n, [[(999, 100)]] * n)
+    pred = np.array([BIG, BIG, 0.0, 0.0, BIG, BIG, BIG, BIG, 0.0, 0.0, 0.0, 0.0])
+    plain = run_backtest(book, np.arange(n), pred, config=_cfg(order_krw=10_000.0))
+    assert [f.side for f in plain.fills] == ["buy"]  # the sell signal alone never comes
+    res = run_backtest(book, np.arange(n), pred, config=_cfg(order_krw=10_000.0, horizon_s=3.0))
+    # Held 3 s at row 3 with a flat call: sold; bought again at 4; still a buy at 7 (held 3 s): kept;
+    # sold at 8 (held 4 s, flat call).
+    assert [(f.side, f.decision_ts, f.reason) for f in res.fills] == [
+        ("buy", 0, "signal"),
+        ("sell", 3000, "horizon"),
+        ("buy", 4000, "signal"),
+        ("sell", 8000, "horizon"),
+    ]
+    assert res.metrics["n_round_trips"] == 2
+    # A predicted fall beyond the edge still sells before the horizon.
+    early = run_backtest(
+        book, np.arange(3), np.array([BIG, -BIG, 0.0]), config=_cfg(order_krw=10_000.0, horizon_s=60.0)
+    )
+    assert [(f.side, f.reason) for f in early.fills] == [("buy", "signal"), ("sell", "signal")]
+    # The cool-down after the buy (5 s) skips the flat calls at 2-3 s; the next flat call is at 8 s.
+    cool = run_backtest(
+        book, np.arange(n), pred, config=_cfg(order_krw=10_000.0, horizon_s=1.0, cooldown_ms=5000)
+    )
+    assert [(f.side, f.decision_ts) for f in cool.fills][:2] == [("buy", 0), ("sell", 8000)]

@@ -207,6 +207,7 @@ class Command(BaseCommand):
                     order_krw=p.backtest_order_krw,
                     latency_ms=p.backtest_latency_ms,
                     spread_cost_factor=spread_k,
+                    horizon_s=horizon,
                 )
                 cfg = EvalConfig(window=p.window, move_threshold=2 * fee, backtest=bt)
                 factories: dict[str, ModelFactory] = {
