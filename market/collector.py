@@ -5,9 +5,9 @@ One asyncio process (``manage.py collect``) runs:
 * :class:`market.upbit.ws.UpbitStreamer` for the configured markets (orderbook, trade, ticker);
 * a :class:`market.dayfiles.DayFileWriter` (segments every ``flush_interval`` s, day closed at KST midnight);
 * the fan-out (:class:`market.fanout.MarketFanout`) to the ``market.<CODE>`` Channels groups;
-* every ~1 s, when ``settings.MARKET_PREDICTION_FEED``, the new snapshots and trades of all markets go to
-  the ML worker by task name (``mlmodel.tasks.ingest_market_data`` on the ``ml`` queue; market never imports
-  mlmodel).
+* every ~1 s, when ``settings.MARKET_PREDICTION_FEED``, the new snapshots and trades of all markets are
+  published as one :class:`market.messages.MarketBatch` to the subscribers ``settings.MESSAGE_SUBSCRIBERS``
+  declares (the ML worker; market never names a higher app's task).
 
 Gaps (reconnects, trade-id anomalies) are written to the ``gap`` day files. SIGTERM/SIGINT stop it cleanly:
 the streams close, buffered rows are flushed, nothing half-written is left.
@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from core import metrics
+from core.messages import message_publish
 from market import batchwire
 from market.dayfiles import DEFAULT_LEVELS, DayFileWriter, last_recorded_ts
+from market.messages import MarketBatch
 from market.upbit.records import OrderbookRecord, Record, TickerRecord, TradeRecord
 from market.upbit.ws import TradeSequenceTracker, UpbitStreamer
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_TASK = "mlmodel.tasks.ingest_market_data"
 PredictionSink = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
@@ -69,11 +70,11 @@ class PredictionBatcher:
 
 
 def celery_prediction_sink() -> Callable[[dict[str, Any]], None]:
-    """Send a batch to the ML worker by task name (``send_task``; the broker call runs off the event loop)."""
-    from celery_app import app
+    """Publish a batch as a :class:`MarketBatch` to its settings-declared subscribers (the broker call runs
+    off the event loop)."""
 
     def send(packed: dict[str, Any]) -> None:
-        app.send_task(PREDICTION_TASK, kwargs={"packed": packed}, queue="ml")
+        message_publish(message=MarketBatch(**packed))
 
     return send
 

@@ -2,7 +2,7 @@
 feature state (``mlmodel.live``), the active models kept loaded (reloaded when the active version changes),
 one batched forward pass per model per call - on CPU a single-layer LSTM runs the compiled kernel over cached
 input projections (``mlmodel.lstm_kernel``), anything else torch - predictions stored, published to
-``market.<CODE>`` and handed to auto-trading by task name."""
+``market.<CODE>`` and published as :class:`mlmodel.messages.Prediction` to the subscribers in settings."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ import numpy as np
 from django.db import transaction
 
 from core import metrics, realtime
+from core.messages import message_publish
 from market import batchwire
 from market.batchwire import PackedBatch
+from market.messages import market_event, market_group
 from mlmodel import conf, lstm_kernel
 from mlmodel.live import LiveState, ModelSpec
+from mlmodel.messages import Prediction
 
 logger = logging.getLogger(__name__)
 
-AUTOTRADE_TASK = "trading.tasks.autotrade_on_prediction"
 # How long a batch waits for a model that is loading in the background (well inside the task's 20 s soft
 # limit); past it the batch goes on without that model and a later one uses it.
 LOAD_WAIT_S = 8.0
@@ -308,7 +310,6 @@ def reset_server() -> None:
 
 def market_data_ingest(*, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The ml worker's entry point for the collector's batches: predict, store, publish, hand over."""
-    from celery_app import app
     from mlmodel.services import predictions_prune, predictions_store
 
     server = get_server()
@@ -316,18 +317,13 @@ def market_data_ingest(*, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) 
     if rows:
         with transaction.atomic():
             predictions_store(rows=rows)
-        public = [
-            {k: r[k] for k in ("market", "ts", "predicted_return", "horizon_s", "model_version", "mid")}
-            for r in rows
-        ]
-        realtime.publish_many(
-            [(f"market.{p['market']}", {"type": "market.prediction", "data": p}) for p in public]
-        )
         published_at = time.time()
-        for r in rows:
-            app.send_task(
-                AUTOTRADE_TASK, kwargs={"prediction": {**r, "published_at": published_at}}, queue="default"
-            )
+        predictions = [Prediction(**r, published_at=published_at) for r in rows]
+        realtime.publish_many(
+            [(market_group(p.market), market_event("prediction", p.public())) for p in predictions]
+        )
+        for prediction in predictions:
+            message_publish(message=prediction)
     now = time.monotonic()
     if now - server.last_prune > 60:
         server.last_prune = now

@@ -1,0 +1,98 @@
+"""Typed messages between apps: a lower app publishes a :class:`Message`; settings declare who receives it.
+
+A message type is a msgspec Struct defined once, in the lowest app that owns it (``market.messages``,
+``mlmodel.messages``, ``trading.messages``), with its ``topic``. :func:`message_publish` sends it to every
+Celery task that ``settings.MESSAGE_SUBSCRIBERS[topic]`` declares, so the publisher never names a higher
+app's task::
+
+    MESSAGE_SUBSCRIBERS = {
+        "mlmodel.prediction": [
+            {"task": "trading.tasks.autotrade_on_prediction", "queue": "default", "arg": "prediction"},
+        ],
+    }
+
+The task receives the message as plain JSON (``msgspec.to_builtins``) in its keyword argument ``arg`` and
+turns it back into the Struct with :func:`message_decode`. The catalogue is in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound="Message")
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """Base of every message between apps: ``topic`` names it in ``settings.MESSAGE_SUBSCRIBERS``."""
+
+    topic: ClassVar[str] = ""
+
+
+class MessageFormatError(ValueError):
+    """A received message that does not match its type (the subscriber logs it and drops it)."""
+
+
+class Subscriber(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One ``settings.MESSAGE_SUBSCRIBERS`` entry: a Celery task by name, its queue and keyword argument."""
+
+    task: str
+    queue: str = "default"
+    arg: str = "message"
+
+
+Sender = Callable[[str, dict[str, Any], str], None]
+
+
+def message_subscribers(*, topic: str, declared: Mapping[str, Any] | None = None) -> list[Subscriber]:
+    """The subscribers the settings declare for ``topic`` (a malformed entry raises at once, not silently)."""
+    if declared is None:
+        from django.conf import settings
+
+        declared = settings.MESSAGE_SUBSCRIBERS
+    return msgspec.convert(list(declared.get(topic, ())), list[Subscriber])
+
+
+def _celery_send(task: str, kwargs: dict[str, Any], queue: str) -> None:
+    from celery_app import app
+
+    app.send_task(task, kwargs=kwargs, queue=queue)
+
+
+def message_publish(*, message: Message, send: Sender | None = None) -> int:
+    """Send ``message`` to every subscriber of its topic; returns how many were sent to.
+
+    Best effort per subscriber: one unreachable queue is logged and does not stop the others."""
+    subscribers = message_subscribers(topic=message.topic)
+    if not subscribers:
+        return 0
+    payload = msgspec.to_builtins(message)
+    send = send or _celery_send
+    sent = 0
+    for sub in subscribers:
+        try:
+            send(sub.task, {sub.arg: payload}, sub.queue)
+            sent += 1
+        except Exception:  # noqa: BLE001 - the broker down must not stop the publisher (collector, ml worker)
+            logger.exception("message %s not delivered to %s", message.topic, sub.task)
+    return sent
+
+
+def message_decode(data: Any, *, type: type[M]) -> M:  # noqa: A002 - msgspec's own name for it
+    """The Struct from a received payload (JSON builtins); :class:`MessageFormatError` if it does not fit."""
+    if isinstance(data, type):
+        return data
+    try:
+        return msgspec.convert(data, type=type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise MessageFormatError(f"malformed {type.topic or type.__name__} message: {exc}") from exc
+
+
+def message_encode(message: msgspec.Struct) -> Any:
+    """JSON builtins of a Struct (what a channel layer or a Celery message carries)."""
+    return msgspec.to_builtins(message)
