@@ -449,6 +449,11 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler (DEBUG only) printed each 4xx/5xx a second time as plain text: the
+        # root's JSON handler is the one handler. A client's 4xx (a too-small amount, a bad token) is answered
+        # to the client and logged (as WARNING) only at LOG_LEVEL=INFO or DEBUG; 5xx are always logged.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.request": {"level": LOG_LEVEL if LOG_LEVEL in ("DEBUG", "INFO") else "ERROR"},
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
