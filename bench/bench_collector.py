@@ -50,7 +50,7 @@ django.setup()
 import numpy as np  # noqa: E402
 
 from market.collector import Collector  # noqa: E402
-from market.upbit_sim.server import Simulator  # noqa: E402
+from market.upbit_sim.messages import encode, orderbook_msg  # noqa: E402
 from market.upbit_sim.source import BookSnapshot  # noqa: E402
 from market.upbit_sim.synthetic import SyntheticMarket  # noqa: E402
 
@@ -72,9 +72,9 @@ def make_frames(n: int, seed: int = 1) -> list[bytes]:
                 (float(p), float(s)) for p, s in zip(books.bid_px[i], books.bid_sz[i], strict=True) if p > 0
             ]
             snap = BookSnapshot(int(books.ts[i]), asks, bids)
-            # The simulator's own encoder (it does not use its instance), so the bytes are what it sends.
-            msg = Simulator._orderbook_msg(None, code, snap, 30, "REALTIME")  # type: ignore[arg-type]
-            frames.append(Simulator._encode(msg, "DEFAULT"))
+            # The simulator's own encoder, so the bytes are what it sends.
+            msg = orderbook_msg(code, snap, 30, "REALTIME")
+            frames.append(encode(msg, "DEFAULT"))
         streams.append(frames)
     return [f for group in zip(*streams, strict=True) for f in group]
 

@@ -9,7 +9,8 @@ from websockets.sync.client import connect
 
 from market.upbit.protocol import to_simple
 from market.upbit_sim.frames import encode_orderbooks, orderbook_frames
-from market.upbit_sim.server import SimConfig, Simulator, SimulatorThread
+from market.upbit_sim.messages import orderbook_msg
+from market.upbit_sim.server import SimConfig, SimulatorThread
 from market.upbit_sim.source import BookSnapshot
 from market.upbit_sim.synthetic import SyntheticMarket
 
@@ -24,7 +25,7 @@ def test_encoded_frames_match_the_server_message_shape() -> None:
                 list(zip(books.ask_px[i].tolist(), books.ask_sz[i].tolist(), strict=True)),
                 list(zip(books.bid_px[i].tolist(), books.bid_sz[i].tolist(), strict=True)),
             )
-            expected = Simulator._orderbook_msg(None, "KRW-BTC", snap, 15, "REALTIME")  # type: ignore[arg-type]
+            expected = orderbook_msg("KRW-BTC", snap, 15, "REALTIME")
             if fmt.startswith("SIMPLE"):
                 expected = to_simple(expected)
             if fmt.endswith("_LIST"):
