@@ -153,7 +153,9 @@ class Supervisor:
         # Keeps reading even when the console is gone: a child blocked on a full pipe would never stop.
         with contextlib.suppress(OSError, ValueError):
             for raw in iter(stream.readline, b""):
-                self.emit(f"{name:>10} | {raw.decode(errors='replace').rstrip()}\n")
+                line = raw.decode(errors="replace").rstrip()
+                if line:  # Celery prints blank lines around its shutdown notice
+                    self.emit(f"{name:>10} | {line}\n")
         stream.close()
 
     # -- children -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,18 @@ def test_children_stop_even_if_the_launcher_is_killed(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGKILL)
         shell.wait(timeout=10)
+
+
+def test_blank_child_lines_are_not_echoed():
+    """Celery prints empty lines around its shutdown notice; the console shows only lines with text."""
+    code = "print(''); print('text', flush=True); print('   '); print('', flush=True)"
+    lines: list[str] = []
+    supervisor = launcher.Supervisor(
+        [launcher.ProcessSpec("child", [live.PYTHON, "-c", code])], write=lines.append
+    )
+    supervisor._start(supervisor.children[0])
+    supervisor.children[0].proc.wait(timeout=30)
+    live.wait_until(lambda: any("text" in line for line in lines), timeout=10)
+    time.sleep(0.2)
+    assert [line for line in lines if "child |" in line] == [f"{'child':>10} | text\n"]
+    assert supervisor.shutdown() == 0
