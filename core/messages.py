@@ -96,3 +96,50 @@ def message_decode(data: Any, *, type: type[M]) -> M:  # noqa: A002 - msgspec's 
 def message_encode(message: msgspec.Struct) -> Any:
     """JSON builtins of a Struct (what a channel layer or a Celery message carries)."""
     return msgspec.to_builtins(message)
+
+
+# -- the WebSocket envelope (both /ws/market/ and /ws/user/) ------------------------------------------------
+
+
+class Frame(msgspec.Struct, omit_defaults=True):
+    """Every frame on both sockets, both ways: ``{"type": ..., "data": {...}}``.
+
+    Server -> browser: the event kind in ``type`` and its documented fields in ``data`` (the market socket
+    adds ``market``); ``{"type": "error", "data": {"code", "message"}}`` for a refused frame. Browser -> server:
+    ``{"type": "ping"}`` (answered ``{"type": "pong"}``) and, on the market socket,
+    ``{"type": "subscribe", "data": {"market": CODE}}``."""
+
+    type: str
+    data: Any = None
+    market: str | None = None
+
+
+def frame(type: str, data: Any = None, *, market: str | None = None) -> dict[str, Any]:  # noqa: A002
+    """The envelope as a dict (for ``send_json``); Structs in ``data`` become their JSON builtins."""
+    out: dict[str, Any] = {"type": type}
+    if market is not None:
+        out["market"] = market
+    if data is not None:
+        out["data"] = msgspec.to_builtins(data) if isinstance(data, msgspec.Struct) else data
+    return out
+
+
+def error_frame(code: str, message: str) -> dict[str, Any]:
+    return frame("error", {"code": code, "message": message})
+
+
+def client_frame(content: Any) -> tuple[str, dict[str, Any]]:
+    """``(type, data)`` of a browser frame; ``("", {})`` when it is not an envelope.
+
+    Until the next release the old forms are read too: ``{"action": "ping"}`` and
+    ``{"action": "subscribe", "market": CODE}`` (pages loaded before the upgrade keep working)."""
+    if not isinstance(content, dict):
+        return "", {}
+    kind = content.get("type")
+    if isinstance(kind, str):
+        data = content.get("data")
+        return kind, data if isinstance(data, dict) else {}
+    action = content.get("action")
+    if isinstance(action, str):  # the old market socket form (remove after one release)
+        return action, {k: v for k, v in content.items() if k != "action"}
+    return "", {}

@@ -2,9 +2,10 @@
 
 Each connection holds at most one pending frame per kind (all trade batches since the last send, capped)
 and a small sender task that sends them at most every ``MARKET_WS_THROTTLE_MS``; a slow browser therefore
-never builds a queue, it just skips intermediate states. Client messages:
-``{"action": "subscribe", "market": "KRW-ETH"}`` switches market (answered by a snapshot) and
-``{"action": "ping"}`` is answered by ``{"type": "pong"}``. Frame formats: see :mod:`market.hub`.
+never builds a queue, it just skips intermediate states. Frames use the envelope of both sockets
+(:class:`core.messages.Frame`): ``{"type": "subscribe", "data": {"market": "KRW-ETH"}}`` switches market
+(answered by a snapshot) and ``{"type": "ping"}`` is answered by ``{"type": "pong"}``; the old
+``{"action": ...}`` forms are still read for one release. Server frames: see :mod:`market.hub`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
+from core.messages import client_frame, error_frame, frame
 from core.websocket import SafeJsonConsumer
 from market.hub import dumps, get_hub
 from market.selectors import MARKET_CODE_RE, market_is_listed
@@ -82,9 +84,9 @@ class MarketConsumer(SafeJsonConsumer):
             self.market = None
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        action = content.get("action") if isinstance(content, dict) else None
+        action, data = client_frame(content)
         if action == "subscribe":
-            code = str(content.get("market", "")).upper()
+            code = str(data.get("market", "")).upper()
             if not await _listed(code):
                 await self._error(
                     "invalid_market", _("Unknown market; expected a KRW market such as KRW-BTC.")
@@ -92,14 +94,16 @@ class MarketConsumer(SafeJsonConsumer):
                 return
             await self._switch(code)
         elif action == "ping":
-            await self.send_json({"type": "pong"})
+            await self.send_json(frame("pong"))
         else:
-            await self._error("invalid_action", _('Expected {"action": "subscribe", "market": CODE}.'))
+            await self._error(
+                "invalid_action", _('Expected {"type": "subscribe", "data": {"market": CODE}} or a ping.')
+            )
 
     async def _error(self, code: str, message: Any) -> None:
         with translation.override(self.language):
             text = str(message)
-        await self.send_json({"type": "error", "code": code, "message": text})
+        await self.send_json(error_frame(code, text))
 
     async def frame_error(self, code: str, message: Any) -> None:
         await self._error(code, message)

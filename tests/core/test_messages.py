@@ -122,6 +122,7 @@ def test_the_settings_declared_subscriber_receives_the_prediction(monkeypatch: p
 
 
 def test_the_project_settings_hand_predictions_to_auto_trading_and_batches_to_the_ml_worker() -> None:
+    app.loader.import_default_modules()  # every app's tasks module, as a worker loads them
     [auto] = message_subscribers(topic=Prediction.topic)
     assert auto.task in app.tasks and auto.arg == "prediction"
     [ml] = message_subscribers(topic=MarketBatch.topic)

@@ -79,7 +79,7 @@ async def _error_reply(ws: Any, timeout: float = 10.0) -> dict[str, Any]:
         remaining = deadline - asyncio.get_running_loop().time()
         raw = await asyncio.wait_for(ws.recv(), max(0.1, remaining))
         msg = json.loads(raw)
-        if isinstance(msg, dict) and (msg.get("type") == "error" or msg.get("kind") == "error"):
+        if isinstance(msg, dict) and msg.get("type") == "error":
             return msg
 
 
@@ -89,7 +89,7 @@ async def _pong(ws: Any, ping: dict[str, Any], timeout: float = 10.0) -> None:
     while True:
         remaining = deadline - asyncio.get_running_loop().time()
         msg = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, remaining)))
-        if isinstance(msg, dict) and "pong" in (msg.get("type"), msg.get("kind")):
+        if isinstance(msg, dict) and msg.get("type") == "pong":
             return
 
 
@@ -105,7 +105,7 @@ async def _fuzz_socket(
             counts["bad"] += 1
             await ws.send(frame)
             reply = await _error_reply(ws)
-            assert reply.get("code") and reply.get("message"), (kind, reply)
+            assert reply["data"]["code"] and reply["data"]["message"], (kind, reply)
             counts["answered"] += 1
         for value in _odd_json(rng):
             counts["odd"] += 1
@@ -139,7 +139,7 @@ def test_every_socket_route_survives_random_and_malformed_frames(user, asgi_serv
     cookie = {"Cookie": f"sessionid={browser.cookies['sessionid'].value}"}
     ws_base = asgi_server.replace("http://", "ws://")
 
-    market = asyncio.run(_fuzz_socket(f"{ws_base}/ws/market/KRW-BTC/", asgi_server, {}, {"action": "ping"}))
+    market = asyncio.run(_fuzz_socket(f"{ws_base}/ws/market/KRW-BTC/", asgi_server, {}, {"type": "ping"}))
     mine = asyncio.run(_fuzz_socket(f"{ws_base}/ws/user/", asgi_server, cookie, {"type": "ping"}))
     print(f"ws fuzz: market {market}, user {mine}")
     assert market["answered"] == market["bad"] >= 35

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
@@ -9,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from observator.asgi import application
 from tests.trading.conftest import d
 from trading import services
+from trading.messages import BalancesEvent, OrderEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +32,7 @@ def test_user_socket_gets_own_order_events_only(client, user, other_user, sim):
         connected, _ = await mine.connect(timeout=5)
         assert connected
         hello = await mine.receive_json_from(timeout=5)
-        assert hello == {"kind": "hello", "mode": "paper", "resync": True}
+        assert hello == {"type": "hello", "data": {"mode": "paper", "resync": True}}
 
         from channels.db import database_sync_to_async
 
@@ -38,11 +40,13 @@ def test_user_socket_gets_own_order_events_only(client, user, other_user, sim):
             user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000)
         )
         event = await mine.receive_json_from(timeout=5)
-        assert event["kind"] == "order" and event["order"]["market"] == "KRW-BTC"
-        assert event["order"]["state"] == "done" and event["order"]["mode"] == "paper"
+        assert event["type"] == "order" and set(event) == {"type", "data"}
+        order = msgspec.convert(event["data"], OrderEvent).order  # exactly the documented fields
+        assert order.market == "KRW-BTC" and order.state == "done" and order.mode == "paper"
         balances = await mine.receive_json_from(timeout=5)
-        assert balances["kind"] == "balances" and balances["mode"] == "paper"
-        assert {b["currency"] for b in balances["balances"]} == {"KRW", "BTC"}
+        assert balances["type"] == "balances"
+        typed = msgspec.convert(balances["data"], BalancesEvent)
+        assert typed.mode == "paper" and {b.currency for b in typed.balances or []} == {"KRW", "BTC"}
 
         await database_sync_to_async(services.order_place)(
             user=other_user, market="KRW-BTC", side="bid", ord_type="price", price=d(10_000)
@@ -79,9 +83,9 @@ def test_open_socket_is_closed_with_4401_once_the_session_is_deleted(client, use
 
         connected, _ = await comm.connect(timeout=5)
         assert connected
-        assert (await comm.receive_json_from(timeout=5))["kind"] == "hello"
+        assert (await comm.receive_json_from(timeout=5))["type"] == "hello"
         await comm.send_json_to({"type": "ping"})
-        assert await comm.receive_json_from(timeout=5) == {"kind": "pong"}  # still valid: answered
+        assert await comm.receive_json_from(timeout=5) == {"type": "pong"}  # still valid: answered
         await database_sync_to_async(lambda: Session.objects.all().delete())()
         if how == "ping":
             await comm.send_json_to({"type": "ping"})

@@ -41,9 +41,9 @@ def test_order_placed_over_http_is_pushed_to_the_users_socket(user, sim_env, asg
             return hello, event, r.json()
 
     hello, event, body = asyncio.run(scenario())
-    assert hello["kind"] == "hello" and hello["mode"] == "paper"
-    assert event["kind"] == "order" and event["order"]["id"] == body["order"]["id"]
-    assert event["order"]["state"] == "done"
+    assert hello == {"type": "hello", "data": {"mode": "paper", "resync": True}}
+    assert event["type"] == "order" and event["data"]["order"]["id"] == body["order"]["id"]
+    assert event["data"]["order"]["state"] == "done"
 
 
 def test_socket_without_a_session_is_refused(asgi_server):

@@ -173,7 +173,7 @@ function onMarketMessage(msg) {
       auto.onPrediction(data);
       break;
     case "error":
-      if (msg.message) toast(msg.message, "error");
+      if (data.message) toast(data.message, "error");
       break;
     default:
       break;
@@ -227,19 +227,21 @@ const refreshUser = debounce(() => {
   auto.load();
 }, 250);
 
+// Frames: {"type": kind, "data": {...}} with the kinds and fields of trading/messages.py and
+// autotrade/messages.py (docs/architecture.md).
 function onUserMessage(msg) {
-  if (!msg || typeof msg !== "object") return;
-  const data = msg.type === "user.event" ? msg.data || {} : msg.data && msg.data.kind ? msg.data : msg;
-  const kind = data.kind || msg.type || "";
-  if (kind === "pong") return;
+  if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
+  const kind = msg.type;
+  const data = msg.data || {};
+  if (kind === "pong" || kind === "error") return;
   if (kind === "hello") {
     // Sent on every (re)connect: what was pushed while away is lost, so re-read the account state.
     if (userSocket.connects > 1) refreshUser();
     return;
   }
-  if (kind.startsWith("auto") || kind === "decision") {
+  if (kind.startsWith("auto_")) {
     auto.onEvent(kind, data);
-    if (kind.includes("decision") && data.decision && data.decision.action && !["hold", "skip"].includes(data.decision.action)) {
+    if (kind === "auto_decision" && data.decision && !["hold", "skip"].includes(data.decision.action)) {
       assets.load();
       orders.load();
     }
@@ -254,11 +256,6 @@ function onUserMessage(msg) {
     assets.load();
     return;
   }
-  if (kind === "halt" || kind === "risk") {
-    if (data.message) toast(data.message, "error");
-    auto.load();
-    return;
-  }
   refreshUser();
 }
 
@@ -266,7 +263,6 @@ let sessionNoticeShown = false;
 const userSocket = new LiveSocket(() => wsUrl(config.ws.user), {
   onMessage: onUserMessage,
   pingEvery: 25000,
-  pingMessage: { type: "ping" },
   // 4401: the session is gone (deleted server-side, logged out elsewhere, expired); the server re-checks it
   // every few seconds on an open socket. Retrying cannot help, only logging in again: stop, say so once.
   stopOn: [4401],
@@ -322,7 +318,7 @@ function switchMarket(market) {
   chart.setPrediction(null);
   auto.onMarket(market);
   forms.onMarket(market);
-  if (!marketSocket.send({ action: "subscribe", market })) marketSocket.reconnectNow();
+  if (!marketSocket.send({ type: "subscribe", data: { market } })) marketSocket.reconnectNow();
   loadCandles();
   loadLiveSeed();
   loadExchanges();

@@ -27,17 +27,6 @@ import {
   toast,
 } from "./util.js";
 
-function pick(obj, ...keys) {
-  if (!obj) return undefined;
-  for (const k of keys) if (obj[k] !== undefined && obj[k] !== null) return obj[k];
-  return undefined;
-}
-
-function modeOf(data) {
-  const m = pick(data, "mode", "trading_mode");
-  return typeof m === "object" ? m.mode : m;
-}
-
 // ---- my assets ------------------------------------------------------------------------------------------
 export class AssetsPanel {
   constructor({ coin }) {
@@ -53,7 +42,8 @@ export class AssetsPanel {
     try {
       const data = await api("portfolio");
       if (req !== this.req) return;
-      this.data = data.portfolio ? { ...data.portfolio, mode: data.mode || data.portfolio.mode } : data;
+      // GET portfolio: {mode, portfolio: PortfolioOutput} (trading/api/serializers.py).
+      this.data = { ...data.portfolio, mode: data.mode };
       this.render();
     } catch (e) {
       if (req !== this.req) return;
@@ -67,17 +57,17 @@ export class AssetsPanel {
   available(currency) {
     const hs = this.holdings();
     const hold = hs.find((x) => x.currency === currency);
-    return hold ? num(pick(hold, "balance", "available", "volume")) : 0;
+    return hold ? num(hold.balance) : 0;
   }
 
   holdings() {
-    return listOf(this.data, "holdings", "coins", "balances").filter((x) => x.currency !== "KRW");
+    return ((this.data && this.data.holdings) || []).filter((x) => x.currency !== "KRW");
   }
 
   onPrice(market, price) {
     // Keep the current market's holding valued at the live price between REST loads.
     if (!this.data || !Number.isFinite(price)) return;
-    const hold = this.holdings().find((x) => pick(x, "market") === market || `KRW-${x.currency}` === market);
+    const hold = this.holdings().find((x) => x.market === market);
     if (!hold) return;
     const now = Date.now();
     if (this._lastLive && now - this._lastLive < 1000) return;
@@ -88,7 +78,7 @@ export class AssetsPanel {
 
   render() {
     const d = this.data || {};
-    const mode = modeOf(d) || "paper";
+    const mode = d.mode || "paper";
     this.badge.hidden = false;
     this.badge.textContent = mode === "live" ? t("live_mode") : t("paper");
     this.badge.className = `badge badge-mode badge-${mode}`;
@@ -96,14 +86,14 @@ export class AssetsPanel {
     const hs = this.holdings();
     // The server marks every figure at one price per coin (fees included); between loads the live price
     // moves a holding's value, and that same change moves Total, P&L today and P&L total together.
-    let total = num(pick(d, "krw_balance", "krw")) + num(pick(d, "krw_locked") ?? 0);
+    let total = num(d.krw_balance) + num(d.krw_locked ?? 0);
     let unrealized = 0;
     let drift = 0; // live value - the server's value of the holdings it priced
     let unpriced = 0; // P&L of holdings only the live price could value
     const rows = hs.map((x) => {
-      const vol = num(pick(x, "volume", "total", "balance"));
-      const avg = num(pick(x, "avg_buy_price", "avg_price"));
-      const price = num(pick(x, "price", "current_price"));
+      const vol = num(x.volume);
+      const avg = num(x.avg_buy_price);
+      const price = x.price === null || x.price === undefined ? NaN : num(x.price);
       const serverValue = x.value_krw === null || x.value_krw === undefined ? NaN : num(x.value_krw);
       const value = Number.isFinite(price) ? vol * price : serverValue;
       const cost = Number.isFinite(num(x.cost_krw)) ? num(x.cost_krw) : vol * avg;
@@ -124,18 +114,18 @@ export class AssetsPanel {
       );
     });
     fillRows($("#holdings-body"), rows, t("no_assets"), 5);
-    const apiTotal = num(pick(d, "total_assets_krw", "total_krw", "total"));
+    const apiTotal = num(d.total_assets_krw);
     if (!hs.length && Number.isFinite(apiTotal)) total = apiTotal;
     setText($("#assets-total"), `${fmtKRW(total)} KRW`);
-    setText($("#assets-krw"), `${fmtKRW(pick(d, "krw_balance", "krw"))} KRW`);
-    const apiToday = pick(d, "pnl_today");
+    setText($("#assets-krw"), `${fmtKRW(d.krw_balance)} KRW`);
+    const apiToday = d.pnl_today;
     const today = apiToday === undefined || apiToday === null ? apiToday : num(apiToday) + drift;
     const pToday = $("#assets-pnl-today");
     setText(pToday, today === undefined || today === null ? "–" : `${fmtSignedKRW(today)} KRW`);
     pToday.className = dirClass(today);
-    const realized = num(pick(d, "realized_pnl") ?? 0);
+    const realized = num(d.realized_pnl ?? 0);
     const pTotal = $("#assets-pnl-total");
-    const apiPnlTotal = pick(d, "pnl_total");
+    const apiPnlTotal = d.pnl_total;
     const totalPnl = apiPnlTotal === undefined || apiPnlTotal === null
       ? realized + unrealized
       : num(apiPnlTotal) + drift + unpriced;
@@ -156,7 +146,7 @@ export function historyFigures(o) {
   const executed = num(o.executed_volume);
   const ordered = num(o.volume);
   const filled = executed > 0;
-  const avg = num(pick(o, "avg_price")) || (filled ? num(o.executed_funds) / executed : NaN);
+  const avg = num(o.avg_price) || (filled ? num(o.executed_funds) / executed : NaN);
   let price = fmtPrice(avg);
   let priceTitle = t("avg_fill_price");
   if (!filled) {
@@ -279,7 +269,7 @@ export class OrdersPanel {
       return h(
         "tr",
         { "data-order-id": o.id, "data-state": o.state, title: o.error_message || "" },
-        h("td", null, fmtDateTime(pick(o, "closed_at", "created_at"))),
+        h("td", null, fmtDateTime(o.closed_at ?? o.created_at)), // closed_at is null until the order ends
         h("td", null, o.market),
         this._sideCell(o.side),
         h("td", { class: "num", "data-col": "price", title: priceTitle }, price),
@@ -523,23 +513,20 @@ export class AutoPanel {
     if (!p) return;
     if (p.market && p.market !== this.getMarket()) return;
     this.lastPredictionTs = num(p.ts) || Date.now();
-    const ret = num(pick(p, "predicted_return", "return"));
-    const hz = num(pick(p, "horizon_s", "horizon")) || 0;
+    // The live prediction event and GET model_state's prediction share these fields (docs/architecture.md).
+    const ret = num(p.predicted_return);
+    const hz = num(p.horizon_s) || 0;
     setText($("#model-prediction"), t("predicted_return", { v: fmtPct(ret, 3), h: Math.round(hz) }));
     $("#model-prediction").className = dirClass(ret);
-    const mv = pick(p, "model_version", "model");
-    if (mv && typeof mv === "object" && mv.version) setText($("#model-version"), `${mv.name || ""} v${mv.version}`.trim());
-    else if (mv && typeof mv !== "object") setText($("#model-version"), String(mv));
+    if (p.model_version) setText($("#model-version"), String(p.model_version));
     if (this.running) {
-      const ts = pick(p, "ts", "time");
-      const tsMs = typeof ts === "string" ? Date.parse(ts) : num(ts);
-      this.chart.setPrediction({ ts: tsMs, price: pick(p, "mid", "price"), horizon_s: hz, predicted_return: ret });
+      this.chart.setPrediction({ ts: num(p.ts), price: p.mid, horizon_s: hz, predicted_return: ret });
     }
   }
 
   onEvent(kind, data) {
-    if (kind.includes("decision")) {
-      const d = data.decision || data;
+    if (kind === "auto_decision") {
+      const d = data.decision;
       if (!this.session || (d.session_id && d.session_id !== this.session.id)) return;
       if (this.decisions.some((x) => x.id === d.id)) return;
       this.decisions.unshift(d);
@@ -550,7 +537,6 @@ export class AutoPanel {
     if (data.session && data.session.market === this.getMarket()) {
       if (!this.session || this.session.id === data.session.id || data.session.state === "running") this._applySession(data);
     }
-    if (data.message) toast(data.message, kind.includes("halt") ? "error" : "info");
   }
 
   renderLog() {
@@ -561,8 +547,8 @@ export class AutoPanel {
     this.log.replaceChildren(
       ...this.decisions.map((d) => {
         const action = String(d.action || "hold").toLowerCase();
-        const pr = num(pick(d, "predicted_return", "prediction"));
-        const edge = num(d.threshold) + num(pick(d, "cost", "round_trip_cost"));
+        const pr = num(d.predicted_return);
+        const edge = num(d.threshold) + num(d.cost);
         const reasonKey = `reason_${d.reason}`;
         const reason = d.reason ? (t(reasonKey) !== reasonKey ? t(reasonKey) : d.reason) : "";
         const parts = [
@@ -572,7 +558,7 @@ export class AutoPanel {
         return h(
           "li",
           { class: `decision decision-${action}`, "data-action": action, title: d.detail || "" },
-          h("time", { datetime: pick(d, "created_at") || "" }, fmtTime(pick(d, "created_at", "prediction_ts"))),
+          h("time", { datetime: d.created_at || "" }, fmtTime(d.created_at)),
           " ",
           h("strong", { class: action === "buy" ? "up" : action === "sell" ? "down" : "" }, t(`action_${action}`)),
           " ",

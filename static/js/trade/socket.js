@@ -19,7 +19,7 @@ export class LiveSocket {
   /**
    * @param {() => string} urlFn  URL of the socket (called on every connect: the market may change)
    * @param {{onMessage: Function, onState: Function, onOpen?: Function, pingEvery?: number, idleTimeout?: number,
-   *          stopOn?: number[]}} opts  stopOn: close codes after which retrying cannot help (4401: the session
+   *          stopOn?: number[]}} opts  Frames both ways are {"type": ..., "data": ...}; pings are {"type": "ping"}.  stopOn: close codes after which retrying cannot help (4401: the session
    *          is gone; only a new login fixes it), so the socket reports "refused" once and stops.
    */
   constructor(urlFn, opts) {
@@ -29,7 +29,7 @@ export class LiveSocket {
     this.onOpen = opts.onOpen || (() => {});
     this.pingEvery = opts.pingEvery ?? 20000;
     this.idleTimeout = opts.idleTimeout ?? 60000;
-    this.pingMessage = opts.pingMessage || { action: "ping" };
+    this.pingMessage = { type: "ping" }; // one envelope for both sockets: {"type": ..., "data": ...}
     this.stopOn = opts.stopOn || [];
     this.ws = null;
     this.attempt = 0;

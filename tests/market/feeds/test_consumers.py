@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from channels.layers import get_channel_layer
@@ -133,7 +134,7 @@ def test_subscribe_switches_market_and_predictions_are_forwarded() -> None:
     async def scenario() -> None:
         comm = await _connect()
         await _recv(comm)
-        await comm.send_json_to({"action": "subscribe", "market": "krw-eth"})
+        await comm.send_json_to({"type": "subscribe", "data": {"market": "krw-eth"}})
         snap = await _recv(comm)
         assert snap["type"] == "snapshot" and snap["market"] == "KRW-ETH"
         assert snap["data"]["ticker"]["market"] == "KRW-ETH"
@@ -159,23 +160,26 @@ def test_invalid_market_is_refused_and_bad_messages_get_an_error() -> None:
 
         comm = await _connect()
         await _recv(comm)
-        await comm.send_json_to({"action": "subscribe", "market": "KRW-NOPE"})
-        assert (await _recv(comm))["code"] == "invalid_market"
+        await comm.send_json_to({"type": "subscribe", "data": {"market": "KRW-NOPE"}})
+        assert (await _recv(comm))["data"]["code"] == "invalid_market"
         await comm.send_json_to({"action": "subscribe", "market": "DROP TABLE"})
-        assert (await _recv(comm))["code"] == "invalid_market"
+        assert (await _recv(comm))["data"]["code"] == "invalid_market"
         await comm.send_to(text_data="not json")
-        assert (await _recv(comm))["code"] == "invalid_frame"
+        assert (await _recv(comm))["data"]["code"] == "invalid_frame"
         await comm.send_json_to(["subscribe"])
-        assert (await _recv(comm))["code"] == "invalid_action"
+        assert (await _recv(comm))["data"]["code"] == "invalid_action"
         # Deeply nested JSON (a RecursionError in the decoder) and binary frames keep the socket open.
         await comm.send_to(text_data="[" * 100_000 + "]" * 100_000)
-        assert (await _recv(comm))["code"] == "invalid_frame"
+        assert (await _recv(comm))["data"]["code"] == "invalid_frame"
         await comm.send_to(text_data="[" * 5000 + "]" * 5000)
-        assert (await _recv(comm))["code"] == "invalid_frame"
+        assert (await _recv(comm))["data"]["code"] == "invalid_frame"
         await comm.send_to(bytes_data=b"\x00\x01")
-        assert (await _recv(comm))["code"] == "binary_frame"
-        await comm.send_json_to({"action": "ping"})
+        assert (await _recv(comm))["data"]["code"] == "binary_frame"
+        await comm.send_json_to({"type": "ping"})
         assert (await _recv(comm)) == {"type": "pong"}
+        error = {"type": "error", "data": {"code": "invalid_action", "message": ANY}}
+        await comm.send_json_to({"type": "zzz"})
+        assert (await _recv(comm)) == error
         await comm.disconnect()
 
     asyncio.run(scenario())
@@ -247,3 +251,19 @@ def test_a_slow_socket_never_builds_a_queue_it_gets_the_newest_state() -> None:
 
     sent = asyncio.run(scenario())
     assert sent == ["book-0", "book-1000", *[f"trades-{i}" for i in range(981, 1001)]]
+
+
+def test_the_old_action_frames_are_still_read_for_one_release() -> None:
+    """Pages loaded before the envelope change send {"action": ...}; they work until the next release."""
+
+    async def scenario() -> None:
+        comm = await _connect()
+        await _recv(comm)
+        await comm.send_json_to({"action": "ping"})
+        assert (await _recv(comm)) == {"type": "pong"}
+        await comm.send_json_to({"action": "subscribe", "market": "KRW-ETH"})
+        snap = await _recv(comm)
+        assert snap["type"] == "snapshot" and snap["market"] == "KRW-ETH"
+        await comm.disconnect()
+
+    asyncio.run(scenario())
