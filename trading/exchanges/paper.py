@@ -32,6 +32,7 @@ from trading.exchanges.base import (
 from trading.models import PaperBalance, PaperOrder, PaperTrade
 
 ZERO = Decimal(0)
+BALANCE_FIELDS = ["balance", "locked", "avg_buy_price"]
 BookSource = Callable[[str], Book]
 TradesSource = Callable[[str], list[Any]]
 
@@ -146,6 +147,10 @@ class PaperExchange:
 
     # -- writes ------------------------------------------------------------------------------------------
 
+    def book(self, market: str) -> Book:
+        """The book a fill of ``market`` is priced on now (read it before any transaction or lock)."""
+        return self.book_source(market)
+
     def place_order(
         self,
         *,
@@ -156,17 +161,46 @@ class PaperExchange:
         price: Decimal | None,
         identifier: str,
     ) -> ExchangeOrder:
+        # The book is read before any lock is taken: a slow market-data call must not hold row locks.
+        book = self.book(market)
+        answer, _rows = self.place_order_on(
+            book=book,
+            market=market,
+            side=side,
+            ord_type=ord_type,
+            volume=volume,
+            price=price,
+            identifier=identifier,
+        )
+        return answer
+
+    def place_order_on(
+        self,
+        *,
+        book: Book,
+        market: str,
+        side: str,
+        ord_type: str,
+        volume: Decimal | None,
+        price: Decimal | None,
+        identifier: str,
+        savepoint: bool = True,
+    ) -> tuple[ExchangeOrder, list[PaperBalance]]:
+        """Place an order against ``book`` (read beforehand with :meth:`book`); returns the answer and every
+        balance row of the account after the order, in currency order.
+
+        ``savepoint=False``: the caller's own ``atomic`` block holds this in its transaction (no savepoint:
+        a failure here fails the caller's block, which rolls back as the exception leaves it), so the order,
+        its fills and the caller's rows commit together or not at all."""
         quote, base = market.split("-", 1)
         rate = fee_rate()
         _check_params(side=side, ord_type=ord_type, volume=volume, price=price)
-        # The book is read before any lock is taken: a slow market-data call must not hold row locks.
-        book = self.book_source(market)
         now_ms = int(time.time() * 1000)
         made: list[PaperTrade] = []
         try:
-            with transaction.atomic():
-                bals = _lock_balances(self.user, [quote, base])
-                krw, coin = bals[quote], bals[base]
+            with transaction.atomic(savepoint=savepoint):
+                rows = _lock_balances(self.user, [quote, base], every=True)
+                krw, coin = rows[quote], rows[base]
                 order = PaperOrder(
                     user=self.user,
                     uuid=str(uuid_mod.uuid4()),
@@ -187,7 +221,13 @@ class PaperExchange:
                     _check_total(total, side)
                     reserve = matching.fee_for(total, rate)
                     if krw.balance < total + reserve:
-                        raise errors.InsufficientFunds()
+                        raise errors.InsufficientFunds(
+                            _(
+                                "Not enough KRW: this order needs %(need)s KRW including the fee; "
+                                "%(have)s KRW is available."
+                            )
+                            % {"need": f"{total + reserve:,.0f}", "have": f"{krw.balance:,.0f}"}
+                        )
                     krw.balance -= total + reserve
                     krw.locked += total + reserve
                     order.locked, order.reserved_fee, order.remaining_fee = total + reserve, reserve, reserve
@@ -196,8 +236,11 @@ class PaperExchange:
                     if ord_type == "market" and not book.bids:
                         raise errors.InvalidOrder(_("There are no buyers on the order book right now."))
                     _check_total(est_price * volume, side)  # type: ignore[operator]
-                    if coin.balance < volume:
-                        raise errors.InsufficientFunds()
+                    if coin.balance < volume:  # type: ignore[operator]
+                        raise errors.InsufficientFunds(
+                            _("Not enough %(coin)s: %(have)s is available.")
+                            % {"coin": base, "have": format(coin.balance.normalize(), "f")}
+                        )
                     coin.balance -= volume  # type: ignore[operator]
                     coin.locked += volume  # type: ignore[operator]
                     order.locked = volume  # type: ignore[assignment]
@@ -218,12 +261,13 @@ class PaperExchange:
                     _close(order, krw, coin, "done" if _fully_filled(order) else "cancel")
                 order.save()  # once, in its final state; then its fills in one statement
                 PaperTrade.objects.bulk_create(made)
-                krw.save()
-                coin.save()
+                krw.save(update_fields=BALANCE_FIELDS)
+                coin.save(update_fields=BALANCE_FIELDS)
         except IntegrityError:
             # Upbit refuses a reused identifier (unique forever per account); so does the paper exchange.
             raise errors.ExchangeRejected(_("This order identifier was already used.")) from None
-        return _wire(order, with_trades=True, trades=made)  # its trades are the ones just made: no re-read
+        # Its trades are the ones just made: no re-read.
+        return _wire(order, with_trades=True, trades=made), [rows[c] for c in sorted(rows)]
 
     def cancel_order(self, *, uuid: str | None = None, identifier: str | None = None) -> ExchangeOrder:
         found = self._find(uuid=uuid, identifier=identifier)
@@ -263,20 +307,20 @@ def _check_total(total: Decimal, side: str) -> None:
         raise errors.InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
 
 
-def _lock_balances(user: Any, currencies: list[str]) -> dict[str, PaperBalance]:
+def _lock_balances(user: Any, currencies: list[str], *, every: bool = False) -> dict[str, PaperBalance]:
     """Lock the account's rows of these currencies (in a fixed order), opening missing ones first: KRW with
-    the starting balance, others at zero."""
+    the starting balance, others at zero. ``every``: lock and return all of the account's rows (one query
+    still; an order already serializes on the KRW row, and the caller gets every balance without a re-read).
+    """
 
     def locked() -> dict[str, PaperBalance]:
-        rows = (
-            PaperBalance.objects.select_for_update()
-            .filter(user=user, currency__in=currencies)
-            .order_by("currency")
-        )
-        return {b.currency: b for b in rows}
+        qs = PaperBalance.objects.select_for_update().filter(user=user)
+        if not every:
+            qs = qs.filter(currency__in=currencies)
+        return {b.currency: b for b in qs.order_by("currency")}
 
     rows = locked()
-    if len(rows) == len(set(currencies)):
+    if all(c in rows for c in currencies):
         return rows  # the common case: one query
     for c in currencies:
         if c == "KRW":

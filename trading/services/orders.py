@@ -39,6 +39,7 @@ from trading import errors, marketdata
 from trading.exchanges import exchange_for
 from trading.exchanges.base import Balance, Exchange, ExchangeOrder
 from trading.exchanges.matching import AVG_PRICE_QUANTUM, fee_for
+from trading.exchanges.paper import PaperExchange
 from trading.models import (
     OPEN_ORDER_STATES,
     Fill,
@@ -180,7 +181,7 @@ def live_balances_check_key(user_id: int) -> str:
 
 
 def _risk_and_balance_check(
-    *, user: Any, exchange: Exchange, req: OrderRequest, profile: Any, mode: str
+    *, user: Any, exchange: Exchange, req: OrderRequest, profile: Any, mode: str, funds: bool = True
 ) -> LiveSnapshot | None:
     """Checks that need the account: available balance (fees included) and the user's risk limits.
 
@@ -188,7 +189,8 @@ def _risk_and_balance_check(
     most ``LIVE_BALANCES_TTL`` seconds ago (no remote call per order); a refusal is only ever made on
     numbers read from the exchange just now, and Upbit's own ``insufficient_funds`` stays authoritative for
     anything the snapshot missed. A user with a position limit is always checked on current numbers.
-    Returns the live snapshot the order was checked against (None for paper)."""
+    ``funds=False`` (paper): the order size limit only; the paper exchange checks the funds itself on the
+    rows it locks for the order. Returns the live snapshot the order was checked against (None for paper)."""
     if req.ord_type == OrdType.PRICE:
         total = req.price
     elif req.ord_type == OrdType.LIMIT:
@@ -203,6 +205,8 @@ def _risk_and_balance_check(
             % {"total": f"{total:,.0f}", "limit": f"{profile.max_order_krw:,.0f}"}
         )
     if mode != TradingMode.LIVE:
+        if not funds:
+            return None
         chance = exchange.order_chance(market=req.market)
         _funds_check(req=req, profile=profile, quote=chance.bid_balance, base=chance.ask_balance, total=total)
         return None
@@ -333,14 +337,50 @@ def order_place(
 
     ``mode`` defaults to the user's current mode (scheduled orders pass the mode they were created in);
     ``exchange`` may be injected (tests, auto-trading); ``profile`` is the user's ``TradingProfile`` when the
-    caller already read it in this request (read here otherwise)."""
-    from trading.selectors import kill_switch_engaged
-
+    caller already read it in this request (read here otherwise). Paper orders take
+    ``_paper_order_place`` (one transaction), others ``_order_place_on_exchange`` (two commits)."""
     internal = source != OrderSource.MANUAL
     key = idempotency_key_clean(idempotency_key, internal=internal)
     req = order_request_validate(market=market, side=side, ord_type=ord_type, price=price, volume=volume)
     fingerprint = req.fingerprint(source)
+    if profile is None or profile.user_id != user.pk:
+        profile = trading_profile_ensure(user=user)
+    paper_exchange = exchange is None or isinstance(exchange, PaperExchange)
+    if (mode or profile.mode) == TradingMode.PAPER and paper_exchange:
+        return _paper_order_place(
+            user=user,
+            req=req,
+            key=key,
+            fingerprint=fingerprint,
+            source=source,
+            exchange=exchange or PaperExchange(user),
+            profile=profile,
+        )
+    return _order_place_on_exchange(
+        user=user,
+        req=req,
+        key=key,
+        fingerprint=fingerprint,
+        source=source,
+        mode=mode,
+        exchange=exchange,
+        profile=profile,
+    )
 
+
+def _order_place_on_exchange(
+    *,
+    user: Any,
+    req: OrderRequest,
+    key: str,
+    fingerprint: str,
+    source: str,
+    mode: str | None,
+    exchange: Exchange | None,
+    profile: TradingProfile,
+) -> Order:
+    """The two-commit path for an exchange outside our database (live): the ``pending`` row is committed
+    before the request leaves, and updated from the answer (or settled later by reconciliation)."""
     existing = Order.objects.filter(user=user, idempotency_key=key).first()
     if existing is not None:
         if not _unconfirmed(existing):
@@ -351,17 +391,7 @@ def order_place(
             return settled
         mode = mode or existing.mode  # never placed: placed now, in the mode of the first attempt
 
-    if kill_switch_engaged():
-        raise errors.TradingHalted(
-            _("Trading is stopped by the operators (kill switch). No orders are accepted.")
-        )
-    if profile is None or profile.user_id != user.pk:
-        profile = trading_profile_ensure(user=user)
-    if source == OrderSource.AUTO and profile.auto_trading_halted:
-        raise errors.TradingHalted(
-            _("Auto-trading is halted for your account: %(reason)s")
-            % {"reason": profile.halted_reason or _("risk limit")}
-        )
+    _trading_allowed(source=source, profile=profile)
     mode = mode or profile.mode
     _market_exists(req.market)
     exchange = exchange or exchange_for(user=user, mode=mode)
@@ -446,6 +476,219 @@ def order_place(
         rate = Decimal(str(settings.UPBIT_FEE_RATE))
         _live_snapshot_after_resting_order(order=order, snapshot=snapshot, rate=rate)
     return order
+
+
+def _trading_allowed(*, source: str, profile: TradingProfile) -> None:
+    """The operators' kill switch and, for auto-trading, the user's halt."""
+    from trading.selectors import kill_switch_engaged
+
+    if kill_switch_engaged():
+        raise errors.TradingHalted(
+            _("Trading is stopped by the operators (kill switch). No orders are accepted.")
+        )
+    if source == OrderSource.AUTO and profile.auto_trading_halted:
+        raise errors.TradingHalted(
+            _("Auto-trading is halted for your account: %(reason)s")
+            % {"reason": profile.halted_reason or _("risk limit")}
+        )
+
+
+class _RefusedByExchange(Exception):
+    """Carries an error the paper exchange raised while placing (the order is recorded as rejected)."""
+
+    def __init__(self, error: ApplicationError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def _paper_order_place(
+    *,
+    user: Any,
+    req: OrderRequest,
+    key: str,
+    fingerprint: str,
+    source: str,
+    exchange: PaperExchange,
+    profile: TradingProfile,
+) -> Order:
+    """A paper order in one transaction: the paper exchange's order, fills and balances, our ``Order``, its
+    ``Fill`` rows and the position commit together or not at all (the paper exchange lives in our database,
+    so there is no outcome to settle later and no ``pending`` row). The book is read before the transaction.
+
+    The idempotency key is enforced by the unique constraint, not by a look-up per order: a key already used
+    makes the transaction fail (nothing of it is kept), and only then is the existing order looked up and
+    replayed. Any refusal is also checked against an existing order first, so a retry of a placed order gets
+    that order even when, say, the funds it spent are gone now. Funds are checked on the rows locked for the
+    order (``select_for_update``), so concurrent orders of one user cannot overdraw."""
+    try:
+        _trading_allowed(source=source, profile=profile)
+        _market_exists(req.market)
+        if profile.max_position_krw is not None or req.ord_type == OrdType.MARKET:
+            # Checks on numbers outside the locked rows (position value, a market sell's estimated total).
+            _risk_and_balance_check(user=user, exchange=exchange, req=req, profile=profile, mode="paper")
+        elif profile.max_order_krw is not None and req.price is not None:
+            _risk_and_balance_check(
+                user=user, exchange=exchange, req=req, profile=profile, mode="paper", funds=False
+            )
+        try:
+            book = exchange.book(req.market)
+        except errors.ExchangeUnavailable as exc:
+            raise errors.ExchangeUnavailable(
+                _(
+                    "The order was not placed: the exchange could not be reached. Nothing is reserved; try "
+                    "again shortly (the same idempotency key may be used)."
+                )
+            ) from exc
+        with transaction.atomic():
+            try:
+                answer, balances = exchange.place_order_on(
+                    book=book,
+                    market=req.market,
+                    side=req.side,
+                    ord_type=req.ord_type,
+                    volume=req.volume,
+                    price=req.price,
+                    identifier=key,
+                    savepoint=False,
+                )
+            except errors.InsufficientFunds:
+                raise  # as the check before sending would have said: no order
+            except ApplicationError as exc:
+                raise _RefusedByExchange(exc) from exc
+            order, fills = _paper_order_record(
+                user=user, req=req, key=key, fingerprint=fingerprint, source=source, answer=answer
+            )
+            if fills and profile.daily_loss_limit_krw is not None:
+                transaction.on_commit(lambda: _daily_loss_check(user))
+            _publish(order, paper_balances=balances)
+        return order
+    except (ApplicationError, IntegrityError, _RefusedByExchange) as exc:
+        existing = Order.objects.filter(user=user, idempotency_key=key).first()
+        if existing is not None:
+            if _unconfirmed(existing):  # a row an earlier version left pending: settle it there
+                return _order_place_on_exchange(
+                    user=user,
+                    req=req,
+                    key=key,
+                    fingerprint=fingerprint,
+                    source=source,
+                    mode=existing.mode,
+                    exchange=exchange,
+                    profile=profile,
+                )
+            return _replay(existing, fingerprint)
+        if isinstance(exc, _RefusedByExchange):
+            _paper_order_rejected(
+                user=user, req=req, key=key, fingerprint=fingerprint, source=source, error=exc.error
+            )
+            raise exc.error from None
+        raise
+
+
+def _paper_order_record(
+    *, user: Any, req: OrderRequest, key: str, fingerprint: str, source: str, answer: ExchangeOrder
+) -> tuple[Order, list[Fill]]:
+    """Our ``Order`` (in its final state), its fills and the position, from the paper exchange's answer."""
+    from django.conf import settings
+
+    now = timezone.now()
+    order = Order(
+        user=user,
+        mode=TradingMode.PAPER,
+        market=req.market,
+        side=req.side,
+        ord_type=req.ord_type,
+        price=req.price,
+        volume=req.volume,
+        source=source,
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
+        exchange_uuid=answer.uuid,
+        book_source=answer.book_source,
+        book_age_ms=answer.book_age_ms,
+        executed_volume=answer.executed_volume,
+        executed_funds=answer.executed_funds if answer.executed_funds is not None else ZERO,
+        paid_fee=answer.paid_fee,
+        submitted_at=now,
+        last_synced_at=now,
+    )
+    order.state = _state_from_answer(order, answer)
+    if order.state in (OrderState.DONE, OrderState.CANCELLED):
+        order.closed_at = now
+    order.save(force_insert=True)  # a key used before fails here (the unique constraint)
+    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+    fills = [
+        Fill(
+            order=order,
+            trade_uuid=t.uuid,
+            price=t.price,
+            volume=t.volume,
+            funds=t.funds,
+            fee=t.fee if t.fee is not None else fee_for(t.funds, rate),
+            executed_at=t.created_at,
+        )
+        for t in answer.trades or []
+    ]
+    if fills:
+        _position_apply(order=order, fills=fills)
+        Fill.objects.bulk_create(fills)
+    _fills_known(order, fills)
+    return order, fills
+
+
+def _fills_known(order: Order, fills: list[Fill]) -> None:
+    """Hand ``order.fills.all()`` the rows just written, as ``prefetch_related`` would: no re-read."""
+    qs = order.fills.all()
+    qs._result_cache = fills  # type: ignore[attr-defined]
+    qs._prefetch_done = True  # type: ignore[attr-defined]
+    cache_name = Fill._meta.get_field("order").remote_field.cache_name  # type: ignore[union-attr]
+    order._prefetched_objects_cache = {cache_name: qs}  # type: ignore[attr-defined]
+
+
+def _paper_order_rejected(
+    *, user: Any, req: OrderRequest, key: str, fingerprint: str, source: str, error: ApplicationError
+) -> None:
+    """Record an order the paper exchange refused (as ``_reject`` does on the two-commit path), so a retry
+    with the same key gets the same refusal."""
+    now = timezone.now()
+    try:
+        order = Order.objects.create(
+            user=user,
+            mode=TradingMode.PAPER,
+            market=req.market,
+            side=req.side,
+            ord_type=req.ord_type,
+            price=req.price,
+            volume=req.volume,
+            source=source,
+            state=OrderState.REJECTED,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+            error_code=error.code,
+            error_message=str(error.message)[:300],
+            submitted_at=now,
+            closed_at=now,
+        )
+    except IntegrityError:
+        return  # a concurrent request with this key recorded its own outcome
+    _publish(order)
+
+
+def _daily_loss_check(user: Any) -> None:
+    from trading.services.risk import daily_loss_check
+
+    try:
+        daily_loss_check(user=user)
+    except Exception:  # noqa: BLE001 - the order is done; the periodic check runs again
+        logger.warning("daily loss check for user %s failed", user.pk, exc_info=True)
+
+
+def _state_from_answer(order: Order, answer: ExchangeOrder) -> str:
+    state = STATE_FROM_EXCHANGE.get(answer.state, OrderState.OPEN)
+    if state == OrderState.CANCELLED and order.ord_type == OrdType.PRICE and order.executed_volume > 0:
+        # Upbit closes a market buy as ``cancel`` when only sub-satoshi dust of the KRW was left: filled.
+        return OrderState.DONE
+    return state
 
 
 def _unconfirmed(order: Order) -> bool:
@@ -533,7 +776,9 @@ def _reject(order: Order, exc: ApplicationError) -> None:
     _publish(order)
 
 
-def _publish(order: Order) -> None:
+def _publish(order: Order, *, paper_balances: list[Any] | None = None) -> None:
+    """Push the order and the balances to the user's sockets after commit; ``paper_balances``: the paper
+    account's rows as the order left them (read here otherwise)."""
     from trading.selectors import order_event_data
 
     if order.mode == TradingMode.LIVE:
@@ -551,7 +796,11 @@ def _publish(order: Order) -> None:
                 "locked": format(b.locked, "f"),
                 "avg_buy_price": format(b.avg_buy_price, "f"),
             }
-            for b in PaperBalance.objects.filter(user_id=order.user_id).order_by("currency")
+            for b in (
+                paper_balances
+                if paper_balances is not None
+                else PaperBalance.objects.filter(user_id=order.user_id).order_by("currency")
+            )
         ]
     user_events_publish(
         user_id=order.user_id,
@@ -583,36 +832,30 @@ def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
             order.book_source, order.book_age_ms = answer.book_source, answer.book_age_ms
         if answer.trades is not None:
             known = set(order.fills.values_list("trade_uuid", flat=True))
-            for t in answer.trades:
-                if t.uuid in known:
-                    continue
-                fee = t.fee if t.fee is not None else fee_for(t.funds, rate)
-                fill = Fill(
+            fills = [
+                Fill(
                     order=order,
                     trade_uuid=t.uuid,
                     price=t.price,
                     volume=t.volume,
                     funds=t.funds,
-                    fee=fee,
+                    fee=t.fee if t.fee is not None else fee_for(t.funds, rate),
                     executed_at=t.created_at,
                 )
-                _position_apply(order=order, fill=fill)
-                fill.save()
-                new_fills += 1
+                for t in answer.trades
+                if t.uuid not in known
+            ]
+            if fills:
+                _position_apply(order=order, fills=fills)
+                Fill.objects.bulk_create(fills)
+                new_fills = len(fills)
             funds = sum((f.funds for f in order.fills.all()), ZERO)
             order.executed_funds = answer.executed_funds if answer.executed_funds is not None else funds
         elif answer.executed_funds is not None:
             order.executed_funds = answer.executed_funds
         order.executed_volume = answer.executed_volume
         order.paid_fee = answer.paid_fee
-        order.state = STATE_FROM_EXCHANGE.get(answer.state, OrderState.OPEN)
-        if (
-            order.state == OrderState.CANCELLED
-            and order.ord_type == OrdType.PRICE
-            and order.executed_volume > 0
-        ):
-            # Upbit closes a market buy as ``cancel`` when only sub-satoshi dust of the KRW was left: filled.
-            order.state = OrderState.DONE
+        order.state = _state_from_answer(order, answer)
         if order.state in (OrderState.DONE, OrderState.CANCELLED) and order.closed_at is None:
             order.closed_at = timezone.now()
         order.last_synced_at = timezone.now()
@@ -627,37 +870,34 @@ def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
             _publish(order)
     if new_fills:
         user = order.user
-
-        def _check_loss_limit() -> None:
-            from trading.services.risk import daily_loss_check
-
-            try:
-                daily_loss_check(user=user)
-            except Exception:  # noqa: BLE001 - the order is done; the periodic check runs again
-                logger.warning("daily loss check for user %s failed", user.pk, exc_info=True)
-
-        transaction.on_commit(_check_loss_limit)
+        transaction.on_commit(lambda: _daily_loss_check(user))
     return order
 
 
-def _position_apply(*, order: Order, fill: Fill) -> None:
-    """Average-cost position per currency; buy fees go into the cost, sell fees reduce the proceeds."""
+def _position_apply(*, order: Order, fills: list[Fill]) -> None:
+    """Average-cost position per currency, fill by fill (one locked read, one write); buy fees go into the
+    cost, sell fees reduce the proceeds. Sets each fill's ``realized_pnl``."""
     currency = order.market.split("-", 1)[1]
     pos, _created = Position.objects.select_for_update().get_or_create(
         user_id=order.user_id, mode=order.mode, currency=currency
     )
-    if order.side == Side.BID:
-        cost = fill.funds + fill.fee
-        new_volume = pos.volume + fill.volume
-        pos.avg_buy_price = ((pos.volume * pos.avg_buy_price + cost) / new_volume).quantize(AVG_PRICE_QUANTUM)
-        pos.volume = new_volume
-        fill.realized_pnl = ZERO
-    else:
+    outside_basis: Decimal | None = None
+    for fill in fills:
+        if order.side == Side.BID:
+            cost = fill.funds + fill.fee
+            new_volume = pos.volume + fill.volume
+            pos.avg_buy_price = ((pos.volume * pos.avg_buy_price + cost) / new_volume).quantize(
+                AVG_PRICE_QUANTUM
+            )
+            pos.volume = new_volume
+            fill.realized_pnl = ZERO
+            continue
         # Coins our own fills did not buy (deposited, or bought before OBservator) are valued at the
         # exchange's average buy price when known, else at the sale price (no P&L but the fee).
         covered = min(pos.volume, fill.volume)
         outside = fill.volume - covered
-        outside_basis = _exchange_avg_price(order=order, currency=currency) if outside > 0 else None
+        if outside > 0 and outside_basis is None:
+            outside_basis = _exchange_avg_price(order=order, currency=currency)
         basis_total = covered * pos.avg_buy_price + outside * (outside_basis or fill.price)
         realized = (fill.funds - fill.fee - basis_total).quantize(VOLUME_QUANTUM)
         fill.realized_pnl = realized
