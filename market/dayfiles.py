@@ -1,13 +1,20 @@
-"""Day files: on-disk layout and schema of recorded market data (Parquet, one dataset per kind/market/day).
+"""Day files: on-disk layout and schema of recorded market data (one dataset per kind/market/day).
 
 Shared by the collector (writer), the simulator (replay) and mlmodel (datasets). Pure: no Django import.
 
 Layout::
 
-    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.parquet   # segments, each a complete Parquet file
+    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.arrows    # open WAL: Arrow IPC stream, appended + fsynced
+    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.parquet   # a rolled WAL (one per hour), or a compacted day
     {root}/{kind}/{market}/{YYYY-MM-DD}/_COMPLETE              # written once the day is closed
 
 ``kind`` is ``orderbook``, ``trade`` or ``gap``; the day is the exchange-local (Asia/Seoul) calendar day.
+The collector appends each flush (~2 s) to one write-ahead file per kind/market/hour and fsyncs it; at the
+hour the file is rolled into the Parquet file of the same number (written atomically, then the WAL is
+removed). A number with both files is read from the Parquet one; a WAL's torn tail (a crash mid-append) is
+ignored on read. So a market holds at most ~24 files per kind and day while collecting, and a crash loses at
+most the last flush interval. Days written by the older layout (one Parquet segment per flush) read the same
+way: every ``part-*.parquet`` is a data file.
 
 Schemas (all timestamps are integer epoch milliseconds, UTC):
 
@@ -19,9 +26,9 @@ Schemas (all timestamps are integer epoch milliseconds, UTC):
 * gap: ``ts_start``, ``ts_end``, ``reason`` (string: ``reconnect``, ``restart``, ``duplicate``, ``sequence``,
   ``timestamp``; ``import`` from ``import_book``: a pause longer than its segment gap), ``detail``.
 
-Writing (collector): :class:`DayFileWriter` (atomic segments, KST midnight rollover, resume
-after restart) and :func:`compact_day`; imports (``import_sample``, ``import_book``):
-:func:`write_closed_days` (whole closed days, staged and moved into place). See docs/market.md.
+Writing (collector): :class:`DayFileWriter` (WAL appends, hourly roll, KST midnight rollover, resume after
+restart) and :func:`compact_day`; imports (``import_sample``, ``import_book``): :func:`write_closed_days`
+(whole closed days, staged and moved into place). See docs/market.md.
 """
 
 from __future__ import annotations
@@ -99,8 +106,83 @@ def day_dir(root: str | os.PathLike[str], kind: str, market: str, day: dt.date) 
     return Path(root) / kind / market / day.isoformat()
 
 
+PARQUET_SUFFIX = ".parquet"
+WAL_SUFFIX = ".arrows"
+
+
 def segment_paths(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("part-*.parquet") if p.is_file())
+    """The data files of one day directory, in order: every ``part-N.parquet``, and every ``part-N.arrows``
+    (a WAL) whose number has no Parquet file yet (a rolled WAL's Parquet twin holds the same rows)."""
+    by_number: dict[int, Path] = {}
+    others: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        name = entry.name
+        if not name.startswith("part-") or not entry.is_file():
+            continue
+        if name.endswith(PARQUET_SUFFIX):
+            path = Path(entry.path)
+            n = part_number(path)
+            if n is None:
+                others.append(path)
+            else:
+                by_number[n] = path
+    for entry in entries:
+        if entry.name.startswith("part-") and entry.name.endswith(WAL_SUFFIX) and entry.is_file():
+            path = Path(entry.path)
+            n = part_number(path)
+            if n is not None and n not in by_number:
+                by_number[n] = path
+    return sorted(others) + [by_number[n] for n in sorted(by_number)]
+
+
+def wal_paths(directory: Path) -> list[Path]:
+    """The write-ahead files (``part-N.arrows``) of one day directory, rolled or not, by number."""
+    try:
+        names = [e.name for e in os.scandir(directory) if e.name.endswith(WAL_SUFFIX) and e.is_file()]
+    except OSError:
+        return []
+    paths = [directory / n for n in names if n.startswith("part-")]
+    return sorted(paths, key=lambda p: part_number(p) or 0)
+
+
+def read_wal(path: Path, columns: list[str] | None = None) -> pa.Table | None:
+    """The complete record batches of a WAL (Arrow IPC stream) as one table; a torn tail (the process died
+    mid-append) or trailing zeros are ignored. ``None`` when not even the schema was written."""
+    try:
+        source = pa.memory_map(str(path), "r")
+    except (OSError, pa.ArrowInvalid):
+        return None
+    try:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except (OSError, pa.ArrowInvalid):
+            return None
+        batches = []
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            except (OSError, pa.ArrowInvalid):  # torn tail: everything before it was fsynced whole
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        if columns is not None:
+            table = table.select(columns)
+        # Copy out of the memory map so the file can be removed (rolled) while the table lives on.
+        return table.combine_chunks() if table.num_rows else table
+    finally:
+        source.close()
+
+
+def read_segment(path: Path, columns: list[str] | None = None) -> pa.Table | None:
+    """One data file (Parquet part or WAL) as a table; ``None`` for a WAL without even a schema."""
+    if path.name.endswith(WAL_SUFFIX):
+        return read_wal(path, columns)
+    return pq.read_table(path, columns=columns)
 
 
 def is_complete(directory: Path) -> bool:
@@ -120,14 +202,20 @@ def list_days(root: str | os.PathLike[str], kind: str, market: str) -> list[dt.d
     return sorted(days)
 
 
+def _empty(kind: str) -> pa.Table:
+    if kind == "orderbook":
+        return orderbook_schema().empty_table()
+    return (TRADE_SCHEMA if kind == "trade" else GAP_SCHEMA).empty_table()
+
+
 def read_day(root: str | os.PathLike[str], kind: str, market: str, day: dt.date) -> pa.Table:
     """All segments of one day as one table (sorted by time). Empty table with the schema if none."""
     paths = segment_paths(day_dir(root, kind, market, day))
     if not paths:
-        if kind == "orderbook":
-            return orderbook_schema().empty_table()
-        return (TRADE_SCHEMA if kind == "trade" else GAP_SCHEMA).empty_table()
-    tables = [pq.read_table(p) for p in paths]
+        return _empty(kind)
+    tables = [t for t in (read_segment(p) for p in paths) if t is not None]
+    if not tables:
+        return _empty(kind)
     table = pa.concat_tables(tables, promote_options="default")
     sort_key = "ts_start" if kind == "gap" else "ts"
     return table.sort_by(sort_key)
@@ -305,13 +393,17 @@ def write_table_atomic(table: pa.Table, path: Path, *, compression: str = "snapp
 
 
 def part_number(path: Path) -> int | None:
+    """N of ``part-N.parquet`` or ``part-N.arrows``; ``None`` for any other name."""
     name = path.name
-    if not (name.startswith(PART_PREFIX) and name.endswith(".parquet")):
+    if not name.startswith(PART_PREFIX):
         return None
-    try:
-        return int(name[len(PART_PREFIX) : -len(".parquet")])
-    except ValueError:
-        return None
+    for suffix in (PARQUET_SUFFIX, WAL_SUFFIX):
+        if name.endswith(suffix):
+            try:
+                return int(name[len(PART_PREFIX) : -len(suffix)])
+            except ValueError:
+                return None
+    return None
 
 
 def next_part_number(directory: Path) -> int:
@@ -495,14 +587,67 @@ def kst_day_bounds(ts_ms: int, tz: dt.tzinfo = KST) -> tuple[dt.date, int, int]:
     return day, start, end
 
 
-class DayFileWriter:
-    """Buffers records of many markets and writes them as day-file segments.
+@dataclass
+class _Wal:
+    """One open write-ahead file: an Arrow IPC stream appended to and fsynced every flush."""
 
-    * ``flush_interval`` seconds (default 2) at most between segments, or sooner when ``max_rows`` pile up;
-    * segments are complete Parquet files written atomically, numbered on from what the day already holds
-      (a restart resumes the same day with the next part number);
-    * at local midnight (by the injected ``clock``, epoch ms) the day is closed with ``_COMPLETE``;
-    * on start, temp files left by a crash are removed and earlier days that were never closed are closed.
+    path: Path
+    fh: Any
+    writer: Any  # pa.ipc.RecordBatchStreamWriter
+    day: dt.date
+    roll_at: int  # epoch ms: closed and rolled into Parquet from then on
+
+
+def _wal_append(wal: _Wal, table: pa.Table) -> int:
+    """Append ``table`` as record batch(es) and make it durable (flush + fdatasync). Returns bytes added."""
+    start = wal.fh.tell()
+    wal.writer.write_table(table)
+    wal.fh.flush()
+    _fdatasync(wal.fh.fileno())
+    return int(wal.fh.tell() - start)
+
+
+def _fdatasync(fd: int) -> None:
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
+
+
+def roll_wal(path: Path, *, compression: str = "snappy") -> Path | None:
+    """Turn a closed (or orphaned) WAL into the Parquet file of the same number, then remove the WAL.
+
+    The Parquet file appears atomically (:func:`write_table_atomic`); until the WAL is unlinked both hold the
+    same rows and readers take the Parquet one, so a crash at any step neither loses nor doubles rows. A torn
+    tail is dropped. Returns the Parquet file (``None`` when the WAL held no rows or was already gone).
+    """
+    if not path.is_file():
+        return None
+    target = path.with_name(path.name[: -len(WAL_SUFFIX)] + PARQUET_SUFFIX)
+    if not target.exists():
+        table = read_wal(path)
+        if table is not None and table.num_rows:
+            write_table_atomic(table, target, compression=compression)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    _fsync_dir(path.parent)
+    return target if target.exists() else None
+
+
+class DayFileWriter:
+    """Buffers records of many markets and appends them to per-market write-ahead files.
+
+    * every ``flush_interval`` seconds (default 2), or sooner when ``max_rows`` pile up, each market's
+      buffered rows of each kind are appended as one Arrow record batch to that kind/market's open WAL
+      (``part-N.arrows``) and fsynced: a crash loses at most the rows of the current interval, and a torn
+      tail is ignored on read;
+    * a WAL covers at most ``roll_interval`` seconds (default 3600, aligned to the hour); then it is closed
+      and rolled into ``part-N.parquet`` (:func:`roll_wal`) from :meth:`tick`, at most ``roll_budget``
+      seconds of work per tick so the event loop is never held up long. A market therefore has about
+      24 files per kind and day, however often it flushes;
+    * at local midnight (by the injected ``clock``, epoch ms) the day's WALs are closed and rolled, then the
+      day is closed with ``_COMPLETE`` (so compaction and upload never race a roll);
+    * on start, temp files left by a crash are removed, WALs left by an earlier process are rolled (a new
+      WAL is always a new number: nothing is ever appended after a torn tail), and earlier days that were
+      never closed are closed.
 
     ``add_*`` take the records of :mod:`market.upbit.records`; the day a row belongs to is decided by its
     receive time (the writer's clock), so a day's files hold what was received that day.
@@ -518,10 +663,15 @@ class DayFileWriter:
         max_rows: int = 200_000,
         clock: Callable[[], int] | None = None,
         tz: dt.tzinfo = KST,
+        roll_interval: float = 3600.0,
+        roll_budget: float | None = 0.025,
+        recover_at_start: bool = True,
     ) -> None:
         self.root = Path(root)
         self.levels = levels
         self.flush_interval_ms = int(flush_interval * 1000)
+        self.roll_interval_ms = max(1, int(roll_interval * 1000))
+        self.roll_budget = roll_budget
         self.max_rows = max_rows
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.tz = tz
@@ -531,21 +681,33 @@ class DayFileWriter:
         now = self.clock()
         self.day, self._day_start, self._day_end = kst_day_bounds(now, tz)
         self._last_flush = now
-        self._next_part: dict[tuple[str, str], int] = {}
-        self.segments_written = 0
+        self._wals: dict[tuple[str, str], _Wal] = {}
+        self._next_roll_check = 2**62
+        self._to_roll: list[tuple[Path, dt.date]] = []
+        self._closing: set[dt.date] = set()
+        self.segments_written = 0  # record batches appended
         self.rows_written = 0
         self.rows_dropped = 0
-        self.recover()
+        self.files_rolled = 0
+        self.bytes_by_market: dict[str, int] = {}  # WAL bytes appended, per market (metrics read it)
+        self._schemas = {"orderbook": orderbook_schema(levels), "trade": TRADE_SCHEMA, "gap": GAP_SCHEMA}
+        if recover_at_start:  # a sharded collector recovers each market as it takes it
+            self.recover()
 
     # -- lifecycle --
-    def recover(self) -> None:
-        """Clean up after a crash: drop temp files, finish compactions, close days before today."""
+    def recover(self, markets: Iterable[str] | None = None) -> None:
+        """Clean up after a crash (for ``markets``, default the writer's; all when it has none): drop temp
+        files, finish compactions, roll WALs left by an earlier process (days before today at once, today's
+        from :meth:`tick`), close days before today. Call it for markets this process takes over."""
+        wanted = set(markets) if markets is not None else self.markets
+        queued = {p for p, _ in self._to_roll}
+        own = {w.path for w in self._wals.values()}
         for kind in KINDS:
             base = self.root / kind
             if not base.is_dir():
                 continue
             for market_dir in base.iterdir():
-                if not market_dir.is_dir() or (self.markets and market_dir.name not in self.markets):
+                if not market_dir.is_dir() or (wanted and market_dir.name not in wanted):
                     continue
                 for d in list(market_dir.iterdir()):
                     if d.name.endswith((COMPACT_SUFFIX, OLD_SUFFIX)):
@@ -555,7 +717,15 @@ class DayFileWriter:
                     directory = day_dir(self.root, kind, market_dir.name, d)
                     remove_stale_temp_files(directory)
                     if d < self.day:
-                        mark_complete(directory)
+                        if not is_complete(directory):
+                            for wal in wal_paths(directory):
+                                roll_wal(wal)
+                                self.files_rolled += 1
+                            mark_complete(directory)
+                        continue
+                    for wal in wal_paths(directory):
+                        if wal not in queued and wal not in own:
+                            self._to_roll.append((wal, d))
 
     # Buffers hold plain tuples of atomic values, not the records: the garbage collector stops tracking
     # such tuples, so hundreds of thousands of buffered rows cost it nothing.
@@ -583,35 +753,73 @@ class DayFileWriter:
             self.flush()
 
     def tick(self, now: int | None = None) -> None:
-        """Call often (the collector does, ~10x a second): flushes on schedule, closes the day at midnight."""
+        """Call often (the collector does, ~10x a second): flushes on schedule, closes the day at midnight,
+        rolls finished WALs into Parquet within the per-tick budget."""
         now = self.clock() if now is None else now
         if now >= self._day_end:
             self.rollover(now)
         elif now - self._last_flush >= self.flush_interval_ms:
             self.flush(now)
+        if self._to_roll or self._closing:
+            self.roll_pending(self.roll_budget)
 
     def rollover(self, now: int) -> None:
-        """Write what is buffered into the ending day, mark that day complete, start the new one."""
+        """Write what is buffered into the ending day, close its WALs for rolling, start the new day; the
+        ending day gets ``_COMPLETE`` once its WALs are rolled (:meth:`roll_pending`)."""
         old_day = self.day
         self.flush(now)
+        for key in list(self._wals):
+            self._close_wal(key)
+        queued = {p for p, _ in self._to_roll}
         for kind in KINDS:
-            for market in self.markets:
-                mark_complete(day_dir(self.root, kind, market, old_day))
+            for market in self.markets:  # also WALs an earlier owner of the market left that day
+                for wal in wal_paths(day_dir(self.root, kind, market, old_day)):
+                    if wal not in queued:
+                        self._to_roll.append((wal, old_day))
+        self._closing.add(old_day)
         self.day, self._day_start, self._day_end = kst_day_bounds(now, self.tz)
-        self._next_part.clear()
+
+    def roll_pending(self, budget: float | None = None) -> int:
+        """Roll queued WALs into Parquet, for at most ``budget`` seconds (``None``: all of them; at least
+        one per call either way); then close the ended days whose WALs are all rolled. Returns how many."""
+        done = 0
+        deadline = None if budget is None else time.perf_counter() + budget
+        while self._to_roll:
+            path, _ = self._to_roll[0]
+            try:
+                roll_wal(path)
+            except (OSError, pa.ArrowException):  # e.g. disk full: leave it queued (it reads as a WAL)
+                self._to_roll.append(self._to_roll.pop(0))
+                raise
+            self._to_roll.pop(0)
+            self.files_rolled += 1
+            done += 1
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        for day in sorted(self._closing):
+            if any(d == day for _, d in self._to_roll):
+                continue
+            for kind in KINDS:
+                for market in self.markets:
+                    mark_complete(day_dir(self.root, kind, market, day))
+            self._closing.discard(day)
+        return done
 
     def flush(self, now: int | None = None) -> list[Path]:
-        """Write every non-empty buffer as one new segment of the current day."""
+        """Append every non-empty buffer to its WAL (one record batch) and fsync it. Returns the WALs."""
+        now = self.clock() if now is None else now
         written: list[Path] = []
         buffers, self._buffers, self._pending = self._buffers, {}, 0
-        self._last_flush = self.clock() if now is None else now
+        self._last_flush = now
+        if now >= self._next_roll_check:
+            self._close_due(now)
         failure: BaseException | None = None
         for (kind, market), rows in buffers.items():
             if not rows:
                 continue
             try:
-                written.append(self._write_segment(kind, market, self._table(kind, rows)))
-            except OSError as exc:  # e.g. disk full: keep the rows for the next try, bounded
+                written.append(self._append(kind, market, self._table(kind, rows), now))
+            except (OSError, pa.ArrowException) as exc:  # e.g. disk full: keep the rows for the next try
                 failure = exc
                 kept = rows[-self.max_rows * 5 :]
                 self._buffers.setdefault((kind, market), [])[:0] = kept
@@ -622,27 +830,112 @@ class DayFileWriter:
         return written
 
     def close(self) -> None:
-        """Flush what is buffered (the day is not closed: a restart on the same day resumes it)."""
+        """Flush what is buffered and close the WALs (the day is not closed: a restart on the same day
+        resumes it and rolls them); WALs already due are rolled, an ended day is closed."""
         now = self.clock()
         if now >= self._day_end:
             self.rollover(now)
         else:
             self.flush(now)
+        for key in list(self._wals):
+            wal = self._wals.pop(key)
+            self._finish_wal(wal)
+        self._next_roll_check = 2**62
+        self.roll_pending(None)
+
+    # -- sharding: a market changes hands between collector processes (market/leases.py) --
+    def markets_release(self, markets: Iterable[str]) -> None:
+        """Another process writes ``markets`` from now on: append what is buffered for them and close their
+        WALs without rolling them (the next holder's :meth:`markets_adopt` rolls them: one roller per
+        file); their days are no longer this writer's to close."""
+        wanted = set(markets)
+        now = self.clock()
+        for key in [k for k in self._buffers if k[1] in wanted]:
+            rows = self._buffers.pop(key)
+            self._pending -= len(rows)
+            if rows:
+                self._append(key[0], key[1], self._table(key[0], rows), now)
+        for key in [k for k in self._wals if k[1] in wanted]:
+            self._finish_wal(self._wals.pop(key))
+        self._to_roll = [(p, d) for p, d in self._to_roll if p.parent.parent.name not in wanted]
+        self.markets -= wanted
+
+    def markets_adopt(self, markets: Iterable[str]) -> None:
+        """This process writes ``markets`` from now on (a lease taken): what another process left of them
+        today is recovered (its WALs queued for rolling); new rows go to new files."""
+        wanted = set(markets)
+        self.markets |= wanted
+        self.recover(wanted)
 
     # -- internals --
-    def _write_segment(self, kind: str, market: str, table: pa.Table) -> Path:
-        directory = day_dir(self.root, kind, market, self.day)
+    def _append(self, kind: str, market: str, table: pa.Table, now: int) -> Path:
         key = (kind, market)
-        if key not in self._next_part:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._next_part[key] = next_part_number(directory)
-        n = self._next_part[key]
-        path = directory / f"{PART_PREFIX}{n:05d}.parquet"
-        write_table_atomic(table, path)
-        self._next_part[key] = n + 1
+        wal = self._wals.get(key)
+        if wal is None:
+            wal = self._open_wal(kind, market, now)
+        start = wal.fh.tell()
+        try:
+            added = _wal_append(wal, table)
+        except BaseException:
+            # Cut back whatever part of the batch reached the file and retire it: the rows stay buffered,
+            # and the next flush starts a new WAL (nothing is ever written after a possibly torn tail).
+            with contextlib.suppress(OSError, ValueError):
+                wal.fh.seek(start)
+                wal.fh.truncate()
+            self._close_wal(key)
+            raise
         self.segments_written += 1
         self.rows_written += table.num_rows
-        return path
+        self.bytes_by_market[market] = self.bytes_by_market.get(market, 0) + added
+        return wal.path
+
+    def _open_wal(self, kind: str, market: str, now: int) -> _Wal:
+        directory = day_dir(self.root, kind, market, self.day)
+        directory.mkdir(parents=True, exist_ok=True)
+        n = next_part_number(directory)
+        path = directory / f"{PART_PREFIX}{n:05d}{WAL_SUFFIX}"
+        fh = open(path, "xb")  # noqa: SIM115 - lives as long as the WAL; closed by _finish_wal
+        try:
+            writer = pa.ipc.new_stream(fh, self._schemas[kind])
+            fh.flush()
+            _fdatasync(fh.fileno())
+        except BaseException:
+            fh.close()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        _fsync_dir(directory)
+        roll_at = min((now // self.roll_interval_ms + 1) * self.roll_interval_ms, self._day_end)
+        wal = self._wals[(kind, market)] = _Wal(path, fh, writer, self.day, roll_at)
+        self._next_roll_check = min(self._next_roll_check, roll_at)
+        return wal
+
+    def _close_due(self, now: int) -> None:
+        upcoming = 2**62
+        for key, wal in list(self._wals.items()):
+            if wal.roll_at <= now:
+                self._close_wal(key)
+            else:
+                upcoming = min(upcoming, wal.roll_at)
+        self._next_roll_check = upcoming
+
+    def _close_wal(self, key: tuple[str, str]) -> None:
+        wal = self._wals.pop(key, None)
+        if wal is None:
+            return
+        self._finish_wal(wal)
+        self._to_roll.append((wal.path, wal.day))
+
+    @staticmethod
+    def _finish_wal(wal: _Wal) -> None:
+        """End-of-stream marker, fsync, close; errors only cost the marker (readers stop at a torn tail)."""
+        with contextlib.suppress(OSError, pa.ArrowException, ValueError):
+            wal.writer.close()
+        with contextlib.suppress(OSError, ValueError):
+            wal.fh.flush()
+            _fdatasync(wal.fh.fileno())
+        with contextlib.suppress(OSError):
+            wal.fh.close()
 
     def _table(self, kind: str, rows: list[Any]) -> pa.Table:
         if kind == "orderbook":
@@ -738,18 +1031,18 @@ def finished_days(
 
 
 def last_recorded_ts(root: str | os.PathLike[str], market: str, day: dt.date) -> int | None:
-    """The latest receive time stored for ``market`` on ``day`` (order books and trades), from the last
-    segment only; ``None`` when nothing is stored. Used to record the outage when a collector restarts."""
+    """The latest receive time stored for ``market`` on ``day`` (order books and trades), from the newest
+    non-empty data file; ``None`` when nothing is stored. Used to record the outage when a collector restarts."""
     latest: int | None = None
     for kind in ("orderbook", "trade"):
-        paths = segment_paths(day_dir(root, kind, market, day))
-        if not paths:
-            continue
-        try:
-            column = pq.read_table(paths[-1], columns=["recv_ts"]).column("recv_ts")
-        except (OSError, pa.ArrowInvalid):
-            continue
-        if len(column):
-            value = int(pc.max(column).as_py())
+        for path in reversed(segment_paths(day_dir(root, kind, market, day))):
+            try:
+                table = read_segment(path, columns=["recv_ts"])
+            except (OSError, pa.ArrowInvalid):
+                continue
+            if table is None or not table.num_rows:
+                continue
+            value = int(pc.max(table.column("recv_ts")).as_py())
             latest = value if latest is None else max(latest, value)
+            break
     return latest

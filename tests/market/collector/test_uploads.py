@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.live]
 def _closed_day(root: Path, day: dt.date, *, market: str = "KRW-BTC", segments: int = 3) -> None:
     """A day recorded by the writer in several segments and closed at midnight."""
     clock = FakeClock(kst_ms(day.year, day.month, day.day, 23, 50))
-    writer = dayfiles.DayFileWriter(root, markets=[market], clock=clock)
+    writer = dayfiles.DayFileWriter(root, markets=[market], clock=clock, roll_budget=None)
     for i in range(segments):
         writer.add_orderbook(book(market, clock.advance(1000)))
         writer.add_trade(trade(market, clock.now, sid=i))
@@ -186,7 +186,7 @@ def test_multipart_upload_is_verified_from_its_etag(s3: tuple[Any, str], setting
     root = Path(settings.MARKET_DATA_DIR)
     day = dt.date(2026, 3, 9)
     clock = FakeClock(kst_ms(2026, 3, 9, 12))
-    writer = dayfiles.DayFileWriter(root, clock=clock)
+    writer = dayfiles.DayFileWriter(root, clock=clock, roll_budget=None)
     rng = np.random.default_rng(1)
     base = book("KRW-BTC", clock.now)
     for _ in range(14000):  # random sizes: a file of several MB that compresses poorly
