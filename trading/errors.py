@@ -15,6 +15,7 @@ from core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from market.upbit.protocol import AUTH_ERROR_NAMES
 
 
 class InvalidOrder(ValidationFailed):
@@ -162,7 +163,7 @@ def from_upbit(exc: Exception) -> ApplicationError:
     status = getattr(exc, "status", None)
     cls_names = {c.__name__ for c in type(exc).__mro__}
     sname = str(name) if name is not None else ""
-    if "UpbitAuthError" in cls_names or sname in _AUTH_NAMES:
+    if "UpbitAuthError" in cls_names or sname in AUTH_ERROR_NAMES:
         return ExchangeAuthFailed()
     if "RateLimited" in cls_names or status in (429, 418) or sname == "too_many_requests":
         return ExchangeRateLimited()
@@ -183,12 +184,3 @@ def from_upbit(exc: Exception) -> ApplicationError:
     if sname == "over_krw_funds_bid":
         return InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
     return ExchangeRejected(_("The exchange rejected the order: %(reason)s") % {"reason": sname or status})
-
-
-_AUTH_NAMES = frozenset(
-    {
-        "invalid_query_payload", "jwt_verification", "expired_access_key", "nonce_used",
-        "no_authorization_ip", "no_authorization_i_p", "no_authorization_token", "invalid_access_key",
-        "out_of_scope", "thirdparty_agreement_required",
-    }
-)  # fmt: skip

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from market.upbit.protocol import TOO_MANY_REQUESTS_TEXT, UpbitAuthError, UpbitError
+from market.upbit.protocol import AUTH_ERROR_NAMES, TOO_MANY_REQUESTS_TEXT, UpbitAuthError, UpbitError
 
 __all__ = [
     "InsufficientFunds",
@@ -91,25 +91,11 @@ _BY_NAME: dict[str, type[UpbitError]] = {
     "too_many_requests": RateLimited,
     "market_offline": UpbitUnavailable,
 }
-_AUTH_NAMES = frozenset(
-    {
-        "invalid_query_payload",
-        "jwt_verification",
-        "expired_access_key",
-        "nonce_used",
-        "no_authorization_ip",
-        "no_authorization_i_p",
-        "no_authorization_token",
-        "invalid_access_key",
-        "out_of_scope",
-        "thirdparty_agreement_required",
-    }
-)
 
 
 def _class_for(name: str | int, status: int) -> type[UpbitError]:
     if isinstance(name, str):
-        if name in _AUTH_NAMES:
+        if name in AUTH_ERROR_NAMES:
             return UpbitAuthError
         if name in _BY_NAME:
             return _BY_NAME[name]

@@ -211,8 +211,9 @@ AUTH_ERROR_NAMES = frozenset(
         "no_authorization_token",
         "invalid_access_key",
         "out_of_scope",
+        "thirdparty_agreement_required",
     }
-)
+)  # the one list: the client's parser (``errors.error_from_response``) and trading's mapping read it
 
 
 def error_body(name: str | int, message: str | None = None) -> dict[str, Any]:
@@ -221,31 +222,6 @@ def error_body(name: str | int, message: str | None = None) -> dict[str, Any]:
         known = ERRORS.get(name) if isinstance(name, str) else None
         message = known[1] if known else str(name)
     return {"error": {"name": name, "message": message}}
-
-
-def parse_error_body(status: int, body: bytes | str | Mapping[str, Any] | None) -> UpbitError:
-    """Turn an error response into an :class:`UpbitError` (auth names into :class:`UpbitAuthError`).
-
-    Tolerates non-JSON bodies (Upbit's 429 is plain text) and integer quotation names.
-    """
-    data: Any = body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str):
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-            if status == 429:
-                return UpbitError("too_many_requests", body.strip() or TOO_MANY_REQUESTS_TEXT, status)
-            return UpbitError(status, body.strip() or f"HTTP {status}", status)
-    err = data.get("error") if isinstance(data, Mapping) else None
-    if not isinstance(err, Mapping) or "name" not in err:
-        return UpbitError("too_many_requests" if status == 429 else status, f"HTTP {status}", status)
-    name = err.get("name")
-    message = str(err.get("message") or "")
-    cls = UpbitAuthError if isinstance(name, str) and name in AUTH_ERROR_NAMES else UpbitError
-    return cls(name if isinstance(name, (str, int)) else str(name), message, status)
 
 
 # ------------------------------------------------------------------------------------------------------------

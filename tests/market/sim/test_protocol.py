@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from market.upbit import protocol as p
@@ -247,16 +248,30 @@ def test_code_depth_suffix() -> None:
     assert p.split_code_depth("KRW-BTC.x") == ("KRW-BTC", 30)
 
 
-def test_parse_error_body_handles_json_text_and_integer_names() -> None:
-    e = p.parse_error_body(400, b'{"error":{"name":"under_min_total_bid","message":"m"}}')
+def test_the_one_error_parser_handles_json_text_and_integer_names() -> None:
+    from market.upbit.errors import error_from_response
+
+    e = error_from_response(400, b'{"error":{"name":"under_min_total_bid","message":"m"}}')
     assert (e.name, e.status, e.message) == ("under_min_total_bid", 400, "m")
     assert not isinstance(e, p.UpbitAuthError)
-    a = p.parse_error_body(401, '{"error":{"name":"nonce_used","message":"x"}}')
+    a = error_from_response(401, '{"error":{"name":"nonce_used","message":"x"}}')
     assert isinstance(a, p.UpbitAuthError) and a.name == "nonce_used"
-    q = p.parse_error_body(404, '{"error":{"name":404,"message":"Code not found"}}')
+    q = error_from_response(404, '{"error":{"name":404,"message":"Code not found"}}')
     assert q.name == 404
-    t = p.parse_error_body(429, "Too many API requests.")
+    t = error_from_response(429, "Too many API requests.")
     assert t.name == "too_many_requests" and t.status == 429
+
+
+def test_every_auth_error_name_maps_to_an_auth_failure_in_the_client_and_in_trading() -> None:
+    from market.upbit.errors import error_from_response
+    from trading.errors import ExchangeAuthFailed, from_upbit
+
+    assert "thirdparty_agreement_required" in p.AUTH_ERROR_NAMES
+    for name in p.AUTH_ERROR_NAMES:
+        body = orjson.dumps({"error": {"name": name, "message": ""}})
+        err = error_from_response(401, body)
+        assert isinstance(err, p.UpbitAuthError), name
+        assert isinstance(from_upbit(p.UpbitError(name, "", 401)), ExchangeAuthFailed), name
 
 
 def test_decimal_strings_and_times() -> None:
