@@ -700,6 +700,8 @@ class DayFileWriter:
         files, finish compactions, roll WALs left by an earlier process (days before today at once, today's
         from :meth:`tick`), close days before today. Call it for markets this process takes over."""
         wanted = set(markets) if markets is not None else self.markets
+        if markets is not None and not wanted:
+            return  # nothing asked for (an empty set must not mean every market: other shards write them)
         queued = {p for p, _ in self._to_roll}
         own = {w.path for w in self._wals.values()}
         for kind in KINDS:

@@ -241,3 +241,39 @@ def test_read_segment_reads_both_formats(tmp_path: Path) -> None:
         got = dayfiles.read_segment(tmp_path / name, columns=["recv_ts"])
         assert got is not None and got.column_names == ["recv_ts"] and got.num_rows == 2
     assert [p.name for p in segment_paths(tmp_path)] == ["part-00000.parquet", "part-00001.arrows"]
+
+
+def test_a_market_handed_over_between_writers_keeps_every_row(tmp_path: Path) -> None:
+    """Sharding: writer A releases KRW-ETH (rows flushed, WAL closed), B adopts it (A's WAL rolled, B's rows in
+    a new file); neither rolls or recovers the other's markets at start."""
+    clock = FakeClock(kst_ms(2026, 3, 1, 10))
+    a = DayFileWriter(tmp_path, clock=clock, recover_at_start=False)
+    a.markets_adopt(["KRW-BTC", "KRW-ETH"])
+    for code in ("KRW-BTC", "KRW-ETH"):
+        a.add_orderbook(book(code, clock.advance(10)))
+    a.flush()
+    a.add_orderbook(book("KRW-ETH", clock.advance(10)))  # buffered, not flushed yet
+    b = DayFileWriter(tmp_path, clock=clock, recover_at_start=False, roll_budget=None)
+    assert _names(tmp_path, market="KRW-BTC") == ["part-00000.arrows"]  # B did not touch A's markets
+    a.markets_release(["KRW-ETH"])
+    assert "KRW-ETH" not in a.markets and read_day(tmp_path, "orderbook", "KRW-ETH", DAY).num_rows == 2
+    b.markets_adopt(["KRW-ETH"])
+    b.add_orderbook(book("KRW-ETH", clock.advance(10)))
+    b.tick(clock.advance(3000))
+    assert _names(tmp_path, market="KRW-ETH") == ["part-00000.parquet", "part-00001.arrows"]
+    assert read_day(tmp_path, "orderbook", "KRW-ETH", DAY).num_rows == 3
+    a.add_orderbook(book("KRW-BTC", clock.advance(10)))
+    a.close()
+    assert _names(tmp_path, market="KRW-BTC") == ["part-00000.arrows"]  # A's own WAL: appended, not split
+    assert read_day(tmp_path, "orderbook", "KRW-BTC", DAY).num_rows == 2
+
+
+def test_adopting_no_market_recovers_nothing(tmp_path: Path) -> None:
+    clock = FakeClock(kst_ms(2026, 3, 1, 10))
+    other = DayFileWriter(tmp_path, markets=["KRW-BTC"], clock=clock)
+    other.add_orderbook(book("KRW-BTC", clock.now))
+    other.flush()  # another live shard's open WAL
+    shard = DayFileWriter(tmp_path, clock=clock, recover_at_start=False, roll_budget=None)
+    shard.markets_adopt([])
+    shard.tick(clock.advance(3000))
+    assert _names(tmp_path) == ["part-00000.arrows"]  # untouched
