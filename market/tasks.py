@@ -1,4 +1,5 @@
-"""Celery tasks of the market app: nightly upload of finished day files to S3 and local retention.
+"""Celery tasks of the market app: nightly upload of finished day files to S3 and local retention, and the
+dashboard's news feeds.
 
 Both are idempotent (a verified day is skipped; retention only deletes verified, unchanged days), so they
 ack late and may run twice. They only parse input and call :mod:`market.uploads` services.
@@ -10,7 +11,7 @@ from typing import Any
 
 from celery import shared_task
 
-from market import uploads
+from market import services, uploads
 
 
 class UploadsIncomplete(Exception):
@@ -42,3 +43,16 @@ def apply_retention() -> dict[str, Any]:
     """Delete local days older than MARKET_RETENTION_DAYS whose upload is verified."""
     deleted = uploads.day_files_apply_retention()
     return {"deleted": deleted}
+
+
+@shared_task(name="market.tasks.refresh_news", ignore_result=True, soft_time_limit=60, time_limit=90)
+def refresh_news() -> dict[str, Any]:
+    """Fetch the configured news feeds and store new items; idempotent, safe to overlap."""
+    result = services.news_refresh()
+    return {
+        "created": result.created,
+        "duplicates": result.duplicates,
+        "feeds_ok": result.feeds_ok,
+        "feeds_failed": len(result.feeds_failed),
+        "pruned": result.pruned,
+    }

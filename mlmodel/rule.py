@@ -1,4 +1,4 @@
-"""When auto-trading leaves a position: the one exit rule that the product (``trading.autotrade.decide``)
+"""When auto-trading leaves a position: the one exit rule that the product (``autotrade.rule.decide``)
 trades with and the backtest (``mlmodel.backtest.run_backtest``) simulates, so the gate judges the rule the
 product runs. Pure: works on ``Decimal`` (the product) and ``float`` (the backtest) alike."""
 

@@ -13,6 +13,7 @@ api_patterns = [
     path("", include("market.api.urls")),
     path("", include("mlmodel.api.urls")),
     path("", include("trading.api.urls")),
+    path("", include("autotrade.api.urls")),
 ]
 
 urlpatterns = [

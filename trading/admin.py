@@ -174,6 +174,3 @@ class TradingSwitchAdmin(admin.ModelAdmin):
         kill_switch_release(by=request.user)
         self.message_user(request, _("Kill switch released."))
 
-
-# Auto-trading sessions and decisions (trading/admin_autotrade.py).
-from trading import admin_autotrade  # noqa: E402,F401

@@ -16,11 +16,11 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import Resolver404, resolve
 from django.utils import translation
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from accounts.selectors import exchange_credential_status
-from trading.autotrade import MAX_THRESHOLD, autotrade_threshold_get
 
 DEFAULT_MARKET = "KRW-BTC"
 KRW_MARKET_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
@@ -45,11 +45,6 @@ API_ENDPOINTS: dict[str, str] = {
     "order_cancel": "/api/trading/orders/{id}/cancel/",
     "scheduled": "/api/trading/scheduled-orders/",
     "scheduled_cancel": "/api/trading/scheduled-orders/{id}/cancel/",
-    "auto": "/api/trading/auto/",
-    "auto_start": "/api/trading/auto/start/",
-    "auto_change": "/api/trading/auto/change/",
-    "auto_stop": "/api/trading/auto/stop/",
-    "auto_decisions": "/api/trading/auto/decisions/",
     "model_state": "/api/ml/models/state/",
     "prediction": "/api/ml/predictions/latest/",
 }
@@ -179,18 +174,16 @@ def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, 
         "has_keys": keys.stored,
         "fee_rate": str(settings.UPBIT_FEE_RATE),
         "min_order_krw": int(settings.UPBIT_MIN_ORDER_KRW),
-        # Percent: the whole range the server accepts, and the user's kept choice.
-        "threshold": {
-            "min": 0,
-            "max": float(MAX_THRESHOLD * 100),
-            "step": 0.01,
-            "default": float(autotrade_threshold_get(user=user) * 100),
-        },
         # No market update for this long: the page says the market may be closed or the feed interrupted.
         "stale_after_s": int(getattr(settings, "DASHBOARD_STALE_AFTER_S", 10)),
         "vendor_chart": _vendor_chart_url(),
         "strings": {k: str(v) for k, v in JS_STRINGS.items()},
     }
+    # The apps above trading add their part (auto-trading: its endpoints and the threshold's range).
+    for path in settings.TRADE_PAGE_CONFIG:
+        extra = dict(import_string(path)(user=user))
+        config["api"].update(extra.pop("api", {}))
+        config.update(extra)
     return {"config": config, "market": market, "has_keys": keys.stored}
 
 

@@ -341,6 +341,3 @@ class TradingSwitch(models.Model):
     def __str__(self) -> str:
         return str(_("Kill switch: ENGAGED") if self.engaged else _("Kill switch: off"))
 
-
-# Auto-trading sessions and decisions (kept in their own module).
-from trading.models_autotrade import AutoTradeDecision, AutoTradeSession  # noqa: E402,F401

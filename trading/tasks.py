@@ -93,6 +93,3 @@ def _reconcile_on_start(sender: Any = None, **kwargs: Any) -> None:
     except Exception:  # noqa: BLE001 - the periodic run covers it
         logger.warning("could not queue start-up reconciliation", exc_info=True)
 
-
-# Auto-trading lives in its own module; importing it here registers its task with autodiscovery.
-from trading.tasks_autotrade import autotrade_on_prediction  # noqa: E402,F401

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "market",
     "mlmodel",
     "trading",
+    "autotrade",
 ]
 
 MIDDLEWARE = [
@@ -148,9 +149,16 @@ MESSAGE_SUBSCRIBERS: dict[str, list[dict[str, str]]] = {
     "market.batch": [{"task": "mlmodel.tasks.ingest_market_data", "queue": "ml", "arg": "packed"}],
     # mlmodel.messages.Prediction: every new prediction of an active model
     "mlmodel.prediction": [
-        {"task": "trading.tasks.autotrade_on_prediction", "queue": "default", "arg": "prediction"}
+        {"task": "autotrade.tasks.autotrade_on_prediction", "queue": "default", "arg": "prediction"}
     ],
 }
+# Hooks of the apps above trading (trading never imports them): dotted paths to callables.
+# ``(*, user, reason) -> None``, called after trading halted auto-trading for ``user`` (daily loss limit) or for
+# everyone (``user=None``: the kill switch engaged); see trading.hooks.auto_trading_halted_notify.
+AUTO_TRADING_HALT_HOOKS: list[str] = ["autotrade.services.autotrade_on_halt"]
+# ``(*, user) -> dict``, merged into the /trade page's client configuration (its ``api`` entries join the
+# page's endpoints); see trading.dashboard.trade_page_context.
+TRADE_PAGE_CONFIG: list[str] = ["autotrade.views.trade_page_config"]
 # Checks Upbit keys before they are stored (a read-only GET /v1/accounts against UPBIT_REST_URL):
 # ``callable(*, access_key, secret_key) -> accounts.services.KeyCheckResult`` (see exchange_credential_check).
 EXCHANGE_KEY_CHECK = "market.keycheck.upbit_keys_check"

@@ -1,5 +1,6 @@
-"""Auto-trading fixtures: an active model for the markets (sessions refuse markets no model serves),
-predictions as the ML worker hands them over, and a wide known book with hand-computable costs."""
+"""Auto-trading fixtures: the trading fixtures (the Upbit simulator, users, an API client), an active model
+for the markets (sessions refuse markets no model serves), predictions as the ML worker hands them over, and
+a wide known book with hand-computable costs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.core.files.base import ContentFile
 
 from mlmodel.models import ModelVersion
 from mlmodel.services import model_promote
+from tests.trading.conftest import api, live_user, other_user, sim, user  # noqa: F401 - fixtures
 
 # Book for the hand-computed cases: mid 100,000,000, spread 200,000 -> half-spread exactly 0.1 %.
 WIDE_ASKS = [(100_100_000.0, 1.0), (100_200_000.0, 1.0)]
@@ -52,7 +54,7 @@ def active_models(db: Any) -> dict[str, ModelVersion]:
 
 
 @pytest.fixture
-def wide_book(sim: Any) -> Any:
+def wide_book(sim: Any) -> Any:  # noqa: F811
     sim.set_book("KRW-BTC", WIDE_ASKS, WIDE_BIDS)
     return sim
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
+from autotrade.tasks import autotrade_on_prediction
 from tests.accounts.factories import UserFactory
-from tests.trading.autotrade.conftest import prediction
+from tests.autotrade.conftest import prediction
 from trading.models import OrderSource
-from trading.tasks_autotrade import autotrade_on_prediction
 
 pytestmark = pytest.mark.django_db
 START = {"market": "KRW-BTC", "threshold_pct": "0.05", "order_krw": "100000", "cooldown_s": 0}
@@ -144,7 +144,7 @@ def test_threshold_out_of_range_is_a_clear_400_and_changes_nothing(api, user, va
     r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": value}, format="json")
     assert r.status_code == 400, r.content
     assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
-    from trading.autotrade import autotrade_threshold_get
+    from autotrade.selectors import autotrade_threshold_get
 
     assert autotrade_threshold_get(user=user) == Decimal("0.0005")
 

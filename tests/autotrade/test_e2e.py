@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from autotrade.models import AutoTradeDecision
+from autotrade.tasks import autotrade_on_prediction
 from celery_app import app
 from mlmodel import services, serving
 from mlmodel.models import Prediction
@@ -19,8 +21,6 @@ from tests.mlmodel.platform.conftest import small_params
 from tests.mlmodel.platform.daydata import synthetic_days
 from tests.mlmodel.platform.test_serving import batch_of
 from trading.models import Order, OrderSource, OrderState, PaperBalance
-from trading.models_autotrade import AutoTradeDecision
-from trading.tasks_autotrade import autotrade_on_prediction
 
 pytestmark = pytest.mark.django_db
 

@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 import torch
 
+from autotrade.tasks import autotrade_on_prediction
 from celery_app import app
 from mlmodel import bootstrap, selectors, serving, tasks
 from mlmodel.models import TrainingRun, TrainingTrigger
 from mlmodel.services import model_promote
 from mlmodel.tasks import ingest_market_data
+from tests.autotrade.test_e2e import top
 from tests.mlmodel.platform.daydata import synthetic_days
 from tests.mlmodel.platform.test_bootstrap import small_model  # noqa: F401 - fixture
 from tests.mlmodel.platform.test_serving import batch_of
-from tests.trading.autotrade.test_e2e import top
 from trading.models import Order, OrderSource, OrderState
-from trading.tasks_autotrade import autotrade_on_prediction
 
 pytestmark = pytest.mark.django_db
 

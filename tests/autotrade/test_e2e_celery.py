@@ -14,6 +14,8 @@ import pytest
 import torch
 from django.core.files.base import ContentFile
 
+from autotrade.models import AutoTradeDecision
+from autotrade.services import autotrade_start
 from celery_app import app
 from market import batchwire
 from market.collector import celery_prediction_sink
@@ -26,9 +28,7 @@ from mlmodel.training import ModelBundle, TrainConfig, save_artifact
 from tests import live
 from tests.accounts.factories import UserFactory
 from tests.trading.conftest import BTC_ASKS, BTC_BIDS
-from trading.autotrade import autotrade_start
 from trading.models import OrderState
-from trading.models_autotrade import AutoTradeDecision
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 WINDOW = 8

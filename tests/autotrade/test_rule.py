@@ -8,13 +8,15 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from trading.autotrade import Costs, SessionPosition, decide, round_trip_cost, spread_cost_factor
+from autotrade.models import AutoTradeSession
+from autotrade.rule import Costs, SessionPosition, decide
+from autotrade.services import round_trip_cost, spread_cost_factor
 from trading.models import TradingProfile
-from trading.models_autotrade import AutoTradeSession
 
 D = Decimal
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FLAT = SessionPosition(volume=D(0), cost=D(0), open_orders=0)
+MIN_ORDER_KRW = D(5000)  # Upbit's minimum order (settings.UPBIT_MIN_ORDER_KRW)
 
 
 def costs() -> Costs:
@@ -50,6 +52,7 @@ def run(
         position=pos,
         now=now,
         kill_switch=kill,
+        min_order_krw=MIN_ORDER_KRW,
     )
     return action, reason
 
@@ -83,6 +86,7 @@ def test_spread_cost_factor_one_counts_the_full_spread(settings):
         position=FLAT,
         now=NOW,
         kill_switch=False,
+        min_order_krw=MIN_ORDER_KRW,
     )
     assert (action, reason) == ("hold", "below_threshold")
     explicit = round_trip_cost(
@@ -173,6 +177,7 @@ def test_a_position_held_past_the_horizon_is_sold_once_the_model_would_not_buy_i
             position=p,
             now=NOW,
             kill_switch=False,
+            min_order_krw=MIN_ORDER_KRW,
             horizon_s=horizon,
         )
         return action, reason

@@ -9,14 +9,14 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from autotrade import selectors, services
+from autotrade.models import AutoTradeDecision, AutoTradeSession, AutoTradeState
+from autotrade.tasks import autotrade_on_prediction
 from tests.accounts.factories import UserFactory
-from tests.trading.autotrade.conftest import prediction
-from trading import autotrade
+from tests.autotrade.conftest import prediction
 from trading.models import Order, OrderSource, OrderState, OrdType, Side
-from trading.models_autotrade import AutoTradeDecision, AutoTradeSession, AutoTradeState
 from trading.services import kill_switch_engage, order_place
 from trading.services.profiles import auto_trading_halt, risk_limits_update
-from trading.tasks_autotrade import autotrade_on_prediction
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -50,7 +50,7 @@ def drain(channel: str) -> list[dict]:
 
 def start(user: Any, **kw: Any) -> AutoTradeSession:
     params = {"market": "KRW-BTC", "threshold": D("0.0005"), "order_krw": D(100_000), "cooldown_s": 0}
-    return autotrade.autotrade_start(user=user, **{**params, **kw})
+    return services.autotrade_start(user=user, **{**params, **kw})
 
 
 def decisions(session: AutoTradeSession) -> list[AutoTradeDecision]:
@@ -78,7 +78,7 @@ def test_buy_above_edge_is_filled_and_logged_with_its_costs(
     assert order.ord_type == OrdType.PRICE and order.price == D(100_000)
     assert order.idempotency_key == f"auto-{s.pk}-{buy.prediction_ts}"
     assert order.executed_volume > 0
-    pos = autotrade.session_position(session=s)
+    pos = selectors.session_position(session=s)
     assert pos.volume == order.executed_volume and pos.cost == order.executed_funds + order.paid_fee
     events = drain(channel)
     kinds = [e["data"]["kind"] for e in events]
@@ -98,7 +98,7 @@ def test_full_spread_cost_factor_raises_the_edge_and_is_logged(user, wide_book, 
     assert (hold.action, hold.reason) == ("hold", "below_threshold")
     assert hold.half_spread == D("0.002") and hold.cost == D("0.003") and hold.fee_cost == D("0.001")
     assert buy.action == "buy" and buy.outcome == "placed"
-    assert autotrade.decision_data(decision=buy)["half_spread"] == "0.002"
+    assert selectors.decision_data(decision=buy)["half_spread"] == "0.002"
 
 
 def test_sell_below_minus_edge_closes_the_sessions_position(user, wide_book, active_models):
@@ -110,7 +110,7 @@ def test_sell_below_minus_edge_closes_the_sessions_position(user, wide_book, act
     assert (buy.action, hold.action, hold.reason, sell.action) == ("buy", "hold", "below_threshold", "sell")
     assert sell.order.side == Side.ASK and sell.order.state == OrderState.DONE
     assert sell.order.volume == buy.order.executed_volume
-    assert autotrade.session_position(session=s).volume == 0
+    assert selectors.session_position(session=s).volume == 0
     autotrade_on_prediction.run(prediction=prediction(-0.003))
     assert decisions(s)[-1].reason == "no_position"
 
@@ -144,7 +144,7 @@ def test_position_limit_is_never_exceeded(user, wide_book, active_models):
         autotrade_on_prediction.run(prediction=prediction(0.003))
     assert [d.action for d in decisions(s)] == ["buy", "buy", "hold", "hold"]
     assert decisions(s)[-1].reason == "position_limit"
-    held = autotrade.session_position(session=s).volume * D(99_900_000)
+    held = selectors.session_position(session=s).volume * D(99_900_000)
     assert held <= D(250_000)
 
 
@@ -178,7 +178,7 @@ def test_stop_cancels_the_sessions_open_orders_and_ends_trading(user, wide_book,
     bare_decision(s, action="buy", reason="signal_buy", outcome="placed", order=resting)
     autotrade_on_prediction.run(prediction=prediction(0.003))
     assert decisions(s)[-1].reason == "order_in_flight"
-    stopped = autotrade.autotrade_stop(user=user, market="KRW-BTC")
+    stopped = services.autotrade_stop(user=user, market="KRW-BTC")
     resting.refresh_from_db()
     assert resting.state == OrderState.CANCELLED
     assert stopped.state == AutoTradeState.STOPPED and stopped.running_key is None
@@ -198,11 +198,11 @@ def test_many_users_are_isolated(wide_book, active_models):
     assert [d.action for d in decisions(sb)] == ["hold"]
     assert decisions(sc) == []  # another market's prediction
     assert Order.objects.filter(user=b).count() == 0 and Order.objects.filter(user=a).count() == 1
-    assert list(autotrade.autotrade_decisions_list(user=b).values_list("session_id", flat=True)) == [sb.pk]
+    assert list(selectors.autotrade_decisions_list(user=b).values_list("session_id", flat=True)) == [sb.pk]
     from core.errors import NotFound
 
     with pytest.raises(NotFound):
-        autotrade.autotrade_stop(user=b, session_id=sa.pk)
+        services.autotrade_stop(user=b, session_id=sa.pk)
     # One user's broken session does not stop the others.
     AutoTradeSession.objects.filter(pk=sb.pk).update(order_krw=D("-1"), threshold=D("-1"))
     autotrade_on_prediction.run(prediction=prediction(0.003))
@@ -236,7 +236,7 @@ def test_old_hold_decisions_are_pruned_but_trades_are_kept(user, wide_book, acti
     AutoTradeDecision.objects.filter(session=s).update(created_at=timezone.now() - dt.timedelta(days=8))
     # Still a buy signal, so the 8-day-old lot is kept (a flat prediction would sell it: horizon passed).
     autotrade_on_prediction.run(prediction=prediction(0.003))
-    assert autotrade.autotrade_decisions_prune() == 1
+    assert services.autotrade_decisions_prune() == 1
     assert [d.action for d in decisions(s)] == ["buy", "hold"]
 
 
@@ -257,22 +257,22 @@ def test_manual_sale_cuts_the_sessions_position_and_its_sell(user, wide_book, ac
     bought, paid = buy.executed_volume, buy.executed_funds + buy.paid_fee
     half = (bought / 2).quantize(D("0.00000001"))
     manual(user, Side.ASK, volume=half)
-    assert autotrade.session_position(session=s).volume == bought  # nothing recorded until it is judged
+    assert selectors.session_position(session=s).volume == bought  # nothing recorded until it is judged
     autotrade_on_prediction.run(prediction=prediction(0.0))  # the next prediction sees the account
     hold = decisions(s)[-1]
     assert (hold.action, hold.reason) == ("hold", "below_threshold")
     assert hold.manual_adjust_volume == half and "position reduced by a manual trade" in hold.detail
-    pos = autotrade.session_position(session=s)
+    pos = selectors.session_position(session=s)
     assert pos.volume == bought - half and pos.manual_reduced == half
     assert pos.avg_cost == paid / bought  # the remaining units keep the session's own cost basis
-    shown = autotrade.session_data(session=s)["position"]
+    shown = selectors.session_data(session=s)["position"]
     assert shown["manual_reduced_volume"] == format(half.normalize(), "f")
     autotrade_on_prediction.run(prediction=prediction(-0.003))
     sell = decisions(s)[-1]
     assert (sell.action, sell.outcome, sell.manual_adjust_volume) == ("sell", "placed", None)
     assert sell.volume == bought - half and sell.order.volume == bought - half
     assert "only" not in sell.detail  # sized right from the start, not capped at the exchange
-    assert autotrade.session_position(session=s).volume == 0
+    assert selectors.session_position(session=s).volume == 0
 
 
 def test_manual_sale_judged_on_the_sell_signal_itself(user, wide_book, active_models):
@@ -285,7 +285,7 @@ def test_manual_sale_judged_on_the_sell_signal_itself(user, wide_book, active_mo
     sell = decisions(s)[-1]
     assert sell.action == "sell" and sell.manual_adjust_volume == third
     assert sell.order.volume == bought - third and sell.order.state == OrderState.DONE
-    assert autotrade.session_position(session=s).volume == 0
+    assert selectors.session_position(session=s).volume == 0
 
 
 def test_position_limit_uses_the_position_left_after_a_manual_sale(user, wide_book, active_models):
@@ -298,7 +298,7 @@ def test_position_limit_uses_the_position_left_after_a_manual_sale(user, wide_bo
     autotrade_on_prediction.run(prediction=prediction(0.003))  # ~49,900 + 100,000 <= 150,000
     last = decisions(s)[-1]
     assert (last.action, last.reason) == ("buy", "signal_buy") and last.manual_adjust_volume is not None
-    held = autotrade.session_position(session=s).volume * D(99_900_000)
+    held = selectors.session_position(session=s).volume * D(99_900_000)
     assert held <= D(150_000)
 
 
@@ -309,11 +309,11 @@ def test_manual_sale_of_everything_leaves_no_position(user, wide_book, active_mo
     autotrade_on_prediction.run(prediction=prediction(-0.003))
     last = decisions(s)[-1]
     assert (last.action, last.reason) == ("hold", "no_position") and last.order_id is None
-    pos = autotrade.session_position(session=s)
+    pos = selectors.session_position(session=s)
     assert (pos.volume, pos.cost, pos.avg_cost) == (0, 0, None)
     autotrade_on_prediction.run(prediction=prediction(0.003))  # a fresh buy has only its own cost
     new = decisions(s)[-1].order
-    pos = autotrade.session_position(session=s)
+    pos = selectors.session_position(session=s)
     assert pos.volume == new.executed_volume and pos.cost == new.executed_funds + new.paid_fee
 
 
@@ -324,7 +324,7 @@ def test_manual_buys_never_grow_the_sessions_position(user, wide_book, active_mo
     mine = manual(user, Side.BID, price=D(300_000)).executed_volume  # the user's own coin
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume is None
-    assert autotrade.session_position(session=s).volume == bought
+    assert selectors.session_position(session=s).volume == bought
     # Sold some, then bought more than that back: the cut stays, the buy is the user's.
     half = (bought / 2).quantize(D("0.00000001"))
     manual(user, Side.ASK, volume=mine + half)
@@ -333,7 +333,7 @@ def test_manual_buys_never_grow_the_sessions_position(user, wide_book, active_mo
     manual(user, Side.BID, price=D(500_000))
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume is None
-    assert autotrade.session_position(session=s).volume == bought - half
+    assert selectors.session_position(session=s).volume == bought - half
     autotrade_on_prediction.run(prediction=prediction(-0.003))
     sell = decisions(s)[-1]
     assert sell.action == "sell" and sell.order.volume == bought - half
@@ -349,7 +349,7 @@ def test_no_cut_while_an_order_of_the_session_is_being_placed(user, wide_book, a
     bare_decision(s, action="sell", reason="signal_sell", outcome="pending", idempotency_key="in-flight")
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume is None
-    assert autotrade.session_position(session=s).volume == bought
+    assert selectors.session_position(session=s).volume == bought
     AutoTradeDecision.objects.filter(idempotency_key="in-flight").update(outcome="rejected")
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume == half
@@ -368,8 +368,8 @@ def test_pruning_keeps_the_holds_that_cut_the_position(user, wide_book, active_m
     autotrade_on_prediction.run(prediction=prediction(0.0))  # the cut
     autotrade_on_prediction.run(prediction=prediction(0.0))  # a plain hold
     AutoTradeDecision.objects.filter(session=s).update(created_at=timezone.now() - dt.timedelta(days=8))
-    assert autotrade.autotrade_decisions_prune() == 1
-    assert autotrade.session_position(session=s).volume == bought - half
+    assert services.autotrade_decisions_prune() == 1
+    assert selectors.session_position(session=s).volume == bought - half
 
 
 def test_live_session_is_cut_to_the_exchange_balance_not_a_stale_cache(live_user, wide_book, active_models):
@@ -389,7 +389,7 @@ def test_live_session_is_cut_to_the_exchange_balance_not_a_stale_cache(live_user
     cache.set(live_balances_cache_key(live_user.pk), stale, 60)
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume is None
-    assert autotrade.session_position(session=s).volume == bought
+    assert selectors.session_position(session=s).volume == bought
     # The user's own 1 BTC goes first; only what is sold beyond it comes off the session.
     half = (bought / 2).quantize(D("0.00000001"))
     sold = order_place(
@@ -398,4 +398,4 @@ def test_live_session_is_cut_to_the_exchange_balance_not_a_stale_cache(live_user
     assert sold.state == OrderState.DONE, sold.state
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume == half
-    assert autotrade.session_position(session=s).volume == bought - half
+    assert selectors.session_position(session=s).volume == bought - half

@@ -13,7 +13,7 @@ import websockets
 
 from celery_app import app
 from mlmodel import services, serving, tasks
-from tests.trading.autotrade.test_e2e_celery import batch, register
+from tests.autotrade.test_e2e_celery import batch, register
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 MARKET = "KRW-BTC"

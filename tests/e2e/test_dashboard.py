@@ -67,9 +67,9 @@ def _log_in(page: Any, username: str) -> None:  # noqa: ANN401
 
 
 def _print_counts() -> None:
+    from autotrade.models import AutoTradeDecision, AutoTradeSession
     from mlmodel.models import Prediction
     from trading.models import Order, ScheduledOrder
-    from trading.models_autotrade import AutoTradeDecision, AutoTradeSession
 
     print(
         "[e2e] rows:",

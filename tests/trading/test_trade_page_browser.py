@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from autotrade.models import AutoTradeSession
+from autotrade.selectors import autotrade_threshold_get
 from market.upbit_sim.server import SimConfig, SimulatorThread
 from tests.accounts.factories import PASSWORD, UserFactory
 from trading import services
-from trading.autotrade import autotrade_threshold_get
-from trading.models_autotrade import AutoTradeSession
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.e2e, pytest.mark.live, pytest.mark.timeout(180)]

@@ -30,14 +30,3 @@ urlpatterns = [
         name="scheduled-cancel",
     ),
 ]
-
-# Auto-trading (trading/api/autotrade.py).
-from trading.api import autotrade as auto_views  # noqa: E402
-
-urlpatterns += [
-    path("trading/auto/", auto_views.AutoSessionsApi.as_view(), name="auto-sessions"),
-    path("trading/auto/start/", auto_views.AutoStartApi.as_view(), name="auto-start"),
-    path("trading/auto/change/", auto_views.AutoChangeApi.as_view(), name="auto-change"),
-    path("trading/auto/stop/", auto_views.AutoStopApi.as_view(), name="auto-stop"),
-    path("trading/auto/decisions/", auto_views.AutoDecisionsApi.as_view(), name="auto-decisions"),
-]

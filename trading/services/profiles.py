@@ -12,9 +12,9 @@ from django.utils.translation import gettext_lazy as _
 
 from core.errors import ValidationFailed
 from trading import errors
+from trading.hooks import auto_trading_halted_notify
 from trading.models import TradingMode, TradingProfile
 from trading.services.realtime import user_event_publish
-from trading.signals import auto_trading_halted
 
 LIVE_CONFIRMATION_TEXT = "LIVE"
 
@@ -93,7 +93,7 @@ def auto_trading_halt(*, user: Any, reason: str) -> TradingProfile:
         user_event_publish(
             user_id=user.pk, kind="auto_trading_halted", data={"reason": profile.halted_reason}
         )
-    auto_trading_halted.send(sender=TradingProfile, user=user, reason=reason)
+    auto_trading_halted_notify(user=user, reason=reason)
     return profile
 
 

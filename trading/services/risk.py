@@ -13,9 +13,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from core.errors import ApplicationError
+from trading.hooks import auto_trading_halted_notify
 from trading.models import TradingProfile, TradingSwitch
 from trading.services.profiles import auto_trading_halt
-from trading.signals import auto_trading_halted
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def kill_switch_engage(*, by: Any | None = None, reason: str = "") -> dict[str, 
     halted_reason = str(gettext_lazy("Kill switch engaged by the operators."))
     for profile in TradingProfile.objects.filter(auto_trading_halted=False).select_related("user"):
         auto_trading_halt(user=profile.user, reason=halted_reason)
-    auto_trading_halted.send(sender=TradingSwitch, user=None, reason=halted_reason)
+    auto_trading_halted_notify(user=None, reason=halted_reason)
     from trading.services.orders import orders_cancel_all
 
     counts = orders_cancel_all()

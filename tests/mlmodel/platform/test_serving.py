@@ -76,7 +76,7 @@ def test_ingest_predicts_stores_publishes_and_hands_over_to_auto_trading(_ml_env
     assert data["market"] == MARKET and data["ts"] == int(book.ts[39]) and data["horizon_s"] == 10.0
     assert data["model_version"] == version.label
     assert data["predicted_return"] == pytest.approx(latest.predicted_return)
-    assert [s[0] for s in sent] == ["trading.tasks.autotrade_on_prediction"] * 3
+    assert [s[0] for s in sent] == ["autotrade.tasks.autotrade_on_prediction"] * 3  # settings.MESSAGE_SUBSCRIBERS
     assert all(s[2] == "default" for s in sent)
     handed = sent[-1][1]["prediction"]
     assert handed["market"] == MARKET and handed["best_bid"] == book.bid_px[39, 0]

@@ -15,9 +15,9 @@ import pytest
 from mlmodel import services, tasks
 from mlmodel.models import ModelVersion, Prediction, TrainingRun, TrainingState
 from tests import live
+from tests.autotrade.test_e2e_celery import batch, register
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
-from tests.trading.autotrade.test_e2e_celery import batch, register
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -14,7 +14,7 @@ import pytest
 from mlmodel import services, tasks
 from mlmodel.models import ModelVersion, Prediction
 from tests import live
-from tests.trading.autotrade.test_e2e_celery import batch, register
+from tests.autotrade.test_e2e_celery import batch, register
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

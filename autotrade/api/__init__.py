@@ -1,0 +1,1 @@
+"""REST API of auto-trading (under /api/trading/auto/)."""
