@@ -1,5 +1,6 @@
-"""A real collector process killed with SIGKILL mid-stream: no corrupt file, at most the unflushed segment
-lost; the restarted collector resumes the same day with the next part numbers; SIGTERM flushes and exits 0."""
+"""A real collector process killed with SIGKILL mid-stream: no corrupt file (a WAL's torn tail is ignored), at
+most the unflushed interval lost; the restarted collector rolls the dead run's WAL into Parquet and resumes
+the same day in a new file; SIGTERM flushes and exits 0."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -43,7 +45,7 @@ def _start(sim: SimulatorThread, data_dir: Path, log: Path) -> subprocess.Popen[
 
 
 def _parts(data_dir: Path) -> list[Path]:
-    return sorted(data_dir.glob("*/*/*/part-*.parquet"))
+    return sorted(data_dir.glob("*/*/*/part-*.parquet")) + sorted(data_dir.glob("*/*/*/part-*.arrows"))
 
 
 def _book_dir(data_dir: Path) -> Path:
@@ -52,14 +54,47 @@ def _book_dir(data_dir: Path) -> Path:
     return dayfiles.day_dir(data_dir, "orderbook", "KRW-BTC", days[0])
 
 
+def _appends(path: Path) -> int:
+    """Whole record batches in a WAL (one per flush that had rows)."""
+    try:
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+    except (OSError, pa.ArrowInvalid):
+        return 0
+    n = 0
+    while True:
+        try:
+            reader.read_next_batch()
+        except (StopIteration, OSError, pa.ArrowInvalid):
+            return n
+        n += 1
+
+
+def _newest_wal_appends(data_dir: Path, after: int = -1) -> int:
+    days = dayfiles.list_days(data_dir, "orderbook", "KRW-BTC")
+    if not days:
+        return 0
+    wals = dayfiles.wal_paths(dayfiles.day_dir(data_dir, "orderbook", "KRW-BTC", days[-1]))
+    wals = [p for p in wals if (dayfiles.part_number(p) or 0) > after]
+    return _appends(wals[-1]) if wals else 0
+
+
+def _read_all(paths: list[Path]) -> None:
+    """Every data file reads: Parquet whole, a WAL up to its last whole append."""
+    for p in paths:
+        if p.name.endswith(dayfiles.WAL_SUFFIX):
+            assert dayfiles.read_wal(p) is not None, p
+        else:
+            pq.read_table(p)
+
+
 def test_sigkill_then_restart_loses_at_most_one_segment(sim: SimulatorThread, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     log = tmp_path / "collector.log"
     proc = _start(sim, data_dir, log)
     try:
-        live.wait_until(lambda: proc.poll() is None and len(_parts(data_dir)) >= 12, timeout=90,
-                        message="collector segments")  # fmt: skip
-        time.sleep(FLUSH_S * 0.6)  # kill somewhere inside a segment's collection window
+        live.wait_until(lambda: proc.poll() is None and _newest_wal_appends(data_dir) >= 6, timeout=90,
+                        message="collector appends")  # fmt: skip
+        time.sleep(FLUSH_S * 0.6)  # kill somewhere inside a flush interval's collection window
         kill_ms = int(time.time() * 1000)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -68,25 +103,24 @@ def test_sigkill_then_restart_loses_at_most_one_segment(sim: SimulatorThread, tm
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    # Every finished file is a complete Parquet file; nothing else looks like data.
+    # Every data file reads (a WAL up to its last whole append); nothing else looks like data.
     before = _parts(data_dir)
-    for p in before:
-        pq.read_table(p)
+    _read_all(before)
     book_dir = _book_dir(data_dir)
+    assert [p.name for p in dayfiles.segment_paths(book_dir)] == ["part-00000.arrows"]  # one file, many flushes
     assert not dayfiles.is_complete(book_dir)
     rows_before = dayfiles.read_day(data_dir, "orderbook", "KRW-BTC", dayfiles.day_of(kill_ms))
     trades_before = dayfiles.read_day(data_dir, "trade", "KRW-BTC", dayfiles.day_of(kill_ms))
     last_saved = max(rows_before.column("recv_ts").to_pylist() + trades_before.column("recv_ts").to_pylist())
-    # At most the segment being collected (FLUSH_S) was lost, plus scheduling slack on a busy machine.
+    # At most the interval being collected (FLUSH_S) was lost, plus scheduling slack on a busy machine.
     assert kill_ms - last_saved <= FLUSH_S * 1000 + 2500, kill_ms - last_saved
     last_part = max(dayfiles.part_number(p) or 0 for p in dayfiles.segment_paths(book_dir))
 
     proc = _start(sim, data_dir, log)
     try:
         live.wait_until(
-            lambda: proc.poll() is None
-            and max(dayfiles.part_number(p) or 0 for p in dayfiles.segment_paths(book_dir)) >= last_part + 3,
-            timeout=90, message="restarted collector segments",
+            lambda: proc.poll() is None and _newest_wal_appends(data_dir, after=last_part) >= 3,
+            timeout=90, message="restarted collector appends",
         )  # fmt: skip
         stop_ms = int(time.time() * 1000)
         os.killpg(proc.pid, signal.SIGTERM)
@@ -98,14 +132,15 @@ def test_sigkill_then_restart_loses_at_most_one_segment(sim: SimulatorThread, tm
 
     assert _book_dir(data_dir) == book_dir  # the same day resumed, not a new dataset
     numbers = [dayfiles.part_number(p) for p in dayfiles.segment_paths(book_dir)]
-    assert numbers == sorted(set(numbers)) and max(numbers) > last_part  # earlier parts never overwritten
-    for p in before:
-        assert p.exists()
-    for p in _parts(data_dir):
-        pq.read_table(p)
+    assert numbers == sorted(set(numbers)) and max(numbers) > last_part  # a new file, never appended to the old
+    # The dead run's WAL was rolled into the Parquet file of its number by the restarted collector.
+    assert (book_dir / "part-00000.parquet").is_file() and not (book_dir / "part-00000.arrows").exists()
+    _read_all(_parts(data_dir))
     assert not list(data_dir.glob("*/*/*/.*.tmp"))  # crash leftovers were cleaned on restart
     after = dayfiles.read_day(data_dir, "orderbook", "KRW-BTC", dayfiles.day_of(stop_ms))
     assert after.num_rows > rows_before.num_rows
+    kept = set(after.column("recv_ts").to_pylist())
+    assert set(rows_before.column("recv_ts").to_pylist()) <= kept  # nothing saved before the kill was lost
     # SIGTERM flushed what was buffered: the data runs up to the stop.
     assert stop_ms - max(after.column("recv_ts").to_pylist()) <= 2000
     # The outage between the two runs is on record, from the last saved row to the restart.
