@@ -38,10 +38,10 @@ from market.upbit.protocol import (
     TickTable,
     UpbitError,
     decimal_str,
-    is_on_tick,
     iso_kst,
     parse_decimal,
 )
+from market.upbit.rules import order_rule_error
 
 ZERO = Decimal(0)
 OPEN_STATES = ("wait", "watch")
@@ -528,8 +528,6 @@ class MatchingEngine:
         # Rules: tick grid, min/max total, depth for market orders, balance.
         if ord_type == "limit":
             assert p is not None and v is not None
-            if not is_on_tick(p, self.tick_table(market)):
-                raise UpbitError(f"invalid_price_{side}")
             total = p * v
         elif side == "bid":
             assert p is not None
@@ -540,10 +538,12 @@ class MatchingEngine:
             total = v * best_bid if best_bid is not None else ZERO
             if best_bid is None:
                 raise UpbitError(err, "호가가 없어 시장가 주문을 할 수 없습니다.")
-        if total < self.min_total:
-            raise UpbitError(f"under_min_total_{side}")
-        if side == "bid" and total > self.max_total:
-            raise UpbitError("over_krw_funds_bid")
+        broken = order_rule_error(
+            side=side, ord_type=ord_type, price=p, volume=v, total=total,
+            min_total=self.min_total, max_total=self.max_total, tick_table=self.tick_table(market),
+        )  # fmt: skip
+        if broken is not None:
+            raise UpbitError(broken)
         if ord_type in ("price", "market"):
             depth = self._side_depth(
                 market, "ask" if side == "bid" else "bid", account_id, funds=side == "bid"

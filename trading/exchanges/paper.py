@@ -19,7 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, is_on_tick, quantize_volume
+from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, UpbitError, quantize_volume
+from market.upbit.rules import order_grid_error, order_total_error
 from trading import errors
 from trading.exchanges import matching
 from trading.exchanges.base import (
@@ -292,19 +293,19 @@ def _check_params(*, side: str, ord_type: str, volume: Decimal | None, price: De
     )
     if not ok:
         raise errors.InvalidOrder(_("These order parameters do not fit the order type."))
-    if volume is not None and (volume <= 0 or quantize_volume(volume) != volume):
+    if volume is not None and volume <= 0:
         raise errors.InvalidVolume()
     if price is not None and price <= 0:
         raise errors.InvalidOrder(_("The price must be positive."))
-    if ord_type == "limit" and not is_on_tick(price):  # type: ignore[arg-type]
-        raise errors.InvalidPriceUnit()
+    broken = order_grid_error(side=side, ord_type=ord_type, price=price, volume=volume)
+    if broken is not None:
+        raise errors.from_upbit(UpbitError(broken))
 
 
 def _check_total(total: Decimal, side: str) -> None:
-    if total < min_total():
-        raise errors.UnderMinTotal()
-    if side == "bid" and total > MAX_ORDER_TOTAL_KRW:
-        raise errors.InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
+    broken = order_total_error(side=side, total=total, min_total=min_total())
+    if broken is not None:
+        raise errors.from_upbit(UpbitError(broken))
 
 
 def _lock_balances(user: Any, currencies: list[str], *, every: bool = False) -> dict[str, PaperBalance]:

@@ -34,7 +34,8 @@ from django.utils.translation import gettext_lazy as _
 
 from core import metrics
 from core.errors import ApplicationError, NotFound
-from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, VOLUME_QUANTUM, is_on_tick
+from market.upbit.protocol import VOLUME_QUANTUM, UpbitError
+from market.upbit.rules import order_rule_error, order_total_error
 from trading import errors, marketdata
 from trading.exchanges import exchange_for
 from trading.exchanges.base import Balance, Exchange, ExchangeOrder
@@ -141,27 +142,27 @@ def order_request_validate(
             raise errors.InvalidOrder(_("Amounts carry at most 8 decimal places."))
     if volume is not None:
         volume = _positive(volume, what=_("The volume"))
-        if volume.quantize(VOLUME_QUANTUM) != volume:
-            raise errors.InvalidVolume()
-    if ord_type == OrdType.LIMIT and not is_on_tick(price):  # type: ignore[arg-type]
-        raise errors.InvalidPriceUnit()
-    known_total = (
-        price if ord_type == OrdType.PRICE else (price * volume if ord_type == OrdType.LIMIT else None)
-    )  # type: ignore[operator]
-    if known_total is not None:
-        _check_total(known_total)
+    _raise_broken(
+        order_rule_error(side=side, ord_type=ord_type, price=price, volume=volume, min_total=_min_total())
+    )
     return OrderRequest(market=market, side=side, ord_type=ord_type, price=price, volume=volume)
 
 
-def _check_total(total: Decimal) -> None:
+def _min_total() -> Decimal:
     from django.conf import settings
 
-    if total < Decimal(settings.UPBIT_MIN_ORDER_KRW):
+    return Decimal(settings.UPBIT_MIN_ORDER_KRW)
+
+
+def _raise_broken(broken: str | None) -> None:
+    """An Upbit rule name from ``market.upbit.rules`` as the application's error."""
+    if broken is None:
+        return
+    if broken.startswith("under_min_total"):
         raise errors.UnderMinTotal(
-            _("The order total must be at least %(min)s KRW.") % {"min": f"{settings.UPBIT_MIN_ORDER_KRW:,}"}
+            _("The order total must be at least %(min)s KRW.") % {"min": f"{_min_total():,}"}
         )
-    if total > MAX_ORDER_TOTAL_KRW:
-        raise errors.InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
+    raise errors.from_upbit(UpbitError(broken))
 
 
 def _market_exists(market: str) -> None:
@@ -197,7 +198,7 @@ def _risk_and_balance_check(
         total = req.price * req.volume  # type: ignore[operator]
     else:
         total = req.volume * _reference_price(req.market)  # type: ignore[operator]
-        _check_total(total)
+        _raise_broken(order_total_error(side=req.side, total=total, min_total=_min_total()))
     assert total is not None
     if profile.max_order_krw is not None and total > profile.max_order_krw:
         raise errors.RiskLimitExceeded(
