@@ -58,6 +58,8 @@ class Server:
         self.background_loads = False
         self._loading: dict[tuple[int, str], threading.Event] = {}
         self._load_lock = threading.Lock()
+        # A backlog of stale batches (the worker started late or was busy): (batches skipped, first skip ms).
+        self._stale_run: tuple[int, int] | None = None
 
     def _model_for(self, version: Any) -> LoadedModel | None:
         loaded = self.models.get(version.pk)
@@ -161,6 +163,23 @@ class Server:
             ok, preds = live_predictions(self.state, loaded.spec, loaded.predictor, midx)
         return {int(m): float(v) for m, v in zip(midx[ok], preds, strict=True)}
 
+    def _note_stale(self, *, stale: int, fresh: bool, max_age: object, now_ms: int) -> None:
+        """One warning when a backlog starts and one when it is over (with the count), not one per batch: a
+        worker that starts after the collector skips a few dozen batches in its first seconds."""
+        if stale:
+            if self._stale_run is None:
+                self._stale_run = (0, now_ms)
+                logger.warning("behind the collector: skipping market batches older than %s s", max_age)
+            self._stale_run = (self._stale_run[0] + stale, self._stale_run[1])
+        elif fresh and self._stale_run is not None:
+            count, since = self._stale_run
+            self._stale_run = None
+            logger.warning(
+                "caught up with the collector: skipped %d stale market batch(es) in %.1f s",
+                count,
+                (now_ms - since) / 1000,
+            )
+
     @metrics.timed(metrics.PREDICTION_SECONDS)
     def ingest(self, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         from mlmodel.selectors import model_active_map
@@ -187,8 +206,7 @@ class Server:
                     stale += 1
                     continue
                 fresh.append(market)
-            if stale:
-                logger.warning("skipped %d stale market batch(es) (older than %s s)", stale, max_age)
+            self._note_stale(stale=stale, fresh=bool(fresh), max_age=max_age, now_ms=now_ms)
             if not fresh:
                 return []
             active = model_active_map(markets=fresh)

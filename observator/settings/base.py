@@ -246,6 +246,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING above (JSON, UTC, secrets redacted), not Celery's own root handler and format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 _upload_h, _upload_m = (int(x) for x in env("MARKET_UPLOAD_AT", default="00:05").split(":"))
 _train_h, _train_m = (int(x) for x in env("ML_RETRAIN_AT", default="00:10").split(":"))
 # Prediction serving in the ml worker (the other ML_* knobs: mlmodel/conf.py, set in Django settings).

@@ -76,7 +76,9 @@ def test_ingest_predicts_stores_publishes_and_hands_over_to_auto_trading(_ml_env
     assert data["market"] == MARKET and data["ts"] == int(book.ts[39]) and data["horizon_s"] == 10.0
     assert data["model_version"] == version.label
     assert data["predicted_return"] == pytest.approx(latest.predicted_return)
-    assert [s[0] for s in sent] == ["autotrade.tasks.autotrade_on_prediction"] * 3  # settings.MESSAGE_SUBSCRIBERS
+    assert [s[0] for s in sent] == [
+        "autotrade.tasks.autotrade_on_prediction"
+    ] * 3  # settings.MESSAGE_SUBSCRIBERS
     assert all(s[2] == "default" for s in sent)
     handed = sent[-1][1]["prediction"]
     assert handed["market"] == MARKET and handed["best_bid"] == book.bid_px[39, 0]
@@ -196,3 +198,21 @@ def test_packed_batches_from_the_collector_predict_like_column_batches(_ml_env: 
         assert tasks.ingest_market_data.run(packed=body) == (1 if k else 0)
     assert tasks.ingest_market_data.run(packed={**body, "book_n": [99]}) == 0  # malformed: dropped, no 500
     assert Prediction.objects.count() == 3
+
+
+def test_a_backlog_is_reported_when_it_starts_and_when_it_is_over(caplog):
+    """One warning as the worker falls behind and one with the count once fresh batches flow again, not a
+    warning per skipped batch (a worker that started after the collector printed dozens)."""
+    from mlmodel.serving import Server
+
+    server = Server()
+    with caplog.at_level("WARNING", logger="mlmodel.serving"):
+        for k in range(30):
+            server._note_stale(stale=1, fresh=False, max_age=15.0, now_ms=1_000 + 100 * k)
+        server._note_stale(stale=0, fresh=True, max_age=15.0, now_ms=5_000)
+        server._note_stale(stale=0, fresh=True, max_age=15.0, now_ms=6_000)
+    messages = [r.getMessage() for r in caplog.records if r.name == "mlmodel.serving"]
+    assert messages == [
+        "behind the collector: skipping market batches older than 15.0 s",
+        "caught up with the collector: skipped 30 stale market batch(es) in 4.0 s",
+    ]
