@@ -7,7 +7,8 @@ through :func:`core.realtime.apublish_many`, at most once per market every ``int
 book and ticker win; trades are batched (never dropped up to ``max_trades`` per window) so the tape is
 complete.
 
-Event payloads (the ``data`` of ``{"type": "market.<kind>", "data": ...}``), numbers as JSON numbers:
+Event payloads (the ``data`` of ``{"type": "market.<kind>", "data": ...}``; the Structs of
+:mod:`market.messages`), numbers as JSON numbers:
 
 * ``market.orderbook``: ``{"market", "ts", "asks": [[price, size, cum_size], ...] (best first, ascending),
   "bids": [[price, size, cum_size], ...] (best first, descending), "total_ask_size", "total_bid_size",
@@ -18,8 +19,8 @@ Event payloads (the ``data`` of ``{"type": "market.<kind>", "data": ...}``), num
   ("RISE"|"EVEN"|"FALL"), "change_price" (signed), "change_rate" (signed ratio, 0.01 = 1 %),
   "volume_24h", "value_24h", "acc_volume", "acc_value"}``.
 
-Inputs may be records from :mod:`market.upbit.records` (attribute access) or plain dicts in Upbit's
-DEFAULT, SIMPLE or REST shapes.
+Inputs are records from :mod:`market.upbit.records` (the collector's parser) or dicts in Upbit's WebSocket
+DEFAULT or SIMPLE format or its REST answers; each builder reads those, by Upbit's field names.
 """
 
 from __future__ import annotations
@@ -29,11 +30,23 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+
+import msgspec
 
 from core import realtime
 from market.livebook import alivebook_share
+from market.messages import (
+    OrderbookEvent,
+    TickerEvent,
+    TradeItem,
+    TradesEvent,
+    market_event,
+    market_group,
+)
+from market.upbit.protocol import to_default
+from market.upbit.records import OrderbookRecord, TickerRecord, TradeRecord
 
 logger = logging.getLogger(__name__)
 
@@ -42,37 +55,22 @@ DEFAULT_LEVELS = 15
 DEFAULT_INTERVAL = 0.05
 DEFAULT_MAX_TRADES = 100
 
-_SIMPLE_MARKERS = ("ty", "cd", "obu", "tp")
+# The kind of each record type of the collector's parser (no guessing from names).
+_RECORD_KINDS: dict[type, str] = {OrderbookRecord: "orderbook", TradeRecord: "trade", TickerRecord: "ticker"}
 
 
 def group_name(market: str) -> str:
-    return f"market.{market}"
+    return market_group(market)
 
 
 # ------------------------------------------------------------------------------------------------------
-# Field access that works for records (attributes) and dicts (DEFAULT / SIMPLE / REST keys)
+# Inputs: records of market.upbit.records, or Upbit dicts (WebSocket DEFAULT or SIMPLE, REST)
 # ------------------------------------------------------------------------------------------------------
 
 
-def _normalise_dict(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    if "type" not in obj and "market" not in obj and any(k in obj for k in _SIMPLE_MARKERS):
-        from market.upbit.protocol import to_default
-
-        return to_default(obj)
-    return obj
-
-
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        for name in names:
-            if name in obj and obj[name] is not None:
-                return obj[name]
-        return default
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return default
+def _upbit_dict(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """DEFAULT/REST keys for an Upbit dict (a SIMPLE-format message, keyed ``ty``, is translated)."""
+    return to_default(obj) if "ty" in obj and "type" not in obj else obj
 
 
 def _num(value: Any) -> float | int | None:
@@ -102,66 +100,49 @@ def _now_ms() -> int:
 
 
 def market_of(update: Any) -> str | None:
+    """The market of a record (``code``) or an Upbit dict (``code`` on the WebSocket, ``market`` in REST)."""
     if isinstance(update, Mapping):
-        update = _normalise_dict(update)
-    code = _get(update, "market", "code")
+        update = _upbit_dict(update)
+        code = update.get("code") or update.get("market")
+    else:
+        code = getattr(update, "code", None)
     return str(code).upper() if code else None
 
 
 def kind_of(update: Any) -> str | None:
     """``orderbook`` / ``trade`` / ``ticker`` for a record or an Upbit dict; ``None`` when unknown."""
-    if isinstance(update, Mapping):
-        update = _normalise_dict(update)
-        kind = update.get("type")
-        if kind in KINDS:
-            return str(kind)
-        if "orderbook_units" in update:
-            return "orderbook"
-        if "ask_bid" in update and "sequential_id" in update:
-            return "trade"
-        if "signed_change_rate" in update or "prev_closing_price" in update:
-            return "ticker"
-        return None
-    kind = getattr(update, "kind", None) or getattr(update, "type", None)
-    if isinstance(kind, str) and kind in KINDS:
-        return kind
-    name = type(update).__name__.lower()
-    for candidate in KINDS:
-        if candidate in name:
-            return candidate
+    if not isinstance(update, Mapping):
+        return _RECORD_KINDS.get(type(update))
+    update = _upbit_dict(update)
+    kind = update.get("type")
+    if kind in KINDS:
+        return str(kind)
+    # REST answers carry no type: their shape tells (GET /orderbook, /trades/ticks, /ticker).
+    if "orderbook_units" in update:
+        return "orderbook"
+    if "ask_bid" in update and "sequential_id" in update:
+        return "trade"
+    if "signed_change_rate" in update or "prev_closing_price" in update:
+        return "ticker"
     return None
 
 
 # ------------------------------------------------------------------------------------------------------
-# Payload builders (pure)
+# Event builders (pure): one input -> the typed event of market.messages
 # ------------------------------------------------------------------------------------------------------
 
 
-def _levels_from_units(units: Iterable[Any]) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
-    asks: list[tuple[Any, Any]] = []
-    bids: list[tuple[Any, Any]] = []
-    for unit in units:
-        asks.append((_get(unit, "ask_price", "ap"), _get(unit, "ask_size", "as")))
-        bids.append((_get(unit, "bid_price", "bp"), _get(unit, "bid_size", "bs")))
-    return asks, bids
-
-
-def _book_sides(book: Any) -> tuple[Sequence[tuple[Any, Any]], Sequence[tuple[Any, Any]]]:
-    units = _get(book, "orderbook_units", "units")
-    if units is not None:
-        return _levels_from_units(units)
-    asks = _get(book, "asks")
-    bids = _get(book, "bids")
-    if asks is not None and bids is not None:
-        return list(asks), list(bids)
-    # Array form: parallel price/size arrays per side (numpy or lists), level 1 first.
-    ask_px = _get(book, "ask_price", "ask_px", "ask_prices")
-    ask_sz = _get(book, "ask_size", "ask_sz", "ask_sizes")
-    bid_px = _get(book, "bid_price", "bid_px", "bid_prices")
-    bid_sz = _get(book, "bid_size", "bid_sz", "bid_sizes")
-    if ask_px is None or bid_px is None or ask_sz is None or bid_sz is None:
+def _book_sides(book: Any) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+    if isinstance(book, OrderbookRecord):
+        rows = book.rows  # (ask_price, bid_price, ask_size, bid_size) per level
+        return [(r[0], r[2]) for r in rows], [(r[1], r[3]) for r in rows]
+    units = book.get("orderbook_units")
+    if units is None:
         raise ValueError("order book without levels")
-    return list(zip(ask_px, ask_sz, strict=False)), list(zip(bid_px, bid_sz, strict=False))
+    return (
+        [(u.get("ask_price"), u.get("ask_size")) for u in units],
+        [(u.get("bid_price"), u.get("bid_size")) for u in units],
+    )
 
 
 def _cumulate(levels: Iterable[tuple[Any, Any]], limit: int) -> tuple[list[list[float | int]], float]:
@@ -179,9 +160,9 @@ def _cumulate(levels: Iterable[tuple[Any, Any]], limit: int) -> tuple[list[list[
     return out, cum
 
 
-def orderbook_payload(book: Any, *, levels: int = DEFAULT_LEVELS) -> dict[str, Any]:
+def orderbook_event(book: Any, *, levels: int = DEFAULT_LEVELS) -> OrderbookEvent:
     if isinstance(book, Mapping):
-        book = _normalise_dict(book)
+        book = _upbit_dict(book)
     asks_raw, bids_raw = _book_sides(book)
     asks, ask_depth = _cumulate(asks_raw, levels)
     bids, bid_depth = _cumulate(bids_raw, levels)
@@ -189,76 +170,107 @@ def orderbook_payload(book: Any, *, levels: int = DEFAULT_LEVELS) -> dict[str, A
     best_bid = bids[0][0] if bids else None
     spread = _num(best_ask - best_bid) if best_ask is not None and best_bid is not None else None
     mid = _num((best_ask + best_bid) / 2) if best_ask is not None and best_bid is not None else None
-    return {
-        "market": market_of(book),
-        "ts": _int(_get(book, "timestamp", "ts")) or _now_ms(),
-        "asks": asks,
-        "bids": bids,
-        "total_ask_size": _num(_get(book, "total_ask_size", default=ask_depth)),
-        "total_bid_size": _num(_get(book, "total_bid_size", default=bid_depth)),
-        "spread": spread,
-        "mid": mid,
-    }
+    if isinstance(book, OrderbookRecord):
+        ts, total_ask, total_bid = book.ts, book.total_ask_size, book.total_bid_size
+    else:
+        ts = book.get("timestamp")
+        total_ask = book.get("total_ask_size", ask_depth)
+        total_bid = book.get("total_bid_size", bid_depth)
+    return OrderbookEvent(
+        market=market_of(book) or "",
+        ts=_int(ts) or _now_ms(),
+        asks=asks,
+        bids=bids,
+        total_ask_size=_num(ask_depth if total_ask is None else total_ask),
+        total_bid_size=_num(bid_depth if total_bid is None else total_bid),
+        spread=spread,
+        mid=mid,
+    )
 
 
-def trade_item(trade: Any) -> dict[str, Any]:
-    if isinstance(trade, Mapping):
-        trade = _normalise_dict(trade)
-    raw_side = _get(trade, "ask_bid", "side", default="")
-    if isinstance(raw_side, int | float):  # records: +1 buyer-initiated, -1 seller-initiated
-        raw_side = "BID" if raw_side > 0 else "ASK"
-    side = str(raw_side).upper()
-    if side in ("BUY", "B"):
-        side = "BID"
-    elif side in ("SELL", "S", "A"):
-        side = "ASK"
-    return {
-        "ts": _int(_get(trade, "trade_timestamp", "timestamp", "ts")) or _now_ms(),
-        "price": _num(_get(trade, "trade_price", "price")),
-        "volume": _num(_get(trade, "trade_volume", "volume")),
-        "side": side,
-        "sid": _int(_get(trade, "sequential_id", "sid")),
-    }
+def trade_event_item(trade: Any) -> TradeItem:
+    if isinstance(trade, TradeRecord):  # side: +1 buyer-initiated, -1 seller-initiated
+        ts, price, volume, sid = trade.ts, trade.price, trade.volume, trade.sequential_id
+        side = "BID" if trade.side > 0 else "ASK"
+    else:
+        trade = _upbit_dict(trade)
+        # The WebSocket names the trade time trade_timestamp; REST /trades/ticks only has timestamp.
+        ts = trade.get("trade_timestamp") or trade.get("timestamp")
+        price, volume, sid = trade.get("trade_price"), trade.get("trade_volume"), trade.get("sequential_id")
+        raw = str(trade.get("ask_bid") or "").upper()
+        side = raw if raw in ("BID", "ASK") else ""
+    return TradeItem(
+        ts=_int(ts) or _now_ms(), price=_num(price), volume=_num(volume), side=side, sid=_int(sid)
+    )
 
 
-def trades_payload(market: str, trades: Iterable[Any]) -> dict[str, Any]:
-    return {"market": market, "trades": [trade_item(t) for t in trades]}
+def trades_event(market: str, trades: Iterable[Any]) -> TradesEvent:
+    return TradesEvent(market=market, trades=[trade_event_item(t) for t in trades])
 
 
-def ticker_payload(ticker: Any) -> dict[str, Any]:
+def ticker_event(ticker: Any) -> TickerEvent:
+    # TickerRecord's attributes carry Upbit's DEFAULT names, so one accessor reads both.
     if isinstance(ticker, Mapping):
-        ticker = _normalise_dict(ticker)
-    price = _num(_get(ticker, "trade_price", "price"))
-    prev_close = _num(_get(ticker, "prev_closing_price", "prev_close"))
-    change_price = _get(ticker, "signed_change_price")
-    change_rate = _get(ticker, "signed_change_rate")
+        ticker = _upbit_dict(ticker)
+        get = ticker.get
+        ts = get("timestamp") or get("trade_timestamp")
+    else:
+        record = ticker
+
+        def get(name: str) -> Any:
+            return getattr(record, name, None)
+
+        ts = record.trade_timestamp  # the time of the last trade, which the chart plots the price at
+    price = _num(get("trade_price"))
+    prev_close = _num(get("prev_closing_price"))
+    change_price = get("signed_change_price")
+    change_rate = get("signed_change_rate")
     if change_price is None and price is not None and prev_close:
         change_price = price - prev_close
     if change_rate is None and change_price is not None and prev_close:
         change_rate = float(change_price) / float(prev_close)
-    change = _get(ticker, "change")
+    change = get("change")
     if change is None and change_price is not None:
         change = "RISE" if change_price > 0 else "FALL" if change_price < 0 else "EVEN"
-    return {
-        "market": market_of(ticker),
-        "ts": _int(_get(ticker, "timestamp", "trade_timestamp", "ts")) or _now_ms(),
-        "price": price,
-        "open": _num(_get(ticker, "opening_price", "open")),
-        "high": _num(_get(ticker, "high_price", "high")),
-        "low": _num(_get(ticker, "low_price", "low")),
-        "prev_close": prev_close,
-        "change": change,
-        "change_price": _num(change_price),
-        "change_rate": None if change_rate is None else round(float(change_rate), 10),
-        "volume_24h": _num(_get(ticker, "acc_trade_volume_24h", "volume_24h")),
-        "value_24h": _num(_get(ticker, "acc_trade_price_24h", "value_24h")),
-        "acc_volume": _num(_get(ticker, "acc_trade_volume", "acc_volume")),
-        "acc_value": _num(_get(ticker, "acc_trade_price", "acc_value")),
-    }
+    return TickerEvent(
+        market=market_of(ticker) or "",
+        ts=_int(ts) or _now_ms(),
+        price=price,
+        open=_num(get("opening_price")),
+        high=_num(get("high_price")),
+        low=_num(get("low_price")),
+        prev_close=prev_close,
+        change=change,
+        change_price=_num(change_price),
+        change_rate=None if change_rate is None else round(float(change_rate), 10),
+        volume_24h=_num(get("acc_trade_volume_24h")),
+        value_24h=_num(get("acc_trade_price_24h")),
+        acc_volume=_num(get("acc_trade_volume")),
+        acc_value=_num(get("acc_trade_price")),
+    )
 
 
-def event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"type": f"market.{kind}", "data": data}
+# The same events as JSON builtins (REST answers and snapshots use them).
+
+
+def orderbook_payload(book: Any, *, levels: int = DEFAULT_LEVELS) -> dict[str, Any]:
+    return msgspec.to_builtins(orderbook_event(book, levels=levels))
+
+
+def trade_item(trade: Any) -> dict[str, Any]:
+    return msgspec.to_builtins(trade_event_item(trade))
+
+
+def trades_payload(market: str, trades: Iterable[Any]) -> dict[str, Any]:
+    return msgspec.to_builtins(trades_event(market, trades))
+
+
+def ticker_payload(ticker: Any) -> dict[str, Any]:
+    return msgspec.to_builtins(ticker_event(ticker))
+
+
+def event(kind: str, data: msgspec.Struct | dict[str, Any]) -> dict[str, Any]:
+    return market_event(kind, data)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -398,12 +410,12 @@ class MarketFanout:
         out: list[tuple[str, dict[str, Any]]] = []
         try:
             if pending.orderbook is not None:
-                book = orderbook_payload(pending.orderbook, levels=self.levels)
-                out.append((group, event("orderbook", book)))
+                book = orderbook_event(pending.orderbook, levels=self.levels)
+                out.append((group, market_event("orderbook", book)))
             if pending.trades:
-                out.append((group, event("trade", trades_payload(market, pending.trades))))
+                out.append((group, market_event("trade", trades_event(market, pending.trades))))
             if pending.ticker is not None:
-                out.append((group, event("ticker", ticker_payload(pending.ticker))))
+                out.append((group, market_event("ticker", ticker_event(pending.ticker))))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # A malformed update must never stop the stream; the next one replaces it.
             self.dropped_invalid += 1

@@ -5,9 +5,12 @@ each event is serialised once into a text frame, kept as the market's latest sta
 and offered to the local connections, which send it at their own pace (latest wins). With 500 browsers on
 one market the channel layer carries one message per event, not 500.
 
-Browser frames: ``{"type": "orderbook"|"trade"|"ticker"|"prediction", "market": CODE, "data": {...}}`` and,
-on (re)subscribe, ``{"type": "snapshot", "market": CODE, "data": {"orderbook", "ticker", "trades": [..],
-"prediction", "stale"}}``.
+Browser frames (the envelope of :class:`core.messages.Frame`): ``{"type": kind, "market": CODE, "data":
+{...}}`` and, on (re)subscribe, ``{"type": "snapshot", "market": CODE, "data": {"orderbook", "ticker",
+"trades": [..], <latest of every other kind>, "updated_at", "stale"}}``. The market kinds (``orderbook``,
+``trade``, ``ticker``) are the Structs of :mod:`market.messages`; a higher app adds a kind by publishing
+``market.<kind>`` to the group (mlmodel's ``prediction``): the hub relays its ``data`` as it is and keeps the
+latest one for the snapshot, without knowing its fields.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -23,8 +27,8 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from core import metrics
-from market.fanout import group_name
 from market.livebook import livebook_record
+from market.messages import MARKET_EVENTS, market_group
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ except ImportError:  # pragma: no cover
 SNAPSHOT_TRADES = 50
 _REFETCH_AFTER_S = 10.0
 _GROUP_REFRESH_S = 1800.0  # the in-memory layer forgets group members after a day; re-add well before
+_KIND_RE = re.compile(r"[a-z][a-z_]{0,31}")
+_RESERVED = frozenset({"snapshot", "error", "pong", "trades", "updated_at", "stale"})
 
 
 class Subscriber(Protocol):
@@ -51,12 +57,12 @@ class Subscriber(Protocol):
 class MarketState:
     """The latest payload per kind of one market, as this process last received it."""
 
-    __slots__ = ("orderbook", "ticker", "prediction", "trades", "updated_at")
+    __slots__ = ("orderbook", "ticker", "others", "trades", "updated_at")
 
     def __init__(self) -> None:
         self.orderbook: dict[str, Any] | None = None
         self.ticker: dict[str, Any] | None = None
-        self.prediction: dict[str, Any] | None = None
+        self.others: dict[str, dict[str, Any]] = {}  # kinds of higher apps (prediction), latest wins
         self.trades: deque[dict[str, Any]] = deque(maxlen=SNAPSHOT_TRADES)
         self.updated_at: float = 0.0
 
@@ -66,20 +72,20 @@ class MarketState:
             self.orderbook = data
         elif kind == "ticker":
             self.ticker = data
-        elif kind == "prediction":
-            self.prediction = data
         elif kind == "trade":
             self.trades.extend(data.get("trades") or [])
+        else:
+            self.others[kind] = data
 
     def complete(self) -> bool:
         return self.orderbook is not None and self.ticker is not None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **self.others,
             "orderbook": self.orderbook,
             "ticker": self.ticker,
             "trades": list(self.trades),
-            "prediction": self.prediction,
             "updated_at": int(self.updated_at * 1000) if self.updated_at else None,
         }
 
@@ -144,14 +150,14 @@ class MarketHub:
                 await task
         if channel is not None and self.layer is not None:
             with contextlib.suppress(Exception):
-                await self.layer.group_discard(group_name(market), channel)
+                await self.layer.group_discard(market_group(market), channel)
 
     async def _refresh_groups(self) -> None:
         while True:
             await asyncio.sleep(_GROUP_REFRESH_S)
             for market, channel in list(self._channels.items()):
                 with contextlib.suppress(Exception):
-                    await self.layer.group_add(group_name(market), channel)
+                    await self.layer.group_add(market_group(market), channel)
 
     async def _receive(self, market: str) -> None:
         assert self.layer is not None
@@ -159,7 +165,7 @@ class MarketHub:
         self._channels[market] = channel
         while True:
             try:
-                await self.layer.group_add(group_name(market), channel)
+                await self.layer.group_add(market_group(market), channel)
                 break
             except Exception:  # noqa: BLE001 - layer down (Redis restarting): keep trying, browsers wait
                 logger.exception("market hub: cannot join %s", market)
@@ -190,7 +196,7 @@ class MarketHub:
             return
         kind = mtype[len("market.") :]
         data = message.get("data")
-        if not isinstance(data, dict) or kind not in ("orderbook", "trade", "ticker", "prediction"):
+        if not isinstance(data, dict) or not _relayed(kind):
             return
         self.events_received += 1
         self.states.setdefault(market, MarketState()).apply(kind, data)
@@ -244,6 +250,10 @@ class MarketHub:
         if not state.trades and fetched.get("trades"):
             state.trades.extend(fetched["trades"])
         state.updated_at = state.updated_at or time.time()
+
+
+def _relayed(kind: str) -> bool:
+    return kind in MARKET_EVENTS or (kind not in _RESERVED and _KIND_RE.fullmatch(kind) is not None)
 
 
 _hubs: dict[int, MarketHub] = {}

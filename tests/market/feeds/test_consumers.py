@@ -144,6 +144,14 @@ def test_subscribe_switches_market_and_predictions_are_forwarded() -> None:
         await layer.group_send("market.KRW-ETH", {"type": "market.prediction", "data": prediction})
         frames = await _drain(comm)
         assert frames == [{"type": "prediction", "market": "KRW-ETH", "data": prediction}]  # nothing of BTC
+        # The hub relays a higher app's kind without knowing its fields, and its latest is in the snapshot.
+        await comm.send_json_to({"type": "subscribe", "data": {"market": "KRW-ETH"}})
+        snap = await _recv(comm)
+        assert snap["type"] == "snapshot" and snap["data"]["prediction"] == prediction
+        # Names of the socket's own frames are never taken by a published kind.
+        await layer.group_send("market.KRW-ETH", {"type": "market.snapshot", "data": {"x": 1}})
+        await layer.group_send("market.KRW-ETH", {"type": "market.Bad Kind", "data": {"x": 1}})
+        assert await _drain(comm) == []
         await comm.disconnect()
 
     asyncio.run(scenario())

@@ -220,3 +220,32 @@ def test_submit_from_another_thread_hops_onto_the_fanout_loop() -> None:
 
     asyncio.run(scenario())
     assert recorder.events("orderbook")[-1][1]["data"]["ts"] == 49
+
+
+def test_kind_comes_from_the_record_type_or_upbit_fields_never_from_a_class_name() -> None:
+    class TradeLookalike:  # neither a record of market.upbit.records nor an Upbit dict
+        kind = "trade"
+        code = "KRW-BTC"
+
+    assert kind_of(TradeLookalike()) is None
+    assert kind_of({"ty": "trade", "cd": "KRW-BTC"}) == "trade"  # SIMPLE format
+    # REST answers have no type; their Upbit fields tell.
+    assert kind_of({"market": "KRW-BTC", "ask_bid": "BID", "sequential_id": 1}) == "trade"
+
+
+def test_events_carry_exactly_the_documented_fields() -> None:
+    import msgspec
+
+    from market.messages import OrderbookEvent, TickerEvent, TradeItem
+
+    fields = {
+        OrderbookEvent: orderbook_payload(DEFAULT_BOOK),
+        TradeItem: trade_item({"type": "trade", "code": "KRW-BTC", "trade_price": 1, "ask_bid": "BID"}),
+        TickerEvent: ticker_payload({"type": "ticker", "code": "KRW-BTC", "trade_price": 2}),
+    }
+    for struct, payload in fields.items():
+        assert set(payload) == set(struct.__struct_fields__), struct
+        assert msgspec.convert(payload, struct) is not None
+    # REST /trades/ticks names the trade time "timestamp" (the WebSocket "trade_timestamp").
+    rest_tick = {"market": "KRW-BTC", "timestamp": 5, "trade_price": 1, "trade_volume": 2, "ask_bid": "ASK"}
+    assert trade_item(rest_tick)["ts"] == 5 and trade_item(rest_tick)["side"] == "ASK"
