@@ -78,6 +78,18 @@ COLLECTOR_MARKETS = Gauge(
     multiprocess_mode="livesum",
 )
 COLLECTOR_ROWS_DROPPED = Counter(f"{NS}_collector_rows_dropped", "Rows the day-file writer had to drop.")
+COLLECTOR_LEASES_TAKEN = Counter(
+    f"{NS}_collector_leases_taken",
+    "Market leases a sharded collector took: takeover (the previous holder's lease lapsed: it died or "
+    "was cut off), handover (released cleanly: rebalance or a clean stop).",
+    ["reason"],
+)
+COLLECTOR_LEASES_DROPPED = Counter(
+    f"{NS}_collector_leases_dropped",
+    "Market leases a sharded collector let go: rebalance (planned), lost (lapsed or taken: Redis "
+    "unreachable or the process stalled past the lease TTL).",
+    ["reason"],
+)
 
 # -- fan-out to browsers (web) ----------------------------------------------------------------------
 FANOUT_CLIENTS = Gauge(
@@ -223,8 +235,21 @@ def collector_observe(collector: Any, *, force: bool = False) -> None:
     if dropped > _tally.last_dropped:
         COLLECTOR_ROWS_DROPPED.inc(dropped - _tally.last_dropped)
     _tally.last_dropped = dropped
-    COLLECTOR_MARKETS.labels(os.environ.get("COLLECTOR_SHARD", "0")).set(len(getattr(collector, "codes", ())))
+    owned = getattr(collector, "owned", None)
+    if owned is None:
+        owned = getattr(collector, "codes", ())
+    COLLECTOR_MARKETS.labels(os.environ.get("COLLECTOR_SHARD", "0")).set(len(owned))
     heartbeat("collector")
+
+
+@_safe
+def collector_lease_taken(reason: str) -> None:
+    COLLECTOR_LEASES_TAKEN.labels(reason).inc()
+
+
+@_safe
+def collector_lease_dropped(count: int, *, lost: bool) -> None:
+    COLLECTOR_LEASES_DROPPED.labels("lost" if lost else "rebalance").inc(count)
 
 
 @_safe

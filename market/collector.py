@@ -9,6 +9,10 @@ One asyncio process (``manage.py collect``) runs:
   published as one :class:`market.messages.MarketBatch` to the subscribers ``settings.MESSAGE_SUBSCRIBERS``
   declares (the ML worker; market never names a higher app's task).
 
+Sharded (``manage.py collect`` with ``REDIS_URL``): the process collects only the markets whose lease
+it holds (:mod:`market.leases`); markets come and go while it runs (the streamer re-subscribes, the writer
+hands their files over) and a market it takes gets a ``takeover``/``handover`` gap row for the hole.
+
 Gaps (reconnects, trade-id anomalies) are written to the ``gap`` day files. SIGTERM/SIGINT stop it cleanly:
 the streams close, buffered rows are flushed, nothing half-written is left.
 """
@@ -27,6 +31,7 @@ from core import metrics
 from core.messages import message_publish
 from market import batchwire
 from market.dayfiles import DEFAULT_LEVELS, DayFileWriter, last_recorded_ts
+from market.leases import Acquired, LeaseManager, hole_start
 from market.messages import MarketBatch
 from market.upbit.records import OrderbookRecord, Record, TickerRecord, TradeRecord
 from market.upbit.ws import TradeSequenceTracker, UpbitStreamer
@@ -96,11 +101,24 @@ class Collector:
         prediction_interval: float = 1.0,
         clock: Callable[[], int] | None = None,
         streamer_options: dict[str, Any] | None = None,
+        leases: LeaseManager | None = None,
     ) -> None:
         self.codes = list(dict.fromkeys(codes))
+        # Sharded: the markets whose lease this process holds (none until the first tick); else all of them.
+        self.leases = leases
+        self.owned: set[str] = set() if leases is not None else set(self.codes)
+        self.last_seen: dict[str, int] = {}  # market -> receive time of its newest record (sharded only)
+        self._holes: dict[str, tuple[int, str, str]] = {}  # market taken, first record not yet: its gap
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.writer = DayFileWriter(
-            data_dir, markets=self.codes, levels=levels, flush_interval=flush_interval, clock=self.clock
+            data_dir,
+            markets=self.codes if leases is None else (),
+            levels=levels,
+            flush_interval=flush_interval,
+            clock=self.clock,
+            # Sharded, other live processes may be writing the other markets here: each market is
+            # recovered when its lease is taken (markets_take), never all at start.
+            recover_at_start=leases is None,
         )
         self.fanout = fanout
         self.prediction_sink = prediction_sink
@@ -109,8 +127,8 @@ class Collector:
         self.sequences = TradeSequenceTracker()
         self.streamer = UpbitStreamer(
             ws_url,
-            self.codes,
-            on_records=self.handle_records,
+            self.codes if leases is None else [],
+            on_records=self.handle_records if leases is None else self.handle_owned_records,
             on_gap=self.handle_gap,
             clock=self.clock,
             **(streamer_options or {}),
@@ -170,17 +188,24 @@ class Collector:
 
     async def run(self) -> None:
         logger.info("collector starting for %d market(s): %s", len(self.codes), ",".join(self.codes[:10]))
-        self._record_restart_gaps()
+        if self.leases is None:
+            self._record_restart_gaps()
+        else:
+            logger.info("collector sharded on Redis leases as %s", self.leases.me)
         if self.fanout is not None and hasattr(self.fanout, "start"):
             await self.fanout.start()
         stream = asyncio.create_task(self.streamer.run(), name="upbit-stream")
         housekeeping = asyncio.create_task(self._housekeeping(), name="collector-housekeeping")
+        background = [stream, housekeeping]
+        if self.leases is not None:
+            background.append(asyncio.create_task(self._lease_loop(), name="collector-leases"))
         try:
             await self._stopping.wait()
         finally:
             self.streamer.stop()
-            housekeeping.cancel()
-            await asyncio.gather(stream, housekeeping, return_exceptions=True)
+            for task in background[1:]:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
 
     def _record_restart_gaps(self) -> None:
@@ -192,10 +217,21 @@ class Collector:
                 self.handle_gap(code, last, now, "restart", "collector was not running")
 
     async def _shutdown(self) -> None:
+        if self.leases is not None:
+            self._close_holes()  # a market taken moments ago whose first record never came
         try:
             self.writer.close()
         except Exception:  # noqa: BLE001
             logger.exception("collector: final flush failed")
+        if self.leases is not None:
+            # After the final flush: the next holder of each market starts where these files end.
+            try:
+                await self.leases.close(last_seen=self.last_seen)
+            except Exception:  # noqa: BLE001 - Redis gone: the leases lapse within their TTL instead
+                logger.warning(
+                    "collector: could not release its leases; they lapse within %g s",
+                    self.leases.ttl_ms / 1000,
+                )
         await self._send_predictions()
         if self.fanout is not None and hasattr(self.fanout, "aclose"):
             try:
@@ -212,6 +248,8 @@ class Collector:
                 self.writer.tick()
             except Exception:  # noqa: BLE001 - e.g. disk full: keep streaming, retry at the next tick
                 logger.exception("collector: writing day files failed")
+            if self.leases is not None:
+                self.markets_drop(self.leases.expired(), why="its lease lapsed (no renewal got through)")
             metrics.collector_observe(self)  # at most once a second; also the collector's heartbeat
             now = time.monotonic()
             if now - last_prediction >= self.prediction_interval:
@@ -220,6 +258,107 @@ class Collector:
             if now - last_stats >= self.stats_interval:
                 last_stats = now
                 self.log_stats()
+
+    # -- sharding: which markets this process collects ----------------------------------------------
+    def handle_owned_records(self, records: list[Record]) -> None:
+        """Sharded: keep the records of markets this process holds (a re-subscription's snapshot of a book
+        already stored is a duplicate), note each market's newest receive time, close a taken market's
+        hole at its first record."""
+        owned, seen, last_book, holes = self.owned, self.last_seen, self._last_book_ts, self._holes
+        keep = []
+        for rec in records:
+            code = rec.code
+            if code not in owned:
+                continue
+            if type(rec) is OrderbookRecord and rec.snapshot:
+                previous = last_book.get(code)
+                if previous is not None and rec.ts <= previous:
+                    continue
+            if holes and code in holes:
+                self._close_hole(code, rec.recv_ts)
+            seen[code] = rec.recv_ts
+            keep.append(rec)
+        if keep:
+            self.handle_records(keep)
+
+    def markets_take(self, acquired: Sequence[Acquired]) -> None:
+        """Start collecting markets whose lease was just taken: their files are adopted from the previous
+        holder, the hole since its last record is remembered (written as a gap at the first record)."""
+        if not acquired:
+            return
+        codes = [a.market for a in acquired]
+        self.writer.markets_adopt(codes)
+        now = self.clock()
+        for a in acquired:
+            local = last_recorded_ts(self.writer.root, a.market, self.writer.day)
+            start = hole_start(last=a.last, local_last=local, flush_ms=self.writer.flush_interval_ms)
+            if start is not None and start < now:
+                owner = (a.last or {}).get("owner", "unknown")
+                self._holes[a.market] = (start, a.reason, f"lease fence {a.fence}, from {owner}")
+            metrics.collector_lease_taken(a.reason)
+        self.owned.update(codes)
+        self.streamer.set_codes(sorted(self.owned))
+        logger.info(
+            "collector took %d market(s) (%s); holds %d", len(codes), ",".join(codes[:10]), len(self.owned)
+        )
+
+    def markets_drop(self, codes: Sequence[str], *, why: str) -> None:
+        """Stop collecting ``codes`` at once and hand their files over (flushed before anyone may take
+        them: the caller releases the leases after this returns)."""
+        codes = [c for c in codes if c in self.owned]
+        if not codes:
+            return
+        self.owned.difference_update(codes)
+        self.streamer.set_codes(sorted(self.owned))
+        for code in codes:
+            if code in self._holes:
+                self._close_hole(code, self.clock())
+        try:
+            self.writer.markets_release(codes)
+        except Exception:  # noqa: BLE001 - e.g. disk full: the rows stay buffered for the next flush
+            logger.exception("collector: flushing released markets failed")
+        metrics.collector_lease_dropped(len(codes), lost=not why.startswith("rebalance"))
+        level = logging.INFO if why.startswith("rebalance") else logging.WARNING
+        logger.log(level, "collector let go of %d market(s) (%s): %s", len(codes), ",".join(codes[:10]), why)
+
+    def _close_hole(self, code: str, end: int) -> None:
+        start, reason, detail = self._holes.pop(code)
+        if start < end:
+            self.handle_gap(code, start, end, reason, detail)
+
+    def _close_holes(self) -> None:
+        now = self.clock()
+        for code in list(self._holes):
+            self._close_hole(code, now)
+
+    async def _lease_loop(self) -> None:
+        """Every ``renew_s``: renew, rebalance, take free markets; a Redis failure only logs (held leases
+        then lapse locally, in :meth:`_housekeeping`, before anyone else may take them)."""
+        assert self.leases is not None
+        leases, failing = self.leases, False
+        while not self._stopping.is_set():
+            try:
+                result = await leases.tick(last_seen=self.last_seen)
+            except Exception as exc:  # noqa: BLE001
+                if not failing:
+                    logger.warning("collector: lease renewal failed (%s); retrying", type(exc).__name__)
+                failing = True
+            else:
+                if failing:
+                    logger.warning("collector: lease renewal works again")
+                failing = False
+                self.markets_drop(result.lost, why="its lease was taken (renewal refused)")
+                if result.release:
+                    self.markets_drop(result.release, why="rebalance: planned for another collector")
+                    try:
+                        await leases.release(result.release, last_seen=self.last_seen)
+                    except Exception:  # noqa: BLE001 - they lapse within the TTL instead
+                        logger.warning("collector: releasing leases failed; they lapse instead")
+                self.markets_take(result.acquired)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=leases.renew_s)
+            except TimeoutError:
+                pass
 
     def log_stats(self) -> None:
         """One line for operators: what came in, what was written, what went wrong."""
@@ -262,8 +401,10 @@ async def collect(
     fanout: Any | None = None,
     prediction_sink: Callable[[dict[str, Any]], Any] | None = None,
     streamer_options: dict[str, Any] | None = None,
+    leases: LeaseManager | None = None,
 ) -> Collector:
-    """Run a collector until SIGTERM/SIGINT; returns it (with its counters) once it has shut down."""
+    """Run a collector until SIGTERM/SIGINT; returns it (with its counters) once it has shut down.
+    With ``leases`` it collects only the markets of ``codes`` whose lease it holds (see the module doc)."""
     collector = Collector(
         codes=codes,
         ws_url=ws_url,
@@ -272,6 +413,7 @@ async def collect(
         fanout=fanout,
         prediction_sink=prediction_sink,
         streamer_options=streamer_options,
+        leases=leases,
     )
     install_signal_handlers(collector)
     await collector.run()

@@ -8,6 +8,9 @@
 * on any drop (close, error, ping timeout, or no frame for ``silence_timeout``) it reconnects with exponential
   backoff + full jitter and re-sends the full request, which makes Upbit send a fresh SNAPSHOT per code;
 * every disconnected period becomes a gap (``on_gap``) for each of the connection's codes — never silent;
+* :meth:`UpbitStreamer.set_codes` changes the markets while it runs (a sharded collector's leases): a
+  connection whose codes change sends one new request on the same socket (Upbit replaces the previous
+  subscription), so the markets it keeps see no reconnect and no gap; a connection left with no code closes;
 * malformed frames are counted and logged (reason only, never the payload) and skipped.
 
 Trade continuity (duplicate or backwards ``sequential_id``) is checked by :class:`TradeSequenceTracker`,
@@ -23,7 +26,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +93,18 @@ class StreamStats:
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
+@dataclass
+class _Slot:
+    """One connection of the pool and the codes it subscribes now (changed by ``set_codes``)."""
+
+    index: int
+    codes: list[str]
+    added: dict[str, int] = field(default_factory=dict)  # code -> when it joined (clips its first gap)
+    ws: Any = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
 class TradeSequenceTracker:
     """Per-market check of trade ``sequential_id``: duplicates are dropped, going backwards is a gap.
 
@@ -151,7 +166,11 @@ class UpbitStreamer:
         self.on_gap = on_gap
         self.types = tuple(types)
         self.fmt = fmt
-        self.groups = split_codes(self.codes, codes_per_connection)
+        self.codes_per_connection = max(1, codes_per_connection)
+        self._slots = [
+            _Slot(i, group) for i, group in enumerate(split_codes(self.codes, codes_per_connection))
+        ]
+        self._running = False
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.silence_timeout = silence_timeout
@@ -175,13 +194,68 @@ class UpbitStreamer:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def groups(self) -> list[list[str]]:
+        """The codes of each connection, in connection order."""
+        return [list(slot.codes) for slot in self._slots]
+
+    def set_codes(self, codes: Sequence[str]) -> None:
+        """Stream ``codes`` from now on. Codes that stay keep their connection untouched; removed ones are
+        dropped from their connection's request; new ones fill connections with room (new connections
+        open when all are full). Each changed connection re-sends its request once."""
+        wanted = list(dict.fromkeys(codes))
+        keep = set(wanted)
+        now = self.clock()
+        changed: set[int] = set()
+        placed: set[str] = set()
+        for slot in self._slots:
+            kept = [c for c in slot.codes if c in keep]
+            if len(kept) != len(slot.codes):
+                slot.codes = kept
+                slot.added = {c: t for c, t in slot.added.items() if c in keep}
+                changed.add(slot.index)
+            placed.update(kept)
+        todo = [c for c in wanted if c not in placed]
+        for slot in sorted(self._slots, key=lambda s: len(s.codes)):
+            room = self.codes_per_connection - len(slot.codes)
+            if room > 0 and todo:
+                slot.codes = slot.codes + todo[:room]
+                slot.added.update(dict.fromkeys(todo[:room], now))
+                del todo[:room]
+                changed.add(slot.index)
+        while todo:
+            slot = _Slot(len(self._slots), todo[: self.codes_per_connection])
+            slot.added = dict.fromkeys(slot.codes, now)
+            del todo[: self.codes_per_connection]
+            self._slots.append(slot)
+            if self._running:
+                slot.task = asyncio.create_task(self._connection(slot, delay=0.0))
+        self.codes = wanted
+        for slot in self._slots:
+            if slot.index in changed:
+                slot.changed.set()
+                if slot.ws is not None:
+                    if slot.codes:
+                        asyncio.ensure_future(self._resubscribe(slot, slot.ws))
+                    else:
+                        asyncio.ensure_future(slot.ws.close())
+
+    async def _resubscribe(self, slot: _Slot, ws: Any) -> None:
+        try:
+            await ws.send(request_frame(slot.codes, self.types, fmt=self.fmt))
+        except (ConnectionClosed, OSError):  # it reconnects with the current codes anyway
+            return
+        logger.info("upbit websocket %d now streams %d markets", slot.index, len(slot.codes))
+
     async def run(self) -> None:
-        tasks = []
-        for i, group in enumerate(self.groups):
-            tasks.append(asyncio.create_task(self._connection(i, group, delay=i * self.open_interval)))
+        self._running = True
+        for slot in self._slots:
+            slot.task = asyncio.create_task(self._connection(slot, delay=slot.index * self.open_interval))
         try:
             await self._stop.wait()
         finally:
+            self._running = False
+            tasks = [slot.task for slot in self._slots if slot.task is not None]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -190,13 +264,21 @@ class UpbitStreamer:
         step = min(self.backoff_cap, self.backoff_base * (2**attempt))
         return step / 2 + self._rng.uniform(0, step / 2)
 
-    def _gap(self, codes: Sequence[str], start: int, end: int, reason: str, detail: str) -> None:
+    def _gap(
+        self,
+        codes: Sequence[str],
+        start: int,
+        end: int,
+        reason: str,
+        detail: str,
+        since: Mapping[str, int] | None = None,
+    ) -> None:
         self.stats.gaps += 1
         logger.warning("market data gap: %s, %d markets, %d ms (%s)", reason, len(codes), end - start, detail)
         if self.on_gap is None:
             return
         for code in codes:
-            self.on_gap(code, start, end, reason, detail)
+            self.on_gap(code, max(start, since.get(code, start)) if since else start, end, reason, detail)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -204,13 +286,25 @@ class UpbitStreamer:
         except TimeoutError:
             pass
 
-    async def _connection(self, index: int, codes: list[str], delay: float) -> None:
+    async def _connection(self, slot: _Slot, delay: float) -> None:
         if delay:
             await self._sleep(delay)
+        index = slot.index
         attempt = 0
         down_since: int | None = None  # start of the current outage (last frame before it)
         down_reason = ""
         while not self._stop.is_set():
+            if not slot.codes:  # all its markets went elsewhere: idle until some come back
+                down_since, attempt = None, 0
+                slot.changed.clear()
+                waiter = asyncio.ensure_future(slot.changed.wait())
+                stopper = asyncio.ensure_future(self._stop.wait())
+                try:
+                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    stopper.cancel()
+                continue
             last_frame = 0
             try:
                 async with connect(
@@ -224,8 +318,9 @@ class UpbitStreamer:
                     user_agent_header="OBservator/1.0",
                 ) as ws:
                     self._sockets.add(ws)
+                    slot.ws = ws
                     try:
-                        await ws.send(request_frame(codes, self.types, fmt=self.fmt))
+                        await ws.send(request_frame(slot.codes, self.types, fmt=self.fmt))
                         # Text PING makes Upbit send {"status":"UP"} every ~10 s, so even a connection whose
                         # markets are all quiet keeps receiving frames and silence really means trouble.
                         await ws.send("PING")
@@ -233,9 +328,12 @@ class UpbitStreamer:
                         connected_at = self.clock()
                         if down_since is not None:
                             self.stats.reconnects += 1
-                            self._gap(codes, down_since, connected_at, "reconnect", down_reason)
+                            self._gap(
+                                slot.codes, down_since, connected_at, "reconnect", down_reason, slot.added
+                            )
                             down_since = None
-                        logger.info("upbit websocket %d connected (%d markets)", index, len(codes))
+                        slot.added.clear()
+                        logger.info("upbit websocket %d connected (%d markets)", index, len(slot.codes))
                         while not self._stop.is_set():
                             try:
                                 frame = await asyncio.wait_for(ws.recv(), timeout=self.silence_timeout)
@@ -249,6 +347,7 @@ class UpbitStreamer:
                             return
                     finally:
                         self._sockets.discard(ws)
+                        slot.ws = None
             except ConnectionClosed as exc:
                 down_reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
@@ -257,6 +356,8 @@ class UpbitStreamer:
                 raise
             if self._stop.is_set():
                 return
+            if not slot.codes:
+                continue  # closed on purpose: its markets went elsewhere
             if down_since is None:
                 down_since = last_frame or self.clock()
             wait = self._backoff(attempt)

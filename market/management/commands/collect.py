@@ -1,4 +1,9 @@
-"""``manage.py collect``: stream Upbit books, trades and tickers to day files, the fan-out and the ML feed."""
+"""``manage.py collect``: stream Upbit books, trades and tickers to day files, the fan-out and the ML feed.
+
+With ``REDIS_URL`` (or ``--leases on``) any number of these processes, on any hosts, split the market list
+through Redis leases (market/leases.py): start the same command with the same markets on each. Without
+Redis (the embedded default) one process collects every market.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from market import leases
 from market.collector import celery_prediction_sink, collect
 from market.upbit.client import UpbitClient
 from market.upbit.errors import UpbitError
@@ -33,6 +39,23 @@ class Command(BaseCommand):
         parser.add_argument("--flush-interval", type=float, default=None, help="seconds between segments")
         parser.add_argument("--no-fanout", action="store_true", help="do not publish live updates")
         parser.add_argument("--no-predictions", action="store_true", help="do not feed the ML worker")
+        parser.add_argument(
+            "--leases",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="share the markets with other collectors through Redis leases (auto: when REDIS_URL is set)",
+        )
+        parser.add_argument("--redis-url", help="Redis for the leases (default: settings.REDIS_URL)")
+        parser.add_argument(
+            "--lease-ttl", type=float, default=leases.DEFAULT_TTL_S, help="seconds a lease lives unrenewed"
+        )
+        parser.add_argument(
+            "--lease-renew", type=float, default=leases.DEFAULT_RENEW_S, help="seconds between renewals"
+        )
+        parser.add_argument(
+            "--lease-namespace",
+            help="Redis key prefix: collectors with the same one share markets (default: one per feed URL)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         rest_url = opts["rest_url"] or settings.UPBIT_REST_URL
@@ -54,6 +77,23 @@ class Command(BaseCommand):
         if flush <= 0:
             raise CommandError("--flush-interval must be positive")
 
+        ws_url = opts["ws_url"] or settings.UPBIT_WS_URL
+        redis_url = opts["redis_url"] or settings.REDIS_URL
+        lease_manager = None
+        if opts["leases"] == "on" or (opts["leases"] == "auto" and redis_url):
+            if not redis_url:
+                raise CommandError("--leases on needs Redis: set REDIS_URL or --redis-url")
+            try:
+                lease_manager = leases.LeaseManager(
+                    redis_url=redis_url,
+                    markets=codes,
+                    namespace=opts["lease_namespace"] or leases.namespace_for(ws_url),
+                    ttl_s=opts["lease_ttl"],
+                    renew_s=opts["lease_renew"],
+                )
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+
         fanout = None
         if not opts["no_fanout"]:
             from market.fanout import MarketFanout
@@ -62,15 +102,17 @@ class Command(BaseCommand):
         sink = None
         if settings.MARKET_PREDICTION_FEED and not opts["no_predictions"]:
             sink = celery_prediction_sink()
-        self.stdout.write(f"collecting {len(codes)} market(s) from {opts['ws_url'] or settings.UPBIT_WS_URL}")
+        shard = f", sharded as {lease_manager.me}" if lease_manager is not None else ""
+        self.stdout.write(f"collecting {len(codes)} market(s) from {ws_url}{shard}")
         collector = asyncio.run(
             collect(
                 codes=codes,
-                ws_url=opts["ws_url"] or settings.UPBIT_WS_URL,
+                ws_url=ws_url,
                 data_dir=opts["data_dir"] or settings.MARKET_DATA_DIR,
                 flush_interval=flush,
                 fanout=fanout,
                 prediction_sink=sink,
+                leases=lease_manager,
             )
         )
         self.stdout.write(f"collector stopped: {collector.counts}")
