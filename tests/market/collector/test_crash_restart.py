@@ -38,7 +38,7 @@ def _start(sim: SimulatorThread, data_dir: Path, log: Path) -> subprocess.Popen[
                 "PYTHONUNBUFFERED": "1", "MARKET_PREDICTION_FEED": "false"})  # fmt: skip
     args = [live.PYTHON, "manage.py", "collect", "--markets", ",".join(CODES), "--ws-url", sim.ws_url,
             "--data-dir", str(data_dir), "--flush-interval", str(FLUSH_S),
-            "--no-fanout", "--no-predictions"]  # fmt: skip
+            "--no-fanout", "--no-predictions", "--leases", "off"]  # fmt: skip
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=live.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
