@@ -210,6 +210,46 @@ def find_spike_periods(
 # ----------------------------------------------------------------------------- day files
 
 
+@dataclass(frozen=True)
+class DataTerms:
+    """The price grid and fee rate a dataset declares: ``manage.py import_book`` records them in the files'
+    metadata (``tick``: an Upbit table name or one fixed tick; ``fee_rate``); collector data declares
+    neither, so Upbit's KRW tick table and the configured fee apply. Features measure the spread in these
+    ticks and the backtest charges this fee."""
+
+    tick: str | None = None
+    fee_rate: float | None = None
+
+    def tick_fn(self) -> TickFn:
+        if self.tick is None:
+            return krw_tick_size
+        from market.importer import tick_fn  # the importer's own reading of its ``--tick`` spec
+
+        return tick_fn(self.tick)
+
+    def fee(self, default: float) -> float:
+        return default if self.fee_rate is None else self.fee_rate
+
+
+def data_terms(table: Any) -> DataTerms:
+    """The terms a day-file table declares in its schema metadata (nothing: the defaults). A value that
+    cannot be read is an error with the value, not a silent default."""
+    meta = getattr(getattr(table, "schema", None), "metadata", None) or {}
+    tick = meta.get(b"tick")
+    fee = meta.get(b"fee_rate")
+    fee_rate = None
+    if fee:
+        try:
+            fee_rate = float(fee)
+        except ValueError:
+            raise ValueError(f"the data declares a fee rate that is not a number: {fee!r}") from None
+        if not (0 <= fee_rate < 0.1):
+            raise ValueError(f"the data declares a fee rate out of range: {fee_rate}")
+    terms = DataTerms(tick=tick.decode() if tick else None, fee_rate=fee_rate)
+    terms.tick_fn()  # an unknown tick spec fails here, with the spec
+    return terms
+
+
 def load_frame(
     root: str | os.PathLike[str],
     market: str,
@@ -228,6 +268,9 @@ def load_frame(
     if gap_t.num_rows:
         gaps = np.column_stack([gap_t.column("ts_start").to_numpy(), gap_t.column("ts_end").to_numpy()])
     trades = dayfiles.trade_arrays(trade_t) if trade_t.num_rows else None
+    terms = data_terms(book_t)
+    if terms.tick is not None:
+        tick_fn = terms.tick_fn()  # the data's own price grid wins over the caller's default
     return compute_features(dayfiles.book_arrays(book_t), trades, config=config, tick_fn=tick_fn, gaps=gaps)
 
 

@@ -560,35 +560,6 @@ def summarize(
     return summary
 
 
-def promotable(report: Mapping[str, Any], *, model: str = "lstm") -> bool:
-    """A model that does not beat persistence on validation is never promoted."""
-    s = report.get("summary", {}).get(model)
-    return bool(s and s.get("beats_persistence_on_validation") and s.get("n_splits", 0) > 0)
-
-
-def beats(
-    candidate_report: Mapping[str, Any],
-    incumbent_report: Mapping[str, Any] | None,
-    *,
-    model: str = "lstm",
-    incumbent_model: str | None = None,
-) -> bool:
-    """Promotion rule: the candidate must be promotable and, against the incumbent evaluated on the same
-    walk-forward test, have strictly higher net P&L and at least the same directional accuracy."""
-    if not promotable(candidate_report, model=model):
-        return False
-    if incumbent_report is None:
-        return True
-    cand = candidate_report["summary"][model]
-    inc = incumbent_report.get("summary", {}).get(incumbent_model or model)
-    if not inc or inc.get("n_splits", 0) == 0:
-        return True
-    return bool(
-        cand["backtest"]["net_pnl"] > inc["backtest"]["net_pnl"]
-        and cand["test"].get("dir_acc", 0.0) >= inc["test"].get("dir_acc", 0.0)
-    )
-
-
 def shuffled_labels(data: LabelledFrame, *, seed: int) -> LabelledFrame:
     """The null-label control: the same features and books with the defined labels permuted at random, so
     any skill a model shows on it is what the pipeline finds where there is nothing to find."""

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 plt.rcParams["font.family"] = ["DejaVu Sans", "Noto Sans CJK KR", "Noto Sans CJK JP", "NanumGothic"]
 import numpy as np  # noqa: E402
 
-from mlmodel.evaluation import PERSISTENCE, SplitOutcome, promotable  # noqa: E402
+from mlmodel.evaluation import PERSISTENCE, SplitOutcome  # noqa: E402
 
 
 def json_safe(obj: Any) -> Any:
@@ -72,8 +72,8 @@ def build_report(
     ps = [o[model].test_pred for o in outcomes.values() if model in o]
     y = np.concatenate(ys) if ys else np.zeros(0)
     p = np.concatenate(ps) if ps else np.zeros(0)
-    ok = promotable(eval_report, model=model)
     s = summary.get(model, {})
+    ok = bool(s.get("beats_persistence_on_validation")) and s.get("n_splits", 0) > 0
     base = summary.get(PERSISTENCE, {})
     dir_acc = s.get("test", {}).get("dir_acc", math.nan)
     # No move beyond the fee in the test periods: there is no accuracy to state (not 0, not "nan").
@@ -94,7 +94,7 @@ def build_report(
         {
             "model": model,
             "verdict": verdict,
-            "promotable": ok,
+            "promotable": False,  # the promotion gate's verdict, set by services.pipeline_run
             "evaluation": eval_report,
             "calibration": calibration_table(y, p),
             "data": dict(data or {}),

@@ -168,6 +168,7 @@ class MarketData:
     requested: list[dt.date] = field(default_factory=list)
     missing: dict[dt.date, str] = field(default_factory=dict)
     fetched: list[dt.date] = field(default_factory=list)
+    terms: Any = None  # mlmodel.dataset.DataTerms: the data's own tick table and fee (import_book)
 
 
 @dataclass
@@ -198,7 +199,7 @@ def _read_days(root: Path, kind: str, market: str, days: Sequence[dt.date]) -> p
 
 
 def _load_days(root: Path, market: str, days: Sequence[dt.date], params: TrainParams) -> MarketData:
-    from mlmodel.dataset import label_frame
+    from mlmodel.dataset import data_terms, label_frame
     from mlmodel.features import FeatureConfig, compute_features
 
     book_t = _read_days(root, "orderbook", market, days)
@@ -213,8 +214,17 @@ def _load_days(root: Path, market: str, days: Sequence[dt.date], params: TrainPa
         gaps = np.column_stack([gap_t.column("ts_start").to_numpy(), gap_t.column("ts_end").to_numpy()])
     book = dayfiles.book_arrays(book_t)
     trades = dayfiles.trade_arrays(trade_t) if trade_t.num_rows else None
-    frame = compute_features(book, trades, config=FeatureConfig(levels=params.feature_levels), gaps=gaps)
-    return MarketData(book=book, labelled=label_frame(frame, horizon_s=params.horizon_s), days=list(days))
+    try:
+        terms = data_terms(book_t)
+        tick_fn = terms.tick_fn()
+    except ValueError as exc:  # the importer's BookImportError or a bad fee value, with the value
+        raise TrainingFailed(str(exc)) from exc
+    frame = compute_features(
+        book, trades, config=FeatureConfig(levels=params.feature_levels), gaps=gaps, tick_fn=tick_fn
+    )
+    return MarketData(
+        book=book, labelled=label_frame(frame, horizon_s=params.horizon_s), days=list(days), terms=terms
+    )
 
 
 def training_days_select(params: TrainParams) -> DaySelection:
@@ -505,6 +515,8 @@ def pipeline_run(
         max_samples_per_epoch=params.max_samples_per_epoch,
     )
     fee = float(getattr(settings, "UPBIT_FEE_RATE", 0.0005))
+    if data.terms is not None:
+        fee = data.terms.fee(fee)  # an imported dataset's own fee rate (import_book --fee-rate)
     bt_cfg = BacktestConfig(
         threshold=params.backtest_threshold,
         fee_rate=fee,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from market import dayfiles
 from market.dayfiles import BookArrays, TradeArrays
@@ -151,3 +152,39 @@ def test_builder_reads_the_last_days_plus_older_spike_periods(tmp_path: Path) ->
         tick_fn=TICK,
     )
     assert [d.day for d in older.days] == [20, 21] and older.spikes is None
+
+
+def test_an_imported_datasets_own_tick_and_fee_reach_the_features_and_the_backtest(tmp_path) -> None:  # noqa: ANN001
+    """import_book records --tick and --fee-rate in the files; training measures the spread in that tick and
+    charges that fee (collector data, which declares neither, keeps Upbit's KRW table and the setting)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from market import importer
+    from mlmodel import services
+    from mlmodel.dataset import DataTerms, data_terms
+
+    t0, n = 1_700_000_000_000, 40
+    cols: dict[str, list] = {"ts": [t0 + i * 1000 for i in range(n)]}
+    for lvl in range(1, 4):  # a 2-KRW spread around 1000 (prices on a 0.5 grid)
+        cols[f"ask_price_{lvl}"] = [1000.0 + lvl] * n
+        cols[f"ask_size_{lvl}"] = [1.0 + lvl] * n
+        cols[f"bid_price_{lvl}"] = [1000.0 - lvl] * n
+        cols[f"bid_size_{lvl}"] = [2.0 + lvl] * n
+    path = tmp_path / "book.csv"
+    pcsv.write_csv(pa.table(cols), path)
+    root = tmp_path / "data"
+    opts = importer.ImportOptions(market="KRW-TEST", tick="0.5", fee_rate=0.002)
+    result = importer.book_import(book_path=path, root=root, options=opts)
+    params = services.TrainParams.from_dict(
+        {"market": "KRW-TEST", "data_dir": str(root), "feature_levels": 3}
+    )
+    data = services._load_days(root, "KRW-TEST", list(result.days), params)  # noqa: SLF001
+    assert data.terms == DataTerms(tick="0.5", fee_rate=0.002)
+    assert data.terms.fee(0.0005) == 0.002  # the backtest's fee (pipeline_run)
+    spread_ticks = data.labelled.frame.column("spread_ticks")
+    assert np.allclose(spread_ticks, 4.0)  # 2 KRW / 0.5, not / Upbit's 1-KRW tick
+    assert data_terms(pa.table({"ts": [1]})) == DataTerms()  # collector data: the defaults
+    bad = pa.table({"ts": [1]}).replace_schema_metadata({b"tick": b"nonsense"})
+    with pytest.raises(Exception, match="nonsense"):
+        data_terms(bad)

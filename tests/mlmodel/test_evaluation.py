@@ -18,9 +18,7 @@ from mlmodel.evaluation import (
     SplitContext,
     TestPeriodGuard,
     TestPeriodReused,
-    beats,
     prediction_metrics,
-    promotable,
     walk_forward_evaluate,
     walk_forward_splits,
     walk_forward_splits_by_rows,
@@ -141,37 +139,6 @@ def test_prediction_metrics_by_hand() -> None:
     assert m["moves"] == 3 and m["calls"] == 3
     z = prediction_metrics(y, np.zeros(4), move_threshold=0.001)
     assert z["corr"] == 0.0 and z["dir_acc"] == 0.0 and z["f1_moves"] == 0.0
-
-
-def _report(val_mse: float, base_mse: float, pnl: float, acc: float) -> dict[str, object]:
-    return {
-        "summary": {
-            "persistence": {
-                "val": {"mse": base_mse},
-                "test": {},
-                "backtest": {"net_pnl": 0.0},
-                "n_splits": 2,
-            },
-            "lstm": {
-                "val": {"mse": val_mse},
-                "test": {"dir_acc": acc},
-                "backtest": {"net_pnl": pnl},
-                "n_splits": 2,
-                "beats_persistence_on_validation": val_mse < base_mse,
-            },
-        }
-    }
-
-
-def test_promotion_rules() -> None:
-    good, worse_than_zero = _report(1.0, 2.0, 100.0, 0.6), _report(3.0, 2.0, 500.0, 0.9)
-    assert promotable(good) and not promotable(worse_than_zero)
-    assert beats(good, None)
-    assert not beats(worse_than_zero, None)  # never promoted if it loses to persistence on validation
-    assert not beats(worse_than_zero, good)
-    assert beats(_report(1.0, 2.0, 150.0, 0.6), good)
-    assert not beats(_report(1.0, 2.0, 150.0, 0.55), good)  # more P&L but worse direction
-    assert not beats(_report(1.0, 2.0, 100.0, 0.7), good)  # same P&L is not better
 
 
 def test_linear_baseline_finds_the_ofi_signal() -> None:

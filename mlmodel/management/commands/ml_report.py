@@ -160,6 +160,7 @@ class Command(BaseCommand):
                         book=data.book,
                         labelled=shuffled_labels(data.labelled, seed=NULL_SEED + params.seed),
                         days=data.days,
+                        terms=data.terms,
                     )
                     self.null = services.pipeline_run(params=params, data=null_data, progress=None)
                 self.sensitivity = self._sensitivity(params, days) if o["sensitivity"] else []
@@ -192,6 +193,7 @@ class Command(BaseCommand):
         for horizon in sorted({10.0, 30.0, 60.0, 120.0, params.horizon_s}):
             p = services.TrainParams.from_dict({**params.to_dict(), "horizon_s": horizon})
             data = services._load_days(p.root, p.market, days, p)
+            fee = data.terms.fee(float(settings.UPBIT_FEE_RATE))  # an imported dataset's own fee rate
             splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=p.n_splits)
             y = data.labelled.y
             fin = np.isfinite(y)
