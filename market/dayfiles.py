@@ -599,12 +599,23 @@ class _Wal:
 
 
 def _wal_append(wal: _Wal, table: pa.Table) -> int:
-    """Append ``table`` as record batch(es) and make it durable (flush + fdatasync). Returns bytes added."""
+    """Append ``table`` as record batch(es) and hand it to the OS (durable once :func:`_wal_sync` returns).
+    Returns the bytes added."""
     start = wal.fh.tell()
     wal.writer.write_table(table)
     wal.fh.flush()
-    _fdatasync(wal.fh.fileno())
     return int(wal.fh.tell() - start)
+
+
+def _wal_sync(wals: list[_Wal], pool: Any | None) -> None:
+    """fdatasync every WAL; many at once go through ``pool`` in parallel, so the filesystem commits them
+    together (on this box 400 sequential fdatasyncs took 1.1-1.6 s, 400 in 32 threads 0.08-0.12 s)."""
+    if pool is None or len(wals) < 4:
+        for wal in wals:
+            _fdatasync(wal.fh.fileno())
+        return
+    for future in [pool.submit(_fdatasync, wal.fh.fileno()) for wal in wals]:
+        future.result()
 
 
 def _fdatasync(fd: int) -> None:
@@ -691,6 +702,7 @@ class DayFileWriter:
         self.files_rolled = 0
         self.bytes_by_market: dict[str, int] = {}  # WAL bytes appended, per market (metrics read it)
         self._schemas = {"orderbook": orderbook_schema(levels), "trade": TRADE_SCHEMA, "gap": GAP_SCHEMA}
+        self._pool: Any | None = None  # fdatasync threads, made at the first flush that needs them
         if recover_at_start:  # a sharded collector recovers each market as it takes it
             self.recover()
 
@@ -816,17 +828,28 @@ class DayFileWriter:
         if now >= self._next_roll_check:
             self._close_due(now)
         failure: BaseException | None = None
+        touched: list[tuple[str, str]] = []
         for (kind, market), rows in buffers.items():
             if not rows:
                 continue
             try:
-                written.append(self._append(kind, market, self._table(kind, rows), now))
+                written.append(self._append(kind, market, self._table(kind, rows), now, sync=False))
+                touched.append((kind, market))
             except (OSError, pa.ArrowException) as exc:  # e.g. disk full: keep the rows for the next try
                 failure = exc
                 kept = rows[-self.max_rows * 5 :]
                 self._buffers.setdefault((kind, market), [])[:0] = kept
                 self._pending += len(kept)
                 self.rows_dropped += len(rows) - len(kept)
+        if touched:
+            try:
+                _wal_sync([self._wals[key] for key in touched], self._sync_pool(len(touched)))
+            except OSError:
+                # Durability of these appends is unknown: retire the WALs (a new file at the next flush) and
+                # report it; the rows may or may not survive a crash that follows.
+                for key in touched:
+                    self._close_wal(key)
+                raise
         if failure is not None:
             raise failure
         return written
@@ -843,6 +866,9 @@ class DayFileWriter:
             wal = self._wals.pop(key)
             self._finish_wal(wal)
         self._next_roll_check = 2**62
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.roll_pending(None)
 
     # -- sharding: a market changes hands between collector processes (market/leases.py) --
@@ -870,7 +896,16 @@ class DayFileWriter:
         self.recover(wanted)
 
     # -- internals --
-    def _append(self, kind: str, market: str, table: pa.Table, now: int) -> Path:
+    def _sync_pool(self, n: int) -> Any | None:
+        if n < 4:
+            return None
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="dayfiles-fsync")
+        return self._pool
+
+    def _append(self, kind: str, market: str, table: pa.Table, now: int, *, sync: bool = True) -> Path:
         key = (kind, market)
         wal = self._wals.get(key)
         if wal is None:
@@ -878,6 +913,8 @@ class DayFileWriter:
         start = wal.fh.tell()
         try:
             added = _wal_append(wal, table)
+            if sync:
+                _wal_sync([wal], None)
         except BaseException:
             # Cut back whatever part of the batch reached the file and retire it: the rows stay buffered,
             # and the next flush starts a new WAL (nothing is ever written after a possibly torn tail).

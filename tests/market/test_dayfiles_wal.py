@@ -277,3 +277,36 @@ def test_adopting_no_market_recovers_nothing(tmp_path: Path) -> None:
     shard.markets_adopt([])
     shard.tick(clock.advance(3000))
     assert _names(tmp_path) == ["part-00000.arrows"]  # untouched
+
+
+def test_a_failed_fsync_retires_the_wals_and_the_next_flush_starts_new_ones(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    import pytest
+
+    clock = FakeClock(kst_ms(2026, 3, 1, 10))
+    markets = [f"KRW-M{i}" for i in range(6)]  # enough WALs for the parallel fsync path
+    writer = DayFileWriter(tmp_path, markets=markets, clock=clock)
+    for code in markets:
+        writer.add_orderbook(book(code, clock.advance(1)))
+    real = dayfiles._fdatasync
+    calls = {"n": 0}
+
+    def eio_once(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == len(markets) + 3:  # after the six opens: during the flush's parallel fsync
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dayfiles, "_fdatasync", eio_once)
+        with pytest.raises(OSError):
+            writer.flush()
+    for code in markets:
+        writer.add_orderbook(book(code, clock.advance(1)))
+    writer.flush()
+    for code in markets:
+        # The WAL whose durability was unknown is closed; the next append went to a new file.
+        assert _names(tmp_path, market=code) == ["part-00000.arrows", "part-00001.arrows"]
+        assert read_day(tmp_path, "orderbook", code, DAY).num_rows == 2
+    writer.close()
