@@ -105,8 +105,8 @@ class Frame(msgspec.Struct, omit_defaults=True):
     """Every frame on both sockets, both ways: ``{"type": ..., "data": {...}}``.
 
     Server -> browser: the event kind in ``type`` and its documented fields in ``data`` (the market socket
-    adds ``market``); ``{"type": "error", "data": {"code", "message"}}`` for a refused frame. Browser -> server:
-    ``{"type": "ping"}`` (answered ``{"type": "pong"}``) and, on the market socket,
+    adds ``market``); ``{"type": "error", "data": {"code", "message"}}`` for a refused frame.
+    Browser -> server: ``{"type": "ping"}`` (answered ``{"type": "pong"}``) and, on the market socket,
     ``{"type": "subscribe", "data": {"market": CODE}}``."""
 
     type: str

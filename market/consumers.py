@@ -23,7 +23,8 @@ from django.utils.translation import gettext_lazy as _
 from core.messages import client_frame, error_frame, frame
 from core.websocket import SafeJsonConsumer
 from market.hub import dumps, get_hub
-from market.selectors import MARKET_CODE_RE, market_is_listed
+from market.selectors import market_is_listed
+from market.upbit.protocol import is_krw_market
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +40,15 @@ def _language(scope: dict[str, Any]) -> str:
             candidates += [part.split(";")[0].strip() for part in value.decode("latin-1").split(",")]
     for candidate in candidates:
         try:
-            return translation.get_supported_language_variant(candidate)
+            return str(translation.get_supported_language_variant(candidate))
         except LookupError:
             continue
-    return settings.LANGUAGE_CODE
+    return str(settings.LANGUAGE_CODE)
 
 
 async def _listed(code: str) -> bool:
     # Only listed markets: a stream of made-up codes must not turn into REST calls to Upbit (rate limits).
-    if not MARKET_CODE_RE.fullmatch(code):
+    if not is_krw_market(code):
         return False
     return await asyncio.to_thread(market_is_listed, code=code)
 

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -189,6 +189,7 @@ def orderbook_event(book: Any, *, levels: int = DEFAULT_LEVELS) -> OrderbookEven
 
 
 def trade_event_item(trade: Any) -> TradeItem:
+    side: Literal["BID", "ASK", ""]
     if isinstance(trade, TradeRecord):  # side: +1 buyer-initiated, -1 seller-initiated
         ts, price, volume, sid = trade.ts, trade.price, trade.volume, trade.sequential_id
         side = "BID" if trade.side > 0 else "ASK"
@@ -198,7 +199,7 @@ def trade_event_item(trade: Any) -> TradeItem:
         ts = trade.get("trade_timestamp") or trade.get("timestamp")
         price, volume, sid = trade.get("trade_price"), trade.get("trade_volume"), trade.get("sequential_id")
         raw = str(trade.get("ask_bid") or "").upper()
-        side = raw if raw in ("BID", "ASK") else ""
+        side = "BID" if raw == "BID" else "ASK" if raw == "ASK" else ""
     return TradeItem(
         ts=_int(ts) or _now_ms(), price=_num(price), volume=_num(volume), side=side, sid=_int(sid)
     )
@@ -254,19 +255,23 @@ def ticker_event(ticker: Any) -> TickerEvent:
 
 
 def orderbook_payload(book: Any, *, levels: int = DEFAULT_LEVELS) -> dict[str, Any]:
-    return msgspec.to_builtins(orderbook_event(book, levels=levels))
+    out: dict[str, Any] = msgspec.to_builtins(orderbook_event(book, levels=levels))
+    return out
 
 
 def trade_item(trade: Any) -> dict[str, Any]:
-    return msgspec.to_builtins(trade_event_item(trade))
+    out: dict[str, Any] = msgspec.to_builtins(trade_event_item(trade))
+    return out
 
 
 def trades_payload(market: str, trades: Iterable[Any]) -> dict[str, Any]:
-    return msgspec.to_builtins(trades_event(market, trades))
+    out: dict[str, Any] = msgspec.to_builtins(trades_event(market, trades))
+    return out
 
 
 def ticker_payload(ticker: Any) -> dict[str, Any]:
-    return msgspec.to_builtins(ticker_event(ticker))
+    out: dict[str, Any] = msgspec.to_builtins(ticker_event(ticker))
+    return out
 
 
 def event(kind: str, data: msgspec.Struct | dict[str, Any]) -> dict[str, Any]:

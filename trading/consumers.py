@@ -53,4 +53,4 @@ class UserConsumer(SessionWatchMixin, SafeJsonConsumer):
 def _mode(user: Any) -> str:
     from trading.selectors import profile_get
 
-    return profile_get(user=user).mode
+    return str(profile_get(user=user).mode)
