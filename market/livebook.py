@@ -2,25 +2,36 @@
 
 Fed with the live fan-out's ``market.orderbook`` payloads (``market/fanout.py``): every process that sees
 them keeps the latest per market in memory (the web process gets every one through the embedded-mode relay,
-and those of watched markets through the hub), and the collector also writes them to the shared cache when
-the cache is shared between processes (Redis), where Celery workers and other web processes read them.
-:func:`livebook_get` returns the freshest copy no older than a given age, or ``None`` (use REST then).
-Ages are measured from when the book was published (collector's clock) or received (this process).
+and those of watched markets through the hub), and the collector also shares them with every other process
+(Celery workers, other web processes): through the cache when it is shared (Redis), else through one small
+SQLite file in WAL mode (embedded mode: no server; one upsert transaction per fan-out flush, and a reader's
+look-up is an indexed read that takes no lock). :func:`livebook_get` returns the freshest copy no older
+than a given age, or ``None`` (use REST then). Ages are measured from when the book was published
+(collector's clock) or received (this process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import sqlite3
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 
+from core.broker import sqlite_connect
+
 SHARED_TTL_S = 60  # a book older than this is useless for fills anyway
 
 _latest: dict[str, tuple[dict[str, Any], int]] = {}
+_FILE_SCHEMA = "CREATE TABLE IF NOT EXISTS book (market TEXT PRIMARY KEY, received_ms INTEGER, payload TEXT)"
+_local = threading.local()  # per thread: {path: connection}, and the last parsed payload per market
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,7 @@ class LiveBook:
     received_ms: int  # when it was published or received (epoch ms, wall clock)
     asks: list[list[float]]  # [price, size, cumulative size], best first
     bids: list[list[float]]
-    where: str  # "memory" or "cache"
+    where: str  # "memory", "cache" (Redis) or "file" (the embedded share)
 
     def age_ms(self, now_ms: int | None = None) -> int:
         now_ms = now_ms if now_ms is not None else _now_ms()
@@ -64,24 +75,86 @@ def livebook_record_event(message: dict[str, Any]) -> None:
         livebook_record(data=message["data"])
 
 
+def share_file_path() -> Path:
+    """The embedded share: one file per database, so the processes of one deployment (which share its
+    database) share books, and nobody else's (another checkout's, or a parallel test run's) are read."""
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    ident = "|".join(str(db.get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME"))
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return Path(settings.VAR_DIR) / "livebook" / f"books-{digest}.sqlite"
+
+
+def _file_conn(*, create: bool) -> sqlite3.Connection | None:
+    path = share_file_path()
+    conns: dict[Path, sqlite3.Connection] = getattr(_local, "conns", None) or {}
+    _local.conns = conns
+    conn = conns.get(path)
+    if conn is None:
+        if not create and not path.exists():
+            return None
+        conn = sqlite_connect(path, timeout=2.0)
+        conn.execute(_FILE_SCHEMA)
+        conns[path] = conn
+    return conn
+
+
 def livebook_share(*, books: list[dict[str, Any]]) -> None:
-    """Write books to the shared cache (one round trip); nothing when the cache is per process."""
-    if not books or not shared_cache_available():
+    """Share books with every other process: the shared cache (Redis, one round trip), else the embedded
+    share file (one transaction)."""
+    books = [b for b in books if isinstance(b.get("market"), str)]
+    if not books:
         return
     now = _now_ms()
-    caches["default"].set_many(
-        {cache_key(b["market"]): (b, now) for b in books if b.get("market")}, SHARED_TTL_S
-    )
+    if shared_cache_available():
+        caches["default"].set_many({cache_key(b["market"]): (b, now) for b in books}, SHARED_TTL_S)
+        return
+    conn = _file_conn(create=True)
+    assert conn is not None
+    rows = [(b["market"], now, json.dumps(b, separators=(",", ":"))) for b in books]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(
+            "INSERT INTO book (market, received_ms, payload) VALUES (?, ?, ?) ON CONFLICT (market) "
+            "DO UPDATE SET received_ms = excluded.received_ms, payload = excluded.payload",
+            rows,
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 async def alivebook_share(*, books: list[dict[str, Any]]) -> None:
-    if books and shared_cache_available():
+    if books:
         await asyncio.to_thread(livebook_share, books=books)
+
+
+def _file_get(market: str) -> tuple[dict[str, Any], int] | None:
+    """The embedded share's copy of ``market`` (parsed once per new copy, per thread)."""
+    try:
+        conn = _file_conn(create=False)
+        if conn is None:
+            return None
+        row = conn.execute("SELECT received_ms, payload FROM book WHERE market = ?", (market,)).fetchone()
+    except sqlite3.Error:
+        return None  # unreadable share: the REST fallback fills the order
+    if row is None:
+        return None
+    parsed: dict[str, tuple[dict[str, Any], int]] = getattr(_local, "parsed", None) or {}
+    _local.parsed = parsed
+    hit = parsed.get(market)
+    if hit is None or hit[1] != row[0]:
+        hit = (json.loads(row[1]), int(row[0]))
+        parsed[market] = hit
+    return hit
 
 
 def livebook_get(*, market: str, max_age_ms: int) -> LiveBook | None:
     """The freshest book of ``market`` no older than ``max_age_ms``: this process's memory first, then the
-    shared cache; ``None`` when neither has one that fresh."""
+    shared cache (Redis) or the embedded share file; ``None`` when none has one that fresh."""
     now = _now_ms()
     hit = _latest.get(market)
     if hit is not None and now - hit[1] <= max_age_ms:
@@ -90,6 +163,10 @@ def livebook_get(*, market: str, max_age_ms: int) -> LiveBook | None:
         shared = caches["default"].get(cache_key(market))
         if shared is not None and now - shared[1] <= max_age_ms:
             return _book(shared, "cache")
+        return None
+    shared = _file_get(market)
+    if shared is not None and now - shared[1] <= max_age_ms:
+        return _book(shared, "file")
     return None
 
 
@@ -105,6 +182,10 @@ def _book(hit: tuple[dict[str, Any], int], where: str) -> LiveBook:
     )
 
 
-def livebook_clear() -> None:
-    """Forget the books kept in this process (tests)."""
+def livebook_clear(*, shared: bool = True) -> None:
+    """Forget the books kept in this process and (``shared``) in the embedded share file (tests)."""
     _latest.clear()
+    if shared:
+        conn = _file_conn(create=False)
+        if conn is not None:
+            conn.execute("DELETE FROM book")

@@ -125,3 +125,31 @@ def test_cached_live_exchange_is_dropped_when_keys_change(live_user: Any, sim: A
     exchange_credential_delete(user=live_user)
     with pytest.raises(KeysMissing):
         exchange_for(user=live_user, mode="live")
+
+
+def test_paper_market_buy_query_count(user: Any, sim: Any, settings: Any) -> None:
+    """A paper market buy over the API with a token: one transaction, no look-up of the idempotency key (the
+    unique constraint enforces it), no re-read of what it just wrote."""
+    from rest_framework.authtoken.models import Token
+
+    from market.livebook import livebook_record
+    from tests.trading.test_paper_live_book import live_payload
+
+    settings.PAPER_BOOK_MAX_AGE_MS = 60_000
+    livebook_record(data=live_payload())
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    body = {"market": "KRW-BTC", "amount_krw": "6000"}
+    assert api.post("/api/trading/orders/buy/", body, format="json").status_code == 201  # opens the account
+    with CaptureQueriesContext(connection) as ctx:
+        r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="p2")
+    assert r.status_code == 201, r.content
+    assert r.json()["order"]["state"] == "done" and len(r.json()["order"]["fills"]) == 1
+    control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
+    real = [q["sql"] for q in ctx.captured_queries if not q["sql"].upper().startswith(control)]
+    # token + user, profile, kill switch; then in one transaction: the account's balances (locked), the
+    # paper order, its trades, two balance updates, our order, the position (locked) and its update, fills.
+    assert len(real) == 12, "\n".join(real)
+    assert not any(q.startswith("SELECT") and 'FROM "trading_order"' in q for q in real)  # no key look-up
+    assert not any('FROM "trading_fill"' in q or 'FROM "accounts_user"' in q for q in real)  # no re-reads
+    assert sum(q.startswith("SELECT") and "trading_paperbalance" in q for q in real) == 1

@@ -190,3 +190,71 @@ def test_with_a_shared_cache_the_collectors_books_reach_other_processes(user, si
     order = services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(50_000))
     assert order.book_source == "live" and orderbook_calls(sim) == before
     assert order.fills.get().price == d(101_000_000)
+
+
+def _collect_one_book() -> None:
+    """The collector's fan-out publishing one KRW-BTC book (the live book above) as in production."""
+
+    async def collect() -> None:
+        fanout = MarketFanout(interval=0.0, levels=15)
+        await fanout.start()
+        fanout.orderbook(
+            {
+                "market": "KRW-BTC",
+                "timestamp": int(time.time() * 1000),
+                "orderbook_units": [
+                    {"ask_price": a[0], "ask_size": a[1], "bid_price": b[0], "bid_size": b[1]}
+                    for a, b in zip(LIVE_ASKS, LIVE_BIDS, strict=True)
+                ],
+            }
+        )
+        await fanout.aclose()
+
+    asyncio.run(collect())
+
+
+def test_embedded_the_collectors_books_reach_a_process_that_never_saw_the_stream(user, sim, settings):
+    """Embedded mode (per-process cache, no Redis): the fan-out writes each book to the share file; another
+    process (a Celery worker, a second web worker) reads it there, and a paper fill there uses it."""
+    import subprocess
+    import sys
+
+    from market.livebook import livebook_get, shared_cache_available
+    from tests.live import child_env
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # embedded
+    assert not shared_cache_available()
+    _collect_one_book()
+    code = (
+        "import django; django.setup()\n"
+        "from market.livebook import livebook_get\n"
+        "b = livebook_get(market='KRW-BTC', max_age_ms=60000)\n"
+        "print(b.where if b else None, b.asks[0][0] if b else None)\n"
+    )
+    env = child_env({"DJANGO_SETTINGS_MODULE": "observator.settings.test"})
+    env.pop("REDIS_URL", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["file", "101000000"], out.stdout
+
+    livebook_clear(shared=False)  # this process forgets the stream: like the worker, only the file has it
+    book = livebook_get(market="KRW-BTC", max_age_ms=60_000)
+    assert book is not None and book.where == "file"
+    before = orderbook_calls(sim)
+    order = services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(50_000))
+    assert order.book_source == "live" and orderbook_calls(sim) == before
+    assert order.fills.get().price == d(101_000_000)
+
+
+def test_embedded_a_stale_shared_book_is_not_used(user, sim, settings, monkeypatch):
+    import market.livebook as livebook
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # embedded
+    _collect_one_book()
+    livebook_clear(shared=False)
+    real_now = livebook._now_ms
+    monkeypatch.setattr(livebook, "_now_ms", lambda: real_now() + 61_000)  # a minute later: stale
+    assert livebook.livebook_get(market="KRW-BTC", max_age_ms=60_000) is None
+    before = orderbook_calls(sim)
+    order = services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(50_000))
+    assert order.book_source == "rest" and orderbook_calls(sim) == before + 1
