@@ -352,8 +352,12 @@ def build_specs(
     sim_speed: float = 1.0,
     log_level: str = DEFAULT_CONSOLE_LEVEL,
     trusted_proxies: Sequence[str] = (),
+    collectors: int = 1,
 ) -> tuple[list[ProcessSpec], dict[str, str]]:
     """The processes of the stack and the environment they share.
+
+    ``collectors`` > 1 (needs Redis): that many collector processes, ``collector-1``..``collector-N``, split
+    the markets through Redis leases (market/leases.py); each labels its metrics ``shard=<i>``.
 
     ``log_level`` (``LOG_LEVEL``) sets every child's threshold: at WARNING, the default, the console shows
     warnings, errors and the launcher's own lines; INFO adds startup banners, task and access logs.
@@ -477,17 +481,23 @@ def build_specs(
             "beat", [*celery, "beat", "--loglevel", log_level, "--pidfile="], {"OBSERVATOR_ROLE": "beat"}
         ),
     ]
-    if "collect" in available_commands:
-        collector = manage_args("collect", "--markets", ",".join(markets))
+    if "collect" in available_commands and collectors > 1:
+        for i in range(1, collectors + 1):
+            args = manage_args("collect", "--markets", ",".join(markets), "--leases", "on")
+            env = {"OBSERVATOR_ROLE": "collector", "COLLECTOR_SHARD": str(i)}
+            specs.append(ProcessSpec(f"collector-{i}", args, env))
+    elif "collect" in available_commands:
+        specs.append(ProcessSpec("collector", manage_args("collect", "--markets", ",".join(markets)),
+                                 {"OBSERVATOR_ROLE": "collector"}))  # fmt: skip
     else:  # until the market-data work lands, a placeholder the launcher still supervises
-        collector = [
+        placeholder = [
             PYTHON,
             "-c",
             "import signal,time; signal.signal(signal.SIGTERM, lambda *a: exit(0)); "
             "print('collector placeholder: market data collector not installed', flush=True); "
             "[time.sleep(3600) for _ in iter(int, 1)]",
         ]
-    specs.append(ProcessSpec("collector", collector, {"OBSERVATOR_ROLE": "collector"}))
+        specs.append(ProcessSpec("collector", placeholder, {"OBSERVATOR_ROLE": "collector"}))
     for spec in specs:
         spec.env = {**shared, **spec.env}
     return specs, shared

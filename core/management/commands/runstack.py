@@ -33,12 +33,20 @@ class Command(BaseCommand):
             default=1.0,
             help="simulator only: N simulated seconds per wall second (e.g. 60: an hour in a minute)",
         )
+        parser.add_argument(
+            "--collectors",
+            type=int,
+            default=None,
+            help="collector processes sharing the markets through Redis leases (default with REDIS_URL: "
+            "COLLECTOR_PROCESSES or one per CPU core; without Redis always 1)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
             log_level = launcher.console_level(os.environ)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        collectors = _collector_count(opts["collectors"], redis=bool(settings.REDIS_URL))
         simulate = bool(opts["demo"] or settings.MARKET_SIMULATED)
         if not simulate and not opts["no_fallback"]:
             if launcher.upbit_reachable(settings.UPBIT_REST_URL):
@@ -58,6 +66,7 @@ class Command(BaseCommand):
             sim_speed=opts["speed"],
             log_level=log_level,
             trusted_proxies=settings.TRUSTED_PROXIES,
+            collectors=collectors,
         )
         metrics.metrics_dir_prepare(shared["PROMETHEUS_MULTIPROC_DIR"])
         local = "127.0.0.1" if opts["host"] in ("0.0.0.0", "::", "") else opts["host"]
@@ -72,6 +81,21 @@ class Command(BaseCommand):
         supervisor.install_signal_handlers()
         # The banner comes from the readiness check, once the web answers and both workers answer a ping.
         sys.exit(supervisor.run())
+
+
+def _collector_count(flag: int | None, *, redis: bool) -> int:
+    """How many collector processes: ``--collectors``, else ``COLLECTOR_PROCESSES``, else one per core
+    with Redis (they split the markets through leases) and one without (nothing to share leases on)."""
+    raw = flag if flag is not None else os.environ.get("COLLECTOR_PROCESSES") or None
+    try:
+        count = int(raw) if raw is not None else ((os.cpu_count() or 1) if redis else 1)
+    except ValueError as exc:
+        raise CommandError(f"COLLECTOR_PROCESSES must be a whole number, not {raw!r}") from exc
+    if count < 1:
+        raise CommandError("--collectors / COLLECTOR_PROCESSES must be at least 1")
+    if count > 1 and not redis:
+        raise CommandError("more than one collector needs REDIS_URL (they share the markets through leases)")
+    return count
 
 
 def _ping_worker(queue: str, deadline: float) -> bool:
