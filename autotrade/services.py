@@ -51,12 +51,13 @@ from autotrade.selectors import (
     session_position,
 )
 from core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
+from market.upbit.protocol import is_krw_market
 from mlmodel.selectors import model_active
 from trading import errors, marketdata
 from trading.exchanges import exchange_for
 from trading.models import OPEN_ORDER_STATES, Order, OrderSource, OrdType, Side, TradingProfile
 from trading.selectors import balances_get, kill_switch_engaged
-from trading.services.orders import MARKET_RE, order_cancel, order_place
+from trading.services.orders import order_cancel, order_place
 from trading.services.profiles import auto_trading_resume, trading_profile_ensure
 from trading.services.realtime import user_event_publish
 
@@ -117,7 +118,7 @@ def autotrade_start(
     choice is used, and the one given is kept for next time. Starting again after a halt (daily loss
     limit) is the user's acknowledgement: the halt is lifted unless the kill switch is engaged."""
     market = (market or "").strip().upper()
-    if not MARKET_RE.match(market):
+    if not is_krw_market(market):
         raise errors.MarketNotFound(_("Only KRW markets like KRW-BTC can be traded."))
     if threshold is None:
         threshold = autotrade_threshold_get(user=user)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ from market import feeds
 from market.fanout import orderbook_payload, ticker_payload, trade_item
 from market.upbit.client import AsyncUpbitClient, UpbitClient
 from market.upbit.errors import InvalidParameter, MarketNotFound, RateLimited, UpbitError
+from market.upbit.protocol import is_krw_market
 
 logger = logging.getLogger(__name__)
 
-MARKET_CODE_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
 T = TypeVar("T")
 
 
@@ -76,7 +75,7 @@ def _cached(key: str, ttl: float, compute: Callable[[], T]) -> T:
 def market_code_validate(*, code: str) -> str:
     """Upper-cased KRW market code, or a 400 naming the expected format."""
     normalised = str(code or "").strip().upper()
-    if not MARKET_CODE_RE.fullmatch(normalised):
+    if not is_krw_market(normalised):
         raise ValidationFailed(
             _("Invalid market code %(code)s; expected a KRW market such as KRW-BTC.")
             % {"code": str(code)[:20]},

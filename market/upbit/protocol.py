@@ -39,6 +39,14 @@ VOLUME_DECIMALS = 8
 VOLUME_QUANTUM = Decimal("0.00000001")
 ORDERBOOK_LEVELS = 30
 ORDERBOOK_DEPTHS = (1, 5, 15, 30)  # allowed ``.N`` suffixes on WebSocket codes (§10.2)
+# The one market-code rule of the app: KRW markets only (the only ones traded, collected or modelled).
+KRW_MARKET_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
+
+
+def is_krw_market(code: str) -> bool:
+    """``code`` (already upper-cased) names a KRW market, e.g. ``KRW-BTC``."""
+    return KRW_MARKET_RE.fullmatch(code) is not None
+
 
 _D = Decimal
 # (lower bound inclusive, tick) in descending order; current table, effective 2025-07-31 (§7.1).

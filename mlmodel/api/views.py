@@ -3,8 +3,6 @@ prediction."""
 
 from __future__ import annotations
 
-import re
-
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -13,15 +11,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import NotFound, ValidationFailed
+from market.upbit.protocol import is_krw_market
 from mlmodel import selectors
 
-MARKET_RE = re.compile(r"^[A-Z]{2,5}-[A-Z0-9]{1,15}$")
 MARKET_PARAM = OpenApiParameter("market", str, required=True, description="e.g. KRW-BTC")
 
 
 def _market(request: Request) -> str:
     market = (request.query_params.get("market") or "").strip().upper()
-    if not MARKET_RE.match(market):
+    if not is_krw_market(market):
         raise ValidationFailed(_("Give a market code like KRW-BTC."), code="invalid_market")
     return market
 

@@ -34,7 +34,7 @@ from django.utils.translation import gettext_lazy as _
 
 from core import metrics
 from core.errors import ApplicationError, NotFound
-from market.upbit.protocol import VOLUME_QUANTUM, UpbitError
+from market.upbit.protocol import VOLUME_QUANTUM, UpbitError, is_krw_market
 from market.upbit.rules import order_rule_error, order_total_error
 from trading import errors, marketdata
 from trading.exchanges import exchange_for
@@ -62,7 +62,6 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-:.]{1,64}$")
 RESERVED_KEY_PREFIXES = ("sched-", "auto-")
-MARKET_RE = re.compile(r"^KRW-[A-Z0-9]{1,15}$")
 PENDING_GRACE = dt.timedelta(seconds=120)  # longer than the client's worst case (timeouts x retries)
 STATE_FROM_EXCHANGE = {
     "wait": OrderState.OPEN,
@@ -124,7 +123,7 @@ def order_request_validate(
     """Shape, number and exchange-rule checks that need no balance: type/parameter matrix, positive Decimals,
     8-decimal volumes, KRW tick size, 5,000 KRW minimum where the total is known, KRW market format."""
     market = (market or "").strip().upper()
-    if not MARKET_RE.match(market):
+    if not is_krw_market(market):
         raise errors.MarketNotFound(_("Only KRW markets like KRW-BTC can be traded."))
     if side not in Side.values or ord_type not in OrdType.values:
         raise errors.InvalidOrder(_("Unknown order side or type."))

@@ -274,6 +274,12 @@ def test_every_auth_error_name_maps_to_an_auth_failure_in_the_client_and_in_trad
         assert isinstance(from_upbit(p.UpbitError(name, "", 401)), ExchangeAuthFailed), name
 
 
+def test_one_krw_market_rule() -> None:
+    assert p.is_krw_market("KRW-BTC") and p.is_krw_market("KRW-1INCH")
+    for bad in ("BTC-ETH", "krw-btc", "KRW-", "KRW-BTC\n", "KRW-" + "A" * 16, " KRW-BTC"):
+        assert not p.is_krw_market(bad), bad
+
+
 def test_decimal_strings_and_times() -> None:
     assert p.decimal_str(Decimal("1E+8")) == "100000000"
     assert p.decimal_str(Decimal("0.0100")) == "0.01"

@@ -69,6 +69,8 @@ def test_api_active_model_and_latest_prediction(versions):
     assert body["metrics"]["val_mse"] < body["metrics"]["persistence_val_mse"]
     assert api.get("/api/ml/models/active/?market=KRW-XRP").json()["error"]["code"] == "no_model"
     assert api.get("/api/ml/models/active/?market=bad!").status_code == 400
+    # The app's one market rule (market.upbit.protocol.is_krw_market): KRW markets only, as everywhere else.
+    assert api.get("/api/ml/models/active/?market=BTC-ETH").json()["error"]["code"] == "invalid_market"
     assert api.get(f"/api/ml/predictions/latest/?market={MARKET}").status_code == 404
     now = dt.datetime.now(dt.UTC)
     Prediction.objects.create(
