@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import Resolver404, resolve
 from django.utils import translation
+from django.utils.html import conditional_escape
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
@@ -71,9 +72,6 @@ JS_STRINGS: dict[str, Any] = {
     "order_cancelled": _("Order cancelled."),
     "scheduled_created": _("Scheduled order created."),
     "scheduled_cancelled": _("Scheduled order cancelled."),
-    "auto_started": _("Auto-trading started."),
-    "auto_stopped": _("Auto-trading stopped."),
-    "threshold_applied": _("Profit threshold applied: {v}."),
     "confirm_cancel": _("Cancel this order?"),
     "cancel": _("Cancel"),
     "buy": _("Buy"),
@@ -92,7 +90,6 @@ JS_STRINGS: dict[str, Any] = {
     "no_orders": _("No orders yet."),
     "no_open_orders": _("No open orders."),
     "no_scheduled": _("No scheduled orders."),
-    "no_decisions": _("No decisions yet in this session."),
     "no_news": _("No news right now."),
     "no_assets": _("No coins held."),
     "at_time": _("at {t}"),
@@ -124,23 +121,6 @@ JS_STRINGS: dict[str, Any] = {
     "source_manual": _("Manual"),
     "source_scheduled": _("Scheduled"),
     "source_auto": _("Auto"),
-    "action_buy": _("buy"),
-    "action_sell": _("sell"),
-    "action_hold": _("hold"),
-    "action_skip": _("skip"),
-    "edge": _("needs beyond ±{v}"),
-    "reason_below_threshold": _("prediction within threshold + costs"),
-    "reason_signal_buy": _("buy signal"),
-    "reason_signal_sell": _("sell signal"),
-    "reason_horizon_exit": _("horizon passed, no longer above threshold + costs"),
-    "reason_no_position": _("sell signal, nothing to sell"),
-    "reason_under_min_total": _("position below the minimum order"),
-    "reason_cooldown": _("cool-down after the last order"),
-    "reason_position_limit": _("position limit reached"),
-    "reason_stop_loss": _("stop loss"),
-    "reason_order_in_flight": _("previous order still open"),
-    "reason_halted": _("auto-trading halted"),
-    "reason_kill_switch": _("trading stopped by the operators"),
 }
 
 
@@ -179,10 +159,11 @@ def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, 
         "vendor_chart": _vendor_chart_url(),
         "strings": {k: str(v) for k, v in JS_STRINGS.items()},
     }
-    # The apps above trading add their part (auto-trading: its endpoints and the threshold's range).
+    # The apps above trading add their part (auto-trading: its endpoints, strings and the threshold's range).
     for path in settings.TRADE_PAGE_CONFIG:
         extra = dict(import_string(path)(user=user))
         config["api"].update(extra.pop("api", {}))
+        config["strings"].update({k: str(v) for k, v in extra.pop("strings", {}).items()})
         config.update(extra)
     return {"config": config, "market": market, "has_keys": keys.stored}
 
@@ -193,8 +174,7 @@ def trade_page(request: HttpRequest) -> HttpResponse:
     market = str(request.GET.get("market", DEFAULT_MARKET)).upper()
     if not KRW_MARKET_RE.fullmatch(market):
         market = DEFAULT_MARKET
-    return render(
-        request,
-        "trading/trade.html",
-        trade_page_context(user=request.user, market=market, csrf_token=get_token(request)),
-    )
+    context = trade_page_context(user=request.user, market=market, csrf_token=get_token(request))
+    # Panels of the apps above trading (auto-trading), rendered in order where the template places them.
+    context["panels"] = [conditional_escape(import_string(p)(request)) for p in settings.TRADE_PAGE_PANELS]
+    return render(request, "trading/trade.html", context)

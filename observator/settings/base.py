@@ -159,6 +159,8 @@ AUTO_TRADING_HALT_HOOKS: list[str] = ["autotrade.services.autotrade_on_halt"]
 # ``(*, user) -> dict``, merged into the /trade page's client configuration (its ``api`` entries join the
 # page's endpoints); see trading.dashboard.trade_page_context.
 TRADE_PAGE_CONFIG: list[str] = ["autotrade.views.trade_page_config"]
+# ``(request) -> str`` returning HTML-safe markup: the /trade page's panels, in order (trading.dashboard).
+TRADE_PAGE_PANELS: list[str] = ["autotrade.views.trade_panel"]
 # Checks Upbit keys before they are stored (a read-only GET /v1/accounts against UPBIT_REST_URL):
 # ``callable(*, access_key, secret_key) -> accounts.services.KeyCheckResult`` (see exchange_credential_check).
 EXCHANGE_KEY_CHECK = "market.keycheck.upbit_keys_check"

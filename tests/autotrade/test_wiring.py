@@ -56,6 +56,18 @@ def test_the_trade_page_gets_auto_tradings_part_from_the_declared_hook(user: Any
     bare = trade_page_context(user=user, market="KRW-BTC", csrf_token="x")["config"]
     assert "threshold" not in bare and not any(name.startswith("auto") for name in bare["api"])
     assert bare["api"]["buy"] == "/api/trading/orders/buy/"  # trading's own page works without it
+    assert "reason_signal_buy" in ctx["strings"] and "reason_signal_buy" not in bare["strings"]
+
+
+def test_the_auto_trading_panel_is_a_declared_panel_of_the_trade_page(
+    user: Any, client: Any, settings: Any
+) -> None:
+    client.force_login(user)
+    page = client.get("/trade").content.decode()
+    assert page.count('data-testid="auto-panel"') == 1 and 'data-testid="auto-start"' in page
+    settings.TRADE_PAGE_PANELS = []
+    bare = client.get("/trade")
+    assert bare.status_code == 200 and 'data-testid="auto-panel"' not in bare.content.decode()
 
 
 def test_predictions_are_subscribed_to_by_the_new_task_name(settings: Any) -> None:
