@@ -173,4 +173,3 @@ class TradingSwitchAdmin(admin.ModelAdmin):
     def release(self, request: HttpRequest, queryset: QuerySet[TradingSwitch]) -> None:
         kill_switch_release(by=request.user)
         self.message_user(request, _("Kill switch released."))
-

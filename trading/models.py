@@ -340,4 +340,3 @@ class TradingSwitch(models.Model):
 
     def __str__(self) -> str:
         return str(_("Kill switch: ENGAGED") if self.engaged else _("Kill switch: off"))
-

@@ -92,4 +92,3 @@ def _reconcile_on_start(sender: Any = None, **kwargs: Any) -> None:
         import_string("trading.tasks.reconcile_open_orders").delay()
     except Exception:  # noqa: BLE001 - the periodic run covers it
         logger.warning("could not queue start-up reconciliation", exc_info=True)
-
