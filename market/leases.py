@@ -295,7 +295,9 @@ class LeaseManager:
                     result.lost.append(lease.market)
         seen = {m: int(last_seen[m]) for m in self.held if last_seen and m in last_seen}
         if seen:
-            info = {m: json.dumps({"ts": ts, "owner": self.me, "released": False}) for m, ts in seen.items()}
+            info: dict[Any, str] = {
+                m: json.dumps({"ts": ts, "owner": self.me, "released": False}) for m, ts in seen.items()
+            }
             await self.redis.hset(self.last_key, mapping=info)
         holders = await self.holders()
         step = plan_step(me=self.me, markets=self.markets, members=members, holders=holders)
