@@ -403,6 +403,50 @@ class _Base:
     def _retryable(error: UpbitError) -> bool:
         return isinstance(error, (RateLimited, UpbitUnavailable))
 
+    def _next_try(self, call: _Call, attempt: int, failure: httpx.HTTPError | UpbitError) -> _NextTry:
+        """The retry policy of both clients: after ``failure`` on try ``attempt``, how long to wait and what
+        to read first; raises the error when the call must not be sent again.
+
+        A request that certainly never reached Upbit (connect errors, 429/418) is sent again. One that may
+        have been processed (a 5xx, a read timeout) is only retried when that is safe: an order is looked up
+        by its identifier first (never placed twice; without an identifier it is not retried), a cancel is
+        read back and done once the order shows ``cancel``."""
+        if isinstance(failure, httpx.HTTPError):
+            error: UpbitError = self._network_error(call, failure)
+            maybe_processed = not self._not_sent(failure)
+        else:
+            if not self._retryable(failure):
+                raise failure
+            error = failure
+            # 429/418 are refused before processing; a 5xx may or may not have been processed.
+            maybe_processed = isinstance(failure, UpbitUnavailable)
+        if attempt >= self.max_retries:
+            raise error
+        if maybe_processed and call.retry == "order":
+            identifier = (call.body or {}).get("identifier")
+            if not identifier:
+                raise error  # cannot know whether it was placed: never send it twice
+            return _NextTry(self._backoff(attempt, error), _Calls.get_order(None, identifier), None)
+        if maybe_processed and call.retry == "cancel":
+            params = dict(call.params)
+            lookup = _Calls.get_order(params.get("uuid"), params.get("identifier"))
+            return _NextTry(self._backoff(attempt, error), lookup, "cancel")
+        logger.warning("upbit %s %s failed (%s), retrying", call.method, call.path, error.name)
+        return _NextTry(self._backoff(attempt, error), None, None)
+
+
+@dataclass(frozen=True)
+class _NextTry:
+    """What the retry policy decided: sleep ``wait`` s; with ``lookup``, read the order first and return it
+    when found (in ``state`` if given) instead of sending the call again."""
+
+    wait: float
+    lookup: _Call | None
+    state: str | None
+
+    def settles(self, found: dict[str, Any] | None) -> bool:
+        return found is not None and (self.state is None or found.get("state") == self.state)
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Sync client
@@ -455,42 +499,19 @@ class UpbitClient(_Base):
         while True:
             try:
                 return self._send_once(call)
-            except httpx.HTTPError as exc:
-                error: UpbitError = self._network_error(call, exc)
-                maybe_processed = not self._not_sent(exc)
-            except UpbitError as exc:
-                if not self._retryable(exc):
-                    raise
-                error = exc
-                # 429/418 are refused before processing; a 5xx may or may not have been processed.
-                maybe_processed = isinstance(exc, UpbitUnavailable)
-            if attempt >= self.max_retries:
-                raise error
-            if maybe_processed and call.retry == "order":
-                identifier = (call.body or {}).get("identifier")
-                if not identifier:
-                    raise error  # cannot know whether it was placed: never send it twice
-                self._sleep(self._backoff(attempt, error))
-                attempt += 1
-                found = self._lookup(identifier=identifier)
-                if found is not None:
-                    return found
-                continue
-            if maybe_processed and call.retry == "cancel":
-                self._sleep(self._backoff(attempt, error))
-                attempt += 1
-                params = dict(call.params)
-                found = self._lookup(uuid=params.get("uuid"), identifier=params.get("identifier"))
-                if found is not None and found.get("state") == "cancel":
-                    return found
-                continue
-            logger.warning("upbit %s %s failed (%s), retrying", call.method, call.path, error.name)
-            self._sleep(self._backoff(attempt, error))
+            except (httpx.HTTPError, UpbitError) as exc:
+                failure = exc
+            step = self._next_try(call, attempt, failure)
+            self._sleep(step.wait)
             attempt += 1
+            if step.lookup is not None:
+                found = self._lookup(step.lookup)
+                if step.settles(found):
+                    return found
 
-    def _lookup(self, *, uuid: str | None = None, identifier: str | None = None) -> dict[str, Any] | None:
+    def _lookup(self, call: _Call) -> dict[str, Any] | None:
         try:
-            return self._execute(_Calls.get_order(uuid, identifier))
+            return self._execute(call)
         except OrderNotFound:
             return None
 
@@ -612,43 +633,19 @@ class AsyncUpbitClient(_Base):
         while True:
             try:
                 return await self._send_once(call)
-            except httpx.HTTPError as exc:
-                error: UpbitError = self._network_error(call, exc)
-                maybe_processed = not self._not_sent(exc)
-            except UpbitError as exc:
-                if not self._retryable(exc):
-                    raise
-                error = exc
-                maybe_processed = isinstance(exc, UpbitUnavailable)
-            if attempt >= self.max_retries:
-                raise error
-            if maybe_processed and call.retry == "order":
-                identifier = (call.body or {}).get("identifier")
-                if not identifier:
-                    raise error
-                await self._sleep(self._backoff(attempt, error))
-                attempt += 1
-                found = await self._lookup(identifier=identifier)
-                if found is not None:
-                    return found
-                continue
-            if maybe_processed and call.retry == "cancel":
-                await self._sleep(self._backoff(attempt, error))
-                attempt += 1
-                params = dict(call.params)
-                found = await self._lookup(uuid=params.get("uuid"), identifier=params.get("identifier"))
-                if found is not None and found.get("state") == "cancel":
-                    return found
-                continue
-            logger.warning("upbit %s %s failed (%s), retrying", call.method, call.path, error.name)
-            await self._sleep(self._backoff(attempt, error))
+            except (httpx.HTTPError, UpbitError) as exc:
+                failure = exc
+            step = self._next_try(call, attempt, failure)
+            await self._sleep(step.wait)
             attempt += 1
+            if step.lookup is not None:
+                found = await self._lookup(step.lookup)
+                if step.settles(found):
+                    return found
 
-    async def _lookup(
-        self, *, uuid: str | None = None, identifier: str | None = None
-    ) -> dict[str, Any] | None:
+    async def _lookup(self, call: _Call) -> dict[str, Any] | None:
         try:
-            return await self._execute(_Calls.get_order(uuid, identifier))
+            return await self._execute(call)
         except OrderNotFound:
             return None
 

@@ -248,3 +248,55 @@ def test_async_client_matches_sync(sim: SimulatorThread, account: dict[str, Any]
     book, accounts = asyncio.run(run())
     assert {b["market"] for b in book} == {"KRW-BTC", "KRW-ETH"}
     assert any(a["currency"] == "KRW" for a in accounts)
+
+
+class AsyncRecordingTransport(httpx.AsyncBaseTransport):
+    """The async twin of :class:`RecordingTransport` (loses the answer of each listed call once)."""
+
+    def __init__(self, *lose: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.calls: list[tuple[str, str, int]] = []
+        self.lose = set(lose)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        self.calls.append((request.method, request.url.path, response.status_code))
+        key = f"{request.method} {request.url.path}"
+        if key in self.lose:
+            self.lose.discard(key)
+            raise httpx.ReadTimeout("timed out", request=request)
+        return response
+
+
+def test_async_client_follows_the_same_retry_policy(sim: SimulatorThread, account: dict[str, Any]) -> None:
+    """A lost order answer is looked up by identifier (one POST), a lost cancel answer is read back, an order
+    without identifier is not retried: the rules of the sync client, from the one shared policy."""
+    with _client(sim, account) as sync_client:
+        price = _bid_price(sync_client, level=14)
+
+    async def run() -> AsyncRecordingTransport:
+        transport = AsyncRecordingTransport("POST /v1/orders", "DELETE /v1/order")
+        async with AsyncUpbitClient(
+            base_url=sim.rest_url, access_key=account["access_key"], secret_key=account["secret_key"],
+            transport=transport, sleep=lambda s: asyncio.sleep(0),
+        ) as client:  # fmt: skip
+            order = await client.place_order(
+                market="KRW-BTC", side="bid", ord_type="limit", volume="0.001", price=price,
+                identifier="async-lost-1",
+            )  # fmt: skip
+            assert order["identifier"] == "async-lost-1"
+            cancelled = await client.cancel_order(identifier="async-lost-1")
+            assert cancelled["state"] == "cancel"
+            transport.lose.add("POST /v1/orders")
+            with pytest.raises(UpbitUnavailable):
+                await client.place_order(
+                    market="KRW-BTC", side="bid", ord_type="limit", volume="0.001", price=price
+                )
+        return transport
+
+    transport = asyncio.run(run())
+    posts = [c for c in transport.calls if c[0] == "POST"]
+    assert len(posts) == 2  # one per order: neither was sent twice
+    deletes = [c for c in transport.calls if c[0] == "DELETE"]
+    assert len(deletes) == 1 and ("GET", "/v1/order", 200) in transport.calls
