@@ -205,6 +205,17 @@ def test_full_user_journey(e2e_model: Any, page: Any, e2e_stack: Stack, artifact
         )
         page.wait_for_selector("#history-body tr[data-state=done] >> nth=1", timeout=15000)
         assert "Scheduled" in page.locator("#history-body tr[data-state=done] >> nth=0").inner_text()
+        # A price-triggered sell far above the market stays pending; the reset form shows the fields of its
+        # reset choice (date and time, KRW), not the price field of the order just placed.
+        page.check("#form-scheduled input[name=side][value=ask]")
+        page.fill("#sched-amount", "0.0001")
+        page.select_option("#sched-trigger", "price_above")
+        page.fill("#sched-price", "999000000")
+        page.click("[data-testid=sched-submit]")
+        page.wait_for_selector("#scheduled-body tr[data-state=pending]")
+        assert page.input_value("#sched-trigger") == "time"
+        assert page.is_visible("#sched-at") and not page.is_visible("#sched-price")
+        assert page.inner_text("#sched-amount-unit") == "KRW"
 
         # Auto-trading: start, decisions appear, change the threshold, stop.
         page.fill("#auto-order-krw", "20000")

@@ -714,7 +714,12 @@ export class OrderForms {
         form._sig = null;
         if (msg) toast(msg);
         form.reset();
-        if (sel === "#form-scheduled") $("#sched-at").value = toLocalInput(new Date(Date.now() + 60000));
+        if (sel === "#form-scheduled") {
+          $("#sched-at").value = toLocalInput(new Date(Date.now() + 60000));
+          // reset() puts the select and radios back without their change events: show the fields they imply.
+          $("#sched-trigger").dispatchEvent(new Event("change"));
+          $('#form-scheduled input[name="side"]:checked').dispatchEvent(new Event("change"));
+        }
         document.dispatchEvent(new CustomEvent(ACTION_DONE));
         this.afterAction();
       } catch (e2) {
