@@ -4,8 +4,8 @@ WebSockets (``/ws/market/<CODE>/``, ``/ws/user/``) and actions go through the RE
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.templatetags.static import static
-from django.urls import Resolver404, resolve
+from django.urls import NoReverseMatch, reverse
 from django.utils import translation
 from django.utils.html import conditional_escape
 from django.utils.module_loading import import_string
@@ -22,33 +22,53 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from accounts.selectors import exchange_credential_status
+from market.upbit.protocol import is_krw_market
 
 DEFAULT_MARKET = "KRW-BTC"
-KRW_MARKET_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
 
-# REST endpoints the page calls (initial loads, re-sync after a reconnect, actions). Kept in one place so
-# the client has no URL knowledge of its own; ``{id}`` is filled in by the client.
-API_ENDPOINTS: dict[str, str] = {
-    "markets": "/api/market/markets/",
-    "ticker": "/api/market/{code}/ticker/",
-    "orderbook": "/api/market/{code}/orderbook/",
-    "trades": "/api/market/{code}/trades/",
-    "candles": "/api/market/{code}/candles/",
-    "exchanges": "/api/market/exchanges/btc/",
-    "news": "/api/market/news/",
-    "mode": "/api/trading/mode/",
-    "balances": "/api/trading/balances/",
-    "portfolio": "/api/trading/portfolio/",
-    "buy": "/api/trading/orders/buy/",
-    "sell": "/api/trading/orders/sell/",
-    "limit": "/api/trading/orders/limit/",
-    "orders": "/api/trading/orders/",
-    "order_cancel": "/api/trading/orders/{id}/cancel/",
-    "scheduled": "/api/trading/scheduled-orders/",
-    "scheduled_cancel": "/api/trading/scheduled-orders/{id}/cancel/",
-    "model_state": "/api/ml/models/state/",
-    "prediction": "/api/ml/predictions/latest/",
+# REST endpoints the page calls (initial loads, re-sync after a reconnect, actions), by URL name: reversed
+# when the page is rendered, so the client has no URL knowledge of its own and the paths follow the URLconf.
+# The second item names the path's parameter, which the client fills in (``{code}``, ``{id}``).
+API_ENDPOINTS: dict[str, tuple[str, str | None]] = {
+    "markets": ("market-list", None),
+    "ticker": ("market-ticker", "code"),
+    "orderbook": ("market-orderbook", "code"),
+    "trades": ("market-trades", "code"),
+    "candles": ("market-candles", "code"),
+    "exchanges": ("market-exchanges-btc", None),
+    "news": ("market-news", None),
+    "mode": ("trading-api:mode", None),
+    "balances": ("trading-api:balances", None),
+    "portfolio": ("trading-api:portfolio", None),
+    "buy": ("trading-api:buy", None),
+    "sell": ("trading-api:sell", None),
+    "limit": ("trading-api:limit", None),
+    "orders": ("trading-api:orders", None),
+    "order_cancel": ("trading-api:order-cancel", "order_id"),
+    "scheduled": ("trading-api:scheduled", None),
+    "scheduled_cancel": ("trading-api:scheduled-cancel", "scheduled_order_id"),
+    "model_state": ("ml-api:model-state", None),
+    "prediction": ("ml-api:prediction-latest", None),
 }
+_ID_SENTINEL = 918273645  # reversed in place of an id, then replaced by the client's ``{id}``
+
+
+def api_endpoints() -> dict[str, str]:
+    """The page's endpoints as URL templates; one whose route is not installed (the ML API may be absent)
+    is left out, and the page skips its call."""
+    out: dict[str, str] = {}
+    for key, (url_name, param) in API_ENDPOINTS.items():
+        try:
+            if param is None:
+                out[key] = reverse(url_name)
+            elif param == "code":
+                out[key] = unquote(reverse(url_name, kwargs={"code": "{code}"}))
+            else:
+                out[key] = reverse(url_name, kwargs={param: _ID_SENTINEL}).replace(str(_ID_SENTINEL), "{id}")
+        except NoReverseMatch:
+            continue
+    return out
+
 
 # Every string the scripts show, translated on the server for the page's language (msgids in locale/).
 JS_STRINGS: dict[str, Any] = {
@@ -133,15 +153,6 @@ def _vendor_chart_url() -> str | None:
     return static(CHART_LIBRARY) if finders.find(CHART_LIBRARY) else None
 
 
-def _available(path: str) -> bool:
-    """Whether an endpoint is installed (the ML model API may be absent); the page then skips its call."""
-    try:
-        resolve(path.replace("{code}", DEFAULT_MARKET).replace("{id}", "1"))
-    except Resolver404:
-        return False
-    return True
-
-
 def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, Any]:
     """The page's server-rendered context: the client configuration and what the first paint needs."""
     keys = exchange_credential_status(user=user)
@@ -150,12 +161,12 @@ def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, 
         "csrf": csrf_token,
         "language": translation.get_language() or settings.LANGUAGE_CODE,
         "ws": {"market": "/ws/market/{code}/", "user": "/ws/user/"},
-        "api": {name: url for name, url in API_ENDPOINTS.items() if _available(url)},
+        "api": api_endpoints(),
         "has_keys": keys.stored,
         "fee_rate": str(settings.UPBIT_FEE_RATE),
         "min_order_krw": int(settings.UPBIT_MIN_ORDER_KRW),
         # No market update for this long: the page says the market may be closed or the feed interrupted.
-        "stale_after_s": int(getattr(settings, "DASHBOARD_STALE_AFTER_S", 10)),
+        "stale_after_s": int(settings.DASHBOARD_STALE_AFTER_S),
         "vendor_chart": _vendor_chart_url(),
         "strings": {k: str(v) for k, v in JS_STRINGS.items()},
     }
@@ -172,7 +183,7 @@ def trade_page_context(*, user: Any, market: str, csrf_token: str) -> dict[str, 
 @login_required
 def trade_page(request: HttpRequest) -> HttpResponse:
     market = str(request.GET.get("market", DEFAULT_MARKET)).upper()
-    if not KRW_MARKET_RE.fullmatch(market):
+    if not is_krw_market(market):
         market = DEFAULT_MARKET
     context = trade_page_context(user=request.user, market=market, csrf_token=get_token(request))
     # Panels of the apps above trading (auto-trading), rendered in order where the template places them.
