@@ -46,7 +46,7 @@ def test_paper_session_buys_and_sells_from_live_predictions(
     handed: list[dict] = []
 
     def send_task(name: str, kwargs: dict | None = None, queue: str | None = None, **kw: Any) -> None:
-        assert name == "trading.tasks.autotrade_on_prediction" and queue == "default"
+        assert name == "autotrade.tasks.autotrade_on_prediction" and queue == "default"  # MESSAGE_SUBSCRIBERS
         handed.append(kwargs["prediction"])
         autotrade_on_prediction.run(**kwargs)
 

@@ -66,7 +66,7 @@ def test_auto_trading_runs_on_the_first_model_the_stack_trained_by_itself(
     serving.reset_server()
 
     def send_task(name: str, kwargs: dict | None = None, queue: str | None = None, **kw: Any) -> None:
-        assert name == "trading.tasks.autotrade_on_prediction" and queue == "default"
+        assert name == "autotrade.tasks.autotrade_on_prediction" and queue == "default"  # MESSAGE_SUBSCRIBERS
         autotrade_on_prediction.run(**kwargs)
 
     monkeypatch.setattr(app, "send_task", send_task)
