@@ -96,6 +96,25 @@ def _orders(user: Any) -> None:  # noqa: ANN401
     services.order_cancel(user=user, order_id=order.pk)
     services.order_place(user=user, market=MARKET, side="bid", ord_type="price", price=Decimal(1_000_000))
     services.order_place(user=user, market=MARKET, side="ask", ord_type="market", volume=Decimal("0.001"))
+    # Open: a resting limit order and a pending price-triggered order, each row with its Cancel button (the
+    # open-orders table overflowed by 22 px at 1440 with one such row).
+    services.order_place(
+        user=user,
+        market=MARKET,
+        side="bid",
+        ord_type="limit",
+        price=Decimal(140_000_000),
+        volume=Decimal("0.001"),
+    )
+    services.scheduled_order_create(
+        user=user,
+        market=MARKET,
+        side="bid",
+        ord_type="price",
+        price=Decimal(20_000),
+        trigger_type="price_below",
+        trigger_price=Decimal(100_000_000),
+    )
 
 
 def _log_in(page: Any, username: str) -> None:  # noqa: ANN401
