@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from core.errors import ApplicationError, ServiceUnavailable, ValidationFailed
 from market import feeds
 from market.fanout import orderbook_payload, ticker_payload, trade_item
+from market.outages import source_down_note, source_up_note
 from market.upbit.client import AsyncUpbitClient, UpbitClient
 from market.upbit.errors import InvalidParameter, MarketNotFound, RateLimited, UpbitError
 from market.upbit.protocol import is_krw_market
@@ -279,17 +280,11 @@ def _remembered(key: str, ttl: int, fetch: Callable[[], dict[str, Any]]) -> dict
             value = fetch()
         except Exception as exc:  # noqa: BLE001 - any failure of an outside source is "stale", never a 500
             reason = exc if isinstance(exc, feeds.FeedError) else type(exc).__name__
-            # A dead source is logged once when it goes down and once when it is back (offline, every
-            # feed fails every ttl: the repeats would fill the console); the repeats at DEBUG.
-            if cache.add(f"{key}:down", str(reason), _LAST_GOOD_TTL):
-                logger.warning("feed %s unavailable: %s (logged again when it is back)", key, reason)
-            else:
-                logger.debug("feed %s still unavailable: %s", key, reason)
+            source_down_note(key=key, reason=reason, logger=logger)
             cache.set(f"{key}:failed", str(exc), ttl)
         else:
             cache.set(key, {"value": value, "fetched": now}, _LAST_GOOD_TTL)
-            if cache.delete(f"{key}:down"):
-                logger.warning("feed %s is back", key)
+            source_up_note(key=key, logger=logger)
             return {**value, "stale": False}
     if entry:
         return {**entry["value"], "stale": True}

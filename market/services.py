@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from market import feeds
+from market.outages import source_down_note, source_up_note
 from market.uploads import (  # noqa: F401 - re-exported services
     DayUploadError,
     UploadSummary,
@@ -69,8 +70,9 @@ def news_refresh(*, feed_urls: list[str] | None = None, now: dt.datetime | None 
     for feed in parsed:
         if feed.error:
             result.feeds_failed[feed.url] = feed.error
-            logger.warning("news feed failed", extra={"feed": feed.url, "error": feed.error})
+            source_down_note(key=f"news:{feed.url}", reason=feed.error, logger=logger)
         else:
+            source_up_note(key=f"news:{feed.url}", logger=logger)
             result.feeds_ok += 1
             entries.extend(feed.entries)
 

@@ -121,3 +121,21 @@ def test_news_api_validates_limit() -> None:
     response = APIClient().get("/api/market/news/?limit=0")
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["limit"]
+
+
+@pytest.mark.django_db
+def test_a_dead_feed_is_reported_when_it_goes_down_and_when_it_is_back(feed_server: FakeHttp, caplog) -> None:  # noqa: ANN001
+    """Offline, the news refresh (every 10 minutes) warned about every dead feed on every run."""
+    from django.core.cache import cache
+
+    cache.clear()
+    with caplog.at_level("DEBUG", logger="market.services"):
+        for _ in range(3):
+            services.news_refresh(now=NOW)
+        feed_server.routes["/down.xml"] = (200, "application/rss+xml", RSS)
+        services.news_refresh(now=NOW)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    down = f"{feed_server.url}/down.xml"
+    assert sum(down in w and "unavailable" in w for w in warnings) == 1
+    assert sum(f"{feed_server.url}/broken.xml" in w for w in warnings) == 1
+    assert warnings[-1] == f"feed news:{down} is back"
