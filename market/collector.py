@@ -109,6 +109,7 @@ class Collector:
         self.owned: set[str] = set() if leases is not None else set(self.codes)
         self.last_seen: dict[str, int] = {}  # market -> receive time of its newest record (sharded only)
         self._holes: dict[str, tuple[int, str, str]] = {}  # market taken, first record not yet: its gap
+        self._lease_deadline = float("inf")  # monotonic: the earliest local lease deadline (sharded)
         self.clock = clock or (lambda: int(time.time() * 1000))
         self.writer = DayFileWriter(
             data_dir,
@@ -249,7 +250,7 @@ class Collector:
             except Exception:  # noqa: BLE001 - e.g. disk full: keep streaming, retry at the next tick
                 logger.exception("collector: writing day files failed")
             if self.leases is not None:
-                self.markets_drop(self.leases.expired(), why="its lease lapsed (no renewal got through)")
+                self._expire_leases()
             metrics.collector_observe(self)  # at most once a second; also the collector's heartbeat
             now = time.monotonic()
             if now - last_prediction >= self.prediction_interval:
@@ -264,6 +265,10 @@ class Collector:
         """Sharded: keep the records of markets this process holds (a re-subscription's snapshot of a book
         already stored is a duplicate), note each market's newest receive time, close a taken market's
         hole at its first record."""
+        if time.monotonic() >= self._lease_deadline:
+            # The event loop was held up past a lease's local deadline (a stall longer than the renewal
+            # slack): frames that waited in the socket meanwhile may already belong to the next holder.
+            self._expire_leases()
         owned, seen, last_book, holes = self.owned, self.last_seen, self._last_book_ts, self._holes
         keep = []
         for rec in records:
@@ -281,16 +286,20 @@ class Collector:
         if keep:
             self.handle_records(keep)
 
-    def markets_take(self, acquired: Sequence[Acquired]) -> None:
+    async def markets_take(self, acquired: Sequence[Acquired]) -> None:
         """Start collecting markets whose lease was just taken: their files are adopted from the previous
         holder, the hole since its last record is remembered (written as a gap at the first record)."""
         if not acquired:
             return
         codes = [a.market for a in acquired]
+        root, day = self.writer.root, self.writer.day
+        # Reading the newest stored rows of many markets takes a while: off the loop, which must go on
+        # streaming the markets already held (and renewing their leases).
+        lasts = await asyncio.to_thread(lambda: {c: last_recorded_ts(root, c, day) for c in codes})
         self.writer.markets_adopt(codes)
         now = self.clock()
         for a in acquired:
-            local = last_recorded_ts(self.writer.root, a.market, self.writer.day)
+            local = lasts[a.market]
             start = hole_start(last=a.last, local_last=local, flush_ms=self.writer.flush_interval_ms)
             if start is not None and start < now:
                 owner = (a.last or {}).get("owner", "unknown")
@@ -320,6 +329,11 @@ class Collector:
         metrics.collector_lease_dropped(len(codes), lost=not why.startswith("rebalance"))
         level = logging.INFO if why.startswith("rebalance") else logging.WARNING
         logger.log(level, "collector let go of %d market(s) (%s): %s", len(codes), ",".join(codes[:10]), why)
+
+    def _expire_leases(self) -> None:
+        assert self.leases is not None
+        self.markets_drop(self.leases.expired(), why="its lease lapsed (no renewal got through in time)")
+        self._lease_deadline = self.leases.next_expiry
 
     def _close_hole(self, code: str, end: int) -> None:
         start, reason, detail = self._holes.pop(code)
@@ -354,7 +368,9 @@ class Collector:
                         await leases.release(result.release, last_seen=self.last_seen)
                     except Exception:  # noqa: BLE001 - they lapse within the TTL instead
                         logger.warning("collector: releasing leases failed; they lapse instead")
-                self.markets_take(result.acquired)
+                if result.acquired:
+                    await self.markets_take(result.acquired)
+                self._lease_deadline = leases.next_expiry
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=leases.renew_s)
             except TimeoutError:

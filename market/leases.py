@@ -264,6 +264,12 @@ class LeaseManager:
         return f"{self.ns}:last"
 
     # ---------------------------------------------------------------------------------------------------
+    @property
+    def next_expiry(self) -> float:
+        """The earliest local deadline of the held leases (monotonic; +inf when none is held): a caller on
+        the hot path compares one float per batch and calls :meth:`expired` only once it has passed."""
+        return min((lease.valid_until for lease in self.held.values()), default=float("inf"))
+
     def expired(self) -> list[str]:
         """Markets whose lease may have lapsed by now (no renewal got through in time): stop collecting
         them at once, another process may take them from ``t0 + ttl`` on."""

@@ -101,6 +101,7 @@ class _Slot:
     codes: list[str]
     added: dict[str, int] = field(default_factory=dict)  # code -> when it joined (clips its first gap)
     ws: Any = None
+    closing: bool = False  # closed on purpose (its codes went elsewhere): not an outage
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -238,6 +239,7 @@ class UpbitStreamer:
                     if slot.codes:
                         asyncio.ensure_future(self._resubscribe(slot, slot.ws))
                     else:
+                        slot.closing = True
                         asyncio.ensure_future(slot.ws.close())
 
     async def _resubscribe(self, slot: _Slot, ws: Any) -> None:
@@ -318,7 +320,7 @@ class UpbitStreamer:
                     user_agent_header="OBservator/1.0",
                 ) as ws:
                     self._sockets.add(ws)
-                    slot.ws = ws
+                    slot.ws, slot.closing = ws, False
                     try:
                         await ws.send(request_frame(slot.codes, self.types, fmt=self.fmt))
                         # Text PING makes Upbit send {"status":"UP"} every ~10 s, so even a connection whose
@@ -356,8 +358,11 @@ class UpbitStreamer:
                 raise
             if self._stop.is_set():
                 return
-            if not slot.codes:
-                continue  # closed on purpose: its markets went elsewhere
+            if slot.closing or not slot.codes:
+                # Closed on purpose (its markets went elsewhere): no outage, even if new codes came in
+                # meanwhile (their holes are their new holder's takeover gaps); connect again at once.
+                slot.closing, down_since, attempt = False, None, 0
+                continue
             if down_since is None:
                 down_since = last_frame or self.clock()
             wait = self._backoff(attempt)
