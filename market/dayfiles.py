@@ -218,7 +218,10 @@ def read_day(root: str | os.PathLike[str], kind: str, market: str, day: dt.date)
         return _empty(kind)
     table = pa.concat_tables(tables, promote_options="default")
     sort_key = "ts_start" if kind == "gap" else "ts"
-    return table.sort_by(sort_key)
+    ts = table.column(sort_key).to_numpy()
+    if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
+        table = table.sort_by(sort_key)  # (stable) the usual case is already in order: no copy then
+    return table
 
 
 def read_days(root: str | os.PathLike[str], kind: str, market: str, days: Iterable[dt.date]) -> pa.Table:
@@ -822,11 +825,15 @@ class DayFileWriter:
     def flush(self, now: int | None = None) -> list[Path]:
         """Append every non-empty buffer to its WAL (one record batch) and fsync it. Returns the WALs."""
         now = self.clock() if now is None else now
-        written: list[Path] = []
         buffers, self._buffers, self._pending = self._buffers, {}, 0
         self._last_flush = now
         if now >= self._next_roll_check:
             self._close_due(now)
+        return self._write_buffers(buffers, now)
+
+    def _write_buffers(self, buffers: dict[tuple[str, str], list[Any]], now: int) -> list[Path]:
+        """Append each (kind, market)'s rows to its WAL, then fdatasync them all; failed rows stay buffered."""
+        written: list[Path] = []
         failure: BaseException | None = None
         touched: list[tuple[str, str]] = []
         for (kind, market), rows in buffers.items():
