@@ -86,7 +86,7 @@ def _profile_sections(request: HttpRequest) -> list[SafeString]:
     render_to_string). One failing section shows a short notice instead of breaking the page.
     """
     sections: list[SafeString] = []
-    for path in getattr(settings, "PROFILE_SECTIONS", []):
+    for path in settings.PROFILE_SECTIONS:
         try:
             renderer: Callable[[HttpRequest], Any] = import_string(path)
             sections.append(conditional_escape(renderer(request)))
@@ -186,7 +186,7 @@ def lockout_response(
     request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
 ) -> HttpResponse:
     """django-axes calls this when a username + address is locked out after too many failures (HTTP 429)."""
-    cooloff = getattr(settings, "AXES_COOLOFF_TIME", None)
+    cooloff = settings.AXES_COOLOFF_TIME
     if isinstance(cooloff, (int, float)):
         cooloff = timedelta(hours=cooloff)
     minutes = max(1, round(cooloff.total_seconds() / 60)) if isinstance(cooloff, timedelta) else None

@@ -69,13 +69,13 @@ MAX_SPREAD_COST_FACTOR = Decimal(2)
 
 
 def _fee_rate() -> Decimal:
-    return Decimal(str(settings.UPBIT_FEE_RATE))
+    return settings.UPBIT_FEE_RATE
 
 
 def spread_cost_factor() -> Decimal:
     """``AUTOTRADE_SPREAD_COST_FACTOR``: the share of the relative spread counted as cost (0.5 = half-spread,
     1.0 = the full spread a market round trip pays); 0 to 2, anything else is a configuration error."""
-    raw = getattr(settings, "AUTOTRADE_SPREAD_COST_FACTOR", "0.5")
+    raw = settings.AUTOTRADE_SPREAD_COST_FACTOR
     try:
         factor = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
     except (InvalidOperation, ValueError, TypeError):
@@ -411,7 +411,7 @@ def _maybe_prune_holds() -> None:
 
 
 def autotrade_decisions_prune(*, keep_days: float | None = None) -> int:
-    days = float(keep_days if keep_days is not None else getattr(settings, "AUTOTRADE_HOLD_KEEP_DAYS", 7))
+    days = float(keep_days if keep_days is not None else settings.AUTOTRADE_HOLD_KEEP_DAYS)
     cutoff = timezone.now() - dt.timedelta(days=days)
     deleted, _by_model = AutoTradeDecision.objects.filter(
         action=AutoTradeAction.HOLD, created_at__lt=cutoff, manual_adjust_volume__isnull=True

@@ -357,9 +357,7 @@ def celery_signals_connect() -> None:
 def heartbeat_dir() -> Path:
     from django.conf import settings
 
-    from observator.env import VAR_DIR
-
-    return Path(getattr(settings, "HEALTH_DIR", None) or VAR_DIR / "health")
+    return Path(settings.HEALTH_DIR)
 
 
 _last_beat: dict[str, float] = {}
@@ -430,7 +428,7 @@ def queue_depths() -> dict[str, int]:
     from django.conf import settings
 
     queues = ("default", "ml")
-    url = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    url = str(settings.CELERY_BROKER_URL or "")
     if url.startswith(("redis://", "rediss://")):
         import redis
 

@@ -19,7 +19,7 @@ _LOOPBACK = {"127.0.0.1", "::1"}
 
 def _scrape_allowed(request: HttpRequest) -> bool:
     """Loopback peers always; others only with ``Authorization: Bearer <METRICS_TOKEN>`` when it is set."""
-    token = str(getattr(settings, "METRICS_TOKEN", "") or "")
+    token = str(settings.METRICS_TOKEN or "")
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if hmac.compare_digest(given.encode(), token.encode()):

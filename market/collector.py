@@ -52,7 +52,7 @@ class PredictionBatcher:
 
         self.binary = binary  # raw bytes instead of base64 text (for a sink whose serializer carries bytes)
         self.max_books = max_books_per_market
-        self.levels = int(levels or getattr(settings, "MARKET_PREDICTION_LEVELS", DEFAULT_LEVELS))
+        self.levels = int(levels or settings.MARKET_PREDICTION_LEVELS)
         self._books: dict[str, list[tuple[int, Any]]] = {}
         self._trades: dict[str, list[tuple[int, float, float, Any]]] = {}
 

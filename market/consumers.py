@@ -65,7 +65,7 @@ class MarketConsumer(SafeJsonConsumer):
         if not await _listed(code):
             await self.refuse(CLOSE_INVALID_MARKET)
             return
-        self.throttle = max(0.0, float(getattr(settings, "MARKET_WS_THROTTLE_MS", 50)) / 1000.0)
+        self.throttle = max(0.0, float(settings.MARKET_WS_THROTTLE_MS) / 1000.0)
         self._pending: dict[str, str] = {}
         self._pending_trades: deque[str] = deque(maxlen=_PENDING_TRADE_FRAMES)
         self._wake = asyncio.Event()

@@ -318,9 +318,9 @@ class MarketFanout:
             from django.conf import settings
 
             if interval is None:
-                interval = float(getattr(settings, "MARKET_FANOUT_INTERVAL_MS", 50)) / 1000.0
+                interval = float(settings.MARKET_FANOUT_INTERVAL_MS) / 1000.0
             if levels is None:
-                levels = int(getattr(settings, "MARKET_FANOUT_LEVELS", DEFAULT_LEVELS))
+                levels = int(settings.MARKET_FANOUT_LEVELS)
         self.interval = max(0.0, interval)
         self.levels = levels
         self.max_trades = max_trades

@@ -60,7 +60,7 @@ def _storage(storage: Storage | None) -> Storage:
 
 
 def day_upload_key(*, kind: str, market: str, day: dt.date) -> str:
-    prefix = getattr(settings, "MARKET_UPLOAD_PREFIX", "marketdata").strip("/")
+    prefix = settings.MARKET_UPLOAD_PREFIX.strip("/")
     return f"{prefix}/{kind}/{market}/{day.isoformat()}/{market}_{kind}_{day.isoformat()}.parquet"
 
 

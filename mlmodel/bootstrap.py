@@ -133,7 +133,7 @@ def recorded_data_measure(*, root: Path, market: str, days: int = BOOTSTRAP_DAYS
                 logger.debug("bootstrap: segment %s skipped: %s", path, exc)
     if not spans:
         return Recorded(0.0, 0, wanted)
-    join_ms = max(10_000.0, 5_000.0 * float(getattr(settings, "MARKET_FLUSH_INTERVAL", 2.0)))
+    join_ms = max(10_000.0, 5_000.0 * float(settings.MARKET_FLUSH_INTERVAL))
     spans.sort()
     total_ms, rows = 0, 0
     lo, hi = spans[0][0], spans[0][1]
@@ -180,7 +180,7 @@ def _enough_test_samples(recorded: Recorded, params: dict[str, Any]) -> bool:
     """Each walk-forward test block must hold ML_MIN_TEST_SAMPLES labelled windows (the pipeline's rule)."""
     test_rows = recorded.rows / (4 + int(params["n_splits"]))
     labelled = test_rows - int(params["window"]) - float(params["horizon_s"]) * recorded.rate_hz
-    minimum = getattr(settings, "ML_MIN_TEST_SAMPLES", conf.DEFAULTS.get("ML_MIN_TEST_SAMPLES", 200))
+    minimum = conf.get("ML_MIN_TEST_SAMPLES")
     return labelled >= int(minimum)
 
 

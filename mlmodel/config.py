@@ -46,7 +46,7 @@ def training_config() -> TrainingConfig:
         batch_size=int(conf.get("ML_BATCH_SIZE")),
         lr=float(conf.get("ML_LR")),
         n_splits=int(conf.get("ML_N_SPLITS")),
-        fee_rate=float(getattr(settings, "UPBIT_FEE_RATE", 0.0005)),
+        fee_rate=float(settings.UPBIT_FEE_RATE),
         backtest_threshold=float(conf.get("ML_BACKTEST_THRESHOLD")),
         backtest_order_krw=float(conf.get("ML_BACKTEST_ORDER_KRW")),
         backtest_latency_ms=int(conf.get("ML_BACKTEST_LATENCY_MS")),

@@ -514,7 +514,7 @@ def pipeline_run(
         device=params.device,
         max_samples_per_epoch=params.max_samples_per_epoch,
     )
-    fee = float(getattr(settings, "UPBIT_FEE_RATE", 0.0005))
+    fee = float(settings.UPBIT_FEE_RATE)
     if data.terms is not None:
         fee = data.terms.fee(fee)  # an imported dataset's own fee rate (import_book --fee-rate)
     bt_cfg = BacktestConfig(
@@ -522,7 +522,7 @@ def pipeline_run(
         fee_rate=fee,
         order_krw=params.backtest_order_krw,
         latency_ms=params.backtest_latency_ms,
-        min_total_krw=float(getattr(settings, "UPBIT_MIN_ORDER_KRW", 5000)),
+        min_total_krw=float(settings.UPBIT_MIN_ORDER_KRW),
         spread_cost_factor=conf.spread_cost_factor(),
         horizon_s=params.horizon_s,  # the product's exit rule: sold after the horizon (mlmodel.rule)
     )
@@ -637,7 +637,7 @@ def _gate_apply(
     overlap = int(math.ceil(params.horizon_s / interval_s)) if interval_s > 0 else 0
     live = LiveFit(
         model_levels=params.feature_levels,
-        feed_levels=int(getattr(settings, "MARKET_PREDICTION_LEVELS", 15)),
+        feed_levels=int(settings.MARKET_PREDICTION_LEVELS),
         window_rows=params.window,
         row_interval_s=interval_s,
         lookback_s=frame.config.lookback_ms / 1000.0,
@@ -1194,7 +1194,7 @@ def training_runs_spawn(*, run_ids: Sequence[int]) -> int:
     args += ["--parent-pid", str(os.getpid())]
     for run_id in run_ids:
         args += ["--run-id", str(int(run_id))]
-    log_dir = Path(getattr(settings, "VAR_DIR", Path(settings.BASE_DIR) / "var")) / "log"
+    log_dir = Path(settings.VAR_DIR) / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"training-{int(run_ids[0])}.log"
     with open(log_path, "ab") as log:

@@ -141,7 +141,7 @@ class Server:
         (no prediction is better than a wrong one) and say so once."""
         from django.conf import settings
 
-        feed = int(getattr(settings, "MARKET_PREDICTION_LEVELS", 30))
+        feed = int(settings.MARKET_PREDICTION_LEVELS)
         if loaded.spec.levels <= feed:
             return True
         if loaded.version_id not in self._refused:

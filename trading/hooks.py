@@ -11,7 +11,7 @@ from django.utils.module_loading import import_string
 
 
 def _hooks(name: str) -> list[Callable[..., Any]]:
-    return [import_string(path) for path in getattr(settings, name, [])]
+    return [import_string(path) for path in getattr(settings, name)]  # declared in observator/settings
 
 
 def auto_trading_halted_notify(*, user: Any | None, reason: str) -> None:

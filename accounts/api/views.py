@@ -40,7 +40,7 @@ class _ConfiguredRateThrottle(SimpleRateThrottle):
     default_rate = "60/min"
 
     def get_rate(self) -> str:
-        rates = getattr(settings, "REST_FRAMEWORK", {}).get("DEFAULT_THROTTLE_RATES", {})
+        rates = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {})
         return rates.get(self.scope) or self.default_rate
 
     def get_cache_key(self, request: Request, view: APIView) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from ipaddress import ip_network
 
 from celery.schedules import crontab
@@ -153,8 +154,8 @@ MESSAGE_SUBSCRIBERS: dict[str, list[dict[str, str]]] = {
     ],
 }
 # Hooks of the apps above trading (trading never imports them): dotted paths to callables.
-# ``(*, user, reason) -> None``, called after trading halted auto-trading for ``user`` (daily loss limit) or for
-# everyone (``user=None``: the kill switch engaged); see trading.hooks.auto_trading_halted_notify.
+# ``(*, user, reason) -> None``, called after trading halted auto-trading for ``user`` (daily loss limit) or
+# for everyone (``user=None``: the kill switch engaged); see trading.hooks.auto_trading_halted_notify.
 AUTO_TRADING_HALT_HOOKS: list[str] = ["autotrade.services.autotrade_on_halt"]
 # ``(*, user) -> dict``, merged into the /trade page's client configuration (its ``api`` entries join the
 # page's endpoints); see trading.dashboard.trade_page_context.
@@ -202,13 +203,24 @@ STORAGES = {
 }
 
 # --- E-mail ---------------------------------------------------------------------------------------------
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+_email = env.email_url("EMAIL_URL", default="consolemail://")  # e.g. smtp+tls://user:password@host:587
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"]
+EMAIL_PORT = _email["EMAIL_PORT"]
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = _email.get("OPTIONS", {}).get("TIMEOUT")  # ?timeout=N on the URL
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="OBservator <no-reply@observator.local>")
 
 # --- Redis: cache, channel layer, Celery -----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 # /metrics answers loopback peers, and others that send "Authorization: Bearer <METRICS_TOKEN>" (docs/ops).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Each process's liveness file (core.metrics): the launcher's health checks read it.
+HEALTH_DIR = env.path("HEALTH_DIR", default=VAR_DIR / "health")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {
@@ -252,10 +264,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 _upload_h, _upload_m = (int(x) for x in env("MARKET_UPLOAD_AT", default="00:05").split(":"))
 _train_h, _train_m = (int(x) for x in env("ML_RETRAIN_AT", default="00:10").split(":"))
-# Prediction serving in the ml worker (the other ML_* knobs: mlmodel/conf.py, set in Django settings).
-ML_DEVICE = env("ML_DEVICE", default="auto")
+# --- Machine learning (every ML_* knob and its default; mlmodel.conf.get reads them) --------------------
+# Prediction serving in the ml worker.
+ML_DEVICE = env("ML_DEVICE", default="auto")  # "auto" = CUDA when available
 ML_SERVING_THREADS = env.int("ML_SERVING_THREADS", default=1)  # 0 = leave torch / BLAS threads as they are
-ML_SERVING_COMPILED = env.bool("ML_SERVING_COMPILED", default=True)
+ML_SERVING_COMPILED = env.bool("ML_SERVING_COMPILED", default=True)  # single-layer LSTMs on CPU: compiled
 # A queued training run that no ml worker has taken after this many seconds is failed as "undelivered".
 ML_TRAINING_PICKUP_TIMEOUT_S = env.float("ML_TRAINING_PICKUP_TIMEOUT_S", default=90.0)
 # The first model of a market with none active is trained by itself once this much data is recorded
@@ -264,6 +277,45 @@ ML_BOOTSTRAP = env.bool("ML_BOOTSTRAP", default=True)
 ML_BOOTSTRAP_MIN_MINUTES = env.float("ML_BOOTSTRAP_MIN_MINUTES", default=10.0)
 ML_BOOTSTRAP_CHECK_S = env.float("ML_BOOTSTRAP_CHECK_S", default=30.0)
 ML_BOOTSTRAP_MARKETS = env.list("ML_BOOTSTRAP_MARKETS", default=[])  # empty = every market in MARKET_CODES
+# One set of training defaults (mlmodel/config.py): train, ml_report, nightly retrain, Train now and the
+# first-model bootstrap all start from these. Window 30: at 50 the test sets of sparse data shrink.
+ML_TRAIN_DAYS = 5
+ML_HORIZON_S = 10.0
+ML_WINDOW = 30
+ML_FEATURE_LEVELS = 10
+ML_HIDDEN = 32
+ML_LAYERS = 1
+ML_DROPOUT = 0.0
+ML_EPOCHS = 40
+ML_PATIENCE = 6
+ML_BATCH_SIZE = 256
+ML_LR = 1e-3
+ML_SEED = 0
+ML_MAX_SAMPLES_PER_EPOCH = 200_000
+ML_N_SPLITS = 3
+ML_TRAIN_STRIDE = 1
+ML_EVAL_STRIDE = 1
+ML_SPIKE_K = 4.0
+ML_SPIKE_WINDOW_S = 60.0
+ML_SPIKE_PAD_S = 600.0
+ML_TRAIN_IN_SUBPROCESS: bool | None = None  # None = yes inside the ml worker (serving goes on), no elsewhere
+ML_TRAIN_TIME_LIMIT_S = 6 * 3600
+ML_PREDICTION_KEEP_S = 3600  # predictions older than this are pruned
+ML_LIVE_KEEP_S = 300  # raw book/trade history kept per market in the ML worker
+ML_MAX_DATA_AGE_S: float | None = 15.0  # no prediction from a snapshot older than this (None = no check)
+ML_BACKTEST_THRESHOLD = 0.0005  # the threshold the walk-forward backtest assumes (0.05 %)
+ML_BACKTEST_ORDER_KRW = 100_000.0
+ML_BACKTEST_LATENCY_MS = 100
+# The promotion gate (mlmodel/gate.py): significance level of the loss tests, the backtest round trips a
+# candidate needs over all test periods (5 days of data), and the smallest test period (samples) below
+# which a training fails instead of reporting a figure of noise.
+ML_GATE_ALPHA = 0.05
+ML_GATE_MIN_ROUND_TRIPS = 20
+ML_MIN_TEST_SAMPLES = 200
+# Where spike/crash slices and archived day files fetched back for training are kept; None = beside
+# MARKET_DATA_DIR (``<name>-ml-spikes``, ``<name>-training-cache``), see mlmodel.conf.
+ML_SPIKE_DATA_DIR = env("ML_SPIKE_DATA_DIR", default=None)
+ML_TRAINING_CACHE_DIR = env("ML_TRAINING_CACHE_DIR", default=None)
 CELERY_BEAT_SCHEDULE = {
     "market-upload-finished-days": {
         "task": "market.tasks.upload_finished_days",
@@ -362,6 +414,8 @@ SIM_SIGNAL_STRENGTH = env.float("SIM_SIGNAL_STRENGTH", default=0.0)
 MARKET_CODES = env.list("MARKET_CODES", default=["KRW-BTC"])
 MARKET_DATA_DIR = env.path("MARKET_DATA_DIR", default=VAR_DIR / "data")
 MARKET_RETENTION_DAYS = env.int("MARKET_RETENTION_DAYS", default=3)
+# The recorded sample CSV that import_sample / ml_report read when no --csv is given ("" = the bundled one).
+MARKET_SAMPLE_CSV = env("MARKET_SAMPLE_CSV", default="")
 # Collector: seconds between day-file segments (a crash loses at most this much); S3 key prefix of uploads.
 MARKET_FLUSH_INTERVAL = env.float("MARKET_FLUSH_INTERVAL", default=2.0)
 MARKET_UPLOAD_PREFIX = env("MARKET_UPLOAD_PREFIX", default="marketdata")
@@ -407,7 +461,8 @@ CELERY_BEAT_SCHEDULE["market-refresh-news"] = {
     "task": "market.tasks.refresh_news",
     "schedule": float(NEWS_REFRESH_SECONDS),
 }
-UPBIT_FEE_RATE = env("UPBIT_FEE_RATE", default="0.0005")
+# Parsed once, here: every user of the fee reads this Decimal (a fraction per side, charged in KRW).
+UPBIT_FEE_RATE = Decimal(env("UPBIT_FEE_RATE", default="0.0005"))
 UPBIT_MIN_ORDER_KRW = env.int("UPBIT_MIN_ORDER_KRW", default=5000)
 
 # --- Trading --------------------------------------------------------------------------------------------
@@ -419,6 +474,8 @@ TRADING_PRECISE_SCHEDULE = env.bool("TRADING_PRECISE_SCHEDULE", default=True)
 # Auto-trading's round-trip cost = both fees + this factor x (spread / mid) of the live book: 0.5 (default)
 # = the half-spread, 1.0 = the full spread a market buy-then-sell pays. Between 0 and 2.
 AUTOTRADE_SPREAD_COST_FACTOR = env("AUTOTRADE_SPREAD_COST_FACTOR", default="0.5")
+# "hold" decisions older than this many days are pruned (the buys and sells are kept).
+AUTOTRADE_HOLD_KEEP_DAYS = env.float("AUTOTRADE_HOLD_KEEP_DAYS", default=7.0)
 
 
 def _check_spread_cost_factor(value: str) -> None:

@@ -39,7 +39,7 @@ TradesSource = Callable[[str], list[Any]]
 
 
 def fee_rate() -> Decimal:
-    return Decimal(str(settings.UPBIT_FEE_RATE))
+    return settings.UPBIT_FEE_RATE
 
 
 def min_total() -> Decimal:

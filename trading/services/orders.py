@@ -286,7 +286,7 @@ def _pair(balances: list[Balance], market: str) -> dict[str, Balance]:
 def _funds_check(*, req: OrderRequest, profile: Any, quote: Balance, base: Balance, total: Decimal) -> None:
     from django.conf import settings
 
-    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+    rate = settings.UPBIT_FEE_RATE
     if req.side == Side.BID:
         if quote.balance < total + fee_for(total, rate):
             raise errors.InsufficientFunds(
@@ -473,7 +473,7 @@ def _order_place_on_exchange(
     ):
         from django.conf import settings
 
-        rate = Decimal(str(settings.UPBIT_FEE_RATE))
+        rate = settings.UPBIT_FEE_RATE
         _live_snapshot_after_resting_order(order=order, snapshot=snapshot, rate=rate)
     return order
 
@@ -616,7 +616,7 @@ def _paper_order_record(
     if order.state in (OrderState.DONE, OrderState.CANCELLED):
         order.closed_at = now
     order.save(force_insert=True)  # a key used before fails here (the unique constraint)
-    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+    rate = settings.UPBIT_FEE_RATE
     fills = [
         Fill(
             order=order,
@@ -818,7 +818,7 @@ def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
     P&L), position. Idempotent (fills are keyed by the exchange's trade uuid)."""
     from django.conf import settings
 
-    rate = Decimal(str(settings.UPBIT_FEE_RATE))
+    rate = settings.UPBIT_FEE_RATE
     new_fills = 0
     with transaction.atomic():
         submitted_at = order.submitted_at

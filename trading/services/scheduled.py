@@ -125,11 +125,7 @@ def scheduled_order_create(
         if existing is None:
             raise
         return existing
-    if (
-        trigger_at is not None
-        and trigger_at - now <= PRECISE_WINDOW
-        and getattr(settings, "TRADING_PRECISE_SCHEDULE", False)
-    ):
+    if trigger_at is not None and trigger_at - now <= PRECISE_WINDOW and settings.TRADING_PRECISE_SCHEDULE:
         pk, eta = so.pk, trigger_at
         transaction.on_commit(lambda: _queue_precise(pk, eta))
     return so

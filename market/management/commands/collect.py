@@ -73,7 +73,7 @@ class Command(BaseCommand):
             raise CommandError(f"market codes look like KRW-BTC; got {bad or 'none'}")
         flush = opts["flush_interval"]
         if flush is None:
-            flush = float(getattr(settings, "MARKET_FLUSH_INTERVAL", 2.0))
+            flush = float(settings.MARKET_FLUSH_INTERVAL)
         if flush <= 0:
             raise CommandError("--flush-interval must be positive")
 

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        csv_path = Path(opts["csv"] or getattr(settings, "MARKET_SAMPLE_CSV", "") or DEFAULT_SAMPLE)
+        csv_path = Path(opts["csv"] or settings.MARKET_SAMPLE_CSV or DEFAULT_SAMPLE)
         if not csv_path.is_file():
             raise CommandError(f"sample CSV not found: {csv_path}")
         market = opts["market"].strip().upper()

@@ -92,7 +92,7 @@ class Command(BaseCommand):
             if o["sample"]:
                 from market.uploads import sample_import
 
-                csv = Path(o["csv"] or getattr(settings, "MARKET_SAMPLE_CSV", "") or DEFAULT_SAMPLE)
+                csv = Path(o["csv"] or settings.MARKET_SAMPLE_CSV or DEFAULT_SAMPLE)
                 if not csv.is_file():
                     raise CommandError(f"sample CSV not found: {csv}")
                 market = (o["market"] or "KRW-ADA").upper()
