@@ -1,5 +1,5 @@
-"""Day-file layouts compared in one run: how many files, what a flush costs, what a training read costs, what a
-crash loses.
+"""Day-file layouts compared in one run: how many files, what a flush costs, what a training read costs,
+what a crash loses.
 
 Candidates (all through :class:`market.dayfiles.DayFileWriter`'s buffering and table building, so only the
 layout differs):
@@ -194,7 +194,9 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q)) if values else float("nan")
 
 
-def part1(markets: int, seconds: float, books: float, trades: float, work: Path) -> dict[str, dict[str, float]]:
+def part1(
+    markets: int, seconds: float, books: float, trades: float, work: Path
+) -> dict[str, dict[str, float]]:
     codes = [f"KRW-M{i:03d}" for i in range(markets)]
     rates = _rates(codes, books, trades)
     rng = np.random.default_rng(7)
@@ -203,7 +205,7 @@ def part1(markets: int, seconds: float, books: float, trades: float, work: Path)
     for name, cls in CANDIDATES.items():
         root = work / f"p1-{name}"
         clock = [START_MS]
-        writer = cls(root, markets=codes, clock=lambda: clock[0], levels=LEVELS)
+        writer = cls(root, markets=codes, clock=lambda: clock[0], levels=LEVELS)  # noqa: B023 - used in-loop
         flushes: list[float] = []
         c0, w0 = time.process_time(), time.perf_counter()
         _feed(writer, rates, seconds, packed, clock, on_flush=flushes.append)
@@ -386,11 +388,14 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of parts to skip: 1,2,3")
     args = ap.parse_args()
     skip = set(args.skip.split(",")) - {""}
-    work = Path(tempfile.mkdtemp(prefix="bench-dayfiles-", dir=ROOT / "var" if (ROOT / "var").is_dir() else None))
+    work = Path(
+        tempfile.mkdtemp(prefix="bench-dayfiles-", dir=ROOT / "var" if (ROOT / "var").is_dir() else None)
+    )
     try:
         print(f"# day-file layouts ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
-              f"{os.getloadavg()[0]:.1f}): {args.markets} markets, {args.books} books/s + {args.trades} trades/s per "
-              f"quiet market (first tenth 5x), 30 levels, flush every 2 s; {os.cpu_count()} CPUs")  # fmt: skip
+              f"{os.getloadavg()[0]:.1f}): {args.markets} markets, {args.books} books/s + {args.trades} "
+              f"trades/s per quiet market (first tenth 5x), 30 levels, flush every 2 s; "
+              f"{os.cpu_count()} CPUs")  # fmt: skip
         if "1" not in skip:
             p1 = part1(args.markets, args.seconds, args.books, args.trades, work)
             print(f"\n## write cost, {args.seconds:g} s of flow (rows/candidate {p1['wal']['rows']})")
@@ -402,16 +407,18 @@ def main() -> None:
             old, wal = p1["old"], p1["wal"]
             print(f"ratio old/wal: CPU {old['cpu_per_s'] / wal['cpu_per_s']:.2f}x, flush p50 "
                   f"{old['flush_p50_ms'] / wal['flush_p50_ms']:.1f}x, flush p99 "
-                  f"{old['flush_p99_ms'] / wal['flush_p99_ms']:.1f}x, files {old['files'] / wal['files']:.0f}x")  # fmt: skip
+                  f"{old['flush_p99_ms'] / wal['flush_p99_ms']:.1f}x, "
+                  f"files {old['files'] / wal['files']:.0f}x")  # fmt: skip
         if "2" not in skip:
             p2 = part2(args.books, args.trades, work, others=args.markets - 1)
             print(f"\n## one busy market's day ({args.books * 5:g} books/s + {args.trades * 5:g} trades/s)")
             print(f"{'layout':8} {'files/market/day':>17} {'read day s':>11} {'read CPU s':>11} {'rows':>9}")
             for name, r in p2.items():
-                print(f"{name:8} {r['files_per_market_day']:17.0f} {r['read_day_s']:11.3f} {r['read_cpu_s']:11.3f} "
-                      f"{r['rows']:9.0f}")  # fmt: skip
+                print(f"{name:8} {r['files_per_market_day']:17.0f} {r['read_day_s']:11.3f} "
+                      f"{r['read_cpu_s']:11.3f} {r['rows']:9.0f}")  # fmt: skip
             print("(wal: a full day written and read; old/shared: 10 minutes x 144)")
-            print(f"ratio old/wal: files {p2['old']['files_per_market_day'] / p2['wal']['files_per_market_day']:.0f}x, "
+            files_ratio = p2["old"]["files_per_market_day"] / p2["wal"]["files_per_market_day"]
+            print(f"ratio old/wal: files {files_ratio:.0f}x, "
                   f"read {p2['old']['read_day_s'] / p2['wal']['read_day_s']:.1f}x (CPU "
                   f"{p2['old']['read_cpu_s'] / p2['wal']['read_cpu_s']:.1f}x); shared/wal read "
                   f"{p2['shared']['read_day_s'] / p2['wal']['read_day_s']:.1f}x")  # fmt: skip

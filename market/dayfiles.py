@@ -4,8 +4,8 @@ Shared by the collector (writer), the simulator (replay) and mlmodel (datasets).
 
 Layout::
 
-    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.arrows    # open WAL: Arrow IPC stream, appended + fsynced
-    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.parquet   # a rolled WAL (one per hour), or a compacted day
+    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.arrows   # open WAL: Arrow IPC stream, appended+fsynced
+    {root}/{kind}/{market}/{YYYY-MM-DD}/part-{n:05d}.parquet  # a rolled WAL (one an hour) or compacted day
     {root}/{kind}/{market}/{YYYY-MM-DD}/_COMPLETE              # written once the day is closed
 
 ``kind`` is ``orderbook``, ``trade`` or ``gap``; the day is the exchange-local (Asia/Seoul) calendar day.
@@ -726,9 +726,9 @@ class DayFileWriter:
             for market_dir in base.iterdir():
                 if not market_dir.is_dir() or (wanted and market_dir.name not in wanted):
                     continue
-                for d in list(market_dir.iterdir()):
-                    if d.name.endswith((COMPACT_SUFFIX, OLD_SUFFIX)):
-                        stem = d.name.rsplit(".", 1)[0]
+                for entry in list(market_dir.iterdir()):
+                    if entry.name.endswith((COMPACT_SUFFIX, OLD_SUFFIX)):
+                        stem = entry.name.rsplit(".", 1)[0]
                         recover_compaction(market_dir / stem)
                 for d in list_days(self.root, kind, market_dir.name):
                     directory = day_dir(self.root, kind, market_dir.name, d)
@@ -832,7 +832,7 @@ class DayFileWriter:
         return self._write_buffers(buffers, now)
 
     def _write_buffers(self, buffers: dict[tuple[str, str], list[Any]], now: int) -> list[Path]:
-        """Append each (kind, market)'s rows to its WAL, then fdatasync them all; failed rows stay buffered."""
+        """Append each (kind, market)'s rows to its WAL, then fdatasync them all; failures stay buffered."""
         written: list[Path] = []
         failure: BaseException | None = None
         touched: list[tuple[str, str]] = []
@@ -1078,7 +1078,8 @@ def finished_days(
 
 def last_recorded_ts(root: str | os.PathLike[str], market: str, day: dt.date) -> int | None:
     """The latest receive time stored for ``market`` on ``day`` (order books and trades), from the newest
-    non-empty data file; ``None`` when nothing is stored. Used to record the outage when a collector restarts."""
+    non-empty data file; ``None`` when nothing is stored. Used to record the outage when a collector
+    restarts."""
     latest: int | None = None
     for kind in ("orderbook", "trade"):
         for path in reversed(segment_paths(day_dir(root, kind, market, day))):

@@ -1,7 +1,7 @@
-"""The day-file layout bounded by markets x hours: per-market WALs (Arrow IPC streams) appended and fsynced every
-flush, rolled into Parquet at the hour; torn tails ignored; a roll interrupted at any step neither loses nor
-doubles rows; old-layout days (one Parquet segment per flush) still read; a SIGKILLed writer process loses at
-most the interval it was collecting."""
+"""The day-file layout bounded by markets x hours: per-market WALs (Arrow IPC streams) appended and fsynced
+every flush, rolled into Parquet at the hour; torn tails ignored; a roll interrupted at any step neither
+loses nor doubles rows; old-layout days (one Parquet segment per flush) still read; a SIGKILLed writer
+process loses at most the interval it was collecting."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_a_torn_tail_is_ignored_on_read_and_never_appended_to(tmp_path: Path) ->
 def test_a_roll_interrupted_between_parquet_and_unlink_neither_doubles_nor_loses(tmp_path: Path) -> None:
     clock = FakeClock(kst_ms(2026, 3, 1, 10))
     writer = DayFileWriter(tmp_path, markets=["KRW-BTC"], clock=clock)
-    for i in range(3):
+    for _ in range(3):
         writer.add_orderbook(book("KRW-BTC", clock.advance(100)))
         writer.flush()
     writer.close()
@@ -244,8 +244,8 @@ def test_read_segment_reads_both_formats(tmp_path: Path) -> None:
 
 
 def test_a_market_handed_over_between_writers_keeps_every_row(tmp_path: Path) -> None:
-    """Sharding: writer A releases KRW-ETH (rows flushed, WAL closed), B adopts it (A's WAL rolled, B's rows in
-    a new file); neither rolls or recovers the other's markets at start."""
+    """Sharding: writer A releases KRW-ETH (rows flushed, WAL closed), B adopts it (A's WAL rolled, B's rows
+    in a new file); neither rolls or recovers the other's markets at start."""
     clock = FakeClock(kst_ms(2026, 3, 1, 10))
     a = DayFileWriter(tmp_path, clock=clock, recover_at_start=False)
     a.markets_adopt(["KRW-BTC", "KRW-ETH"])
@@ -310,3 +310,15 @@ def test_a_failed_fsync_retires_the_wals_and_the_next_flush_starts_new_ones(
         assert _names(tmp_path, market=code) == ["part-00000.arrows", "part-00001.arrows"]
         assert read_day(tmp_path, "orderbook", code, DAY).num_rows == 2
     writer.close()
+
+
+def test_read_day_sorts_only_what_is_out_of_order(tmp_path: Path) -> None:
+    directory = day_dir(tmp_path, "trade", "KRW-BTC", DAY)
+    directory.mkdir(parents=True)
+    t0 = kst_ms(2026, 3, 1, 10)
+    rows = {"recv_ts": [t0, t0], "price": [1.0, 1.0], "volume": [1.0, 1.0], "side": [1, -1]}
+    for n, (ts, sid) in enumerate((([t0 + 5, t0 + 6], [3, 4]), ([t0 + 1, t0 + 2], [1, 2]))):
+        table = pa.table({"ts": ts, **rows, "sequential_id": sid}, schema=dayfiles.TRADE_SCHEMA)
+        pq.write_table(table, directory / f"part-0000{n}.parquet")
+    got = read_day(tmp_path, "trade", "KRW-BTC", DAY)
+    assert got.column("sequential_id").to_pylist() == [1, 2, 3, 4]  # a later file held earlier trades
