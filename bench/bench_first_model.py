@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,29 +32,15 @@ def one(seed: int, args: argparse.Namespace) -> None:
     import numpy as np
     from django.conf import settings
 
-    from market.dayfiles import BookArrays
-    from market.upbit_sim.synthetic import SyntheticMarket
     from mlmodel import bootstrap, services
-    from mlmodel.dataset import sample_book
-    from tests.mlmodel.platform.daydata import START_MS, write_day_files
+    from tests.mlmodel.platform.daydata import demo_market_days
 
     t0 = time.time()
     sim = {k: float(v) for k, v in (kv.split("=") for kv in args.sim.split(",") if kv)}
-    market = SyntheticMarket("KRW-BTC", seed=seed, start_ms=START_MS)
-    market = SyntheticMarket(
-        "KRW-BTC",
-        seed=seed,
-        start_ms=START_MS,
-        params=replace(market.params, signal_strength=args.strength, **sim),
-    )
-    probe, _ = market.generate(2000)
-    rate = 2000 / ((probe.ts[-1] - probe.ts[0]) / 1000)
-    events, trades = market.generate(int(rate * args.minutes * 60 * 1.02))
-    book = sample_book(events, every_ms=200)
-    n = min(15, book.ask_px.shape[1])
-    book = BookArrays(book.ts, book.ask_px[:, :n], book.ask_sz[:, :n], book.bid_px[:, :n], book.bid_sz[:, :n])
     root = Path(tempfile.mkdtemp(prefix="first-model-"))
-    write_day_files(root, "KRW-BTC", book, trades)
+    book, _trades = demo_market_days(
+        root, "KRW-BTC", minutes=args.minutes, seed=seed, strength=args.strength, **sim
+    )
     settings.ML_HIDDEN, settings.ML_EPOCHS, settings.ML_DEVICE, settings.ML_SEED = (
         args.hidden,
         args.epochs,
@@ -71,9 +56,12 @@ def one(seed: int, args: argparse.Namespace) -> None:
     params = services.TrainParams.from_dict({**p, "market": "KRW-BTC", "data_dir": str(root)})
     data = services._load_days(root, "KRW-BTC", services.training_days(params), params)  # noqa: SLF001
     res = services.pipeline_run(params=params, data=data)
+    mid = np.log((book.ask_px[:, 0] + book.bid_px[:, 0]) / 2.0)
+    step = int(round(60_000 / float(np.median(np.diff(book.ts)))))
+    vol_1m = float(np.std(mid[step:] - mid[:-step])) if len(mid) > step else float("nan")
     print(
         f"seed {seed}: {recorded.seconds / 60:.1f} min, {len(book)} rows, horizon {params.horizon_s} s, "
-        f"window {params.window}, {time.time() - t0:.0f} s"
+        f"window {params.window}, 1-min volatility {vol_1m * 100:.2f} %, {time.time() - t0:.0f} s"
     )
     for name, r in res.report["gate"].items():
         print(f"  {name:<10} {'PASS' if r['passed'] else 'refused'}: {r['reason']}")

@@ -150,6 +150,18 @@ class SyntheticParams:
     signal_taker: float = 0.02
     signal_book: float = 0.9
     signal_lag: float = 0.0  # seconds: takers act on the drift as it was this long ago (the book leads)
+    # Announced jumps (with the signal on and ``signal_jump_every`` > 0): every ~``signal_jump_every`` s
+    # (exponential gaps) a wall of ``signal_jump_wall`` x the mean queue appears on 6 ticks from
+    # ``signal_jump_depth`` behind the best on one side (bids before a rise) and is withdrawn after
+    # ``signal_jump_lean`` s; ``signal_jump_lead`` s after that announcement the whole book re-prices by
+    # ``signal_strength * signal_jump_size`` of the price that way. By the jump the wall is gone: the newest
+    # book does not show it, the book's recent history does.
+    signal_jump_every: float = 0.0  # seconds; 0 = no jumps
+    signal_jump_lead: float = 4.0  # seconds from the announcement to the jump
+    signal_jump_lean: float = 1.0  # seconds the wall stands
+    signal_jump_size: float = 0.003  # fraction of the price at strength 1
+    signal_jump_depth: int = 3  # ticks behind the best where the wall starts
+    signal_jump_wall: float = 3.0  # wall size per tick, in mean queues at that tick
 
     def scaled(self, activity: float) -> SyntheticParams:
         """The same market on a time scale ``activity`` times faster (all rates and the Hawkes decay)."""
@@ -165,6 +177,9 @@ class SyntheticParams:
             spread_fill_rate=self.spread_fill_rate * k,
             signal_tau=self.signal_tau / k,
             signal_lag=self.signal_lag / k,
+            signal_jump_every=self.signal_jump_every / k,
+            signal_jump_lead=self.signal_jump_lead / k,
+            signal_jump_lean=self.signal_jump_lean / k,
         )
 
 
@@ -243,6 +258,13 @@ class SyntheticMarket:
         self._sig_hist: list[float] = []  # past drift values on the 0.25 s grid (signal_lag > 0)
         self.signal = 0.0  # the takers' current tilt: > 0 buyers lead
         self._sig_book = 0.0  # the resting limit orders' tilt: > 0 bids build up
+        self._jump_next = math.inf  # model time of the next announcement (set after the burn-in)
+        self._jump_at: float | None = None  # model time of the announced jump
+        self._jump_side = 0  # +1 up, -1 down
+        self._lean_until = -math.inf
+        self._lean = 0  # the side of the standing wall: +1 bids, -1 asks, 0 none
+        self._wall: list[tuple[int, float]] = []  # (tick behind the best, size added)
+        self.jumps = 0
         self.events = 0
         self._next_t: float | None = None
         for _ in range(2000):  # burn-in towards the stationary regime (deterministic)
@@ -252,6 +274,8 @@ class SyntheticMarket:
         self._next_t -= self.t
         self._sig_t = max(0.0, self._sig_t - self.t)
         self.t = 0.0
+        if p.signal_strength and p.signal_jump_every > 0:
+            self._jump_next = p.signal_jump_every * float(self._sig_rng.exponential())
 
     # ------------------------------------------------------------------------------------------ randomness
 
@@ -467,7 +491,49 @@ class SyntheticMarket:
                 x_taker = hist[0] if len(hist) > lag else 0.0
             self.signal = max(-0.9, min(0.9, p.signal_strength * p.signal_taker * x_taker))
             self._sig_book = max(-0.9, min(0.9, p.signal_strength * p.signal_book * self._sig_x))
+            if p.signal_jump_every > 0:
+                self._jumps_advance(t)
         return self.signal
+
+    def _jumps_advance(self, t: float) -> None:
+        """Announce, lean and jump (``SyntheticParams.signal_jump_*``) on the signal's 0.25 s grid."""
+        p = self.params
+        if self._jump_at is not None and t >= self._jump_at:
+            self._jump(self._jump_side * p.signal_strength * p.signal_jump_size)
+            self._jump_at = None
+            self._jump_next = t + p.signal_jump_every * float(self._sig_rng.exponential())
+        if self._jump_at is None and t >= self._jump_next:
+            self._jump_side = 1 if self._sig_rng.random() < 0.5 else -1
+            self._jump_at = t + p.signal_jump_lead
+            self._lean_until = t + p.signal_jump_lean
+            q = self.bid_q if self._jump_side > 0 else self.ask_q
+            lo = min(p.signal_jump_depth, len(q) - 1)
+            self._wall = [(i, p.signal_jump_wall * self._eq[i]) for i in range(lo, min(lo + 6, len(q)))]
+            for i, size in self._wall:
+                q[i] += size
+            self._lean = self._jump_side
+        if self._lean and t >= self._lean_until:  # the wall is withdrawn (what is left of it)
+            q = self.bid_q if self._lean > 0 else self.ask_q
+            for i, size in self._wall:
+                q[i] = max(0.0, q[i] - size)
+            self._wall = []
+            self._lean = 0
+
+    def _jump(self, frac: float) -> None:
+        """The whole book re-prices by ``frac`` of the mid (whole ticks, the queues keep their shape)."""
+        up = frac > 0
+        n = max(1, int(round(abs(frac) * (self.best_ask + self.best_bid) / 2 / _tick_up(self.best_bid))))
+        ba, bb = self.best_ask, self.best_bid
+        for _ in range(n):
+            if up:
+                ba, bb = ba + _tick_up(ba), bb + _tick_up(bb)
+            else:
+                ba, bb = ba - _tick_down(ba), bb - _tick_down(bb)
+        if bb <= 0 or ba <= bb:
+            return
+        self.best_ask, self.best_bid = ba, bb
+        self.jumps += 1
+        self._reladder()
 
     def _market(self, buy: bool, size: float) -> None:
         q = self.ask_q if buy else self.bid_q

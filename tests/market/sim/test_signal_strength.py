@@ -72,3 +72,41 @@ def test_the_command_takes_the_strength_from_the_environment(monkeypatch: pytest
     opts = Command().create_parser("manage.py", "upbit_sim").parse_args(["--signal-strength", "0.5"])
     assert opts.signal_strength == 0.5
     assert Command().create_parser("manage.py", "upbit_sim").parse_args([]).signal_strength == 0.0
+
+
+def _deep_imbalance(m: SyntheticMarket) -> float:
+    book = m.book(10)
+    bids = sum(v for _, v in book.bids[3:])
+    asks = sum(v for _, v in book.asks[3:])
+    return (bids - asks) / (bids + asks)
+
+
+def test_announced_jumps_show_a_wall_first_then_reprice_the_book() -> None:
+    """signal_jump_*: a wall deep in one side of the book for signal_jump_lean s, then signal_jump_lead s
+    after the announcement the whole book re-prices by strength x signal_jump_size that way; off by
+    default."""
+    prm = SyntheticParams(signal_strength=1.0, signal_jump_every=5.0, signal_jump_lead=4.0)
+    m = SyntheticMarket("KRW-BTC", seed=3, params=prm)
+    seen: list[tuple[int, float, float]] = []  # (side announced, change of deep imbalance, jump)
+    t_ms, announced, imb_before = 0, None, 0.0
+    while len(seen) < 6 and t_ms < 600_000:
+        t_ms += 250
+        before, jumps = m.mid, m.jumps
+        if announced is None:
+            imb_before = _deep_imbalance(m)
+        m.run_until(t_ms)
+        if announced is None and m._lean:  # noqa: SLF001 - the wall stands: the announcement
+            announced = [m._lean, t_ms, _deep_imbalance(m) - imb_before]  # noqa: SLF001
+        if m.jumps > jumps and announced is not None:
+            side, t_announced, lean = announced
+            assert 3_500 <= t_ms - t_announced <= 4_500  # the lead
+            assert not m._lean  # noqa: SLF001 - withdrawn before the jump
+            seen.append((side, lean, m.mid / before - 1.0))
+            announced = None
+    assert len(seen) == 6, seen
+    for side, lean, jump in seen:
+        assert side * lean > 0.05, seen  # the deep book leaned the way of the coming jump
+        assert side * jump == pytest.approx(0.003, rel=0.15), seen  # and the book re-priced that way
+    plain = SyntheticMarket("KRW-BTC", seed=3, params=SyntheticParams(signal_strength=1.0))
+    plain.run_until(120_000)
+    assert plain.jumps == 0

@@ -66,3 +66,40 @@ def synthetic_days(
     )
     write_day_files(root, market, book, trades)
     return book, trades
+
+
+def demo_market_days(
+    root: Path,
+    market: str = "KRW-BTC",
+    *,
+    minutes: float = 20.0,
+    seed: int = 1,
+    strength: float = 1.0,
+    every_ms: int = 200,
+    levels: int = 15,
+    **signal: float,
+) -> tuple[BookArrays, TradeArrays]:
+    """``minutes`` of the simulator's own synthetic market (``market.upbit_sim.synthetic``) at the demo's
+    planted-signal ``strength`` (``signal`` overrides ``SyntheticParams.signal_*``), event by event, sampled
+    every ``every_ms`` with ``levels`` levels and written as collector day files: the demo's market as the
+    first-model bootstrap reads it."""
+    from dataclasses import replace
+
+    from market.upbit_sim.synthetic import SyntheticMarket
+    from mlmodel.dataset import sample_book
+
+    base = SyntheticMarket(market, seed=seed, start_ms=START_MS)
+    model = SyntheticMarket(
+        market,
+        seed=seed,
+        start_ms=START_MS,
+        params=replace(base.params, signal_strength=strength, **signal),
+    )
+    probe, _ = model.generate(2000)
+    rate = 2000 / ((probe.ts[-1] - probe.ts[0]) / 1000)
+    events, trades = model.generate(int(rate * minutes * 60 * 1.02))
+    book = sample_book(events, every_ms=every_ms)
+    n = min(levels, book.ask_px.shape[1])
+    book = BookArrays(book.ts, book.ask_px[:, :n], book.ask_sz[:, :n], book.bid_px[:, :n], book.bid_sz[:, :n])
+    write_day_files(root, market, book, trades)
+    return book, trades
