@@ -9,8 +9,11 @@ Pure Python (no Django). Pieces:
 * ``replay``     recorded day files (``market.dayfiles``) or the real 2018 KRW-ADA sample, 1x/Nx, looping;
 * ``stats``      tickers, candles and recent trades derived from the stream;
 * ``frames``     fast Upbit frame encoding of order-book arrays (benchmarks);
-* ``server``     the aiohttp server (Upbit REST + WebSocket + a small ``/_sim`` admin API),
-                 ``SimulatorThread`` for tests and ``run_simulator`` for ``manage.py upbit_sim``.
+* ``server``     the small core: config, shared state, the aiohttp app, ``SimulatorThread`` for tests and
+                 ``run_simulator`` for ``manage.py upbit_sim``; around it, one module a concern:
+                 ``feed`` (pacing, publishing), ``quotation_api`` / ``exchange_api`` (REST handlers),
+                 ``websocket`` (sockets, fan-out), ``auth`` (keys, JWT), ``ratelimit`` (buckets, 429s),
+                 ``controls`` (the ``/_sim`` test controls), ``messages`` / ``responses`` (wire shapes).
 
 In a test::
 

@@ -87,6 +87,15 @@ class QuotationApi:
             return quote_error(404, "Code not found", hdr)
         return codes, hdr
 
+    def _market(self, request: web.Request, hdr: dict[str, str]) -> str | web.Response:
+        """The one ``market`` parameter of trades/candles: present (400) and known (404)."""
+        market = (request.query.get("market") or "").strip().upper()
+        if not market:
+            return quote_error(400, MISSING_PARAM, hdr)
+        if market not in self.sim.stats:
+            return quote_error(404, "Code not found", hdr)
+        return market
+
     async def h_ticker(self, request: web.Request) -> web.Response:
         checked = self._quote_codes(request, "ticker")
         if isinstance(checked, web.Response):
@@ -171,11 +180,9 @@ class QuotationApi:
         if not ok:
             return self.gate.too_many(hdr)
         q = request.query
-        market = (q.get("market") or "").strip().upper()
-        if not market:
-            return quote_error(400, MISSING_PARAM, hdr)
-        if market not in self.sim.stats:
-            return quote_error(404, "Code not found", hdr)
+        market = self._market(request, hdr)
+        if isinstance(market, web.Response):
+            return market
         try:
             count = max(1, min(500, int(q.get("count", "1"))))
             cursor = int(q["cursor"]) if q.get("cursor") else None
@@ -208,11 +215,9 @@ class QuotationApi:
         ):
             return quote_error(400, "specified unit is not valid.", hdr)
         q = request.query
-        market = (q.get("market") or "").strip().upper()
-        if not market:
-            return quote_error(400, MISSING_PARAM, hdr)
-        if market not in self.sim.stats:
-            return quote_error(404, "Code not found", hdr)
+        market = self._market(request, hdr)
+        if isinstance(market, web.Response):
+            return market
         try:
             count = max(1, min(200, int(q.get("count", "1"))))
         except ValueError:
