@@ -59,6 +59,11 @@ _DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 COLLECTOR_RECORDS = Counter(
     f"{NS}_collector_records", "Market-data records (books, trades, tickers) received, by market.", ["market"]
 )
+COLLECTOR_BYTES = Counter(
+    f"{NS}_collector_bytes",
+    "Bytes the collector appended to its day files (WAL record batches), by market.",
+    ["market"],
+)
 COLLECTOR_RECORDS_BY_KIND = Counter(
     f"{NS}_collector_records_by_kind", "Records received by kind (duplicate: trades dropped).", ["kind"]
 )
@@ -171,6 +176,7 @@ def mark_process_dead(pid: int | None = None) -> None:
 # -- hot-path helpers -------------------------------------------------------------------------------
 class _CollectorTally:
     __slots__ = (
+        "bytes",
         "kinds",
         "last_flush",
         "last_frames",
@@ -183,6 +189,7 @@ class _CollectorTally:
     def __init__(self) -> None:
         self.n: collections.Counter[str] = collections.Counter()
         self.kinds: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}  # market -> the writer's bytes_by_market at the last flush
         self.last_flush = 0.0
         self.last_frames = self.last_malformed = self.last_reconnects = self.last_dropped = 0
 
@@ -221,6 +228,11 @@ def collector_observe(collector: Any, *, force: bool = False) -> None:
         if kind in ("orderbook", "trade", "ticker", "duplicate") and value > _tally.kinds.get(kind, 0):
             COLLECTOR_RECORDS_BY_KIND.labels(kind).inc(value - _tally.kinds.get(kind, 0))
             _tally.kinds[kind] = value
+    written = dict(getattr(getattr(collector, "writer", None), "bytes_by_market", None) or {})
+    for code, value in written.items():
+        if value > _tally.bytes.get(code, 0):
+            COLLECTOR_BYTES.labels(code).inc(value - _tally.bytes.get(code, 0))
+        _tally.bytes[code] = value
     stats = getattr(getattr(collector, "streamer", None), "stats", None)
     for attr, metric, last in (
         ("frames", COLLECTOR_FRAMES, "last_frames"),
