@@ -3,7 +3,8 @@
 One asyncio process (``manage.py collect``) runs:
 
 * :class:`market.upbit.ws.UpbitStreamer` for the configured markets (orderbook, trade, ticker);
-* a :class:`market.dayfiles.DayFileWriter` (segments every ``flush_interval`` s, day closed at KST midnight);
+* a :class:`market.dayfiles.DayFileWriter` (each market's rows appended to its hourly WAL every
+  ``flush_interval`` s and fsynced, rolled into Parquet at the hour, day closed at KST midnight);
 * the fan-out (:class:`market.fanout.MarketFanout`) to the ``market.<CODE>`` Channels groups;
 * every ~1 s, when ``settings.MARKET_PREDICTION_FEED``, the new snapshots and trades of all markets are
   published as one :class:`market.messages.MarketBatch` to the subscribers ``settings.MESSAGE_SUBSCRIBERS``
@@ -380,9 +381,10 @@ class Collector:
         """One line for operators: what came in, what was written, what went wrong."""
         st, w = self.streamer.stats, self.writer
         logger.info(
-            "collector stats: %s; frames=%d malformed=%d reconnects=%d segments=%d rows=%d dropped=%d",
+            "collector stats: %s; frames=%d malformed=%d reconnects=%d appends=%d rows=%d dropped=%d "
+            "rolled=%d",
             self.counts, st.frames, st.malformed, st.reconnects, w.segments_written, w.rows_written,
-            w.rows_dropped,
+            w.rows_dropped, w.files_rolled,
         )  # fmt: skip
 
     async def _send_predictions(self) -> None:
