@@ -1,0 +1,94 @@
+"""The sharded collector in process (no Redis: a stand-in for the lease manager): it writes only markets it
+holds, stops at a lease's local deadline even when the event loop was held up past it, drops a
+re-subscription's repeated book snapshot, and writes the taken market's hole as a gap at its first record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from market import dayfiles
+from market.collector import Collector
+from market.leases import Acquired
+from market.upbit.records import OrderbookRecord
+from tests.market.collector.factories import FakeClock, book, kst_ms
+
+
+class StandInLeases:
+    """What the collector asks of a LeaseManager, without Redis."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.held = {"KRW-BTC": deadline, "KRW-ETH": deadline + 3600}
+        self.ttl_ms, self.renew_s, self.me = 6000, 2.0, "test"
+
+    @property
+    def next_expiry(self) -> float:
+        return min(self.held.values(), default=float("inf"))
+
+    def expired(self) -> list[str]:
+        gone = [m for m, t in self.held.items() if time.monotonic() >= t]
+        for m in gone:
+            del self.held[m]
+        return gone
+
+
+def _collector(tmp_path: Path, leases: Any, clock: FakeClock) -> Collector:
+    return Collector(codes=["KRW-BTC", "KRW-ETH", "KRW-XRP"], ws_url="ws://127.0.0.1:9/unused",
+                     data_dir=tmp_path, flush_interval=1.0, clock=clock, leases=leases)  # fmt: skip
+
+
+def _rows(root: Path, market: str, kind: str = "orderbook") -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for day in dayfiles.list_days(root, kind, market):
+        out += dayfiles.read_day(root, kind, market, day).to_pylist()
+    return out
+
+
+def test_only_held_markets_are_written_and_a_passed_deadline_stops_a_market_at_once(tmp_path: Path) -> None:
+    t0 = kst_ms(2026, 12, 4, 12)
+    clock = FakeClock(t0)
+    leases = StandInLeases(deadline=time.monotonic() + 3600)
+    c = _collector(tmp_path, leases, clock)
+    c.owned = {"KRW-BTC", "KRW-ETH"}
+    c._lease_deadline = leases.next_expiry
+    c.handle_owned_records([book("KRW-BTC", t0), book("KRW-ETH", t0), book("KRW-XRP", t0)])
+    # The event loop was held up past KRW-BTC's local deadline; the frames that waited meanwhile arrive.
+    leases.held["KRW-BTC"] = time.monotonic() - 0.001
+    c._lease_deadline = leases.next_expiry
+    c.handle_owned_records([book("KRW-BTC", t0 + 100), book("KRW-ETH", t0 + 100)])
+    assert c.owned == {"KRW-ETH"}
+    c.writer.close()
+    assert [r["ts"] for r in _rows(tmp_path, "KRW-BTC")] == [t0]  # nothing after the deadline
+    assert [r["ts"] for r in _rows(tmp_path, "KRW-ETH")] == [t0, t0 + 100]
+    assert _rows(tmp_path, "KRW-XRP") == []  # never held: never written
+
+
+def test_a_taken_market_gets_its_hole_as_a_gap_and_no_repeated_snapshot(tmp_path: Path) -> None:
+    t0 = kst_ms(2026, 12, 4, 12)
+    clock = FakeClock(t0)
+    c = _collector(tmp_path, StandInLeases(deadline=time.monotonic() + 3600), clock)
+
+    async def take() -> None:
+        previous = {"ts": t0 - 9000, "owner": "other:1:x", "released": False}
+        await c.markets_take([Acquired(market="KRW-BTC", fence=7, last=previous)])
+
+    asyncio.run(take())
+    clock.advance(500)
+    first = book("KRW-BTC", t0 + 400)
+    c.handle_owned_records([first])
+    # A re-subscription makes the exchange send the current book again as a snapshot: stored once only.
+    snapshot = OrderbookRecord.from_sides(
+        "KRW-BTC", t0 + 400, t0 + 600, (1.0,), (1.0,), (0.5,), (1.0,), snapshot=True
+    )
+    c.handle_owned_records([snapshot, book("KRW-BTC", t0 + 700)])
+    c.writer.close()
+    assert [r["ts"] for r in _rows(tmp_path, "KRW-BTC")] == [t0 + 400, t0 + 700]
+    (gap,) = _rows(tmp_path, "KRW-BTC", "gap")
+    # The previous holder died: its last flush interval is part of the hole, which ends at our first record.
+    assert (
+        gap["reason"] == "takeover" and gap["ts_start"] == t0 - 9000 - 1000 and gap["ts_end"] == first.recv_ts
+    )
+    assert "fence 7" in gap["detail"]
