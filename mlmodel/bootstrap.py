@@ -86,6 +86,13 @@ def _segment_spans(path: Path) -> tuple[int, list[tuple[int, int, int]]]:
     hit = _SPANS.get(key)
     if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
         return hit[2], hit[3]
+    if path.name.endswith(dayfiles.WAL_SUFFIX):  # the collector's open hour: read its ts column
+        wal = dayfiles.read_wal(path)
+        if wal is None or not wal.num_rows:
+            return 0, []
+        ts_wal = wal.column("ts").to_numpy()
+        wal_spans = [(int(ts_wal.min()), int(ts_wal.max()), len(ts_wal))]
+        return dayfiles.table_levels(wal), wal_spans
     md = pq.read_metadata(path)
     spans: list[tuple[int, int, int]] = []
     schema = md.schema.to_arrow_schema()

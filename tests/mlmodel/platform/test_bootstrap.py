@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -92,6 +93,13 @@ def test_recorded_data_is_measured_from_the_segments_and_downtime_does_not_count
     later = bootstrap.recorded_data_measure(root=root, market=MARKET)
     assert later.rows == 3300
     assert 11 * 60 - 4 < later.seconds <= 11 * 60
+    # The collector's open hour is a WAL: it counts too.
+    wal = dayfiles.day_dir(root, "orderbook", MARKET, day) / "part-00002.arrows"
+    extra = dayfiles.read_day(other, "orderbook", MARKET, day).slice(0, 100)
+    shifted = extra.set_column(0, "ts", pa.array(extra.column("ts").to_numpy() + 600_000))
+    with open(wal, "wb") as fh, pa.ipc.new_stream(fh, shifted.schema) as w:
+        w.write_table(shifted)
+    assert bootstrap.recorded_data_measure(root=root, market=MARKET).rows == 3400
 
 
 def test_the_training_config_fits_the_recorded_data(settings: Any):
