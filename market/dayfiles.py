@@ -599,6 +599,7 @@ class _Wal:
     writer: Any  # pa.ipc.RecordBatchStreamWriter
     day: dt.date
     roll_at: int  # epoch ms: closed and rolled into Parquet from then on
+    fresh: bool = True  # its directory entry is not fsynced yet (done with its first data, in parallel)
 
 
 def _wal_append(wal: _Wal, table: pa.Table) -> int:
@@ -615,10 +616,17 @@ def _wal_sync(wals: list[_Wal], pool: Any | None) -> None:
     together (on this box 400 sequential fdatasyncs took 1.1-1.6 s, 400 in 32 threads 0.08-0.12 s)."""
     if pool is None or len(wals) < 4:
         for wal in wals:
-            _fdatasync(wal.fh.fileno())
+            _wal_sync_one(wal)
         return
-    for future in [pool.submit(_fdatasync, wal.fh.fileno()) for wal in wals]:
+    for future in [pool.submit(_wal_sync_one, wal) for wal in wals]:
         future.result()
+
+
+def _wal_sync_one(wal: _Wal) -> None:
+    _fdatasync(wal.fh.fileno())
+    if wal.fresh:  # a new file: its name must survive a crash too
+        _fsync_dir(wal.path.parent)
+        wal.fresh = False
 
 
 def _fdatasync(fd: int) -> None:
@@ -943,14 +951,13 @@ class DayFileWriter:
         fh = open(path, "xb")  # noqa: SIM115 - lives as long as the WAL; closed by _finish_wal
         try:
             writer = pa.ipc.new_stream(fh, self._schemas[kind])
-            fh.flush()
-            _fdatasync(fh.fileno())
         except BaseException:
             fh.close()
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
-        _fsync_dir(directory)
+        # Nothing is synced here: the file and its directory entry are fsynced with its first append, in
+        # parallel with the flush's other WALs (400 new files an hour at 200 markets).
         roll_at = min((now // self.roll_interval_ms + 1) * self.roll_interval_ms, self._day_end)
         wal = self._wals[(kind, market)] = _Wal(path, fh, writer, self.day, roll_at)
         self._next_roll_check = min(self._next_roll_check, roll_at)
