@@ -107,7 +107,8 @@ def test_sigkill_then_restart_loses_at_most_one_segment(sim: SimulatorThread, tm
     before = _parts(data_dir)
     _read_all(before)
     book_dir = _book_dir(data_dir)
-    assert [p.name for p in dayfiles.segment_paths(book_dir)] == ["part-00000.arrows"]  # one file, many flushes
+    # One file, many flushes.
+    assert [p.name for p in dayfiles.segment_paths(book_dir)] == ["part-00000.arrows"]
     assert not dayfiles.is_complete(book_dir)
     rows_before = dayfiles.read_day(data_dir, "orderbook", "KRW-BTC", dayfiles.day_of(kill_ms))
     trades_before = dayfiles.read_day(data_dir, "trade", "KRW-BTC", dayfiles.day_of(kill_ms))
@@ -132,7 +133,8 @@ def test_sigkill_then_restart_loses_at_most_one_segment(sim: SimulatorThread, tm
 
     assert _book_dir(data_dir) == book_dir  # the same day resumed, not a new dataset
     numbers = [dayfiles.part_number(p) for p in dayfiles.segment_paths(book_dir)]
-    assert numbers == sorted(set(numbers)) and max(numbers) > last_part  # a new file, never appended to the old
+    # A new file, never appended to the old one.
+    assert numbers == sorted(set(numbers)) and max(numbers) > last_part
     # The dead run's WAL was rolled into the Parquet file of its number by the restarted collector.
     assert (book_dir / "part-00000.parquet").is_file() and not (book_dir / "part-00000.arrows").exists()
     _read_all(_parts(data_dir))
