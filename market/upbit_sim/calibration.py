@@ -3,6 +3,8 @@ target and the depth shape hour by hour, for each market class (used by the drif
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,6 +20,17 @@ MARKET_CLASSES: dict[str, float] = {
     "KRW-DOGE": 300.0,  # tick 1 (0.33 %)
     "KRW-SUB10": 5.0,  # tick 0.01 (0.2 %)
 }
+
+
+def soak_hours(code: str, *, moves: float = 30.0, params: SyntheticParams | None = None) -> float:
+    """Model hours for a long-run check of ``code``: at least 6, and long enough for about ``moves``
+    one-tick moves of the mid at its volatility target. A large-tick mid moves rarely (KRW-DOGE's target is
+    0.135 ticks a minute, one tick move an hour), so 6 hours hold a handful of moves and their one-minute
+    std is off by +-40 % by chance alone; 30 moves bring that to about +-9 %."""
+    prm = params or SyntheticParams()
+    price = MARKET_CLASSES.get(code, prm.start_price or 10_000.0)
+    ticks_per_min = prm.target_vol * price / (_tick_up(int(round(price * NANO))) / NANO)
+    return max(6.0, math.ceil(moves / (60.0 * ticks_per_min**2)))
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,11 @@ def market_soak(
 
 def minute_tick_vol(*, depth_scale: float, code: str, hours: float, seed: int) -> float:
     """Std of one-minute mid changes in ticks at depth scale ``depth_scale`` (``_VOL_CALIBRATION``'s unit)."""
+    return float(np.sqrt(minute_tick_moves(depth_scale=depth_scale, code=code, hours=hours, seed=seed).var()))
+
+
+def minute_tick_moves(*, depth_scale: float, code: str, hours: float, seed: int) -> np.ndarray:
+    """One-minute mid changes in ticks over ``hours`` of model time at depth scale ``depth_scale``."""
     prm = replace(SyntheticParams(depth_scale=depth_scale), start_price=MARKET_CLASSES.get(code, 0.0))
     m = SyntheticMarket(code, seed=seed, start_ms=0, params=prm)
     tick = _tick_up(m.best_bid) / NANO
@@ -91,7 +109,38 @@ def minute_tick_vol(*, depth_scale: float, code: str, hours: float, seed: int) -
     for k in range(1, int(hours * 60) + 1):
         m.run_until(k * 60_000)
         mids.append(m.mid)
-    return float(np.diff(mids).std() / tick)
+    return np.diff(mids) / tick
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """One row of ``synthetic._VOL_CALIBRATION``: the pooled std of one-minute mid changes at depth scale
+    ``depth_scale``, in ticks, over ``seeds`` runs of ``hours`` each; ``moves`` counts the minutes whose mid
+    changed (the information behind the figure: a large-tick mid moves rarely, so few moves = a noisy row)."""
+
+    depth_scale: float
+    ticks: float
+    hours: float
+    seeds: int
+    moves: int
+
+
+def calibration_point(
+    *, depth_scale: float, hours: float, seeds: Sequence[int] = (1, 2, 3), code: str = "KRW-XRP"
+) -> CalibrationPoint:
+    """Measure one calibration row: the model at depth scale ``depth_scale`` on ``code`` (KRW-XRP: a 1-KRW
+    tick at 3,000 KRW, no tick-band boundary nearby; KRW-BTC for D < 1), unpaced, for every seed; the
+    variance is pooled over the seeds (mean of squares about the pooled mean)."""
+    moves = np.concatenate(
+        [minute_tick_moves(depth_scale=depth_scale, code=code, hours=hours, seed=s) for s in seeds]
+    )
+    return CalibrationPoint(
+        depth_scale=depth_scale,
+        ticks=float(moves.std()),
+        hours=hours,
+        seeds=len(seeds),
+        moves=int(np.count_nonzero(moves)),
+    )
 
 
 @dataclass(frozen=True)
