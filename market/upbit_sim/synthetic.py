@@ -111,12 +111,13 @@ def _snap(p: int) -> int:
 # Calibration (module docstring): depth scale D -> realised std of one-minute mid changes, in ticks, measured
 # with the default parameters. D <= 1: KRW-BTC, 3 seeds x 2-7 simulated hours each. D > 1: re-measured after
 # selective taking (issue 12 §3) by calibration.calibration_point, KRW-XRP, 3 seeds pooled, 1 h each up to
-# D = 40, 2 h at 60 and 100, 4 h at 150 (at D = 250 the mid did not move in 12 h). The large-D rows rest on
-# few moves (D = 100: 4 minutes moved, 150: 3); the long soak of KRW-DOGE (D ~ 88) checks that end.
+# D = 40, 2 h at 60 and 100, 4 h at 150 (at D = 250 the mid did not move in 12 h); D = 70 and 90 (where the
+# sub-10 KRW coin and KRW-DOGE sit) 8 h x seeds 4-6, added when those soaks ran at 0.72-0.87 x target with
+# the coarser rows. The large-D rows rest on few moves (D = 90: 22 minutes moved in 24 h, 150: 3 in 12 h).
 _VOL_CALIBRATION = (
     (0.1, 108.6), (0.15, 87.3), (0.2, 67.0), (0.3, 49.7), (0.5, 32.5), (0.7, 24.4), (1.0, 16.5),
     (1.5, 6.31), (3.0, 4.12), (5.0, 3.52), (10.0, 1.94), (20.0, 1.19), (40.0, 0.543), (60.0, 0.298),
-    (100.0, 0.105), (150.0, 0.0645),
+    (70.0, 0.183), (90.0, 0.124), (100.0, 0.105), (150.0, 0.0645),
 )  # fmt: skip
 _CAL_LOG_D = np.log([d for d, _ in _VOL_CALIBRATION])[::-1]
 _CAL_LOG_TICKS = np.log([v for _, v in _VOL_CALIBRATION])[::-1]  # ascending, as np.interp needs
