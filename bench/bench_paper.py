@@ -13,12 +13,22 @@ sum of filled volume, the order's fills == the paper ledger). Embedded default (
 relay to the web process); with --redis (or REDIS_URL) the same again on Redis (cache, channel layer,
 broker): there the web process reads the book the fan-out wrote to the shared cache.
 Targets: >= 300 orders/s, p99 <= 50 ms, 0 upstream 429s, 0 ledger differences.
+
+Also printed: the web server's CPU per order (its process group's CPU time over the run / orders placed),
+which says what one core could do whatever else the machine runs, and the load average. ``--baseline-tree
+DIR`` (an older checkout, e.g. ``git archive <rev> | tar -x -C DIR``) serves the live-book phase with that
+code first, on the same port, database and collector, then with this tree: the old path in the same run.
+``--web-workers N`` (Redis only: the in-memory channel layer is per process) runs uvicorn with N workers.
+In embedded mode the bench process itself (not the web server, no relay) also reads the live book the way a
+Celery worker does, from the collector's share file, and prints the time per read.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
+import json
 import os
 import statistics
 import sys
@@ -60,10 +70,28 @@ def _sim_state(base: str) -> dict[str, Any]:
     return httpx.get(f"{base}/_sim/state", timeout=10).json()
 
 
-def _run_load(url: str, users: list[tuple[Any, str]], orders: int) -> dict[str, Any]:
-    """Every user sends its share of market buys back to back; all users at once."""
-    import httpx
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of one process group (a server and
+    its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state, ppid, pgrp, ..., utime at 11, stime 12
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
+
+def _run_load(url: str, users: list[tuple[Any, str]], orders: int, pgid: int) -> dict[str, Any]:
+    """Every user sends its share of market buys back to back over one keep-alive connection (the standard
+    library's client: a light client leaves the 2 cores to the server); all users at once."""
+    host, port = url.rsplit("/", 1)[1].split(":")
     per_user = max(1, orders // len(users))
     latencies: list[float] = []
     codes: dict[int, int] = {}
@@ -71,24 +99,31 @@ def _run_load(url: str, users: list[tuple[Any, str]], orders: int) -> dict[str, 
     lock = threading.Lock()
     barrier = threading.Barrier(len(users) + 1)
 
+    body = json.dumps({"market": "KRW-BTC", "amount_krw": "6000"}).encode()
+
     def worker(token: str) -> None:
         mine: list[float] = []
         my_codes: dict[int, int] = {}
         my_sources: dict[str, int] = {}
-        with httpx.Client(base_url=url, headers={"Authorization": f"Token {token}"}, timeout=30) as client:
-            barrier.wait()
-            for _ in range(per_user):
-                t0 = time.perf_counter()
-                r = client.post(
-                    "/api/trading/orders/buy/",
-                    json={"market": "KRW-BTC", "amount_krw": "6000"},
-                    headers={"Idempotency-Key": uuid.uuid4().hex},
-                )
-                mine.append((time.perf_counter() - t0) * 1000)
-                my_codes[r.status_code] = my_codes.get(r.status_code, 0) + 1
-                if r.status_code == 201:
-                    src = r.json()["order"].get("book_source") or "?"
-                    my_sources[src] = my_sources.get(src, 0) + 1
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        barrier.wait()
+        for _ in range(per_user):
+            t0 = time.perf_counter()
+            conn.request(
+                "POST",
+                "/api/trading/orders/buy/",
+                body=body,
+                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+            )
+            r = conn.getresponse()
+            data = r.read()
+            mine.append((time.perf_counter() - t0) * 1000)
+            my_codes[r.status] = my_codes.get(r.status, 0) + 1
+            if r.status == 201:
+                src = json.loads(data)["order"].get("book_source") or "?"
+                my_sources[src] = my_sources.get(src, 0) + 1
+        conn.close()
         with lock:
             latencies.extend(mine)
             for k, v in my_codes.items():
@@ -99,13 +134,16 @@ def _run_load(url: str, users: list[tuple[Any, str]], orders: int) -> dict[str, 
     threads = [threading.Thread(target=worker, args=(tok,)) for _u, tok in users]
     for t in threads:
         t.start()
+    cpu0 = group_cpu_s(pgid)
     barrier.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = group_cpu_s(pgid) - cpu0
     ok = codes.get(201, 0)
     return {
+        "cpu_ms": cpu * 1000 / max(ok, 1),
         "orders": sum(codes.values()),
         "ok": ok,
         "per_s": ok / wall,
@@ -155,6 +193,19 @@ def _wait_live(url: str, token: str, timeout: float = 120.0) -> str:
     return src
 
 
+def _share_read_us(market: str, n: int = 2000) -> tuple[str, float]:
+    """How a process that never saw the stream (a Celery worker) reads the live book in embedded mode: from
+    the collector's share file. Returns where the book came from and microseconds per read."""
+    from market.livebook import livebook_clear, livebook_get
+
+    livebook_clear(shared=False)  # this process keeps none in memory anyway
+    book = livebook_get(market=market, max_age_ms=2000)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        livebook_get(market=market, max_age_ms=2000)
+    return (book.where if book else "none (stale or missing)"), (time.perf_counter() - t0) * 1e6 / n
+
+
 def run_backend(name: str, redis_url: str, tmp: Path, args: argparse.Namespace, env0: dict[str, str]) -> None:
     from tests.live import asgi_server_args, free_port, running, wait_for_http, wait_for_port
 
@@ -171,6 +222,7 @@ def run_backend(name: str, redis_url: str, tmp: Path, args: argparse.Namespace, 
     env.pop("REDIS_URL", None)
     if redis_url:
         env["REDIS_URL"] = redis_url
+    workers = args.web_workers if redis_url else 1
     logs = tmp / f"logs-{name}"
     logs.mkdir(exist_ok=True)
     sim_args = [
@@ -185,56 +237,87 @@ def run_backend(name: str, redis_url: str, tmp: Path, args: argparse.Namespace, 
         "7",
     ]
     collect = [PYTHON, "manage.py", "collect", "--markets", "KRW-BTC", "--no-predictions"]
+    # As the launcher serves it (core/launcher.py): no access log, no per-frame compression.
+    web_extra = ["--no-access-log", "--ws-per-message-deflate", "false"]
+    if workers > 1:
+        web_extra += ["--workers", str(workers)]
+    live_env = {**env, "PAPER_BOOK_MAX_AGE_MS": "2000", "OBSERVATOR_ROLE": "web"}
+    results: list[tuple[str, dict[str, Any], tuple[int, int], int]] = []
+    share = ("", 0.0)
+    load0 = os.getloadavg()
     with contextlib.ExitStack() as stack:
         stack.enter_context(running(sim_args, env=env, log_path=logs / "sim.log"))
         wait_for_port(sim_port, timeout=120)
-        live_env = {**env, "PAPER_BOOK_MAX_AGE_MS": "2000", "OBSERVATOR_ROLE": "web"}
         rest_env = {**env, "PAPER_BOOK_MAX_AGE_MS": "0", "OBSERVATOR_ROLE": "web"}
-        stack.enter_context(
-            running(asgi_server_args(live_port), env=live_env, log_path=logs / "web-live.log")
-        )
-        stack.enter_context(
-            running(asgi_server_args(rest_port), env=rest_env, log_path=logs / "web-rest.log")
+        rest_proc = stack.enter_context(
+            running(asgi_server_args(rest_port) + web_extra, env=rest_env, log_path=logs / "web-rest.log")
         )
         coll_env = {**env, "OBSERVATOR_ROLE": "collector"}
         stack.enter_context(running(collect, env=coll_env, log_path=logs / "collector.log"))
-        live_url, rest_url = f"http://127.0.0.1:{live_port}", f"http://127.0.0.1:{rest_port}"
-        wait_for_http(f"{live_url}/healthz", timeout=180)
+        rest_url, live_url = f"http://127.0.0.1:{rest_port}", f"http://127.0.0.1:{live_port}"
         wait_for_http(f"{rest_url}/healthz", timeout=180)
 
-        rest_users = _users(args.users, f"r{name}")
-        live_users = _users(args.users, f"l{name}")
-        # Baseline: a REST order book per fill, as before (Upbit's quotation limit applies to it).
-        before = _sim_state(sim_url)
-        rest = _run_load(rest_url, rest_users, args.rest_orders)
-        mid = _sim_state(sim_url)
-        first = _wait_live(live_url, live_users[0][1])
-        mid = _sim_state(sim_url)
-        live = _run_load(live_url, live_users, args.orders)
-        after = _sim_state(sim_url)
+        # Baseline: a REST order book per fill, as before issue 13 (Upbit's quotation limit applies to it).
+        if args.rest_orders:
+            users = _users(args.users, f"r{name}")
+            before = _sim_state(sim_url)
+            r = _run_load(rest_url, users, args.rest_orders, rest_proc.pid)
+            results.append(("REST book per fill", r, _upstream(before, _sim_state(sim_url)), _ledger(users)))
+        phases = [("live book, baseline tree", Path(args.baseline_tree))] if args.baseline_tree else []
+        phases.append(("live book", ROOT))
+        # Each phase serves the same port in turn, so the collector's relay (embedded mode) reaches it.
+        for i, (label, tree) in enumerate(phases):
+            with running(
+                asgi_server_args(live_port) + web_extra,
+                env=live_env,
+                log_path=logs / f"web-live-{i}.log",
+                cwd=tree,
+            ) as proc:
+                wait_for_http(f"{live_url}/healthz", timeout=180)
+                users = _users(args.users, f"l{i}{name}")
+                first = _wait_live(live_url, users[0][1])
+                if first != "live":
+                    print(f"   {label}: the live book never reached the web server ({first!r}); see {logs}")
+                before = _sim_state(sim_url)
+                r = _run_load(live_url, users, args.orders, proc.pid)
+                results.append((label, r, _upstream(before, _sim_state(sim_url)), _ledger(users)))
+        if not redis_url:
+            share = _share_read_us("KRW-BTC")
+    load1 = os.getloadavg()
 
-    def upstream(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int]:
-        req = b["requests"].get("orderbook", 0) - a["requests"].get("orderbook", 0)
-        return req, b["refused"].get("orderbook", 0) - a["refused"].get("orderbook", 0)
-
-    rest_up, live_up = upstream(before, mid), upstream(mid, after)
-    rest_bad, live_bad = _ledger_differences(rest_users), _ledger_differences(live_users)
-    print(f"\n== {name} ({'Redis' if redis_url else 'embedded: in-memory layer + relay, SQLite'}) ==")
-    if first != "live":
-        print(f"   the live book never reached the web server (last order used {first!r}); see {logs}")
-    for label, r, up, bad in (
-        ("REST book per fill", rest, rest_up, rest_bad),
-        ("live book", live, live_up, live_bad),
-    ):
+    backend = "Redis" if redis_url else "embedded: in-memory layer + relay, SQLite"
+    print(f"\n== {name} ({backend}; web: uvicorn, {workers} worker{'s' if workers > 1 else ''}) ==")
+    cpus = os.cpu_count()
+    print(f"load average (1 min) {load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on {cpus} CPUs")
+    for label, r, up, bad in results:
         print(
-            f"{label:<20} {r['ok']:>5}/{r['orders']:<5} placed  {r['per_s']:7.1f} orders/s  "
-            f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  answers {r['codes']}  books {r['sources']}  "
-            f"upstream /v1/orderbook {up[0]} (429: {up[1]})  ledger differences {bad}"
+            f"{label:<25} {r['ok']:>5}/{r['orders']:<5} placed  {r['per_s']:7.1f} orders/s  "
+            f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  web CPU {r['cpu_ms']:5.2f} ms/order  "
+            f"answers {r['codes']}  books {r['sources']}  upstream /v1/orderbook {up[0]} (429: {up[1]})  "
+            f"ledger differences {bad}"
+        )
+    now = results[-1][1]
+    for label, r, _up, _bad in results[:-1]:
+        print(
+            f"ratio live book (this tree) / {label}: {now['per_s'] / max(r['per_s'], 1e-9):.1f}x orders/s, "
+            f"p99 {r['p99'] / max(now['p99'], 1e-9):.1f}x lower, "
+            f"CPU per order {r['cpu_ms'] / max(now['cpu_ms'], 1e-9):.1f}x less"
         )
     print(
-        f"ratio live/REST: {live['per_s'] / max(rest['per_s'], 1e-9):.1f}x orders/s, "
-        f"p99 {rest['p99'] / max(live['p99'], 1e-9):.1f}x lower"
+        f"one web process at {now['cpu_ms']:.2f} ms CPU per order: at most "
+        f"{1000 / max(now['cpu_ms'], 1e-9):.0f} orders/s on a core of its own"
     )
+    if share[0]:
+        print(f"a worker process reads the live book from: {share[0]}, {share[1]:.0f} us per read")
+
+
+def _upstream(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int]:
+    req = b["requests"].get("orderbook", 0) - a["requests"].get("orderbook", 0)
+    return req, b["refused"].get("orderbook", 0) - a["refused"].get("orderbook", 0)
+
+
+def _ledger(users: list[tuple[Any, str]]) -> int:
+    return _ledger_differences(users)
 
 
 def main() -> None:
@@ -242,10 +325,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--orders", type=int, default=600)
-    parser.add_argument("--rest-orders", type=int, default=150, help="baseline orders (slow: ~10/s)")
+    parser.add_argument("--rest-orders", type=int, default=150, help="REST baseline orders (slow; 0: none)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", ""), help="also run on this Redis")
     parser.add_argument("--only-redis", action="store_true")
+    parser.add_argument("--baseline-tree", default="", help="an older checkout to serve the live phase first")
+    parser.add_argument("--web-workers", type=int, default=1, help="uvicorn --workers (Redis only)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-paper-"))

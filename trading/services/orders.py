@@ -345,15 +345,16 @@ def order_place(
     fingerprint = req.fingerprint(source)
     if profile is None or profile.user_id != user.pk:
         profile = trading_profile_ensure(user=user)
-    paper_exchange = exchange is None or isinstance(exchange, PaperExchange)
-    if (mode or profile.mode) == TradingMode.PAPER and paper_exchange:
+    if (mode or profile.mode) == TradingMode.PAPER and (
+        exchange is None or isinstance(exchange, PaperExchange)
+    ):
         return _paper_order_place(
             user=user,
             req=req,
             key=key,
             fingerprint=fingerprint,
             source=source,
-            exchange=exchange or PaperExchange(user),
+            exchange=exchange if isinstance(exchange, PaperExchange) else PaperExchange(user),
             profile=profile,
         )
     return _order_place_on_exchange(
@@ -684,10 +685,10 @@ def _daily_loss_check(user: Any) -> None:
 
 
 def _state_from_answer(order: Order, answer: ExchangeOrder) -> str:
-    state = STATE_FROM_EXCHANGE.get(answer.state, OrderState.OPEN)
+    state = str(STATE_FROM_EXCHANGE.get(answer.state, OrderState.OPEN))  # a TextChoices' str is its value
     if state == OrderState.CANCELLED and order.ord_type == OrdType.PRICE and order.executed_volume > 0:
         # Upbit closes a market buy as ``cancel`` when only sub-satoshi dust of the KRW was left: filled.
-        return OrderState.DONE
+        return str(OrderState.DONE)
     return state
 
 
