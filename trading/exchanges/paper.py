@@ -219,6 +219,7 @@ class PaperExchange:
                 )
                 if side == "bid":
                     total = price if ord_type == "price" else price * volume  # type: ignore[operator]
+                    assert total is not None  # _check_params: a bid always has a price
                     _check_total(total, side)
                     reserve = matching.fee_for(total, rate)
                     if krw.balance < total + reserve:
