@@ -401,17 +401,8 @@ def _order_place_on_exchange(
     try:
         with transaction.atomic():
             order = Order.objects.create(
-                user=user,
-                mode=mode,
-                market=req.market,
-                side=req.side,
-                ord_type=req.ord_type,
-                price=req.price,
-                volume=req.volume,
-                source=source,
+                **_order_row(user=user, mode=mode, req=req, source=source, key=key, fingerprint=fingerprint),
                 state=OrderState.PENDING,
-                idempotency_key=key,
-                request_fingerprint=fingerprint,
             )
     except IntegrityError:
         # A concurrent request with the same key won the insert: it is the one that talks to the exchange.
@@ -594,16 +585,9 @@ def _paper_order_record(
 
     now = timezone.now()
     order = Order(
-        user=user,
-        mode=TradingMode.PAPER,
-        market=req.market,
-        side=req.side,
-        ord_type=req.ord_type,
-        price=req.price,
-        volume=req.volume,
-        source=source,
-        idempotency_key=key,
-        request_fingerprint=fingerprint,
+        **_order_row(
+            user=user, mode=TradingMode.PAPER, req=req, source=source, key=key, fingerprint=fingerprint
+        ),
         exchange_uuid=answer.uuid,
         book_source=answer.book_source,
         book_age_ms=answer.book_age_ms,
@@ -654,17 +638,10 @@ def _paper_order_rejected(
     now = timezone.now()
     try:
         order = Order.objects.create(
-            user=user,
-            mode=TradingMode.PAPER,
-            market=req.market,
-            side=req.side,
-            ord_type=req.ord_type,
-            price=req.price,
-            volume=req.volume,
-            source=source,
+            **_order_row(
+                user=user, mode=TradingMode.PAPER, req=req, source=source, key=key, fingerprint=fingerprint
+            ),
             state=OrderState.REJECTED,
-            idempotency_key=key,
-            request_fingerprint=fingerprint,
             error_code=error.code,
             error_message=str(error.message)[:300],
             submitted_at=now,
@@ -673,6 +650,24 @@ def _paper_order_rejected(
     except IntegrityError:
         return  # a concurrent request with this key recorded its own outcome
     _publish(order)
+
+
+def _order_row(
+    *, user: Any, mode: Any, req: OrderRequest, source: str, key: str, fingerprint: str
+) -> dict[str, Any]:
+    """The fields of an ``Order`` row that come from the request (every path writes them the same way)."""
+    return {
+        "user": user,
+        "mode": mode,
+        "market": req.market,
+        "side": req.side,
+        "ord_type": req.ord_type,
+        "price": req.price,
+        "volume": req.volume,
+        "source": source,
+        "idempotency_key": key,
+        "request_fingerprint": fingerprint,
+    }
 
 
 def _daily_loss_check(user: Any) -> None:
