@@ -28,8 +28,8 @@ def test_the_project_contracts_are_kept() -> None:
 def test_a_contract_against_the_real_layering_is_broken(tmp_path: Path) -> None:
     config = tmp_path / "inverted.ini"
     config.write_text(
-        "[importlinter]\nroot_packages =\n    trading\n    mlmodel\n\n"
+        "[importlinter]\nroot_packages =\n    autotrade\n    trading\n\n"
         "[importlinter:contract:inverted]\nname = inverted\ntype = layers\n"
-        "layers =\n    mlmodel\n    trading\n"
+        "layers =\n    trading\n    autotrade\n"
     )
     assert _lint(config) == importlinter_cli.EXIT_STATUS_ERROR
