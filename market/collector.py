@@ -109,6 +109,9 @@ class Collector:
         self.leases = leases
         self.owned: set[str] = set() if leases is not None else set(self.codes)
         self.last_seen: dict[str, int] = {}  # market -> receive time of its newest record (sharded only)
+        # market -> newest receive time the previous holder stored (sharded only): a snapshot trade at or
+        # before it is one that holder already wrote.
+        self._adopted_cut: dict[str, int] = {}
         self._holes: dict[str, tuple[int, str, str]] = {}  # market taken, first record not yet: its gap
         self._lease_deadline = float("inf")  # monotonic: the earliest local lease deadline (sharded)
         self.clock = clock or (lambda: int(time.time() * 1000))
@@ -280,6 +283,11 @@ class Collector:
                 previous = last_book.get(code)
                 if previous is not None and rec.ts <= previous:
                     continue
+            elif type(rec) is TradeRecord and rec.snapshot and rec.ts <= self._adopted_cut.get(code, -1):
+                # The re-subscription's snapshot repeats the exchange's last trade: the previous holder
+                # stored it already when it traded before that holder's last stored record.
+                self.counts["duplicate"] += 1
+                continue
             if holes and code in holes:
                 self._close_hole(code, rec.recv_ts)
             seen[code] = rec.recv_ts
@@ -301,6 +309,8 @@ class Collector:
         now = self.clock()
         for a in acquired:
             local = lasts[a.market]
+            if local is not None:
+                self._adopted_cut[a.market] = local
             start = hole_start(last=a.last, local_last=local, flush_ms=self.writer.flush_interval_ms)
             if start is not None and start < now:
                 owner = (a.last or {}).get("owner", "unknown")
@@ -321,6 +331,7 @@ class Collector:
         self.owned.difference_update(codes)
         self.streamer.set_codes(sorted(self.owned))
         for code in codes:
+            self._adopted_cut.pop(code, None)
             if code in self._holes:
                 self._close_hole(code, self.clock())
         try:

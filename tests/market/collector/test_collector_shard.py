@@ -12,8 +12,8 @@ from typing import Any
 from market import dayfiles
 from market.collector import Collector
 from market.leases import Acquired
-from market.upbit.records import OrderbookRecord
-from tests.market.collector.factories import FakeClock, book, kst_ms
+from market.upbit.records import OrderbookRecord, TradeRecord
+from tests.market.collector.factories import FakeClock, book, kst_ms, trade
 
 
 class StandInLeases:
@@ -92,3 +92,38 @@ def test_a_taken_market_gets_its_hole_as_a_gap_and_no_repeated_snapshot(tmp_path
         gap["reason"] == "takeover" and gap["ts_start"] == t0 - 9000 - 1000 and gap["ts_end"] == first.recv_ts
     )
     assert "fence 7" in gap["detail"]
+
+
+def test_a_taken_markets_snapshot_trade_the_previous_holder_stored_is_not_stored_again(
+    tmp_path: Path,
+) -> None:
+    """On subscribing, the exchange repeats its last trade as a SNAPSHOT. After a takeover that trade is one
+    the previous holder already wrote (seen once in the 3-collector SIGKILL test: a trade stored twice); a
+    snapshot trade from the hole (after the previous holder's last record) is new and kept."""
+    t0 = kst_ms(2026, 12, 4, 12)
+    clock = FakeClock(t0)
+    other = _collector(tmp_path, StandInLeases(deadline=time.monotonic() + 3600), clock)
+    other.owned = {"KRW-BTC"}
+    other._lease_deadline = other.leases.next_expiry
+    other.handle_owned_records([trade("KRW-BTC", t0, 1), trade("KRW-BTC", t0 + 100, 2)])
+    other.writer.close()  # the previous holder's rows are on disk
+
+    clock.now = t0 + 5000
+    c = _collector(tmp_path, StandInLeases(deadline=time.monotonic() + 3600), clock)
+
+    async def take() -> None:
+        await c.markets_take([Acquired(market="KRW-BTC", fence=8, last={"ts": t0 + 100, "owner": "other"})])
+
+    asyncio.run(take())
+    repeated = TradeRecord("KRW-BTC", t0 + 100, t0 + 5100, 150_000_000.0, 0.01, 1, 2, snapshot=True)
+    c.handle_owned_records([repeated, trade("KRW-BTC", t0 + 5200, 3)])
+    c.writer.close()
+    assert [r["sequential_id"] for r in _rows(tmp_path, "KRW-BTC", "trade")] == [1, 2, 3]
+
+    clock.now = t0 + 9000
+    c2 = _collector(tmp_path, StandInLeases(deadline=time.monotonic() + 3600), clock)
+    asyncio.run(c2.markets_take([Acquired(market="KRW-BTC", fence=9, last={"ts": t0 + 5200, "owner": "c"})]))
+    from_the_hole = TradeRecord("KRW-BTC", t0 + 8000, t0 + 9100, 150_000_000.0, 0.01, 1, 4, snapshot=True)
+    c2.handle_owned_records([from_the_hole])
+    c2.writer.close()
+    assert [r["sequential_id"] for r in _rows(tmp_path, "KRW-BTC", "trade")] == [1, 2, 3, 4]
