@@ -34,7 +34,7 @@ SMALL = [
 def test_train_command_stores_and_promotes_a_better_model(
     _ml_env: dict[str, Path], settings: Any, monkeypatch: pytest.MonkeyPatch
 ):
-    synthetic_days(_ml_env["data"])
+    synthetic_days(_ml_env["data"], signal_strength=6.0)  # clear of the costs with the horizon exit
     # The small market's signal is linear in the OFI (ridge-OFI finds it as well as the LSTM: the gate would
     # refuse) and 3 epochs trade little; here the command's promotion path is under test, with the rest of
     # the real gate (significance against persistence, net P&L > 0).

@@ -150,7 +150,7 @@ def test_nightly_retrain_does_not_promote_a_worse_candidate(_ml_env: dict[str, P
 def test_nightly_retrain_promotes_a_better_candidate(
     _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ):
-    synthetic_days(_ml_env["data"])
+    synthetic_days(_ml_env["data"], signal_strength=6.0)  # clear of the costs with the horizon exit
     # This small market's signal is linear in the OFI: ridge-OFI finds it as well as the LSTM, so the gate
     # would (rightly) refuse it. Without the cheap-baseline bar, the rest of the real gate decides here.
     monkeypatch.setattr(gate, "CHEAP_BASELINES", ())
