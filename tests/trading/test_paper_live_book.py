@@ -169,22 +169,7 @@ def test_with_a_shared_cache_the_collectors_books_reach_other_processes(user, si
         }
     }
 
-    async def collect() -> None:
-        fanout = MarketFanout(interval=0.0, levels=15)
-        await fanout.start()
-        fanout.orderbook(
-            {
-                "market": "KRW-BTC",
-                "timestamp": int(time.time() * 1000),
-                "orderbook_units": [
-                    {"ask_price": a[0], "ask_size": a[1], "bid_price": b[0], "bid_size": b[1]}
-                    for a, b in zip(LIVE_ASKS, LIVE_BIDS, strict=True)
-                ],
-            }
-        )
-        await fanout.aclose()
-
-    asyncio.run(collect())
+    _collect_one_book()
     livebook_clear()  # nothing in this process's memory: only the shared cache has it
     before = orderbook_calls(sim)
     order = services.order_place(user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(50_000))

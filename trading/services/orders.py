@@ -602,18 +602,7 @@ def _paper_order_record(
         order.closed_at = now
     order.save(force_insert=True)  # a key used before fails here (the unique constraint)
     rate = settings.UPBIT_FEE_RATE
-    fills = [
-        Fill(
-            order=order,
-            trade_uuid=t.uuid,
-            price=t.price,
-            volume=t.volume,
-            funds=t.funds,
-            fee=t.fee if t.fee is not None else fee_for(t.funds, rate),
-            executed_at=t.created_at,
-        )
-        for t in answer.trades or []
-    ]
+    fills = [_fill_row(order, t, rate) for t in answer.trades or []]
     if fills:
         _position_apply(order=order, fills=fills)
         Fill.objects.bulk_create(fills)
@@ -650,6 +639,19 @@ def _paper_order_rejected(
     except IntegrityError:
         return  # a concurrent request with this key recorded its own outcome
     _publish(order)
+
+
+def _fill_row(order: Order, trade: Any, rate: Decimal) -> Fill:
+    """A ``Fill`` from one of the exchange's trades (the fee computed at ``rate`` when it gave none)."""
+    return Fill(
+        order=order,
+        trade_uuid=trade.uuid,
+        price=trade.price,
+        volume=trade.volume,
+        funds=trade.funds,
+        fee=trade.fee if trade.fee is not None else fee_for(trade.funds, rate),
+        executed_at=trade.created_at,
+    )
 
 
 def _order_row(
@@ -828,19 +830,7 @@ def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
             order.book_source, order.book_age_ms = answer.book_source, answer.book_age_ms
         if answer.trades is not None:
             known = set(order.fills.values_list("trade_uuid", flat=True))
-            fills = [
-                Fill(
-                    order=order,
-                    trade_uuid=t.uuid,
-                    price=t.price,
-                    volume=t.volume,
-                    funds=t.funds,
-                    fee=t.fee if t.fee is not None else fee_for(t.funds, rate),
-                    executed_at=t.created_at,
-                )
-                for t in answer.trades
-                if t.uuid not in known
-            ]
+            fills = [_fill_row(order, t, rate) for t in answer.trades if t.uuid not in known]
             if fills:
                 _position_apply(order=order, fills=fills)
                 Fill.objects.bulk_create(fills)
