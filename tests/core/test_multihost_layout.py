@@ -137,10 +137,12 @@ def test_two_hosts_layout_runs_as_one_command_per_role(
             )
 
         # Both workers consume the shared queue: each answers a ping by name.
-        from celery_app import app
+        # A Celery app of its own on the layout's Redis database: the project's app in this process keeps
+        # its broker (repointing it left later tests pinging database 9, and an app that had connected
+        # before kept pinging its old database through its pool).
+        from celery import Celery
 
-        app.conf.broker_url = redis_url
-        app.conf.result_backend = redis_url
+        app = Celery("multihost-probe", broker=redis_url, backend=redis_url, set_as_current=False)
         try:
             live.wait_until(
                 lambda: {"default-a", "default-b"}
