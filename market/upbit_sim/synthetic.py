@@ -40,7 +40,7 @@ Event rates are unchanged by ``D`` (throughput and trade counts stay the same). 
 realised std of one-minute mid changes in ticks, measured with the default parameters. D <= 1: 3 seeds x
 2-7 simulated hours each on KRW-BTC (re-checked after the issue-12 change within the noise of one hour).
 D > 1: re-measured after selective taking by ``market.upbit_sim.calibration.calibration_point`` (KRW-XRP,
-3 seeds pooled; ``python bench/bench_sim_stationarity.py --calibrate D:HOURS,...``). Long-run figures per
+3-4 seeds pooled; ``python bench/bench_sim_stationarity.py --calibrate D:HOURS,...``). Long-run figures per
 price class (spread, volatility over target, depth stability, 3 seeds): docs/simulator.md, from
 ``bench/bench_sim_stationarity.py``. ``SyntheticParams(depth_scale=...)`` sets ``D`` directly;
 ``activity`` scaling (many markets) scales volatility by ``sqrt(activity)``.
@@ -111,13 +111,13 @@ def _snap(p: int) -> int:
 # Calibration (module docstring): depth scale D -> realised std of one-minute mid changes, in ticks, measured
 # with the default parameters. D <= 1: KRW-BTC, 3 seeds x 2-7 simulated hours each. D > 1: re-measured after
 # selective taking (issue 12 §3) by calibration.calibration_point, KRW-XRP, 3 seeds pooled, 1 h each up to
-# D = 40, 2 h at 60 and 100, 4 h at 150 (at D = 250 the mid did not move in 12 h); D = 70 and 90 (where the
-# sub-10 KRW coin and KRW-DOGE sit) 8 h x seeds 4-6, added when those soaks ran at 0.72-0.87 x target with
-# the coarser rows. The large-D rows rest on few moves (D = 90: 22 minutes moved in 24 h, 150: 3 in 12 h).
+# D = 40, 2 h at 60, 4 h at 150 (at D = 250 the mid did not move in 12 h); D = 70-100 (where the sub-10 KRW
+# coin and KRW-DOGE sit) 24 h x seeds 7-10 each (218 / 107 / 62 / 42 minutes moved); the old 70/90/100 rows
+# rested on 48 / 22 / 4 moves, put KRW-DOGE at D = 85 (really ~0.87 x target there) and its soak at ~0.8x.
 _VOL_CALIBRATION = (
     (0.1, 108.6), (0.15, 87.3), (0.2, 67.0), (0.3, 49.7), (0.5, 32.5), (0.7, 24.4), (1.0, 16.5),
     (1.5, 6.31), (3.0, 4.12), (5.0, 3.52), (10.0, 1.94), (20.0, 1.19), (40.0, 0.543), (60.0, 0.298),
-    (70.0, 0.183), (90.0, 0.124), (100.0, 0.105), (150.0, 0.0645),
+    (70.0, 0.195), (80.0, 0.136), (90.0, 0.104), (100.0, 0.0854), (150.0, 0.0645),
 )  # fmt: skip
 _CAL_LOG_D = np.log([d for d, _ in _VOL_CALIBRATION])[::-1]
 _CAL_LOG_TICKS = np.log([v for _, v in _VOL_CALIBRATION])[::-1]  # ascending, as np.interp needs
