@@ -39,7 +39,7 @@ def one(seed: int, args: argparse.Namespace) -> None:
     sim = {k: float(v) for k, v in (kv.split("=") for kv in args.sim.split(",") if kv)}
     root = Path(tempfile.mkdtemp(prefix="first-model-"))
     book, _trades = demo_market_days(
-        root, "KRW-BTC", minutes=args.minutes, seed=seed, strength=args.strength, **sim
+        root, "KRW-BTC", minutes=args.minutes, seed=seed, strength=args.strength, every_ms=args.every_ms, **sim
     )
     settings.ML_HIDDEN, settings.ML_EPOCHS, settings.ML_DEVICE, settings.ML_SEED = (
         args.hidden,
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=16)
     ap.add_argument("--sim", default="")
+    ap.add_argument("--every-ms", type=int, default=200, help="sampling period (the live collector: ~55 ms)")
     args = ap.parse_args()
     import django
 
