@@ -39,7 +39,13 @@ def one(seed: int, args: argparse.Namespace) -> None:
     sim = {k: float(v) for k, v in (kv.split("=") for kv in args.sim.split(",") if kv)}
     root = Path(tempfile.mkdtemp(prefix="first-model-"))
     book, _trades = demo_market_days(
-        root, "KRW-BTC", minutes=args.minutes, seed=seed, strength=args.strength, every_ms=args.every_ms, **sim
+        root,
+        "KRW-BTC",
+        minutes=args.minutes,
+        seed=seed,
+        strength=args.strength,
+        every_ms=args.every_ms,
+        **sim,
     )
     settings.ML_HIDDEN, settings.ML_EPOCHS, settings.ML_DEVICE, settings.ML_SEED = (
         args.hidden,
