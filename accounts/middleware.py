@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import translation
 
+from accounts.services import user_update_profile
+
 
 class UserLanguageMiddleware:
     """Sits after AuthenticationMiddleware.
@@ -37,7 +39,5 @@ class UserLanguageMiddleware:
         if authenticated and self._is_set_language(request) and response.status_code in (200, 204, 302):
             language = request.POST.get("language", "")
             if translation.check_for_language(language) and language in dict(settings.LANGUAGES):
-                from accounts.services import user_update_profile
-
                 user_update_profile(user=user, data={"preferred_language": language})
         return response

@@ -1,14 +1,17 @@
-"""Admin for auto-trading sessions and their decision log (read-only; stop through the service)."""
+"""Admin for auto-trading sessions and their decision log (read-only; stop through the service) and the users'
+kept auto-trading settings."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from autotrade.models import AutoTradeDecision, AutoTradeSession
+from autotrade.models import AutoTradeDecision, AutoTradeSession, AutoTradeSettings
 from autotrade.services import autotrade_stop
+from core.forms import StrictDecimalFormField
 
 
 @admin.register(AutoTradeSession)
@@ -64,3 +67,13 @@ class AutoTradeDecisionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(AutoTradeSettings)
+class AutoTradeSettingsAdmin(admin.ModelAdmin):
+    list_display = ("user", "threshold", "updated_at")
+    search_fields = ("user__username",)
+    readonly_fields = ("updated_at",)
+    raw_id_fields = ("user",)
+    # The threshold reads numbers as the API reads amounts (ASCII digits, no sign).
+    formfield_overrides = {models.DecimalField: {"form_class": StrictDecimalFormField, "signed": False}}

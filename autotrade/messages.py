@@ -1,19 +1,23 @@
-"""The auto-trading user events of ``/ws/user/`` (sent as ``{"type": <kind>, "data": {...}}`` like trading's
-own, :mod:`trading.messages`). Amounts are decimal strings. Catalogue: docs/architecture.md."""
+"""The auto-trading user events of ``/ws/user/``: :class:`trading.messages.UserEvent` subclasses, published
+and sent like trading's own. Amounts are decimal strings. Catalogue: docs/architecture.md."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import msgspec
 
+from trading.messages import UserEvent
 
-class SessionPosition(msgspec.Struct, kw_only=True):
+
+class SessionPosition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     volume: str | None
     cost_krw: str | None
     open_orders: int
     manual_reduced_volume: str | None
 
 
-class SessionData(msgspec.Struct, kw_only=True, omit_defaults=True):
+class SessionData(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     id: int
     market: str
     mode: str
@@ -30,13 +34,15 @@ class SessionData(msgspec.Struct, kw_only=True, omit_defaults=True):
     position: SessionPosition | None = None  # only in REST answers, not in the pushed event
 
 
-class AutoSessionEvent(msgspec.Struct, kw_only=True):
+class AutoSessionEvent(UserEvent):
     """``auto_session``: a session started, changed or stopped (the daily loss limit, the kill switch)."""
+
+    kind: ClassVar[str] = "auto_session"
 
     session: SessionData
 
 
-class DecisionData(msgspec.Struct, kw_only=True):
+class DecisionData(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: int
     session_id: int
     market: str
@@ -60,13 +66,12 @@ class DecisionData(msgspec.Struct, kw_only=True):
     created_at: str | None
 
 
-class AutoDecisionEvent(msgspec.Struct, kw_only=True):
+class AutoDecisionEvent(UserEvent):
     """``auto_decision``: what a running session did with one prediction, and why."""
+
+    kind: ClassVar[str] = "auto_decision"
 
     decision: DecisionData
 
 
-USER_EVENTS: dict[str, type[msgspec.Struct]] = {
-    "auto_session": AutoSessionEvent,
-    "auto_decision": AutoDecisionEvent,
-}
+USER_EVENTS: dict[str, type[UserEvent]] = {cls.kind: cls for cls in (AutoSessionEvent, AutoDecisionEvent)}

@@ -1,6 +1,7 @@
-"""Auto-trading state: one session per user and market (threshold, order size, limits) and the log of every
-decision it took on a prediction. The tables keep the names they had inside the trading app
-(``trading_autotradesession``, ``trading_autotradedecision``): the models moved, the rows did not."""
+"""Auto-trading state: the user's kept settings (the threshold the next start uses), one session per user and
+market (threshold, order size, limits) and the log of every decision it took on a prediction. The tables of
+the sessions and decisions keep the names they had inside the trading app (``trading_autotradesession``,
+``trading_autotradedecision``): the models moved, the rows did not."""
 
 from __future__ import annotations
 
@@ -12,6 +13,27 @@ from django.utils.translation import gettext_lazy as _
 
 RATE = {"max_digits": 20, "decimal_places": 10}
 MONEY_FIELDS = {"max_digits": 30, "decimal_places": 8}
+
+
+DEFAULT_THRESHOLD = Decimal("0.0005")
+
+
+class AutoTradeSettings(models.Model):
+    """A user's auto-trading choices kept while nothing runs: the profit threshold (fraction) the next start
+    and the /trade page use. Written on the first choice; a user without a row has the defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="autotrade_settings"
+    )
+    threshold = models.DecimalField(_("profit threshold (fraction)"), default=DEFAULT_THRESHOLD, **RATE)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("auto-trading settings")
+        verbose_name_plural = _("auto-trading settings")
+
+    def __str__(self) -> str:
+        return f"auto-trading settings of user {self.user_id}"
 
 
 class AutoTradeState(models.TextChoices):

@@ -7,11 +7,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from django.db.models import Q, QuerySet
 
-from autotrade.models import AutoTradeAction, AutoTradeDecision, AutoTradeSession
+from autotrade import messages
+from autotrade.models import (
+    DEFAULT_THRESHOLD,
+    AutoTradeAction,
+    AutoTradeDecision,
+    AutoTradeSession,
+    AutoTradeSettings,
+)
 from autotrade.rule import ZERO, SessionPosition
-from trading.models import OPEN_ORDER_STATES, Side, TradingProfile
+from trading.models import OPEN_ORDER_STATES, Side
 
 VOLUME_Q = Decimal("0.00000001")
 MAX_THRESHOLD = Decimal("0.05")  # 5 %: anything above is a typo, not a strategy
@@ -19,12 +27,8 @@ MAX_THRESHOLD = Decimal("0.05")  # 5 %: anything above is a typo, not a strategy
 
 def autotrade_threshold_get(*, user: Any) -> Decimal:
     """The user's chosen profit threshold (fraction), the default for a user who never chose one."""
-    value = (
-        TradingProfile.objects.filter(user_id=user.pk).values_list("autotrade_threshold", flat=True).first()
-    )
-    if value is None:
-        return TradingProfile._meta.get_field("autotrade_threshold").get_default()
-    return value
+    value = AutoTradeSettings.objects.filter(user_id=user.pk).values_list("threshold", flat=True).first()
+    return DEFAULT_THRESHOLD if value is None else value
 
 
 def session_position(*, session: AutoTradeSession) -> SessionPosition:
@@ -99,54 +103,67 @@ def threshold_str(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def session_data(*, session: AutoTradeSession, with_position: bool = True) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": session.pk,
-        "market": session.market,
-        "mode": session.mode,
-        "state": session.state,
-        "threshold": _s(session.threshold),
-        "threshold_pct": _s(session.threshold * 100),
-        "order_krw": _s(session.order_krw),
-        "max_position_krw": _s(session.max_position_krw),
-        "stop_loss": _s(session.stop_loss),
-        "cooldown_s": session.cooldown_s,
-        "started_at": session.started_at.isoformat() if session.started_at else None,
-        "stopped_at": session.stopped_at.isoformat() if session.stopped_at else None,
-        "stop_reason": session.stop_reason,
-    }
+def session_event_data(*, session: AutoTradeSession, with_position: bool = True) -> messages.SessionData:
+    """A session as the ``auto_session`` event (``with_position=False``) and the API show it."""
+    position = None
     if with_position:
         pos = session_position(session=session)
-        data["position"] = {
-            "volume": _s(pos.volume),
-            "cost_krw": _s(pos.cost.quantize(VOLUME_Q)),
-            "open_orders": pos.open_orders,
-            "manual_reduced_volume": _s(pos.manual_reduced),
-        }
-    return data
+        position = messages.SessionPosition(
+            volume=_s(pos.volume),
+            cost_krw=_s(pos.cost.quantize(VOLUME_Q)),
+            open_orders=pos.open_orders,
+            manual_reduced_volume=_s(pos.manual_reduced),
+        )
+    return messages.SessionData(
+        id=session.pk,
+        market=session.market,
+        mode=session.mode,
+        state=session.state,
+        threshold=_s(session.threshold),
+        threshold_pct=_s(session.threshold * 100),
+        order_krw=_s(session.order_krw),
+        max_position_krw=_s(session.max_position_krw),
+        stop_loss=_s(session.stop_loss),
+        cooldown_s=session.cooldown_s,
+        started_at=session.started_at.isoformat() if session.started_at else None,
+        stopped_at=session.stopped_at.isoformat() if session.stopped_at else None,
+        stop_reason=session.stop_reason,
+        position=position,
+    )
+
+
+def session_data(*, session: AutoTradeSession, with_position: bool = True) -> dict[str, Any]:
+    """:func:`session_event_data` as JSON builtins (the API's answer)."""
+    return msgspec.to_builtins(session_event_data(session=session, with_position=with_position))
+
+
+def decision_event_data(*, decision: AutoTradeDecision) -> messages.DecisionData:
+    """A decision as the ``auto_decision`` event and the API's decision log show it."""
+    return messages.DecisionData(
+        id=decision.pk,
+        session_id=decision.session_id,
+        market=decision.market,
+        prediction_ts=decision.prediction_ts,
+        predicted_return=_s(decision.predicted_return),
+        horizon_s=decision.horizon_s,
+        model_version=decision.model_version,
+        best_bid=_s(decision.best_bid),
+        best_ask=_s(decision.best_ask),
+        threshold=_s(decision.threshold),
+        fee_cost=_s(decision.fee_cost),
+        half_spread=_s(decision.half_spread),  # AUTOTRADE_SPREAD_COST_FACTOR x spread / mid
+        cost=_s(decision.cost),
+        manual_adjust_volume=_s(decision.manual_adjust_volume),
+        action=decision.action,
+        reason=decision.reason,
+        detail=decision.detail,
+        outcome=decision.outcome,
+        order_id=decision.order_id,
+        order_state=decision.order.state if decision.order_id else None,
+        created_at=decision.created_at.isoformat() if decision.created_at else None,
+    )
 
 
 def decision_data(*, decision: AutoTradeDecision) -> dict[str, Any]:
-    return {
-        "id": decision.pk,
-        "session_id": decision.session_id,
-        "market": decision.market,
-        "prediction_ts": decision.prediction_ts,
-        "predicted_return": _s(decision.predicted_return),
-        "horizon_s": decision.horizon_s,
-        "model_version": decision.model_version,
-        "best_bid": _s(decision.best_bid),
-        "best_ask": _s(decision.best_ask),
-        "threshold": _s(decision.threshold),
-        "fee_cost": _s(decision.fee_cost),
-        "half_spread": _s(decision.half_spread),  # AUTOTRADE_SPREAD_COST_FACTOR x spread / mid
-        "cost": _s(decision.cost),
-        "manual_adjust_volume": _s(decision.manual_adjust_volume),
-        "action": decision.action,
-        "reason": decision.reason,
-        "detail": decision.detail,
-        "outcome": decision.outcome,
-        "order_id": decision.order_id,
-        "order_state": decision.order.state if decision.order_id else None,
-        "created_at": decision.created_at.isoformat() if decision.created_at else None,
-    }
+    """:func:`decision_event_data` as JSON builtins (the API's decision log)."""
+    return msgspec.to_builtins(decision_event_data(decision=decision))

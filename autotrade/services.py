@@ -14,7 +14,7 @@ stays the session's own, and coin the user buys by hand never joins the session'
 
 Trading reaches auto-trading through ``settings.AUTO_TRADING_HALT_HOOKS`` (``autotrade_on_halt``: the daily
 loss limit or the kill switch stops the sessions); the ML worker's predictions arrive through
-``settings.PREDICTION_SUBSCRIBERS`` (the ``autotrade.tasks.autotrade_on_prediction`` task).
+``settings.MESSAGE_SUBSCRIBERS["mlmodel.prediction"]`` (the ``autotrade.tasks.autotrade_on_prediction`` task).
 """
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.selectors import exchange_credential_status
 from autotrade import rule
+from autotrade.messages import AutoDecisionEvent, AutoSessionEvent
 from autotrade.models import (
     AutoTradeAction,
     AutoTradeDecision,
     AutoTradeOutcome,
     AutoTradeSession,
+    AutoTradeSettings,
     AutoTradeState,
 )
 from autotrade.rule import ZERO, Costs, SessionPosition
@@ -46,8 +48,8 @@ from autotrade.selectors import (
     MAX_THRESHOLD,
     VOLUME_Q,
     autotrade_threshold_get,
-    decision_data,
-    session_data,
+    decision_event_data,
+    session_event_data,
     session_position,
 )
 from core.errors import ApplicationError, Conflict, NotFound, ValidationFailed
@@ -196,20 +198,21 @@ def _own_session(
 
 
 def _threshold_keep(*, user: Any, threshold: Decimal) -> None:
-    """Remember the user's chosen threshold on their trading profile (the next start and the page use it)."""
-    profile = trading_profile_ensure(user=user)
-    if profile.autotrade_threshold != threshold:
-        TradingProfile.objects.filter(pk=profile.pk).update(
-            autotrade_threshold=threshold, updated_at=timezone.now()
-        )
+    """Remember the user's chosen threshold in their auto-trading settings (the next start and the page use
+    it); the row is written on the first choice."""
+    kept, created = AutoTradeSettings.objects.get_or_create(
+        user_id=user.pk, defaults={"threshold": threshold}
+    )
+    if not created and kept.threshold != threshold:
+        AutoTradeSettings.objects.filter(pk=kept.pk).update(threshold=threshold, updated_at=timezone.now())
 
 
 def autotrade_change(
     *, user: Any, threshold: Decimal, session_id: int | None = None, market: str | None = None
 ) -> AutoTradeSession | None:
-    """Set the user's profit threshold: kept on their trading profile even while nothing runs (the next start
-    uses it), and applied to the running session of ``market`` (or ``session_id``) when there is one, whose
-    next prediction is judged with it. A stopped session keeps the threshold it ran with.
+    """Set the user's profit threshold: kept in their auto-trading settings even while nothing runs (the next
+    start uses it), and applied to the running session of ``market`` (or ``session_id``) when there is one,
+    whose next prediction is judged with it. A stopped session keeps the threshold it ran with.
 
     Returns the running session, or None when nothing runs; a ``session_id`` that is not the user's is
     NotFound.
@@ -563,12 +566,11 @@ def _place(decision: AutoTradeDecision) -> None:
 def _push_session(session: AutoTradeSession) -> None:
     user_event_publish(
         user_id=session.user_id,
-        kind="auto_session",
-        data={"session": session_data(session=session, with_position=False)},
+        event=AutoSessionEvent(session=session_event_data(session=session, with_position=False)),
     )
 
 
 def _push_decision(decision: AutoTradeDecision) -> None:
     user_event_publish(
-        user_id=decision.user_id, kind="auto_decision", data={"decision": decision_data(decision=decision)}
+        user_id=decision.user_id, event=AutoDecisionEvent(decision=decision_event_data(decision=decision))
     )

@@ -236,6 +236,18 @@ def _timed_reads(fn: Callable[[], int], repeat: int = 3) -> tuple[float, float, 
     return statistics.median(times), statistics.median(cpus), rows
 
 
+def _book_arrays_stacked(table: Any) -> Any:
+    """``dayfiles.book_arrays`` before it filled its blocks in row slices: each level's whole-day column
+    stacked (the baseline of the day read)."""
+    levels = dayfiles.table_levels(table)
+
+    def block(name: str) -> np.ndarray:
+        cols = [table.column(f"{name}_{i}").to_numpy(zero_copy_only=False) for i in range(1, levels + 1)]
+        return np.ascontiguousarray(np.column_stack(cols).astype(np.float64, copy=False))
+
+    return [block(name) for name in ("ask_price", "ask_size", "bid_price", "bid_size")]
+
+
 def part2(books: float, trades: float, work: Path, others: int) -> dict[str, dict[str, float]]:
     """One busy market's day (``books*5``/s, ``trades*5``/s); ``others`` quiet markets alongside for
     ``shared`` (whose segments hold every market)."""
@@ -266,9 +278,20 @@ def part2(books: float, trades: float, work: Path, others: int) -> dict[str, dic
             dayfiles.book_arrays(book)
             return book.num_rows + trade.num_rows
 
-        secs, cpu, rows = _timed_reads(read_wal_day)
+        def read_wal_day_stacked() -> int:
+            book = dayfiles.read_day(root, "orderbook", code, day)
+            trade = dayfiles.read_day(root, "trade", code, day)
+            _book_arrays_stacked(book)
+            return book.num_rows + trade.num_rows
+
+        # The same day read with the earlier book_arrays (the baseline of the block-filling one), interleaved.
+        timed = [(_timed_reads(read_wal_day, 1), _timed_reads(read_wal_day_stacked, 1)) for _ in range(3)]
+        secs, cpu, rows = (statistics.median(t[0][k] for t in timed) for k in range(3))
         out["wal"] = {"files_per_market_day": max_files, "read_day_s": secs, "read_cpu_s": cpu, "rows": rows,
                       "gen_s": gen}  # fmt: skip
+        secs, cpu, rows = (statistics.median(t[1][k] for t in timed) for k in range(3))
+        out["wal-stacked"] = {"files_per_market_day": max_files, "read_day_s": secs, "read_cpu_s": cpu,
+                              "rows": rows}  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
 
         # old and shared: 10 minutes, read and scaled to the day.
@@ -416,7 +439,13 @@ def main() -> None:
             for name, r in p2.items():
                 print(f"{name:8} {r['files_per_market_day']:17.0f} {r['read_day_s']:11.3f} "
                       f"{r['read_cpu_s']:11.3f} {r['rows']:9.0f}")  # fmt: skip
-            print("(wal: a full day written and read; old/shared: 10 minutes x 144)")
+            print(
+                "(wal: a full day written and read; wal-stacked: the same day, the earlier book_arrays; "
+                "old/shared: 10 minutes x 144)"
+            )
+            print(f"ratio wal-stacked/wal (book_arrays in row slices): read "
+                  f"{p2['wal-stacked']['read_day_s'] / p2['wal']['read_day_s']:.2f}x, CPU "
+                  f"{p2['wal-stacked']['read_cpu_s'] / p2['wal']['read_cpu_s']:.2f}x")  # fmt: skip
             files_ratio = p2["old"]["files_per_market_day"] / p2["wal"]["files_per_market_day"]
             print(f"ratio old/wal: files {files_ratio:.0f}x, "
                   f"read {p2['old']['read_day_s'] / p2['wal']['read_day_s']:.1f}x (CPU "

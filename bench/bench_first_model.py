@@ -3,7 +3,7 @@
 Generates ``--minutes`` of KRW-BTC at ``--strength`` with the simulator (event by event, sampled at the
 collector's 5 Hz, 15 levels), writes it as collector day files, fits the training config exactly as
 ``mlmodel.bootstrap`` does (``model_bootstrap_params``; ``--horizon``/``--window`` override it) and runs the
-training pipeline in-process (``services.pipeline_run``: walk-forward splits, the LSTM, persistence,
+training pipeline in-process (``pipeline_run``: walk-forward splits, the LSTM, persistence,
 ridge-OFI and GBT, backtests, the real gate). Prints the gate's verdict per model, the LSTM's loss over
 ridge-OFI's (the baseline, 1.00 = as good; < 1 = better) with the Diebold-Mariano p-value, and per test
 period the largest predictions and the backtest's round trips and net P&L. Simulator knobs of the planted
@@ -32,7 +32,10 @@ def one(seed: int, args: argparse.Namespace) -> None:
     import numpy as np
     from django.conf import settings
 
-    from mlmodel import bootstrap, services
+    from mlmodel import bootstrap
+    from mlmodel.services.data import market_data_load, training_days
+    from mlmodel.services.params import TrainParams
+    from mlmodel.services.train import pipeline_run
     from tests.mlmodel.platform.daydata import demo_market_days
 
     t0 = time.time()
@@ -59,9 +62,11 @@ def one(seed: int, args: argparse.Namespace) -> None:
         p["horizon_s"] = args.horizon
     if args.window:
         p["window"] = args.window
-    params = services.TrainParams.from_dict({**p, "market": "KRW-BTC", "data_dir": str(root)})
-    data = services._load_days(root, "KRW-BTC", services.training_days(params), params)  # noqa: SLF001
-    res = services.pipeline_run(params=params, data=data)
+    if args.splits:
+        p["n_splits"] = args.splits
+    params = TrainParams.from_dict({**p, "market": "KRW-BTC", "data_dir": str(root)})
+    data = market_data_load(root=root, market="KRW-BTC", days=training_days(params), params=params)
+    res = pipeline_run(params=params, data=data)
     mid = np.log((book.ask_px[:, 0] + book.bid_px[:, 0]) / 2.0)
     step = int(round(60_000 / float(np.median(np.diff(book.ts)))))
     vol_1m = float(np.std(mid[step:] - mid[:-step])) if len(mid) > step else float("nan")
@@ -107,6 +112,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=16)
+    ap.add_argument("--splits", type=int, default=0, help="walk-forward splits (default: the bootstrap's)")
     ap.add_argument("--sim", default="")
     ap.add_argument("--every-ms", type=int, default=200, help="sampling period (the live collector: ~55 ms)")
     args = ap.parse_args()

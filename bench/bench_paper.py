@@ -1,6 +1,7 @@
 """Paper trading throughput: fills from the collector's live book vs a REST order book per fill.
 
     .venv/bin/python bench/bench_paper.py [--orders 600] [--rest-orders 150] [--users 20] [--redis URL]
+        [--database-url mysql://root@127.0.0.1:3306/bench_paper] [--baseline-tree DIR]
 
 Starts, on free ports, the Upbit simulator (its own process, Upbit's quotation rate limits on), the collector
 (`manage.py collect`, streaming the simulator's KRW-BTC book and publishing it as in production) and two
@@ -285,7 +286,8 @@ def run_backend(name: str, redis_url: str, tmp: Path, args: argparse.Namespace, 
             share = _share_read_us("KRW-BTC")
     load1 = os.getloadavg()
 
-    backend = "Redis" if redis_url else "embedded: in-memory layer + relay, SQLite"
+    db = "MariaDB" if os.environ["DATABASE_URL"].startswith("mysql") else "SQLite"
+    backend = f"Redis, {db}" if redis_url else f"embedded: in-memory layer + relay, {db}"
     print(f"\n== {name} ({backend}; web: uvicorn, {workers} worker{'s' if workers > 1 else ''}) ==")
     cpus = os.cpu_count()
     print(f"load average (1 min) {load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on {cpus} CPUs")
@@ -320,6 +322,26 @@ def _ledger(users: list[tuple[Any, str]]) -> int:
     return _ledger_differences(users)
 
 
+def _mysql_fresh(url: str) -> None:
+    """Drop and create the bench's MariaDB/MySQL database (only the one the URL names)."""
+    from urllib.parse import urlsplit
+
+    import MySQLdb
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        passwd=parts.password or "",
+    )
+    cur = conn.cursor()
+    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -331,11 +353,19 @@ def main() -> None:
     parser.add_argument("--only-redis", action="store_true")
     parser.add_argument("--baseline-tree", default="", help="an older checkout to serve the live phase first")
     parser.add_argument("--web-workers", type=int, default=1, help="uvicorn --workers (Redis only)")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="e.g. mysql://root@127.0.0.1:3306/bench_paper (that database is dropped and created first); "
+        "default: a new SQLite file",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-paper-"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "observator.settings.test"
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp}/bench.sqlite3"
+    os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
+    if args.database_url.startswith("mysql://"):
+        _mysql_fresh(args.database_url)
     os.environ["OBSERVATOR_VAR_DIR"] = str(tmp)
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ.pop("REDIS_URL", None)

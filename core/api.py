@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -15,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ApplicationError
+from core.numbers import DECIMAL_MESSAGES, decimal_text_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,7 @@ class JSONParser(parsers.JSONParser):
             raise drf_exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
-# A decimal written as text: ASCII digits with an optional point, nothing else ('+5000', '５０００', '٥٠٠٠',
-# '1e3', '5,000' are refused, not read as 5000). A JSON number is a number already and passes as it is.
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-_SIGNED_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# A decimal written as text follows core.numbers; a JSON number is a number already and passes as it is.
 
 
 class StrictDecimalField(serializers.DecimalField):
@@ -40,10 +37,7 @@ class StrictDecimalField(serializers.DecimalField):
     Arabic-Indic digits, a '+' or an exponent, which no form of ours writes and a user could not check.
     ``signed=False`` (amounts) refuses a '-' too, with a message that says so."""
 
-    default_error_messages = {
-        "ascii": _("Write the number with the digits 0-9 and an optional decimal point only."),
-        "unsigned": _("Write the amount without a sign: digits 0-9 and an optional decimal point only."),
-    }
+    default_error_messages = DECIMAL_MESSAGES
 
     def __init__(self, *, signed: bool = True, **kwargs: Any) -> None:
         self.signed = signed
@@ -52,10 +46,9 @@ class StrictDecimalField(serializers.DecimalField):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str):
             text = data.strip()
-            if not self.signed and text.startswith("-") and _PLAIN_DECIMAL.fullmatch(text[1:]):
-                self.fail("unsigned")
-            if not (_SIGNED_DECIMAL if self.signed else _PLAIN_DECIMAL).fullmatch(text):
-                self.fail("ascii")
+            refusal = decimal_text_refusal(text, signed=self.signed)
+            if refusal is not None:
+                self.fail(refusal)
         return super().to_internal_value(data)
 
 

@@ -7,7 +7,7 @@ app's task::
 
     MESSAGE_SUBSCRIBERS = {
         "mlmodel.prediction": [
-            {"task": "trading.tasks.autotrade_on_prediction", "queue": "default", "arg": "prediction"},
+            {"task": "autotrade.tasks.autotrade_on_prediction", "queue": "default", "arg": "prediction"},
         ],
     }
 
@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,12 @@ Sender = Callable[[str, dict[str, Any], str], None]
 def message_subscribers(*, topic: str, declared: Mapping[str, Any] | None = None) -> list[Subscriber]:
     """The subscribers the settings declare for ``topic`` (a malformed entry raises at once, not silently)."""
     if declared is None:
-        from django.conf import settings
-
         declared = settings.MESSAGE_SUBSCRIBERS
     return msgspec.convert(list(declared.get(topic, ())), list[Subscriber])
 
 
 def _celery_send(task: str, kwargs: dict[str, Any], queue: str) -> None:
-    from celery_app import app
+    from celery_app import app  # the project Celery app (autodiscovers every app): on the first send
 
     app.send_task(task, kwargs=kwargs, queue=queue)
 
@@ -91,11 +90,6 @@ def message_decode(data: Any, *, type: type[M]) -> M:  # noqa: A002 - msgspec's 
         return msgspec.convert(data, type=type, strict=False)
     except msgspec.ValidationError as exc:
         raise MessageFormatError(f"malformed {type.topic or type.__name__} message: {exc}") from exc
-
-
-def message_encode(message: msgspec.Struct) -> Any:
-    """JSON builtins of a Struct (what a channel layer or a Celery message carries)."""
-    return msgspec.to_builtins(message)
 
 
 # -- the WebSocket envelope (both /ws/market/ and /ws/user/) ------------------------------------------------

@@ -30,8 +30,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from celery import signals
+from django.apps import apps
+from django.conf import settings
+from django.db.models import Count
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -40,6 +45,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+from core.broker import broker_path, sqlite_connect
 
 logger = logging.getLogger(__name__)
 
@@ -336,7 +343,6 @@ def _task_name(sender: Any) -> str:
 
 def celery_signals_connect() -> None:
     """Task outcomes, heartbeats for workers and beat, dead pool children's gauges dropped."""
-    from celery import signals
 
     def on_failure(sender: Any = None, **_: Any) -> None:
         with contextlib.suppress(Exception):
@@ -367,8 +373,6 @@ def celery_signals_connect() -> None:
 
 # -- heartbeats -------------------------------------------------------------------------------------
 def heartbeat_dir() -> Path:
-    from django.conf import settings
-
     return Path(settings.HEALTH_DIR)
 
 
@@ -437,12 +441,11 @@ def health_check(*, role: str, max_age: float = HEARTBEAT_MAX_AGE, host: str | N
 # -- scrape-time state ------------------------------------------------------------------------------
 def queue_depths() -> dict[str, int]:
     """Messages waiting per Celery queue: Redis LLEN, or a count in the embedded SQLite broker."""
-    from django.conf import settings
 
     queues = ("default", "ml")
     url = str(settings.CELERY_BROKER_URL or "")
     if url.startswith(("redis://", "rediss://")):
-        import redis
+        import redis  # an optional dependency: only with a Redis broker
 
         client = redis.Redis.from_url(url, socket_timeout=2)
         try:
@@ -450,8 +453,6 @@ def queue_depths() -> dict[str, int]:
         finally:
             client.close()
     if url.startswith("sqlite:///"):
-        from core.broker import broker_path, sqlite_connect
-
         path = broker_path(url)
         if not Path(path).exists():
             return dict.fromkeys(queues, 0)
@@ -505,8 +506,6 @@ class _StateCollector:
     def _uploads(self) -> Iterator[GaugeMetricFamily]:
         uploads = GaugeMetricFamily(f"{NS}_day_uploads", "Day-file uploads by status.", labels=["status"])
         with contextlib.suppress(Exception):
-            from django.db.models import Count
-
             for row in _model("market", "DayUpload").objects.values("status").annotate(n=Count("id")):
                 uploads.add_metric([str(row["status"])], row["n"])
         yield uploads
@@ -514,7 +513,6 @@ class _StateCollector:
 
 def _model(app: str, name: str) -> Any:
     """Higher apps' models by name: core imports none of them (dependencies point one way)."""
-    from django.apps import apps
 
     return apps.get_model(app, name)
 
@@ -564,7 +562,7 @@ def metrics_render() -> tuple[bytes, str]:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)
     else:
-        from prometheus_client import REGISTRY as registry  # noqa: N811
+        registry = REGISTRY
     state = CollectorRegistry(auto_describe=False)
     state.register(_StateCollector())
     return generate_latest(registry) + generate_latest(state), CONTENT_TYPE_LATEST

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -47,8 +48,6 @@ def _check_cache() -> None:
 
 
 def _check_channel_layer() -> None:
-    from channels.layers import get_channel_layer
-
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer")

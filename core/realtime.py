@@ -9,6 +9,7 @@ The channel layer delivers at most once; clients re-sync over REST after a recon
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,7 +20,7 @@ import time
 from typing import Any
 
 import httpx
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
@@ -121,8 +122,35 @@ def publish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _server_loop()
+    if loop is not None and isinstance(layer, InMemoryChannelLayer):
+        # On a web thread of this process's server (core/asgi_pool.py): hand the pushes to the loop that owns
+        # the layer's queues and go on. At most once either way; waiting for the loop would only hold this
+        # thread (and its request) for a few loop turns.
+        asyncio.run_coroutine_threadsafe(_group_send_all(layer, messages), loop).add_done_callback(
+            _log_failure
+        )
+        return
     for group, message in messages:
         async_to_sync(layer.group_send)(group, message)
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop this sync thread serves (set by sync_to_async and core/asgi_pool.py), if any."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    return loop if loop.is_running() else None
+
+
+async def _group_send_all(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("realtime push failed", exc_info=future.exception())
 
 
 def publish(group: str, message: dict[str, Any]) -> None:
@@ -134,8 +162,6 @@ async def apublish_many(messages: list[tuple[str, dict[str, Any]]]) -> None:
     if not messages:
         return
     if _must_relay():
-        import asyncio
-
         await asyncio.to_thread(publish_many, messages)
         return
     layer = get_channel_layer()

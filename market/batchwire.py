@@ -19,6 +19,7 @@ Rows are grouped by market in ``codes`` order; a level a book does not have is N
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -288,8 +289,6 @@ def from_columns(batch: Mapping[Any, Any]) -> PackedBatch:
             if not (t_price.shape[0] == t_vol.shape[0] == t_side.shape[0] == k):
                 raise BatchFormatError("trade columns have different lengths")
         except (TypeError, ValueError) as exc:
-            import logging
-
             logging.getLogger(__name__).warning("bad batch for %s: %s", code, exc)
             continue
         codes.append(code)

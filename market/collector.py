@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from core import metrics
 from core.messages import message_publish
 from market import batchwire
@@ -49,8 +51,6 @@ class PredictionBatcher:
     def __init__(
         self, max_books_per_market: int = 600, levels: int | None = None, binary: bool = False
     ) -> None:
-        from django.conf import settings
-
         self.binary = binary  # raw bytes instead of base64 text (for a sink whose serializer carries bytes)
         self.max_books = max_books_per_market
         self.levels = int(levels or settings.MARKET_PREDICTION_LEVELS)
@@ -280,8 +280,11 @@ class Collector:
             if code not in owned:
                 continue
             if type(rec) is OrderbookRecord and rec.snapshot:
-                previous = last_book.get(code)
-                if previous is not None and rec.ts <= previous:
+                # A re-subscription's snapshot repeats the current book: stored already by this process
+                # (kept market) or, for a market just taken, by the previous holder before its last record.
+                previous = max(last_book.get(code, -1), self._adopted_cut.get(code, -1))
+                if rec.ts <= previous:
+                    self.counts["duplicate"] += 1
                     continue
             elif type(rec) is TradeRecord and rec.snapshot and rec.ts <= self._adopted_cut.get(code, -1):
                 # The re-subscription's snapshot repeats the exchange's last trade: the previous holder

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
+from django.conf import settings
 
 from core import realtime
 from market.livebook import alivebook_share
@@ -315,8 +316,6 @@ class MarketFanout:
         share_books: bool = True,
     ) -> None:
         if interval is None or levels is None:
-            from django.conf import settings
-
             if interval is None:
                 interval = float(settings.MARKET_FANOUT_INTERVAL_MS) / 1000.0
             if levels is None:

@@ -29,6 +29,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from core import metrics
 from market.livebook import livebook_record
 from market.messages import MARKET_EVENTS, market_group
+from market.selectors import market_rest_snapshot_get
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +235,6 @@ class MarketHub:
         return last is None or time.monotonic() - last >= _REFETCH_AFTER_S
 
     async def _fetch(self, market: str, *, timeout: float) -> None:
-        from market.selectors import market_rest_snapshot_get
-
         try:
             fetched = await asyncio.wait_for(market_rest_snapshot_get(market=market), timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - the live stream still fills the state in

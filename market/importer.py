@@ -27,6 +27,7 @@ from market.upbit.protocol import (
     KRW_TICK_TABLE,
     KRW_TICK_TABLE_2024,
     KRW_TICK_TABLE_PRE2024,
+    MARKET_CODE_RE,
 )
 
 TICK_TABLES = {
@@ -524,7 +525,7 @@ def trade_table_build(
 
 def _check_options(options: ImportOptions) -> None:
     problems = []
-    if not re.fullmatch(r"[A-Z0-9]+-[A-Z0-9.]+", options.market or ""):
+    if not MARKET_CODE_RE.fullmatch(options.market or ""):
         problems.append(f"market {options.market!r}: looks like KRW-ADA (upper case, one dash)")
     if not (math.isfinite(options.price_scale) and options.price_scale > 0):
         problems.append("price scale must be a positive number")

@@ -231,7 +231,7 @@ class LeaseManager:
         if not 0 < renew_s < ttl_s - safety_s:
             raise ValueError("leases need 0 < renew_s < ttl_s - safety_s")
         if client is None:
-            import redis.asyncio as aioredis
+            import redis.asyncio as aioredis  # an optional dependency: only with a Redis URL
 
             client = aioredis.Redis.from_url(redis_url, socket_timeout=max(1.0, renew_s))
         self.redis = client

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.db import connection
 
 from core.broker import sqlite_connect
 
@@ -78,8 +80,6 @@ def livebook_record_event(message: dict[str, Any]) -> None:
 def share_file_path() -> Path:
     """The embedded share: one file per database, so the processes of one deployment (which share its
     database) share books, and nobody else's (another checkout's, or a parallel test run's) are read."""
-    from django.conf import settings
-    from django.db import connection
 
     db = connection.settings_dict
     ident = "|".join(str(db.get(k) or "") for k in ("ENGINE", "HOST", "PORT", "NAME"))

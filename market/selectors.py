@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ from typing import Any, TypeVar
 
 import httpx
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import ApplicationError, ServiceUnavailable, ValidationFailed
 from market import feeds
 from market.fanout import orderbook_payload, ticker_payload, trade_item
+from market.models import NewsItem
 from market.outages import source_down_note, source_up_note
 from market.upbit.client import AsyncUpbitClient, UpbitClient
 from market.upbit.errors import InvalidParameter, MarketNotFound, RateLimited, UpbitError
@@ -37,13 +39,30 @@ T = TypeVar("T")
 # ------------------------------------------------------------------------------------------------------
 
 
-def _client() -> UpbitClient:
-    return UpbitClient(base_url=settings.UPBIT_REST_URL, timeout=5.0, max_retries=1)
+_clients = threading.local()
+
+
+def quotation_client(*, max_retries: int = 3) -> UpbitClient:
+    """This thread's keyless quotation client for settings.UPBIT_REST_URL with that retry budget (the one
+    place quotation clients are made: the dashboard's reads and trading's share it, and each thread reuses
+    its connections)."""
+    key = (settings.UPBIT_REST_URL, max_retries)
+    made: dict[tuple[str, int], UpbitClient] = getattr(_clients, "made", None) or {}
+    client = made.get(key)
+    if client is None:
+        for (url, _retries), stale in made.items():
+            if url != key[0]:  # the URL changed (a fallback to the simulator, tests): drop the old pool
+                stale.close()
+        made = {k: v for k, v in made.items() if k[0] == key[0]}
+        client = made[key] = UpbitClient(base_url=key[0], timeout=5.0, max_retries=max_retries)
+        _clients.made = made
+    return client
 
 
 def _upbit_call(fn: Callable[[UpbitClient], T]) -> T:
-    """Run one quotation call, turning Upbit failures into application errors (never a 500)."""
-    client = _client()
+    """Run one quotation call (one retry: a page would rather show "unavailable" than wait), turning Upbit
+    failures into application errors (never a 500)."""
+    client = quotation_client(max_retries=1)
     try:
         return fn(client)
     except MarketNotFound:
@@ -61,8 +80,6 @@ def _upbit_call(fn: Callable[[UpbitClient], T]) -> T:
         raise ServiceUnavailable(
             _("Market data is unavailable right now."), code="upstream_unavailable"
         ) from None
-    finally:
-        client.close()
 
 
 def _cached(key: str, ttl: float, compute: Callable[[], T]) -> T:
@@ -107,7 +124,12 @@ def market_list() -> list[dict[str, Any]]:
             )
         return sorted(out, key=lambda r: r["market"])
 
-    return _cached("market:list", 600, compute)
+    listed = cache.get("market:list")
+    if not listed:  # an empty answer (an exchange starting up) is not kept: every order would be refused
+        listed = compute()
+        if listed:
+            cache.set("market:list", listed, 600)
+    return listed
 
 
 def market_get(*, code: str) -> str:
@@ -441,7 +463,6 @@ def _exchanges_btc_compute() -> dict[str, Any]:
 
 def news_list(*, limit: int = 30) -> list[dict[str, Any]]:
     """Latest news, newest first, cached until the next refresh writes new items."""
-    from market.models import NewsItem
 
     limit = max(1, min(int(limit), 100))
 
@@ -451,4 +472,4 @@ def news_list(*, limit: int = 30) -> list[dict[str, Any]]:
         )[:limit]
         return [{**r, "published_at": _iso(r["published_at"])} for r in rows]
 
-    return _cached(f"news:list:{limit}:{cache.get('news:version', 0)}", 60, compute)
+    return _cached(f"news:list:{limit}:{caches['shared'].get('news:version', 0)}", 60, compute)

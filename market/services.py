@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 
 import httpx
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from market import feeds
+from market.models import NewsItem
 from market.outages import source_down_note, source_up_note
 from market.uploads import (  # noqa: F401 - re-exported services
     DayUploadError,
@@ -49,7 +50,6 @@ def news_refresh(*, feed_urls: list[str] | None = None, now: dt.datetime | None 
     A broken or unreachable feed is recorded in the result and logged; the others are still stored.
     Safe to run twice at once: the unique ``guid_key`` makes a concurrent duplicate insert a no-op.
     """
-    from market.models import NewsItem
 
     urls = list(settings.NEWS_FEEDS if feed_urls is None else feed_urls)
     now = now or timezone.now()
@@ -126,7 +126,9 @@ def news_refresh(*, feed_urls: list[str] | None = None, now: dt.datetime | None 
 
 def _news_version_bump() -> None:
     # market.selectors.news_list caches per version: a new version makes every cached list miss at once.
+    # The shared cache: the worker bumps it, the web server reads it (separate processes without Redis).
+    shared = caches["shared"]
     try:
-        cache.incr("news:version")
+        shared.incr("news:version")
     except ValueError:
-        cache.set("news:version", 1, None)
+        shared.set("news:version", 1, None)

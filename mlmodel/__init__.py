@@ -15,5 +15,4 @@ PURE_MODULES = (
     "backtest",
     "report",
     "inference",
-    "pipeline",
 )

@@ -18,8 +18,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import ApplicationError
-from mlmodel import selectors, services
+from mlmodel import selectors
 from mlmodel.models import ModelVersion, Prediction, SpikePeriod, TrainingRun, TrainingState, TrainingTrigger
+from mlmodel.services.registry import model_promote, model_retire, model_rollback
+from mlmodel.services.runs import training_run_start, training_runs_fail_undelivered
 
 
 def _metric(obj: ModelVersion, *path: str) -> Any:
@@ -92,16 +94,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, _("Select at most one version per market."), messages.ERROR)
             return
         for v in queryset:
-            services.model_promote(version=v, note=f"promoted by {request.user.get_username()}")
+            model_promote(version=v, note=f"promoted by {request.user.get_username()}")
             self.message_user(request, _("%(v)s is now active.") % {"v": v}, messages.SUCCESS)
 
     @admin.action(description=_("Roll back the selected versions' markets to their previous model"))
     def roll_back(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for market in sorted(set(queryset.values_list("market", flat=True))):
             try:
-                v = services.model_rollback(
-                    market=market, note=f"rolled back by {request.user.get_username()}"
-                )
+                v = model_rollback(market=market, note=f"rolled back by {request.user.get_username()}")
             except ApplicationError as exc:
                 self.message_user(request, str(exc.message), messages.ERROR)
                 continue
@@ -113,7 +113,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def retire(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for v in queryset:
             try:
-                services.model_retire(version=v, note=f"retired by {request.user.get_username()}")
+                model_retire(version=v, note=f"retired by {request.user.get_username()}")
             except ApplicationError as exc:
                 self.message_user(request, f"{v}: {exc.message}", messages.ERROR)
 
@@ -165,13 +165,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        services.training_runs_fail_undelivered()
+        training_runs_fail_undelivered()
         return super().changelist_view(request, extra_context)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> Any:
-        services.training_runs_fail_undelivered()
+        training_runs_fail_undelivered()
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("progress"), ordering="progress")
@@ -220,7 +220,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                run = services.training_run_start(
+                run = training_run_start(
                     market=data["market"],
                     trigger=TrainingTrigger.ADMIN,
                     requested_by=request.user,
@@ -250,7 +250,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def progress_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
         self._check(request)
-        services.training_runs_fail_undelivered()
+        training_runs_fail_undelivered()
         run = get_object_or_404(TrainingRun, pk=run_id)
         ctx = {
             **self.admin_site.each_context(request),
@@ -263,7 +263,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def progress_json(self, request: HttpRequest, run_id: int) -> JsonResponse:
         self._check(request)
-        services.training_runs_fail_undelivered()
+        training_runs_fail_undelivered()
         run = get_object_or_404(TrainingRun, pk=run_id)
         data = selectors.training_run_progress(run=run)
         if run.result_version_id:

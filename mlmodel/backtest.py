@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from market.dayfiles import BookArrays
+from market.upbit.protocol import FEE_RATE
 from mlmodel.rule import HORIZON_EXIT, exit_reason
 from mlmodel.ticks import TickFn, krw_tick_size, round_to_tick
 
@@ -19,7 +20,7 @@ YEAR_S = 365.0 * 24 * 3600  # crypto trades every day
 @dataclass(frozen=True)
 class BacktestConfig:
     threshold: float = 0.0005  # the user's profit threshold as a fraction (0.05 %)
-    fee_rate: float = 0.0005  # Upbit KRW fee per side
+    fee_rate: float = float(FEE_RATE)  # Upbit KRW fee per side
     spread_cost_factor: float = 0.5  # cost includes this fraction of the relative spread (0.5 = half-spread)
     latency_ms: int = 100  # decision -> order arrival at the exchange
     order_krw: float = 100_000.0  # KRW spent per buy
@@ -147,7 +148,7 @@ def run_backtest(
 ) -> BacktestResult:
     """Replay ``book`` with a prediction at each decision snapshot ``decision_idx`` (sorted row indices).
 
-    Rule (the product's, ``trading.autotrade.decide``): buy ``order_krw`` when prediction > threshold + cost
+    Rule (the product's, ``autotrade.rule.decide``): buy ``order_krw`` when prediction > threshold + cost
     and the position limit allows it; sell the whole position when prediction < -(threshold + cost), or, with
     ``horizon_s``, once that long has passed since the buy that opened it and the prediction no longer
     exceeds threshold + cost (``mlmodel.rule.exit_reason``). An order arrives ``latency_ms`` after the

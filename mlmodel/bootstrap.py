@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from django.db import transaction
 
 from core.errors import Conflict
 from market import dayfiles
-from mlmodel import conf, services
+from mlmodel import conf
 from mlmodel.models import (
     ModelBootstrap,
     ModelStatus,
@@ -28,34 +27,20 @@ from mlmodel.models import (
     TrainingState,
     TrainingTrigger,
 )
+from mlmodel.selectors import bootstrap_enabled, bootstrap_markets, bootstrap_needed_seconds
+from mlmodel.services.params import TrainParams
+from mlmodel.services.runs import training_run_start
 
 logger = logging.getLogger(__name__)
 
 # The first model trains on the newest recorded day and the one before (a fresh recording may cross KST
 # midnight); the data measured for the threshold is the data that training will read.
 BOOTSTRAP_DAYS = 2
-BOOTSTRAP_SPLITS = 2  # walk-forward splits: with 10 minutes of data each test block is ~100 s
+# Walk-forward splits: with 40 minutes of data each test block is ~6 minutes. Three, not two: the test blocks
+# then hold 3/7 of the data rather than 1/3, so the first try at 40 minutes makes the gate's 20 round trips
+# (docs/simulator.md: 2 splits made 19, 25, 19 on seeds 1-3; 3 splits made 25 and 28 on seeds 1 and 3).
+BOOTSTRAP_SPLITS = 3
 MIN_WINDOW = 8
-
-
-def enabled() -> bool:
-    return bool(conf.get("ML_BOOTSTRAP"))
-
-
-def min_seconds() -> float:
-    return float(conf.get("ML_BOOTSTRAP_MIN_MINUTES")) * 60.0
-
-
-def bootstrap_markets() -> list[str]:
-    """The markets whose first model is trained by itself: ``ML_BOOTSTRAP_MARKETS``, by default every market
-    the collector records (``MARKET_CODES``; the dashboard's default market is the first)."""
-    chosen = list(conf.get("ML_BOOTSTRAP_MARKETS") or settings.MARKET_CODES)
-    return [m for m in chosen if m in settings.MARKET_CODES]
-
-
-def needed_seconds(row: ModelBootstrap | None) -> float:
-    """Recorded data the next attempt waits for: the setting's minimum, or twice the data of the last try."""
-    return max(min_seconds(), row.next_at_s if row is not None else 0.0)
 
 
 # ----------------------------------------------------------------------------- recorded data
@@ -160,7 +145,7 @@ def recorded_data_measure(*, root: Path, market: str, days: int = BOOTSTRAP_DAYS
 
 def model_bootstrap_params(*, recorded: Recorded) -> dict[str, Any]:
     """Training parameters that fit the recorded data: the usual model (``ML_*`` settings) on the
-    measured days, two walk-forward splits, at least 60 horizons in the data (so each test block holds ~10),
+    measured days, three walk-forward splits, at least 60 horizons in the data (so each test block holds ~10),
     an input window of at most a twentieth of a test block, and no more book levels than the files hold.
     Promotion by the usual rule."""
     horizon = float(conf.get("ML_HORIZON_S"))
@@ -168,7 +153,7 @@ def model_bootstrap_params(*, recorded: Recorded) -> dict[str, Any]:
         horizon = min(horizon, recorded.seconds / 60.0)
     test_rows = recorded.rows / (4 + BOOTSTRAP_SPLITS)  # train : val : test = 3 : 1 : 1, n_splits tests
     window = int(min(int(conf.get("ML_WINDOW")), max(MIN_WINDOW, test_rows // 20)))
-    feature_levels = services.TrainParams().feature_levels
+    feature_levels = TrainParams().feature_levels
     if recorded.levels:
         feature_levels = min(feature_levels, recorded.levels)
     return {
@@ -216,7 +201,7 @@ def model_bootstrap_check(
     """For each market with no active model and no training run queued or running: measure the recorded
     data, and once it reaches the threshold queue one training run (trigger ``bootstrap``) and double the
     threshold for a later attempt. Safe to run concurrently (row lock) and as often as beat likes."""
-    if not enabled():
+    if not bootstrap_enabled():
         return [BootstrapOutcome(m, "disabled") for m in (markets or bootstrap_markets())]
     root = Path(root or settings.MARKET_DATA_DIR)
     out: list[BootstrapOutcome] = []
@@ -237,7 +222,7 @@ def _check_market(market: str, recorded: Recorded) -> BootstrapOutcome:
         ModelBootstrap.objects.get_or_create(market=market)
         row = ModelBootstrap.objects.select_for_update().get(market=market)
         row.collected_s, row.rows = recorded.seconds, recorded.rows
-        needed = needed_seconds(row)
+        needed = bootstrap_needed_seconds(row)
         if _active(market):
             row.save(update_fields=["collected_s", "rows", "checked_at"])
             return BootstrapOutcome(market, "active", recorded.seconds, needed)
@@ -251,7 +236,7 @@ def _check_market(market: str, recorded: Recorded) -> BootstrapOutcome:
         if not _enough_test_samples(recorded, params):  # a run would only fail "test periods too small"
             row.save(update_fields=["collected_s", "rows", "checked_at"])
             return BootstrapOutcome(market, "collecting", recorded.seconds, needed)
-        run = services.training_run_start(market=market, params=params, trigger=TrainingTrigger.BOOTSTRAP)
+        run = training_run_start(market=market, params=params, trigger=TrainingTrigger.BOOTSTRAP)
         row.attempts += 1
         row.last_run = run
         # Never a loop: if this candidate is refused (or the run fails), the next try waits for twice the
@@ -270,8 +255,3 @@ def _check_market(market: str, recorded: Recorded) -> BootstrapOutcome:
         params["horizon_s"],
     )
     return BootstrapOutcome(market, "queued", recorded.seconds, needed, run.pk)
-
-
-def minutes(seconds: float, *, up: bool = False) -> int:
-    """Whole minutes as the dashboard shows them (collected rounded down, needed rounded up)."""
-    return int(math.ceil(seconds / 60.0 - 1e-9)) if up else int(seconds // 60)

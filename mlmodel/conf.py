@@ -1,5 +1,5 @@
 """The ML settings, read from Django settings: every ``ML_*`` knob and its default is defined once, in
-``observator/settings/base.py`` (the machine-learning section); this module only reads them."""
+``observator/settings/ml.py``; this module only reads them."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from market import dayfiles
+from market import dayfiles, importer
 from mlmodel.features import FeatureConfig, FeatureFrame, compute_features
 from mlmodel.labels import future_log_return
 from mlmodel.ticks import TickFn, krw_tick_size
@@ -135,6 +135,7 @@ class WindowSet:
     y: np.ndarray  # float32 [S]
     ts: np.ndarray  # int64 [S]
     window: int
+    market: np.ndarray | None = None  # int64 [S]: each sample's market id (a pooled model's embedding row)
 
     def __len__(self) -> int:
         return int(self.ends.shape[0])
@@ -163,6 +164,33 @@ def make_windowset(lf: LabelledFrame, X: np.ndarray, ends: np.ndarray, *, window
         y=lf.y[ends].astype(np.float32),
         ts=lf.frame.ts[ends],
         window=window,
+    )
+
+
+def pooled_windowset(parts: Sequence[tuple[int, WindowSet]]) -> WindowSet:
+    """Samples of many markets in one set: each market's rows (normalised with its own statistics) stacked,
+    its window ends shifted accordingly and every sample tagged with its market id."""
+    if not parts:
+        raise ValueError("no market to pool")
+    window = parts[0][1].window
+    Xs, ends, ys, tss, ids = [], [], [], [], []
+    offset = 0
+    for market_id, ws in parts:
+        if ws.window != window:
+            raise ValueError("pooled window sets must share one window length")
+        Xs.append(ws.X)
+        ends.append(ws.ends + offset)
+        ys.append(ws.y)
+        tss.append(ws.ts)
+        ids.append(np.full(len(ws), market_id, dtype=np.int64))
+        offset += ws.X.shape[0]
+    return WindowSet(
+        X=np.concatenate(Xs),
+        ends=np.concatenate(ends),
+        y=np.concatenate(ys),
+        ts=np.concatenate(tss),
+        window=window,
+        market=np.concatenate(ids),
     )
 
 
@@ -223,9 +251,7 @@ class DataTerms:
     def tick_fn(self) -> TickFn:
         if self.tick is None:
             return krw_tick_size
-        from market.importer import tick_fn  # the importer's own reading of its ``--tick`` spec
-
-        return tick_fn(self.tick)
+        return importer.tick_fn(self.tick)  # the importer's own reading of its ``--tick`` spec
 
     def fee(self, default: float) -> float:
         return default if self.fee_rate is None else self.fee_rate

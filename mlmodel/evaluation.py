@@ -179,15 +179,26 @@ def block_bootstrap_ci(
         return {"macro_f1": None, "mcc": None}
     rng = np.random.default_rng(seed)
     codes = [3 * np.clip(y, 0, 2) + np.clip(p, 0, 2) + 9 * ((y < 0) | (p < 0)) for y, p in pairs]
+    # A resample is ceil(n / L) circular blocks of L samples (the last one cut so that n are drawn); its
+    # confusion counts are differences of the period's cumulative one-hot counts at the blocks' ends, so a
+    # resample costs O(n / L), not O(n) (the same draws and counts as indexing every sample: issue 16).
+    plans = []
+    for code in codes:
+        n = code.size
+        L = min(block, n)
+        k = int(math.ceil(n / L))
+        cum = np.zeros((n + 1, 9), dtype=np.int64)
+        np.cumsum(code[:, None] == np.arange(9)[None, :], axis=0, out=cum[1:])
+        lens = np.full(k, L, dtype=np.int64)
+        lens[-1] = n - (k - 1) * L
+        plans.append((n, k, cum, lens))
     f1s, mccs = np.empty(n_boot), np.empty(n_boot)
     for b in range(n_boot):
         cm = np.zeros(9, dtype=np.int64)
-        for code in codes:
-            n = code.size
-            L = min(block, n)
-            starts = rng.integers(0, n, size=int(math.ceil(n / L)))
-            idx = ((starts[:, None] + np.arange(L)[None, :]) % n).ravel()[:n]
-            cm += np.bincount(code[idx], minlength=18)[:9]
+        for n, k, cum, lens in plans:
+            starts = rng.integers(0, n, size=k)
+            ends = starts + lens  # exclusive, may wrap past n once
+            cm += (cum[np.minimum(ends, n)] - cum[starts] + cum[np.maximum(ends - n, 0)]).sum(axis=0)
         f1s[b], mccs[b] = macro_f1(cm.reshape(3, 3)), mcc(cm.reshape(3, 3))
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
 
@@ -323,6 +334,35 @@ def _sub(book: BookArrays, lo: int, hi: int) -> BookArrays:
     )
 
 
+def split_fit_ends(
+    combined: LabelledFrame, split: Split, *, window: int, train_stride: int, offset: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split's training and validation window ends in ``combined`` (its first ``offset`` rows are extra
+    training periods older than the evaluated data, e.g. spike periods). One definition for the per-market
+    walk-forward and the pooled model's training sets (``mlmodel.services.pooled``)."""
+    tr_ends = window_ends(
+        combined, window=window, t_start=split.train[0], t_end=split.train[1], stride=train_stride
+    )
+    if offset:
+        extra_ends = window_ends(
+            combined, window=window, t_end=int(combined.frame.ts[offset]), stride=train_stride
+        )
+        tr_ends = np.union1d(extra_ends[extra_ends < offset], tr_ends)
+    va_ends = window_ends(combined, window=window, t_start=split.val[0], t_end=split.val[1])
+    return tr_ends, va_ends
+
+
+def split_normalised(
+    combined: LabelledFrame, split: Split, *, offset: int = 0
+) -> tuple[Normalizer, np.ndarray]:
+    """The split's normalisation, fitted on its training rows only (and the extra rows before ``offset``),
+    and every row of ``combined`` normalised with it."""
+    f = combined.frame
+    in_train = f.valid & (f.ts < split.train[1]) & ((f.ts >= split.train[0]) | (np.arange(len(f)) < offset))
+    norm = Normalizer.fit(f.X, rows=in_train)
+    return norm, norm.transform(f.X)
+
+
 def walk_forward_evaluate(
     data: LabelledFrame,
     book: BookArrays,
@@ -358,13 +398,9 @@ def walk_forward_evaluate(
     outcomes: dict[int, dict[str, SplitOutcome]] = {}
     split_reports = []
     for split in splits:
-        tr_ends = window_ends(
-            combined, window=W, t_start=split.train[0], t_end=split.train[1], stride=cfg.train_stride
+        tr_ends, va_ends = split_fit_ends(
+            combined, split, window=W, train_stride=cfg.train_stride, offset=offset
         )
-        if offset:
-            extra_ends = window_ends(combined, window=W, t_end=int(data.frame.ts[0]), stride=cfg.train_stride)
-            tr_ends = np.union1d(extra_ends[extra_ends < offset], tr_ends)
-        va_ends = window_ends(combined, window=W, t_start=split.val[0], t_end=split.val[1])
         # Decisions are every usable window in the test period; metrics use those whose label is known.
         te_ends = window_ends(
             combined,
@@ -385,11 +421,7 @@ def walk_forward_evaluate(
                 }
             )
             continue
-        in_train = (
-            f.valid & (f.ts < split.train[1]) & ((f.ts >= split.train[0]) | (np.arange(len(f)) < offset))
-        )
-        norm = Normalizer.fit(f.X, rows=in_train)
-        Xn = norm.transform(f.X)
+        norm, Xn = split_normalised(combined, split, offset=offset)
         ws_tr = make_windowset(combined, Xn, tr_ends, window=W)
         ws_va = make_windowset(combined, Xn, va_ends, window=W)
         ws_te = make_windowset(combined, Xn, te_ends, window=W)

@@ -33,6 +33,12 @@ class Predictor:
         self.inv_std = np.ascontiguousarray(1.0 / bundle.normalizer.std, dtype=np.float32)
         self.clip = np.float32(bundle.normalizer.clip)
         self.y_scale = float(bundle.y_scale)  # the model's raw outputs times this = predicted log-returns
+        # A pooled model serves many markets: each one's normalisation is a row of the tables (its market
+        # id = its embedding row); a market's own model has one row.
+        self.markets: tuple[str, ...] = tuple(bundle.markets)
+        norms = bundle.normalizers if bundle.pooled else (bundle.normalizer,)
+        self.mean_table = np.ascontiguousarray(np.stack([n.mean for n in norms]), dtype=np.float32)
+        self.inv_std_table = np.ascontiguousarray(np.stack([1.0 / n.std for n in norms]), dtype=np.float32)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, device: str = "cpu", threads: int | None = None) -> Predictor:
@@ -42,8 +48,13 @@ class Predictor:
     def n_features(self) -> int:
         return len(self.feature_names)
 
-    def predict_raw(self, windows: np.ndarray) -> np.ndarray:
-        """[B, W, F] raw feature windows (or [W, F] for one) -> [B] predicted log-returns."""
+    def market_ids(self, markets: list[str] | tuple[str, ...]) -> np.ndarray:
+        """A pooled model's embedding rows of ``markets`` (ValueError for one it was not trained on)."""
+        return np.array([self.bundle.market_id(m) for m in markets], dtype=np.int64)
+
+    def predict_raw(self, windows: np.ndarray, *, market_ids: np.ndarray | None = None) -> np.ndarray:
+        """[B, W, F] raw feature windows (or [W, F] for one) -> [B] predicted log-returns (a pooled model:
+        with each window's ``market_ids``)."""
         x = np.asarray(windows, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
@@ -51,6 +62,13 @@ class Predictor:
             raise ValueError(
                 f"expected windows of shape (B, {self.window}, {self.n_features}), got {x.shape}"
             )
+        if self.markets:
+            if market_ids is None:
+                raise ValueError("a pooled model needs the market of each window")
+            z = (x - self.mean_table[market_ids][:, None, :]) * self.inv_std_table[market_ids][:, None, :]
+            np.nan_to_num(z, copy=False, nan=0.0)
+            np.clip(z, -self.clip, self.clip, out=z)
+            return self.predict_normalized(z, market_ids=market_ids)
         return self.predict_normalized(self.normalize(x))
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
@@ -60,7 +78,7 @@ class Predictor:
         np.clip(z, -self.clip, self.clip, out=z)
         return z
 
-    def predict_normalized(self, z: np.ndarray) -> np.ndarray:
+    def predict_normalized(self, z: np.ndarray, *, market_ids: np.ndarray | None = None) -> np.ndarray:
         """[B, W, F] normalised windows (see ``normalize``) -> [B] predicted log-returns; one forward pass.
 
         ``z`` may be a batch-major view of a time-major [W, B, F] buffer (``LiveState.model_inputs``): the
@@ -72,17 +90,28 @@ class Predictor:
         else:
             x = torch.from_numpy(np.ascontiguousarray(z))
         with torch.inference_mode():
-            out = self.model(x.to(self.device))
+            if self.markets:
+                if market_ids is None:
+                    raise ValueError("a pooled model needs the market of each window")
+                ids = torch.from_numpy(np.ascontiguousarray(market_ids, dtype=np.int64)).to(self.device)
+                out = self.model(x.to(self.device), ids)
+            else:
+                out = self.model(x.to(self.device))
         return out.double().cpu().numpy() * self.y_scale
 
     def predict_markets(self, latest: Mapping[str, np.ndarray]) -> dict[str, float]:
         """One batched forward pass for many markets; each value holds at least W rows of raw features
         (the newest last). Markets with too few rows are left out."""
-        names = [m for m, x in latest.items() if x.shape[0] >= self.window]
+        names = [
+            m
+            for m, x in latest.items()
+            if x.shape[0] >= self.window and (not self.markets or m in self.markets)
+        ]
         if not names:
             return {}
         batch = np.stack([np.asarray(latest[m][-self.window :], dtype=np.float32) for m in names])
-        preds = self.predict_raw(batch)
+        ids = self.market_ids(names) if self.markets else None
+        preds = self.predict_raw(batch, market_ids=ids)
         return {m: float(p) for m, p in zip(names, preds, strict=True)}
 
 

@@ -519,10 +519,11 @@ def _featurise(
 
 
 @numba.njit(cache=True, nogil=True)
-def _store(stage, k, is_size, mean, inv_std, clip, rowok, dm, ds, z, zvalid):  # noqa: ANN001, ANN201
+def _store(stage, k, is_size, mean, inv_std, mrow, clip, rowok, dm, ds, z, zvalid):  # noqa: ANN001, ANN201
     """The kernel's raw rows into the model's ring, exactly as ``Predictor.normalize`` does offline: level
     sizes log1p'd, float32, ``(x - mean) * inv_std``, NaN -> 0, clipped; a row with a non-finite raw value
-    is marked invalid (no window containing it is served). No fastmath: the NaN checks must hold."""
+    is marked invalid (no window containing it is served). No fastmath: the NaN checks must hold.
+    ``mean``/``inv_std`` [R, F]: row ``mrow[m]`` for market m (one row; a pooled model's one per market)."""
     F = stage.shape[1]
     lo = np.float32(-clip)
     hi = np.float32(clip)
@@ -530,6 +531,8 @@ def _store(stage, k, is_size, mean, inv_std, clip, rowok, dm, ds, z, zvalid):  #
         good = rowok[i]
         m = dm[i]
         s = ds[i]
+        mu = mean[mrow[m]]
+        inv = inv_std[mrow[m]]
         for f in range(F):
             v = stage[i, f]
             if is_size[f]:
@@ -537,7 +540,7 @@ def _store(stage, k, is_size, mean, inv_std, clip, rowok, dm, ds, z, zvalid):  #
             v32 = np.float32(v)
             if not np.isfinite(v32):
                 good = False
-            zz = (v32 - mean[f]) * inv_std[f]
+            zz = (v32 - mu[f]) * inv[f]
             if np.isnan(zz):
                 zz = np.float32(0.0)
             z[m, s, f] = min(max(zz, lo), hi)
@@ -600,8 +603,8 @@ class ModelSpec:
     """What the kernels need of a model: its feature config as arrays and its normalisation."""
 
     key: int
-    mean: np.ndarray  # float32 [F]: the predictor's normalisation (``Predictor.normalize``)
-    inv_std: np.ndarray  # float32 [F]
+    mean: np.ndarray  # float32 [R, F]: the predictor's normalisation (``Predictor.normalize``), R = 1
+    inv_std: np.ndarray  # float32 [R, F]: or, for a pooled model, one row per market of ``markets``
     clip: float
     is_size: np.ndarray  # bool [F]: the level-size columns (log1p applied after the kernel)
     window: int
@@ -616,6 +619,7 @@ class ModelSpec:
     gap_ms: int
     n_features: int
     lstm: LSTMWeights | None = None  # set: served by ``mlmodel.lstm_kernel`` over cached projections
+    markets: tuple[str, ...] = ()  # a pooled model's markets: row i of mean/inv_std/bias is markets[i]
 
     @classmethod
     def of(cls, key: int, predictor, *, compiled: bool = False) -> ModelSpec:  # noqa: ANN001
@@ -637,8 +641,8 @@ class ModelSpec:
         is_size = np.array(["_logsz_" in n for n in predictor.feature_names], dtype=np.bool_)
         return cls(
             key=key,
-            mean=predictor.mean,
-            inv_std=predictor.inv_std,
+            mean=predictor.mean_table,
+            inv_std=predictor.inv_std_table,
             clip=float(predictor.clip),
             is_size=is_size,
             window=int(predictor.window),
@@ -653,6 +657,7 @@ class ModelSpec:
             gap_ms=int(cfg.max_gap_ms),
             n_features=len(predictor.feature_names),
             lstm=LSTMWeights.of(predictor.model) if compiled and str(predictor.device) == "cpu" else None,
+            markets=tuple(predictor.markets),
         )
 
 
@@ -672,6 +677,7 @@ class LiveState:
         self._dst = np.empty((2, 0), dtype=np.int64)
         self._rowok = np.empty(0, dtype=np.bool_)
         self._xs = np.empty(0, dtype=np.float32)  # the compiled forward's work buffer
+        self._mrows: dict[int, tuple[int, np.ndarray]] = {}  # per model key: (markets known, market -> row)
 
     # ---- allocation
     def _alloc(  # noqa: ANN202
@@ -818,6 +824,22 @@ class LiveState:
         return float(self.a1[m, nm - 1]), float(self.b1[m, nm - 1])
 
     # ---- features and model input
+    def market_rows(self, spec: ModelSpec) -> np.ndarray:
+        """Per market index, the row of ``spec``'s normalisation (and compiled bias) tables: 0 for a
+        market's own model, the market's embedding row for a pooled one (0 for a market it does not know:
+        serving never asks a pooled model about a market whose active version is not that model)."""
+        size = self.n.shape[0]
+        cached = self._mrows.get(spec.key)
+        if cached is not None and cached[0] == self._m and cached[1].shape[0] == size:
+            return cached[1]
+        rows = np.zeros(size, dtype=np.int64)
+        if spec.markets:
+            at = {code: i for i, code in enumerate(spec.markets)}
+            for code, m in self.index.items():
+                rows[m] = at.get(code, 0)
+        self._mrows[spec.key] = (self._m, rows)
+        return rows
+
     def _featurise_new(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         """Featurise (normalise, and project for a compiled model) what ``spec``'s model has not seen for
         these markets. Returns (midx as contiguous int64, the feature ring as this model's [.., F] view)."""
@@ -844,13 +866,14 @@ class LiveState:
             self._dst[1], self._rowok,
         )  # fmt: skip
         if k:
+            mrow = self.market_rows(spec)
             _store(
-                self._stage, k, spec.is_size, spec.mean, spec.inv_std, spec.clip, self._rowok, self._dst[0],
-                self._dst[1], z, self.zvalid,
+                self._stage, k, spec.is_size, spec.mean, spec.inv_std, mrow, spec.clip, self._rowok,
+                self._dst[0], self._dst[1], z, self.zvalid,
             )  # fmt: skip
             w = spec.lstm
             if w is not None:
-                lstm_kernel.project(z, k, self._dst[0], self._dst[1], w.wih_t, w.bias, self.zp)
+                lstm_kernel.project(z, k, self._dst[0], self._dst[1], w.wih_t, w.bias, mrow, self.zp)
         return midx, z
 
     def _servable(self, midx: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -76,10 +76,11 @@ def ring_stride(slots: int, gates: int) -> int:
 
 
 @numba.njit(**_JIT)
-def project(z, k, dm, ds, wih_t, bias, zp):  # noqa: ANN001, ANN201
+def project(z, k, dm, ds, wih_t, bias, mrow, zp):  # noqa: ANN001, ANN201
     """Rows ``z[dm[i], ds[i]]`` (i < k; normalised features) -> slot ``ds[i]`` of market ``dm[i]``'s
     projection ring ``zp`` ([market, slot * G + gate], G = this model's gates; the ring may be wider for a
-    larger model): ``row @ wih_t + bias``, one BLAS product for all."""
+    larger model): ``row @ wih_t + bias[mrow[dm[i]]]``, one BLAS product for all (``bias`` has one row for
+    a market's own model, one per market for a pooled model: its embedding's share of the gates)."""
     F = wih_t.shape[0]
     G = wih_t.shape[1]
     if k == 0:
@@ -91,9 +92,10 @@ def project(z, k, dm, ds, wih_t, bias, zp):  # noqa: ANN001, ANN201
     proj = np.dot(rows, wih_t)
     for i in range(k):
         at = ds[i] * G
+        b = bias[mrow[dm[i]]]
         dst = zp[dm[i], at : at + G]
         for j in range(G):
-            dst[j] = proj[i, j] + bias[j]
+            dst[j] = proj[i, j] + b[j]
 
 
 @numba.njit(**_JIT)
@@ -150,8 +152,8 @@ def blas_threads(n: int) -> Any:
     first: threadpoolctl only sees libraries already loaded when its controller is made."""
     global _blas
     if _blas is None:
-        import scipy.linalg.cython_blas  # noqa: F401
-        from threadpoolctl import ThreadpoolController
+        import scipy.linalg.cython_blas  # noqa: F401 - heavy; loaded on the first call, before the controller
+        from threadpoolctl import ThreadpoolController  # after scipy's BLAS is loaded (see above)
 
         _blas = ThreadpoolController()
     return _blas.limit(limits=n, user_api="blas")
@@ -163,7 +165,7 @@ class LSTMWeights:
     input, forget and output gate columns halved (sigmoid through tanh)."""
 
     wih_t: np.ndarray  # [F, 4H]
-    bias: np.ndarray  # [4H]: b_ih + b_hh
+    bias: np.ndarray  # [R, 4H]: b_ih + b_hh (R = 1), plus each market's embedding term for a pooled model
     whh_t: np.ndarray  # [H, 4H]
     head_w: np.ndarray  # [H]
     head_b: float
@@ -179,10 +181,12 @@ class LSTMWeights:
     @classmethod
     def of(cls, model: Any) -> LSTMWeights | None:
         """The weights of ``model`` if the kernels compute exactly what it computes (an ``LSTMRegressor``
-        with one unidirectional layer, biases, no projection), else None: serve it with torch."""
-        from mlmodel.nets import LSTMRegressor
+        with one unidirectional layer, biases, no projection), else None: serve it with torch. A
+        ``PooledLSTMRegressor``'s embedding is constant along a window: its input weights times each
+        market's embedding are folded into that market's bias row."""
+        from mlmodel.nets import LSTMRegressor, PooledLSTMRegressor  # torch: this core does not at import
 
-        if type(model) is not LSTMRegressor:
+        if type(model) not in (LSTMRegressor, PooledLSTMRegressor):
             return None
         lstm = model.lstm
         if lstm.num_layers != 1 or lstm.bidirectional or not lstm.bias or getattr(lstm, "proj_size", 0):
@@ -194,23 +198,32 @@ class LSTMWeights:
         H = lstm.hidden_size
         scale = np.full(4 * H, 0.5, dtype=np.float32)
         scale[2 * H : 3 * H] = 1.0  # the cell candidate is a tanh already
+        wih = arr(lstm.weight_ih_l0)
+        bias = (arr(lstm.bias_ih_l0) + arr(lstm.bias_hh_l0))[None, :]
+        if type(model) is PooledLSTMRegressor:
+            F = model.config.n_features
+            emb = arr(model.embedding.weight)  # [markets, E]
+            bias = bias + emb @ wih[:, F:].T
+            wih = wih[:, :F]
         return cls(
-            wih_t=np.ascontiguousarray(arr(lstm.weight_ih_l0).T * scale),
-            bias=np.ascontiguousarray((arr(lstm.bias_ih_l0) + arr(lstm.bias_hh_l0)) * scale),
+            wih_t=np.ascontiguousarray(wih.T * scale),
+            bias=np.ascontiguousarray((bias * scale).astype(np.float32)),
             whh_t=np.ascontiguousarray(arr(lstm.weight_hh_l0).T * scale),
             head_w=np.ascontiguousarray(arr(model.head.weight).reshape(-1)),
             head_b=float(arr(model.head.bias).reshape(-1)[0]),
         )
 
-    def forward_windows(self, x: np.ndarray) -> np.ndarray:
+    def forward_windows(self, x: np.ndarray, market: np.ndarray | None = None) -> np.ndarray:
         """[B, W, F] normalised windows -> [B] raw outputs, through ``project`` and ``forward`` (tests and
-        benchmarks; live serving keeps the projections in ``mlmodel.live.LiveState``)."""
+        benchmarks; live serving keeps the projections in ``mlmodel.live.LiveState``). ``market``: each
+        window's embedding row for a pooled model."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         B, W, _ = x.shape
         zp = np.empty((B, ring_stride(W, self.gates)), dtype=np.float32)
         dm = np.repeat(np.arange(B, dtype=np.int64), W)
         ds = np.tile(np.arange(W, dtype=np.int64), B)
-        project(x, B * W, dm, ds, self.wih_t, self.bias, zp)
+        mrow = np.zeros(B, dtype=np.int64) if market is None else np.ascontiguousarray(market, dtype=np.int64)
+        project(x, B * W, dm, ds, self.wih_t, self.bias, mrow, zp)
         out = np.empty(B, dtype=np.float32)
         xs = np.empty(W * B * self.gates, dtype=np.float32)
         forward(np.arange(B, dtype=np.int64), np.zeros(B, dtype=np.int64), W, W, zp, self.whh_t, self.head_w,

@@ -20,7 +20,7 @@ class ModelStatus(models.TextChoices):
 
 class ModelVersion(models.Model):
     """One trained model of one market. Exactly one version per market is ``active`` (enforced by
-    ``mlmodel.services.model_promote`` under a row lock); it is the one serving predictions."""
+    ``mlmodel.services.registry.model_promote`` under a row lock); it is the one serving predictions."""
 
     name = models.CharField(_("name"), max_length=80)
     market = models.CharField(_("market"), max_length=20, db_index=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from mlmodel import bootstrap
+from mlmodel import conf
 from mlmodel.models import ModelBootstrap, ModelStatus, ModelVersion, Prediction, TrainingRun, TrainingState
 
 
@@ -133,7 +134,7 @@ def prediction_data(*, prediction: Prediction) -> dict[str, Any]:
     }
 
 
-# Reasons the promotion rule gives (mlmodel.services.promotion_decision), in the reader's language.
+# Reasons the promotion rule gives (mlmodel.services.registry.promotion_decision), in the reader's language.
 _REASONS = {
     "does not beat persistence on validation": gettext_lazy(
         "its predictions were not better than assuming no change (persistence) on the validation data"
@@ -195,9 +196,9 @@ def model_state_get(*, market: str) -> dict[str, Any]:
             out["message"] = _("Training the first model: %(pct)s %%") % {"pct": pct}
         return out
     row = ModelBootstrap.objects.filter(market=market).first()
-    auto = bootstrap.enabled() and market in bootstrap.bootstrap_markets()
-    collected = bootstrap.minutes(row.collected_s if row else 0.0)
-    needed = bootstrap.minutes(bootstrap.needed_seconds(row), up=True)
+    auto = bootstrap_enabled() and market in bootstrap_markets()
+    collected = _minutes(row.collected_s if row else 0.0)
+    needed = _minutes(bootstrap_needed_seconds(row), up=True)
     if auto:
         out.update(collected_minutes=collected, needed_minutes=needed)
     last = TrainingRun.objects.filter(market=market).order_by("-id").first()
@@ -222,3 +223,31 @@ def model_state_get(*, market: str) -> dict[str, Any]:
     else:
         out["message"] = _("No active model yet")
     return out
+
+
+# ----------------------------------------------------------------------------- first model (bootstrap)
+
+
+def bootstrap_enabled() -> bool:
+    return bool(conf.get("ML_BOOTSTRAP"))
+
+
+def bootstrap_min_seconds() -> float:
+    return float(conf.get("ML_BOOTSTRAP_MIN_MINUTES")) * 60.0
+
+
+def bootstrap_markets() -> list[str]:
+    """The markets whose first model is trained by itself: ``ML_BOOTSTRAP_MARKETS``, by default every market
+    the collector records (``MARKET_CODES``; the dashboard's default market is the first)."""
+    chosen = list(conf.get("ML_BOOTSTRAP_MARKETS") or settings.MARKET_CODES)
+    return [m for m in chosen if m in settings.MARKET_CODES]
+
+
+def bootstrap_needed_seconds(row: ModelBootstrap | None) -> float:
+    """Recorded data the next attempt waits for: the setting's minimum, or twice the data of the last try."""
+    return max(bootstrap_min_seconds(), row.next_at_s if row is not None else 0.0)
+
+
+def _minutes(seconds: float, *, up: bool = False) -> int:
+    """Whole minutes as the dashboard shows them (collected rounded down, needed rounded up)."""
+    return int(math.ceil(seconds / 60.0 - 1e-9)) if up else int(seconds // 60)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
 from core import metrics, realtime
 from core.messages import message_publish
@@ -25,6 +26,8 @@ from market.messages import market_event, market_group
 from mlmodel import conf, lstm_kernel
 from mlmodel.live import LiveState, ModelSpec
 from mlmodel.messages import Prediction
+from mlmodel.selectors import model_active_all, model_active_map
+from mlmodel.services.predictions import predictions_prune, predictions_store
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ class Server:
     def __init__(self) -> None:
         self.state = LiveState(keep_ms=int(float(conf.get("ML_LIVE_KEEP_S")) * 1000))
         self.models: dict[int, LoadedModel] = {}
+        # Loaded once per artifact: a pooled model's versions (one per market) share one, and one forward
+        # pass serves all their markets.
+        self._by_sha: dict[str, LoadedModel] = {}
         self._keys = 0
         self._refused: set[int] = set()
         self.lock = threading.Lock()
@@ -56,7 +62,7 @@ class Server:
         # never interrupted by a task's soft time limit (an interrupted torch import leaves torch half
         # registered and every later import fails). A batch waits at most ML_LOAD_WAIT_S for its model.
         self.background_loads = False
-        self._loading: dict[tuple[int, str], threading.Event] = {}
+        self._loading: dict[str, threading.Event] = {}
         self._load_lock = threading.Lock()
         # A backlog of stale batches (the worker started late or was busy): (batches skipped, first skip ms).
         self._stale_run: tuple[int, int] | None = None
@@ -65,12 +71,16 @@ class Server:
         loaded = self.models.get(version.pk)
         if loaded is not None and loaded.sha == version.artifact_sha256:
             return loaded
+        shared = self._by_sha.get(str(version.artifact_sha256))
+        if shared is not None:
+            self.models[version.pk] = shared
+            return shared
         if self.background_loads:
             return self._model_in_background(version, wait=LOAD_WAIT_S)
         return self._load_now(version)
 
     def _model_in_background(self, version: Any, *, wait: float) -> LoadedModel | None:
-        key = (int(version.pk), str(version.artifact_sha256))
+        key = str(version.artifact_sha256)
         with self._load_lock:
             done = self._loading.get(key)
             if done is None:
@@ -81,10 +91,15 @@ class Server:
         if not done.wait(wait):
             logger.debug("model %s still loading: no prediction from it in this batch", version.pk)
             return None
-        loaded = self.models.get(version.pk)
-        return loaded if loaded is not None and loaded.sha == version.artifact_sha256 else None
+        loaded = self._by_sha.get(key)
+        if loaded is None:  # loaded under this version's own id
+            own = self.models.get(version.pk)
+            loaded = own if own is not None and own.sha == key else None
+        if loaded is not None:
+            self.models[version.pk] = loaded
+        return loaded
 
-    def _load_thread(self, version: Any, key: tuple[int, str], done: threading.Event) -> None:
+    def _load_thread(self, version: Any, key: str, done: threading.Event) -> None:
         try:
             self._load_now(version)
         finally:
@@ -95,24 +110,23 @@ class Server:
     def warm_up(self) -> None:
         """The ml worker's start: import torch and load every active model, in the background."""
         from mlmodel import inference, training  # noqa: F401 - the imports are the point
-        from mlmodel.selectors import model_active_all
 
         self.background_loads = True
         try:
             versions = model_active_all()
         finally:
-            from django.db import connection
-
             connection.close()  # this thread's own connection
         for version in versions:
             loaded = self.models.get(version.pk)
-            if loaded is None or loaded.sha != version.artifact_sha256:
+            if (loaded is None or loaded.sha != version.artifact_sha256) and (
+                version.artifact_sha256 not in self._by_sha
+            ):
                 self._model_in_background(version, wait=0)
         logger.debug("ml worker warm-up: %d active model(s) loading", len(versions))
 
     def _load_now(self, version: Any) -> LoadedModel | None:
-        from mlmodel.inference import Predictor
-        from mlmodel.training import pick_device
+        from mlmodel.inference import Predictor  # imports torch: only in the ml worker, when a model loads
+        from mlmodel.training import pick_device  # imports torch (as above)
 
         try:
             with version.artifact.open("rb") as fh:
@@ -134,12 +148,12 @@ class Server:
         spec = ModelSpec.of(key, predictor, compiled=bool(conf.get("ML_SERVING_COMPILED")))
         loaded = LoadedModel(version_id, label, sha, predictor, spec)
         self.models[version_id] = loaded
+        self._by_sha[sha] = loaded
         return loaded
 
     def _feed_fits(self, loaded: LoadedModel) -> bool:
         """A model that reads more price levels than the collector sends would be fed padding: refuse it
         (no prediction is better than a wrong one) and say so once."""
-        from django.conf import settings
 
         feed = int(settings.MARKET_PREDICTION_LEVELS)
         if loaded.spec.levels <= feed:
@@ -182,8 +196,6 @@ class Server:
 
     @metrics.timed(metrics.PREDICTION_SECONDS)
     def ingest(self, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-        from mlmodel.selectors import model_active_map
-
         if not isinstance(batch, PackedBatch):
             batch = batchwire.from_columns(batch)
         with self.lock:
@@ -214,8 +226,11 @@ class Server:
             for vid in [v for v in list(self.models) if v not in active_ids]:
                 if not any(m in active for m in st.index):
                     self.models.pop(vid, None)
-            groups: dict[int, list[int]] = {}
-            loaded_by_id: dict[int, LoadedModel] = {}
+                    self._by_sha = {lm.sha: lm for lm in self.models.values()}
+            # One group per loaded artifact: a pooled model's markets go through one forward pass.
+            groups: dict[str, list[int]] = {}
+            loaded_by_sha: dict[str, LoadedModel] = {}
+            version_of: dict[int, Any] = {}
             for market in fresh:
                 version = active.get(market)
                 if version is None:
@@ -223,11 +238,15 @@ class Server:
                 loaded = self._model_for(version)
                 if loaded is None or not self._feed_fits(loaded):
                     continue
-                loaded_by_id[loaded.version_id] = loaded
-                groups.setdefault(loaded.version_id, []).append(st.index[market])
+                if loaded.spec.markets and market not in loaded.spec.markets:
+                    continue  # a pooled artifact knows only the markets it was trained on
+                m = st.index[market]
+                version_of[m] = version
+                loaded_by_sha[loaded.sha] = loaded
+                groups.setdefault(loaded.sha, []).append(m)
             rows: list[dict[str, Any]] = []
-            for vid, members in groups.items():
-                loaded = loaded_by_id[vid]
+            for sha, members in groups.items():
+                loaded = loaded_by_sha[sha]
                 preds = self.predict_group(loaded, np.asarray(members, dtype=np.int64))
                 for m, value in preds.items():
                     ts = int(st.newest_ts(m))
@@ -239,8 +258,8 @@ class Server:
                             "ts": ts,
                             "predicted_return": float(value),
                             "horizon_s": float(loaded.predictor.horizon_s),
-                            "model_version": loaded.label,
-                            "model_version_id": vid,
+                            "model_version": version_of[m].label,
+                            "model_version_id": version_of[m].pk,
                             "mid": (a1 + b1) / 2.0,
                             "best_bid": b1,
                             "best_ask": a1,
@@ -259,7 +278,10 @@ def live_predictions(
         ok, raw = state.lstm_outputs(midx, spec)
         return ok, raw.astype(np.float64) * predictor.y_scale
     ok, x = state.model_inputs(midx, spec)
-    return ok, predictor.predict_normalized(x) if ok.any() else np.empty(0)
+    if not ok.any():
+        return ok, np.empty(0)
+    ids = state.market_rows(spec)[np.asarray(midx)[ok]] if spec.markets else None
+    return ok, predictor.predict_normalized(x, market_ids=ids)
 
 
 @contextlib.contextmanager
@@ -283,13 +305,13 @@ def _capped_threads(loaded: LoadedModel) -> Iterator[None]:
 
 
 def torch_threads() -> int:
-    import torch
+    import torch  # torch only where a model is served, not in every importer of this module
 
     return int(torch.get_num_threads())
 
 
 def set_torch_threads(n: int) -> None:
-    import torch
+    import torch  # (as above)
 
     torch.set_num_threads(n)
 
@@ -328,8 +350,6 @@ def reset_server() -> None:
 
 def market_data_ingest(*, batch: PackedBatch | Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The ml worker's entry point for the collector's batches: predict, store, publish, hand over."""
-    from mlmodel.services import predictions_prune, predictions_store
-
     server = get_server()
     rows = server.ingest(batch)
     if rows:

@@ -11,8 +11,17 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
 from market import batchwire
-from mlmodel import selectors, services, serving
+from mlmodel import selectors, serving
 from mlmodel.bootstrap import model_bootstrap_check
+from mlmodel.services.runs import nightly_retrain as nightly_retrain_inline
+from mlmodel.services.runs import (
+    nightly_retrain_prepare,
+    training_in_subprocess,
+    training_run_execute,
+    training_run_pickup,
+    training_runs_fail_undelivered,
+    training_runs_spawn,
+)
 from mlmodel.serving import market_data_ingest
 
 logger = logging.getLogger(__name__)
@@ -25,13 +34,13 @@ def train_model(*, run_id: int) -> dict[str, Any]:
     """Run one queued TrainingRun (progress is written to its row and pushed to the admin). In the ml worker
     the training itself runs in its own process, so predictions keep being served meanwhile. A run already
     failed as undelivered (no worker took it in time) or finished is not started again."""
-    if services.training_run_pickup(run_id=run_id) is None:
+    if training_run_pickup(run_id=run_id) is None:
         run = selectors.training_run_get(run_id=run_id)
         return {"run_id": run_id, "state": run.state if run else "missing", "started": False}
-    if services.training_in_subprocess():
-        pid = services.training_runs_spawn(run_ids=[run_id])
+    if training_in_subprocess():
+        pid = training_runs_spawn(run_ids=[run_id])
         return {"run_id": run_id, "state": "spawned", "pid": pid}
-    run = services.training_run_execute(run_id=run_id)
+    run = training_run_execute(run_id=run_id)
     if run is None:
         return {"run_id": run_id, "state": "missing"}
     return {"run_id": run_id, "state": run.state, "version_id": run.result_version_id}
@@ -40,12 +49,12 @@ def train_model(*, run_id: int) -> dict[str, Any]:
 @shared_task(name="mlmodel.tasks.nightly_retrain", soft_time_limit=10 * 3600, time_limit=10 * 3600 + 300)
 def nightly_retrain(markets: list[str] | None = None) -> list[dict[str, Any]]:
     """Beat 00:10: retrain every market and promote a candidate only if it beats the active model."""
-    if services.training_in_subprocess():
-        runs = services.nightly_retrain_prepare(markets=markets)
+    if training_in_subprocess():
+        runs = nightly_retrain_prepare(markets=markets)
         if runs:
-            services.training_runs_spawn(run_ids=[r.pk for r in runs])
+            training_runs_spawn(run_ids=[r.pk for r in runs])
         return [{"run_id": r.pk, "market": r.market, "state": "spawned"} for r in runs]
-    runs = services.nightly_retrain(markets=markets)
+    runs = nightly_retrain_inline(markets=markets)
     return [{"run_id": r.pk, "market": r.market, "state": r.state, "decision": r.decision} for r in runs]
 
 
@@ -112,4 +121,4 @@ def bootstrap_first_model() -> list[dict[str, Any]]:
 def training_runs_check() -> int:
     """Beat, on the default queue (the ml worker may be the one missing): fail runs no ml worker took within
     ML_TRAINING_PICKUP_TIMEOUT_S, so that the dashboard and the admin say so even when nobody reads them."""
-    return services.training_runs_fail_undelivered()
+    return training_runs_fail_undelivered()

@@ -17,7 +17,7 @@ import torch
 from mlmodel.dataset import Normalizer, WindowSet
 from mlmodel.evaluation import SplitContext
 from mlmodel.features import FEATURE_VERSION, FeatureConfig
-from mlmodel.nets import LSTMConfig, LSTMRegressor
+from mlmodel.nets import LSTMConfig, LSTMRegressor, PooledLSTMConfig, PooledLSTMRegressor
 
 ARTIFACT_FORMAT = 1
 ProgressFn = Callable[[int, float, float, float], None]  # (epoch, train_loss, val_loss, eta_seconds)
@@ -43,6 +43,7 @@ class TrainConfig:
     max_samples_per_epoch: int | None = 200_000
     loss: str = "huber"  # "mse" or "huber" (on returns scaled to unit std; robust to spikes)
     grad_clip: float = 1.0
+    embed: int = 8  # a pooled model's market embedding size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +58,7 @@ class TrainConfig:
 class ModelBundle:
     """A trained model with everything needed to serve it exactly as it was evaluated."""
 
-    model: LSTMRegressor
+    model: LSTMRegressor | PooledLSTMRegressor
     train_config: TrainConfig
     normalizer: Normalizer
     feature_config: FeatureConfig
@@ -68,6 +69,28 @@ class ModelBundle:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # A pooled model: the markets in embedding order and each one's normalisation (``normalizer`` is unused).
+    markets: tuple[str, ...] = ()
+    normalizers: tuple[Normalizer, ...] = ()
+
+    @property
+    def pooled(self) -> bool:
+        return bool(self.markets)
+
+    def market_id(self, market: str) -> int:
+        """A pooled model's embedding row of ``market`` (ValueError when it was not trained on it)."""
+        try:
+            return self.markets.index(market)
+        except ValueError:
+            raise ValueError(f"the pooled model was not trained on {market}") from None
+
+    def normalizer_for(self, market: str | None) -> Normalizer:
+        """The normalisation of ``market``'s inputs: its own in a pooled model, else the model's one."""
+        if not self.pooled:
+            return self.normalizer
+        if market is None:
+            raise ValueError("a pooled model needs the market of its inputs")
+        return self.normalizers[self.market_id(market)]
 
     @property
     def window(self) -> int:
@@ -77,14 +100,23 @@ class ModelBundle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def predict_normalised(self, windows: np.ndarray, *, batch_size: int = 8192) -> np.ndarray:
-        """Predicted log-returns for [B, W, F] windows that are already normalised."""
+    def predict_normalised(
+        self, windows: np.ndarray, *, market: str | None = None, batch_size: int = 8192
+    ) -> np.ndarray:
+        """Predicted log-returns for [B, W, F] windows that are already normalised (of ``market``, for a
+        pooled model)."""
         self.model.eval()
         out = np.empty(windows.shape[0], dtype=np.float64)
+        ids = None
+        if self.pooled:
+            if market is None:
+                raise ValueError("a pooled model needs the market of its inputs")
+            ids = np.full(windows.shape[0], self.market_id(market), dtype=np.int64)
         with torch.inference_mode():
             for s in range(0, windows.shape[0], batch_size):
                 xb = torch.from_numpy(np.ascontiguousarray(windows[s : s + batch_size], dtype=np.float32))
-                out[s : s + batch_size] = self.model(xb.to(self.device)).double().cpu().numpy() * self.y_scale
+                mb = None if ids is None else ids[s : s + batch_size]
+                out[s : s + batch_size] = _forward(self.model, xb, mb, self.device) * self.y_scale
         return out
 
     def predict_windowset(self, ws: WindowSet, *, batch_size: int = 8192) -> np.ndarray:
@@ -93,9 +125,29 @@ class ModelBundle:
         with torch.inference_mode():
             for s in range(0, len(ws), batch_size):
                 idx = np.arange(s, min(s + batch_size, len(ws)))
-                xb = torch.from_numpy(ws.batch(idx)).to(self.device)
-                out[idx] = self.model(xb).double().cpu().numpy() * self.y_scale
+                out[idx] = _ws_forward(self.model, ws, idx, self.device).double().cpu().numpy() * self.y_scale
         return out
+
+
+def _forward(
+    model: torch.nn.Module, xb: torch.Tensor, market: np.ndarray | None, device: torch.device
+) -> Any:
+    """One forward pass as float64 numpy (``market``: the samples' embedding rows for a pooled model)."""
+    if market is None:
+        return model(xb.to(device)).double().cpu().numpy()
+    return model(xb.to(device), torch.from_numpy(market).to(device)).double().cpu().numpy()
+
+
+def _ws_forward(model: torch.nn.Module, ws: WindowSet, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The model's outputs for samples ``idx`` of ``ws`` (with their market ids when it is pooled)."""
+    xb = torch.from_numpy(ws.batch(idx)).to(device)
+    if isinstance(model, PooledLSTMRegressor):
+        if ws.market is None:
+            raise ValueError("a pooled model needs each sample's market")
+        out: torch.Tensor = model(xb, torch.from_numpy(ws.market[idx]).to(device))
+        return out
+    out = model(xb)
+    return out
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -124,7 +176,7 @@ def _loss_fn(name: str) -> torch.nn.Module:
 
 
 def _eval_loss(
-    model: LSTMRegressor,
+    model: LSTMRegressor | PooledLSTMRegressor,
     ws: WindowSet,
     y_scale: float,
     loss: torch.nn.Module,
@@ -136,9 +188,8 @@ def _eval_loss(
     with torch.inference_mode():
         for s in range(0, len(ws), batch_size):
             idx = np.arange(s, min(s + batch_size, len(ws)))
-            xb = torch.from_numpy(ws.batch(idx)).to(device)
             yb = torch.from_numpy(ws.y[idx] / y_scale).to(device)
-            total += float(loss(model(xb), yb)) * len(idx)
+            total += float(loss(_ws_forward(model, ws, idx, device), yb)) * len(idx)
             count += len(idx)
     return total / max(count, 1)
 
@@ -154,9 +205,13 @@ def train_lstm(
     horizon_s: float,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    markets: tuple[str, ...] = (),
+    normalizers: tuple[Normalizer, ...] = (),
 ) -> ModelBundle:
     """Train on ``train``, early-stop on ``val`` (patience epochs without improvement) and return the model
-    with the weights of its best validation epoch. The test period is never seen here."""
+    with the weights of its best validation epoch. The test period is never seen here. With ``markets``
+    the sets are pooled (``dataset.pooled_windowset``: samples tagged with their market id) and the model is
+    a :class:`PooledLSTMRegressor` with one embedding row per market (``normalizers``: each one's)."""
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"need training and validation samples (got {len(train)} and {len(val)})")
     if train.window != config.window or val.window != config.window:
@@ -164,11 +219,27 @@ def train_lstm(
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     device = pick_device(config.device)
-    model = LSTMRegressor(
-        LSTMConfig(
-            n_features=train.n_features, hidden=config.hidden, layers=config.layers, dropout=config.dropout
-        )
-    ).to(device)
+    model: LSTMRegressor | PooledLSTMRegressor
+    if markets:
+        model = PooledLSTMRegressor(
+            PooledLSTMConfig(
+                n_features=train.n_features,
+                n_markets=len(markets),
+                embed=config.embed,
+                hidden=config.hidden,
+                layers=config.layers,
+                dropout=config.dropout,
+            )
+        ).to(device)
+    else:
+        model = LSTMRegressor(
+            LSTMConfig(
+                n_features=train.n_features,
+                hidden=config.hidden,
+                layers=config.layers,
+                dropout=config.dropout,
+            )
+        ).to(device)
     y_scale = float(np.std(train.y))
     if not math.isfinite(y_scale) or y_scale <= 0:
         y_scale = 1e-4
@@ -191,10 +262,9 @@ def train_lstm(
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"cancelled in epoch {epoch}")
             idx = np.sort(order[s : s + config.batch_size])
-            xb = torch.from_numpy(train.batch(idx)).to(device)
             yb = torch.from_numpy(train.y[idx] / y_scale).to(device)
             opt.zero_grad(set_to_none=True)
-            batch_loss = loss(model(xb), yb)
+            batch_loss = loss(_ws_forward(model, train, idx, device), yb)
             batch_loss.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -235,6 +305,8 @@ def train_lstm(
         history=history,
         best_epoch=best_epoch,
         meta={"train_samples": len(train), "val_samples": len(val), "device": str(device)},
+        markets=tuple(markets),
+        normalizers=tuple(normalizers),
     )
 
 
@@ -256,6 +328,11 @@ def save_artifact(bundle: ModelBundle) -> bytes:
         "best_epoch": bundle.best_epoch,
         "meta": bundle.meta,
     }
+    if bundle.pooled:
+        payload["pooled"] = {
+            "markets": list(bundle.markets),
+            "normalizers": [n.to_dict() for n in bundle.normalizers],
+        }
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
@@ -266,7 +343,12 @@ def load_artifact(data: bytes, *, device: str = "cpu") -> ModelBundle:
     payload = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     if payload.get("format") != ARTIFACT_FORMAT:
         raise ValueError(f"unsupported model artifact format {payload.get('format')!r}")
-    model = LSTMRegressor(LSTMConfig(**payload["net"]))
+    pooled = payload.get("pooled") or {}
+    model: LSTMRegressor | PooledLSTMRegressor
+    if pooled:
+        model = PooledLSTMRegressor(PooledLSTMConfig(**payload["net"]))
+    else:
+        model = LSTMRegressor(LSTMConfig(**payload["net"]))
     model.load_state_dict(payload["state_dict"])
     model.to(pick_device(device)).eval()
     return ModelBundle(
@@ -281,6 +363,8 @@ def load_artifact(data: bytes, *, device: str = "cpu") -> ModelBundle:
         history=list(payload["history"]),
         best_epoch=int(payload["best_epoch"]),
         meta=dict(payload["meta"]),
+        markets=tuple(pooled.get("markets", ())),
+        normalizers=tuple(Normalizer.from_dict(n) for n in pooled.get("normalizers", ())),
     )
 
 
@@ -338,14 +422,18 @@ class FrozenModel:
     """An already trained bundle (e.g. the active model) scored on the same splits without refitting.
 
     Windows arrive normalised with the split's statistics; they are mapped back to raw features and
-    normalised with the bundle's own, as serving would."""
+    normalised with the bundle's own, as serving would (a pooled bundle: ``market``'s own, with its
+    embedding)."""
 
-    def __init__(self, ctx: SplitContext, bundle: ModelBundle, *, name: str = "incumbent") -> None:
+    name = "incumbent"
+
+    def __init__(self, ctx: SplitContext, bundle: ModelBundle, *, market: str | None = None) -> None:
         if tuple(bundle.feature_names) != tuple(ctx.feature_names):
             raise ValueError("the frozen model was trained on different features")
-        self.name = name
         self.ctx = ctx
         self.bundle = bundle
+        self.market = market
+        self.normalizer = bundle.normalizer_for(market)
 
     def fit(self, train: WindowSet, val: WindowSet) -> None:
         return None
@@ -361,5 +449,29 @@ class FrozenModel:
             idx = np.arange(s, min(s + 8192, len(ws)))
             z = ws.batch(idx)[:, -W:, :].astype(np.float64)
             raw = z * self.ctx.normalizer.std + self.ctx.normalizer.mean
-            out[idx] = self.bundle.predict_normalised(self.bundle.normalizer.transform(raw))
+            out[idx] = self.bundle.predict_normalised(self.normalizer.transform(raw), market=self.market)
+        return out
+
+
+class PooledSplitModel:
+    """One market's view of a split's pooled LSTM (trained on every market's training period of that split,
+    ``mlmodel.services.pooled``) as a walk-forward model: nothing to fit, predictions with the market's
+    embedding. Its windows arrive normalised with the market's own split statistics, as in training."""
+
+    name = "lstm"
+
+    def __init__(self, bundle: ModelBundle, market: str) -> None:
+        self.bundle = bundle
+        self.market = market
+
+    def fit(self, train: WindowSet, val: WindowSet) -> None:
+        return None
+
+    def predict(self, ws: WindowSet) -> np.ndarray:
+        if len(ws) == 0:
+            return np.zeros(0)
+        out = np.empty(len(ws))
+        for s in range(0, len(ws), 8192):
+            idx = np.arange(s, min(s + 8192, len(ws)))
+            out[idx] = self.bundle.predict_normalised(ws.batch(idx), market=self.market)
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -64,7 +65,6 @@ def _context(version: ModelVersion, *, staff: bool) -> dict[str, Any]:
 def model_page(request: HttpRequest) -> HttpResponse:
     """The active model of a market (``?market=``, default the first configured market): what it predicts,
     how it did against the baselines on data it never saw, and its plots."""
-    from django.conf import settings
 
     markets = list(settings.MARKET_CODES)
     market = (request.GET.get("market") or (markets[0] if markets else "KRW-BTC")).upper()[:20]

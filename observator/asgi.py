@@ -2,10 +2,21 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observator.settings.local")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from django.conf import settings  # noqa: E402
+
+from core.asgi_pool import PooledSyncASGIHandler  # noqa: E402
+
+# The REST API's sync views run on a fixed pool of threads that keep their connections (core/asgi_pool.py).
+django_asgi_app = PooledSyncASGIHandler(
+    paths=settings.WEB_SYNC_PATHS,
+    threads=settings.WEB_SYNC_THREADS,
+    conn_max_age=settings.WEB_SYNC_CONN_MAX_AGE,
+)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

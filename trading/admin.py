@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from core.forms import StrictDecimalFormField
 from trading.models import Fill, Order, ScheduledOrder, TradingProfile, TradingSwitch
 from trading.services import kill_switch_engage, kill_switch_release
 
@@ -131,6 +133,8 @@ class TradingProfileAdmin(admin.ModelAdmin):
     list_filter = ["mode", "auto_trading_halted", "daily_report"]
     search_fields = ["user__username"]
     readonly_fields = ["user", "mode", "live_confirmed_at", "halted_at", "last_report_sent_at"]
+    # The limits read numbers as the API reads amounts (ASCII digits, no sign).
+    formfield_overrides = {models.DecimalField: {"form_class": StrictDecimalFormField, "signed": False}}
 
 
 @admin.register(TradingSwitch)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class TradingConfig(AppConfig):
@@ -6,9 +7,7 @@ class TradingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
-
-        from trading.exchanges import credential_changed
+        from trading.exchanges import credential_changed  # imports models: only once apps are ready
 
         # Saved, rotated or deleted keys drop the cached live exchange of that user (every process).
         for signal, uid in ((post_save, "trading-keys-saved"), (post_delete, "trading-keys-deleted")):

@@ -51,6 +51,6 @@ class UserConsumer(SessionWatchMixin, SafeJsonConsumer):
 
 
 def _mode(user: Any) -> str:
-    from trading.selectors import profile_get
+    from trading.selectors import profile_get  # imports models; routing loads consumers early
 
     return str(profile_get(user=user).mode)

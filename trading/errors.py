@@ -1,8 +1,9 @@
-"""Typed trading errors (on core.errors) with translated user messages, and the mapping from Upbit's
-wire errors to them. Every exchange implementation raises only these."""
+"""Typed trading errors (on core.errors) with translated user messages, and the mapping from Upbit's typed
+errors (``market.upbit.errors``) to them. Every exchange implementation raises only these."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
@@ -15,7 +16,7 @@ from core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from market.upbit.protocol import AUTH_ERROR_NAMES
+from market.upbit import errors as upbit
 
 
 class InvalidOrder(ValidationFailed):
@@ -118,6 +119,22 @@ class ExchangeUnavailable(ServiceUnavailable):
         super().__init__(message or _("The exchange cannot be reached right now. Try again shortly."), **kw)
 
 
+class MarketOffline(ExchangeUnavailable):
+    """Upbit's ``market_offline``: the market exists but is under maintenance. A definite refusal (nothing was
+    placed), temporary like an outage, so callers that wait out an unavailable exchange wait this out too."""
+
+    code = "market_offline"
+
+    def __init__(self, message: Any = None, **kw: Any) -> None:
+        super().__init__(
+            message
+            or _(
+                "This market is under maintenance on the exchange and cannot be traded now. Try again later."
+            ),
+            **kw,
+        )
+
+
 class OrderUnconfirmed(ExchangeUnavailable):
     """A retry of an order whose first attempt got no answer, while the exchange cannot yet say whether it
     took it (trading.services.orders): not placed so far, and a new key could place it twice."""
@@ -154,33 +171,38 @@ ERROR_CLASSES: dict[str, type[ApplicationError]] = {
 }  # fmt: skip
 
 
-def from_upbit(exc: Exception) -> ApplicationError:
-    """Map an Upbit client error (``market.upbit.errors``) to the application's typed error.
+def _over_max_total() -> ApplicationError:
+    # The figure is Upbit's (protocol.MAX_ORDER_TOTAL_KRW), written out so the catalogue keeps one msgid.
+    return InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
 
-    Matching is by Upbit's error ``name`` (Upbit itself says to branch on the name, not the status) and by
-    the client's subclasses, so it works with whichever the client raises."""
+
+# Upbit's error class -> the application's error (a class, or a factory for one with a particular message).
+# The most specific class wins (``from_upbit`` walks the MRO): InvalidVolume before InvalidParameter.
+_FROM_UPBIT: dict[type[Exception], Callable[[], ApplicationError]] = {
+    upbit.UpbitAuthError: ExchangeAuthFailed,
+    upbit.RateLimited: ExchangeRateLimited,
+    upbit.UpbitUnavailable: ExchangeUnavailable,
+    upbit.MarketOffline: MarketOffline,
+    upbit.InsufficientFunds: InsufficientFunds,
+    upbit.UnderMinTotal: UnderMinTotal,
+    upbit.OverMaxTotal: _over_max_total,
+    upbit.InvalidPriceUnit: InvalidPriceUnit,
+    upbit.InvalidVolume: InvalidVolume,
+    upbit.MarketNotFound: MarketNotFound,
+    upbit.OrderNotFound: ExchangeOrderNotFound,
+}
+
+
+def from_upbit(exc: Exception) -> ApplicationError:
+    """Map an Upbit error to the application's typed error, by its class in ``market.upbit.errors`` (the one
+    table from Upbit's names; a bare ``UpbitError(name)`` is typed through it first). Any other Upbit error,
+    ``InvalidParameter`` included, is ``ExchangeRejected`` naming Upbit's reason."""
+    if isinstance(exc, upbit.UpbitError):
+        exc = upbit.as_typed(exc)
+    for klass in type(exc).__mro__:
+        make = _FROM_UPBIT.get(klass)
+        if make is not None:
+            return make()
     name = getattr(exc, "name", None)
-    status = getattr(exc, "status", None)
-    cls_names = {c.__name__ for c in type(exc).__mro__}
-    sname = str(name) if name is not None else ""
-    if "UpbitAuthError" in cls_names or sname in AUTH_ERROR_NAMES:
-        return ExchangeAuthFailed()
-    if "RateLimited" in cls_names or status in (429, 418) or sname == "too_many_requests":
-        return ExchangeRateLimited()
-    if "UpbitUnavailable" in cls_names or (isinstance(status, int) and status >= 500):
-        return ExchangeUnavailable()
-    if "InsufficientFunds" in cls_names or sname.startswith("insufficient_funds"):
-        return InsufficientFunds()
-    if "UnderMinTotal" in cls_names or sname.startswith("under_min_total"):
-        return UnderMinTotal()
-    if "InvalidPriceUnit" in cls_names or sname.startswith("invalid_price"):
-        return InvalidPriceUnit()
-    if sname.startswith("invalid_volume"):
-        return InvalidVolume()
-    if "MarketNotFound" in cls_names or sname in ("notfoundmarket", "market_offline"):
-        return MarketNotFound()
-    if "OrderNotFound" in cls_names or sname == "order_not_found":
-        return ExchangeOrderNotFound()
-    if sname == "over_krw_funds_bid":
-        return InvalidOrder(_("The order total is above the exchange's maximum of 1,000,000,000 KRW."))
-    return ExchangeRejected(_("The exchange rejected the order: %(reason)s") % {"reason": sname or status})
+    reason = name if name not in (None, "") else getattr(exc, "status", None)
+    return ExchangeRejected(_("The exchange rejected the order: %(reason)s") % {"reason": reason})

@@ -1,13 +1,13 @@
 """Market data as trading needs it: the current order book, last prices, recent public trades and the
-list of markets, as REST snapshots from Upbit (or the simulator) through ``market.upbit.client.UpbitClient``
-at settings.UPBIT_REST_URL, and the collector's live book (``market.livebook``) for paper fills, REST only
-when it is stale; tickers and the market list are cached briefly and shared by all users.
+list of markets, as REST snapshots from Upbit (or the simulator) through the market app's quotation client
+(``market.selectors.quotation_client``) and its cached market list, and the collector's live book
+(``market.livebook``) for paper fills, REST only when it is stale; tickers are cached briefly and shared by
+all users.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,14 +16,15 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from core.errors import ServiceUnavailable
 from market.livebook import livebook_get
+from market.selectors import market_list, quotation_client
+from market.upbit.errors import UpbitError
 from trading.errors import ExchangeUnavailable, from_upbit
 from trading.exchanges.base import Book
 
 logger = logging.getLogger(__name__)
-_local = threading.local()
 TICKER_TTL = 1.0
-MARKETS_TTL = 600
 
 
 @dataclass(frozen=True)
@@ -48,21 +49,7 @@ def _d(value: Any) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
-def quotation_client() -> Any:
-    """One quotation client per thread (no keys)."""
-    client = getattr(_local, "client", None)
-    base = settings.UPBIT_REST_URL
-    if client is None or getattr(_local, "base", None) != base:
-        from market.upbit.client import UpbitClient
-
-        client = UpbitClient(base_url=base)
-        _local.client, _local.base = client, base
-    return client
-
-
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from market.upbit.errors import UpbitError
-
     try:
         return fn(*args, **kwargs)
     except UpbitError as exc:
@@ -155,12 +142,9 @@ def recent_trades(*, market: str, count: int = 100) -> list[PublicTrade]:
 
 
 def market_codes() -> set[str]:
-    """Codes of the markets the exchange lists (cached 10 minutes)."""
-    hit = cache.get("trading:markets")
-    if hit is not None:
-        return set(hit)
-    data = _call(quotation_client().markets)
-    codes = sorted(str(m["market"]) for m in data)
-    if codes:
-        cache.set("trading:markets", codes, MARKETS_TTL)
-    return set(codes)
+    """Codes of the KRW markets the exchange lists (``market.selectors.market_list``: one cached list for the
+    dashboard and trading)."""
+    try:
+        return {m["market"] for m in market_list()}
+    except ServiceUnavailable as exc:
+        raise ExchangeUnavailable() from exc

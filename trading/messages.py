@@ -1,34 +1,45 @@
 """The user events of ``/ws/user/`` that the trading app publishes (group ``user.<id>``), one Struct per kind.
 
-Each is sent as ``{"type": <kind>, "data": {fields}}`` (:class:`core.messages.Frame`). Amounts are
-decimal strings (``Decimal`` formatted with ``"f"``), never floats. Apps above trading (auto-trading) publish
-their own kinds through the same channel and define them in their own ``messages`` module. Catalogue:
-docs/architecture.md.
+Every event is a :class:`UserEvent` whose class constant ``kind`` names it; publishers build one and hand it
+to ``trading.services.realtime.user_event_publish``. The browser gets ``{"type": <kind>, "data": {fields}}``
+(:class:`core.messages.Frame`). Amounts are decimal strings (``Decimal`` formatted with ``"f"``), never
+floats. Apps above trading (auto-trading) subclass :class:`UserEvent` in their own ``messages`` module.
+Catalogue: docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from core.messages import frame
 
 
-class Hello(msgspec.Struct, kw_only=True):
+class UserEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every ``/ws/user/`` event: ``kind`` is the frame's ``type``; the fields are its ``data``."""
+
+    kind: ClassVar[str] = ""
+
+
+class Hello(UserEvent):
     """``hello``: sent on every (re)connect; what was pushed while away is lost, so the page re-reads REST."""
+
+    kind: ClassVar[str] = "hello"
 
     mode: str  # "paper" | "live"
     resync: bool
 
 
-class ModeEvent(msgspec.Struct, kw_only=True):
+class ModeEvent(UserEvent):
     """``mode``: the user switched between paper and live trading."""
+
+    kind: ClassVar[str] = "mode"
 
     mode: str
 
 
-class OrderData(msgspec.Struct, kw_only=True):
+class OrderData(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: int
     mode: str
     market: str
@@ -45,29 +56,33 @@ class OrderData(msgspec.Struct, kw_only=True):
     error_message: str
 
 
-class OrderEvent(msgspec.Struct, kw_only=True):
+class OrderEvent(UserEvent):
     """``order``: an order was placed, filled, cancelled or failed (compact; REST has the full one)."""
+
+    kind: ClassVar[str] = "order"
 
     order: OrderData
 
 
-class BalanceItem(msgspec.Struct, kw_only=True):
+class BalanceItem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     currency: str
     balance: str
     locked: str
     avg_buy_price: str
 
 
-class BalancesEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+class BalancesEvent(UserEvent, omit_defaults=True):
     """``balances``: balances moved. Paper balances come with it; live ones are only announced (re-read REST);
     ``reset``: the paper account was reset."""
+
+    kind: ClassVar[str] = "balances"
 
     mode: str
     balances: list[BalanceItem] | None = None
     reset: bool = False
 
 
-class ScheduledOrderData(msgspec.Struct, kw_only=True):
+class ScheduledOrderData(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: int
     mode: str
     market: str
@@ -78,26 +93,33 @@ class ScheduledOrderData(msgspec.Struct, kw_only=True):
     order_id: int | None
 
 
-class ScheduledOrderEvent(msgspec.Struct, kw_only=True):
+class ScheduledOrderEvent(UserEvent):
     """``scheduled_order``: a scheduled order was created, fired, failed, expired or cancelled."""
+
+    kind: ClassVar[str] = "scheduled_order"
 
     scheduled_order: ScheduledOrderData
 
 
-class AutoTradingHaltedEvent(msgspec.Struct, kw_only=True):
+class AutoTradingHaltedEvent(UserEvent):
     """``auto_trading_halted``: the daily loss limit (or the kill switch) stopped the user's auto-trading."""
+
+    kind: ClassVar[str] = "auto_trading_halted"
 
     reason: str
 
 
-USER_EVENTS: dict[str, type[msgspec.Struct]] = {
-    "hello": Hello,
-    "mode": ModeEvent,
-    "order": OrderEvent,
-    "balances": BalancesEvent,
-    "scheduled_order": ScheduledOrderEvent,
-    "auto_trading_halted": AutoTradingHaltedEvent,
+USER_EVENTS: dict[str, type[UserEvent]] = {
+    cls.kind: cls
+    for cls in (Hello, ModeEvent, OrderEvent, BalancesEvent, ScheduledOrderEvent, AutoTradingHaltedEvent)
 }
+
+
+def user_event_message(event: UserEvent) -> dict[str, Any]:
+    """The channel-layer body of ``event``: ``{"kind": kind, **fields}`` as JSON builtins."""
+    if not isinstance(event, UserEvent) or not event.kind:
+        raise TypeError(f"not a user event: {event!r}")
+    return {"kind": event.kind, **msgspec.to_builtins(event)}
 
 
 def user_event_frame(event: dict[str, Any]) -> dict[str, Any]:

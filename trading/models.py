@@ -4,6 +4,7 @@ exchange's virtual accounts, per-user positions (realized P&L) and the global ki
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -63,13 +64,6 @@ class TradingProfile(models.Model):
     auto_trading_halted = models.BooleanField(_("auto-trading halted"), default=False)
     halted_reason = models.CharField(_("halt reason"), max_length=200, blank=True)
     halted_at = models.DateTimeField(_("halted at"), null=True, blank=True)
-    # The user's chosen auto-trading threshold (fraction): kept while nothing runs, used by the next start.
-    autotrade_threshold = models.DecimalField(
-        _("auto-trading profit threshold (fraction)"),
-        max_digits=20,
-        decimal_places=10,
-        default=Decimal("0.0005"),
-    )
     daily_report = models.BooleanField(_("daily e-mail report"), default=False)
     last_report_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -81,6 +75,12 @@ class TradingProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} ({self.mode})"
+
+    @staticmethod
+    def defaults_for(user: Any) -> dict[str, Any]:
+        """A new profile's fields besides the model defaults (paper mode, no limits): the daily report follows
+        the e-mail notifications choice made at sign-up."""
+        return {"daily_report": bool(getattr(user, "email_opt_in", False))}
 
 
 class Order(models.Model):

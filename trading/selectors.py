@@ -18,8 +18,10 @@ from django.utils.translation import gettext_lazy as _
 
 from core.errors import ApplicationError, NotFound
 from trading import marketdata
+from trading.cache_keys import LIVE_BALANCES_TTL, live_balances_cache_key
 from trading.exchanges import exchange_for
 from trading.exchanges.base import Balance
+from trading.messages import OrderData, ScheduledOrderData
 from trading.models import (
     Fill,
     Order,
@@ -30,16 +32,16 @@ from trading.models import (
     TradingProfile,
     TradingSwitch,
 )
-from trading.services.orders import live_balances_cache_key
-from trading.services.profiles import trading_profile_ensure
 
 ZERO = Decimal(0)
-LIVE_BALANCES_TTL = 5
 Q8 = Decimal("0.00000001")
 
 
 def profile_get(*, user: Any) -> TradingProfile:
-    return trading_profile_ensure(user=user)
+    """The user's profile; before its first write (``trading_profile_ensure``) an unsaved one with the
+    defaults it will be created with. Reads only."""
+    profile = TradingProfile.objects.filter(user=user).first()
+    return profile if profile is not None else TradingProfile(user=user, **TradingProfile.defaults_for(user))
 
 
 def kill_switch_engaged() -> bool:
@@ -257,35 +259,36 @@ def _s(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
-def order_event_data(*, order: Order) -> dict[str, Any]:
-    """A compact order dict for realtime pushes (the REST serializer gives the full one)."""
-    return {
-        "id": order.pk,
-        "mode": order.mode,
-        "market": order.market,
-        "side": order.side,
-        "ord_type": order.ord_type,
-        "price": _s(order.price),
-        "volume": _s(order.volume),
-        "state": order.state,
-        "source": order.source,
-        "executed_volume": _s(order.executed_volume),
-        "executed_funds": _s(order.executed_funds),
-        "paid_fee": _s(order.paid_fee),
-        "error_code": order.error_code,
-        "error_message": order.error_message,
-    }
+def order_event_data(*, order: Order) -> OrderData:
+    """The compact order of the ``order`` user event (the REST serializer gives the full one)."""
+    return OrderData(
+        id=order.pk,
+        mode=order.mode,
+        market=order.market,
+        side=order.side,
+        ord_type=order.ord_type,
+        price=_s(order.price),
+        volume=_s(order.volume),
+        state=order.state,
+        source=order.source,
+        executed_volume=_s(order.executed_volume),
+        executed_funds=_s(order.executed_funds),
+        paid_fee=_s(order.paid_fee),
+        error_code=order.error_code,
+        error_message=order.error_message,
+    )
 
 
-def scheduled_order_event_data(*, scheduled_order: ScheduledOrder) -> dict[str, Any]:
+def scheduled_order_event_data(*, scheduled_order: ScheduledOrder) -> ScheduledOrderData:
+    """The scheduled order of the ``scheduled_order`` user event."""
     so = scheduled_order
-    return {
-        "id": so.pk,
-        "mode": so.mode,
-        "market": so.market,
-        "side": so.side,
-        "ord_type": so.ord_type,
-        "state": so.state,
-        "failure_reason": so.failure_reason,
-        "order_id": so.order_id,
-    }
+    return ScheduledOrderData(
+        id=so.pk,
+        mode=so.mode,
+        market=so.market,
+        side=so.side,
+        ord_type=so.ord_type,
+        state=so.state,
+        failure_reason=so.failure_reason,
+        order_id=so.order_id,
+    )

@@ -8,7 +8,17 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.utils.module_loading import import_string
+from django.contrib.auth import get_user_model
+
+from trading.services.orders import live_orders_refresh, orders_reconcile
+from trading.services.paper import paper_orders_match
+from trading.services.reports import report_send, reports_send_daily
+from trading.services.risk import daily_loss_checks_all
+from trading.services.scheduled import (
+    scheduled_order_claim_one,
+    scheduled_order_fire,
+    scheduled_orders_fire_due,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +28,6 @@ logger = logging.getLogger(__name__)
 )
 def fire_due_scheduled_orders() -> int:
     """Beat, every second: fire due scheduled orders exactly once (safe with many workers)."""
-    from trading.services.scheduled import scheduled_orders_fire_due
-
     # Orders due before the next beat (1 s) are claimed now and fired on time.
     return len(scheduled_orders_fire_due(lookahead=dt.timedelta(seconds=1)))
 
@@ -27,8 +35,6 @@ def fire_due_scheduled_orders() -> int:
 @shared_task(name="trading.tasks.fire_scheduled_order", ignore_result=True, soft_time_limit=50, time_limit=60)
 def fire_scheduled_order(scheduled_order_id: int) -> bool:
     """The precise path: queued with an ETA at the due time; the beat task is the safety net."""
-    from trading.services.scheduled import scheduled_order_claim_one, scheduled_order_fire
-
     if not scheduled_order_claim_one(scheduled_order_id=scheduled_order_id):
         return False
     scheduled_order_fire(scheduled_order_id=scheduled_order_id)
@@ -39,9 +45,6 @@ def fire_scheduled_order(scheduled_order_id: int) -> bool:
 def sync_open_orders() -> int:
     """Beat, every second: fill resting paper limit orders as the market trades through their price, and
     re-read open live orders last seen more than 5 s ago (fills reach the user's socket within seconds)."""
-    from trading.services.orders import live_orders_refresh
-    from trading.services.paper import paper_orders_match
-
     return paper_orders_match() + live_orders_refresh()
 
 
@@ -50,9 +53,6 @@ def sync_open_orders() -> int:
 )
 def reconcile_open_orders() -> dict[str, int]:
     """Start-up and every 60 s: settle pending/open orders with their exchange; check daily loss limits."""
-    from trading.services.orders import orders_reconcile
-    from trading.services.risk import daily_loss_checks_all
-
     counts = orders_reconcile()
     counts["halted"] = daily_loss_checks_all()
     return counts
@@ -62,8 +62,6 @@ def reconcile_open_orders() -> dict[str, int]:
     name="trading.tasks.send_daily_reports", ignore_result=True, soft_time_limit=1800, time_limit=1900
 )
 def send_daily_reports() -> dict[str, int]:
-    from trading.services.reports import reports_send_daily
-
     return reports_send_daily()
 
 
@@ -76,10 +74,6 @@ def send_daily_reports() -> dict[str, int]:
     max_retries=3,
 )
 def send_report(user_id: int) -> None:
-    from django.contrib.auth import get_user_model
-
-    from trading.services.reports import report_send
-
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is not None:
         report_send(user=user)
@@ -89,6 +83,6 @@ def send_report(user_id: int) -> None:
 def _reconcile_on_start(sender: Any = None, **kwargs: Any) -> None:
     """A worker that starts (maybe after a crash) first settles whatever was left pending."""
     try:
-        import_string("trading.tasks.reconcile_open_orders").delay()
+        reconcile_open_orders.delay()
     except Exception:  # noqa: BLE001 - the periodic run covers it
         logger.warning("could not queue start-up reconciliation", exc_info=True)

@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -68,32 +68,6 @@ class _Call:
     retry: str = "safe"
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return protocol.decimal_str(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.isoformat(timespec="seconds")
-    return str(value)
-
-
-def _clean(params: Sequence[tuple[str, Any]]) -> Params:
-    """Drop ``None`` values, expand lists into ``key[]`` pairs, render values as Upbit expects."""
-    out: Params = []
-    for key, value in params:
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            k = key if key.endswith("[]") else f"{key}[]"
-            out.extend((k, _value(v)) for v in value)
-        else:
-            out.append((key, _value(value)))
-    return out
-
-
 def _encode_query(params: Params) -> str:
     # Values percent-encoded (a raw ':' or '+' in a time is refused), array brackets in keys left as they are.
     return "&".join(f"{quote(k, safe='[]')}={quote(str(v), safe='')}" for k, v in params)
@@ -120,7 +94,7 @@ def _path_group(path: str) -> str:
 
 
 def _q(method: str, path: str, params: Sequence[tuple[str, Any]] = ()) -> _Call:
-    return _Call(method, path, _path_group(path), _clean(params))
+    return _Call(method, path, _path_group(path), protocol.param_pairs(params))
 
 
 CANDLE_UNITS = ("seconds", "minutes", "days", "weeks", "months", "years")
@@ -176,7 +150,9 @@ class _Calls:
 
     @staticmethod
     def order_chance(market: str) -> _Call:
-        return _Call("GET", "/orders/chance", "default", _clean([("market", market)]), auth=True)
+        return _Call(
+            "GET", "/orders/chance", "default", protocol.param_pairs([("market", market)]), auth=True
+        )
 
     @staticmethod
     def place_order(
@@ -195,9 +171,9 @@ class _Calls:
             raise ValueError("ord_type must be one of limit, price, market, best")
         body: dict[str, Any] = {"market": market, "side": side}
         if volume is not None:
-            body["volume"] = _value(Decimal(volume) if isinstance(volume, str) else volume)
+            body["volume"] = protocol.param_value(Decimal(volume) if isinstance(volume, str) else volume)
         if price is not None:
-            body["price"] = _value(Decimal(price) if isinstance(price, str) else price)
+            body["price"] = protocol.param_value(Decimal(price) if isinstance(price, str) else price)
         body["ord_type"] = ord_type
         if time_in_force is not None:
             body["time_in_force"] = time_in_force
@@ -212,21 +188,25 @@ class _Calls:
         if (uuid is None) == (identifier is None):
             raise ValueError("pass exactly one of uuid or identifier")
         return _Call(
-            "GET", "/order", "default", _clean([("uuid", uuid), ("identifier", identifier)]), auth=True
+            "GET",
+            "/order",
+            "default",
+            protocol.param_pairs([("uuid", uuid), ("identifier", identifier)]),
+            auth=True,
         )
 
     @staticmethod
     def cancel_order(uuid: str | None, identifier: str | None) -> _Call:
         if (uuid is None) == (identifier is None):
             raise ValueError("pass exactly one of uuid or identifier")
-        params = _clean([("uuid", uuid), ("identifier", identifier)])
+        params = protocol.param_pairs([("uuid", uuid), ("identifier", identifier)])
         return _Call("DELETE", "/order", "default", params, auth=True, retry="cancel")
 
     @staticmethod
     def open_orders(
         market: str | None, states: Sequence[str] | None, page: int, limit: int, order_by: str
     ) -> _Call:
-        params = _clean(
+        params = protocol.param_pairs(
             [("market", market), ("states", list(states) if states else None), ("page", page),
              ("limit", limit), ("order_by", order_by)]
         )  # fmt: skip
@@ -241,7 +221,7 @@ class _Calls:
         limit: int,
         order_by: str,
     ) -> _Call:
-        params = _clean(
+        params = protocol.param_pairs(
             [("market", market), ("states", list(states) if states else None), ("start_time", start_time),
              ("end_time", end_time), ("limit", limit), ("order_by", order_by)]
         )  # fmt: skip
@@ -715,8 +695,3 @@ class AsyncUpbitClient(_Base):
         return await self._execute(
             _Calls.closed_orders(market, states, start_time, end_time, limit, order_by)
         )
-
-
-def remaining_req(headers: Mapping[str, str]) -> protocol.RemainingReq | None:
-    """Parse a response's ``Remaining-Req`` header (convenience for callers holding raw responses)."""
-    return protocol.parse_remaining_req(headers.get("Remaining-Req"))

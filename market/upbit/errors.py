@@ -1,7 +1,10 @@
-"""Typed Upbit errors: the client turns every error response into one of these (branching on ``error.name``).
+"""Typed Upbit errors: the one table from Upbit's error ``name`` to a class (``_BY_NAME``/``_class_for``).
 
-``UpbitError``/``UpbitAuthError`` are the classes of :mod:`market.upbit.protocol` (the simulator raises the
-same ones), so ``except UpbitError`` catches errors from either side. Messages never carry request secrets.
+The client turns every error response into one of these (:func:`error_from_response`); the simulator's
+engine, the paper exchange and the order pre-check build theirs from a bare name with :func:`upbit_error`,
+so one name gives one class on every path (``trading.errors.from_upbit`` maps the classes).
+``UpbitError``/``UpbitAuthError`` are the classes of :mod:`market.upbit.protocol`, so ``except UpbitError``
+catches errors from either side. Messages never carry request secrets.
 """
 
 from __future__ import annotations
@@ -10,20 +13,31 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from market.upbit.protocol import AUTH_ERROR_NAMES, TOO_MANY_REQUESTS_TEXT, UpbitAuthError, UpbitError
+from market.upbit.protocol import (
+    AUTH_ERROR_NAMES,
+    ERRORS,
+    TOO_MANY_REQUESTS_TEXT,
+    UpbitAuthError,
+    UpbitError,
+)
 
 __all__ = [
     "InsufficientFunds",
     "InvalidParameter",
     "InvalidPriceUnit",
+    "InvalidVolume",
     "MarketNotFound",
+    "MarketOffline",
     "OrderNotFound",
+    "OverMaxTotal",
     "RateLimited",
     "UnderMinTotal",
     "UpbitAuthError",
     "UpbitError",
     "UpbitUnavailable",
+    "as_typed",
     "error_from_response",
+    "upbit_error",
 ]
 
 
@@ -32,7 +46,11 @@ class InsufficientFunds(UpbitError):
 
 
 class UnderMinTotal(UpbitError):
-    """``under_min_total_bid`` / ``under_min_total_ask`` (and ``over_krw_funds_bid``, the other bound)."""
+    """``under_min_total_bid`` / ``under_min_total_ask``: the total is below the market's minimum."""
+
+
+class OverMaxTotal(UpbitError):
+    """``over_krw_funds_bid``: a buy's total is above Upbit's maximum (1,000,000,000 KRW, §7.3)."""
 
 
 class InvalidPriceUnit(UpbitError):
@@ -43,8 +61,19 @@ class InvalidParameter(UpbitError):
     """``invalid_parameter``, ``validation_error``, ``create_*_error``, ``invalid_time_in_force``, 400s."""
 
 
+class InvalidVolume(InvalidParameter):
+    """``invalid_volume_bid`` / ``invalid_volume_ask``: the volume is off the 8-decimal grid."""
+
+
 class MarketNotFound(UpbitError):
     """``notfoundmarket`` on the exchange API, or quotation ``404 Code not found``."""
+
+
+class MarketOffline(UpbitError):
+    """``market_offline`` (403): the market exists but is under maintenance, so it cannot be traded now.
+
+    A definite refusal, not an outage: the order was not taken, and it is not retried (unlike
+    :class:`UpbitUnavailable`, whose request may have been processed)."""
 
 
 class OrderNotFound(UpbitError):
@@ -74,7 +103,7 @@ _BY_NAME: dict[str, type[UpbitError]] = {
     "insufficient_funds_ask": InsufficientFunds,
     "under_min_total_bid": UnderMinTotal,
     "under_min_total_ask": UnderMinTotal,
-    "over_krw_funds_bid": UnderMinTotal,
+    "over_krw_funds_bid": OverMaxTotal,
     "invalid_price_bid": InvalidPriceUnit,
     "invalid_price_ask": InvalidPriceUnit,
     "invalid_parameter": InvalidParameter,
@@ -82,14 +111,14 @@ _BY_NAME: dict[str, type[UpbitError]] = {
     "create_bid_error": InvalidParameter,
     "create_ask_error": InvalidParameter,
     "invalid_time_in_force": InvalidParameter,
-    "invalid_volume_bid": InvalidParameter,
-    "invalid_volume_ask": InvalidParameter,
+    "invalid_volume_bid": InvalidVolume,
+    "invalid_volume_ask": InvalidVolume,
     "duplicate_identifier": InvalidParameter,
     "order_not_cancelable": InvalidParameter,
     "notfoundmarket": MarketNotFound,
     "order_not_found": OrderNotFound,
     "too_many_requests": RateLimited,
-    "market_offline": UpbitUnavailable,
+    "market_offline": MarketOffline,
 }
 
 
@@ -112,6 +141,22 @@ def _class_for(name: str | int, status: int) -> type[UpbitError]:
     if status in (401, 403) and isinstance(name, str) and not name:
         return UpbitAuthError
     return UpbitError
+
+
+def upbit_error(name: str | int, message: str | None = None, status: int | None = None) -> UpbitError:
+    """The typed error for a bare Upbit name (a rule name from :mod:`market.upbit.rules`, the simulator's
+    refusals): the class the client gives the same answer. ``status`` defaults to Upbit's for the name."""
+    if status is None:
+        known = ERRORS.get(name) if isinstance(name, str) else None
+        status = known[0] if known else (429 if name == "too_many_requests" else 400)
+    return _class_for(name, status)(name, message, status)
+
+
+def as_typed(exc: UpbitError) -> UpbitError:
+    """``exc`` itself when already typed; a bare ``UpbitError(name)`` rebuilt through the same table."""
+    if type(exc) is not UpbitError:
+        return exc
+    return upbit_error(exc.name, exc.message, exc.status)
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:

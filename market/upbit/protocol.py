@@ -41,6 +41,9 @@ ORDERBOOK_LEVELS = 30
 ORDERBOOK_DEPTHS = (1, 5, 15, 30)  # allowed ``.N`` suffixes on WebSocket codes (§10.2)
 # The one market-code rule of the app: KRW markets only (the only ones traded, collected or modelled).
 KRW_MARKET_RE = re.compile(r"KRW-[A-Z0-9]{1,15}")
+# Any QUOTE-BASE code (e.g. USDT-BTC, BTC-ETH.X): the day files of imported data may name another
+# exchange's market; everything that trades or serves pages takes KRW markets only (``is_krw_market``).
+MARKET_CODE_RE = re.compile(r"[A-Z0-9]+-[A-Z0-9.]+")
 
 
 def is_krw_market(code: str) -> bool:
@@ -240,37 +243,48 @@ Params = Iterable[tuple[str, Any]] | Mapping[str, Any]
 JWT_ALGORITHMS = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}
 
 
-def _param_pairs(params: Params | None) -> list[tuple[str, str]]:
+def param_pairs(params: Params | None) -> list[tuple[str, str]]:
+    """Request parameters as Upbit reads them and the JWT ``query_hash`` covers them (§2.2), in the order
+    given: ``None`` values dropped, a list or tuple repeated under ``key[]``
+    (``states[]=done&states[]=cancel``) and each value rendered by :func:`param_value`. The one rendering
+    for the client's query strings, JSON bodies and tokens and for the simulator's received parameters and
+    its token check."""
     if params is None:
         return []
     items = params.items() if isinstance(params, Mapping) else params
     pairs: list[tuple[str, str]] = []
     for key, value in items:
+        if value is None:
+            continue
         if isinstance(value, (list, tuple)):
-            # Array parameters repeat the key with brackets: states[]=done&states[]=cancel (§2.2).
             k = key if key.endswith("[]") else f"{key}[]"
-            pairs.extend((k, _param_value(v)) for v in value)
+            pairs.extend((k, param_value(v)) for v in value)
         else:
-            pairs.append((key, _param_value(value)))
+            pairs.append((key, param_value(value)))
     return pairs
 
 
-def _param_value(value: Any) -> str:
+def param_value(value: Any) -> str:
+    """One parameter value on the wire: ``true``/``false``, a Decimal without exponent or trailing zeros,
+    an aware datetime in ISO 8601 to the second (a naive one is taken as UTC), anything else ``str()``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return decimal_str(value)
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return aware.isoformat(timespec="seconds")
     return str(value)
 
 
 def query_string_for_hash(params: Params | None) -> str:
     """The unencoded ``k=v&k=v`` string that is hashed (§2.2), in the order given."""
-    return "&".join(f"{k}={v}" for k, v in _param_pairs(params))
+    return "&".join(f"{k}={v}" for k, v in param_pairs(params))
 
 
 def query_string_encoded(params: Params | None) -> str:
     """The percent-encoded variant (pyupbit hashes this, with ``%5B%5D=`` turned back into ``[]=``)."""
-    return urlencode(_param_pairs(params)).replace("%5B%5D=", "[]=")
+    return urlencode(param_pairs(params)).replace("%5B%5D=", "[]=")
 
 
 def query_hash(params: Params | None) -> str:
@@ -301,7 +315,7 @@ def build_jwt(
     if alg not in JWT_ALGORITHMS:
         raise ValueError(f"unsupported JWT algorithm {alg!r}")
     payload: dict[str, Any] = {"access_key": access_key, "nonce": nonce or str(uuid.uuid4())}
-    pairs = _param_pairs(params)
+    pairs = param_pairs(params)
     if pairs:
         payload["query_hash"] = query_hash(pairs)
         payload["query_hash_alg"] = "SHA512"
@@ -381,7 +395,7 @@ def verify_jwt(
         raise UpbitAuthError("jwt_verification")
     if nonce_check is not None and not nonce_check(access_key, str(nonce)):
         raise UpbitAuthError("nonce_used")
-    pairs = _param_pairs(params)
+    pairs = param_pairs(params)
     if pairs:
         got = parts.claims.get("query_hash")
         if not isinstance(got, str):

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from market.upbit.protocol import NonceCache, UpbitAuthError, UpbitError, verify_jwt
+from market.upbit.errors import upbit_error
+from market.upbit.protocol import NonceCache, UpbitAuthError, UpbitError, param_pairs, verify_jwt
 
 from .ratelimit import RateGate
 from .responses import Reject, exchange_error
@@ -67,17 +68,10 @@ async def request_params(request: web.Request) -> list[tuple[str, Any]]:
             if text.lstrip().startswith("{"):
                 body = json.loads(text)
                 if not isinstance(body, dict):
-                    raise UpbitError("validation_error", "body must be a JSON object")
-                for k, v in body.items():
-                    if v is None:
-                        continue
-                    if isinstance(v, list):
-                        key = k if k.endswith("[]") else f"{k}[]"
-                        pairs.extend((key, x) for x in v)
-                    else:
-                        pairs.append((k, v))
+                    raise upbit_error("validation_error", "body must be a JSON object")
+                pairs.extend(param_pairs(body))  # as the client renders and hashes it
             elif text.lstrip().startswith("["):
-                raise UpbitError("validation_error", "body must be a JSON object")
+                raise upbit_error("validation_error", "body must be a JSON object")
             elif not pairs:
                 pairs = parse_qsl(text, keep_blank_values=True)
     return pairs
@@ -91,7 +85,7 @@ async def authenticate(
         params = await request_params(request)
     except (ValueError, UnicodeDecodeError) as exc:
         ok, hdr = gate.limit(request, group)
-        raise Reject(exchange_error(UpbitError("validation_error", "malformed request body"), hdr)) from exc
+        raise Reject(exchange_error(upbit_error("validation_error", "malformed request body"), hdr)) from exc
     except UpbitError as exc:
         ok, hdr = gate.limit(request, group)
         raise Reject(exchange_error(exc, hdr)) from exc

@@ -95,11 +95,6 @@ def market_soak(
     )
 
 
-def minute_tick_vol(*, depth_scale: float, code: str, hours: float, seed: int) -> float:
-    """Std of one-minute mid changes in ticks at depth scale ``depth_scale`` (``_VOL_CALIBRATION``'s unit)."""
-    return float(np.sqrt(minute_tick_moves(depth_scale=depth_scale, code=code, hours=hours, seed=seed).var()))
-
-
 def minute_tick_moves(*, depth_scale: float, code: str, hours: float, seed: int) -> np.ndarray:
     """One-minute mid changes in ticks over ``hours`` of model time at depth scale ``depth_scale``."""
     prm = replace(SyntheticParams(depth_scale=depth_scale), start_price=MARKET_CLASSES.get(code, 0.0))
@@ -145,21 +140,30 @@ def calibration_point(
 
 @dataclass(frozen=True)
 class SignalReport:
-    """How predictable the next ``horizon_s`` seconds are from the book's imbalance (out of sample)."""
+    """How predictable the next ``horizon_s`` seconds are from the book's imbalance now and over the last
+    ``lookback_s`` seconds (out of sample)."""
 
     strength: float
-    horizon_s: int
-    r2: float  # out-of-sample R^2 of a ridge on imbalance features
-    tradable_share: float  # share of seconds whose |predicted return| exceeds the round-trip cost
-    net_per_trade: float  # mean realised return (in the predicted direction) minus cost on those seconds
+    horizon_s: float
+    r2: float  # out-of-sample R^2 of a ridge on the imbalance features
+    tradable_share: float  # share of samples whose |predicted return| exceeds the round-trip cost
+    net_per_trade: float  # mean realised return (in the predicted direction) minus cost on those samples
     minute_vol: float  # realised one-minute volatility with the signal on
 
 
-def _imbalance_features(asks: np.ndarray, bids: np.ndarray) -> np.ndarray:
+def _imbalance_features(asks: np.ndarray, bids: np.ndarray, *, lookback: int) -> np.ndarray:
+    """Imbalance of the best 1, 3, 5 and 10 levels now, and the highest and lowest imbalance of the levels
+    behind the best three (where an announced jump's wall stands) over the last ``lookback`` samples."""
     cols = []
     for n in (1, 3, 5, 10):
         a, b = asks[:, :n].sum(axis=1), bids[:, :n].sum(axis=1)
         cols.append((b - a) / np.maximum(a + b, 1e-12))
+    a, b = asks[:, 3:].sum(axis=1), bids[:, 3:].sum(axis=1)
+    deep = (b - a) / np.maximum(a + b, 1e-12)
+    past = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([np.full(lookback - 1, deep[0]), deep]), lookback
+    )
+    cols += [past.max(axis=1), past.min(axis=1)]
     return np.column_stack(cols)
 
 
@@ -168,31 +172,36 @@ def signal_report(
     code: str = "KRW-BTC",
     strength: float,
     hours: float = 2.0,
-    horizon_s: int = 30,
+    horizon_s: float = 5.0,
+    lookback_s: float = 6.0,
+    step_ms: int = 200,
     seed: int = 1,
     fee_round_trip: float = 0.001,
     ridge: float = 1e-3,
 ) -> SignalReport:
-    """Run one market unpaced with ``signal_strength=strength``; fit a ridge regression of the next
-    ``horizon_s`` log mid return on order-book imbalance (levels 1, 3, 5, 10) over the first half, score the
-    second half. A "trade" is a second whose |prediction| beats Upbit's fees both ways plus the spread."""
+    """Run one market unpaced with ``signal_strength=strength`` (the other ``SyntheticParams`` at their
+    defaults: the demo's announced jumps), sampled every ``step_ms``; fit a ridge regression of the next
+    ``horizon_s`` log mid return on order-book imbalance (levels 1, 3, 5, 10 now; the deep book's extremes
+    over the last ``lookback_s``) over the first half, score the second half. A "trade" is a sample whose
+    |prediction| beats Upbit's fees both ways plus the spread."""
     prm = SyntheticParams(signal_strength=strength, start_price=MARKET_CLASSES.get(code, 0.0))
     m = SyntheticMarket(code, seed=seed, start_ms=0, params=prm)
-    n = int(hours * 3600)
+    n = int(hours * 3600_000 / step_ms)
+    h = max(1, int(round(horizon_s * 1000 / step_ms)))
     asks = np.empty((n, 10))
     bids = np.empty((n, 10))
     mid = np.empty(n)
     spread = np.empty(n)
     for s in range(n):
-        m.run_until((s + 1) * 1000)
+        m.run_until((s + 1) * step_ms)
         book = m.book(10)
         asks[s] = [v for _, v in book.asks]
         bids[s] = [v for _, v in book.bids]
         mid[s] = m.mid
         spread[s] = (m.best_ask - m.best_bid) / NANO / m.mid
-    x = _imbalance_features(asks, bids)
-    y = np.log(mid[horizon_s:] / mid[:-horizon_s])
-    x, cost = x[:-horizon_s], fee_round_trip + spread[:-horizon_s]
+    x = _imbalance_features(asks, bids, lookback=max(1, int(round(lookback_s * 1000 / step_ms))))
+    y = np.log(mid[h:] / mid[:-h])
+    x, cost = x[:-h], fee_round_trip + spread[:-h]
     half = len(y) // 2
     xa = np.column_stack([np.ones(len(x)), x])
     a, b = xa[:half], y[:half]
@@ -201,7 +210,8 @@ def signal_report(
     r2 = 1.0 - float(np.mean((real - pred) ** 2) / np.var(real))
     go = np.abs(pred) > c
     net = float(np.mean(np.sign(pred[go]) * real[go] - c[go])) if go.any() else 0.0
-    minute = mid[59::60]
+    per_minute = 60_000 // step_ms
+    minute = mid[per_minute - 1 :: per_minute]
     return SignalReport(
         strength=strength,
         horizon_s=horizon_s,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from market.upbit.errors import upbit_error
 from market.upbit.protocol import (
     FEE_RATE,
     KRW_TICK_TABLE,
@@ -36,7 +37,6 @@ from market.upbit.protocol import (
     MIN_ORDER_TOTAL_KRW,
     VOLUME_QUANTUM,
     TickTable,
-    UpbitError,
     decimal_str,
     iso_kst,
     parse_decimal,
@@ -326,7 +326,7 @@ class MatchingEngine:
         try:
             return self.accounts[account_id]
         except KeyError:
-            raise UpbitError("invalid_access_key") from None
+            raise upbit_error("invalid_access_key") from None
 
     # ---------------------------------------------------------------------------------------------- reads
 
@@ -368,12 +368,12 @@ class MatchingEngine:
     def order_get(self, *, account_id: str, uuid: str | None = None, identifier: str | None = None) -> Order:
         acc = self._account(account_id)
         if (uuid is None) == (identifier is None):
-            raise UpbitError("validation_error", "uuid 또는 identifier 중 하나만 입력해 주세요.")
+            raise upbit_error("validation_error", "uuid 또는 identifier 중 하나만 입력해 주세요.")
         if identifier is not None:
             uuid = acc.identifiers.get(identifier) or None
         order = self.orders.get(uuid or "")
         if order is None or order.account_id != account_id:
-            raise UpbitError("order_not_found")
+            raise upbit_error("order_not_found")
         return order
 
     def orders_list(
@@ -452,7 +452,7 @@ class MatchingEngine:
 
     def _check_market(self, market: str) -> None:
         if market not in self._books:
-            raise UpbitError("notfoundmarket")
+            raise upbit_error("notfoundmarket")
 
     def order_create(
         self,
@@ -468,60 +468,60 @@ class MatchingEngine:
         smp_type: str | None = None,
         dry_run: bool = False,
     ) -> Order:
-        """Validate, lock funds, match, rest. Raises :class:`UpbitError` with Upbit's names.
+        """Validate, lock funds, match, rest. Raises the typed error of Upbit's name (``upbit_error``).
 
         ``dry_run`` (``POST /v1/orders/test``): validate everything, place nothing, use no identifier."""
         acc = self._account(account_id)
         if identifier is not None:
             identifier = str(identifier)
             if not identifier or len(identifier) > 64:
-                raise UpbitError("validation_error", "identifier는 1~64자여야 합니다.")
+                raise upbit_error("validation_error", "identifier는 1~64자여야 합니다.")
             if identifier in acc.identifiers:
-                raise UpbitError("duplicate_identifier")
+                raise upbit_error("duplicate_identifier")
             if not dry_run:
                 acc.identifiers[identifier] = ""  # used forever, even if this order fails (§6.4)
         missing = [n for n, v in (("market", market), ("side", side), ("ord_type", ord_type)) if not v]
         if missing:
-            raise UpbitError("validation_error", ", ".join(f"{n} is missing" for n in missing))
+            raise upbit_error("validation_error", ", ".join(f"{n} is missing" for n in missing))
         assert market is not None and side is not None and ord_type is not None
         if side not in ("bid", "ask"):
-            raise UpbitError("validation_error", "side does not have a valid value")
+            raise upbit_error("validation_error", "side does not have a valid value")
         if ord_type not in ORD_TYPES:
-            raise UpbitError("validation_error", "ord_type does not have a valid value")
+            raise upbit_error("validation_error", "ord_type does not have a valid value")
         self._check_market(market)
         err = "create_bid_error" if side == "bid" else "create_ask_error"
         if time_in_force is not None and time_in_force not in TIME_IN_FORCE:
-            raise UpbitError("invalid_time_in_force")
+            raise upbit_error("invalid_time_in_force")
         if smp_type is not None and smp_type not in ("cancel_maker", "cancel_taker", "reduce"):
-            raise UpbitError("validation_error", "smp_type does not have a valid value")
+            raise upbit_error("validation_error", "smp_type does not have a valid value")
         p = parse_decimal(price) if price not in (None, "") else None
         v = parse_decimal(volume) if volume not in (None, "") else None
         if price not in (None, "") and (p is None or p <= 0 or p > MAX_ORDER_TOTAL_KRW * 1000):
-            raise UpbitError("validation_error", "price does not have a valid value")
+            raise upbit_error("validation_error", "price does not have a valid value")
         if volume not in (None, "") and (v is None or v <= 0 or v > Decimal("1e12")):
-            raise UpbitError("validation_error", "volume does not have a valid value")
+            raise upbit_error("validation_error", "volume does not have a valid value")
         if v is not None and v != _qvol(v):
-            raise UpbitError("validation_error", "volume은 소수점 8자리까지 입력 가능합니다.")
+            raise upbit_error("validation_error", "volume은 소수점 8자리까지 입력 가능합니다.")
 
         # Parameter matrix (§6.4).
         if ord_type == "limit":
             if p is None or v is None:
-                raise UpbitError("validation_error", "price and volume are required for limit orders")
+                raise upbit_error("validation_error", "price and volume are required for limit orders")
             if time_in_force == "post_only" and smp_type:
-                raise UpbitError("invalid_time_in_force", "post_only는 smp_type과 함께 사용할 수 없습니다.")
+                raise upbit_error("invalid_time_in_force", "post_only는 smp_type과 함께 사용할 수 없습니다.")
         elif ord_type == "price":
             if side != "bid" or v is not None or p is None or time_in_force:
-                raise UpbitError(err)
+                raise upbit_error(err)
         elif ord_type == "market":
             if side != "ask" or p is not None or v is None or time_in_force:
-                raise UpbitError(err)
+                raise upbit_error(err)
         else:  # best
             if time_in_force not in ("ioc", "fok"):
-                raise UpbitError("invalid_time_in_force")
+                raise upbit_error("invalid_time_in_force")
             if (side == "bid" and (p is None or v is not None)) or (
                 side == "ask" and (v is None or p is not None)
             ):
-                raise UpbitError(err)
+                raise upbit_error(err)
 
         quote, base = market.split("-", 1)
         fee_rate = self.fee_rate
@@ -537,13 +537,13 @@ class MatchingEngine:
             best_bid = self._best_price(market, "bid", account_id)
             total = v * best_bid if best_bid is not None else ZERO
             if best_bid is None:
-                raise UpbitError(err, "호가가 없어 시장가 주문을 할 수 없습니다.")
+                raise upbit_error(err, "호가가 없어 시장가 주문을 할 수 없습니다.")
         broken = order_rule_error(
             side=side, ord_type=ord_type, price=p, volume=v, total=total,
             min_total=self.min_total, max_total=self.max_total, tick_table=self.tick_table(market),
         )  # fmt: skip
         if broken is not None:
-            raise UpbitError(broken)
+            raise upbit_error(broken)
         if ord_type in ("price", "market"):
             depth = self._side_depth(
                 market, "ask" if side == "bid" else "bid", account_id, funds=side == "bid"
@@ -551,20 +551,20 @@ class MatchingEngine:
             need = p if side == "bid" else v
             assert need is not None
             if depth < need:
-                raise UpbitError(err, "주문량이 호가 잔량을 초과합니다.")
+                raise upbit_error(err, "주문량이 호가 잔량을 초과합니다.")
         if side == "bid":
             reserved_fee = total * fee_rate
             lock = total + reserved_fee
             kb = acc.bal(quote)
             if kb.balance < lock:
-                raise UpbitError("insufficient_funds_bid")
+                raise upbit_error("insufficient_funds_bid")
         else:
             assert v is not None
             reserved_fee = ZERO
             lock = v
             bb = acc.bal(base)
             if bb.balance < lock:
-                raise UpbitError("insufficient_funds_ask")
+                raise upbit_error("insufficient_funds_ask")
 
         ts = self.clock()
         order = Order(
@@ -625,7 +625,7 @@ class MatchingEngine:
         """Cancel an open order; returns the order object as accepted for cancellation (state ``wait``)."""
         order = self.order_get(account_id=account_id, uuid=uuid, identifier=identifier)
         if not order.is_open:
-            raise UpbitError("order_not_cancelable" if order.state == "done" else "order_not_found")
+            raise upbit_error("order_not_cancelable" if order.state == "done" else "order_not_found")
         snapshot = order.wire()
         self._unrest(order)
         self._close(order, "cancel", self.clock())
@@ -648,13 +648,13 @@ class MatchingEngine:
         /v1/orders/cancel_and_new``). ``new_volume="remain_only"`` reuses the old remaining volume. The
         new order is checked before the old one is cancelled, as far as it can be without the old lock."""
         if not new_ord_type:
-            raise UpbitError("validation_error", "new_ord_type is missing")
+            raise upbit_error("validation_error", "new_ord_type is missing")
         old = self.order_get(account_id=account_id, uuid=prev_uuid, identifier=prev_identifier)
         if not old.is_open:
-            raise UpbitError("order_not_cancelable")
+            raise upbit_error("order_not_cancelable")
         volume = old.remaining_volume if new_volume == "remain_only" else new_volume
         if new_identifier is not None and new_identifier in self._account(account_id).identifiers:
-            raise UpbitError("duplicate_identifier")
+            raise upbit_error("duplicate_identifier")
         snapshot = self.order_cancel(account_id=account_id, uuid=old.uuid)
         new = self.order_create(
             account_id=account_id,

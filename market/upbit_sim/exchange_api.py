@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from market.upbit.errors import upbit_error
 from market.upbit.protocol import UpbitError
 
 from .auth import ApiKey, authenticate
@@ -34,15 +35,15 @@ def _list_args(p: dict[str, Any], params: Params, default_states: tuple[str, ...
     states = _multi(params, "states") or ([p["state"]] if p.get("state") else list(default_states))
     for s in states:
         if s not in ("wait", "watch", "done", "cancel"):
-            raise UpbitError("validation_error", "state does not have a valid value")
+            raise upbit_error("validation_error", "state does not have a valid value")
     order_by = str(p.get("order_by") or "desc")
     if order_by not in ("asc", "desc"):
-        raise UpbitError("validation_error", "order_by does not have a valid value")
+        raise upbit_error("validation_error", "order_by does not have a valid value")
     try:
         page = max(1, int(p.get("page") or 1))
         limit = int(p.get("limit") or 100)
     except ValueError:
-        raise UpbitError("validation_error", "page/limit must be integers") from None
+        raise upbit_error("validation_error", "page/limit must be integers") from None
     return {"states": states, "order_by": order_by, "page": page, "limit": max(1, limit)}
 
 
@@ -82,7 +83,7 @@ class ExchangeApi:
         except UpbitError as exc:
             return exchange_error(exc, hdr)
         except (ValueError, TypeError, ArithmeticError) as exc:  # malformed parameter values
-            return exchange_error(UpbitError("validation_error", f"invalid parameter: {exc}"), hdr)
+            return exchange_error(upbit_error("validation_error", f"invalid parameter: {exc}"), hdr)
         finally:
             self.sim.feed.flush_user_trades()
         return json_response(result, status, hdr)
@@ -96,7 +97,7 @@ class ExchangeApi:
         def fn(k: ApiKey, p: dict[str, Any], _: Any) -> Any:
             market = str(p.get("market") or "")
             if not market:
-                raise UpbitError("validation_error", "market is missing")
+                raise upbit_error("validation_error", "market is missing")
             return self.engine.chance_wire(k.account_id, market)
 
         return await self._exchange(request, "default", fn)
@@ -112,7 +113,7 @@ class ExchangeApi:
         group = "order-test" if dry_run else "order"
         if "form" in request.headers.get("Content-Type", ""):
             ok, hdr = self.sim.gate.limit(request, group)
-            return exchange_error(UpbitError("validation_error", "application/json body is required"), hdr)
+            return exchange_error(upbit_error("validation_error", "application/json body is required"), hdr)
 
         def fn(k: ApiKey, p: dict[str, Any], _: Any) -> Any:
             order = self.engine.order_create(
@@ -163,7 +164,7 @@ class ExchangeApi:
         def fn(k: ApiKey, p: dict[str, Any], params: Params) -> Any:
             a = _list_args(p, params, ("wait",))
             if any(s not in ("wait", "watch") for s in a["states"]):
-                raise UpbitError("validation_error", "open orders take state wait or watch")
+                raise upbit_error("validation_error", "open orders take state wait or watch")
             a["limit"] = min(100, a["limit"])
             orders = self.engine.orders_list(account_id=k.account_id, market=p.get("market"), **a)
             return [o.wire() for o in orders]
@@ -174,12 +175,12 @@ class ExchangeApi:
         def fn(k: ApiKey, p: dict[str, Any], params: Params) -> Any:
             a = _list_args(p, params, ("done", "cancel"))
             if any(s not in ("done", "cancel") for s in a["states"]):
-                raise UpbitError("validation_error", "closed orders take state done or cancel")
+                raise upbit_error("validation_error", "closed orders take state done or cancel")
             a["limit"] = min(1000, a["limit"])
             end = parse_time(str(p["end_time"])) if p.get("end_time") else None
             start = parse_time(str(p["start_time"])) if p.get("start_time") else None
             if (p.get("end_time") and end is None) or (p.get("start_time") and start is None):
-                raise UpbitError("validation_error", "start_time/end_time are not valid")
+                raise upbit_error("validation_error", "start_time/end_time are not valid")
             if start is None and end is None:
                 end = self.sim.now_ms()
             if start is None:
@@ -187,7 +188,7 @@ class ExchangeApi:
             if end is None:
                 end = start + 7 * DAY
             if end - start > 7 * DAY:
-                raise UpbitError("validation_error", "the window must be 7 days or less")
+                raise upbit_error("validation_error", "the window must be 7 days or less")
             orders = self.engine.orders_list(
                 account_id=k.account_id, market=p.get("market"), start_ms=start, end_ms=end, **a
             )
@@ -199,9 +200,9 @@ class ExchangeApi:
         def fn(k: ApiKey, p: dict[str, Any], params: Params) -> Any:
             uuids, idents = _multi(params, "uuids"), _multi(params, "identifiers")
             if bool(uuids) == bool(idents):
-                raise UpbitError("validation_error", "uuids[] or identifiers[] (one of them) is required")
+                raise upbit_error("validation_error", "uuids[] or identifiers[] (one of them) is required")
             if len(uuids) > 100 or len(idents) > 100:
-                raise UpbitError("validation_error", "at most 100 ids")
+                raise upbit_error("validation_error", "at most 100 ids")
             orders = self.engine.orders_list(
                 account_id=k.account_id, market=p.get("market"), states=(), uuids=uuids or None,
                 identifiers=idents or None, order_by=str(p.get("order_by") or "desc"), limit=100,
@@ -217,7 +218,7 @@ class ExchangeApi:
             a = _list_args(p, params, ("wait",))
             open_ = [s for s in a["states"] if s in ("wait", "watch")]
             if open_ and len(open_) != len(a["states"]):
-                raise UpbitError("validation_error", "open and closed states cannot be mixed")
+                raise upbit_error("validation_error", "open and closed states cannot be mixed")
             a["limit"] = min(100, a["limit"])
             uuids, idents = _multi(params, "uuids"), _multi(params, "identifiers")
             orders = self.engine.orders_list(
@@ -248,9 +249,9 @@ class ExchangeApi:
         def fn(k: ApiKey, p: dict[str, Any], params: Params) -> Any:
             uuids, idents = _multi(params, "uuids"), _multi(params, "identifiers")
             if bool(uuids) == bool(idents):
-                raise UpbitError("validation_error", "uuids[] or identifiers[] (one of them) is required")
+                raise upbit_error("validation_error", "uuids[] or identifiers[] (one of them) is required")
             if len(uuids) > 20 or len(idents) > 20:
-                raise UpbitError("validation_error", "at most 20 ids")
+                raise upbit_error("validation_error", "at most 20 ids")
             orders = self.engine.orders_list(
                 account_id=k.account_id, states=(), uuids=uuids or None, identifiers=idents or None, limit=100
             )
@@ -262,11 +263,11 @@ class ExchangeApi:
         def fn(k: ApiKey, p: dict[str, Any], params: Params) -> Any:
             side = str(p.get("cancel_side") or "all")
             if side not in ("all", "ask", "bid"):
-                raise UpbitError("validation_error", "cancel_side does not have a valid value")
+                raise upbit_error("validation_error", "cancel_side does not have a valid value")
             pairs = [x for x in str(p.get("pairs") or "").split(",") if x]
             quotes = [x for x in str(p.get("quote_currencies") or "").split(",") if x]
             if pairs and quotes:
-                raise UpbitError("validation_error", "pairs and quote_currencies cannot be used together")
+                raise upbit_error("validation_error", "pairs and quote_currencies cannot be used together")
             excluded = {x for x in str(p.get("excluded_pairs") or "").split(",") if x}
             count = max(1, min(300, int(p.get("count") or 20)))
             orders = self.engine.orders_list(

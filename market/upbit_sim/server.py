@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ from typing import Any
 
 from aiohttp import web
 
-from market.upbit.protocol import DEFAULT_RATE_LIMITS, KRW_TICK_TABLE, error_body
+from market.upbit.protocol import DEFAULT_RATE_LIMITS, FEE_RATE, KRW_TICK_TABLE, error_body
 
 from .auth import KeyStore
 from .controls import SimControls
@@ -69,9 +70,11 @@ from .exchange_api import ExchangeApi
 from .feed import Feed, PacedClock
 from .quotation_api import QuotationApi
 from .ratelimit import RateGate, RateLimiter, limits_for
+from .replay import ReplaySource
 from .responses import is_exchange_path, json_response
 from .source import BookSnapshot, MarketSource, SequenceIds
 from .stats import MarketStats
+from .synthetic import SyntheticSource
 from .websocket import WsConn, WsHub
 
 __all__ = ["RateLimiter", "SimConfig", "Simulator", "SimulatorThread", "run_simulator", "serve"]
@@ -103,7 +106,7 @@ class SimConfig:
     unpaced_chunk: int = 2000  # events per market per loop turn when speed == 0 (synthetic)
     backfill: bool = True  # seeded candle history before the start (synthetic)
     json_429: bool = False  # 429 body as a JSON error envelope instead of Upbit's plain text
-    fee_rate: Decimal = Decimal("0.0005")
+    fee_rate: Decimal = FEE_RATE
     start_ms: int | None = None  # synthetic source time origin; None = now
     source_obj: MarketSource | None = None  # a ready source (overrides ``source``)
     # Accounts created at start: [{"krw": "1000000", "assets": {...}, "access_key": ..., "secret_key": ...}]
@@ -157,8 +160,6 @@ class Simulator:
         c = self.config
         record_all = c.speed == 0
         if c.source == "synthetic":
-            from .synthetic import SyntheticSource
-
             start = c.start_ms if c.start_ms is not None else int(time.time() * 1000)
             return SyntheticSource(
                 c.markets,
@@ -170,8 +171,6 @@ class Simulator:
                 signal_strength=c.signal_strength,
             )
         if c.source == "replay":
-            from .replay import ReplaySource
-
             if not c.replay_path:
                 raise ValueError("replay needs replay_path")
             start = int(time.time() * 1000) if c.rebase_time else None
@@ -297,8 +296,6 @@ async def serve(
         ready(sim, port)
     stop = asyncio.Event()
     if handle_signals:
-        import signal
-
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

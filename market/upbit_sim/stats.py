@@ -71,6 +71,74 @@ class Candle:
         self.last_ts = max(self.last_ts, other.last_ts)
 
 
+def _add_trade_to(
+    candles: OrderedDict[int, Candle],
+    span: int,
+    price: float,
+    volume: float,
+    ts: int,
+    *,
+    keep: int | None = None,
+) -> int:
+    """Add a trade to the ``span``-ms candle it falls in (opened at its price when new), keeping the newest
+    ``keep`` candles (None: all); returns that candle's start."""
+    start = ts - ts % span
+    c = candles.get(start)
+    if c is None:
+        c = candles[start] = Candle(start, price, price, price, price)
+        while keep is not None and len(candles) > keep:
+            candles.popitem(last=False)
+    c.add(price, volume, ts)
+    return start
+
+
+def _fold(into: OrderedDict[int, Candle], key: int, c: Candle) -> None:
+    """Merge ``c`` into the longer candle starting at ``key`` (a copy of ``c`` there when it is the first)."""
+    g = into.get(key)
+    if g is None:
+        into[key] = Candle(key, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
+    else:
+        g.merge(c)
+
+
+def _walk_back(
+    rng: np.random.Generator,
+    *,
+    end_price: float,
+    end_start: int,
+    n: int,
+    span: int,
+    vol: float,
+    wick_vol: float,
+    volume_sigma: float,
+    volume_krw: float,
+    price: float,
+    value_at_mid: bool,
+) -> tuple[OrderedDict[int, Candle], float]:
+    """``n`` seeded candles of ``span`` ms ending where ``end_start`` begins, oldest first, and the first
+    one's open (``end_price`` when ``n`` is 0): a geometric random walk backwards with ``vol`` per candle
+    whose last close is exactly ``end_price``, each open the previous close, wicks of ``wick_vol`` beyond
+    them and lognormal volumes worth about ``volume_krw`` at ``price``; traded value at the close or at the
+    wicks' midpoint. Prices are on the tick grid and low <= open/close <= high."""
+    rets = rng.normal(0.0, vol, n)
+    back = np.exp(-np.concatenate(([0.0], np.cumsum(rets[::-1]))))  # back[k]: k candles before the end
+    path = [_grid(float(x)) for x in (end_price * back)[::-1]]  # n + 1 prices, oldest first
+    path[-1] = end_price
+    wicks = np.abs(rng.normal(0.0, wick_vol, (n, 2)))
+    volumes = rng.lognormal(0, volume_sigma, n) * volume_krw / price
+    out: OrderedDict[int, Candle] = OrderedDict()
+    for i in range(n):
+        start = end_start - (n - i) * span
+        o, c = path[i], path[i + 1]
+        hi = _grid(max(o, c) * (1 + float(wicks[i, 0])), "up")
+        lo = _grid(min(o, c) * (1 - float(wicks[i, 1])), "down")
+        v = float(volumes[i])
+        out[start] = Candle(
+            start, o, hi, lo, c, v, v * ((hi + lo) / 2 if value_at_mid else c), start + span - 1
+        )
+    return out, path[0]
+
+
 @dataclass
 class MarketStats:
     market: str
@@ -148,25 +216,9 @@ class MarketStats:
             self.acc_ask_volume += vol
         else:
             self.acc_bid_volume += vol
-        m = ts - ts % MINUTE
-        c = self.minutes.get(m)
-        if c is None:
-            c = self.minutes[m] = Candle(m, price, price, price, price)
-            while len(self.minutes) > self.max_minutes:
-                self.minutes.popitem(last=False)
-        c.add(price, vol, ts)
-        s = ts - ts % 1000
-        sc = self.seconds.get(s)
-        if sc is None:
-            sc = self.seconds[s] = Candle(s, price, price, price, price)
-            while len(self.seconds) > self.max_seconds:
-                self.seconds.popitem(last=False)
-        sc.add(price, vol, ts)
-        d = ts - ts % DAY
-        dc = self.days.get(d)
-        if dc is None:
-            dc = self.days[d] = Candle(d, price, price, price, price)
-        dc.add(price, vol, ts)
+        m = _add_trade_to(self.minutes, MINUTE, price, vol, ts, keep=self.max_minutes)
+        _add_trade_to(self.seconds, 1000, price, vol, ts, keep=self.max_seconds)
+        _add_trade_to(self.days, DAY, price, vol, ts)
         self.trades.append(t)
         if len(self.trades) > self.max_trades:
             self.trades.popleft()
@@ -242,13 +294,28 @@ class MarketStats:
         out["trade_date_kst"] = k.strftime("%Y%m%d")
         out["trade_time_kst"] = k.strftime("%H%M%S")
         for key in (
-            "trade_timestamp", "opening_price", "high_price", "low_price", "trade_price",
-            "prev_closing_price", "change", "change_price", "change_rate", "signed_change_price",
-            "signed_change_rate", "trade_volume",
-            "acc_trade_price", "acc_trade_price_24h", "acc_trade_volume", "acc_trade_volume_24h",
-            "highest_52_week_price", "highest_52_week_date", "lowest_52_week_price", "lowest_52_week_date",
+            "trade_timestamp",
+            "opening_price",
+            "high_price",
+            "low_price",
+            "trade_price",
+            "prev_closing_price",
+            "change",
+            "change_price",
+            "change_rate",
+            "signed_change_price",
+            "signed_change_rate",
+            "trade_volume",
+            "acc_trade_price",
+            "acc_trade_price_24h",
+            "acc_trade_volume",
+            "acc_trade_volume_24h",
+            "highest_52_week_price",
+            "highest_52_week_date",
+            "lowest_52_week_price",
+            "lowest_52_week_date",
             "timestamp",
-        ):  # fmt: skip
+        ):
             out[key] = f[key]
         return out
 
@@ -351,11 +418,7 @@ class MarketStats:
             else:
                 span = int(unit) * MINUTE
                 key = start - start % span
-            g = groups.get(key)
-            if g is None:
-                groups[key] = Candle(key, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
-            else:
-                g.merge(c)
+            _fold(groups, key, c)
         out: list[dict[str, Any]] = []
         keys = sorted(groups, reverse=True)
         prev_close: dict[int, float] = {}
@@ -411,52 +474,45 @@ class MarketStats:
         price = _grid(price)
         day0 = end_ms - end_ms % DAY
         minute0 = end_ms - end_ms % MINUTE
-        # Minute closes walking backwards from the current price; open = the previous minute's close.
-        mrets = rng.normal(0.0, minute_vol, minutes)
-        back = np.exp(-np.concatenate(([0.0], np.cumsum(mrets[::-1]))))  # back[k]: k minutes before now
-        path = [_grid(float(x)) for x in (price * back)[::-1]]  # minutes + 1 prices, oldest first
-        path[-1] = price
-        wick = np.abs(rng.normal(0.0, minute_vol / 2, (minutes, 2)))
-        vols = rng.lognormal(0, 0.6, minutes) * 2e7 / price
-        minutes_out: OrderedDict[int, Candle] = OrderedDict()
-        for i in range(minutes):
-            start = minute0 - (minutes - i) * MINUTE
-            o, c = path[i], path[i + 1]
-            hi = _grid(max(o, c) * (1 + float(wick[i, 0])), "up")
-            lo = _grid(min(o, c) * (1 - float(wick[i, 1])), "down")
-            vol = float(vols[i])
-            minutes_out[start] = Candle(start, o, hi, lo, c, vol, vol * c, start + MINUTE - 1)
-        # Day candles: the walk continues backwards (daily vol = sqrt(1440) minute vols) from the first
-        # minute's open, so the day before the minutes closes where they open.
+        # Minute candles walking backwards from the current price; then day candles continuing the walk
+        # backwards (daily vol = sqrt(1440) minute vols) from the first minute's open, so the day before the
+        # minutes closes where they open.
+        minutes_out, first_open = _walk_back(
+            rng,
+            end_price=price,
+            end_start=minute0,
+            n=minutes,
+            span=MINUTE,
+            vol=minute_vol,
+            wick_vol=minute_vol / 2,
+            volume_sigma=0.6,
+            volume_krw=2e7,
+            price=price,
+            value_at_mid=False,
+        )
         first_min = next(iter(minutes_out)) if minutes_out else minute0
         first_day = first_min - first_min % DAY
-        n_walk = max(0, days - (day0 - first_day) // DAY - 1)
         day_vol = minute_vol * math.sqrt(1440)
-        drets = rng.normal(0.0, day_vol, n_walk)
-        dback = np.exp(-np.concatenate(([0.0], np.cumsum(drets[::-1]))))
-        dpath = [_grid(float(x)) for x in (path[0] * dback)[::-1]]
-        dwick = np.abs(rng.normal(0.0, day_vol / 3, (n_walk, 2)))
-        dvols = rng.lognormal(0, 0.4, n_walk) * 2e10 / price
-        days_out: OrderedDict[int, Candle] = OrderedDict()
-        for i in range(n_walk):
-            start = first_day - (n_walk - i) * DAY
-            o, c = dpath[i], dpath[i + 1]
-            hi = _grid(max(o, c) * (1 + float(dwick[i, 0])), "up")
-            lo = _grid(min(o, c) * (1 - float(dwick[i, 1])), "down")
-            vol = float(dvols[i])
-            days_out[start] = Candle(start, o, hi, lo, c, vol, vol * (hi + lo) / 2, start + DAY - 1)
+        days_out, _ = _walk_back(
+            rng,
+            end_price=first_open,
+            end_start=first_day,
+            n=max(0, days - (day0 - first_day) // DAY - 1),
+            span=DAY,
+            vol=day_vol,
+            wick_vol=day_vol / 3,
+            volume_sigma=0.4,
+            volume_krw=2e10,
+            price=price,
+            value_at_mid=True,
+        )
         for start, c in minutes_out.items():
             self.minutes[start] = c
             if start > end_ms - DAY:  # the rolling 24 h sums start with the history's last day
                 self._win.append((start, c.volume, c.value))
                 self._w_vol += c.volume
                 self._w_val += c.value
-            d = start - start % DAY
-            dc = days_out.get(d)
-            if dc is None:
-                days_out[d] = Candle(d, c.open, c.high, c.low, c.close, c.volume, c.value, c.last_ts)
-            else:
-                dc.merge(c)
+            _fold(days_out, start - start % DAY, c)
         while len(self.minutes) > self.max_minutes:
             self.minutes.popitem(last=False)
         self.days = OrderedDict(sorted(days_out.items()))

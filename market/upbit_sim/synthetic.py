@@ -45,15 +45,20 @@ price class (spread, volatility over target, depth stability, 3 seeds): docs/sim
 ``bench/bench_sim_stationarity.py``. ``SyntheticParams(depth_scale=...)`` sets ``D`` directly;
 ``activity`` scaling (many markets) scales volatility by ``sqrt(activity)``.
 
-Signal strength (``signal_strength``, 0 = off: the dynamics above, stream unchanged). A latent drift ``x``
-(unit Ornstein-Uhlenbeck, time scale ``signal_tau`` = 60 s, its own random stream) tilts the takers
-(buy/sell intensities times ``1 +- strength * signal_taker * x``) and, more strongly, limit orders two or
-more ticks behind the best (side choice tilted by ``strength * signal_book * x``): the depth imbalance shows
-the drift before the mid moves, so book features predict the next 10-60 s. At 1 (the demo's default) a
-ridge on imbalance predicts KRW-BTC's 30-s return with R^2 ~0.3-0.5 out of sample and the one-minute
-volatility rises to ~0.3 % (figures: docs/simulator.md). ``signal_lag`` (seconds, default 0) makes the
-takers act on the drift as it was that long ago while the book leans with it now (the book's history then
-leads the mid; an experiment knob for the first-model gate, docs/simulator.md).
+Signal strength (``signal_strength``, 0 = off: the dynamics above, stream unchanged). At 1, the demo's
+default, the planted signal is **announced jumps**: every ~``signal_jump_every`` = 15 s (exponential gaps)
+a wall of ``signal_jump_wall`` = 10 mean queues stands on 6 ticks from ``signal_jump_depth`` behind the best
+on one side for ``signal_jump_lean`` = 0.4 s, and ``signal_jump_lead`` = 5 s after it the whole book
+re-prices by ``strength * signal_jump_size`` (0.3 % of the price) that way. By the jump the wall is gone:
+the newest book does not show it, the book's history of the last seconds does, so a model that reads a
+window of books covering the lead (the LSTM) can predict the 5-s move and a model of the newest book
+(ridge-OFI, GBT) cannot. Each jump is 3x Upbit's round-trip fee; KRW-BTC's one-minute volatility rises to
+~0.5 % (the jumps dominate it; figures: docs/simulator.md). A second, older planted signal is off by
+default: a latent drift ``x`` (unit Ornstein-Uhlenbeck, time scale ``signal_tau``) that tilts the takers
+(``strength * signal_taker * x``) and limit orders two or more ticks behind the best (``strength *
+signal_book * x``); ``signal_lag`` makes the takers act on the drift as it was that long ago. On it a
+ridge on the newest book's imbalance reads the drift as well as any model, so no LSTM passed the gate
+(docs/simulator.md keeps the measurements).
 
 Randomness comes from ``numpy.random.Generator`` (PCG64) seeded per market from ``(seed, market)``: the
 same seed and market give the same stream regardless of which other markets run.
@@ -152,25 +157,26 @@ class SyntheticParams:
     target_vol: float = 0.00045  # target std of one-minute log mid returns (0.045 %/min; see module doc)
     depth_scale: float = 0.0  # queue depth multiplier; 0 = derived from target_vol, tick and price
     # Planted, predictable order flow (module doc, "Signal strength"): 0 = off, 1 = the demo's default.
-    # With ``x`` a unit Ornstein-Uhlenbeck process of time scale ``signal_tau``, takers lean by
-    # ``signal_strength * signal_taker * x`` and limit orders behind the best by ``... * signal_book * x``.
     signal_strength: float = 0.0
-    signal_tau: float = 60.0  # seconds
-    signal_taker: float = 0.02
-    signal_book: float = 0.9
-    signal_lag: float = 0.0  # seconds: takers act on the drift as it was this long ago (the book leads)
-    # Announced jumps (with the signal on and ``signal_jump_every`` > 0): every ~``signal_jump_every`` s
-    # (exponential gaps) a wall of ``signal_jump_wall`` x the mean queue appears on 6 ticks from
-    # ``signal_jump_depth`` behind the best on one side (bids before a rise) and is withdrawn after
-    # ``signal_jump_lean`` s; ``signal_jump_lead`` s after that announcement the whole book re-prices by
-    # ``signal_strength * signal_jump_size`` of the price that way. By the jump the wall is gone: the newest
-    # book does not show it, the book's recent history does.
-    signal_jump_every: float = 0.0  # seconds; 0 = no jumps
-    signal_jump_lead: float = 4.0  # seconds from the announcement to the jump
-    signal_jump_lean: float = 1.0  # seconds the wall stands
+    # Announced jumps (the demo's signal, on whenever ``signal_strength`` > 0 and ``signal_jump_every`` > 0):
+    # every ~``signal_jump_every`` s (exponential gaps) a wall of ``signal_jump_wall`` x the mean queue
+    # appears on 6 ticks from ``signal_jump_depth`` behind the best on one side (bids before a rise) and is
+    # withdrawn after ``signal_jump_lean`` s; ``signal_jump_lead`` s after that announcement the whole book
+    # re-prices by ``signal_strength * signal_jump_size`` of the price that way. By the jump the wall is
+    # gone: the newest book does not show it, the book's recent history does.
+    signal_jump_every: float = 15.0  # seconds; 0 = no jumps
+    signal_jump_lead: float = 5.0  # seconds from the announcement to the jump
+    signal_jump_lean: float = 0.4  # seconds the wall stands
     signal_jump_size: float = 0.003  # fraction of the price at strength 1
     signal_jump_depth: int = 3  # ticks behind the best where the wall starts
-    signal_jump_wall: float = 3.0  # wall size per tick, in mean queues at that tick
+    signal_jump_wall: float = 10.0  # wall size per tick, in mean queues at that tick
+    # The older drift signal (off by default): with ``x`` a unit Ornstein-Uhlenbeck process of time scale
+    # ``signal_tau``, takers lean by ``signal_strength * signal_taker * x`` and limit orders behind the best
+    # by ``... * signal_book * x``; ``signal_lag``: takers act on the drift as it was this long ago.
+    signal_tau: float = 60.0  # seconds
+    signal_taker: float = 0.0  # was 0.02 before the jumps became the demo's signal
+    signal_book: float = 0.0  # was 0.9
+    signal_lag: float = 0.0  # seconds
 
     def scaled(self, activity: float) -> SyntheticParams:
         """The same market on a time scale ``activity`` times faster (all rates and the Hawkes decay)."""

@@ -13,7 +13,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from mlmodel.models import ModelVersion
-from mlmodel.services import model_promote
+from mlmodel.services.registry import model_promote
 from tests.trading.conftest import api, live_user, other_user, sim, user  # noqa: F401 - fixtures
 
 # Book for the hand-computed cases: mid 100,000,000, spread 200,000 -> half-spread exactly 0.1 %.

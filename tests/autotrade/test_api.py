@@ -149,6 +149,20 @@ def test_threshold_out_of_range_is_a_clear_400_and_changes_nothing(api, user, va
     assert autotrade_threshold_get(user=user) == Decimal("0.0005")
 
 
+def test_the_kept_threshold_is_written_on_the_first_choice_only(api, user, client):
+    from autotrade.models import AutoTradeSettings
+
+    client.force_login(user)
+    assert client.get("/trade").context["config"]["threshold"]["default"] == 0.05  # the default, read only
+    assert not AutoTradeSettings.objects.filter(user=user).exists()
+    for _ in range(2):
+        r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": "0.3"}, format="json")
+        assert r.status_code == 200 and r.json()["threshold_pct"] == "0.3"
+    assert list(AutoTradeSettings.objects.filter(user=user).values_list("threshold", flat=True)) == [
+        Decimal("0.003")
+    ]
+
+
 def test_threshold_bounds_are_accepted(api, user):
     for value, kept in (("0", "0"), ("5", "5")):
         r = api.put("/api/trading/auto/change/", {"market": "KRW-BTC", "threshold_pct": value}, format="json")

@@ -14,8 +14,11 @@ import torch
 from autotrade.models import AutoTradeDecision
 from autotrade.tasks import autotrade_on_prediction
 from celery_app import app
-from mlmodel import services, serving
+from mlmodel import serving
 from mlmodel.models import Prediction
+from mlmodel.services.params import TrainParams
+from mlmodel.services.registry import model_promote
+from mlmodel.services.train import model_train
 from mlmodel.tasks import ingest_market_data
 from tests.mlmodel.platform.conftest import small_params
 from tests.mlmodel.platform.daydata import synthetic_days
@@ -39,8 +42,8 @@ def test_paper_session_buys_and_sells_from_live_predictions(
     settings.ML_SPIKE_DATA_DIR = tmp_path / "spikes"
     settings.ML_MAX_DATA_AGE_S = None  # recorded data replayed as if live
     book, trades = synthetic_days(settings.MARKET_DATA_DIR)
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     serving.reset_server()
     # The ml worker hands each prediction to the default queue by task name; run that task right here.
     handed: list[dict] = []

@@ -23,7 +23,7 @@ from mlmodel.dataset import Normalizer
 from mlmodel.features import FeatureConfig, feature_names
 from mlmodel.models import ModelVersion, Prediction
 from mlmodel.nets import LSTMConfig, LSTMRegressor
-from mlmodel.services import model_promote
+from mlmodel.services.registry import model_promote
 from mlmodel.training import ModelBundle, TrainConfig, save_artifact
 from tests import live
 from tests.accounts.factories import UserFactory

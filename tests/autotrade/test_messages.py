@@ -9,9 +9,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from autotrade import messages as auto_messages
+from autotrade import services
 from autotrade.tasks import autotrade_on_prediction
 from tests.autotrade.conftest import prediction
 from tests.autotrade.test_sessions import drain, start
+from tests.trading.test_user_events import received
 from trading import messages as trading_messages
 from trading.messages import user_event_frame
 
@@ -43,3 +45,25 @@ def test_every_pushed_user_event_is_its_documented_struct(
         assert msgspec.to_builtins(typed) == {k: v for k, v in frame["data"].items() if k in _fields(struct)}
     decision = next(f for f in frames if f["type"] == "auto_decision")["data"]["decision"]
     assert set(decision) == _fields(auto_messages.DecisionData)
+
+
+def test_session_start_and_stop_push_auto_session_structs(
+    user: Any, wide_book: Any, active_models: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """Issue 15: the auto-trading publisher builds its Struct; the pushed event decodes strictly into it."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(f"user.{user.pk}", channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        session = start(user)
+        services.autotrade_stop(user=user, session_id=session.pk, reason="enough")
+    started, stopped = received(channel, EVENTS)
+    assert all(isinstance(e, auto_messages.AutoSessionEvent) for e in (started, stopped))
+    assert started.session.id == stopped.session.id == session.pk
+    assert (started.session.state, stopped.session.state, stopped.session.stop_reason) == (
+        "running",
+        "stopped",
+        "enough",
+    )
+    assert started.session.position is None  # the position is only in REST answers

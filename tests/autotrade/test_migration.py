@@ -1,6 +1,7 @@
 """A database migrated before auto-trading left the trading app migrates forward with every row kept: the
-tables stay (``trading_autotrade*``), the state and the content types move to ``autotrade``. Runs on the
-suite's database (SQLite by default, MariaDB in CI)."""
+tables stay (``trading_autotrade*``), the state and the content types move to ``autotrade``; the kept
+threshold moves from the trading profile to ``AutoTradeSettings`` and back. Runs on the suite's database
+(SQLite by default, MariaDB in CI)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from autotrade.models import AutoTradeDecision, AutoTradeSession
+from autotrade.models import AutoTradeDecision, AutoTradeSession, AutoTradeSettings
+from autotrade.selectors import autotrade_threshold_get
 
 BEFORE_THE_MOVE = [("trading", "0007_order_book_source"), ("autotrade", None)]
+BEFORE_THE_SETTINGS = [("trading", "0008_autotrade_moved_to_its_app"), ("autotrade", "0001_initial")]
 
 
 def _migrate(targets: list[tuple[str, str | None]]) -> MigrationExecutor:
@@ -89,3 +92,37 @@ def test_the_move_migrates_back_and_forth() -> None:
     assert {"trading_autotradesession", "trading_autotradedecision"} <= set(tables)  # never dropped
     _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
     assert AutoTradeSession.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_threshold_moves_to_autotrade_settings_and_back() -> None:
+    executor = _migrate(BEFORE_THE_SETTINGS)
+    nodes = BEFORE_THE_SETTINGS + [n for n in executor.loader.graph.leaf_nodes() if n[0] == "accounts"]
+    old = executor.loader.project_state(nodes).apps
+    user_model = old.get_model("accounts", "User")
+    profile_model = old.get_model("trading", "TradingProfile")
+    chose = user_model.objects.create(username="chose-0.3")
+    default = user_model.objects.create(username="kept-the-default")
+    profile_model.objects.create(user=chose, autotrade_threshold=Decimal("0.003"))
+    profile_model.objects.create(user=default)
+
+    try:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        assert AutoTradeSettings.objects.get(user_id=chose.pk).threshold == Decimal("0.003")
+        assert not AutoTradeSettings.objects.filter(user_id=default.pk).exists()  # the default needs no row
+        assert autotrade_threshold_get(user=chose) == Decimal("0.003")
+        assert autotrade_threshold_get(user=default) == Decimal("0.0005")
+        # Chosen after the move by a user who never had a trading profile: backwards, one is made for it.
+        later = user_model.objects.create(username="chose-later", email_opt_in=True)
+        AutoTradeSettings.objects.create(user_id=later.pk, threshold=Decimal("0.004"))
+
+        executor = _migrate(BEFORE_THE_SETTINGS)
+        old = executor.loader.project_state(nodes).apps
+        profiles = old.get_model("trading", "TradingProfile").objects
+        assert profiles.get(user_id=chose.pk).autotrade_threshold == Decimal("0.003")
+        assert profiles.get(user_id=default.pk).autotrade_threshold == Decimal("0.0005")
+        back = profiles.get(user_id=later.pk)
+        assert (back.autotrade_threshold, back.daily_report, back.mode) == (Decimal("0.004"), True, "paper")
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    assert autotrade_threshold_get(user=chose) == Decimal("0.003")  # and forward again

@@ -97,15 +97,16 @@ def test_spread_cost_factor_one_counts_the_full_spread(settings):
 
 @pytest.mark.parametrize("bad", ["-0.1", "2.01", "abc", "", "NaN", "Infinity"])
 def test_spread_cost_factor_out_of_range_is_a_configuration_error(settings, bad):
-    from observator.settings.base import _check_spread_cost_factor
+    from django.apps import apps
 
     settings.AUTOTRADE_SPREAD_COST_FACTOR = bad
     with pytest.raises(ImproperlyConfigured, match="AUTOTRADE_SPREAD_COST_FACTOR"):
         round_trip_cost(best_bid=D(99_900_000), best_ask=D(100_100_000))
     with pytest.raises(ImproperlyConfigured, match="AUTOTRADE_SPREAD_COST_FACTOR"):
-        _check_spread_cost_factor(bad)  # what settings run at start-up
+        apps.get_app_config("autotrade").ready()  # what every process runs at start-up
     for good in ("0", "1.0", "2"):
-        _check_spread_cost_factor(good)
+        settings.AUTOTRADE_SPREAD_COST_FACTOR = good
+        apps.get_app_config("autotrade").ready()
 
 
 def test_buy_only_strictly_above_threshold_plus_cost():

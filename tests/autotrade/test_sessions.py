@@ -375,8 +375,8 @@ def test_pruning_keeps_the_holds_that_cut_the_position(user, wide_book, active_m
 def test_live_session_is_cut_to_the_exchange_balance_not_a_stale_cache(live_user, wide_book, active_models):
     from django.core.cache import cache
 
+    from trading.cache_keys import live_balances_cache_key
     from trading.exchanges.base import Balance
-    from trading.services.orders import live_balances_cache_key
 
     s = start(live_user)
     assert s.mode == "live"

@@ -12,7 +12,8 @@ import pytest
 import websockets
 
 from celery_app import app
-from mlmodel import services, serving, tasks
+from mlmodel import serving, tasks
+from mlmodel.services.registry import model_promote
 from tests.autotrade.test_e2e_celery import batch, register
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -31,7 +32,7 @@ def test_prediction_reaches_the_browsers_market_socket(
 ):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     serving.reset_server()
-    services.model_promote(version=register(1, 0.0042))
+    model_promote(version=register(1, 0.0042))
     # This process plays the ml worker: its pushes go through the web process, as in embedded mode.
     monkeypatch.setenv("OBSERVATOR_ROLE", "worker")
     settings.REALTIME_RELAY_URL = f"{asgi_server}/internal/realtime/"

@@ -15,12 +15,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from core.launcher import PYTHON, ProcessSpec, Supervisor  # noqa: E402
 
 # A grandchild in the child's process group that the child stops when it stops (a well-behaved pool).
+# The handler is in place before the pool starts: a SIGTERM in between (the launcher killed just then, on a
+# loaded box) would otherwise end the child by default and leave the pool running; one during the start
+# stops the pool as soon as it exists. The handler runs once: the kernel sends the parent-death signal again
+# for each of the launcher's threads that exits after the child was handed to it, and a second stop inside
+# the first one's pool.wait() would block for good on the wait lock the first one holds.
 POOL = """#child=pool
 import os, signal, subprocess, sys, time
-pool = subprocess.Popen([sys.executable, "-c", "#grandchild=pool\\nimport time\\ntime.sleep(600)"])
+pool, told, stopping = None, False, False
 def stop(*_):
+    global told, stopping
+    told = True
+    if pool is None or stopping:  # told during the start (stopped right after it), or told again
+        return
+    stopping = True
     pool.terminate(); pool.wait(); sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
+pool = subprocess.Popen([sys.executable, "-c", "#grandchild=pool\\nimport time\\ntime.sleep(600)"])
+if told:
+    stop()
 print("pool ready", pool.pid, flush=True)
 while True:
     time.sleep(0.2)

@@ -234,3 +234,27 @@ def test_unknown_api_paths_are_a_json_404_for_a_browser_without_the_csrf_token()
     for method in ("post", "delete"):
         response = getattr(browser, method)("/api/trading/scheduled-orders/-5/cancel/")
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", NOT_ASCII)
+def test_the_admins_risk_limits_follow_the_same_rule(amount: str, rf) -> None:  # noqa: ANN001
+    """The operator's form for a user's limits reads numbers as the API does (it took '５０００' as 5000)."""
+    from django.contrib import admin
+    from django.forms.models import model_to_dict
+
+    from trading import services
+    from trading.models import TradingProfile
+
+    user = get_user_model().objects.create_user(username="limits", email="l@example.com", password="x" * 12)
+    profile = services.trading_profile_ensure(user=user)
+    request = rf.get("/")
+    request.user = get_user_model().objects.create_superuser("root", "r@example.com", "x" * 12)
+    form_class = admin.site._registry[TradingProfile].get_form(request, profile)
+    data = {k: ("" if v is None else v) for k, v in model_to_dict(profile).items()}
+    form = form_class(data={**data, "max_order_krw": amount}, instance=profile)
+    assert not form.is_valid() and "max_order_krw" in form.errors
+    form = form_class(data={**data, "max_order_krw": "5000"}, instance=profile)
+    assert form.is_valid(), form.errors
+    form.save()
+    assert TradingProfile.objects.get(pk=profile.pk).max_order_krw == 5000

@@ -225,7 +225,9 @@ def e2e_model(transactional_db: Any, settings: Any, tmp_path: Path) -> Any:  # n
     artifact in the stack's media folder, so the ml worker serves live predictions to auto-trading."""
     import torch
 
-    from mlmodel import services
+    from mlmodel.services.params import TrainParams
+    from mlmodel.services.registry import model_promote
+    from mlmodel.services.train import model_train
     from tests.mlmodel.platform.conftest import small_params
     from tests.mlmodel.platform.daydata import synthetic_days
 
@@ -245,8 +247,8 @@ def e2e_model(transactional_db: Any, settings: Any, tmp_path: Path) -> Any:  # n
     settings.MARKET_DATA_DIR = data
     settings.ML_SPIKE_DATA_DIR = tmp_path / "ml-spikes"
     synthetic_days(data)
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    return services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    return model_promote(version=version)
 
 
 @pytest.fixture

@@ -322,3 +322,35 @@ def test_read_day_sorts_only_what_is_out_of_order(tmp_path: Path) -> None:
         pq.write_table(table, directory / f"part-0000{n}.parquet")
     got = read_day(tmp_path, "trade", "KRW-BTC", DAY)
     assert got.column("sequential_id").to_pylist() == [1, 2, 3, 4]  # a later file held earlier trades
+
+
+def test_book_arrays_are_the_columns_stacked_whatever_the_chunking() -> None:
+    """Many files' batches, one long batch, missing levels (null) and a market with fewer levels: the blocks
+    are the columns side by side, C-ordered float64, row for row."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    levels = 3
+    schema = dayfiles.orderbook_schema(levels)
+
+    def chunk(rows: int, start: int) -> pa.Table:
+        ts = np.arange(start, start + rows)
+        data: dict[str, object] = {"ts": ts, "recv_ts": ts}
+        data["total_ask_size"] = data["total_bid_size"] = rng.random(rows)
+        for name in ("ask_price", "ask_size", "bid_price", "bid_size"):
+            for i in range(1, levels + 1):
+                values = rng.random(rows).tolist()
+                values[rows // 2] = None  # a level the book did not have
+                data[f"{name}_{i}"] = values
+        return pa.Table.from_pydict(data, schema=schema)
+
+    chunked = pa.concat_tables([chunk(5, 0), chunk(20_000, 5), chunk(1, 20_005)])
+    for table in (chunked, chunked.combine_chunks()):
+        arrays = dayfiles.book_arrays(table)
+        for name, block in (("ask_price", arrays.ask_px), ("bid_size", arrays.bid_sz)):
+            expected = np.column_stack(
+                [table.column(f"{name}_{i}").to_numpy(zero_copy_only=False) for i in range(1, levels + 1)]
+            )
+            assert block.dtype == np.float64 and block.flags.c_contiguous
+            np.testing.assert_array_equal(block, expected)  # NaN where a level was missing
+        assert arrays.ts.tolist() == list(range(20_006)) and arrays.levels == levels

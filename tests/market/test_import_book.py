@@ -299,19 +299,21 @@ def test_days_split_at_kst_midnight(tmp_path: Path) -> None:
 
 
 def test_train_and_ml_report_read_what_it_wrote(tmp_path: Path) -> None:
-    """``train`` and ``ml_report`` pick days with ``training_days_select``, read them with ``_load_days``."""
-    from mlmodel import services
+    """``train`` and ``ml_report`` pick days with ``training_days_select`` and read them with
+    ``market_data_load``."""
+    from mlmodel.services.data import market_data_load, training_days_select
+    from mlmodel.services.params import TrainParams
 
     cols = _book(40)
     cols["ts"] = [T0 + s * 15_000 for s in range(40)]  # one snapshot every 15 s
     trades = _write(tmp_path / "t.csv", {"ts": [T0 + 7_000], "price": [1001.0], "volume": [2.0]})
     _import(tmp_path, _write(tmp_path / "b.csv", cols), trades, segment_gap_s=20.0)
-    params = services.TrainParams(
+    params = TrainParams(
         market="KRW-TEST", data_dir=str(tmp_path / "data"), days=2, feature_levels=LEVELS, horizon_s=15.0
     )
-    selection = services.training_days_select(params)
+    selection = training_days_select(params)
     assert selection.days == [DAY]
-    data = services._load_days(params.root, "KRW-TEST", selection.days, params)
+    data = market_data_load(root=params.root, market="KRW-TEST", days=selection.days, params=params)
     frame = data.labelled.frame
     assert len(frame) == 40 and frame.config.max_gap_ms == 20_000
     assert (

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from mlmodel import services
+from core.errors import ValidationFailed
 from mlmodel.bootstrap import Recorded, model_bootstrap_params
 from mlmodel.config import TrainingConfig, training_config
 from mlmodel.management.commands import ml_report, train
+from mlmodel.services.params import TrainingFailed, TrainParams
+from mlmodel.services.train import _test_sizes_check
 
 SHARED = ("window", "horizon_s", "epochs", "patience", "feature_levels", "batch_size", "lr", "n_splits")
 
@@ -23,7 +25,7 @@ def _defaults(command: Any, name: str) -> dict[str, Any]:
 
 def test_train_params_start_from_the_one_config() -> None:
     cfg = training_config()
-    p = services.TrainParams()
+    p = TrainParams()
     for name in (*SHARED, "backtest_threshold", "backtest_order_krw", "backtest_latency_ms"):
         assert getattr(p, name) == getattr(cfg, name), name
     assert (p.gate_alpha, p.gate_min_round_trips, p.min_test_samples) == (
@@ -39,7 +41,7 @@ def test_train_params_start_from_the_one_config() -> None:
 def test_settings_change_every_entry_point_at_once(settings: Any) -> None:
     settings.ML_WINDOW, settings.ML_EPOCHS, settings.ML_GATE_ALPHA = 24, 7, 0.01
     settings.ML_GATE_MIN_ROUND_TRIPS, settings.ML_MIN_TEST_SAMPLES = 12, 300
-    p = services.TrainParams()
+    p = TrainParams()
     assert (p.window, p.epochs, p.gate_alpha, p.gate_min_round_trips, p.min_test_samples) == (
         24,
         7,
@@ -67,11 +69,9 @@ def test_train_and_ml_report_have_the_same_defaults() -> None:
 
 def test_a_too_small_test_period_is_an_error_with_the_numbers() -> None:
     report = {"splits": [{"samples": {"test": 1117}}, {"samples": {"test": 129}}, {"samples": {"test": 44}}]}
-    with pytest.raises(services.TrainingFailed) as err:
-        services._test_sizes_check(report, minimum=200)
+    with pytest.raises(TrainingFailed) as err:
+        _test_sizes_check(report, minimum=200)
     text = str(err.value.message)
     assert "1117, 129, 44" in text and "200" in text and "ML_MIN_TEST_SAMPLES" in text
-    services._test_sizes_check(report, minimum=44)  # large enough: no error
-    assert isinstance(
-        err.value, services.ValidationFailed
-    )  # the run fails with this message; train: CommandError
+    _test_sizes_check(report, minimum=44)  # large enough: no error
+    assert isinstance(err.value, ValidationFailed)  # the run fails with this message; train: CommandError

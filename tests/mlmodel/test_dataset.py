@@ -161,8 +161,9 @@ def test_an_imported_datasets_own_tick_and_fee_reach_the_features_and_the_backte
     import pyarrow.csv as pcsv
 
     from market import importer
-    from mlmodel import services
     from mlmodel.dataset import DataTerms, data_terms
+    from mlmodel.services.data import market_data_load
+    from mlmodel.services.params import TrainParams
 
     t0, n = 1_700_000_000_000, 40
     cols: dict[str, list] = {"ts": [t0 + i * 1000 for i in range(n)]}
@@ -176,10 +177,8 @@ def test_an_imported_datasets_own_tick_and_fee_reach_the_features_and_the_backte
     root = tmp_path / "data"
     opts = importer.ImportOptions(market="KRW-TEST", tick="0.5", fee_rate=0.002)
     result = importer.book_import(book_path=path, root=root, options=opts)
-    params = services.TrainParams.from_dict(
-        {"market": "KRW-TEST", "data_dir": str(root), "feature_levels": 3}
-    )
-    data = services._load_days(root, "KRW-TEST", list(result.days), params)  # noqa: SLF001
+    params = TrainParams.from_dict({"market": "KRW-TEST", "data_dir": str(root), "feature_levels": 3})
+    data = market_data_load(root=root, market="KRW-TEST", days=list(result.days), params=params)
     assert data.terms == DataTerms(tick="0.5", fee_rate=0.002)
     assert data.terms.fee(0.0005) == 0.002  # the backtest's fee (pipeline_run)
     spread_ticks = data.labelled.frame.column("spread_ticks")

@@ -146,9 +146,9 @@ def test_shuffled_labels_keep_the_features_and_permute_only_defined_labels() -> 
 
 
 def _fake_params() -> Any:
-    from mlmodel import services
+    from mlmodel.services.params import TrainParams
 
-    return services.TrainParams.from_dict({"market": "KRW-ADA", "epochs": 3, "feature_levels": 7})
+    return TrainParams.from_dict({"market": "KRW-ADA", "epochs": 3, "feature_levels": 7})
 
 
 def test_report_header_lists_every_setting_and_the_null_control(settings: Any) -> None:
@@ -244,3 +244,45 @@ def test_report_verdict_shows_a_dash_when_no_test_sample_moved() -> None:
     assert "beyond the fee -;" in verdict and "nan" not in verdict
     summary["lstm"]["test"]["dir_acc"] = 0.5
     assert "beyond the fee 0.500;" in build_report({"summary": summary}, {}, model="lstm")["verdict"]
+
+
+def _bootstrap_by_index(y_cls, p_cls, *, block, n_boot, seed):  # noqa: ANN001, ANN202
+    """The bootstrap drawing every resampled index (before issue 16): the reference for the prefix sums."""
+    import math
+
+    from mlmodel.evaluation import macro_f1, mcc
+
+    rng = np.random.default_rng(seed)
+    codes = [
+        3 * np.clip(y, 0, 2) + np.clip(p, 0, 2) + 9 * ((y < 0) | (p < 0))
+        for y, p in zip(y_cls, p_cls, strict=True)
+    ]
+    f1s, mccs = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):
+        cm = np.zeros(9, dtype=np.int64)
+        for code in codes:
+            n = code.size
+            L = min(block, n)
+            starts = rng.integers(0, n, size=int(math.ceil(n / L)))
+            idx = ((starts[:, None] + np.arange(L)[None, :]) % n).ravel()[:n]
+            cm += np.bincount(code[idx], minlength=18)[:9]
+        f1s[b], mccs[b] = macro_f1(cm.reshape(3, 3)), mcc(cm.reshape(3, 3))
+    ci = {}
+    for name, v in (("macro_f1", f1s), ("mcc", mccs)):
+        v = v[np.isfinite(v)]
+        ci[name] = (
+            [float(np.percentile(v, (1 - 0.9) / 2 * 100)), float(np.percentile(v, (1 + 0.9) / 2 * 100))]
+            if v.size
+            else None
+        )
+    return ci
+
+
+@pytest.mark.parametrize("block", [1, 7, 50, 5000])
+def test_block_bootstrap_by_prefix_sums_equals_drawing_every_index(block: int) -> None:
+    rng = np.random.default_rng(block)
+    sizes = (1200, 37, 901)  # test periods of different lengths, one shorter than the block
+    ys = [rng.integers(-1, 3, n) for n in sizes]  # -1: unknown labels are left out of the counts
+    ps = [np.where(rng.random(n) < 0.6, y, rng.integers(0, 3, n)) for n, y in zip(sizes, ys, strict=True)]
+    fast = block_bootstrap_ci(ys, ps, block=block, n_boot=150, seed=4)
+    assert fast == _bootstrap_by_index(ys, ps, block=block, n_boot=150, seed=4)

@@ -51,3 +51,27 @@ def test_a_model_loads_in_a_thread_and_a_batch_waits_only_so_long(monkeypatch: p
     assert loaded is not None and loaded.sha == "abc"
     assert server._model_for(version) is loaded
     assert threads == ["model-load"]  # once, and never in the task's (main) thread
+
+
+def test_versions_sharing_an_artifact_load_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooled model's versions (one per market) share one artifact: one load, one loaded model."""
+    loads: list[int] = []
+
+    def load_now(self: serving.Server, version: Any) -> Any:
+        loads.append(version.pk)
+        return self.load(version.pk, f"v{version.pk}", version.artifact_sha256, None)
+
+    monkeypatch.setattr(serving.Server, "_load_now", load_now)
+    monkeypatch.setattr(serving.ModelSpec, "of", classmethod(lambda cls, key, predictor, compiled=False: key))
+    for background in (False, True):
+        server = serving.Server()
+        server.background_loads = background
+        loads.clear()
+        a, b = (
+            SimpleNamespace(pk=1, artifact_sha256="pooled"),
+            SimpleNamespace(pk=2, artifact_sha256="pooled"),
+        )
+        first = server._model_for(a) or server._model_in_background(a, wait=5)
+        assert first is not None
+        assert server._model_for(b) is first
+        assert loads == [1]

@@ -28,9 +28,9 @@ from market.upbit.protocol import krw_tick_size_float
 ROOT = Path(__file__).resolve().parents[2]
 MARKET = "KRW-BTC"  # the default MARKET_CODES
 TARGET_VOL = 0.00045  # the simulator's documented default one-minute volatility of the mid
-# One-minute volatility of KRW-BTC by the simulator's signal strength (docs/simulator.md: the planted order
-# flow of the demo, strength 1, makes the market about seven times as volatile as the target).
-CALIBRATED_VOL = {0.0: TARGET_VOL, 0.5: 0.0020, 1.0: 0.0033}
+# One-minute volatility of KRW-BTC by the simulator's signal strength (docs/simulator.md: the demo's announced
+# jumps, strength 1, make the market about twelve times as volatile as the target; 3 seeds x 6 h pooled).
+CALIBRATED_VOL = {0.0: TARGET_VOL, 0.5: 0.0027, 1.0: 0.0053}
 ADMIN_USER = "soakadmin"
 ADMIN_PASSWORD = "S0ak-admin-pass!"
 # A port nothing listens on: the outside services (other exchanges, FX, news) fail fast, as offline.

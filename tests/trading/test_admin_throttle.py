@@ -103,3 +103,18 @@ def test_daily_report_defaults_to_the_signup_email_choice(db):
 
     assert trading_profile_ensure(user=UserFactory(email_opt_in=True)).daily_report is True
     assert trading_profile_ensure(user=UserFactory(email_opt_in=False)).daily_report is False
+
+
+def test_the_profile_selector_reads_without_writing(db):
+    """Before the first write the selector answers the defaults the profile will be created with, and stores
+    nothing; the service creates the row."""
+    from trading.models import TradingProfile
+    from trading.selectors import profile_get
+    from trading.services import trading_profile_ensure
+
+    user = UserFactory(email_opt_in=True)
+    read = profile_get(user=user)
+    assert (read.pk, read.mode, read.daily_report) == (None, "paper", True)
+    assert not TradingProfile.objects.filter(user=user).exists()
+    stored = trading_profile_ensure(user=user)
+    assert stored.pk is not None and profile_get(user=user).pk == stored.pk

@@ -232,6 +232,57 @@ def test_exchange_side_rejection_is_stored_and_replayed(live_user, sim, settings
     assert Order.objects.filter(user=live_user).count() == 1
 
 
+def test_live_buy_above_the_exchange_maximum_is_told_the_maximum(live_user, user, sim):
+    """Upbit's ``over_krw_funds_bid`` reaches the user as the maximum it is (not "at least 5,000 KRW"), with
+    the answer the paper exchange's pre-check gives an order above the maximum."""
+    from decimal import Decimal
+
+    sim.thread.call(lambda s: setattr(s.engine, "max_total", Decimal(5_000_000)))  # below our 1e9 check
+    api = client_for(live_user)
+    api.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    body = {"market": "KRW-BTC", "amount_krw": "6000000"}
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="too-big")
+    assert r.status_code == 400
+    live = r.json()["error"]
+    assert live["code"] == "invalid_order" and "maximum" in live["message"]
+    assert Order.objects.get(idempotency_key="too-big").state == "rejected"
+    assert sim.order_count(live_user.sim_account_id) == 0
+
+    paper = client_for(user)
+    paper.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    over = {"market": "KRW-BTC", "amount_krw": "1000000001"}
+    r = paper.post("/api/trading/orders/buy/", over, format="json")
+    assert r.status_code == 400 and r.json()["mode"] == "paper"
+    assert (r.json()["error"]["code"], r.json()["error"]["message"]) == (live["code"], live["message"])
+
+
+def test_market_under_maintenance_says_so_and_keeps_the_key_usable(live_user, sim, monkeypatch):
+    """``market_offline`` (403): a definite refusal for now. The user is told the market is under maintenance
+    (not that it does not exist, nor that the outcome is unknown); no row is kept, so the same key places the
+    order once the market is back."""
+    from market.upbit.client import UpbitClient
+    from market.upbit.errors import error_from_response
+
+    real = UpbitClient.place_order
+
+    def offline(self, **kwargs):
+        raise error_from_response(403, b'{"error":{"name":"market_offline","message":"m"}}')
+
+    monkeypatch.setattr(UpbitClient, "place_order", offline)
+    api = client_for(live_user)
+    api.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    body = {"market": "KRW-BTC", "amount_krw": "10000"}
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="offline")
+    assert r.status_code == 503
+    err = r.json()["error"]
+    assert err["code"] == "market_offline" and "maintenance" in err["message"] and "order_id" not in err
+    assert not Order.objects.filter(idempotency_key="offline").exists()
+    monkeypatch.setattr(UpbitClient, "place_order", real)
+    r = api.post("/api/trading/orders/buy/", body, format="json", HTTP_IDEMPOTENCY_KEY="offline")
+    assert r.status_code == 201, r.json()
+    assert sim.order_count(live_user.sim_account_id) == 1
+
+
 def test_unknown_outcome_stays_pending_then_reconciles(live_user, sim, monkeypatch):
     from trading.errors import ExchangeUnavailable
 

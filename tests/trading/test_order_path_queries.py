@@ -47,11 +47,11 @@ def test_live_limit_order_query_count(live_user: Any, sim: Any, monkeypatch: pyt
     assert body["mode"] == "live" and body["order"]["state"] == "open"
     assert calls == ["place_order"], calls  # no orders/chance, no accounts, no key decryption per order
     sql = [q["sql"] for q in ctx.captured_queries]
-    # profile, idempotency look-up, kill switch, pending insert, locked re-read, update, fills (response),
-    # plus the savepoint/transaction statements of the two required commits.
+    # profile with the kill switch, idempotency look-up, pending insert, locked re-read, update, fills
+    # (response), plus the savepoint/transaction statements of the two required commits.
     control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
     real = [q for q in sql if not q.upper().startswith(control)]
-    assert len(real) == 7, "\n".join(real)
+    assert len(real) == 6, "\n".join(real)
     assert not any("exchangecredential" in q.lower() for q in sql)
     assert sum("trading_tradingprofile" in q.lower() for q in sql) == 1
 
@@ -147,9 +147,47 @@ def test_paper_market_buy_query_count(user: Any, sim: Any, settings: Any) -> Non
     assert r.json()["order"]["state"] == "done" and len(r.json()["order"]["fills"]) == 1
     control = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")
     real = [q["sql"] for q in ctx.captured_queries if not q["sql"].upper().startswith(control)]
-    # token + user, profile, kill switch; then in one transaction: the account's balances (locked), the
+    # token + user, profile with the kill switch; then in one transaction: the balances (locked), the
     # paper order, its trades, two balance updates, our order, the position (locked) and its update, fills.
-    assert len(real) == 12, "\n".join(real)
+    assert len(real) == 11, "\n".join(real)
+    assert not any(
+        q.startswith('SELECT 1 AS "a" FROM "trading_tradingswitch"') for q in real
+    )  # read with profile
     assert not any(q.startswith("SELECT") and 'FROM "trading_order"' in q for q in real)  # no key look-up
     assert not any('FROM "trading_fill"' in q or 'FROM "accounts_user"' in q for q in real)  # no re-reads
     assert sum(q.startswith("SELECT") and "trading_paperbalance" in q for q in real) == 1
+
+
+def test_paper_order_refused_when_the_kill_switch_is_engaged_after_the_profile_was_read(
+    user: Any, sim: Any
+) -> None:
+    """The kill switch read with the profile stands only for the request that read it: a profile kept longer
+    (a worker's loop) reads the switch again before an order."""
+    from trading import services
+    from trading.errors import TradingHalted
+    from trading.models import Order
+    from trading.services.profiles import KILL_SWITCH_READ_FRESH_S
+
+    services.trading_profile_ensure(user=user)  # created
+    profile = services.trading_profile_ensure(user=user, with_kill_switch=True)
+    assert profile.kill_switch_now is False
+    services.kill_switch_engage(reason="test")
+    profile.kill_switch_read_at -= KILL_SWITCH_READ_FRESH_S  # the read is old now
+    with pytest.raises(TradingHalted):
+        services.order_place(
+            user=user, market="KRW-BTC", side="bid", ord_type="price", price=d(6000), profile=profile
+        )
+    assert not Order.objects.filter(user=user).exists()
+
+
+def test_api_order_refused_once_the_kill_switch_is_engaged(user: Any, sim: Any) -> None:
+    from trading import services
+
+    api = APIClient()
+    api.force_authenticate(user)
+    body = {"market": "KRW-BTC", "amount_krw": "6000"}
+    assert api.post("/api/trading/orders/buy/", body, format="json").status_code == 201
+    services.kill_switch_engage(reason="test")
+    r = api.post("/api/trading/orders/buy/", body, format="json")
+    assert r.status_code == 409, r.content
+    assert r.json()["error"]["code"] == "trading_halted"

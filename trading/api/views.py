@@ -7,12 +7,14 @@ otherwise). Order endpoints share the per-user throttle scope ``orders``.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -20,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from accounts.selectors import exchange_credential_status
 from trading import selectors, services
 from trading.api import serializers as s
 from trading.models import OrdType, Side
@@ -50,11 +53,6 @@ class DecimalJSONParser(JSONParser):
     """JSON with numbers parsed straight into Decimal (never through float); NaN/Infinity refused."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        import json
-
-        from django.conf import settings
-        from rest_framework.exceptions import ParseError
-
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
             return json.loads(
@@ -80,9 +78,12 @@ class TradingView(APIView):
         return request._trading_mode  # type: ignore[attr-defined]
 
     def profile(self, request: Request) -> Any:
-        """The user's trading profile, read once per request (order views pass it down to the service)."""
+        """The user's trading profile, created on the first request and read once per request (order views
+        pass it down to the service)."""
         if not hasattr(request, "_trading_profile"):
-            request._trading_profile = selectors.profile_get(user=request.user)  # type: ignore[attr-defined]
+            request._trading_profile = services.trading_profile_ensure(  # type: ignore[attr-defined]
+                user=request.user, with_kill_switch=True
+            )
         return request._trading_profile  # type: ignore[attr-defined]
 
     def ok(self, request: Request, payload: dict[str, Any], code: int = status.HTTP_200_OK) -> Response:
@@ -153,8 +154,6 @@ class ModeApi(TradingView):
 
 
 def _profile_out(user: Any) -> dict[str, Any]:
-    from accounts.selectors import exchange_credential_status
-
     profile = selectors.profile_get(user=user)
     return s.ProfileOutput(
         {
@@ -171,9 +170,7 @@ def _profile_out(user: Any) -> dict[str, Any]:
 class RiskLimitsApi(TradingView):
     @extend_schema(operation_id="trading_risk_limits_get", responses={200: s.RiskLimitsEnvelope, **ERRORS})
     def get(self, request: Request) -> Response:
-        return self.ok(
-            request, {"risk_limits": s.RiskLimitsOutput(selectors.profile_get(user=request.user)).data}
-        )
+        return self.ok(request, {"risk_limits": s.RiskLimitsOutput(self.profile(request)).data})
 
     @extend_schema(
         operation_id="trading_risk_limits_set",

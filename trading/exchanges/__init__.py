@@ -15,9 +15,13 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 
+from accounts.selectors import exchange_credentials_get
+from trading.errors import KeysMissing
 from trading.exchanges.base import Exchange
+from trading.exchanges.paper import PaperExchange
+from trading.exchanges.upbit import UpbitExchange
 
 LIVE_EXCHANGE_TTL = 60.0
 _MAX_LIVE = 512
@@ -31,10 +35,11 @@ def _keys_version_key(user_id: int) -> str:
 
 def _keys_version(user_id: int) -> str:
     key = _keys_version_key(user_id)
-    version = cache.get(key)
+    shared = caches["shared"]  # every process (web, worker pool processes) sees one version
+    version = shared.get(key)
     if version is None:
-        cache.add(key, uuid.uuid4().hex, None)
-        version = cache.get(key) or ""
+        shared.add(key, uuid.uuid4().hex, None)
+        version = shared.get(key) or ""
     return str(version)
 
 
@@ -42,7 +47,7 @@ def live_exchange_forget(*, user_id: int) -> None:
     """Drop the cached live exchange of a user, here and (via the version stamp) in every process."""
     with _live_lock:
         _live.pop(user_id, None)
-    cache.set(_keys_version_key(user_id), uuid.uuid4().hex, None)
+    caches["shared"].set(_keys_version_key(user_id), uuid.uuid4().hex, None)
 
 
 def credential_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -66,16 +71,11 @@ def exchange_for(*, user: Any, mode: str) -> Exchange:
             while len(_live) > _MAX_LIVE:
                 _live.pop(next(iter(_live)))
         return exchange
-    from trading.exchanges.paper import PaperExchange
 
     return PaperExchange(user)
 
 
 def _live_exchange_build(user: Any) -> Exchange:
-    from accounts.selectors import exchange_credentials_get
-    from trading.errors import KeysMissing
-    from trading.exchanges.upbit import UpbitExchange
-
     try:
         keys = exchange_credentials_get(user=user)
     except Exception as exc:  # noqa: BLE001 - unreadable keys (rotated encryption key) = no usable keys

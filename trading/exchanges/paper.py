@@ -19,9 +19,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, UpbitError, quantize_volume
+from market.upbit.errors import upbit_error
+from market.upbit.protocol import MAX_ORDER_TOTAL_KRW, quantize_volume
 from market.upbit.rules import order_grid_error, order_total_error
-from trading import errors
+from trading import errors, marketdata
 from trading.exchanges import matching
 from trading.exchanges.base import (
     Balance,
@@ -47,14 +48,10 @@ def min_total() -> Decimal:
 
 
 def _default_book(market: str) -> Book:
-    from trading import marketdata
-
     return marketdata.orderbook_for_fill(market=market)
 
 
 def _default_trades(market: str) -> list[Any]:
-    from trading import marketdata
-
     return marketdata.recent_trades(market=market, count=100)
 
 
@@ -300,13 +297,13 @@ def _check_params(*, side: str, ord_type: str, volume: Decimal | None, price: De
         raise errors.InvalidOrder(_("The price must be positive."))
     broken = order_grid_error(side=side, ord_type=ord_type, price=price, volume=volume)
     if broken is not None:
-        raise errors.from_upbit(UpbitError(broken))
+        raise errors.from_upbit(upbit_error(broken))
 
 
 def _check_total(total: Decimal, side: str) -> None:
     broken = order_total_error(side=side, total=total, min_total=min_total())
     if broken is not None:
-        raise errors.from_upbit(UpbitError(broken))
+        raise errors.from_upbit(upbit_error(broken))
 
 
 def _lock_balances(user: Any, currencies: list[str], *, every: bool = False) -> dict[str, PaperBalance]:

@@ -1,5 +1,6 @@
 """Trading services (writes). Import from here: ``from trading.services import order_place``."""
 
+from trading.services.killswitch import kill_switch_engage, kill_switch_release
 from trading.services.orders import (
     order_apply_exchange_state,
     order_cancel,
@@ -18,7 +19,7 @@ from trading.services.profiles import (
     trading_profile_ensure,
 )
 from trading.services.reports import report_send, reports_send_daily
-from trading.services.risk import daily_loss_check, kill_switch_engage, kill_switch_release
+from trading.services.risk import daily_loss_check
 from trading.services.scheduled import (
     scheduled_order_cancel,
     scheduled_order_create,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -34,13 +35,16 @@ from django.utils.translation import gettext_lazy as _
 
 from core import metrics
 from core.errors import ApplicationError, NotFound
-from market.upbit.protocol import VOLUME_QUANTUM, UpbitError, is_krw_market
+from market.upbit.errors import upbit_error
+from market.upbit.protocol import VOLUME_QUANTUM, is_krw_market
 from market.upbit.rules import order_rule_error, order_total_error
 from trading import errors, marketdata
+from trading.cache_keys import LIVE_BALANCES_TTL, live_balances_cache_key
 from trading.exchanges import exchange_for
 from trading.exchanges.base import Balance, Exchange, ExchangeOrder
 from trading.exchanges.matching import AVG_PRICE_QUANTUM, fee_for
 from trading.exchanges.paper import PaperExchange
+from trading.messages import BalanceItem, BalancesEvent, OrderEvent
 from trading.models import (
     OPEN_ORDER_STATES,
     Fill,
@@ -48,6 +52,7 @@ from trading.models import (
     OrderSource,
     OrderState,
     OrdType,
+    PaperBalance,
     Position,
     ScheduledOrder,
     ScheduledState,
@@ -55,8 +60,10 @@ from trading.models import (
     TradingMode,
     TradingProfile,
 )
-from trading.services.profiles import trading_profile_ensure
+from trading.selectors import order_event_data
+from trading.services.profiles import kill_switch_engaged_for, trading_profile_ensure
 from trading.services.realtime import user_events_publish
+from trading.services.risk import daily_loss_check
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -69,10 +76,6 @@ STATE_FROM_EXCHANGE = {
     "done": OrderState.DONE,
     "cancel": OrderState.CANCELLED,
 }
-
-
-def live_balances_cache_key(user_id: int) -> str:
-    return f"trading:live-balances:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,6 @@ def order_request_validate(
 
 
 def _min_total() -> Decimal:
-    from django.conf import settings
-
     return Decimal(settings.UPBIT_MIN_ORDER_KRW)
 
 
@@ -161,7 +162,7 @@ def _raise_broken(broken: str | None) -> None:
         raise errors.UnderMinTotal(
             _("The order total must be at least %(min)s KRW.") % {"min": f"{_min_total():,}"}
         )
-    raise errors.from_upbit(UpbitError(broken))
+    raise errors.from_upbit(upbit_error(broken))
 
 
 def _market_exists(market: str) -> None:
@@ -238,8 +239,6 @@ def _live_snapshot_get(user_id: int) -> LiveSnapshot | None:
 
 
 def _live_snapshot_fetch(*, user_id: int, exchange: Exchange) -> LiveSnapshot:
-    from trading.selectors import LIVE_BALANCES_TTL
-
     balances = exchange.balances()
     snapshot = LiveSnapshot(balances=balances, expires_at=time.time() + LIVE_BALANCES_TTL)
     cache.set_many(
@@ -284,8 +283,6 @@ def _pair(balances: list[Balance], market: str) -> dict[str, Balance]:
 
 
 def _funds_check(*, req: OrderRequest, profile: Any, quote: Balance, base: Balance, total: Decimal) -> None:
-    from django.conf import settings
-
     rate = settings.UPBIT_FEE_RATE
     if req.side == Side.BID:
         if quote.balance < total + fee_for(total, rate):
@@ -420,6 +417,12 @@ def _order_place_on_exchange(
             price=req.price,
             identifier=key,
         )
+    except (errors.ExchangeRateLimited, errors.ExchangeAuthFailed, errors.MarketOffline):
+        # Refused at the door (rate limit, keys, a market under maintenance): nothing was placed, so the row
+        # goes and a retry with the same key can succeed later (were the identifier burnt, the retry gets a
+        # plain rejection, never a second order).
+        Order.objects.filter(pk=order.pk, state=OrderState.PENDING).delete()
+        raise
     except errors.ExchangeUnavailable as exc:
         if _forget_if_never_placed(order=order, exchange=exchange):
             raise errors.ExchangeUnavailable(
@@ -440,11 +443,6 @@ def _order_place_on_exchange(
             ),
             extra={"order_id": order.pk},
         ) from exc
-    except (errors.ExchangeRateLimited, errors.ExchangeAuthFailed):
-        # Refused at the door (rate limit, keys): nothing was placed and Upbit did not take the identifier,
-        # so the row goes and a retry with the same key can succeed later.
-        Order.objects.filter(pk=order.pk, state=OrderState.PENDING).delete()
-        raise
     except ApplicationError as exc:
         _reject(order, exc)
         raise
@@ -463,8 +461,6 @@ def _order_place_on_exchange(
         and order.state == OrderState.OPEN
         and not order.executed_volume
     ):
-        from django.conf import settings
-
         rate = settings.UPBIT_FEE_RATE
         _live_snapshot_after_resting_order(order=order, snapshot=snapshot, rate=rate)
     return order
@@ -472,9 +468,7 @@ def _order_place_on_exchange(
 
 def _trading_allowed(*, source: str, profile: TradingProfile) -> None:
     """The operators' kill switch and, for auto-trading, the user's halt."""
-    from trading.selectors import kill_switch_engaged
-
-    if kill_switch_engaged():
+    if kill_switch_engaged_for(profile=profile):
         raise errors.TradingHalted(
             _("Trading is stopped by the operators (kill switch). No orders are accepted.")
         )
@@ -581,8 +575,6 @@ def _paper_order_record(
     *, user: Any, req: OrderRequest, key: str, fingerprint: str, source: str, answer: ExchangeOrder
 ) -> tuple[Order, list[Fill]]:
     """Our ``Order`` (in its final state), its fills and the position, from the paper exchange's answer."""
-    from django.conf import settings
-
     now = timezone.now()
     order = Order(
         **_order_row(
@@ -673,8 +665,6 @@ def _order_row(
 
 
 def _daily_loss_check(user: Any) -> None:
-    from trading.services.risk import daily_loss_check
-
     try:
         daily_loss_check(user=user)
     except Exception:  # noqa: BLE001 - the order is done; the periodic check runs again
@@ -777,23 +767,19 @@ def _reject(order: Order, exc: ApplicationError) -> None:
 def _publish(order: Order, *, paper_balances: list[Any] | None = None) -> None:
     """Push the order and the balances to the user's sockets after commit; ``paper_balances``: the paper
     account's rows as the order left them (read here otherwise)."""
-    from trading.selectors import order_event_data
-
     if order.mode == TradingMode.LIVE:
         cache.delete_many([live_balances_cache_key(order.user_id), live_balances_check_key(order.user_id)])
     # Balances moved (funds locked, filled or released). Paper balances are in our database and go out
     # with the event; live ones are only announced (the page re-reads them over REST, from the 5 s cache).
-    data: dict[str, Any] = {"mode": order.mode}
+    balances = BalancesEvent(mode=order.mode)
     if order.mode == TradingMode.PAPER:
-        from trading.models import PaperBalance
-
-        data["balances"] = [
-            {
-                "currency": b.currency,
-                "balance": format(b.balance, "f"),
-                "locked": format(b.locked, "f"),
-                "avg_buy_price": format(b.avg_buy_price, "f"),
-            }
+        balances.balances = [
+            BalanceItem(
+                currency=b.currency,
+                balance=format(b.balance, "f"),
+                locked=format(b.locked, "f"),
+                avg_buy_price=format(b.avg_buy_price, "f"),
+            )
             for b in (
                 paper_balances
                 if paper_balances is not None
@@ -801,8 +787,7 @@ def _publish(order: Order, *, paper_balances: list[Any] | None = None) -> None:
             )
         ]
     user_events_publish(
-        user_id=order.user_id,
-        events=[("order", {"order": order_event_data(order=order)}), ("balances", data)],
+        user_id=order.user_id, events=[OrderEvent(order=order_event_data(order=order)), balances]
     )
 
 
@@ -814,8 +799,6 @@ def _publish(order: Order, *, paper_balances: list[Any] | None = None) -> None:
 def order_apply_exchange_state(*, order: Order, answer: ExchangeOrder) -> Order:
     """Bring an ``Order`` in line with the exchange's view: state, amounts, new fills (with fees and realized
     P&L), position. Idempotent (fills are keyed by the exchange's trade uuid)."""
-    from django.conf import settings
-
     rate = settings.UPBIT_FEE_RATE
     new_fills = 0
     with transaction.atomic():
@@ -898,8 +881,6 @@ def _exchange_avg_price(*, order: Order, currency: str) -> Decimal | None:
     """The exchange's own average buy price for a currency, without a network call (paper ledger, or the
     live balances already cached)."""
     if order.mode == TradingMode.PAPER:
-        from trading.models import PaperBalance
-
         qs = PaperBalance.objects.filter(user_id=order.user_id, currency=currency).only("avg_buy_price")
         row = qs.first()
         return row.avg_buy_price if row is not None and row.avg_buy_price > 0 else None

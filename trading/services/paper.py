@@ -9,6 +9,7 @@ from django.db import transaction
 
 from core.errors import ApplicationError
 from trading.exchanges.paper import PaperExchange, paper_account_wipe, paper_match_market
+from trading.messages import BalancesEvent
 from trading.models import OPEN_ORDER_STATES, Order, OrderState, PaperOrder, Position, TradingMode
 from trading.services.orders import order_cancel, order_sync
 from trading.services.realtime import user_event_publish
@@ -53,4 +54,4 @@ def paper_account_reset(*, user: Any) -> None:
     with transaction.atomic():
         paper_account_wipe(user=user)
         Position.objects.filter(user=user, mode=TradingMode.PAPER).delete()
-        user_event_publish(user_id=user.pk, kind="balances", data={"mode": TradingMode.PAPER, "reset": True})
+        user_event_publish(user_id=user.pk, event=BalancesEvent(mode=str(TradingMode.PAPER), reset=True))

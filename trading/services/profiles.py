@@ -3,29 +3,68 @@ auto-trading halt flag."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.selectors import exchange_credential_status
 from core.errors import ValidationFailed
 from trading import errors
+from trading.exchanges import exchange_for
 from trading.hooks import auto_trading_halted_notify
-from trading.models import TradingMode, TradingProfile
+from trading.messages import AutoTradingHaltedEvent, ModeEvent
+from trading.models import TradingMode, TradingProfile, TradingSwitch
+from trading.selectors import kill_switch_engaged
 from trading.services.realtime import user_event_publish
 
 LIVE_CONFIRMATION_TEXT = "LIVE"
+# How long the kill switch read with a profile stands for "now": the order of the same request follows within
+# milliseconds; anything older reads the switch again.
+KILL_SWITCH_READ_FRESH_S = 1.0
+# The switch's row as a column of the profile's query. Written out: the ORM's Exists() costs more Python to
+# compile per request than the separate query it saves (~0.6 ms vs ~0.5 ms for a profile read + exists()).
+_switch = TradingSwitch._meta
+_engaged = _switch.get_field("engaged").column
+_KILL_SWITCH_NOW = RawSQL(
+    f"EXISTS(SELECT 1 FROM {_switch.db_table} WHERE {_switch.pk.column} = 1 AND {_engaged})",
+    (),
+    output_field=BooleanField(),
+)
 
 
-def trading_profile_ensure(*, user: Any) -> TradingProfile:
-    """The user's profile, created on first use: paper mode; the daily report follows the e-mail
-    notifications choice made at sign-up."""
-    profile, _created = TradingProfile.objects.get_or_create(
-        user=user, defaults={"daily_report": bool(getattr(user, "email_opt_in", False))}
-    )
+def trading_profile_ensure(*, user: Any, with_kill_switch: bool = False) -> TradingProfile:
+    """The user's profile, created on first use (with ``TradingProfile.defaults_for``).
+
+    ``with_kill_switch``: the operators' kill switch is read in the same query (an order request reads its
+    profile first; its order then asks ``kill_switch_engaged_for`` instead of reading the switch again)."""
+    qs = TradingProfile.objects.all()
+    if with_kill_switch:
+        qs = qs.annotate(kill_switch_now=_KILL_SWITCH_NOW)
+    try:
+        profile = qs.get(user=user)
+    except TradingProfile.DoesNotExist:
+        profile, _created = TradingProfile.objects.get_or_create(
+            user=user, defaults=TradingProfile.defaults_for(user)
+        )
+        return profile
+    if with_kill_switch:
+        profile.kill_switch_read_at = time.monotonic()  # type: ignore[attr-defined]
     return profile
+
+
+def kill_switch_engaged_for(*, profile: TradingProfile) -> bool:
+    """The kill switch as read with this profile when that was under ``KILL_SWITCH_READ_FRESH_S`` ago (the
+    same request), else as it is now: a profile kept longer (a worker's loop) never skips the read."""
+    read_at = getattr(profile, "kill_switch_read_at", None)
+    if read_at is not None and time.monotonic() - read_at < KILL_SWITCH_READ_FRESH_S:
+        return bool(profile.kill_switch_now)  # type: ignore[attr-defined]
+    return kill_switch_engaged()
 
 
 def trading_mode_set(
@@ -43,18 +82,14 @@ def trading_mode_set(
                 % {"word": LIVE_CONFIRMATION_TEXT},
                 code="confirmation_required",
             )
-        from accounts.selectors import exchange_credential_status
-
         if not exchange_credential_status(user=user).stored:
             raise errors.KeysMissing()
-        from trading.exchanges import exchange_for
-
         # Prove the keys work before any real order depends on them (one /v1/accounts call).
         exchange_for(user=user, mode=TradingMode.LIVE).balances()
         profile.live_confirmed_at = timezone.now()
     profile.mode = mode
     profile.save(update_fields=["mode", "live_confirmed_at", "updated_at"])
-    user_event_publish(user_id=user.pk, kind="mode", data={"mode": profile.mode})
+    user_event_publish(user_id=user.pk, event=ModeEvent(mode=profile.mode))
     return profile
 
 
@@ -90,17 +125,13 @@ def auto_trading_halt(*, user: Any, reason: str) -> TradingProfile:
         profile.halted_reason = reason[:200]
         profile.halted_at = timezone.now()
         profile.save(update_fields=["auto_trading_halted", "halted_reason", "halted_at", "updated_at"])
-        user_event_publish(
-            user_id=user.pk, kind="auto_trading_halted", data={"reason": profile.halted_reason}
-        )
+        user_event_publish(user_id=user.pk, event=AutoTradingHaltedEvent(reason=profile.halted_reason))
     auto_trading_halted_notify(user=user, reason=reason)
     return profile
 
 
 def auto_trading_resume(*, user: Any) -> TradingProfile:
     """Clear the halt flag (the user acknowledges; the kill switch must be off)."""
-    from trading.selectors import kill_switch_engaged
-
     if kill_switch_engaged():
         raise errors.TradingHalted(_("Trading is stopped by the operators (kill switch)."))
     profile = trading_profile_ensure(user=user)

@@ -12,12 +12,14 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from core.realtime import apublish_many, publish_many
+from trading.messages import UserEvent, user_event_message
 
 logger = logging.getLogger(__name__)
 Messages = list[tuple[str, dict[str, Any]]]
@@ -84,15 +86,15 @@ def _send_now(messages: Messages) -> None:
         logger.warning("user events not delivered", exc_info=True)
 
 
-def user_event_publish(*, user_id: int, kind: str, data: dict[str, Any]) -> None:
-    """Queue ``{"type": "user.event", "data": {"kind": kind, ...}}`` for the user's sockets on commit.
+def user_event_publish(*, user_id: int, event: UserEvent) -> None:
+    """Queue ``event`` for the user's sockets on commit (``{"type": event.kind, "data": {fields}}`` there).
 
     Best effort: the channel layer delivers at most once; the browser re-syncs over REST on reconnect."""
-    user_events_publish(user_id=user_id, events=[(kind, data)])
+    user_events_publish(user_id=user_id, events=[event])
 
 
-def user_events_publish(*, user_id: int, events: list[tuple[str, dict[str, Any]]]) -> None:
-    """Several events of one user, in order, after the transaction commits."""
+def user_events_publish(*, user_id: int, events: Sequence[UserEvent]) -> None:
+    """Several events of one user, in order, after the transaction commits (a non-event raises at once)."""
     group = user_group(user_id)
-    messages = [(group, {"type": "user.event", "data": {"kind": kind, **data}}) for kind, data in events]
+    messages = [(group, {"type": "user.event", "data": user_event_message(e)}) for e in events]
     transaction.on_commit(lambda: _send_now(messages))

@@ -14,14 +14,13 @@ from django.utils.translation import gettext_lazy
 
 from core.errors import ApplicationError, ServiceUnavailable, ValidationFailed
 from trading.models import TradingProfile
+from trading.selectors import portfolio_get
 
 logger = logging.getLogger(__name__)
 
 
 def report_render(*, user: Any) -> tuple[str, str, str]:
     """(subject, text, html) of the user's current report."""
-    from trading.selectors import portfolio_get
-
     portfolio = portfolio_get(user=user)
     context = {"user": user, "portfolio": portfolio, "generated_at": timezone.localtime()}
     subject = _("OBservator: your assets on %(date)s") % {"date": timezone.localdate().isoformat()}

@@ -1,4 +1,4 @@
-"""Risk controls: the per-user daily loss limit and the global kill switch."""
+"""Risk controls: the per-user daily loss limit (the global kill switch is in ``killswitch``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from core.errors import ApplicationError
-from trading.hooks import auto_trading_halted_notify
-from trading.models import TradingProfile, TradingSwitch
+from trading.models import TradingProfile
+from trading.selectors import portfolio_get
 from trading.services.profiles import auto_trading_halt
 
 logger = logging.getLogger(__name__)
@@ -23,8 +21,6 @@ logger = logging.getLogger(__name__)
 def daily_loss_check(*, user: Any) -> bool:
     """Halt auto-trading (and tell the user, over the socket and by e-mail) when today's P&L reached
     minus the user's daily loss limit. Returns True when it halted now."""
-    from trading.selectors import portfolio_get
-
     profile = TradingProfile.objects.filter(user=user).first()
     if profile is None or profile.daily_loss_limit_krw is None or profile.auto_trading_halted:
         return False
@@ -51,34 +47,6 @@ def daily_loss_check(*, user: Any) -> bool:
             except Exception:  # noqa: BLE001 - the halt itself already happened; mail is a courtesy
                 logger.warning("loss-limit notice to user %s not sent", user.pk, exc_info=True)
     return True
-
-
-def kill_switch_engage(*, by: Any | None = None, reason: str = "") -> dict[str, int]:
-    """Stop all trading: refuse new orders, halt every user's auto-trading, cancel every open order."""
-    with transaction.atomic():
-        switch, _created = TradingSwitch.objects.select_for_update().get_or_create(pk=1)
-        switch.engaged = True
-        switch.reason = (reason or str(gettext_lazy("Engaged by an operator")))[:200]
-        switch.engaged_at = timezone.now()
-        switch.engaged_by = by if getattr(by, "pk", None) else None
-        switch.save()
-    halted_reason = str(gettext_lazy("Kill switch engaged by the operators."))
-    for profile in TradingProfile.objects.filter(auto_trading_halted=False).select_related("user"):
-        auto_trading_halt(user=profile.user, reason=halted_reason)
-    auto_trading_halted_notify(user=None, reason=halted_reason)
-    from trading.services.orders import orders_cancel_all
-
-    counts = orders_cancel_all()
-    logger.warning("kill switch engaged: %s", counts)
-    return counts
-
-
-def kill_switch_release(*, by: Any | None = None) -> None:
-    """Accept orders again. Auto-trading stays halted until each user restarts it."""
-    switch, _created = TradingSwitch.objects.get_or_create(pk=1)
-    switch.engaged = False
-    switch.engaged_by = by if getattr(by, "pk", None) else None
-    switch.save()
 
 
 def daily_loss_checks_all() -> int:

@@ -24,8 +24,11 @@ from django.utils.translation import gettext_lazy as _
 
 from core import metrics
 from core.errors import ApplicationError, NotFound, ValidationFailed
+from core.queueing import task_queue
 from trading import errors, marketdata
+from trading.messages import ScheduledOrderEvent
 from trading.models import OrderSource, OrderState, ScheduledOrder, ScheduledState, TriggerType
+from trading.selectors import kill_switch_engaged, scheduled_order_event_data
 from trading.services.orders import (
     _market_exists,
     idempotency_key_clean,
@@ -36,17 +39,15 @@ from trading.services.profiles import trading_profile_ensure
 from trading.services.realtime import user_event_publish
 
 logger = logging.getLogger(__name__)
+FIRE_SCHEDULED_ORDER_TASK = "trading.tasks.fire_scheduled_order"  # the precise (ETA) path
 STALE_FIRING = dt.timedelta(seconds=30)
 PRECISE_WINDOW = dt.timedelta(minutes=10)
 
 
 def _publish(so: ScheduledOrder) -> None:
-    from trading.selectors import scheduled_order_event_data
-
     user_event_publish(
         user_id=so.user_id,
-        kind="scheduled_order",
-        data={"scheduled_order": scheduled_order_event_data(scheduled_order=so)},
+        event=ScheduledOrderEvent(scheduled_order=scheduled_order_event_data(scheduled_order=so)),
     )
 
 
@@ -66,8 +67,6 @@ def scheduled_order_create(
     now: dt.datetime | None = None,
 ) -> ScheduledOrder:
     """Validate and store a scheduled order (in the user's current mode). A time in the past is refused."""
-    from trading.selectors import kill_switch_engaged
-
     now = now or timezone.now()
     if client_key:
         client_key = idempotency_key_clean(client_key)
@@ -133,10 +132,8 @@ def scheduled_order_create(
 
 def _queue_precise(pk: int, eta: dt.datetime) -> None:
     """Queue the ETA task; if the broker is unreachable the 1 s beat still fires the order."""
-    from trading.tasks import fire_scheduled_order
-
     try:
-        fire_scheduled_order.apply_async(args=[pk], eta=eta)
+        task_queue(FIRE_SCHEDULED_ORDER_TASK, args=[pk], eta=eta)
     except Exception:  # noqa: BLE001 - the schedule is in the database; this is only the fast path
         logger.warning("could not queue the precise firing of scheduled order %s", pk, exc_info=True)
 

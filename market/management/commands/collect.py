@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from market import leases
 from market.collector import celery_prediction_sink, collect
+from market.fanout import MarketFanout
 from market.upbit.client import UpbitClient
 from market.upbit.errors import UpbitError
 
@@ -96,8 +97,6 @@ class Command(BaseCommand):
 
         fanout = None
         if not opts["no_fanout"]:
-            from market.fanout import MarketFanout
-
             fanout = MarketFanout()
         sink = None
         if settings.MARKET_PREDICTION_FEED and not opts["no_predictions"]:

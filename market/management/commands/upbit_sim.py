@@ -47,8 +47,8 @@ class Command(BaseCommand):
             "--signal-strength",
             type=float,
             default=float(os.environ.get("SIM_SIGNAL_STRENGTH") or 0.0),
-            help="synthetic: planted predictable order flow, 0 = off (default: env SIM_SIGNAL_STRENGTH or 0; "
-            "1 = the demo's default; see docs/simulator.md)",
+            help="synthetic: planted signal (announced price jumps), 0 = off (default: env "
+            "SIM_SIGNAL_STRENGTH or 0; 1 = the demo's default; see docs/simulator.md)",
         )
         parser.add_argument("--tick-ms", type=int, default=50, help="publishing period in paced mode")
         parser.add_argument("--idle-timeout", type=float, default=120.0, help="WebSocket idle drop, seconds")

@@ -14,10 +14,12 @@ import pyarrow as pa
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Conflict
 from market import dayfiles
-from mlmodel import selectors, services
-from mlmodel.models import TrainingRun, TrainingState, TrainingTrigger
+from market.upbit_sim.synthetic import SyntheticMarket, SyntheticParams
+from mlmodel import selectors
+from mlmodel.models import TrainingState, TrainingTrigger
+from mlmodel.services.runs import training_run_execute, training_run_start
 
 
 def synthetic_day_files(
@@ -26,7 +28,6 @@ def synthetic_day_files(
     """Run the simulator's synthetic market for ``minutes`` (ending now), sample its book every ``every_ms``
     like the collector, and write order-book and trade day files. Returns the number of snapshots.
     ``signal_strength`` plants the simulator's predictable order flow (0 = off, docs/simulator.md)."""
-    from market.upbit_sim.synthetic import SyntheticMarket, SyntheticParams
 
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - int(minutes * 60_000)
@@ -133,31 +134,27 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{market}: {n:,} synthetic snapshots in {time.perf_counter() - t0:.1f} s; training ..."
             )
+            params = {
+                "market": market,
+                "data_dir": str(root),
+                "days": 2,
+                "epochs": o["epochs"],
+                "n_splits": 2,
+                "spikes": False,
+                "promote_if_better": True,
+                "compare_incumbent": True,
+                "baselines": ["linear_ofi"],
+            }
             try:
-                params = services.TrainParams.from_dict(
-                    {
-                        "market": market,
-                        "data_dir": str(root),
-                        "days": 2,
-                        "epochs": o["epochs"],
-                        "n_splits": 2,
-                        "spikes": False,
-                        "promote_if_better": True,
-                        "compare_incumbent": True,
-                        "baselines": ["linear_ofi"],
-                    }
+                run = training_run_start(
+                    market=market, params=params, trigger=TrainingTrigger.COMMAND, deliver=False
                 )
+            except Conflict as exc:
+                self.stderr.write(f"{market}: {exc.message} Skipped.")
+                continue
             except ApplicationError as exc:
                 raise CommandError(str(exc.message)) from exc
-            run = TrainingRun.objects.create(
-                market=market,
-                params=params.to_dict(),
-                trigger=TrainingTrigger.COMMAND,
-                total_epochs=params.epochs,
-                total_splits=params.n_splits,
-                stage="queued",
-            )
-            services.training_run_execute(run_id=run.pk)
+            training_run_execute(run_id=run.pk)
             run.refresh_from_db()
             if run.state != TrainingState.SUCCEEDED:
                 self.stderr.write(f"{market}: training failed: {run.message}")

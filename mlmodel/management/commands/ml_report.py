@@ -20,7 +20,21 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ApplicationError
 from market import dayfiles
-from mlmodel import conf, services
+from market.uploads import sample_import
+from mlmodel import conf
+from mlmodel.backtest import BacktestConfig, decision_costs
+from mlmodel.baselines import LinearOFI, TreeModel, ZeroReturn
+from mlmodel.evaluation import (
+    EvalConfig,
+    ModelFactory,
+    shuffled_labels,
+    walk_forward_evaluate,
+    walk_forward_splits_by_rows,
+)
+from mlmodel.management.commands.ml_bootstrap import synthetic_day_files
+from mlmodel.services.data import MarketData, market_data_load, training_days
+from mlmodel.services.params import TrainParams
+from mlmodel.services.train import PipelineResult, pipeline_run
 
 DEFAULT_SAMPLE = dayfiles.SAMPLE_CSV
 MODEL_ORDER = ("lstm", "linear_ofi", "gbt", "persistence")
@@ -76,6 +90,12 @@ class Command(BaseCommand):
             "--signal-strength", type=float, default=1.0, help="planted signal with --synthetic (0 = off)"
         )
         parser.add_argument("--minutes", type=float, default=120.0, help="synthetic history (--synthetic)")
+        parser.add_argument(
+            "--every-ms",
+            type=int,
+            default=200,
+            help="synthetic: book sampling period in ms (the live collector records ~18 books/s: 55)",
+        )
         parser.add_argument("--sim-seed", type=int, default=1, help="simulator seed (--synthetic)")
         parser.add_argument(
             "--no-null-control",
@@ -90,8 +110,6 @@ class Command(BaseCommand):
         out = Path(o["out"] or (Path(settings.BASE_DIR) / "docs" / "ml-sample-report.md"))
         with tempfile.TemporaryDirectory(prefix="ml-report-") as tmp:
             if o["sample"]:
-                from market.uploads import sample_import
-
                 csv = Path(o["csv"] or settings.MARKET_SAMPLE_CSV or DEFAULT_SAMPLE)
                 if not csv.is_file():
                     raise CommandError(f"sample CSV not found: {csv}")
@@ -99,20 +117,22 @@ class Command(BaseCommand):
                 sample_import(csv_path=csv, market=market, root=tmp)
                 root, source = tmp, f"real Upbit sample `{csv.name}` (converted to day files)"
             elif o["synthetic"]:
-                from mlmodel.management.commands.ml_bootstrap import synthetic_day_files
-
                 market = (o["market"] or "KRW-BTC").upper()
+                if not 10 <= o["every_ms"] <= 60_000:
+                    raise CommandError(f"--every-ms must be between 10 and 60000, not {o['every_ms']}")
                 n = synthetic_day_files(
                     Path(tmp),
                     market,
                     minutes=o["minutes"],
                     seed=o["sim_seed"],
                     signal_strength=o["signal_strength"],
+                    every_ms=o["every_ms"],
                 )
                 root = tmp
                 source = (
                     f"the simulator's synthetic {market} market, signal strength {o['signal_strength']:g}, "
-                    f"seed {o['sim_seed']}, {o['minutes']:g} minutes sampled every 200 ms ({n:,} snapshots)"
+                    f"seed {o['sim_seed']}, {o['minutes']:g} minutes sampled every {o['every_ms']} ms "
+                    f"({n:,} snapshots)"
                 )
             else:
                 market = (o["market"] or "KRW-BTC").upper()
@@ -129,7 +149,7 @@ class Command(BaseCommand):
                     "device": o["device"],
                     "backtest_threshold": None if o["threshold_pct"] is None else o["threshold_pct"] / 100.0,
                 }
-                params = services.TrainParams.from_dict(
+                params = TrainParams.from_dict(
                     {
                         "market": market,
                         "data_dir": root,
@@ -138,31 +158,29 @@ class Command(BaseCommand):
                         "spikes": False,
                     }
                 )
-                days = services.training_days(params)
+                days = training_days(params)
                 if not days:
                     raise CommandError(f"no order-book day files for {market} under {root}")
                 t0 = time.perf_counter()
-                data = services._load_days(params.root, market, days, params)
+                data = market_data_load(root=params.root, market=market, days=days, params=params)
                 t_feat = time.perf_counter() - t0
                 self.stdout.write(
                     f"features: {len(data.labelled)} snapshots x {data.labelled.frame.X.shape[1]} "
                     f"columns in {t_feat:.2f} s; training ..."
                 )
                 t1 = time.perf_counter()
-                result = services.pipeline_run(params=params, data=data, progress=self._progress)
+                result = pipeline_run(params=params, data=data, progress=self._progress)
                 t_run = time.perf_counter() - t1
-                self.null: services.PipelineResult | None = None
+                self.null: PipelineResult | None = None
                 if o["null_control"]:
-                    from mlmodel.evaluation import shuffled_labels
-
                     self.stdout.write("null-label control: the same pipeline on shuffled labels ...")
-                    null_data = services.MarketData(
+                    null_data = MarketData(
                         book=data.book,
                         labelled=shuffled_labels(data.labelled, seed=NULL_SEED + params.seed),
                         days=data.days,
                         terms=data.terms,
                     )
-                    self.null = services.pipeline_run(params=params, data=null_data, progress=None)
+                    self.null = pipeline_run(params=params, data=null_data, progress=None)
                 self.sensitivity = self._sensitivity(params, days) if o["sensitivity"] else []
             except ApplicationError as exc:
                 raise CommandError(str(exc.message)) from exc
@@ -176,23 +194,15 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {out} and {len(result.plots)} plots in {plot_dir}"))
         self.stdout.write(result.report.get("verdict", ""))
 
-    def _sensitivity(self, params: services.TrainParams, days: list[dt.date]) -> list[dict[str, Any]]:
+    def _sensitivity(self, params: TrainParams, days: list[dt.date]) -> list[dict[str, Any]]:
         """Baselines only (fast) at several horizons, backtested with threshold 0 and with the threshold."""
-        from mlmodel.backtest import BacktestConfig, decision_costs
-        from mlmodel.baselines import LinearOFI, ZeroReturn
-        from mlmodel.evaluation import (
-            EvalConfig,
-            ModelFactory,
-            walk_forward_evaluate,
-            walk_forward_splits_by_rows,
-        )
 
         fee = float(settings.UPBIT_FEE_RATE)
         spread_k = conf.spread_cost_factor()
         rows: list[dict[str, Any]] = []
         for horizon in sorted({10.0, 30.0, 60.0, 120.0, params.horizon_s}):
-            p = services.TrainParams.from_dict({**params.to_dict(), "horizon_s": horizon})
-            data = services._load_days(p.root, p.market, days, p)
+            p = TrainParams.from_dict({**params.to_dict(), "horizon_s": horizon})
+            data = market_data_load(root=p.root, market=p.market, days=days, params=p)
             fee = data.terms.fee(float(settings.UPBIT_FEE_RATE))  # an imported dataset's own fee rate
             splits = walk_forward_splits_by_rows(data.labelled.frame.ts, n_splits=p.n_splits)
             y = data.labelled.y
@@ -249,10 +259,10 @@ class Command(BaseCommand):
 
     def _markdown(
         self,
-        params: services.TrainParams,
+        params: TrainParams,
         source: str,
-        data: services.MarketData,
-        result: services.PipelineResult,
+        data: MarketData,
+        result: PipelineResult,
         plot_dir: Path,
         out: Path,
         t_feat: float,
@@ -436,9 +446,9 @@ class Command(BaseCommand):
             "and what the model finds there; it does not show a model would earn money today."
             if "sample" in source
             else (
-                "- The simulator's synthetic market with a planted order-flow signal (docs/simulator.md): a "
-                "model that passes here has learned the planted signal; it says the pipeline and the gate "
-                "can find signal where there is some, not that a real market offers it."
+                "- The simulator's synthetic market with a planted signal (announced jumps, "
+                "docs/simulator.md): a model that passes here has learned the planted signal; it says the "
+                "pipeline and the gate can find signal where there is some, not that a real market offers it."
                 if "synthetic" in source
                 else "- Results on recorded data do not promise future profits."
             )
@@ -575,12 +585,12 @@ def _ci(value: Any, ci: Any) -> str:
 
 
 def settings_section(
-    params: services.TrainParams,
+    params: TrainParams,
     eval_report: dict[str, Any],
     report: dict[str, Any],
     *,
     source: str,
-    null: services.PipelineResult | None,
+    null: PipelineResult | None,
 ) -> list[str]:
     """Every setting the report was made with: the training config, the evaluation's labels, dead band and
     bootstrap, the backtest and the gate, so the figures can be reproduced and compared."""
@@ -681,7 +691,7 @@ def class_table(summary: dict[str, Any], *, title: str) -> list[str]:
     return [*L, ""]
 
 
-def null_section(null: services.PipelineResult) -> list[str]:
+def null_section(null: PipelineResult) -> list[str]:
     """The null-label control beside the real run: what the same pipeline reports on shuffled labels."""
     L = [
         "### Null-label control (the same pipeline on shuffled labels)\n",
@@ -744,6 +754,4 @@ def _spread_words(k: float) -> str:
 
 
 def _tree(ctx: Any, *, seed: int) -> Any:
-    from mlmodel.baselines import TreeModel
-
     return TreeModel(seed=seed)

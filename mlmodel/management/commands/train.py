@@ -4,14 +4,26 @@ when it beats the active model on the same walk-forward test."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from core.errors import ApplicationError
-from mlmodel import conf, services
+from mlmodel import conf
 from mlmodel.models import TrainingRun, TrainingState, TrainingTrigger
+from mlmodel.services.params import TrainParams
+from mlmodel.services.runs import (
+    training_run_execute,
+    training_run_start,
+    training_runs_execute,
+    training_runs_stop,
+)
 
 
 class Command(BaseCommand):
@@ -80,17 +92,12 @@ class Command(BaseCommand):
         if o["no_gbt"]:
             params["baselines"] = ["linear_ofi"]
         try:
-            p = services.TrainParams.from_dict(params)
+            run = training_run_start(
+                market=params["market"], params=params, trigger=TrainingTrigger.COMMAND, deliver=False
+            )
         except ApplicationError as exc:
             raise CommandError(str(exc.message)) from exc
-        run = TrainingRun.objects.create(
-            market=p.market,
-            params=p.to_dict(),
-            trigger=TrainingTrigger.COMMAND,
-            total_epochs=p.epochs,
-            total_splits=p.n_splits,
-            stage="queued",
-        )
+        p = TrainParams.from_dict(run.params)
         bar = tqdm(
             total=p.epochs * p.n_splits,
             unit="epoch",
@@ -115,7 +122,7 @@ class Command(BaseCommand):
                 bar.set_description(str(d["stage"])[:40])
 
         try:
-            services.training_run_execute(run_id=run.pk, on_progress=on_progress)
+            training_run_execute(run_id=run.pk, on_progress=on_progress)
         finally:
             bar.close()
         run.refresh_from_db()
@@ -128,7 +135,6 @@ class Command(BaseCommand):
     def _execute_queued(self, run_ids: list[int], *, parent_pid: int = 0) -> None:
         """Run queued runs under a wall-clock limit; SIGTERM (the stack stopping, or the parent worker gone)
         or the limit stop them all, each unfinished run failed with the reason."""
-        import signal
 
         class TrainingInterrupted(BaseException):  # not an Exception: no run goes on after it
             pass
@@ -144,10 +150,10 @@ class Command(BaseCommand):
             _stop_with_parent(parent_pid)
         signal.alarm(int(conf.get("ML_TRAIN_TIME_LIMIT_S")))
         try:
-            runs = services.training_runs_execute(run_ids=run_ids)
+            runs = training_runs_execute(run_ids=run_ids)
         except TrainingInterrupted as exc:
             signal.alarm(0)
-            services.training_runs_stop(run_ids=run_ids, message=str(exc))
+            training_runs_stop(run_ids=run_ids, message=str(exc))
             self.stderr.write(str(exc))
             raise SystemExit(1) from None
         finally:
@@ -159,14 +165,8 @@ class Command(BaseCommand):
 def _stop_with_parent(parent_pid: int) -> None:
     """SIGTERM to this process when ``parent_pid`` (the ml worker) is gone: the kernel's parent-death signal
     on Linux, and a watch thread everywhere (it also covers a parent gone before this started)."""
-    import os
-    import signal
-    import threading
-    import time
 
     with contextlib.suppress(Exception):  # Linux only; the watch thread below is enough elsewhere
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
     def watch() -> None:

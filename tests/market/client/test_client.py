@@ -300,3 +300,61 @@ def test_async_client_follows_the_same_retry_policy(sim: SimulatorThread, accoun
     assert len(posts) == 2  # one per order: neither was sent twice
     deletes = [c for c in transport.calls if c[0] == "DELETE"]
     assert len(deletes) == 1 and ("GET", "/v1/order", 200) in transport.calls
+
+
+def _sim_params(method: str, url: str, body: bytes | None = None) -> list[tuple[str, Any]]:
+    """The parameters the simulator reads from a request (its ``request_params``), without a server."""
+    from unittest import mock
+    from urllib.parse import urlsplit
+
+    from aiohttp import streams
+    from aiohttp.test_utils import make_mocked_request
+
+    from market.upbit_sim.auth import request_params
+
+    async def read() -> list[tuple[str, Any]]:
+        payload = streams.StreamReader(
+            mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop()
+        )
+        if body:
+            payload.feed_data(body)
+        payload.feed_eof()
+        parts = urlsplit(url)
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        return await request_params(make_mocked_request(method, path, payload=payload))
+
+    return asyncio.run(read())
+
+
+def test_client_and_simulator_render_and_hash_parameters_the_same_way() -> None:
+    """One rendering (``protocol.param_pairs``): lists as ``states[]``, Decimals without exponent or trailing
+    zeros, datetimes in ISO 8601, ``None`` left out - in the client's query string, JSON body and token and in
+    the simulator's received parameters and token check alike."""
+    import datetime as dt
+
+    from market.upbit.client import _Calls
+
+    client = UpbitClient("http://sim.test", "ak", "sk")
+    closed = _Calls.closed_orders(None, ["done", "cancel"], dt.datetime(2026, 1, 1, 9), None, 10, "desc")
+    url, headers, _ = client._build(closed)
+    sim = _sim_params("GET", url)
+    want = "states[]=done&states[]=cancel&start_time=2026-01-01T09:00:00+00:00&limit=10&order_by=desc"
+    assert protocol.query_string_for_hash(closed.params) == protocol.query_string_for_hash(sim) == want
+    protocol.verify_jwt(headers["Authorization"], secret_for={"ak": "sk"}.get, params=sim)
+
+    order = _Calls.place_order(
+        "KRW-BTC", "bid", "limit", Decimal("0.0100"), Decimal("9.5E+7"), None, None, None
+    )
+    _, headers, content = client._build(order)
+    sim = _sim_params("POST", client.base_url + order.path, content)
+    want = "market=KRW-BTC&side=bid&volume=0.01&price=95000000&ord_type=limit"
+    assert protocol.query_string_for_hash(order.body) == protocol.query_string_for_hash(sim) == want
+    protocol.verify_jwt(headers["Authorization"], secret_for={"ak": "sk"}.get, params=sim)
+
+    # A body field sent as null: the simulator leaves it out, and so does the token's hash.
+    body = {"market": "KRW-BTC", "identifier": None, "states": ["wait"], "volume": Decimal("1.50")}
+    token = protocol.build_jwt("ak", "sk", body)
+    sim = _sim_params("POST", "http://sim.test/v1/orders", b'{"market":"KRW-BTC","identifier":null,'
+                      b'"states":["wait"],"volume":"1.5"}')  # fmt: skip
+    assert protocol.query_string_for_hash(sim) == "market=KRW-BTC&states[]=wait&volume=1.5"
+    assert protocol.verify_jwt(token, secret_for={"ak": "sk"}.get, params=sim)["query_hash"]

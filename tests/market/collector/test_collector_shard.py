@@ -127,3 +127,37 @@ def test_a_taken_markets_snapshot_trade_the_previous_holder_stored_is_not_stored
     c2.handle_owned_records([from_the_hole])
     c2.writer.close()
     assert [r["sequential_id"] for r in _rows(tmp_path, "KRW-BTC", "trade")] == [1, 2, 3, 4]
+
+
+def test_a_taken_markets_snapshot_book_the_previous_holder_stored_is_not_stored_again(
+    tmp_path: Path,
+) -> None:
+    """On subscribing, the exchange repeats the current book as a SNAPSHOT. After a handover that book is one
+    the previous holder already wrote when the market was quiet since (seen once in the 3-collector test:
+    a book timestamp stored twice); a snapshot book newer than the previous holder's last record is kept."""
+    t0 = kst_ms(2026, 12, 4, 12)
+    clock = FakeClock(t0)
+    other = _collector(tmp_path, StandInLeases(deadline=time.monotonic() + 3600), clock)
+    other.owned = {"KRW-BTC"}
+    other._lease_deadline = other.leases.next_expiry
+    other.handle_owned_records([book("KRW-BTC", t0), book("KRW-BTC", t0 + 100)])
+    other.writer.close()  # the previous holder handed over: its rows are on disk
+
+    clock.now = t0 + 3000
+    c = _collector(tmp_path, StandInLeases(deadline=time.monotonic() + 3600), clock)
+    asyncio.run(
+        c.markets_take([Acquired(market="KRW-BTC", fence=8, last={"ts": t0 + 150, "owner": "other"})])
+    )
+    stored = _rows(tmp_path, "KRW-BTC")[-1]
+    repeated = OrderbookRecord.from_sides(
+        "KRW-BTC", stored["ts"], t0 + 3100, (1.0,), (1.0,), (0.5,), (1.0,), snapshot=True
+    )
+    newer = OrderbookRecord.from_sides(
+        "KRW-BTC", stored["recv_ts"] + 500, t0 + 3200, (1.0,), (1.0,), (0.5,), (1.0,), snapshot=True
+    )
+    c.handle_owned_records([repeated])
+    c.handle_owned_records([newer])
+    c.writer.close()
+    ts = [r["ts"] for r in _rows(tmp_path, "KRW-BTC")]
+    assert len(ts) == len(set(ts)) == 3 and ts[-1] == newer.ts
+    assert c.counts["duplicate"] == 1

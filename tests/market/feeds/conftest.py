@@ -16,8 +16,8 @@ def _fresh_layer_and_cache(settings) -> Iterator[None]:  # noqa: ANN001
     """A new in-process channel layer and a cache namespace of its own per test (never FLUSHDB a shared
     Redis: other parts of a CI run use it)."""
     channel_layers.backends.clear()
-    default = settings.CACHES["default"]
-    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": f"t-{uuid.uuid4().hex[:12]}"}}
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    settings.CACHES = {alias: {**conf, "KEY_PREFIX": prefix} for alias, conf in settings.CACHES.items()}
     yield
     channel_layers.backends.clear()
 

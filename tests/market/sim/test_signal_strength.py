@@ -1,5 +1,6 @@
-"""The simulator's signal-strength setting: off by default, on in the demo, shown in the banner, and when on,
-the book's imbalance predicts the next 30 s by more than Upbit's round-trip cost (docs/simulator.md)."""
+"""The simulator's signal-strength setting: off by default, on in the demo, shown in the banner, and when on
+(the demo's announced jumps) the book's last seconds predict the next 5 s by more than Upbit's round-trip cost
+(docs/simulator.md)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,31 @@ def test_off_by_default_leaves_the_stream_unchanged() -> None:
 
 
 def test_demo_strength_makes_the_book_predict_returns_beyond_the_fees() -> None:
-    """Out of sample, a ridge on order-book imbalance (levels 1-10) finds 30-s moves larger than 0.1 % plus
-    the spread, and trading them nets a profit after costs; with the signal off it finds nothing to trade."""
-    on = signal_report(code="KRW-BTC", strength=1.0, hours=0.5, horizon_s=30, seed=2)
-    assert on.r2 > 0.1, on
+    """Out of sample, a ridge on order-book imbalance now and over the last 6 s finds 5-s moves larger than
+    0.1 % plus the spread, and trading them nets a profit after costs; with the signal off it finds nothing
+    to trade. The demo's one-minute volatility is the calibrated ~0.53 % (tests/soak/stack.py)."""
+    on = signal_report(code="KRW-BTC", strength=1.0, hours=0.5, seed=2)
+    assert on.horizon_s == 5.0 and on.r2 > 0.2, on
     assert on.tradable_share > 0.05 and on.net_per_trade > 0, on
-    off = signal_report(code="KRW-BTC", strength=0.0, hours=0.25, horizon_s=30, seed=2)
+    assert 0.0035 < on.minute_vol < 0.008, on
+    off = signal_report(code="KRW-BTC", strength=0.0, hours=0.25, seed=2)
     assert off.r2 < 0.05 and off.tradable_share < 0.01, off
+
+
+def test_the_demo_signal_is_announced_jumps() -> None:
+    """Strength 1 means the jumps (every ~15 s, 5 s lead, 0.3 %), the drift signal off: on it ridge-OFI reads
+    the newest book as well as any model (docs/simulator.md)."""
+    p = SyntheticParams(signal_strength=1.0)
+    assert (p.signal_jump_every, p.signal_jump_lead, p.signal_jump_lean, p.signal_jump_wall) == (
+        15.0,
+        5.0,
+        0.4,
+        10.0,
+    )
+    assert p.signal_jump_size == 0.003 and p.signal_book == 0.0 and p.signal_taker == 0.0
+    m = SyntheticMarket("KRW-BTC", seed=4, params=p)
+    m.run_until(600_000)
+    assert 25 <= m.jumps <= 60, m.jumps  # ~40 in 10 minutes
 
 
 def test_sim_state_reports_the_strength() -> None:
@@ -50,9 +69,15 @@ def test_the_launcher_turns_it_on_for_the_simulated_stack(monkeypatch: pytest.Mo
     }
     _, shared = launcher.build_specs(simulate=True, **kw)
     assert shared["SIM_SIGNAL_STRENGTH"] == "1"
+    # Every model of the simulated stack predicts the jumps' 5 s with a window that covers the announcement.
+    assert (shared["ML_HORIZON_S"], shared["ML_WINDOW"]) == ("5", "100")
+    monkeypatch.setenv("ML_WINDOW", "120")
+    assert launcher.build_specs(simulate=True, **kw)[1]["ML_WINDOW"] == "120"
     monkeypatch.setenv("SIM_SIGNAL_STRENGTH", "0")
-    assert launcher.build_specs(simulate=True, **kw)[1]["SIM_SIGNAL_STRENGTH"] == "0"
-    assert "SIM_SIGNAL_STRENGTH" not in launcher.build_specs(simulate=False, **kw)[1]
+    off = launcher.build_specs(simulate=True, **kw)[1]
+    assert off["SIM_SIGNAL_STRENGTH"] == "0" and "ML_HORIZON_S" not in off
+    real = launcher.build_specs(simulate=False, **kw)[1]
+    assert "SIM_SIGNAL_STRENGTH" not in real and "ML_HORIZON_S" not in real
 
 
 @pytest.mark.django_db
@@ -83,8 +108,8 @@ def _deep_imbalance(m: SyntheticMarket) -> float:
 
 def test_announced_jumps_show_a_wall_first_then_reprice_the_book() -> None:
     """signal_jump_*: a wall deep in one side of the book for signal_jump_lean s, then signal_jump_lead s
-    after the announcement the whole book re-prices by strength x signal_jump_size that way; off by
-    default."""
+    after the announcement the whole book re-prices by strength x signal_jump_size that way; none with
+    signal_jump_every 0."""
     prm = SyntheticParams(signal_strength=1.0, signal_jump_every=5.0, signal_jump_lead=4.0)
     m = SyntheticMarket("KRW-BTC", seed=3, params=prm)
     seen: list[tuple[int, float, float]] = []  # (side announced, change of deep imbalance, jump)
@@ -107,6 +132,8 @@ def test_announced_jumps_show_a_wall_first_then_reprice_the_book() -> None:
     for side, lean, jump in seen:
         assert side * lean > 0.05, seen  # the deep book leaned the way of the coming jump
         assert side * jump == pytest.approx(0.003, rel=0.15), seen  # and the book re-priced that way
-    plain = SyntheticMarket("KRW-BTC", seed=3, params=SyntheticParams(signal_strength=1.0))
+    plain = SyntheticMarket(
+        "KRW-BTC", seed=3, params=SyntheticParams(signal_strength=1.0, signal_jump_every=0.0)
+    )
     plain.run_until(120_000)
     assert plain.jumps == 0

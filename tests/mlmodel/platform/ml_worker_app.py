@@ -9,8 +9,15 @@ import threading
 import time
 from typing import Any
 
+import django
+
 from celery_app import app
-from mlmodel import serving
+
+# The worker's Django fixup sets Django up before it imports tasks; this module patches serving first, so
+# it does the same here (serving reads models at import).
+django.setup()
+
+from mlmodel import serving  # noqa: E402
 
 __all__ = ["app"]
 

@@ -13,8 +13,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from market import dayfiles
-from mlmodel import bootstrap, gate, selectors, services, tasks
+from mlmodel import bootstrap, gate, selectors, tasks
 from mlmodel.models import ModelBootstrap, ModelStatus, TrainingRun, TrainingState, TrainingTrigger
+from mlmodel.services.params import TrainParams
 from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET
 from tests.mlmodel.platform.daydata import START_MS, write_day_files
@@ -107,14 +108,14 @@ def test_the_training_config_fits_the_recorded_data(settings: Any):
     # Ten minutes at the simulator's ~20 snapshots a second: the usual model.
     p = bootstrap.model_bootstrap_params(recorded=bootstrap.Recorded(600.0, 12_000, (), 30))
     assert p["window"] == 50 and p["horizon_s"] == 10.0 and p["feature_levels"] == 10
-    assert p["promote_if_better"] is True and p["n_splits"] == 2
+    assert p["promote_if_better"] is True and p["n_splits"] == 3
     # Ten minutes at 1 snapshot a second: each test block (100 rows) gets a window of at most 1/20 of it.
     p = bootstrap.model_bootstrap_params(recorded=bootstrap.Recorded(600.0, 600, (), 5))
     assert p["window"] == bootstrap.MIN_WINDOW and p["feature_levels"] == 5
     # Three minutes: at least 60 horizons in the data.
     p = bootstrap.model_bootstrap_params(recorded=bootstrap.Recorded(180.0, 3600, (), 30))
     assert p["horizon_s"] == 3.0
-    params = services.TrainParams.from_dict({**p, "market": MARKET})  # a valid training run
+    params = TrainParams.from_dict({**p, "market": MARKET})  # a valid training run
     assert params.window * 20 <= 3600 / 6
 
 

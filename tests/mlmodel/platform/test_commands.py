@@ -149,3 +149,32 @@ def test_ml_bootstrap_trains_on_the_simulators_synthetic_market(
         again = StringIO()
         call_command("ml_bootstrap", "--markets", "KRW-ETH", "--data-dir", str(root), stdout=again)
         assert "a model is active already" in again.getvalue() and TrainingRun.objects.count() == 1
+
+
+def test_ml_bootstrap_and_train_leave_a_market_with_a_run_in_progress_alone(
+    _ml_env: dict[str, Path], tmp_path: Path
+):
+    """The commands create their run through the one queueing service: a market whose run is queued or
+    running (the admin's "Train now", the nightly beat) gets no second one."""
+    busy = TrainingRun.objects.create(market="KRW-ETH", state=TrainingState.RUNNING)
+    err = StringIO()
+    call_command(
+        "ml_bootstrap", "--markets", "KRW-ETH", "--minutes", "1", "--data-dir", str(tmp_path), stderr=err
+    )
+    assert "KRW-ETH: A training run for KRW-ETH is already queued or running. Skipped." in err.getvalue()
+    with pytest.raises(CommandError, match="already queued or running"):
+        call_command("train", "--market", "KRW-ETH", "--data-dir", str(tmp_path), *SMALL)
+    assert list(TrainingRun.objects.values_list("pk", flat=True)) == [busy.pk]
+
+
+def test_a_command_run_counts_as_picked_up_and_is_never_failed_as_undelivered(
+    _ml_env: dict[str, Path], settings: Any
+):
+    from mlmodel.services.runs import training_runs_fail_undelivered
+
+    settings.ML_TRAINING_PICKUP_TIMEOUT_S = 0  # any queued run nobody took is failed at once
+    with pytest.raises(CommandError, match="No order-book day files"):
+        call_command("train", "--market", "KRW-ETH", "--days", "1", *SMALL)
+    run = TrainingRun.objects.get()
+    assert run.trigger == "command" and run.picked_up_at is not None and run.celery_task_id == ""
+    assert training_runs_fail_undelivered() == 0

@@ -10,8 +10,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from mlmodel import services
 from mlmodel.models import ModelStatus, TrainingRun
+from mlmodel.services.registry import model_promote
+from mlmodel.services.runs import nightly_retrain
 from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
@@ -19,10 +20,11 @@ from tests.mlmodel.platform.daydata import synthetic_days
 pytestmark = pytest.mark.django_db
 
 
-def test_a_refused_candidate_says_why_everywhere(_ml_env: dict[str, Path], client: Client):
+def test_a_refused_candidate_says_why_everywhere(_ml_env: dict[str, Path], client: Client, settings):  # noqa: ANN001
+    settings.ML_POOLED_MODEL, settings.ML_PER_MARKET_MODELS = False, [MARKET]  # this market's own model
     synthetic_days(_ml_env["data"])
     # No model yet: a nightly run on this small OFI-linear market, where ridge-OFI does as well as the LSTM.
-    (run,) = services.nightly_retrain(markets=[MARKET], params=small_params())
+    (run,) = nightly_retrain(markets=[MARKET], params=small_params())
     reason = run.decision["reason"]
     assert run.decision["promote"] is False and "ridge-OFI" in reason, reason
     assert f"Promotion: no - {reason}." in run.message  # the admin's training-run view
@@ -41,7 +43,7 @@ def test_a_refused_candidate_says_why_everywhere(_ml_env: dict[str, Path], clien
     admin = html.unescape(client.get(f"/admin/mlmodel/trainingrun/{run.pk}/change/").content.decode())
     assert reason in admin
     # Promoted by hand anyway: /model shows the gate's verdict beside it.
-    services.model_promote(version=v, note="by hand")
+    model_promote(version=v, note="by hand")
     model_page = html.unescape(client.get(f"/model?market={MARKET}").content.decode())
     assert "Refused by the promotion gate: " + reason in model_page
     assert TrainingRun.objects.count() == 1

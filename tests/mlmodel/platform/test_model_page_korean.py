@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from mlmodel import services
+from mlmodel.services.params import TrainParams
+from mlmodel.services.registry import model_promote
+from mlmodel.services.train import model_train
 from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
@@ -18,8 +20,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def active_version(_ml_env: dict[str, Path]):  # noqa: ANN201
     synthetic_days(_ml_env["data"])
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     return version
 
 

@@ -9,8 +9,11 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from mlmodel import services
 from mlmodel.models import ModelStatus, Prediction, TrainingRun, TrainingState
+from mlmodel.services.params import TrainParams
+from mlmodel.services.registry import model_promote
+from mlmodel.services.runs import training_run_update
+from mlmodel.services.train import model_train
 from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
@@ -21,9 +24,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def versions(_ml_env: dict[str, Path]):  # noqa: ANN201
     synthetic_days(_ml_env["data"])
-    v1 = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    v2 = services.model_train(params=services.TrainParams.from_dict(small_params(seed=1))).version
-    services.model_promote(version=v1)
+    v1 = model_train(params=TrainParams.from_dict(small_params())).version
+    v2 = model_train(params=TrainParams.from_dict(small_params(seed=1))).version
+    model_promote(version=v1)
     return v1, v2
 
 
@@ -131,7 +134,7 @@ def test_admin_train_now_queues_on_the_ml_queue_and_shows_progress(
     assert run.params["epochs"] == 3 and run.params["promote_if_better"] is True and run.total_epochs == 3
     page = staff_client.get(r["Location"])
     assert page.status_code == 200 and b"progress.json" in page.content
-    services.training_run_update(
+    training_run_update(
         run=run,
         state=TrainingState.RUNNING,
         epoch=2,

@@ -6,8 +6,8 @@ import pytest
 from django.core.files.base import ContentFile
 
 from core.errors import Conflict
-from mlmodel import services
 from mlmodel.models import ModelStatus, ModelVersion
+from mlmodel.services.registry import model_promote, model_retire, model_rollback
 
 pytestmark = pytest.mark.django_db
 
@@ -38,14 +38,14 @@ def active_of(market: str) -> list[int]:
 def test_promote_keeps_exactly_one_active_and_retires_the_previous():
     v1, v2, v3 = (make_version(version=i) for i in (1, 2, 3))
     other = make_version(market="KRW-ETH", version=1)
-    services.model_promote(version=other)
-    services.model_promote(version=v1)
+    model_promote(version=other)
+    model_promote(version=v1)
     assert active_of("KRW-BTC") == [1]
-    services.model_promote(version=v2)
+    model_promote(version=v2)
     assert active_of("KRW-BTC") == [2]
     v1.refresh_from_db()
     assert v1.status == ModelStatus.RETIRED and v1.retired_at is not None
-    services.model_promote(version=v2)  # promoting the active one again changes nothing
+    model_promote(version=v2)  # promoting the active one again changes nothing
     assert active_of("KRW-BTC") == [2]
     v3.refresh_from_db()
     assert v3.status == ModelStatus.CANDIDATE
@@ -54,15 +54,15 @@ def test_promote_keeps_exactly_one_active_and_retires_the_previous():
 
 def test_rollback_reactivates_the_previously_active_version():
     v1, v2, v3 = (make_version(version=i) for i in (1, 2, 3))
-    services.model_promote(version=v1)
-    services.model_promote(version=v3)
-    back = services.model_rollback(market="KRW-BTC")
+    model_promote(version=v1)
+    model_promote(version=v3)
+    back = model_rollback(market="KRW-BTC")
     assert back.pk == v1.pk
     assert active_of("KRW-BTC") == [1]
     v3.refresh_from_db()
     assert v3.status == ModelStatus.RETIRED
     # v2 was never active: not a roll-back target. Rolling back again returns to v3 (active before v1).
-    again = services.model_rollback(market="KRW-BTC")
+    again = model_rollback(market="KRW-BTC")
     assert again.pk == v3.pk and active_of("KRW-BTC") == [3]
     v2.refresh_from_db()
     assert v2.status == ModelStatus.CANDIDATE
@@ -71,13 +71,13 @@ def test_rollback_reactivates_the_previously_active_version():
 def test_rollback_without_history_and_retiring_the_active_model_are_refused():
     v1 = make_version(version=1)
     with pytest.raises(Conflict):
-        services.model_rollback(market="KRW-BTC")
-    services.model_promote(version=v1)
+        model_rollback(market="KRW-BTC")
+    model_promote(version=v1)
     with pytest.raises(Conflict):
-        services.model_retire(version=v1)
+        model_retire(version=v1)
     assert active_of("KRW-BTC") == [1]
     v2 = make_version(version=2)
-    services.model_retire(version=v2)
+    model_retire(version=v2)
     v2.refresh_from_db()
     assert v2.status == ModelStatus.RETIRED
 
@@ -94,7 +94,7 @@ def test_concurrent_promotions_never_leave_two_active_models():
     def promote(v: ModelVersion) -> None:
         try:
             for _ in range(3):
-                services.model_promote(version=v.pk)
+                model_promote(version=v.pk)
         finally:
             connection.close()
 

@@ -11,11 +11,14 @@ from django.core.files.base import ContentFile
 
 from celery_app import app
 from market.dayfiles import BookArrays, TradeArrays
-from mlmodel import services, serving, tasks
+from mlmodel import serving, tasks
 from mlmodel.features import compute_features
 from mlmodel.inference import Predictor, latest_window
 from mlmodel.models import ModelVersion, Prediction
 from mlmodel.selectors import prediction_latest
+from mlmodel.services.params import TrainParams
+from mlmodel.services.registry import model_promote
+from mlmodel.services.train import model_train
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
 from tests.mlmodel.platform.test_training import drain, listen
@@ -42,8 +45,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict, str]]:
 
 def test_ingest_predicts_stores_publishes_and_hands_over_to_auto_trading(_ml_env: dict[str, Path], sent):
     book, trades = synthetic_days(_ml_env["data"])
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     channel = listen(f"market.{MARKET}")
     assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 0, 10)}) == 0  # < one window
     for k in range(1, 4):
@@ -87,8 +90,8 @@ def test_ingest_predicts_stores_publishes_and_hands_over_to_auto_trading(_ml_env
 
 def test_ingest_batches_many_markets_and_reloads_on_promotion(_ml_env: dict[str, Path], sent):
     book, trades = synthetic_days(_ml_env["data"])
-    v1 = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=v1)
+    v1 = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=v1)
     eth = ModelVersion(
         market="KRW-ETH",
         version=1,
@@ -101,7 +104,7 @@ def test_ingest_batches_many_markets_and_reloads_on_promotion(_ml_env: dict[str,
     )
     eth.artifact.save("eth.pt", ContentFile(v1.artifact.open("rb").read()), save=False)
     eth.save()
-    services.model_promote(version=eth)
+    model_promote(version=eth)
     both = {
         MARKET: batch_of(book, trades, 0, 20),
         "KRW-ETH": batch_of(book, trades, 0, 20),
@@ -109,8 +112,8 @@ def test_ingest_batches_many_markets_and_reloads_on_promotion(_ml_env: dict[str,
     }  # XRP has no active model: skipped
     assert tasks.ingest_market_data.run(batch=both) == 2
     assert set(Prediction.objects.values_list("market", flat=True)) == {MARKET, "KRW-ETH"}
-    v2 = services.model_train(params=services.TrainParams.from_dict(small_params(seed=1))).version
-    services.model_promote(version=v2)
+    v2 = model_train(params=TrainParams.from_dict(small_params(seed=1))).version
+    model_promote(version=v2)
     assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 20, 25)}) == 1
     assert prediction_latest(market=MARKET).model_version_id == v2.pk
 
@@ -128,8 +131,8 @@ def test_live_features_on_a_bounded_tail_equal_the_offline_pipeline(_ml_env: dic
     depends on; the prediction must equal the offline computation over the whole history."""
     settings.ML_LIVE_KEEP_S = 150  # > the features' look-back (130 s) + one window
     book, trades = synthetic_days(_ml_env["data"])
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     predictor = Predictor.from_bytes(version.artifact.open("rb").read())
     full = compute_features(book, trades, config=predictor.bundle.feature_config)
     step = 25
@@ -158,8 +161,8 @@ def test_a_backlog_of_old_batches_is_not_predicted_on(_ml_env: dict[str, Path], 
 
     settings.ML_MAX_DATA_AGE_S = 15
     book, trades = synthetic_days(_ml_env["data"])
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     shift = int(time.time() * 1000) - int(book.ts[199])  # the series ends now: rows 0..100 are >15 s old
     moved = BookArrays(
         ts=book.ts + shift, ask_px=book.ask_px, ask_sz=book.ask_sz, bid_px=book.bid_px, bid_sz=book.bid_sz
@@ -177,8 +180,8 @@ def test_a_model_needing_more_levels_than_the_feed_sends_is_not_served(
     """The collector sends MARKET_PREDICTION_LEVELS levels; a model reading deeper would be fed padding."""
     settings.MARKET_PREDICTION_LEVELS = 3  # the trained model reads 5 levels
     book, trades = synthetic_days(_ml_env["data"])
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     for k in range(4):
         assert tasks.ingest_market_data.run(batch={MARKET: batch_of(book, trades, 10 * k, 10 * k + 10)}) == 0
     assert Prediction.objects.count() == 0 and sent == []
@@ -191,8 +194,8 @@ def test_packed_batches_from_the_collector_predict_like_column_batches(_ml_env: 
     from market import batchwire
 
     book, trades = synthetic_days(_ml_env["data"])
-    version = services.model_train(params=services.TrainParams.from_dict(small_params())).version
-    services.model_promote(version=version)
+    version = model_train(params=TrainParams.from_dict(small_params())).version
+    model_promote(version=version)
     for k in range(4):
         body = batchwire.encode(batchwire.from_columns({MARKET: batch_of(book, trades, 10 * k, 10 * k + 10)}))
         assert tasks.ingest_market_data.run(packed=body) == (1 if k else 0)

@@ -10,8 +10,22 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.files.storage import default_storage
 
-from mlmodel import gate, services, tasks
-from mlmodel.models import ModelStatus, ModelVersion, TrainingRun, TrainingState
+from mlmodel import gate, tasks
+from mlmodel.models import ModelStatus, ModelVersion, TrainingRun, TrainingState, TrainingTrigger
+from mlmodel.services import runs
+from mlmodel.services import train as train_service
+from mlmodel.services.params import TrainingFailed, TrainParams
+from mlmodel.services.registry import TRAINING_GROUP, model_promote
+from mlmodel.services.runs import (
+    nightly_retrain,
+    nightly_retrain_prepare,
+    training_run_execute,
+    training_run_pickup,
+    training_run_start,
+    training_run_update,
+    training_runs_fail_undelivered,
+)
+from mlmodel.services.train import TrainResult, model_train
 from mlmodel.training import load_artifact
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import synthetic_days
@@ -43,8 +57,8 @@ def listen(group: str) -> str:
     return channel
 
 
-def train(**overrides) -> services.TrainResult:
-    return services.model_train(params=services.TrainParams.from_dict(small_params(**overrides)))
+def train(**overrides) -> TrainResult:
+    return model_train(params=TrainParams.from_dict(small_params(**overrides)))
 
 
 def test_model_train_stores_a_candidate_with_artifact_report_and_plots(_ml_env: dict[str, Path]):
@@ -87,10 +101,10 @@ def test_train_model_task_writes_progress_rows_and_pushes_them(
     assert app.main == "observator"
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
-    channel = listen(services.TRAINING_GROUP)
+    channel = listen(TRAINING_GROUP)
     seen_epochs: list[int] = []
     seen_progress: list[float] = []
-    real_update = services.training_run_update
+    real_update = training_run_update
 
     def spy(*, run, **fields):  # noqa: ANN001, ANN003
         if "progress" in fields:
@@ -100,10 +114,10 @@ def test_train_model_task_writes_progress_rows_and_pushes_them(
             assert TrainingRun.objects.get(pk=run.pk).state == TrainingState.RUNNING
         real_update(run=run, **fields)
 
-    monkeypatch.setattr(services, "training_run_update", spy)
+    monkeypatch.setattr(runs, "training_run_update", spy)
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            run = services.training_run_start(market=MARKET, params=small_params(epochs=3, patience=5))
+            run = training_run_start(market=MARKET, params=small_params(epochs=3, patience=5))
     finally:
         app.conf.task_always_eager = eager
     run.refresh_from_db()
@@ -128,12 +142,19 @@ def test_train_model_task_records_a_failure_for_missing_data(_ml_env: dict[str, 
     assert tasks.train_model.run(run_id=run.pk)["state"] == "failed"  # a second delivery changes nothing
 
 
-def test_nightly_retrain_does_not_promote_a_worse_candidate(_ml_env: dict[str, Path]):
+@pytest.fixture
+def own_models_only(settings):  # noqa: ANN001
+    """The nightly job retrains only this market's own model (no pooled run)."""
+    settings.ML_POOLED_MODEL = False
+    settings.ML_PER_MARKET_MODELS = [MARKET]
+
+
+def test_nightly_retrain_does_not_promote_a_worse_candidate(_ml_env: dict[str, Path], own_models_only):
     synthetic_days(_ml_env["data"])
     good = train().version
-    services.model_promote(version=good)
+    model_promote(version=good)
     # lr=0: the candidate never learns - it cannot beat persistence nor the active model.
-    runs = services.nightly_retrain(markets=[MARKET], params=small_params(lr=0.0))
+    runs = nightly_retrain(markets=[MARKET], params=small_params(lr=0.0))
     assert len(runs) == 1 and runs[0].state == TrainingState.SUCCEEDED
     decision = runs[0].decision
     assert decision["promote"] is False
@@ -148,15 +169,15 @@ def test_nightly_retrain_does_not_promote_a_worse_candidate(_ml_env: dict[str, P
 
 
 def test_nightly_retrain_promotes_a_better_candidate(
-    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    _ml_env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, own_models_only
 ):
     synthetic_days(_ml_env["data"], signal_strength=6.0)  # clear of the costs with the horizon exit
     # This small market's signal is linear in the OFI: ridge-OFI finds it as well as the LSTM, so the gate
     # would (rightly) refuse it. Without the cheap-baseline bar, the rest of the real gate decides here.
     monkeypatch.setattr(gate, "CHEAP_BASELINES", ())
     weak = train(lr=0.0).version
-    services.model_promote(version=weak)
-    runs = services.nightly_retrain(markets=[MARKET], params=small_params(gate_min_round_trips=5))
+    model_promote(version=weak)
+    runs = nightly_retrain(markets=[MARKET], params=small_params(gate_min_round_trips=5))
     decision = runs[0].decision
     assert decision["promote"] is True, decision
     assert decision["candidate_net_pnl"] > decision["incumbent_net_pnl"]
@@ -168,7 +189,7 @@ def test_nightly_retrain_promotes_a_better_candidate(
 
 
 def test_nightly_retrain_skips_markets_without_day_files(_ml_env: dict[str, Path]):
-    assert services.nightly_retrain(markets=["KRW-XRP"], params=small_params()) == []
+    assert nightly_retrain(markets=["KRW-XRP"], params=small_params()) == []
 
 
 def test_spike_periods_are_kept_and_added_to_later_trainings(_ml_env: dict[str, Path]):
@@ -204,9 +225,9 @@ def test_a_run_whose_worker_died_does_not_block_training_forever(_ml_env: dict[s
 
     stuck = TrainingRun.objects.create(market=MARKET, params=small_params(), state=TrainingState.RUNNING)
     with pytest.raises(Exception, match="already queued or running"):
-        services.training_run_start(market=MARKET, params=small_params())
+        training_run_start(market=MARKET, params=small_params())
     TrainingRun.objects.filter(pk=stuck.pk).update(updated_at=stuck.updated_at - dt.timedelta(hours=3))
-    run = services.training_run_start(market=MARKET, params=small_params())
+    run = training_run_start(market=MARKET, params=small_params())
     stuck.refresh_from_db()
     assert stuck.state == TrainingState.FAILED and run.state == TrainingState.QUEUED
 
@@ -238,9 +259,9 @@ def test_training_progress_never_goes_backwards_across_splits(
                     {"stage": "training lstm", "split": split, "total_splits": 3, "epoch": epoch,
                      "total_epochs": 30, "train_loss": 1.0, "val_loss": 1.0, "eta_seconds": 1.0}
                 )  # fmt: skip
-        raise services.TrainingFailed("stop here")
+        raise TrainingFailed("stop here")
 
-    monkeypatch.setattr(services, "model_train", fake_train)
+    monkeypatch.setattr(train_service, "model_train", fake_train)
     run = TrainingRun.objects.create(market=MARKET, params=small_params(epochs=30, n_splits=3))
     rows: list[dict] = []
     events: list[dict] = []
@@ -249,7 +270,7 @@ def test_training_progress_never_goes_backwards_across_splits(
         rows.append({f: getattr(r, f) for f in ("split", "epoch", "progress")})
         events.append(d)
 
-    services.training_run_execute(run_id=run.pk, on_progress=on_progress)
+    training_run_execute(run_id=run.pk, on_progress=on_progress)
     old = _old_bars(events, 3, 30)
     assert any(b < a for a, b in zip(old, old[1:], strict=False))  # the old bar did go backwards here
     new = [r["progress"] for r in rows]
@@ -269,7 +290,7 @@ def test_a_run_the_broker_refuses_says_so_and_train_now_works_again(
 
     monkeypatch.setattr(tasks.train_model, "apply_async", refuse)
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.training_run_start(market=MARKET, params=small_params())
+        run = training_run_start(market=MARKET, params=small_params())
     assert run.state == TrainingState.FAILED and run.stage == "undelivered"  # the caller's object too
     run.refresh_from_db()
     assert run.state == TrainingState.FAILED and run.stage == "undelivered"
@@ -277,7 +298,7 @@ def test_a_run_the_broker_refuses_says_so_and_train_now_works_again(
     sent = []
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda **kw: sent.append(kw))
     with django_capture_on_commit_callbacks(execute=True):
-        again = services.training_run_start(market=MARKET, params=small_params())
+        again = training_run_start(market=MARKET, params=small_params())
     assert again.state == TrainingState.QUEUED and sent[0]["kwargs"] == {"run_id": again.pk}
 
 
@@ -289,12 +310,12 @@ def test_a_run_no_worker_picks_up_fails_after_the_pickup_timeout(
     settings.ML_TRAINING_PICKUP_TIMEOUT_S = 90
     monkeypatch.setattr(tasks.train_model, "apply_async", lambda **kw: None)  # sent; nobody consumes
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.training_run_start(market=MARKET, params=small_params())
-    assert services.training_runs_fail_undelivered() == 0  # within the timeout: still queued
+        run = training_run_start(market=MARKET, params=small_params())
+    assert training_runs_fail_undelivered() == 0  # within the timeout: still queued
     TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(seconds=91))
     # Pressing "Train now" again fails the stuck run first, then queues a new one.
     with django_capture_on_commit_callbacks(execute=True):
-        again = services.training_run_start(market=MARKET, params=small_params())
+        again = training_run_start(market=MARKET, params=small_params())
     run.refresh_from_db()
     assert run.state == TrainingState.FAILED and run.stage == "undelivered" and run.finished_at
     assert "No ml worker picked this run up within 90 s; is the ml worker running?" in run.message
@@ -311,9 +332,9 @@ def test_a_picked_up_run_is_never_failed_as_undelivered(_ml_env: dict[str, Path]
 
     settings.ML_TRAINING_PICKUP_TIMEOUT_S = 1
     run = TrainingRun.objects.create(market=MARKET, params=small_params())
-    assert services.training_run_pickup(run_id=run.pk) is not None
+    assert training_run_pickup(run_id=run.pk) is not None
     TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at - dt.timedelta(minutes=10))
-    assert services.training_runs_fail_undelivered() == 0
+    assert training_runs_fail_undelivered() == 0
     run.refresh_from_db()
     assert (
         run.state == TrainingState.QUEUED and run.picked_up_at and run.stage == "picked up by the ml worker"
@@ -335,3 +356,14 @@ def test_beat_fails_undelivered_runs_from_the_default_queue(_ml_env: dict[str, P
     assert tasks.training_runs_check.run() == 1
     run.refresh_from_db()
     assert run.state == TrainingState.FAILED and run.stage == "undelivered"
+
+
+def test_nightly_retrain_skips_a_market_with_a_run_in_progress(_ml_env: dict[str, Path], own_models_only):
+    """The market's own nightly run (ML_PER_MARKET_MODELS) is not queued while one is in progress."""
+    synthetic_days(_ml_env["data"])
+    busy = TrainingRun.objects.create(market=MARKET, params=small_params(), state=TrainingState.RUNNING)
+    assert nightly_retrain_prepare(markets=[MARKET], params=small_params()) == []
+    busy.delete()
+    (run,) = nightly_retrain_prepare(markets=[MARKET], params=small_params())
+    assert run.trigger == TrainingTrigger.NIGHTLY and run.picked_up_at is not None
+    assert run.params["promote_if_better"] is True and run.state == TrainingState.QUEUED

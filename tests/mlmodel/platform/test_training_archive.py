@@ -13,7 +13,9 @@ import pytest
 
 from market import archive, dayfiles, uploads
 from market.models import DayUpload
-from mlmodel import services
+from mlmodel.services.data import market_data_load, training_days_select
+from mlmodel.services.params import TrainParams
+from mlmodel.services.train import model_train
 from tests.accounts.factories import UserFactory
 from tests.mlmodel.platform.conftest import MARKET, small_params
 from tests.mlmodel.platform.daydata import write_day_files
@@ -70,13 +72,13 @@ def archived(s3: tuple[Any, str], settings: Any, tmp_path: Path) -> dict[str, An
     }
 
 
-def _params(**overrides: Any) -> services.TrainParams:
-    return services.TrainParams.from_dict(small_params(**overrides))
+def _params(**overrides: Any) -> TrainParams:
+    return TrainParams.from_dict(small_params(**overrides))
 
 
 def test_training_uses_all_five_days_fetching_the_two_retention_removed(archived: dict[str, Any]) -> None:
     root, cache = archived["root"], archived["cache"]
-    selection = services.training_days_select(_params(days=5))
+    selection = training_days_select(_params(days=5))
     assert selection.requested == DAYS and selection.days == DAYS
     assert selection.fetched == DAYS[:2] and selection.missing == {}
     # Fetched into the training cache, byte-identical to what was verified; the live directory is untouched.
@@ -86,19 +88,19 @@ def test_training_uses_all_five_days_fetching_the_two_retention_removed(archived
             upload = DayUpload.objects.get(kind=kind, market=MARKET, day=day)
             assert uploads.file_digests(part)[1] == upload.sha256
     assert dayfiles.list_days(root, "orderbook", MARKET) == DAYS[2:]
-    data = services._load_days(root, MARKET, selection.days, _params(days=5))
+    data = market_data_load(root=root, market=MARKET, days=selection.days, params=_params(days=5))
     seen = {dayfiles.day_of(int(t)) for t in data.labelled.frame.ts}
     assert seen == set(DAYS)
     for day, (start, end) in archived["spans"].items():  # every day's whole session, not a fragment
         ts = data.labelled.frame.ts
         assert ts[np.searchsorted(ts, start)] == start and end in set(ts.tolist()), day
     # A second selection reuses the verified cache; retention still sees only its own three days.
-    assert services.training_days_select(_params(days=5)).fetched == DAYS[:2]
+    assert training_days_select(_params(days=5)).fetched == DAYS[:2]
     assert uploads.day_files_apply_retention(today=TODAY, keep_days=3) == []
 
 
 def test_model_train_report_lists_requested_fetched_and_used_days(archived: dict[str, Any]) -> None:
-    version = services.model_train(params=_params(days=5, spikes=False)).version
+    version = model_train(params=_params(days=5, spikes=False)).version
     assert version.data_days == [d.isoformat() for d in DAYS]
     data = version.report["data"]
     assert data["requested_days"] == [d.isoformat() for d in DAYS]
@@ -122,7 +124,7 @@ def test_tampered_archive_is_refused_and_the_day_reported_missing(
     assert not dayfiles.segment_paths(dayfiles.day_dir(archived["cache"], "orderbook", MARKET, DAYS[0]))
 
     with caplog.at_level(logging.WARNING, logger="mlmodel.services"):
-        version = services.model_train(params=_params(days=5, spikes=False)).version
+        version = model_train(params=_params(days=5, spikes=False)).version
     assert version.data_days == [d.isoformat() for d in DAYS[1:]]
     missing = version.report["data"]["missing_days"]
     assert list(missing) == [DAYS[0].isoformat()] and "SHA-256" in missing[DAYS[0].isoformat()]
@@ -139,7 +141,7 @@ def test_tampered_archive_is_refused_and_the_day_reported_missing(
 def test_a_day_never_uploaded_is_reported_missing(archived: dict[str, Any]) -> None:
     # The collector recorded nothing on DAYS[0] - 1 and DAYS[0] - 2: asking for 7 days gets the 5 that exist.
     DayUpload.objects.filter(day=DAYS[1]).delete()  # and DAYS[1] was never uploaded before retention lost it
-    selection = services.training_days_select(_params(days=7))
+    selection = training_days_select(_params(days=7))
     assert selection.days == [DAYS[0], *DAYS[2:]]
     assert sorted(selection.missing) == [
         DAYS[0] - dt.timedelta(days=2),

@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 # A stand-in for the ml worker: it starts the training through the service, says the pid, then waits.
 PARENT = (
-    "import sys, time, django; django.setup(); from mlmodel import services; "
-    "print(services.training_runs_spawn(run_ids=[int(sys.argv[1])]), flush=True); time.sleep(600)"
+    "import sys, time, django; django.setup(); from mlmodel.services.runs import training_runs_spawn; "
+    "print(training_runs_spawn(run_ids=[int(sys.argv[1])]), flush=True); time.sleep(600)"
 )
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from mlmodel import services, tasks
+from mlmodel import tasks
 from mlmodel.models import ModelVersion, Prediction, TrainingRun, TrainingState
+from mlmodel.services.registry import model_promote
+from mlmodel.services.runs import training_run_start
 from tests import live
 from tests.autotrade.test_e2e_celery import batch, register
 from tests.mlmodel.platform.conftest import MARKET, small_params
@@ -47,7 +49,7 @@ def test_training_runs_in_its_own_process_while_predictions_go_on(
     _ml_env: dict[str, Path], shared_media, celery_worker_process
 ):
     model_promote_const = register(1, 0.001)
-    services.model_promote(version=model_promote_const)
+    model_promote(version=model_promote_const)
     synthetic_days(_ml_env["data"])
     params = small_params(
         data_dir=str(_ml_env["data"]),
@@ -57,7 +59,7 @@ def test_training_runs_in_its_own_process_while_predictions_go_on(
         compare_incumbent=False,
         max_samples_per_epoch=20000,
     )
-    run = services.training_run_start(market=MARKET, params=params)
+    run = training_run_start(market=MARKET, params=params)
     try:
         _check(run)
     finally:  # a failed check must not leave the detached training process running into the next test

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from mlmodel import services, tasks
+from mlmodel import tasks
 from mlmodel.models import ModelVersion, Prediction
+from mlmodel.services.registry import model_promote
 from tests import live
 from tests.autotrade.test_e2e_celery import batch, register
 
@@ -67,7 +68,7 @@ def _loads(tmp_path: Path) -> list[list[str]]:
 
 def test_the_active_model_is_loaded_when_the_worker_starts(redis_url, shared_media, tmp_path):
     version = register(1, 0.001)
-    services.model_promote(version=version)
+    model_promote(version=version)
     with _ml_worker(tmp_path, delay_s=0) as proc:
         _wait_ready(proc, tmp_path / "ml.log")
         # No batch sent yet: the worker loaded the model by itself, in a thread of its own.
@@ -84,7 +85,7 @@ def test_the_active_model_is_loaded_when_the_worker_starts(redis_url, shared_med
 
 def test_a_model_slower_to_load_than_the_time_limit_breaks_no_batch(redis_url, shared_media, tmp_path):
     version = register(1, 0.001)
-    services.model_promote(version=version)
+    model_promote(version=version)
     with _ml_worker(tmp_path, delay_s=25) as proc:  # longer than the task's 20 s soft limit
         _wait_ready(proc, tmp_path / "ml.log")
 

@@ -1,0 +1,1 @@
+"""ML writes, by concern: params, data, train, registry, runs, predictions (import from the module)."""
