@@ -297,6 +297,9 @@ class EvalConfig:
     move_threshold: float = 0.001  # round-trip fee (2 x 0.05 %)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     max_plot_points: int = 2000
+    # At most this many validation and test windows per split (evenly spaced: every k-th, k = ceil(n / cap));
+    # None = all. Bounds a market's evaluation however many days it has (ML_MAX_EVAL_WINDOWS).
+    max_eval_windows: int | None = None
     # Intervals of macro-F1 / MCC: circular block bootstrap over time; block None = max(label overlap,
     # n^(1/3)) rows.
     bootstrap_samples: int = 1000
@@ -334,12 +337,27 @@ def _sub(book: BookArrays, lo: int, hi: int) -> BookArrays:
     )
 
 
+def thin(ends: np.ndarray, cap: int | None) -> np.ndarray:
+    """At most ``cap`` of ``ends``, evenly spaced over the period (every k-th, k = ceil(n / cap)); all of
+    them when they fit or ``cap`` is None."""
+    if cap is None or len(ends) <= cap:
+        return ends
+    return ends[:: -(-len(ends) // cap)]
+
+
 def split_fit_ends(
-    combined: LabelledFrame, split: Split, *, window: int, train_stride: int, offset: int = 0
+    combined: LabelledFrame,
+    split: Split,
+    *,
+    window: int,
+    train_stride: int,
+    offset: int = 0,
+    max_val: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A split's training and validation window ends in ``combined`` (its first ``offset`` rows are extra
-    training periods older than the evaluated data, e.g. spike periods). One definition for the per-market
-    walk-forward and the pooled model's training sets (``mlmodel.services.pooled``)."""
+    training periods older than the evaluated data, e.g. spike periods), the validation ends thinned to
+    ``max_val``. One definition for the per-market walk-forward and the pooled model's training sets
+    (``mlmodel.services.pooled``)."""
     tr_ends = window_ends(
         combined, window=window, t_start=split.train[0], t_end=split.train[1], stride=train_stride
     )
@@ -349,7 +367,7 @@ def split_fit_ends(
         )
         tr_ends = np.union1d(extra_ends[extra_ends < offset], tr_ends)
     va_ends = window_ends(combined, window=window, t_start=split.val[0], t_end=split.val[1])
-    return tr_ends, va_ends
+    return tr_ends, thin(va_ends, max_val)
 
 
 def split_normalised(
@@ -399,7 +417,12 @@ def walk_forward_evaluate(
     split_reports = []
     for split in splits:
         tr_ends, va_ends = split_fit_ends(
-            combined, split, window=W, train_stride=cfg.train_stride, offset=offset
+            combined,
+            split,
+            window=W,
+            train_stride=cfg.train_stride,
+            offset=offset,
+            max_val=cfg.max_eval_windows,
         )
         # Decisions are every usable window in the test period; metrics use those whose label is known.
         te_ends = window_ends(
@@ -410,6 +433,8 @@ def walk_forward_evaluate(
             stride=cfg.eval_stride,
             require_label=False,
         )
+        all_decisions = len(te_ends)
+        te_ends = thin(te_ends, cfg.max_eval_windows)
         horizon_ms = int(round(combined.horizon_s * 1000))
         te_lab = np.isfinite(combined.y[te_ends]) & (f.ts[te_ends] + horizon_ms < split.test[1])
         if len(tr_ends) == 0 or len(va_ends) == 0 or not te_lab.any():
@@ -468,6 +493,8 @@ def walk_forward_evaluate(
                     "val": len(ws_va),
                     "test": int(te_lab.sum()),
                     "test_decisions": len(ws_te),
+                    # Every k-th usable test window is a decision (k > 1 only past ML_MAX_EVAL_WINDOWS).
+                    "test_decision_stride": -(-all_decisions // max(len(ws_te), 1)),
                 },
                 "sample_ts": {
                     "train": [int(ws_tr.ts.min()), int(ws_tr.ts.max())],
@@ -488,6 +515,7 @@ def walk_forward_evaluate(
             "horizon_s": combined.horizon_s,
             "train_stride": cfg.train_stride,
             "eval_stride": cfg.eval_stride,
+            "max_eval_windows": cfg.max_eval_windows,
             "dead_band": "threshold + both fees + spread_cost_factor x relative spread, per sample",
             "label_overlap_rows": overlap,
             "bootstrap": {

@@ -55,6 +55,10 @@ class TrainParams:
     n_splits: int = field(default_factory=_default("n_splits"))
     train_stride: int = field(default_factory=lambda: int(conf.get("ML_TRAIN_STRIDE")))
     eval_stride: int = field(default_factory=lambda: int(conf.get("ML_EVAL_STRIDE")))
+    # Bounds that keep a night's work independent of how many days a market has: validation and test
+    # windows per split (mlmodel.evaluation.thin), and the rows of each market the pooled model trains on.
+    max_eval_windows: int = field(default_factory=lambda: int(conf.get("ML_MAX_EVAL_WINDOWS")))
+    pooled_rows_per_market: int = field(default_factory=lambda: int(conf.get("ML_POOLED_ROWS_PER_MARKET")))
     baselines: tuple[str, ...] = ("linear_ofi", "gbt")
     device: str = field(default_factory=lambda: str(conf.get("ML_DEVICE")))
     backtest_threshold: float = field(default_factory=_default("backtest_threshold"))
@@ -107,6 +111,8 @@ class TrainParams:
             "train_stride",
             "eval_stride",
             "max_samples_per_epoch",
+            "max_eval_windows",
+            "pooled_rows_per_market",
             "feature_levels",
             "gate_min_round_trips",
             "min_test_samples",

@@ -175,6 +175,7 @@ def pipeline_run(
         eval_stride=params.eval_stride,
         move_threshold=2 * fee,
         backtest=bt_cfg,
+        max_eval_windows=params.max_eval_windows,
     )
     on_event, on_epoch = _progress_adapter(params, progress)
     factories: dict[str, Any] = {"persistence": lambda ctx: ZeroReturn()}

@@ -45,6 +45,11 @@ ML_MAX_SAMPLES_PER_EPOCH = 200_000
 ML_N_SPLITS = 3
 ML_TRAIN_STRIDE = 1
 ML_EVAL_STRIDE = 1
+# Bounds on a night's work per market, whatever the days hold (docs/ml.md, "Nightly retraining at scale"):
+# validation and test windows per walk-forward split (evenly spaced beyond it), and the rows of each market
+# the pooled model keeps for training (evenly spread blocks; its other rows are read, sampled and dropped).
+ML_MAX_EVAL_WINDOWS = env.int("ML_MAX_EVAL_WINDOWS", default=50_000)
+ML_POOLED_ROWS_PER_MARKET = env.int("ML_POOLED_ROWS_PER_MARKET", default=30_000)
 ML_SPIKE_K = 4.0
 ML_SPIKE_WINDOW_S = 60.0
 ML_SPIKE_PAD_S = 600.0

@@ -158,3 +158,33 @@ def test_linear_baseline_finds_the_ofi_signal() -> None:
 def test_model_protocol_is_satisfied_by_baselines() -> None:
     models: list[ReturnModel] = [ZeroReturn(), LinearOFI(("ofi_1s", "x"))]
     assert [m.name for m in models] == ["persistence", "linear_ofi"]
+
+
+def test_eval_windows_are_capped_evenly_over_each_period_and_untouched_below_the_cap() -> None:
+    """ML_MAX_EVAL_WINDOWS: a market with many days is judged on at most that many validation and test
+    windows per split, every k-th one (so the whole period is still covered); below the cap nothing moves."""
+    lf, book = _data()
+    splits = walk_forward_splits_by_rows(lf.frame.ts, n_splits=2)
+    full_log: list[_Seen] = []
+    full, _ = walk_forward_evaluate(lf, book, splits, _factories(full_log), config=EvalConfig(window=10))
+    same_log: list[_Seen] = []
+    same, _ = walk_forward_evaluate(
+        lf, book, splits, _factories(same_log), config=EvalConfig(window=10, max_eval_windows=10**6)
+    )
+    assert [s["samples"] for s in same["splits"]] == [s["samples"] for s in full["splits"]]
+    cap = 100
+    log: list[_Seen] = []
+    capped, _ = walk_forward_evaluate(
+        lf, book, splits, _factories(log), config=EvalConfig(window=10, max_eval_windows=cap)
+    )
+    for s_full, s_cap, seen, seen_full in zip(full["splits"], capped["splits"], log, full_log, strict=True):
+        n = s_full["samples"]["test_decisions"]
+        k = -(-n // cap)
+        assert s_cap["samples"]["test_decisions"] == len(range(0, n, k)) <= cap
+        assert s_cap["samples"]["test_decision_stride"] == k > 1
+        assert s_cap["samples"]["val"] <= cap < s_full["samples"]["val"]
+        np.testing.assert_array_equal(seen.predicted[1], seen_full.predicted[1][::k])  # every k-th decision
+        assert seen.val_ts.min() - seen_full.val_ts.min() < 60_000  # validation still spans its period
+        assert seen_full.val_ts.max() - seen.val_ts.max() < 60_000
+        np.testing.assert_array_equal(seen.train_ts, seen_full.train_ts)  # training windows untouched
+    assert capped["config"]["max_eval_windows"] == cap

@@ -151,3 +151,87 @@ def test_pooled_artifact_round_trips_and_the_compiled_kernel_folds_the_embedding
         predictor.predict_raw(raw)  # a pooled model needs each window's market
     latest = {"KRW-B": raw[1], "KRW-Z": raw[0]}  # a market it was not trained on is left out
     assert set(predictor.predict_markets(latest)) == {"KRW-B"}
+
+
+# --- Bounded nightly work (issue 16): the pooled memory and a market's evaluation do not grow with days.
+
+
+def test_market_sample_keeps_every_row_within_the_budget_and_matches_the_full_data_sets() -> None:
+    from mlmodel.evaluation import split_fit_ends, split_normalised
+    from mlmodel.services.pooled import MarketSample, pooled_splits
+
+    data = _market(4, 2.0)
+    lf = data.labelled
+    sample = MarketSample.of(lf, window=10, rows=len(lf))
+    assert len(sample.ts) == len(lf)
+    split = pooled_splits({"KRW-SIG": sample}, n_splits=2)[1]
+    norm, tr, va = sample.split_sets(split, window=10, horizon_s=5.0, train_stride=2, max_val=None)
+    tr_full, va_full = split_fit_ends(lf, split, window=10, train_stride=2)
+    norm_full, _ = split_normalised(lf, split)
+    np.testing.assert_array_equal(tr.ends, tr_full)
+    np.testing.assert_array_equal(va.ends, va_full)
+    np.testing.assert_allclose(norm.mean, norm_full.mean)
+    np.testing.assert_allclose(norm.std, norm_full.std)
+
+
+def test_market_sample_past_its_budget_keeps_whole_windows_in_blocks_spread_over_the_data() -> None:
+    from mlmodel.services.pooled import MarketSample
+
+    lf = _market(4, 2.0).labelled
+    window, budget = 10, 1_000
+    sample = MarketSample.of(lf, window=window, rows=budget, block_ends=90)  # 24 blocks (MIN_BLOCKS) of 41
+    assert len(sample.ts) <= budget and sample.rows_total == len(lf)
+    # Blocks reach from the start to the end of the data, not only its first rows.
+    assert sample.ts[0] == lf.frame.ts[0] and sample.ts[-1] == lf.frame.ts[-1]
+    # Every window end it offers has its whole window among the kept rows, consecutive in the original data.
+    pos = np.searchsorted(lf.frame.ts, sample.ts)
+    for j in np.flatnonzero(sample.can_end):
+        assert j >= window - 1 and pos[j] - pos[j - window + 1] == window - 1
+        assert lf.frame.valid[pos[j] - window + 1 : pos[j] + 1].all()
+    assert sample.can_end.sum() > 0.8 * 24 * (41 - window + 1)
+
+
+def test_pooled_run_from_a_loader_reads_each_market_twice_and_trains_on_its_budget_only(monkeypatch) -> None:  # noqa: ANN001
+    datas = {"KRW-SIG": _market(4, 2.0), "KRW-NOISE": _market(5, 0.0)}
+    reads: list[str] = []
+    got: dict[str, Any] = {}
+
+    def load(market: str) -> MarketData:
+        reads.append(market)
+        return datas[market]
+
+    def on_result(market: str, data: MarketData, res: Any) -> None:
+        got[market] = res.report
+
+    budget = 2_000
+    result = pooled_pipeline_run(
+        params=_params(pooled_rows_per_market=budget, max_eval_windows=500),
+        markets=["KRW-SIG", "KRW-NOISE"],
+        load=load,
+        on_result=on_result,
+    )
+    assert sorted(reads) == ["KRW-NOISE", "KRW-NOISE", "KRW-SIG", "KRW-SIG"]
+    assert not result.results and set(got) == set(result.reports) == {"KRW-NOISE", "KRW-SIG"}
+    for bundle in result.models.values():
+        assert all(n <= budget for n in bundle.meta["rows_sampled"].values())
+        assert bundle.meta["train_samples"] <= 2 * budget
+    # Each market's evaluation is held to ML_MAX_EVAL_WINDOWS decisions per split, spread over the period.
+    for report in got.values():
+        for s in report["evaluation"]["splits"]:
+            assert s["samples"]["test_decisions"] <= 500 and s["samples"]["test_decision_stride"] >= 2
+            assert s["samples"]["val"] <= 500
+
+
+def test_an_unreadable_market_is_listed_and_the_others_are_trained() -> None:
+    from mlmodel.services.params import TrainingFailed
+
+    datas = {"KRW-SIG": _market(4, 2.0)}
+
+    def load(market: str) -> MarketData:
+        if market not in datas:
+            raise TrainingFailed("no order-book day files")
+        return datas[market]
+
+    result = pooled_pipeline_run(params=_params(), markets=["KRW-SIG", "KRW-GONE"], load=load)
+    assert result.markets == ("KRW-SIG",) and set(result.results) == {"KRW-SIG"}
+    assert result.failed == {"KRW-GONE": "no order-book day files"}
