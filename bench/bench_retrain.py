@@ -13,6 +13,16 @@ samples (per market for the per-market models, over all markets for the pooled o
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_retrain.py                  # 4 markets x 20 min, 3 runs
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_retrain.py --markets 2 --minutes 10 --repeats 1
+
+``--night`` measures the nightly pooled job at its real size instead of extrapolating it: one market with
+``--big-days`` (5) days of 5 Hz day files, read, sampled and evaluated as the job does it (the per-market
+parts), and the pooled LSTM trained on the bounded samples of ``--night-markets`` (200) markets (the others
+generated in memory, each a little past ML_POOLED_ROWS_PER_MARKET rows so every one is sampled). The night on
+one core is N x (read + sample) + the pooled training + N x (read + evaluate); the baseline, in the same run,
+is the big market's evaluation without ML_MAX_EVAL_WINDOWS (``--no-baseline`` skips it).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_retrain.py --night
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_retrain.py --night --night-markets 5 --big-days 0.2
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -141,14 +152,137 @@ def timed(
         train_service.render_plots = plots.real
 
 
+def _rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _clock(fn: Any) -> tuple[Any, float, float]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
+def night(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from mlmodel.dataset import label_frame
+    from mlmodel.features import FeatureConfig, compute_features
+    from mlmodel.services.pooled import MarketSample, pooled_market_evaluate, pooled_models_fit
+
+    n_markets, big = args.night_markets, "KRW-BIG"
+    root = Path(tempfile.mkdtemp(prefix="retrain-night-"))
+    rows_big = int(args.big_days * 86_400 * 5)
+    w0 = time.perf_counter()
+    book, trades = synthetic_market(
+        rows_big, seed=7, start_ms=START_MS, levels=15, price=100_000.0, tick=50.0, signal_strength=2.0
+    )
+    write_day_files(root, big, book, trades)
+    del book, trades
+    gen_wall = time.perf_counter() - w0
+    params = TrainParams.from_dict(
+        {"market": POOLED_MARKET, "data_dir": str(root), "device": "cpu", "spikes": False, "days": 10}
+    )
+    budget = params.pooled_rows_per_market
+    print(
+        f"night: {n_markets} markets, {big} with {args.big_days:g} days at 5 Hz ({rows_big:,} rows, "
+        f"written in {gen_wall:.0f} s); ML_POOLED_ROWS_PER_MARKET {budget:,}, ML_MAX_EVAL_WINDOWS "
+        f"{params.max_eval_windows:,}, ML_MAX_SAMPLES_PER_EPOCH {params.max_samples_per_epoch:,}; "
+        f"LSTM hidden {params.hidden}, window {params.window}, <= {params.epochs} epochs, "
+        f"{params.n_splits} splits; 1 thread"
+    )
+
+    def load_big() -> MarketData:
+        p = dataclasses.replace(params, market=big)
+        return market_data_load(root=root, market=big, days=training_days(p), params=p)
+
+    data, read_wall, read_cpu = _clock(load_big)
+    c0 = time.process_time()
+    sample = MarketSample.of(data.labelled, window=params.window, rows=budget)
+    samp_cpu = time.process_time() - c0
+    print(
+        f"  {big} read (day files -> features, labels): wall {read_wall:.1f} s cpu {read_cpu:.1f} s; "
+        f"sample: {samp_cpu:.2f} s cpu, {len(sample.ts):,} of {sample.rows_total:,} rows kept; "
+        f"peak RSS {_rss_gib():.2f} GiB"
+    )
+    del data
+    samples = {big: sample}
+    cfg = FeatureConfig(levels=params.feature_levels)
+    # The other markets as their samples would be: 5 Hz blocks spread over the same days as the big market
+    # (so the common splits fall where they would), a little more than the budget so each is sampled too.
+    n_small, n_blocks = int(budget * 1.1), 24
+    block = n_small // n_blocks
+    spread = np.repeat(np.arange(n_blocks), block) * ((rows_big - block) // (n_blocks - 1) - block) * 200
+    for i in range(n_markets - 1):
+        book, trades = synthetic_market(
+            block * n_blocks, seed=100 + i, start_ms=START_MS, levels=15, price=100_000.0, tick=50.0,
+            signal_strength=(0.0, 1.0, 2.0, 3.0)[i % 4],
+        )  # fmt: skip
+        book = dataclasses.replace(book, ts=book.ts + spread)
+        tb = np.minimum(np.searchsorted(book.ts - spread, trades.ts, side="right"), len(spread)) - 1
+        trades = dataclasses.replace(trades, ts=trades.ts + spread[np.maximum(tb, 0)])
+        lf = label_frame(compute_features(book, trades, config=cfg), horizon_s=params.horizon_s)
+        samples[f"KRW-S{i:03d}"] = MarketSample.of(lf, window=params.window, rows=budget)
+    print(f"  {n_markets} markets' samples held: peak RSS {_rss_gib():.2f} GiB")
+    fits = Clock(pooled_service.train_lstm)
+    pooled_service.train_lstm = fits
+    try:
+        w0, c0 = time.perf_counter(), time.process_time()
+        splits, models = pooled_models_fit(params=params, samples=samples)
+        fit_wall, fit_cpu = time.perf_counter() - w0, time.process_time() - c0
+    finally:
+        pooled_service.train_lstm = fits.real
+    print(
+        f"  pooled LSTM, {n_markets} markets: wall {fit_wall:.1f} s cpu {fit_cpu:.1f} s "
+        f"(per split: epochs, train windows, val windows {fits.fits}); peak RSS {_rss_gib():.2f} GiB"
+    )
+    del samples
+
+    def evaluate(cap: int) -> Any:
+        p = dataclasses.replace(params, max_eval_windows=cap)
+        return pooled_market_evaluate(params=p, market=big, data=load_big(), splits=splits, models=models)
+
+    res, ev_wall, ev_cpu = _clock(lambda: evaluate(params.max_eval_windows))
+    dec = [s["samples"]["test_decisions"] for s in res.report["evaluation"]["splits"]]
+    print(
+        f"  {big} read + evaluate + gate (capped): wall {ev_wall:.1f} s cpu {ev_cpu:.1f} s; test decisions "
+        f"per split {dec}; gate {'passed' if res.report['promotable'] else 'refused'}; "
+        f"peak RSS {_rss_gib():.2f} GiB"
+    )
+    per_market = read_cpu + samp_cpu + ev_cpu
+    total = (n_markets * per_market + fit_cpu) / 3600
+    print(
+        f"night on one core: {n_markets} x ({read_cpu + samp_cpu:.1f} s read + sample + {ev_cpu:.1f} s "
+        f"read + evaluate) + {fit_cpu:.0f} s pooled LSTM = {total:.2f} CPU h (one ml worker runs it)"
+    )
+    if args.baseline:
+        res0, b_wall, b_cpu = _clock(lambda: evaluate(10**9))
+        dec0 = [s["samples"]["test_decisions"] for s in res0.report["evaluation"]["splits"]]
+        print(
+            f"  baseline, {big} read + evaluate without the cap: wall {b_wall:.1f} s cpu {b_cpu:.1f} s; test "
+            f"decisions per split {dec0}; gate {'passed' if res0.report['promotable'] else 'refused'}; "
+            f"peak RSS {_rss_gib():.2f} GiB"
+        )
+        print(
+            f"ratio uncapped / capped evaluation: x{b_cpu / ev_cpu:.1f} CPU; night without the cap "
+            f"{(n_markets * (read_cpu + samp_cpu + b_cpu) + fit_cpu) / 3600:.1f} CPU h"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--night", action="store_true", help="measure the nightly pooled job at its real size")
+    ap.add_argument("--night-markets", type=int, default=NIGHT_MARKETS)
+    ap.add_argument("--big-days", type=float, default=5.0)
+    ap.add_argument("--no-baseline", dest="baseline", action="store_false")
     ap.add_argument("--markets", type=int, default=4)
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=0, help="default: the training config's (ML_EPOCHS)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.night:
+        night(args)
+        return
     markets = [f"KRW-S{i:03d}" for i in range(args.markets)]
     root = Path(tempfile.mkdtemp(prefix="retrain-bench-"))
     market_days(root, markets, args.minutes)

@@ -16,6 +16,9 @@ from mlmodel.ticks import TickFn, krw_tick_size
 
 FEATURE_VERSION = "ob-features-1"
 BPS = 1e4
+# A long series (days of snapshots) is featurised this many rows at a time: the wide per-level columns of a
+# whole 5-day 5 Hz market would need ~4.5 GiB at once; the per-snapshot series still cover every row.
+CHUNK_ROWS = 262_144
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class FeatureConfig:
             (*self.ofi_windows_s, *self.trade_windows_s, *self.vol_windows_s, *self.return_windows_s)
         )
         return int(longest * 1000) + self.max_gap_ms
+
+
+_ROW_FIELDS = ("ts", "mid", "bid1", "ask1", "X", "valid", "segment")
 
 
 def _wname(w: float) -> str:
@@ -172,6 +178,22 @@ def compute_features(
     ``rows_book`` (the selected rows' ask_px, ask_sz, bid_px, bid_sz with all levels) ``book`` only needs
     level 1 (its first column) for every row."""
     cfg = config or FeatureConfig()
+    if rows is None and rows_book is None and len(book.ts) > CHUNK_ROWS:
+        parts = [
+            compute_features(
+                book,
+                trades,
+                config=cfg,
+                tick_fn=tick_fn,
+                gaps=gaps,
+                rows=np.arange(lo, min(lo + CHUNK_ROWS, len(book.ts))),
+            )
+            for lo in range(0, len(book.ts), CHUNK_ROWS)
+        ]
+        return replace(
+            parts[0],
+            **{k: np.concatenate([getattr(p, k) for p in parts]) for k in _ROW_FIELDS},
+        )
     declared_gap = getattr(book, "segment_gap_ms", None)
     if declared_gap and declared_gap != cfg.max_gap_ms:
         # Imported data declares its own segment gap (import_book --segment-gap); the model keeps it.

@@ -75,13 +75,14 @@ def market_data_load(*, root: Path, market: str, days: Sequence[dt.date], params
     gaps = None
     if gap_t.num_rows:
         gaps = np.column_stack([gap_t.column("ts_start").to_numpy(), gap_t.column("ts_end").to_numpy()])
-    book = dayfiles.book_arrays(book_t)
-    trades = dayfiles.trade_arrays(trade_t) if trade_t.num_rows else None
     try:
         terms = data_terms(book_t)
         tick_fn = terms.tick_fn()
     except ValueError as exc:  # the importer's BookImportError or a bad fee value, with the value
         raise TrainingFailed(str(exc)) from exc
+    book = dayfiles.book_arrays(book_t)
+    trades = dayfiles.trade_arrays(trade_t) if trade_t.num_rows else None
+    del book_t, trade_t  # the Arrow tables (a GiB for 5 busy days) are not needed past this point
     frame = compute_features(
         book, trades, config=FeatureConfig(levels=params.feature_levels), gaps=gaps, tick_fn=tick_fn
     )
