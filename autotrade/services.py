@@ -67,6 +67,9 @@ logger = logging.getLogger(__name__)
 RATE_Q = rule.RATE_Q
 DEFAULT_COOLDOWN_S = 10
 MAX_PREDICTION_AGE_S = 30.0  # a prediction that waited longer than this in the queue is not traded on
+# Older than this, a dropped prediction was queued before the workers last stopped (drained at start-up): an
+# info line, not a warning that the queue lags now.
+BACKLOG_PREDICTION_AGE_S = 600.0
 MAX_SPREAD_COST_FACTOR = Decimal(2)
 
 
@@ -381,8 +384,10 @@ def autotrade_on_prediction(*, prediction: dict[str, Any]) -> list[AutoTradeDeci
     """Evaluate every running session of the market; one user's failure never touches another's."""
     market, _ts, _pred = _prediction_fields(prediction)
     published = prediction.get("published_at")
-    if published is not None and timezone.now().timestamp() - float(published) > MAX_PREDICTION_AGE_S:
-        logger.warning("stale prediction for %s dropped", market)
+    age = timezone.now().timestamp() - float(published) if published is not None else 0.0
+    if age > MAX_PREDICTION_AGE_S:
+        level = logging.INFO if age > BACKLOG_PREDICTION_AGE_S else logging.WARNING
+        logger.log(level, "stale prediction for %s dropped (published %.0f s ago)", market, age)
         return []
     _maybe_prune_holds()
     out = []

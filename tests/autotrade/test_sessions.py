@@ -399,3 +399,24 @@ def test_live_session_is_cut_to_the_exchange_balance_not_a_stale_cache(live_user
     autotrade_on_prediction.run(prediction=prediction(0.0))
     assert decisions(s)[-1].manual_adjust_volume == half
     assert selectors.session_position(session=s).volume == bought - half
+
+
+def test_a_stale_prediction_is_dropped_and_only_a_lag_now_warns(user, wide_book, active_models, caplog):
+    """A prediction that waited past MAX_PREDICTION_AGE_S is not traded on. One a minute old means the queue
+    lags now (warning); one queued before the workers last stopped, drained at start-up, is an info line (the
+    console of a restarted stack stays quiet)."""
+    import logging
+    import re
+    import time
+
+    s = start(user)
+    caplog.set_level(logging.INFO, logger="autotrade.services")
+    lagging = prediction(0.01, published_at=time.time() - 60)
+    backlog = prediction(0.01, published_at=time.time() - 3 * 3600)
+    assert autotrade_on_prediction.run(prediction=lagging) == 0
+    assert autotrade_on_prediction.run(prediction=backlog) == 0
+    assert not decisions(s)
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records if "stale prediction" in r.getMessage()]
+    assert [lvl for lvl, _ in levels] == ["WARNING", "INFO"]
+    assert re.search(r"published 6\d s ago", levels[0][1])
+    assert re.search(r"published 108\d\d s ago", levels[1][1])
