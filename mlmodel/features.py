@@ -53,9 +53,6 @@ class FeatureConfig:
         return int(longest * 1000) + self.max_gap_ms
 
 
-_ROW_FIELDS = ("ts", "mid", "bid1", "ask1", "X", "valid", "segment")
-
-
 def _wname(w: float) -> str:
     return f"{w:g}s"
 
@@ -190,9 +187,19 @@ def compute_features(
             )
             for lo in range(0, len(book.ts), CHUNK_ROWS)
         ]
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
         return replace(
             parts[0],
-            **{k: np.concatenate([getattr(p, k) for p in parts]) for k in _ROW_FIELDS},
+            ts=joined("ts"),
+            mid=joined("mid"),
+            bid1=joined("bid1"),
+            ask1=joined("ask1"),
+            X=joined("X"),
+            valid=joined("valid"),
+            segment=joined("segment"),
         )
     declared_gap = getattr(book, "segment_gap_ms", None)
     if declared_gap and declared_gap != cfg.max_gap_ms:
