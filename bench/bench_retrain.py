@@ -331,7 +331,9 @@ def main() -> None:
         "extrapolated per part, in CPU hours of one core (the wall figures above also hold what other "
         "processes took from this box): LSTM training by its sample-epochs at that size (training sets "
         "capped per epoch at ML_MAX_SAMPLES_PER_EPOCH, same epochs as here); day files/features and the "
-        "rest (baselines, backtests, intervals, gate) x markets x minutes; the plots x markets only:"
+        "rest (baselines, backtests, intervals, gate) x markets x minutes; the plots x markets only. "
+        "A linear upper bound that ignores ML_MAX_EVAL_WINDOWS and the pooled run's per-market sample: "
+        "--night measures the night at its real size:"
     )
     per_market_scale = NIGHT_MARKETS / args.markets
     minutes_scale = NIGHT_MINUTES / args.minutes
