@@ -456,13 +456,16 @@ class FrozenModel:
 class PooledSplitModel:
     """One market's view of a split's pooled LSTM (trained on every market's training period of that split,
     ``mlmodel.services.pooled``) as a walk-forward model: nothing to fit, predictions with the market's
-    embedding. Its windows arrive normalised with the market's own split statistics, as in training."""
+    embedding. With ``raw_X`` (the market's un-normalised feature rows, which the window sets index) its
+    windows are normalised with the model's own statistics of that market, as serving does; without it they
+    arrive normalised with the market's split statistics (the same ones when the market was kept whole)."""
 
     name = "lstm"
 
-    def __init__(self, bundle: ModelBundle, market: str) -> None:
+    def __init__(self, bundle: ModelBundle, market: str, raw_X: np.ndarray | None = None) -> None:
         self.bundle = bundle
         self.market = market
+        self.raw_X = raw_X
 
     def fit(self, train: WindowSet, val: WindowSet) -> None:
         return None
@@ -470,8 +473,17 @@ class PooledSplitModel:
     def predict(self, ws: WindowSet) -> np.ndarray:
         if len(ws) == 0:
             return np.zeros(0)
+        raw = self.raw_X
+        if raw is not None and raw.shape[0] != ws.X.shape[0]:
+            raise ValueError("raw_X must hold the rows the window set indexes")
+        norm = self.bundle.normalizer_for(self.market)
         out = np.empty(len(ws))
         for s in range(0, len(ws), 8192):
             idx = np.arange(s, min(s + 8192, len(ws)))
-            out[idx] = self.bundle.predict_normalised(ws.batch(idx), market=self.market)
+            if raw is None:
+                windows = ws.batch(idx)
+            else:
+                rows = ws.ends[idx][:, None] - np.arange(ws.window - 1, -1, -1)[None, :]
+                windows = norm.transform(raw[rows].reshape(-1, raw.shape[1])).reshape(len(idx), ws.window, -1)
+            out[idx] = self.bundle.predict_normalised(windows, market=self.market)
         return out

@@ -252,10 +252,12 @@ def pooled_market_evaluate(
     incumbent: ModelVersion | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PipelineResult:
-    """One market's walk-forward evaluation and gate with the pooled models seen from that market."""
+    """One market's walk-forward evaluation and gate with the pooled models seen from that market, its
+    windows normalised with each model's statistics of that market (as serving does them)."""
+    raw_X = data.labelled.frame.X
 
     def view(ctx: SplitContext) -> PooledSplitModel:
-        return PooledSplitModel(models[ctx.split.index], market)
+        return PooledSplitModel(models[ctx.split.index], market, raw_X=raw_X)
 
     return pipeline_run(
         params=dataclasses.replace(params, market=market),

@@ -235,3 +235,25 @@ def test_an_unreadable_market_is_listed_and_the_others_are_trained() -> None:
     result = pooled_pipeline_run(params=_params(), markets=["KRW-SIG", "KRW-GONE"], load=load)
     assert result.markets == ("KRW-SIG",) and set(result.results) == {"KRW-SIG"}
     assert result.failed == {"KRW-GONE": "no order-book day files"}
+
+
+def test_the_evaluation_normalises_a_market_as_serving_does_with_the_models_own_statistics() -> None:
+    """A market sampled for training has statistics from its sample; its evaluation must feed the model what
+    serving will (raw windows through the model's normaliser of that market), not the split's full-data
+    statistics."""
+    from mlmodel.dataset import Normalizer, WindowSet
+    from mlmodel.training import PooledSplitModel
+
+    bundle = _pooled_bundle()
+    rng = np.random.default_rng(2)
+    raw = rng.normal(0.3, 1.7, (400, 6)).astype(np.float32)
+    full = Normalizer.fit(raw)  # what walk_forward_evaluate normalises with
+    ends = np.arange(11, 400, 7)
+    ws = WindowSet(X=full.transform(raw), ends=ends, y=np.zeros(len(ends), np.float32), ts=ends, window=12)
+    got = PooledSplitModel(bundle, "KRW-B", raw_X=raw).predict(ws)
+    rows = ends[:, None] - np.arange(11, -1, -1)[None, :]
+    own = bundle.normalizers[1].transform(raw[rows].reshape(-1, 6)).reshape(len(ends), 12, 6)
+    np.testing.assert_allclose(got, bundle.predict_normalised(own, market="KRW-B"))
+    assert not np.allclose(got, PooledSplitModel(bundle, "KRW-B").predict(ws))  # the split's statistics
+    with pytest.raises(ValueError):
+        PooledSplitModel(bundle, "KRW-B", raw_X=raw[:100]).predict(ws)
