@@ -55,7 +55,7 @@ ML_SPIKE_WINDOW_S = 60.0
 ML_SPIKE_PAD_S = 600.0
 ML_TRAIN_IN_SUBPROCESS: bool | None = None  # None = yes inside the ml worker (serving goes on), no elsewhere
 ML_TRAIN_TIME_LIMIT_S = 6 * 3600
-# A pooled run reads and evaluates every enabled market: 5.2 CPU h at 200 markets x 5 days on this 2-core box
+# A pooled run reads and evaluates every enabled market: 5.2-5.7 CPU h at 200 markets x 5 days on a 2-core box
 # (README, "Nightly retraining at scale"); this limit leaves room for a busy box, well before the next night.
 ML_POOLED_TRAIN_TIME_LIMIT_S = env.int("ML_POOLED_TRAIN_TIME_LIMIT_S", default=12 * 3600)
 ML_PREDICTION_KEEP_S = 3600  # predictions older than this are pruned

@@ -28,7 +28,7 @@ from mlmodel.services.runs import (
 
 def _time_limit_s(run_ids: list[int]) -> int:
     """The wall-clock limit of a training process: ML_TRAIN_TIME_LIMIT_S, or ML_POOLED_TRAIN_TIME_LIMIT_S when
-    it runs a pooled model (every enabled market read twice and evaluated one by one: ~5.2 CPU h at 200
+    it runs a pooled model (every enabled market read twice and evaluated one by one: ~5.7 CPU h at 200
     markets x 5 days, bench/bench_retrain.py --night)."""
     limit = int(conf.get("ML_TRAIN_TIME_LIMIT_S"))
     if TrainingRun.objects.filter(pk__in=run_ids, market=POOLED_MARKET).exists():

@@ -79,7 +79,7 @@ def test_the_training_process_stops_and_fails_its_run_when_its_parent_dies(_ml_e
 
 
 def test_a_process_with_a_pooled_run_gets_the_pooled_time_limit(settings) -> None:  # noqa: ANN001
-    """The nightly pooled run reads and evaluates every enabled market (5.2 CPU h at 200 markets x 5 days):
+    """The nightly pooled run reads and evaluates every enabled market (~5.7 CPU h at 200 markets x 5 days):
     its process is stopped at ML_POOLED_TRAIN_TIME_LIMIT_S, a single market's at ML_TRAIN_TIME_LIMIT_S."""
     from mlmodel.management.commands.train import _time_limit_s
     from mlmodel.services.params import POOLED_MARKET
