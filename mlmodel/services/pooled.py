@@ -15,8 +15,21 @@ from typing import Any
 import numpy as np
 from django.utils.translation import gettext_lazy as _
 
-from mlmodel.dataset import LabelledFrame, Normalizer, WindowSet, pooled_windowset, window_ends
-from mlmodel.evaluation import Split, SplitContext, thin, walk_forward_splits_by_rows
+from mlmodel.dataset import (
+    LabelledFrame,
+    Normalizer,
+    WindowSet,
+    make_windowset,
+    pooled_windowset,
+    window_ends,
+)
+from mlmodel.evaluation import (
+    Split,
+    SplitContext,
+    split_fit_ends,
+    split_normalised,
+    walk_forward_splits_by_rows,
+)
 from mlmodel.models import ModelVersion
 from mlmodel.services.data import MarketData, market_data_load, training_days_select
 from mlmodel.services.params import ProgressFn, TrainingFailed, TrainParams
@@ -53,76 +66,73 @@ MIN_BLOCKS = 24
 @dataclass
 class MarketSample:
     """What the pooled training keeps of one market between reading it and training on it: evenly spread
-    blocks of its rows (raw features, labels, times; which rows end a full window of valid rows of one
-    segment) and every ``SPLIT_TS_STRIDE``-th snapshot time for the common splits. All its rows when they fit
-    in the budget (``ML_POOLED_ROWS_PER_MARKET``); the market's other rows are dropped once read, so memory
-    grows with markets x budget, not with the days."""
+    blocks of its rows, as a labelled frame of their own (a block edge starts a new segment, so no window
+    spans two blocks), and every ``SPLIT_TS_STRIDE``-th snapshot time for the common splits. All its rows
+    when they fit in the budget (``ML_POOLED_ROWS_PER_MARKET``); the market's other rows are dropped once
+    read, so memory grows with markets x budget, not with the days."""
 
-    X: np.ndarray  # float32 [R, F]
-    y: np.ndarray  # float64 [R]
-    ts: np.ndarray  # int64 [R]
-    valid: np.ndarray  # bool [R]
-    can_end: np.ndarray  # bool [R]
+    labelled: LabelledFrame
+    window: int
     split_ts: np.ndarray  # int64
     rows_total: int
-    feature_config: Any
-    feature_names: tuple[str, ...]
 
     @classmethod
     def of(cls, lf: LabelledFrame, *, window: int, rows: int, block_ends: int = BLOCK_ENDS) -> MarketSample:
         f = lf.frame
         n = len(f)
-        can = np.zeros(n, dtype=bool)
-        can[window_ends(lf, window=window, require_label=False)] = True
         if n <= rows:
-            keep = np.arange(n)
+            kept = lf
         else:
             n_blocks = max(MIN_BLOCKS, rows // (block_ends + window - 1))
             span = max(rows // n_blocks, window + 1)
             n_blocks = max(1, rows // span)
             starts = np.linspace(0, n - span, n_blocks).astype(np.int64)
             keep = np.unique((starts[:, None] + np.arange(span)[None, :]).ravel())
-        # A kept row ends a usable window only if the window's rows were all kept (not across two blocks).
-        whole = np.zeros(keep.shape[0], dtype=bool)
-        whole[window - 1 :] = (keep[window - 1 :] - keep[: keep.shape[0] - window + 1]) == window - 1
+            seg = f.segment[keep]
+            breaks = (np.diff(keep) != 1) | (np.diff(seg) != 0)
+            frame = dataclasses.replace(
+                f,
+                ts=f.ts[keep],
+                mid=f.mid[keep],
+                bid1=f.bid1[keep],
+                ask1=f.ask1[keep],
+                X=np.ascontiguousarray(f.X[keep]),
+                valid=f.valid[keep],
+                segment=np.r_[0, np.cumsum(breaks)].astype(np.int64),
+            )
+            kept = LabelledFrame(frame=frame, y=lf.y[keep], horizon_s=lf.horizon_s)
         ts = np.asarray(f.ts, dtype=np.int64)
         split_ts = np.unique(np.r_[ts[0], ts[::-1][::SPLIT_TS_STRIDE]])
-        return cls(
-            X=np.ascontiguousarray(f.X[keep]),
-            y=np.asarray(lf.y[keep], dtype=np.float64),
-            ts=ts[keep],
-            valid=np.asarray(f.valid[keep], dtype=bool),
-            can_end=can[keep] & whole,
-            split_ts=split_ts,
-            rows_total=n,
-            feature_config=f.config,
-            feature_names=tuple(f.names),
-        )
+        return cls(labelled=kept, window=window, split_ts=split_ts, rows_total=n)
+
+    @property
+    def ts(self) -> np.ndarray:
+        return np.asarray(self.labelled.frame.ts, dtype=np.int64)
+
+    @property
+    def can_end(self) -> np.ndarray:
+        """Per kept row: a full window of valid kept rows of one segment ends here."""
+        out = np.zeros(len(self.labelled), dtype=bool)
+        out[window_ends(self.labelled, window=self.window, require_label=False)] = True
+        return out
 
     def split_sets(
-        self, split: Split, *, window: int, horizon_s: float, train_stride: int, max_val: int | None
+        self, split: Split, *, train_stride: int, max_val: int | None
     ) -> tuple[Normalizer, WindowSet, WindowSet] | None:
         """The split's training and validation windows from the kept rows, normalised with statistics of the
         kept rows in the split's training period (all its rows when the market fits the budget, else a sample
-        spread evenly over it); None when either set is empty."""
-        h = int(round(horizon_s * 1000))
-        labelled = self.can_end & np.isfinite(self.y)
-        tr = np.flatnonzero(labelled & (self.ts >= split.train[0]) & (self.ts + h < split.train[1]))
-        va = np.flatnonzero(labelled & (self.ts >= split.val[0]) & (self.ts + h < split.val[1]))
-        tr = tr[::train_stride] if train_stride > 1 else tr
-        va = thin(va, max_val)
-        in_train = self.valid & (self.ts >= split.train[0]) & (self.ts < split.train[1])
-        if len(tr) == 0 or len(va) == 0 or not in_train.any():
+        spread evenly over it): the per-market run's ``split_fit_ends`` and ``split_normalised`` on the
+        sample. None when either set is empty."""
+        lf = self.labelled
+        tr, va = split_fit_ends(lf, split, window=self.window, train_stride=train_stride, max_val=max_val)
+        if len(tr) == 0 or len(va) == 0:
             return None
-        norm = Normalizer.fit(self.X, rows=in_train)
-        Xn = norm.transform(self.X)
-
-        def ws(ends: np.ndarray) -> WindowSet:
-            return WindowSet(
-                X=Xn, ends=ends, y=self.y[ends].astype(np.float32), ts=self.ts[ends], window=window
-            )
-
-        return norm, ws(tr), ws(va)
+        norm, Xn = split_normalised(lf, split)
+        return (
+            norm,
+            make_windowset(lf, Xn, tr, window=self.window),
+            make_windowset(lf, Xn, va, window=self.window),
+        )
 
 
 def pooled_splits(samples: Mapping[str, MarketSample], *, n_splits: int) -> list[Split]:
@@ -199,13 +209,7 @@ def pooled_models_fit(
         norms: list[Normalizer | None] = []
         trained: list[str] = []
         for i, market in enumerate(markets):
-            sets = samples[market].split_sets(
-                split,
-                window=params.window,
-                horizon_s=params.horizon_s,
-                train_stride=params.train_stride,
-                max_val=max_val,
-            )
+            sets = samples[market].split_sets(split, train_stride=params.train_stride, max_val=max_val)
             if sets is None:
                 norms.append(None)
                 continue
@@ -219,14 +223,14 @@ def pooled_models_fit(
         first = next(n for n in norms if n is not None)
         if identity is None:
             identity = Normalizer(mean=np.zeros_like(first.mean), std=np.ones_like(first.std))
-        sample = samples[trained[0]]
+        frame = samples[trained[0]].labelled.frame
         bundle = train_lstm(
             pooled_windowset(tr_parts),
             pooled_windowset(va_parts),
             config=cfg,
             normalizer=first,
-            feature_config=sample.feature_config,
-            feature_names=sample.feature_names,
+            feature_config=frame.config,
+            feature_names=tuple(frame.names),
             horizon_s=params.horizon_s,
             progress=on_epoch,
             should_stop=should_stop,

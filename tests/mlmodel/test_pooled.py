@@ -165,7 +165,7 @@ def test_market_sample_keeps_every_row_within_the_budget_and_matches_the_full_da
     sample = MarketSample.of(lf, window=10, rows=len(lf))
     assert len(sample.ts) == len(lf)
     split = pooled_splits({"KRW-SIG": sample}, n_splits=2)[1]
-    norm, tr, va = sample.split_sets(split, window=10, horizon_s=5.0, train_stride=2, max_val=None)
+    norm, tr, va = sample.split_sets(split, train_stride=2, max_val=None)
     tr_full, va_full = split_fit_ends(lf, split, window=10, train_stride=2)
     norm_full, _ = split_normalised(lf, split)
     np.testing.assert_array_equal(tr.ends, tr_full)
